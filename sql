@@ -1,0 +1,1 @@
+zart-pg/sql

@@ -1,0 +1,130 @@
+//! Maps driver and pool errors to [`zart::Error`], by SQLSTATE.
+
+use zart::Error;
+
+/// The SQLSTATEs raised by `sql/zart.sql`.
+pub mod sqlstate {
+    /// The execution was cancelled.
+    pub const CANCELLED: &str = "ZA001";
+    /// The fence is stale: the lease was lost.
+    pub const LEASE_LOST: &str = "ZA002";
+    /// The id exists with another task or input.
+    pub const CONFLICT: &str = "ZA003";
+    /// An argument was refused.
+    pub const INVALID_INPUT: &str = "ZA004";
+    /// The bucket does not match the id.
+    pub const WRONG_BUCKET: &str = "ZA005";
+    /// The step already has a final result.
+    pub const STEP_RECORDED: &str = "ZA006";
+}
+
+const MISSING_SCHEMA: &str = "the Zart schema is missing from this database (or incomplete): \
+     run `zart migrate` with DATABASE_URL pointing at it";
+
+/// What a failed call was about, to name it in the error.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Call<'a> {
+    pub what: &'static str,
+    pub execution_id: Option<&'a str>,
+    pub step: Option<&'a str>,
+}
+
+impl<'a> Call<'a> {
+    pub(crate) fn new(what: &'static str) -> Self {
+        Call {
+            what,
+            execution_id: None,
+            step: None,
+        }
+    }
+
+    pub(crate) fn execution(what: &'static str, id: &'a str) -> Self {
+        Call {
+            what,
+            execution_id: Some(id),
+            step: None,
+        }
+    }
+
+    pub(crate) fn step(mut self, step: &'a str) -> Self {
+        self.step = Some(step);
+        self
+    }
+}
+
+/// Maps a tokio-postgres error.
+pub(crate) fn from_pg(err: tokio_postgres::Error, call: Call<'_>) -> Error {
+    let id = || call.execution_id.unwrap_or_default().to_owned();
+    if let Some(db) = err.as_db_error() {
+        let code = db.code().code();
+        let message = db.message().to_owned();
+        return match code {
+            sqlstate::CANCELLED => Error::Cancelled { id: id() },
+            sqlstate::LEASE_LOST => Error::LeaseLost { id: id() },
+            sqlstate::CONFLICT => Error::Conflict {
+                id: id(),
+                detail: message,
+            },
+            sqlstate::INVALID_INPUT => {
+                let (field, reason) = message
+                    .strip_prefix("invalid ")
+                    .and_then(|rest| rest.split_once(": "))
+                    .map(|(f, r)| (f.to_owned(), r.to_owned()))
+                    .unwrap_or_else(|| ("argument".to_owned(), message.clone()));
+                Error::InvalidInput { field, reason }
+            }
+            sqlstate::STEP_RECORDED => Error::StepAlreadyRecorded {
+                id: id(),
+                step: call.step.unwrap_or_default().to_owned(),
+            },
+            // undefined_function, undefined_table: the schema is not there.
+            "42883" | "42P01" => Error::Schema(format!("{MISSING_SCHEMA} ({message})")),
+            _ if code.starts_with("08")
+                || code == "57P01"
+                || code == "57P02"
+                || code == "57P03"
+                || code == "53300" =>
+            {
+                Error::Unavailable {
+                    message: call.what.to_owned(),
+                    source: Some(Box::new(err)),
+                }
+            }
+            _ => Error::Database {
+                message: format!("{}: {message} (SQLSTATE {code})", call.what),
+                source: Some(Box::new(err)),
+            },
+        };
+    }
+    // No server error: the connection broke, or the driver could not talk to the server.
+    Error::Unavailable {
+        message: call.what.to_owned(),
+        source: Some(Box::new(err)),
+    }
+}
+
+/// Maps a pool error (timeout, or failure to open a connection).
+pub(crate) fn from_pool(err: deadpool_postgres::PoolError, call: Call<'_>) -> Error {
+    match err {
+        deadpool_postgres::PoolError::Backend(pg) => from_pg(pg, call),
+        other => Error::Unavailable {
+            message: format!(
+                "{}: could not get a database connection: {other}",
+                call.what
+            ),
+            source: Some(Box::new(other)),
+        },
+    }
+}
+
+/// The message for a schema older than this build.
+pub(crate) fn outdated_schema(found: i32, required: i32) -> Error {
+    Error::Schema(format!(
+        "the Zart schema in this database is version {found}, but this build needs version \
+         {required}: run `zart migrate` with DATABASE_URL pointing at it"
+    ))
+}
+
+pub(crate) fn missing_schema() -> Error {
+    Error::Schema(MISSING_SCHEMA.to_owned())
+}

@@ -1,0 +1,435 @@
+//! PostgreSQL backend for Zart: [`PostgresScheduler`] implements [`zart::Scheduler`] with one
+//! stored-procedure round trip per call.
+//!
+//! - Every call is one unnamed statement (`query_typed`): no prepare round trip, a fresh plan.
+//! - Claims use `FOR UPDATE SKIP LOCKED` and return the input and recorded steps with the claim.
+//! - Writes for a claimed execution are fenced by its token; a stale one fails with SQLSTATE
+//!   `ZA002`, mapped to [`zart::Error::LeaseLost`].
+//! - Wake-ups travel by LISTEN/NOTIFY on a dedicated connection; the Rust paths send their
+//!   NOTIFYs after commit, batched (see `notifier`).
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use zart_pg::{PgPool, PostgresScheduler};
+//!
+//! # async fn example() -> Result<(), zart::Error> {
+//! let pool = PgPool::connect("postgres://postgres@127.0.0.1/app").await?;
+//! zart_pg::migrate(pool.config()).await?;
+//! let scheduler = Arc::new(PostgresScheduler::new(pool));
+//! # Ok(()) }
+//! ```
+
+mod errors;
+mod listener;
+mod migrate;
+mod notifier;
+mod pool;
+pub mod queries;
+
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use postgres_types::{ToSql, Type};
+use tokio::sync::broadcast;
+use zart::scheduler::{
+    ClaimTasksParams, ClaimedTask, CommitStepParams, CompleteExecutionParams, HeartbeatParams,
+    Lease, NextRunAtParams, Outcome, RecordedStep, ReleaseTasksParams, RetryStepParams,
+    StartExecutionParams, StartOutcome, Wakeup,
+};
+use zart::{Error, ErrorRecord, Execution, ExecutionStatus, Scheduler};
+
+pub use errors::sqlstate;
+pub use migrate::{
+    migrate, MigrationReport, FUNCTIONS_SQL, HISTORY_TABLE, REQUIRED_SCHEMA_VERSION,
+};
+pub use pool::{PgPool, DEFAULT_POOL_SIZE};
+
+use errors::{from_pg, from_pool, Call};
+
+/// How many wake-ups a slow subscriber may fall behind before it is told to resync.
+const WAKEUP_BUFFER: usize = 4096;
+
+/// The PostgreSQL [`Scheduler`].
+pub struct PostgresScheduler {
+    pool: PgPool,
+    wakeups: broadcast::Sender<Wakeup>,
+    listener: OnceLock<listener::Listener>,
+    notifier: OnceLock<notifier::Notifier>,
+}
+
+impl std::fmt::Debug for PostgresScheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresScheduler")
+            .field("pool", &self.pool)
+            .field("listening", &self.listener.get().is_some())
+            .finish()
+    }
+}
+
+impl PostgresScheduler {
+    /// A scheduler over `pool`. Nothing is connected until first use; the listener and the
+    /// notification sender start on the first call made inside a tokio runtime.
+    pub fn new(pool: PgPool) -> Self {
+        let (wakeups, _) = broadcast::channel(WAKEUP_BUFFER);
+        PostgresScheduler {
+            pool,
+            wakeups,
+            listener: OnceLock::new(),
+            notifier: OnceLock::new(),
+        }
+    }
+
+    /// Connects to `url` with a default pool; see [`PgPool::connect`].
+    ///
+    /// # Errors
+    /// As [`PgPool::connect`].
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        Ok(PostgresScheduler::new(PgPool::connect(url).await?))
+    }
+
+    /// The pool, for your own queries.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Queues a NOTIFY to be sent after the commit that just happened.
+    fn notify_after_commit(&self, channel: &'static str, payload: &str) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        self.notifier
+            .get_or_init(|| notifier::Notifier::start(self.pool.pool().clone()))
+            .notify(channel, payload.to_owned());
+    }
+
+    async fn client(&self, call: Call<'_>) -> Result<deadpool_postgres::Object, Error> {
+        self.pool.pool().get().await.map_err(|e| from_pool(e, call))
+    }
+
+    async fn query(
+        &self,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+        call: Call<'_>,
+    ) -> Result<Vec<tokio_postgres::Row>, Error> {
+        let client = self.client(call).await?;
+        client
+            .query_typed(sql, params)
+            .await
+            .map_err(|e| from_pg(e, call))
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T, what: &str) -> Result<serde_json::Value, Error> {
+    serde_json::to_value(value).map_err(|source| Error::Serialization {
+        action: "serialize",
+        what: what.to_owned(),
+        source,
+    })
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn lease_arrays(leases: &[Lease]) -> (Vec<i16>, Vec<String>, Vec<i64>) {
+    let mut buckets = Vec::with_capacity(leases.len());
+    let mut ids = Vec::with_capacity(leases.len());
+    let mut fences = Vec::with_capacity(leases.len());
+    for l in leases {
+        buckets.push(l.bucket);
+        ids.push(l.execution_id.clone());
+        fences.push(l.fence);
+    }
+    (buckets, ids, fences)
+}
+
+fn row_error(err: tokio_postgres::Error, what: &'static str) -> Error {
+    from_pg(err, Call::new(what))
+}
+
+#[async_trait]
+impl Scheduler for PostgresScheduler {
+    async fn check_schema(&self) -> Result<(), Error> {
+        let rows = self
+            .query(
+                queries::SCHEMA_VERSION,
+                &[],
+                Call::new("checking the schema"),
+            )
+            .await?;
+        let version: i32 = rows
+            .first()
+            .ok_or_else(errors::missing_schema)?
+            .try_get(0)
+            .map_err(|e| row_error(e, "checking the schema"))?;
+        if version < REQUIRED_SCHEMA_VERSION {
+            return Err(errors::outdated_schema(version, REQUIRED_SCHEMA_VERSION));
+        }
+        Ok(())
+    }
+
+    async fn start_execution(&self, p: StartExecutionParams) -> Result<StartOutcome, Error> {
+        let call = Call::execution("start", &p.id);
+        let rows = self
+            .query(
+                queries::START_EXECUTION,
+                &[
+                    (&p.id, Type::TEXT),
+                    (&p.task_name, Type::TEXT),
+                    (&p.input, Type::JSONB),
+                    (&p.queue, Type::TEXT),
+                    (&p.parent_id, Type::TEXT),
+                ],
+                call,
+            )
+            .await?;
+        let row = rows.first().ok_or_else(|| Error::Database {
+            message: "zart_start_execution returned no row".to_owned(),
+            source: None,
+        })?;
+        let created: bool = row.try_get(0).map_err(|e| from_pg(e, call))?;
+        let status: String = row.try_get(1).map_err(|e| from_pg(e, call))?;
+        if created {
+            self.notify_after_commit(queries::CHANNEL_WORK, &p.queue);
+        }
+        Ok(StartOutcome {
+            created,
+            status: ExecutionStatus::parse(&status)?,
+        })
+    }
+
+    async fn claim_tasks(&self, p: ClaimTasksParams) -> Result<Vec<ClaimedTask>, Error> {
+        let call = Call::new("claim");
+        let limit = i32::try_from(p.limit).unwrap_or(i32::MAX);
+        let rows = self
+            .query(
+                queries::CLAIM_TASKS,
+                &[
+                    (&p.worker_id, Type::TEXT),
+                    (&p.queue, Type::TEXT),
+                    (&p.task_names, Type::TEXT_ARRAY),
+                    (&limit, Type::INT4),
+                    (&millis(p.lease), Type::INT8),
+                ],
+                call,
+            )
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                let get_err = |e| row_error(e, "reading a claimed task");
+                let execution_id: String = row.try_get(1).map_err(get_err)?;
+                let claims: i32 = row.try_get(4).map_err(get_err)?;
+                let steps: serde_json::Value = row.try_get(6).map_err(get_err)?;
+                let steps: Vec<RecordedStep> =
+                    serde_json::from_value(steps).map_err(|source| Error::Serialization {
+                        action: "deserialize",
+                        what: format!("the recorded steps of execution {execution_id:?}"),
+                        source,
+                    })?;
+                Ok(ClaimedTask {
+                    lease: Lease {
+                        bucket: row.try_get(0).map_err(get_err)?,
+                        execution_id,
+                        fence: row.try_get(3).map_err(get_err)?,
+                    },
+                    task_name: row.try_get(2).map_err(get_err)?,
+                    claims: u32::try_from(claims).unwrap_or(0),
+                    input: row.try_get(5).map_err(get_err)?,
+                    steps,
+                })
+            })
+            .collect()
+    }
+
+    async fn commit_step(&self, p: CommitStepParams) -> Result<(), Error> {
+        let call = Call::execution("recording a step", &p.lease.execution_id).step(&p.name);
+        let error = p
+            .error
+            .as_ref()
+            .map(|e| to_json(e, "a step error"))
+            .transpose()?;
+        let seq = i32::try_from(p.seq).unwrap_or(i32::MAX);
+        let attempts = i32::try_from(p.attempts).unwrap_or(i32::MAX);
+        self.query(
+            queries::COMMIT_STEP,
+            &[
+                (&p.lease.bucket, Type::INT2),
+                (&p.lease.execution_id, Type::TEXT),
+                (&p.lease.fence, Type::INT8),
+                (&p.name, Type::TEXT),
+                (&seq, Type::INT4),
+                (&p.status.as_str(), Type::TEXT),
+                (&p.output, Type::JSONB),
+                (&error, Type::JSONB),
+                (&attempts, Type::INT4),
+            ],
+            call,
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn retry_step(&self, p: RetryStepParams) -> Result<(), Error> {
+        let call = Call::execution("scheduling a retry", &p.lease.execution_id).step(&p.name);
+        let error = to_json(&p.error, "a step error")?;
+        let seq = i32::try_from(p.seq).unwrap_or(i32::MAX);
+        let attempts = i32::try_from(p.attempts).unwrap_or(i32::MAX);
+        self.query(
+            queries::RETRY_STEP,
+            &[
+                (&p.lease.bucket, Type::INT2),
+                (&p.lease.execution_id, Type::TEXT),
+                (&p.lease.fence, Type::INT8),
+                (&p.name, Type::TEXT),
+                (&seq, Type::INT4),
+                (&error, Type::JSONB),
+                (&attempts, Type::INT4),
+                (&millis(p.delay), Type::INT8),
+            ],
+            call,
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn complete_execution(&self, p: CompleteExecutionParams) -> Result<(), Error> {
+        let call = Call::execution("completing an execution", &p.lease.execution_id);
+        let (status, output, error) = match &p.outcome {
+            Outcome::Completed(output) => ("completed", Some(output.clone()), None),
+            Outcome::Failed(error) => ("failed", None, Some(to_json(error, "an error")?)),
+        };
+        self.query(
+            queries::COMPLETE_EXECUTION,
+            &[
+                (&p.lease.bucket, Type::INT2),
+                (&p.lease.execution_id, Type::TEXT),
+                (&p.lease.fence, Type::INT8),
+                (&status, Type::TEXT),
+                (&output, Type::JSONB),
+                (&error, Type::JSONB),
+            ],
+            call,
+        )
+        .await?;
+        self.notify_after_commit(queries::CHANNEL_DONE, &p.lease.execution_id);
+        Ok(())
+    }
+
+    async fn heartbeat(&self, p: HeartbeatParams) -> Result<Vec<Lease>, Error> {
+        let (buckets, ids, fences) = lease_arrays(&p.leases);
+        let rows = self
+            .query(
+                queries::HEARTBEAT,
+                &[
+                    (&p.worker_id, Type::TEXT),
+                    (&millis(p.lease), Type::INT8),
+                    (&buckets, Type::INT2_ARRAY),
+                    (&ids, Type::TEXT_ARRAY),
+                    (&fences, Type::INT8_ARRAY),
+                ],
+                Call::new("heartbeat"),
+            )
+            .await?;
+        let renewed: std::collections::HashSet<(i16, String)> = rows
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, tokio_postgres::Error>>()
+            .map_err(|e| row_error(e, "heartbeat"))?;
+        Ok(p.leases
+            .into_iter()
+            .filter(|l| renewed.contains(&(l.bucket, l.execution_id.clone())))
+            .collect())
+    }
+
+    async fn release_tasks(&self, p: ReleaseTasksParams) -> Result<u64, Error> {
+        let (buckets, ids, fences) = lease_arrays(&p.leases);
+        let rows = self
+            .query(
+                queries::RELEASE_TASKS,
+                &[
+                    (&p.worker_id, Type::TEXT),
+                    (&buckets, Type::INT2_ARRAY),
+                    (&ids, Type::TEXT_ARRAY),
+                    (&fences, Type::INT8_ARRAY),
+                ],
+                Call::new("releasing leases"),
+            )
+            .await?;
+        let released: i32 = rows
+            .first()
+            .map(|r| r.try_get(0))
+            .transpose()
+            .map_err(|e| row_error(e, "releasing leases"))?
+            .unwrap_or(0);
+        if released > 0 {
+            // The released tasks are due now: wake other workers.
+            self.notify_after_commit(queries::CHANNEL_WORK, &p.queue);
+        }
+        Ok(u64::try_from(released).unwrap_or(0))
+    }
+
+    async fn next_run_at(&self, p: NextRunAtParams) -> Result<Option<Duration>, Error> {
+        let rows = self
+            .query(
+                queries::NEXT_RUN_AT,
+                &[(&p.queue, Type::TEXT), (&p.task_names, Type::TEXT_ARRAY)],
+                Call::new("next_run_at"),
+            )
+            .await?;
+        let ms: Option<i64> = rows
+            .first()
+            .map(|r| r.try_get(0))
+            .transpose()
+            .map_err(|e| row_error(e, "next_run_at"))?
+            .flatten();
+        Ok(ms.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))))
+    }
+
+    async fn get_execution(&self, id: &str) -> Result<Option<Execution>, Error> {
+        let call = Call::execution("reading an execution", id);
+        let rows = self
+            .query(queries::GET_EXECUTION, &[(&id, Type::TEXT)], call)
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let get_err = |e| from_pg(e, call);
+        let status: String = row.try_get(3).map_err(get_err)?;
+        let error: Option<serde_json::Value> = row.try_get(6).map_err(get_err)?;
+        let error = error.map(|v| {
+            serde_json::from_value::<ErrorRecord>(v.clone()).unwrap_or_else(|_| ErrorRecord {
+                kind: "unknown".to_owned(),
+                message: v.to_string(),
+                step: None,
+                attempts: None,
+            })
+        });
+        let attempts: i32 = row.try_get(7).map_err(get_err)?;
+        let mut execution = Execution::new(
+            row.try_get(0).map_err(get_err)?,
+            row.try_get(1).map_err(get_err)?,
+            ExecutionStatus::parse(&status)?,
+        );
+        execution.queue = row.try_get(2).map_err(get_err)?;
+        execution.input = row.try_get(4).map_err(get_err)?;
+        execution.output = row.try_get(5).map_err(get_err)?;
+        execution.error = error;
+        execution.attempts = u32::try_from(attempts).unwrap_or(0);
+        execution.created_at = row.try_get::<_, SystemTime>(8).map_err(get_err)?;
+        execution.started_at = row.try_get(9).map_err(get_err)?;
+        execution.finished_at = row.try_get(10).map_err(get_err)?;
+        Ok(Some(execution))
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Wakeup> {
+        let rx = self.wakeups.subscribe();
+        if tokio::runtime::Handle::try_current().is_ok() {
+            self.listener.get_or_init(|| {
+                listener::Listener::start(self.pool.config().clone(), self.wakeups.clone())
+            });
+        }
+        rx
+    }
+}

@@ -1,0 +1,97 @@
+//! `zart migrate`: applies the V-migrations (refinery) and then the functions in `sql/`, under
+//! a session-level advisory lock, so running it twice or from two processes at once is safe.
+
+use tokio_postgres::NoTls;
+use zart::Error;
+
+use crate::queries;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// The functions file, applied after the migrations on every run (CREATE OR REPLACE).
+pub const FUNCTIONS_SQL: &str = include_str!("../sql/zart.sql");
+
+/// The schema version this build needs (`zart_schema_version()` in `sql/zart.sql`).
+pub const REQUIRED_SCHEMA_VERSION: i32 = 1;
+
+/// The table refinery records applied migrations in.
+pub const HISTORY_TABLE: &str = "zart_schema_history";
+
+/// What a migration run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationReport {
+    /// Names of the V-migrations applied by this run (empty when up to date).
+    pub applied: Vec<String>,
+    /// The schema version now installed.
+    pub schema_version: i32,
+}
+
+/// Applies every pending migration and the functions to the database at `config`.
+///
+/// # Errors
+/// [`Error::Unavailable`] when the server cannot be reached; [`Error::Database`] with the
+/// server's message (the whole source chain) when a migration fails.
+pub async fn migrate(config: &tokio_postgres::Config) -> Result<MigrationReport, Error> {
+    let call = crate::errors::Call::new("migrate");
+    let (mut client, connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| crate::errors::from_pg(e, call))?;
+    let conn_task = tokio::spawn(connection);
+    let result = migrate_locked(&mut client).await;
+    drop(client);
+    let _ = conn_task.await;
+    result
+}
+
+async fn migrate_locked(client: &mut tokio_postgres::Client) -> Result<MigrationReport, Error> {
+    let call = crate::errors::Call::new("migrate");
+    client
+        .batch_execute(queries::MIGRATE_LOCK)
+        .await
+        .map_err(|e| crate::errors::from_pg(e, call))?;
+    let result = apply(client).await;
+    // The lock is session-level; closing the connection would release it too.
+    let _ = client.batch_execute(queries::MIGRATE_UNLOCK).await;
+    result
+}
+
+async fn apply(client: &mut tokio_postgres::Client) -> Result<MigrationReport, Error> {
+    let call = crate::errors::Call::new("migrate");
+    let report = embedded::migrations::runner()
+        .set_migration_table_name(HISTORY_TABLE)
+        .run_async(client)
+        .await
+        .map_err(|e| Error::Database {
+            message: format!(
+                "migration failed: {}",
+                zart::error::error_chain(&e as &(dyn std::error::Error + 'static))
+            ),
+            source: Some(Box::new(e)),
+        })?;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| crate::errors::from_pg(e, call))?;
+    tx.batch_execute(FUNCTIONS_SQL).await.map_err(|e| {
+        crate::errors::from_pg(e, crate::errors::Call::new("installing sql/zart.sql"))
+    })?;
+    let version: i32 = tx
+        .query_one(queries::SCHEMA_VERSION, &[])
+        .await
+        .map_err(|e| crate::errors::from_pg(e, call))?
+        .get(0);
+    tx.commit()
+        .await
+        .map_err(|e| crate::errors::from_pg(e, call))?;
+    Ok(MigrationReport {
+        applied: report
+            .applied_migrations()
+            .iter()
+            .map(|m| m.to_string())
+            .collect(),
+        schema_version: version,
+    })
+}

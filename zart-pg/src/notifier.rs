@@ -1,0 +1,82 @@
+//! Wake-ups sent after commit: NOTIFYs queued by the process and sent in batches on a pooled
+//! connection, so no writing transaction pays NOTIFY's global commit lock.
+//!
+//! While one batch is in flight the next one accumulates, so batches grow with load and a lone
+//! notification goes out at once. Duplicates within a batch are sent once.
+
+use std::collections::HashSet;
+
+use deadpool_postgres::Pool;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::queries;
+
+/// The largest batch sent in one statement.
+const MAX_BATCH: usize = 1024;
+
+/// Queues notifications for the background sender.
+pub(crate) struct Notifier {
+    tx: mpsc::UnboundedSender<(&'static str, String)>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Notifier {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Notifier {
+    /// Starts the sender task on the current runtime.
+    pub(crate) fn start(pool: Pool) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(send_loop(pool, rx));
+        Notifier { tx, task }
+    }
+
+    /// Queues one notification. Payloads are ids and queue names only (at most 255 bytes).
+    pub(crate) fn notify(&self, channel: &'static str, payload: String) {
+        let _ = self.tx.send((channel, payload));
+    }
+}
+
+async fn send_loop(pool: Pool, mut rx: mpsc::UnboundedReceiver<(&'static str, String)>) {
+    let mut batch = Vec::with_capacity(64);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let mut seen = HashSet::with_capacity(batch.len());
+        let (channels, payloads): (Vec<&str>, Vec<String>) = batch
+            .drain(..)
+            .filter(|item| seen.insert(item.clone()))
+            .unzip();
+        for attempt in 1..=3 {
+            match send(&pool, &channels, &payloads).await {
+                Ok(()) => break,
+                Err(err) => {
+                    tracing::warn!(
+                        attempt,
+                        count = channels.len(),
+                        error = %err,
+                        "could not send wake-up notifications (sweeps will cover them)"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                }
+            }
+        }
+    }
+}
+
+async fn send(pool: &Pool, channels: &[&str], payloads: &[String]) -> Result<(), String> {
+    let client = pool.get().await.map_err(|e| e.to_string())?;
+    client
+        .query_typed(
+            queries::NOTIFY_BATCH,
+            &[
+                (&channels, postgres_types::Type::TEXT_ARRAY),
+                (&payloads, postgres_types::Type::TEXT_ARRAY),
+            ],
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}

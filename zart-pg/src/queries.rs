@@ -1,0 +1,67 @@
+//! Every SQL string zart-pg sends, one named const per statement. The functions they call
+//! live in `sql/zart.sql`; the tables in `migrations/`.
+
+/// The schema version of the installed functions (`zart_schema_version`).
+pub const SCHEMA_VERSION: &str = "select public.zart_schema_version()";
+
+/// `zart_start_execution` with the bucket computed in SQL from the id.
+/// Params: id, task_name, input, queue, parent_id.
+pub const START_EXECUTION: &str = "select created, status \
+     from public.zart_start_execution(public.zart_bucket($1), $1, $2, $3, $4, $5)";
+
+/// The bucketless `zart_start`, as SQL callers and triggers use it (and `zart start`).
+/// Params: id, task_name, input, queue.
+pub const START: &str = "select public.zart_start($1, $2, $3, $4)";
+
+/// `zart_claim_tasks`. Params: worker_id, queue, task_names, limit, lease_ms.
+pub const CLAIM_TASKS: &str =
+    "select bucket, execution_id, task_name, fence, claims, input, steps \
+     from public.zart_claim_tasks($1, $2, $3, $4, $5)";
+
+/// `zart_commit_step`. Params: bucket, execution_id, fence, name, seq, status, output, error,
+/// attempts.
+pub const COMMIT_STEP: &str = "select public.zart_commit_step($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
+/// `zart_retry_step`. Params: bucket, execution_id, fence, name, seq, error, attempts, delay_ms.
+pub const RETRY_STEP: &str = "select public.zart_retry_step($1, $2, $3, $4, $5, $6, $7, $8)";
+
+/// `zart_complete_execution`. Params: bucket, execution_id, fence, status, output, error.
+pub const COMPLETE_EXECUTION: &str =
+    "select public.zart_complete_execution($1, $2, $3, $4, $5, $6)";
+
+/// `zart_heartbeat`. Params: worker_id, lease_ms, buckets, execution_ids, fences.
+pub const HEARTBEAT: &str =
+    "select bucket, execution_id from public.zart_heartbeat($1, $2, $3, $4, $5)";
+
+/// `zart_release_tasks`. Params: worker_id, buckets, execution_ids, fences.
+pub const RELEASE_TASKS: &str = "select public.zart_release_tasks($1, $2, $3, $4)";
+
+/// `zart_next_run_at`. Params: queue, task_names.
+pub const NEXT_RUN_AT: &str = "select public.zart_next_run_at($1, $2)";
+
+/// One execution by id.
+pub const GET_EXECUTION: &str =
+    "select id, task_name, queue, status, input, output, error, attempts, \
+            created_at, started_at, finished_at \
+       from public.zart_executions \
+      where bucket = public.zart_bucket($1) and id = $1";
+
+/// Sends a batch of notifications after the commits they announce.
+/// Params: channels, payloads.
+pub const NOTIFY_BATCH: &str =
+    "select pg_notify(n.channel, n.payload) from unnest($1::text[], $2::text[]) as n(channel, payload)";
+
+/// The channels the listener subscribes to.
+pub const LISTEN: &str = "listen zart_work; listen zart_timer; listen zart_done";
+
+/// Channel: new work on a queue (payload: the queue name).
+pub const CHANNEL_WORK: &str = "zart_work";
+/// Channel: a task was rescheduled to later (payload: the queue name).
+pub const CHANNEL_TIMER: &str = "zart_timer";
+/// Channel: an execution finished (payload: the execution id).
+pub const CHANNEL_DONE: &str = "zart_done";
+
+/// Serialises concurrent `zart migrate` runs (session-level advisory lock).
+pub const MIGRATE_LOCK: &str = "select pg_advisory_lock(7215201001)";
+/// Releases [`MIGRATE_LOCK`].
+pub const MIGRATE_UNLOCK: &str = "select pg_advisory_unlock(7215201001)";

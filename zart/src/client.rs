@@ -1,0 +1,237 @@
+//! [`DurableScheduler`]: the client that starts executions and reads or awaits their results.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{broadcast, OnceCell};
+
+use crate::execution::Execution;
+use crate::limits::{check_name, check_payload, DEFAULT_MAX_PAYLOAD_BYTES};
+use crate::scheduler::{StartExecutionParams, StartOutcome, Wakeup};
+use crate::{Error, Scheduler, TaskRegistry};
+
+/// How often `wait` looks at the execution even without a wake-up, covering notifications
+/// lost while the listener reconnects.
+const WAIT_SWEEP: Duration = Duration::from_secs(5);
+
+/// Starts executions and reads or awaits their results. Cheap to clone.
+///
+/// # Examples
+/// ```no_run
+/// # use std::sync::Arc;
+/// # use serde::Serialize;
+/// # use zart::{DurableScheduler, Scheduler, TaskRegistry};
+/// # #[derive(Serialize)] struct OnboardingData { user_id: String, email: String }
+/// # async fn example<S: Scheduler>(scheduler: Arc<S>, registry: Arc<TaskRegistry>) -> Result<(), zart::Error> {
+/// let durable = DurableScheduler::new(scheduler, registry);
+/// durable
+///     .start_typed(
+///         "signup-user-42",
+///         "onboarding",
+///         &OnboardingData { user_id: "u-42".into(), email: "alice@example.com".into() },
+///     )
+///     .await?;
+/// let finished = durable.wait("signup-user-42", None).await?;
+/// println!("{}", finished.status);
+/// # Ok(()) }
+/// ```
+pub struct DurableScheduler<S: Scheduler> {
+    scheduler: Arc<S>,
+    registry: Arc<TaskRegistry>,
+    queue: String,
+    max_payload_bytes: usize,
+    schema_checked: Arc<OnceCell<()>>,
+}
+
+impl<S: Scheduler> Clone for DurableScheduler<S> {
+    fn clone(&self) -> Self {
+        DurableScheduler {
+            scheduler: self.scheduler.clone(),
+            registry: self.registry.clone(),
+            queue: self.queue.clone(),
+            max_payload_bytes: self.max_payload_bytes,
+            schema_checked: self.schema_checked.clone(),
+        }
+    }
+}
+
+impl<S: Scheduler> std::fmt::Debug for DurableScheduler<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DurableScheduler")
+            .field("queue", &self.queue)
+            .field("max_payload_bytes", &self.max_payload_bytes)
+            .field("registry", &self.registry)
+            .finish()
+    }
+}
+
+impl<S: Scheduler> DurableScheduler<S> {
+    /// A client for `registry`'s tasks on `scheduler`, starting on the `"default"` queue with a
+    /// 1 MiB input limit.
+    pub fn new(scheduler: Arc<S>, registry: Arc<TaskRegistry>) -> Self {
+        DurableScheduler {
+            scheduler,
+            registry,
+            queue: "default".to_owned(),
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            schema_checked: Arc::new(OnceCell::new()),
+        }
+    }
+
+    /// Starts executions on `queue` instead of `"default"`.
+    pub fn with_queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = queue.into();
+        self
+    }
+
+    /// Refuses inputs larger than `bytes` of JSON (default 1 MiB).
+    pub fn with_max_payload_bytes(mut self, bytes: usize) -> Self {
+        self.max_payload_bytes = bytes;
+        self
+    }
+
+    /// The backend.
+    pub fn scheduler(&self) -> &Arc<S> {
+        &self.scheduler
+    }
+
+    /// Starts an execution of `task` with a JSON `input`, unless `id` was started before.
+    ///
+    /// Idempotent: the same id with the same task and input returns the existing execution
+    /// (`created == false`), whatever its status.
+    ///
+    /// # Errors
+    /// [`Error::UnknownTask`] for a task not in the registry; [`Error::InvalidInput`] for a bad
+    /// id or an input over the size limit; [`Error::Conflict`] when the id exists with another
+    /// task or input; [`Error::Schema`] when the database is not migrated. Nothing is written
+    /// when an error is returned.
+    pub async fn start(
+        &self,
+        id: &str,
+        task: &str,
+        input: serde_json::Value,
+    ) -> Result<StartOutcome, Error> {
+        check_name("execution id", id)?;
+        check_name("task name", task)?;
+        check_name("queue", &self.queue)?;
+        if !self.registry.contains(task) {
+            return Err(Error::UnknownTask {
+                name: task.to_owned(),
+            });
+        }
+        check_payload("input", &input, self.max_payload_bytes)?;
+        self.ensure_schema().await?;
+        let outcome = self
+            .scheduler
+            .start_execution(StartExecutionParams {
+                id: id.to_owned(),
+                task_name: task.to_owned(),
+                input,
+                queue: self.queue.clone(),
+                parent_id: None,
+            })
+            .await?;
+        if outcome.created {
+            metrics::counter!("zart_executions_started_total").increment(1);
+        }
+        Ok(outcome)
+    }
+
+    /// Starts an execution with a typed input; see [`DurableScheduler::start`].
+    ///
+    /// # Errors
+    /// As [`DurableScheduler::start`], and [`Error::InvalidInput`] when `T` is not the
+    /// registered handler's `Data` type.
+    pub async fn start_typed<T: Serialize + 'static>(
+        &self,
+        id: &str,
+        task: &str,
+        input: &T,
+    ) -> Result<StartOutcome, Error> {
+        if let Some((expected, expected_name)) = self.registry.data_type(task) {
+            if expected != std::any::TypeId::of::<T>() {
+                return Err(Error::invalid(
+                    "input",
+                    format!(
+                        "task {task:?} takes {expected_name}, not {}",
+                        std::any::type_name::<T>()
+                    ),
+                ));
+            }
+        }
+        let json = serde_json::to_value(input).map_err(|source| Error::Serialization {
+            action: "serialize",
+            what: format!("the input of task {task:?}"),
+            source,
+        })?;
+        self.start(id, task, json).await
+    }
+
+    /// Reads an execution's current state.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown id.
+    pub async fn status(&self, id: &str) -> Result<Execution, Error> {
+        check_name("execution id", id)?;
+        self.ensure_schema().await?;
+        self.scheduler
+            .get_execution(id)
+            .await?
+            .ok_or_else(|| Error::NotFound { id: id.to_owned() })
+    }
+
+    /// Waits until the execution is completed, failed or cancelled, and returns it. Wakes on
+    /// the backend's finish notification, not by polling (a slow safety check runs every 5 s).
+    ///
+    /// # Errors
+    /// [`Error::WaitTimeout`] when `timeout` passes first; [`Error::NotFound`] for an unknown
+    /// id.
+    pub async fn wait(&self, id: &str, timeout: Option<Duration>) -> Result<Execution, Error> {
+        let started = tokio::time::Instant::now();
+        let deadline = timeout.map(|t| started + t);
+        // Subscribe before the first look, so a finish in between is not missed.
+        let mut wakeups = self.scheduler.subscribe();
+        loop {
+            let execution = self.status(id).await?;
+            if execution.status.is_terminal() {
+                return Ok(execution);
+            }
+            let sweep = tokio::time::Instant::now() + WAIT_SWEEP;
+            let wake = deadline.map_or(sweep, |d| d.min(sweep));
+            loop {
+                tokio::select! {
+                    msg = wakeups.recv() => match msg {
+                        Ok(Wakeup::Finished { execution_id }) if execution_id == id => break,
+                        Ok(Wakeup::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(broadcast::error::RecvError::Closed) => {
+                            wakeups = self.scheduler.subscribe();
+                            break;
+                        }
+                        Ok(_) => {}
+                    },
+                    _ = tokio::time::sleep_until(wake) => break,
+                }
+            }
+            if let Some(deadline) = deadline {
+                if tokio::time::Instant::now() >= deadline {
+                    let execution = self.status(id).await?;
+                    if execution.status.is_terminal() {
+                        return Ok(execution);
+                    }
+                    return Err(Error::WaitTimeout {
+                        id: id.to_owned(),
+                        waited: started.elapsed(),
+                    });
+                }
+            }
+        }
+    }
+
+    async fn ensure_schema(&self) -> Result<(), Error> {
+        self.schema_checked
+            .get_or_try_init(|| self.scheduler.check_schema())
+            .await
+            .map(|_| ())
+    }
+}

@@ -1,0 +1,255 @@
+//! Error types: [`Error`] for client and backend calls, [`TaskError`] for workflow code.
+//!
+//! Suspension is control flow, not failure: it travels as [`TaskError::Suspended`] so that `?`
+//! carries it out of a handler, but retries never see it and it never fails an execution.
+
+use std::time::Duration;
+
+/// A boxed error that keeps its source chain.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// An error from a [`crate::DurableScheduler`] call or a [`crate::Scheduler`] backend.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The id is already used by an execution with another task or another input.
+    #[error("start conflict: {detail}")]
+    Conflict {
+        /// The execution id that was started twice.
+        id: String,
+        /// What differs, as the backend reported it.
+        detail: String,
+    },
+    /// The task name is not registered in the [`crate::TaskRegistry`].
+    #[error("unknown task {name:?}: register it with TaskRegistry::register before starting it")]
+    UnknownTask {
+        /// The name that was asked for.
+        name: String,
+    },
+    /// An argument was refused before anything was written.
+    #[error("invalid {field}: {reason}")]
+    InvalidInput {
+        /// The field that was wrong (`execution id`, `task name`, `input`, ...).
+        field: String,
+        /// Why it was refused, with the limit where there is one.
+        reason: String,
+    },
+    /// No execution has this id.
+    #[error("execution {id:?} not found")]
+    NotFound {
+        /// The id that was looked up.
+        id: String,
+    },
+    /// [`crate::DurableScheduler::wait`] gave up before the execution finished.
+    #[error("execution {id:?} did not finish within {waited:?}")]
+    WaitTimeout {
+        /// The execution waited on.
+        id: String,
+        /// How long the call waited.
+        waited: Duration,
+    },
+    /// The worker's lease on the execution was taken over; its late write was refused.
+    #[error("lease lost on execution {id:?}: another worker owns it now")]
+    LeaseLost {
+        /// The execution whose lease was lost.
+        id: String,
+    },
+    /// The execution was cancelled; its late write was refused.
+    #[error("execution {id:?} was cancelled")]
+    Cancelled {
+        /// The cancelled execution.
+        id: String,
+    },
+    /// A step result for this name is already recorded (a bug or a non-deterministic workflow).
+    #[error("step {step:?} of execution {id:?} is already recorded")]
+    StepAlreadyRecorded {
+        /// The execution.
+        id: String,
+        /// The step name.
+        step: String,
+    },
+    /// The database has no Zart schema, or an older one than this build needs.
+    #[error("{0}")]
+    Schema(String),
+    /// A value could not be converted to or from JSON.
+    #[error("could not {action} {what} as JSON")]
+    Serialization {
+        /// `serialize` or `deserialize`.
+        action: &'static str,
+        /// What was being converted (`input of task "x"`, `output of step "y"`).
+        what: String,
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The database could not be reached (connection refused, dropped, pool timeout).
+    #[error("database unavailable: {message}")]
+    Unavailable {
+        /// What failed.
+        message: String,
+        /// The driver's error.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// Any other database error.
+    #[error("database error: {message}")]
+    Database {
+        /// What failed.
+        message: String,
+        /// The driver's error.
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+impl Error {
+    /// Shorthand for [`Error::InvalidInput`].
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidInput {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// True for errors that may pass if the call is tried again (the database was unreachable).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Unavailable { .. })
+    }
+}
+
+/// The error type of workflow code: what [`crate::TaskHandler::run`] and the step functions
+/// return.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TaskError {
+    /// A step failed for good (after its retries); the error is recorded with the step.
+    #[error("step {step:?} failed: {message}")]
+    StepFailed {
+        /// The step name.
+        step: String,
+        /// The step's error message (its whole source chain, joined by `: `).
+        message: String,
+        /// Attempts made.
+        attempts: u32,
+        /// True when the step body panicked.
+        panicked: bool,
+    },
+    /// The workflow itself decided to fail (see [`TaskError::failed`]).
+    #[error("{message}")]
+    Failed {
+        /// Why the workflow failed.
+        message: String,
+    },
+    /// Replay met steps in another order or under other names than recorded: the workflow code
+    /// changed under a running execution. The execution fails instead of mixing results.
+    #[error("non-deterministic workflow at step {step:?}: {detail}")]
+    NonDeterminism {
+        /// The step where replay diverged.
+        step: String,
+        /// What was recorded against what was asked for.
+        detail: String,
+    },
+    /// A step name was used twice in one execution.
+    #[error("step name {step:?} is used twice in one execution; step names must be unique")]
+    DuplicateStep {
+        /// The repeated name.
+        step: String,
+    },
+    /// Control flow, not failure: the execution is suspended (a durable back-off, later sleeps
+    /// and event waits) and will resume on some worker. Return it with `?`; never retry it.
+    #[error("execution suspended")]
+    Suspended,
+    /// The lease was lost; another worker now owns the execution. This run stops.
+    #[error("lease lost; another worker owns this execution now")]
+    LeaseLost,
+    /// The execution was cancelled. This run stops.
+    #[error("execution cancelled")]
+    Cancelled,
+    /// A value could not be converted to or from JSON.
+    #[error("could not {action} {what} as JSON: {source}")]
+    Serialization {
+        /// `serialize` or `deserialize`.
+        action: &'static str,
+        /// What was being converted.
+        what: String,
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The step result could not be stored. The run stops without a verdict; the lease expires
+    /// and another attempt resumes from the last recorded step.
+    #[error("storage error: {0}")]
+    Storage(#[source] Error),
+}
+
+impl TaskError {
+    /// Fails the workflow with a message; the execution ends `failed` with it.
+    pub fn failed(message: impl std::fmt::Display) -> Self {
+        TaskError::Failed {
+            message: message.to_string(),
+        }
+    }
+
+    /// True for the control-flow outcomes that end a run without a verdict on the execution:
+    /// suspension, lease loss, cancellation and storage failures.
+    pub fn is_control_flow(&self) -> bool {
+        matches!(
+            self,
+            TaskError::Suspended
+                | TaskError::LeaseLost
+                | TaskError::Cancelled
+                | TaskError::Storage(_)
+        )
+    }
+
+    /// A short machine-readable kind, recorded as `error.kind` in the database.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TaskError::StepFailed { panicked: true, .. } => "panic",
+            TaskError::StepFailed { .. } => "step_failed",
+            TaskError::Failed { .. } => "failed",
+            TaskError::NonDeterminism { .. } => "non_determinism",
+            TaskError::DuplicateStep { .. } => "duplicate_step",
+            TaskError::Suspended => "suspended",
+            TaskError::LeaseLost => "lease_lost",
+            TaskError::Cancelled => "cancelled",
+            TaskError::Serialization { .. } => "serialization",
+            TaskError::Storage(_) => "storage",
+        }
+    }
+}
+
+impl From<Error> for TaskError {
+    fn from(err: Error) -> Self {
+        match err {
+            Error::LeaseLost { .. } => TaskError::LeaseLost,
+            Error::Cancelled { .. } => TaskError::Cancelled,
+            other => TaskError::Storage(other),
+        }
+    }
+}
+
+impl From<serde_json::Error> for TaskError {
+    fn from(source: serde_json::Error) -> Self {
+        TaskError::Serialization {
+            action: "convert",
+            what: "a value".into(),
+            source,
+        }
+    }
+}
+
+/// Joins an error and its sources into one line: `outer: inner: root`.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}

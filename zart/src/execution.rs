@@ -1,0 +1,174 @@
+//! What an execution looks like from outside: its status and its recorded result.
+
+use std::time::SystemTime;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// The lifecycle state of an execution, as stored in `zart_executions.status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ExecutionStatus {
+    /// Started, waiting for a worker.
+    Scheduled,
+    /// A worker is running it.
+    Running,
+    /// Suspended until a time (a durable retry back-off).
+    Sleeping,
+    /// Suspended until an event arrives.
+    Waiting,
+    /// Finished with an output.
+    Completed,
+    /// Finished with an error.
+    Failed,
+    /// Cancelled before it finished.
+    Cancelled,
+}
+
+impl ExecutionStatus {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionStatus::Scheduled => "scheduled",
+            ExecutionStatus::Running => "running",
+            ExecutionStatus::Sleeping => "sleeping",
+            ExecutionStatus::Waiting => "waiting",
+            ExecutionStatus::Completed => "completed",
+            ExecutionStatus::Failed => "failed",
+            ExecutionStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses the name stored in the database.
+    ///
+    /// # Errors
+    /// [`Error::Database`] for a name this build does not know.
+    pub fn parse(name: &str) -> Result<Self, Error> {
+        Ok(match name {
+            "scheduled" => ExecutionStatus::Scheduled,
+            "running" => ExecutionStatus::Running,
+            "sleeping" => ExecutionStatus::Sleeping,
+            "waiting" => ExecutionStatus::Waiting,
+            "completed" => ExecutionStatus::Completed,
+            "failed" => ExecutionStatus::Failed,
+            "cancelled" => ExecutionStatus::Cancelled,
+            other => {
+                return Err(Error::Database {
+                    message: format!("unknown execution status {other:?} in the database"),
+                    source: None,
+                })
+            }
+        })
+    }
+
+    /// True once the execution can no longer change: completed, failed or cancelled.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            ExecutionStatus::Completed | ExecutionStatus::Failed | ExecutionStatus::Cancelled
+        )
+    }
+}
+
+impl std::fmt::Display for ExecutionStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The recorded error of a failed execution or step (`zart_executions.error` as JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorRecord {
+    /// A machine-readable kind: `step_failed`, `panic`, `failed`, `non_determinism`, ...
+    pub kind: String,
+    /// The message, with its source chain.
+    pub message: String,
+    /// The step that failed, if a step did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// Attempts made by that step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+}
+
+impl std::fmt::Display for ErrorRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.step {
+            Some(step) => write!(f, "{} (step {step:?}, {})", self.message, self.kind),
+            None => write!(f, "{} ({})", self.message, self.kind),
+        }
+    }
+}
+
+/// One execution as stored: what [`crate::DurableScheduler::status`] and `wait` return.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Execution {
+    /// The id given at start (the idempotency key).
+    pub id: String,
+    /// The registered task name.
+    pub task_name: String,
+    /// The queue it runs on.
+    pub queue: String,
+    /// Its current status.
+    pub status: ExecutionStatus,
+    /// The input given at start.
+    pub input: serde_json::Value,
+    /// The handler's output, once completed.
+    pub output: Option<serde_json::Value>,
+    /// The recorded error, once failed.
+    pub error: Option<ErrorRecord>,
+    /// How many times a worker has claimed it.
+    pub attempts: u32,
+    /// When it was started.
+    pub created_at: SystemTime,
+    /// When a worker first claimed it.
+    pub started_at: Option<SystemTime>,
+    /// When it finished.
+    pub finished_at: Option<SystemTime>,
+}
+
+impl Execution {
+    /// An execution record with the given identity and status and every other field empty;
+    /// for backends, which fill in the rest.
+    pub fn new(id: String, task_name: String, status: ExecutionStatus) -> Self {
+        Execution {
+            id,
+            task_name,
+            queue: String::new(),
+            status,
+            input: serde_json::Value::Null,
+            output: None,
+            error: None,
+            attempts: 0,
+            created_at: SystemTime::UNIX_EPOCH,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    /// Deserializes the output into the task's `Output` type.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]-free: [`Error::InvalidInput`] when there is no output yet, and
+    /// [`Error::Serialization`] when it does not fit `T`.
+    pub fn output_as<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        let value = self.output.clone().ok_or_else(|| {
+            Error::invalid(
+                "output",
+                format!(
+                    "execution {:?} has no output (status {})",
+                    self.id, self.status
+                ),
+            )
+        })?;
+        serde_json::from_value(value).map_err(|source| Error::Serialization {
+            action: "deserialize",
+            what: format!("output of execution {:?}", self.id),
+            source,
+        })
+    }
+}

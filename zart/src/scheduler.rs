@@ -1,0 +1,318 @@
+//! The storage backend trait: one method per stored procedure, one params struct per method.
+//!
+//! The core never sees SQL or driver types. `zart-pg` implements [`Scheduler`] for PostgreSQL;
+//! other adapters implement the same trait and pass the same conformance suite.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+
+use crate::execution::{ErrorRecord, Execution};
+use crate::Error;
+
+/// A storage backend for executions, tasks, steps and events.
+///
+/// Every method that writes for a claimed execution is fenced by its [`Lease`]: a write with a
+/// stale fence fails with [`Error::LeaseLost`] (or [`Error::Cancelled`]) and changes nothing.
+#[async_trait]
+pub trait Scheduler: Send + Sync + 'static {
+    /// Checks that the schema is present and recent enough for this build.
+    ///
+    /// # Errors
+    /// [`Error::Schema`] with a message that says to run `zart migrate`.
+    async fn check_schema(&self) -> Result<(), Error>;
+
+    /// Starts an execution if its id is new (`zart_start_execution`).
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] when the id exists with another task or input.
+    async fn start_execution(&self, params: StartExecutionParams) -> Result<StartOutcome, Error>;
+
+    /// Claims up to `limit` due tasks for a worker (`zart_claim_tasks`).
+    async fn claim_tasks(&self, params: ClaimTasksParams) -> Result<Vec<ClaimedTask>, Error>;
+
+    /// Records one step result (`zart_commit_step`).
+    ///
+    /// # Errors
+    /// [`Error::LeaseLost`] or [`Error::Cancelled`] for a stale lease.
+    async fn commit_step(&self, params: CommitStepParams) -> Result<(), Error>;
+
+    /// Records a failed attempt and suspends the execution for the back-off (`zart_retry_step`).
+    async fn retry_step(&self, params: RetryStepParams) -> Result<(), Error>;
+
+    /// Records the final output or error and removes the task (`zart_complete_execution`).
+    async fn complete_execution(&self, params: CompleteExecutionParams) -> Result<(), Error>;
+
+    /// Renews a worker's leases in one statement (`zart_heartbeat`); returns those still held.
+    async fn heartbeat(&self, params: HeartbeatParams) -> Result<Vec<Lease>, Error>;
+
+    /// Gives leases back so the tasks are due at once (`zart_release_tasks`).
+    async fn release_tasks(&self, params: ReleaseTasksParams) -> Result<u64, Error>;
+
+    /// How long until the next task of a queue is due, by the database clock
+    /// (`zart_next_run_at`); `None` when the queue has no task.
+    async fn next_run_at(&self, params: NextRunAtParams) -> Result<Option<Duration>, Error>;
+
+    /// Reads one execution (`zart_executions`), or `None` if the id is unknown.
+    async fn get_execution(&self, id: &str) -> Result<Option<Execution>, Error>;
+
+    /// Subscribes to wake-ups (new work, timers, finished executions) from this backend.
+    fn subscribe(&self) -> broadcast::Receiver<Wakeup>;
+}
+
+#[async_trait]
+impl<T: Scheduler + ?Sized> Scheduler for Arc<T> {
+    async fn check_schema(&self) -> Result<(), Error> {
+        (**self).check_schema().await
+    }
+    async fn start_execution(&self, params: StartExecutionParams) -> Result<StartOutcome, Error> {
+        (**self).start_execution(params).await
+    }
+    async fn claim_tasks(&self, params: ClaimTasksParams) -> Result<Vec<ClaimedTask>, Error> {
+        (**self).claim_tasks(params).await
+    }
+    async fn commit_step(&self, params: CommitStepParams) -> Result<(), Error> {
+        (**self).commit_step(params).await
+    }
+    async fn retry_step(&self, params: RetryStepParams) -> Result<(), Error> {
+        (**self).retry_step(params).await
+    }
+    async fn complete_execution(&self, params: CompleteExecutionParams) -> Result<(), Error> {
+        (**self).complete_execution(params).await
+    }
+    async fn heartbeat(&self, params: HeartbeatParams) -> Result<Vec<Lease>, Error> {
+        (**self).heartbeat(params).await
+    }
+    async fn release_tasks(&self, params: ReleaseTasksParams) -> Result<u64, Error> {
+        (**self).release_tasks(params).await
+    }
+    async fn next_run_at(&self, params: NextRunAtParams) -> Result<Option<Duration>, Error> {
+        (**self).next_run_at(params).await
+    }
+    async fn get_execution(&self, id: &str) -> Result<Option<Execution>, Error> {
+        (**self).get_execution(id).await
+    }
+    fn subscribe(&self) -> broadcast::Receiver<Wakeup> {
+        (**self).subscribe()
+    }
+}
+
+/// The type-erased backend handle that workflow code sees as `TaskContext<impl Scheduler>`.
+pub type DynScheduler = Arc<dyn Scheduler>;
+
+/// A worker's hold on one claimed execution. Every write for the run carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Lease {
+    /// The execution's bucket (`zart_bucket(id)`).
+    pub bucket: i16,
+    /// The execution id.
+    pub execution_id: String,
+    /// The fencing token, bumped by every claim.
+    pub fence: i64,
+}
+
+/// Arguments of [`Scheduler::start_execution`].
+#[derive(Debug, Clone)]
+pub struct StartExecutionParams {
+    /// The execution id (idempotency key).
+    pub id: String,
+    /// The registered task name.
+    pub task_name: String,
+    /// The JSON input.
+    pub input: serde_json::Value,
+    /// The queue to run on.
+    pub queue: String,
+    /// The parent execution, for child workflows.
+    pub parent_id: Option<String>,
+}
+
+/// What [`Scheduler::start_execution`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartOutcome {
+    /// True if this call created the execution; false if it already existed (same input).
+    pub created: bool,
+    /// The execution's status after the call.
+    pub status: crate::ExecutionStatus,
+}
+
+/// Arguments of [`Scheduler::claim_tasks`].
+#[derive(Debug, Clone)]
+pub struct ClaimTasksParams {
+    /// Who claims (recorded as the lease owner).
+    pub worker_id: String,
+    /// The queue to claim from.
+    pub queue: String,
+    /// Only these task names are claimed: the ones the worker has registered.
+    pub task_names: Vec<String>,
+    /// At most this many (the worker's free slots).
+    pub limit: u32,
+    /// How long the lease lasts unless renewed.
+    pub lease: Duration,
+}
+
+/// A step result recorded before the claim, returned with it for replay.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct RecordedStep {
+    /// The step name.
+    pub name: String,
+    /// Its position in the execution (0-based call order).
+    pub seq: u32,
+    /// `completed`, `failed` or `retrying`.
+    pub status: StepStatus,
+    /// The output, when completed.
+    #[serde(default)]
+    pub output: Option<serde_json::Value>,
+    /// The error, when failed or retrying.
+    #[serde(default)]
+    pub error: Option<ErrorRecord>,
+    /// Attempts made so far.
+    pub attempts: u32,
+}
+
+/// The state of a recorded step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    /// Finished with an output.
+    Completed,
+    /// Failed for good.
+    Failed,
+    /// Failed an attempt and waits for the next.
+    Retrying,
+}
+
+impl StepStatus {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Completed => "completed",
+            StepStatus::Failed => "failed",
+            StepStatus::Retrying => "retrying",
+        }
+    }
+}
+
+/// One claimed execution, with everything needed to replay it.
+#[derive(Debug, Clone)]
+pub struct ClaimedTask {
+    /// The lease the run holds.
+    pub lease: Lease,
+    /// The task name.
+    pub task_name: String,
+    /// How many times it has been claimed, this claim included.
+    pub claims: u32,
+    /// The JSON input.
+    pub input: serde_json::Value,
+    /// Recorded steps, in call order.
+    pub steps: Vec<RecordedStep>,
+}
+
+/// Arguments of [`Scheduler::commit_step`].
+#[derive(Debug, Clone)]
+pub struct CommitStepParams {
+    /// The run's lease.
+    pub lease: Lease,
+    /// The step name.
+    pub name: String,
+    /// Its call-order position.
+    pub seq: u32,
+    /// `Completed` or `Failed`.
+    pub status: StepStatus,
+    /// The output, when completed.
+    pub output: Option<serde_json::Value>,
+    /// The error, when failed.
+    pub error: Option<ErrorRecord>,
+    /// Attempts made.
+    pub attempts: u32,
+}
+
+/// Arguments of [`Scheduler::retry_step`].
+#[derive(Debug, Clone)]
+pub struct RetryStepParams {
+    /// The run's lease; released by the call.
+    pub lease: Lease,
+    /// The step name.
+    pub name: String,
+    /// Its call-order position.
+    pub seq: u32,
+    /// The error of the failed attempt.
+    pub error: ErrorRecord,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// The back-off before the next attempt, counted on the database clock.
+    pub delay: Duration,
+}
+
+/// How a run ended, for [`Scheduler::complete_execution`].
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// The handler returned this output.
+    Completed(serde_json::Value),
+    /// The handler failed with this error.
+    Failed(ErrorRecord),
+}
+
+/// Arguments of [`Scheduler::complete_execution`].
+#[derive(Debug, Clone)]
+pub struct CompleteExecutionParams {
+    /// The run's lease; the task row goes with it.
+    pub lease: Lease,
+    /// The final outcome.
+    pub outcome: Outcome,
+}
+
+/// Arguments of [`Scheduler::heartbeat`].
+#[derive(Debug, Clone)]
+pub struct HeartbeatParams {
+    /// The worker renewing.
+    pub worker_id: String,
+    /// The new lease length, from now.
+    pub lease: Duration,
+    /// The leases to renew.
+    pub leases: Vec<Lease>,
+}
+
+/// Arguments of [`Scheduler::release_tasks`].
+#[derive(Debug, Clone)]
+pub struct ReleaseTasksParams {
+    /// The worker releasing.
+    pub worker_id: String,
+    /// The queue the tasks belong to (its workers are woken).
+    pub queue: String,
+    /// The leases to give back.
+    pub leases: Vec<Lease>,
+}
+
+/// Arguments of [`Scheduler::next_run_at`].
+#[derive(Debug, Clone)]
+pub struct NextRunAtParams {
+    /// The queue.
+    pub queue: String,
+    /// The task names the asking worker runs.
+    pub task_names: Vec<String>,
+}
+
+/// A wake-up delivered by the backend's listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Wakeup {
+    /// New work was started on this queue.
+    Work {
+        /// The queue.
+        queue: String,
+    },
+    /// A task of this queue was rescheduled to a later time.
+    Timer {
+        /// The queue.
+        queue: String,
+    },
+    /// An execution finished (completed, failed or cancelled).
+    Finished {
+        /// The execution id.
+        execution_id: String,
+    },
+    /// The listener reconnected: notifications may have been missed, so look again.
+    Resync,
+}

@@ -1,1 +1,33 @@
-fn main() {}
+//! A worker process for crash tests: runs the test tasks on `DATABASE_URL` until killed or
+//! sent SIGTERM. Prints `ready` on stdout once it runs.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use zart::{Worker, WorkerConfig};
+use zart_pg::{PgPool, PostgresScheduler};
+
+#[tokio::main]
+async fn main() {
+    zart_tests::init_tracing();
+    let url = std::env::var("DATABASE_URL").expect("DATABASE_URL");
+    let lease_ms: u64 = std::env::var("ZART_TEST_LEASE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let concurrency: usize = std::env::var("ZART_TEST_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
+    let pool = PgPool::connect(&url).await.expect("connect");
+    let scheduler = Arc::new(PostgresScheduler::new(pool.clone()));
+    let registry = Arc::new(zart_tests::tasks::registry(pool.pool().clone()));
+    let config = WorkerConfig::default()
+        .with_lease_duration(Duration::from_millis(lease_ms))
+        .with_concurrency(concurrency)
+        .with_shutdown_timeout(Duration::from_secs(5));
+    let worker = Worker::new(scheduler, registry, config);
+    println!("ready {}", worker.id());
+    worker.run().await.expect("worker failed");
+}

@@ -1,1 +1,280 @@
-//! wip
+//! Test support: a fresh, migrated PostgreSQL database per test, cloned from a template, and
+//! helpers to wait for conditions without fixed sleeps.
+//!
+//! The server comes from `ZART_TEST_DATABASE_URL` or `DATABASE_URL` (`ci/pg-up` sets it). Tests
+//! fail, never skip, when no server is reachable.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+pub mod tasks;
+
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_postgres::NoTls;
+use zart_pg::{PgPool, PostgresScheduler};
+
+/// The server URL tests run against.
+pub fn server_url() -> String {
+    std::env::var("ZART_TEST_DATABASE_URL")
+        .or_else(|_| std::env::var("DATABASE_URL"))
+        .expect(
+            "set DATABASE_URL to a PostgreSQL server for the tests (ci/test does it through ci/pg-up)",
+        )
+}
+
+/// `url` with its database name replaced.
+pub fn url_with_db(url: &str, db: &str) -> String {
+    let mut config = tokio_postgres::Config::from_str(url).expect("DATABASE_URL does not parse");
+    config.dbname(db);
+    // Rebuild a URL from the parts tests need (host, port, user, password).
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        #[cfg(unix)]
+        Some(tokio_postgres::config::Host::Unix(p)) => urlencode(&p.to_string_lossy()),
+        None => "localhost".to_owned(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config.get_user().unwrap_or("postgres");
+    let auth = match config.get_password() {
+        Some(pw) => format!(
+            "{}:{}",
+            urlencode(user),
+            urlencode(&String::from_utf8_lossy(pw))
+        ),
+        None => urlencode(user),
+    };
+    format!("postgres://{auth}@{host}:{port}/{}", urlencode(db))
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"));
+    tokio::spawn(conn);
+    client
+}
+
+/// The template's name: it changes whenever a migration or the functions change.
+fn template_name() -> String {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    zart_pg::FUNCTIONS_SQL.hash(&mut hasher);
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../zart-pg/migrations");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("migrations folder")
+        .map(|e| e.expect("dir entry").path())
+        .collect();
+    files.sort();
+    for f in files {
+        std::fs::read_to_string(&f)
+            .expect("migration")
+            .hash(&mut hasher);
+    }
+    format!("zart_tpl_{:016x}", hasher.finish())
+}
+
+/// Creates the migrated template once per server (serialised by an advisory lock).
+async fn ensure_template(admin: &tokio_postgres::Client, server: &str) -> String {
+    let name = template_name();
+    admin
+        .execute("select pg_advisory_lock(7215201002)", &[])
+        .await
+        .unwrap();
+    let ready: Option<String> = admin
+        .query_opt(
+            "select shobj_description(oid, 'pg_database') from pg_database where datname = $1",
+            &[&name],
+        )
+        .await
+        .unwrap()
+        .and_then(|r| r.get(0));
+    if ready.as_deref() != Some("ready") {
+        admin
+            .batch_execute(&format!("drop database if exists {name} with (force)"))
+            .await
+            .unwrap();
+        admin
+            .batch_execute(&format!("create database {name}"))
+            .await
+            .unwrap();
+        let config = tokio_postgres::Config::from_str(&url_with_db(server, &name)).unwrap();
+        zart_pg::migrate(&config)
+            .await
+            .unwrap_or_else(|e| panic!("migrating the template failed: {e:#?}"));
+        admin
+            .batch_execute(&format!("comment on database {name} is 'ready'"))
+            .await
+            .unwrap();
+    }
+    admin
+        .execute("select pg_advisory_unlock(7215201002)", &[])
+        .await
+        .unwrap();
+    name
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh migrated database, dropped when this value is dropped.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    server: String,
+}
+
+impl TestDb {
+    /// Creates a database cloned from the migrated template.
+    pub async fn new() -> TestDb {
+        let server = server_url();
+        let admin = connect(&url_with_db(&server, "postgres")).await;
+        let template = ensure_template(&admin, &server).await;
+        let name = format!(
+            "zart_t_{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst),
+            rand_suffix()
+        );
+        let mut tries = 0;
+        loop {
+            match admin
+                .batch_execute(&format!("create database {name} template {template}"))
+                .await
+            {
+                Ok(()) => break,
+                // "source database is being accessed by other users": another clone in flight.
+                Err(e) if tries < 50 => {
+                    tries += 1;
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("cannot create test database {name}: {e}"),
+            }
+        }
+        TestDb {
+            url: url_with_db(&server, &name),
+            name,
+            server,
+        }
+    }
+
+    /// An empty database with no Zart schema.
+    pub async fn empty() -> TestDb {
+        let server = server_url();
+        let admin = connect(&url_with_db(&server, "postgres")).await;
+        let name = format!(
+            "zart_t_{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst),
+            rand_suffix()
+        );
+        admin
+            .batch_execute(&format!("create database {name}"))
+            .await
+            .unwrap();
+        TestDb {
+            url: url_with_db(&server, &name),
+            name,
+            server,
+        }
+    }
+
+    /// A scheduler on this database.
+    pub async fn scheduler(&self) -> Arc<PostgresScheduler> {
+        Arc::new(PostgresScheduler::new(
+            PgPool::connect_lazy(&self.url, 8).unwrap(),
+        ))
+    }
+
+    /// A plain client, for assertions in SQL.
+    pub async fn client(&self) -> tokio_postgres::Client {
+        connect(&self.url).await
+    }
+
+    /// The connection settings.
+    pub fn config(&self) -> tokio_postgres::Config {
+        tokio_postgres::Config::from_str(&self.url).unwrap()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("keeping test database {} for inspection", self.name);
+            return;
+        }
+        let admin_url = url_with_db(&self.server, "postgres");
+        let name = self.name.clone();
+        // Drop from a thread with its own runtime: Drop cannot await.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                if let Ok((client, conn)) = tokio_postgres::connect(&admin_url, NoTls).await {
+                    tokio::spawn(conn);
+                    let _ = client
+                        .batch_execute(&format!("drop database if exists {name} with (force)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn rand_suffix() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    nanos % 100_000
+}
+
+/// Polls `check` until it returns `Some`, or panics naming `what` after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One integer from a SQL query.
+pub async fn count(client: &tokio_postgres::Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+/// Logs to the test output when `RUST_LOG` is set.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off")),
+        )
+        .with_test_writer()
+        .try_init();
+}

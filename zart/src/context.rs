@@ -336,7 +336,7 @@ impl<S: Scheduler> TaskContext<S> {
                 BodyOutcome::Err(error_chain(err.as_ref()))
             }
             Err(panic) => {
-                BodyOutcome::Panicked(format!("step panicked: {}", panic_message(&panic)))
+                BodyOutcome::Panicked(format!("step panicked: {}", panic_message(&*panic)))
             }
         }
     }

@@ -1,0 +1,180 @@
+//! Workflows shared by the test suites and the `zart-test-worker` process.
+//!
+//! Side effects are counted in the table `zart_test_side_effects`, so a test can tell how often
+//! each step body really ran, across processes and crashes.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use zart::{RetryConfig, Scheduler, TaskContext, TaskError, TaskHandler, TaskRegistry};
+
+/// Creates the side-effect table.
+pub const SETUP_SQL: &str = "create table if not exists zart_test_side_effects (
+    execution_id text not null,
+    step text not null,
+    pid integer not null,
+    at timestamptz not null default clock_timestamp()
+)";
+
+/// Input of [`Counted`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CountedInput {
+    /// How many steps.
+    pub steps: u32,
+    /// How long each step body sleeps after its side effect.
+    pub step_ms: u64,
+}
+
+/// `steps` steps; each records a side effect (a row) and then sleeps `step_ms`.
+pub struct Counted {
+    pub pool: deadpool_postgres::Pool,
+}
+
+#[async_trait]
+impl TaskHandler for Counted {
+    type Data = CountedInput;
+    type Output = u32;
+
+    async fn run(
+        &self,
+        ctx: &mut TaskContext<impl Scheduler>,
+        data: CountedInput,
+    ) -> Result<u32, TaskError> {
+        let id = ctx.execution_id().to_owned();
+        for i in 0..data.steps {
+            let name = format!("step-{i}");
+            let pool = self.pool.clone();
+            let id = id.clone();
+            let step = name.clone();
+            let value: u32 = ctx
+                .step(&name, || async move {
+                    let client = pool.get().await?;
+                    client
+                        .execute(
+                            "insert into zart_test_side_effects (execution_id, step, pid) values ($1, $2, $3)",
+                            &[&id, &step, &(std::process::id() as i32)],
+                        )
+                        .await?;
+                    tokio::time::sleep(Duration::from_millis(data.step_ms)).await;
+                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>(i * 10)
+                })
+                .await?;
+            assert_eq!(
+                value,
+                i * 10,
+                "a replayed step must return its recorded value"
+            );
+        }
+        Ok(data.steps)
+    }
+}
+
+/// Returns its input.
+pub struct Echo;
+
+#[async_trait]
+impl TaskHandler for Echo {
+    type Data = serde_json::Value;
+    type Output = serde_json::Value;
+
+    async fn run(
+        &self,
+        ctx: &mut TaskContext<impl Scheduler>,
+        data: serde_json::Value,
+    ) -> Result<serde_json::Value, TaskError> {
+        let data2 = data.clone();
+        ctx.step("echo", || async move { Ok::<_, std::io::Error>(data2) })
+            .await
+    }
+}
+
+/// A step that panics with the message in its input.
+pub struct Panicky;
+
+#[async_trait]
+impl TaskHandler for Panicky {
+    type Data = String;
+    type Output = ();
+
+    async fn run(
+        &self,
+        ctx: &mut TaskContext<impl Scheduler>,
+        message: String,
+    ) -> Result<(), TaskError> {
+        ctx.step("fine", || async { Ok::<_, std::io::Error>(1) })
+            .await?;
+        ctx.step("boom", || async move {
+            if !message.is_empty() {
+                panic!("{message}");
+            }
+            Ok::<_, std::io::Error>(())
+        })
+        .await?;
+        Ok(())
+    }
+}
+
+/// Input of [`Flaky`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FlakyInput {
+    /// The step fails this many times before it succeeds.
+    pub failures: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// Base back-off in milliseconds.
+    pub base_ms: u64,
+}
+
+/// A step that fails `failures` times (counted in the side-effect table), then succeeds.
+pub struct Flaky {
+    pub pool: deadpool_postgres::Pool,
+}
+
+#[async_trait]
+impl TaskHandler for Flaky {
+    type Data = FlakyInput;
+    type Output = i64;
+
+    async fn run(
+        &self,
+        ctx: &mut TaskContext<impl Scheduler>,
+        data: FlakyInput,
+    ) -> Result<i64, TaskError> {
+        let id = ctx.execution_id().to_owned();
+        let retry =
+            RetryConfig::exponential(data.max_attempts, Duration::from_millis(data.base_ms));
+        let pool = self.pool.clone();
+        ctx.step_with_retry("flaky", retry, || {
+            let pool = pool.clone();
+            let id = id.clone();
+            async move {
+                let client = pool.get().await?;
+                let n: i64 = client
+                    .query_one(
+                        "with i as (insert into zart_test_side_effects (execution_id, step, pid) values ($1, 'flaky', $2) returning 1)
+                         select count(*) + 1 from zart_test_side_effects where execution_id = $1 and step = 'flaky'",
+                        &[&id, &(std::process::id() as i32)],
+                    )
+                    .await?
+                    .get(0);
+                if n <= i64::from(data.failures) {
+                    return Err(format!("attempt {n} failed on purpose").into());
+                }
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(n)
+            }
+        })
+        .await
+    }
+}
+
+/// The registry of every test task. `pool` reaches the database the side effects go to.
+pub fn registry(pool: deadpool_postgres::Pool) -> TaskRegistry {
+    let mut registry = TaskRegistry::new();
+    registry
+        .register("counted", Counted { pool: pool.clone() })
+        .register("echo", Echo)
+        .register("panicky", Panicky)
+        .register("flaky", Flaky { pool });
+    registry
+}

@@ -1,0 +1,420 @@
+//! End-to-end workflows on a real PostgreSQL: the seed workflow, retries, panics, claiming.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use zart::{
+    DurableScheduler, Error, ExecutionStatus, RetryConfig, Scheduler, ShutdownHandle, TaskContext,
+    TaskError, TaskHandler, TaskRegistry, Worker, WorkerConfig,
+};
+use zart_pg::PostgresScheduler;
+use zart_tests::tasks::{self, FlakyInput};
+use zart_tests::{count, init_tracing, wait_for, TestDb};
+
+const WAIT: Option<Duration> = Some(Duration::from_secs(30));
+
+#[derive(Debug, Serialize, Deserialize)]
+struct OnboardingData {
+    user_id: String,
+    email: String,
+}
+
+/// The workflow of the getting-started page, with its two calls counted.
+struct OnboardingTask {
+    emails: Arc<AtomicU32>,
+    billing: Arc<AtomicU32>,
+}
+
+#[async_trait]
+impl TaskHandler for OnboardingTask {
+    type Data = OnboardingData;
+    type Output = ();
+
+    async fn run(
+        &self,
+        ctx: &mut TaskContext<impl Scheduler>,
+        data: OnboardingData,
+    ) -> Result<(), TaskError> {
+        let emails = self.emails.clone();
+        ctx.step("send-email", || async {
+            emails.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, std::io::Error>(format!("sent to {}", data.email))
+        })
+        .await?;
+
+        let billing = self.billing.clone();
+        ctx.step_with_retry(
+            "setup-billing",
+            // The first back-off (1.2 s) is over the 1 s threshold: a durable suspension.
+            RetryConfig::exponential(3, Duration::from_millis(1200)),
+            || async {
+                if billing.fetch_add(1, Ordering::SeqCst) == 0 {
+                    return Err(std::io::Error::other("billing down"));
+                }
+                Ok(format!("customer for {}", data.user_id))
+            },
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+fn spawn_worker(
+    scheduler: Arc<PostgresScheduler>,
+    registry: Arc<TaskRegistry>,
+    config: WorkerConfig,
+) -> (ShutdownHandle, tokio::task::JoinHandle<Result<(), Error>>) {
+    let worker = Worker::new(scheduler, registry, config.with_handle_signals(false));
+    let stop = worker.shutdown_handle();
+    (stop, tokio::spawn(worker.run()))
+}
+
+async fn test_registry(db: &TestDb) -> Arc<TaskRegistry> {
+    let client = db.client().await;
+    client.batch_execute(tasks::SETUP_SQL).await.unwrap();
+    let pool = zart_pg::PgPool::connect_lazy(&db.url, 4).unwrap();
+    Arc::new(tasks::registry(pool.pool().clone()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_workflow_completes_and_wait_returns_final_status() {
+    init_tracing();
+    let db = TestDb::new().await;
+    let scheduler = db.scheduler().await;
+    let emails = Arc::new(AtomicU32::new(0));
+    let billing = Arc::new(AtomicU32::new(0));
+    let mut registry = TaskRegistry::new();
+    registry.register(
+        "onboarding",
+        OnboardingTask {
+            emails: emails.clone(),
+            billing: billing.clone(),
+        },
+    );
+    let registry = Arc::new(registry);
+    let (stop, worker) = spawn_worker(scheduler.clone(), registry.clone(), WorkerConfig::default());
+
+    let durable = DurableScheduler::new(scheduler.clone(), registry.clone());
+    let data = OnboardingData {
+        user_id: "u-42".into(),
+        email: "alice@example.com".into(),
+    };
+    let started = durable
+        .start_typed("signup-user-42", "onboarding", &data)
+        .await
+        .unwrap();
+    assert!(started.created);
+
+    let finished = durable.wait("signup-user-42", WAIT).await.unwrap();
+    assert_eq!(finished.status, ExecutionStatus::Completed);
+    assert_eq!(finished.output, Some(serde_json::Value::Null));
+    assert!(finished.finished_at.is_some());
+    // The durable back-off suspended the execution, so it was claimed twice.
+    assert_eq!(finished.attempts, 2);
+    // The email step ran once: the second claim replayed it from its record.
+    assert_eq!(emails.load(Ordering::SeqCst), 1);
+    assert_eq!(billing.load(Ordering::SeqCst), 2);
+
+    let client = db.client().await;
+    let rows = client
+        .query(
+            "select name, status, attempts, seq from zart_steps where execution_id = $1 order by seq",
+            &[&"signup-user-42"],
+        )
+        .await
+        .unwrap();
+    let steps: Vec<(String, String, i32, i32)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            ("send-email".into(), "completed".into(), 1, 0),
+            ("setup-billing".into(), "completed".into(), 2, 1),
+        ]
+    );
+    assert_eq!(count(&client, "select count(*) from zart_tasks").await, 0);
+
+    // Starting it again is a no-op that reports the finished execution.
+    let again = durable
+        .start_typed("signup-user-42", "onboarding", &data)
+        .await
+        .unwrap();
+    assert!(!again.created);
+    assert_eq!(again.status, ExecutionStatus::Completed);
+
+    stop.shutdown();
+    worker.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_exhausted_fail_the_execution_with_the_error_visible() {
+    init_tracing();
+    let db = TestDb::new().await;
+    let scheduler = db.scheduler().await;
+    let registry = test_registry(&db).await;
+    let (stop, worker) = spawn_worker(scheduler.clone(), registry.clone(), WorkerConfig::default());
+    let durable = DurableScheduler::new(scheduler, registry);
+
+    let input = FlakyInput {
+        failures: 10,
+        max_attempts: 3,
+        base_ms: 10,
+    };
+    durable
+        .start_typed("always-fails", "flaky", &input)
+        .await
+        .unwrap();
+    let finished = durable.wait("always-fails", WAIT).await.unwrap();
+    assert_eq!(finished.status, ExecutionStatus::Failed);
+    let error = finished
+        .error
+        .expect("a failed execution records its error");
+    assert_eq!(error.kind, "step_failed");
+    assert_eq!(error.step.as_deref(), Some("flaky"));
+    assert_eq!(error.attempts, Some(3));
+    assert_eq!(error.message, "attempt 3 failed on purpose");
+
+    let client = db.client().await;
+    let row = client
+        .query_one(
+            "select e.status, e.error->>'message', s.status, s.attempts
+               from zart_executions e join zart_steps s on s.execution_id = e.id
+              where e.id = 'always-fails'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "failed");
+    assert_eq!(row.get::<_, String>(1), "attempt 3 failed on purpose");
+    assert_eq!(row.get::<_, String>(2), "failed");
+    assert_eq!(row.get::<_, i32>(3), 3);
+    assert_eq!(
+        count(&client, "select count(*) from zart_test_side_effects").await,
+        3,
+        "exactly max_attempts attempts ran"
+    );
+
+    stop.shutdown();
+    worker.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_backoff_holds_no_worker_slot() {
+    init_tracing();
+    let db = TestDb::new().await;
+    let scheduler = db.scheduler().await;
+    let registry = test_registry(&db).await;
+    // One slot: while "slow-retry" waits out its back-off, "echo-1" must still run.
+    let (stop, worker) = spawn_worker(
+        scheduler.clone(),
+        registry.clone(),
+        WorkerConfig::default().with_concurrency(1),
+    );
+    let durable = DurableScheduler::new(scheduler, registry);
+    let input = FlakyInput {
+        failures: 1,
+        max_attempts: 2,
+        base_ms: 3000,
+    };
+    durable
+        .start_typed("slow-retry", "flaky", &input)
+        .await
+        .unwrap();
+
+    let client = db.client().await;
+    wait_for(
+        "the execution to suspend",
+        Duration::from_secs(10),
+        || async {
+            let row = client
+                .query_one(
+                    "select e.status, t.locked_by is null from zart_executions e
+                   join zart_tasks t on t.execution_id = e.id where e.id = 'slow-retry'",
+                    &[],
+                )
+                .await
+                .ok()?;
+            (row.get::<_, String>(0) == "sleeping" && row.get::<_, bool>(1)).then_some(())
+        },
+    )
+    .await;
+    let step_status: String = client
+        .query_one(
+            "select status from zart_steps where execution_id = 'slow-retry'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(step_status, "retrying");
+
+    durable
+        .start("echo-1", "echo", serde_json::json!({"during": "backoff"}))
+        .await
+        .unwrap();
+    let echo = durable
+        .wait("echo-1", Some(Duration::from_secs(2)))
+        .await
+        .unwrap();
+    assert_eq!(echo.status, ExecutionStatus::Completed);
+    assert_eq!(echo.output, Some(serde_json::json!({"during": "backoff"})));
+    let slow = durable.status("slow-retry").await.unwrap();
+    assert_eq!(
+        slow.status,
+        ExecutionStatus::Sleeping,
+        "echo ran during the back-off"
+    );
+
+    let done = durable.wait("slow-retry", WAIT).await.unwrap();
+    assert_eq!(done.status, ExecutionStatus::Completed);
+    assert_eq!(done.output, Some(serde_json::json!(2)));
+
+    stop.shutdown();
+    worker.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_step_fails_the_execution_and_releases_the_lease() {
+    init_tracing();
+    let db = TestDb::new().await;
+    let scheduler = db.scheduler().await;
+    let registry = test_registry(&db).await;
+    let (stop, worker) = spawn_worker(scheduler.clone(), registry.clone(), WorkerConfig::default());
+    let durable = DurableScheduler::new(scheduler, registry);
+
+    durable
+        .start_typed("panics", "panicky", &"the flux capacitor melted".to_owned())
+        .await
+        .unwrap();
+    let finished = durable.wait("panics", WAIT).await.unwrap();
+    assert_eq!(finished.status, ExecutionStatus::Failed);
+    let error = finished.error.unwrap();
+    assert_eq!(error.kind, "panic");
+    assert_eq!(error.step.as_deref(), Some("boom"));
+    assert_eq!(error.message, "step panicked: the flux capacitor melted");
+
+    let client = db.client().await;
+    assert_eq!(
+        count(&client, "select count(*) from zart_tasks").await,
+        0,
+        "the lease is released with the verdict"
+    );
+    let boom: String = client
+        .query_one(
+            "select error->>'message' from zart_steps where execution_id = 'panics' and name = 'boom'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(boom, "step panicked: the flux capacitor melted");
+
+    // The worker survives the panic and keeps running other work.
+    durable
+        .start("after-panic", "echo", serde_json::json!(1))
+        .await
+        .unwrap();
+    let next = durable.wait("after-panic", WAIT).await.unwrap();
+    assert_eq!(next.status, ExecutionStatus::Completed);
+
+    stop.shutdown();
+    worker.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_never_claims_a_task_name_it_has_not_registered() {
+    init_tracing();
+    let db = TestDb::new().await;
+    let scheduler = db.scheduler().await;
+    let mut registry = TaskRegistry::new();
+    registry.register("echo", tasks::Echo);
+    let registry = Arc::new(registry);
+    let (stop, worker) = spawn_worker(scheduler.clone(), registry.clone(), WorkerConfig::default());
+
+    // Started from SQL: the client registry is not consulted there.
+    let client = db.client().await;
+    client
+        .execute("select zart_start('foreign-1', 'not-mine', '{}')", &[])
+        .await
+        .unwrap();
+    let durable = DurableScheduler::new(scheduler.clone(), registry);
+    // Work started after it completes, so the worker has claimed at least twice by then.
+    durable
+        .start("mine-1", "echo", serde_json::json!(1))
+        .await
+        .unwrap();
+    durable.wait("mine-1", WAIT).await.unwrap();
+    durable
+        .start("mine-2", "echo", serde_json::json!(2))
+        .await
+        .unwrap();
+    durable.wait("mine-2", WAIT).await.unwrap();
+
+    let foreign = durable.status("foreign-1").await.unwrap();
+    assert_eq!(foreign.status, ExecutionStatus::Scheduled);
+    assert_eq!(foreign.attempts, 0);
+    let locked: Option<String> = client
+        .query_one(
+            "select locked_by from zart_tasks where execution_id = 'foreign-1'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(locked, None);
+
+    // And the client refuses to start a task it does not know.
+    let err = durable
+        .start("foreign-2", "not-mine", serde_json::json!({}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::UnknownTask { ref name } if name == "not-mine"),
+        "{err}"
+    );
+    assert_eq!(
+        count(
+            &client,
+            "select count(*) from zart_executions where id = 'foreign-2'"
+        )
+        .await,
+        0
+    );
+
+    stop.shutdown();
+    worker.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_times_out_with_a_clear_error_and_status_reports_unknown_ids() {
+    init_tracing();
+    let db = TestDb::new().await;
+    let scheduler = db.scheduler().await;
+    let registry = test_registry(&db).await;
+    let durable = DurableScheduler::new(scheduler, registry);
+    // No worker runs: the execution stays scheduled.
+    durable
+        .start("stays", "echo", serde_json::json!(null))
+        .await
+        .unwrap();
+    let err = durable
+        .wait("stays", Some(Duration::from_millis(300)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::WaitTimeout { .. }), "{err}");
+    assert!(
+        err.to_string().contains("\"stays\" did not finish within"),
+        "{err}"
+    );
+
+    let err = durable.status("nobody").await.unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    let err = durable.wait("nobody", None).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+}

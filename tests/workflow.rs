@@ -418,3 +418,146 @@ async fn wait_times_out_with_a_clear_error_and_status_reports_unknown_ids() {
     let err = durable.wait("nobody", None).await.unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_that_meets_other_steps_than_recorded_fails_with_non_determinism() {
+    use zart::scheduler::{ClaimTasksParams, CommitStepParams, ReleaseTasksParams, StepStatus};
+    init_tracing();
+    let db = TestDb::new().await;
+    let scheduler = db.scheduler().await;
+    let registry = test_registry(&db).await;
+    let durable = DurableScheduler::new(scheduler.clone(), registry.clone());
+    durable
+        .start("changed-code", "echo", serde_json::json!(1))
+        .await
+        .unwrap();
+
+    // An older version of the workflow recorded a step "validate" first, then stopped.
+    let claimed = scheduler
+        .claim_tasks(ClaimTasksParams {
+            worker_id: "old-version".into(),
+            queue: "default".into(),
+            task_names: vec!["echo".into()],
+            limit: 1,
+            lease: Duration::from_secs(30),
+        })
+        .await
+        .unwrap();
+    scheduler
+        .commit_step(CommitStepParams {
+            lease: claimed[0].lease.clone(),
+            name: "validate".into(),
+            seq: 0,
+            status: StepStatus::Completed,
+            output: Some(serde_json::json!(true)),
+            error: None,
+            attempts: 1,
+        })
+        .await
+        .unwrap();
+    scheduler
+        .release_tasks(ReleaseTasksParams {
+            worker_id: "old-version".into(),
+            queue: "default".into(),
+            leases: vec![claimed[0].lease.clone()],
+        })
+        .await
+        .unwrap();
+
+    // The current code's first step is "echo": replay must refuse to mix the two.
+    let (stop, worker) = spawn_worker(scheduler.clone(), registry, WorkerConfig::default());
+    let done = durable.wait("changed-code", WAIT).await.unwrap();
+    assert_eq!(done.status, ExecutionStatus::Failed);
+    let error = done.error.unwrap();
+    assert_eq!(error.kind, "non_determinism");
+    assert_eq!(error.step.as_deref(), Some("echo"));
+    assert_eq!(
+        error.message,
+        "non-deterministic workflow at step \"echo\": step 0 was recorded as \"validate\", \
+         but the workflow now asks for \"echo\""
+    );
+    let client = db.client().await;
+    assert_eq!(
+        count(
+            &client,
+            "select count(*) from zart_steps where execution_id = 'changed-code'"
+        )
+        .await,
+        1,
+        "no result was recorded for the diverging step"
+    );
+    stop.shutdown();
+    worker.await.unwrap().unwrap();
+}
+
+/// Uses one step name twice.
+struct Repeats;
+
+#[async_trait]
+impl TaskHandler for Repeats {
+    type Data = ();
+    type Output = ();
+
+    async fn run(&self, ctx: &mut TaskContext<impl Scheduler>, _: ()) -> Result<(), TaskError> {
+        for _ in 0..2 {
+            ctx.step("same", || async { Ok::<_, std::io::Error>(()) })
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_name_used_twice_fails_the_execution_clearly() {
+    init_tracing();
+    let db = TestDb::new().await;
+    let scheduler = db.scheduler().await;
+    let mut registry = TaskRegistry::new();
+    registry.register("repeats", Repeats);
+    let registry = Arc::new(registry);
+    let (stop, worker) = spawn_worker(scheduler.clone(), registry.clone(), WorkerConfig::default());
+    let durable = DurableScheduler::new(scheduler, registry);
+    durable.start_typed("dup", "repeats", &()).await.unwrap();
+    let done = durable.wait("dup", WAIT).await.unwrap();
+    assert_eq!(done.status, ExecutionStatus::Failed);
+    let error = done.error.unwrap();
+    assert_eq!(error.kind, "duplicate_step");
+    assert_eq!(
+        error.message,
+        "step name \"same\" is used twice in one execution; step names must be unique"
+    );
+    stop.shutdown();
+    worker.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_input_fails_the_execution_naming_the_problem() {
+    init_tracing();
+    let db = TestDb::new().await;
+    let scheduler = db.scheduler().await;
+    let registry = test_registry(&db).await;
+    let (stop, worker) = spawn_worker(scheduler.clone(), registry.clone(), WorkerConfig::default());
+    // From SQL nothing checks the input against the Rust type; the run reports it.
+    let client = db.client().await;
+    client
+        .execute(
+            "select zart_start('bad-input', 'counted', '{\"steps\": \"many\"}')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let durable = DurableScheduler::new(scheduler, registry);
+    let done = durable.wait("bad-input", WAIT).await.unwrap();
+    assert_eq!(done.status, ExecutionStatus::Failed);
+    let error = done.error.unwrap();
+    assert_eq!(error.kind, "serialization");
+    assert!(
+        error
+            .message
+            .starts_with("could not deserialize the input of task \"counted\" as JSON: invalid type: string \"many\", expected u32"),
+        "{}",
+        error.message
+    );
+    stop.shutdown();
+    worker.await.unwrap().unwrap();
+}

@@ -322,8 +322,9 @@ language sql volatile as $$
     returning t.bucket, t.execution_id
 $$;
 
--- Called by Worker at shutdown and when it abandons runs. Locks the released task rows and makes
--- them due now. Returns how many leases were released. Raises nothing.
+-- Called by Worker at shutdown and when it abandons runs. Locks the released task rows, then
+-- their executions; makes them due now and 'scheduled' again. Returns how many were released.
+-- Raises nothing.
 create or replace function public.zart_release_tasks(
     p_worker_id     text,
     p_buckets       smallint[],
@@ -337,9 +338,15 @@ language sql volatile as $$
           from unnest(p_buckets, p_execution_ids, p_fences) as l(bucket, execution_id, fence)
          where t.bucket = l.bucket and t.execution_id = l.execution_id and t.fence = l.fence
            and t.locked_by = p_worker_id
+        returning t.bucket, t.execution_id
+    ), rescheduled as (
+        update public.zart_executions e
+           set status = 'scheduled', updated_at = public.zart_current_time()
+          from released r
+         where e.bucket = r.bucket and e.id = r.execution_id
         returning 1
     )
-    select count(*)::integer from released
+    select count(*)::integer from rescheduled
 $$;
 
 -- Called by an idle Worker to know how long it may sleep. No locks. Raises nothing.

@@ -1,7 +1,7 @@
 //! The dedicated LISTEN connection: one per [`crate::PostgresScheduler`], outside the pool
 //! (pooled connections drop notifications), reconnecting with back-off and fanning out to
-//! in-process subscribers as [`Wakeup`]s. After a reconnect it sends [`Wakeup::Resync`],
-//! because notifications sent while it was away are lost.
+//! in-process subscribers as [`Wakeup`]s. Once LISTEN is in effect (first connect and every
+//! reconnect) it sends [`Wakeup::Resync`], because notifications sent before are lost.
 
 use futures_util::StreamExt;
 use tokio::sync::broadcast;
@@ -75,8 +75,10 @@ async fn listen_once(
     backoff.reset();
     if !first {
         tracing::info!("zart listener reconnected");
-        let _ = tx.send(Wakeup::Resync);
     }
+    // Anything sent before LISTEN took effect was missed (on the first connect too, since
+    // subscribers may already be waiting): tell them to look again.
+    let _ = tx.send(Wakeup::Resync);
     while let Some(msg) = messages.next().await {
         match msg? {
             AsyncMessage::Notification(n) => {

@@ -1,1 +1,310 @@
-fn main() {}
+//! `zart-bench`: Zart's wake-up latencies next to the raw PostgreSQL LISTEN/NOTIFY round trip
+//! they are built on, measured in one run against one scratch database.
+//!
+//! - **F**: raw LISTEN/NOTIFY round trip (plain tokio-postgres), the baseline.
+//! - **pickup**: `start` to the handler's first instant, on an idle worker.
+//! - **end-to-end**: `start` to `wait` returning `Completed` for a one-step workflow.
+//!
+//! The run creates `zart_bench_<pid>` on the server, migrates it, measures, and drops it again
+//! (also after a failure or Ctrl-C). Timings are printed, never judged. See `benches/README.md`.
+
+mod raw;
+mod stats;
+mod workflow;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, Context, Result};
+use clap::Parser;
+use serde::Serialize;
+use tokio_postgres::NoTls;
+
+use stats::{Figure, Gap, Rng, Summary};
+
+/// Command-line options.
+#[derive(Debug, Parser)]
+#[command(
+    name = "zart-bench",
+    about = "Zart pickup and end-to-end latency next to the raw LISTEN/NOTIFY round trip (F)"
+)]
+struct Args {
+    /// PostgreSQL server; a scratch database `zart_bench_<pid>` is created and dropped on it.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    /// Samples for each Zart figure (pickup, end-to-end).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..))]
+    samples: u32,
+    /// Samples for F, the raw LISTEN/NOTIFY round trip.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    notify_samples: u32,
+    /// A tiny run (20 samples each, short gaps) that exercises every code path in seconds.
+    #[arg(long)]
+    smoke: bool,
+    /// Also write the results as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
+    /// Also write the results as a markdown table to this file.
+    #[arg(long, value_name = "PATH")]
+    markdown: Option<PathBuf>,
+}
+
+/// Sample counts and gaps of one run.
+#[derive(Debug, Clone, Copy, Serialize)]
+struct Plan {
+    /// Measured F samples.
+    notify_samples: usize,
+    /// Measured samples of each Zart figure.
+    samples: usize,
+    /// Unmeasured samples run first in each phase (connections, listeners, caches).
+    warmup: usize,
+    /// Idle gap range between F samples, ms.
+    f_gap_ms: (u64, u64),
+    /// Idle gap range between Zart samples, ms.
+    zart_gap_ms: (u64, u64),
+}
+
+impl Plan {
+    fn new(args: &Args) -> Plan {
+        if args.smoke {
+            Plan {
+                notify_samples: 20,
+                samples: 20,
+                warmup: 2,
+                f_gap_ms: (1, 3),
+                zart_gap_ms: (2, 8),
+            }
+        } else {
+            Plan {
+                notify_samples: args.notify_samples as usize,
+                samples: args.samples as usize,
+                warmup: 10,
+                f_gap_ms: (5, 20),
+                zart_gap_ms: (20, 80),
+            }
+        }
+    }
+}
+
+/// Everything a run reports, as written by `--json`.
+#[derive(Debug, Serialize)]
+struct Report {
+    /// Seconds since the Unix epoch when the run finished.
+    unix_time: u64,
+    /// `server_version` of the PostgreSQL server.
+    postgres_version: String,
+    /// `std::thread::available_parallelism()` of this machine.
+    cores: usize,
+    /// Operating system and CPU architecture.
+    platform: String,
+    /// `release` or `debug` (debug numbers are not comparable).
+    profile: &'static str,
+    /// Whether this was a `--smoke` run.
+    smoke: bool,
+    /// Sample counts and gaps.
+    plan: Plan,
+    /// One entry per figure: F, pickup, end-to-end.
+    figures: Vec<Figure>,
+}
+
+impl Report {
+    fn header(&self) -> String {
+        let p = &self.plan;
+        format!(
+            "zart-bench: PostgreSQL {} | {} cores ({}) | {} build{} | samples: F {}, pickup {}, \
+             end-to-end {} (+{} warm-up each) | gaps: F {}-{} ms, Zart {}-{} ms",
+            self.postgres_version,
+            self.cores,
+            self.platform,
+            self.profile,
+            if self.smoke { ", SMOKE" } else { "" },
+            p.notify_samples,
+            p.samples,
+            p.samples,
+            p.warmup,
+            p.f_gap_ms.0,
+            p.f_gap_ms.1,
+            p.zart_gap_ms.0,
+            p.zart_gap_ms.1,
+        )
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("zart-bench: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Creates the scratch database, measures, writes the results, and drops the database.
+async fn run(args: &Args) -> Result<()> {
+    let plan = Plan::new(args);
+    let mut server = tokio_postgres::Config::from_str(&args.database_url)
+        .context("--database-url / DATABASE_URL does not parse as a PostgreSQL URL")?;
+    if server.get_connect_timeout().is_none() {
+        server.connect_timeout(Duration::from_secs(10));
+    }
+    server.application_name("zart-bench");
+    let mut admin = server.clone();
+    admin.dbname("postgres");
+    let db = format!("zart_bench_{}", std::process::id());
+    let mut scratch = server;
+    scratch.dbname(&db);
+
+    let version = {
+        let client = connect(&admin)
+            .await
+            .context("connecting to the `postgres` database")?;
+        let version: String = client
+            .query_one("select current_setting('server_version')", &[])
+            .await
+            .context("reading the server version")?
+            .try_get(0)?;
+        // Separate statements: DROP/CREATE DATABASE cannot run in a multi-statement batch.
+        for sql in [
+            format!("drop database if exists \"{db}\" with (force)"),
+            format!("create database \"{db}\""),
+        ] {
+            client
+                .batch_execute(&sql)
+                .await
+                .with_context(|| format!("creating the scratch database {db}"))?;
+        }
+        version
+    };
+
+    let result = tokio::select! {
+        result = measure(args, plan, &scratch, version) => result,
+        _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
+    };
+    let dropped = drop_database(&admin, &db).await;
+    match (result, dropped) {
+        (Ok(()), dropped) => dropped,
+        (Err(e), Ok(())) => Err(e),
+        (Err(e), Err(d)) => {
+            eprintln!("zart-bench: also failed to drop {db}: {d:#}");
+            Err(e)
+        }
+    }
+}
+
+/// Runs the three phases on the scratch database and reports them.
+async fn measure(
+    args: &Args,
+    plan: Plan,
+    scratch: &tokio_postgres::Config,
+    postgres_version: String,
+) -> Result<()> {
+    let mut report = Report {
+        unix_time: 0,
+        postgres_version,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        platform: format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
+        profile: if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        smoke: args.smoke,
+        plan,
+        figures: Vec::new(),
+    };
+    println!("{}", report.header());
+    let mut rng = Rng::from_clock();
+    let nonce = format!("{:08x}", rng.next_u64() as u32);
+    let f_gap = Gap::ms(plan.f_gap_ms.0, plan.f_gap_ms.1);
+    let zart_gap = Gap::ms(plan.zart_gap_ms.0, plan.zart_gap_ms.1);
+
+    println!("migrating the scratch database");
+    zart_pg::migrate(scratch)
+        .await
+        .context("migrating the scratch database")?;
+
+    println!("[1/3] F: raw LISTEN/NOTIFY round trip");
+    let f = raw::round_trips(
+        scratch,
+        &nonce,
+        plan.warmup,
+        plan.notify_samples,
+        f_gap,
+        &mut rng,
+    )
+    .await?;
+
+    let mut harness = workflow::Harness::start(scratch.clone())?;
+    let measured = async {
+        println!("[2/3] pickup: start -> handler entry (idle worker)");
+        let pickup = harness
+            .pickup(&nonce, plan.warmup, plan.samples, zart_gap, &mut rng)
+            .await?;
+        println!("[3/3] end-to-end: start -> wait() = Completed, one-step workflow");
+        let e2e = harness
+            .end_to_end(&nonce, plan.warmup, plan.samples, zart_gap, &mut rng)
+            .await?;
+        Ok::<_, anyhow::Error>((pickup, e2e))
+    }
+    .await;
+    let stopped = harness.stop().await;
+    let (pickup, e2e) = match (measured, stopped) {
+        (Ok(samples), Ok(())) => samples,
+        (Ok(_), Err(w)) => return Err(w),
+        (Err(e), Ok(())) => return Err(e),
+        (Err(e), Err(w)) => return Err(e.context(format!("and then: {w:#}"))),
+    };
+
+    let f = Summary::of(&f)?;
+    let pickup = Summary::of(&pickup)?;
+    let e2e = Summary::of(&e2e)?;
+    report.figures = vec![
+        Figure::new("f", "F: LISTEN/NOTIFY round trip", &f, None),
+        Figure::new("pickup", "pickup: start -> handler", &pickup, Some(&f)),
+        Figure::new("end_to_end", "end-to-end: 1-step workflow", &e2e, Some(&f)),
+    ];
+    report.unix_time = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+
+    println!();
+    println!("{}", stats::text_table(&report.figures));
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    if let Some(path) = &args.markdown {
+        let md = format!(
+            "{}\n\n{}",
+            report.header(),
+            stats::markdown_table(&report.figures)
+        );
+        std::fs::write(path, md).with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Connects and drives the connection on a background task.
+async fn connect(config: &tokio_postgres::Config) -> Result<tokio_postgres::Client> {
+    let (client, connection) = config.connect(NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// Drops the scratch database, disconnecting anything still attached to it.
+async fn drop_database(admin: &tokio_postgres::Config, db: &str) -> Result<()> {
+    let client = connect(admin)
+        .await
+        .context("connecting to the `postgres` database to drop the scratch database")?;
+    client
+        .batch_execute(&format!("drop database if exists \"{db}\" with (force)"))
+        .await
+        .with_context(|| format!("dropping the scratch database {db}"))
+}

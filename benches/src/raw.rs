@@ -90,7 +90,10 @@ pub async fn round_trips(
 /// Reads the listener connection until it closes, forwarding notifications with the instant
 /// they were read.
 async fn drive_listener(
-    mut connection: tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+    mut connection: tokio_postgres::Connection<
+        tokio_postgres::Socket,
+        tokio_postgres::tls::NoTlsStream,
+    >,
     tx: mpsc::UnboundedSender<Received>,
 ) -> Result<(), tokio_postgres::Error> {
     let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));

@@ -67,6 +67,11 @@ pub fn ratio(a: Duration, b: Duration) -> Option<f64> {
     (!b.is_zero()).then(|| a.as_secs_f64() / b.as_secs_f64())
 }
 
+/// `x` rounded to three decimals (microseconds when `x` is in ms).
+fn round3(x: f64) -> f64 {
+    (x * 1e3).round() / 1e3
+}
+
 /// One row of the result table, as printed and as written to JSON.
 #[derive(Debug, Clone, Serialize)]
 pub struct Figure {
@@ -106,19 +111,19 @@ impl Figure {
             key,
             name,
             samples: summary.samples,
-            min_ms: ms(summary.min),
-            p50_ms: ms(summary.p50),
-            p90_ms: ms(summary.p90),
-            p99_ms: ms(summary.p99),
-            max_ms: ms(summary.max),
-            mean_ms: ms(summary.mean),
-            p50_over_f_p50: baseline.and_then(|f| ratio(summary.p50, f.p50)),
-            p99_over_f_p99: baseline.and_then(|f| ratio(summary.p99, f.p99)),
+            min_ms: round3(ms(summary.min)),
+            p50_ms: round3(ms(summary.p50)),
+            p90_ms: round3(ms(summary.p90)),
+            p99_ms: round3(ms(summary.p99)),
+            max_ms: round3(ms(summary.max)),
+            mean_ms: round3(ms(summary.mean)),
+            p50_over_f_p50: baseline.and_then(|f| ratio(summary.p50, f.p50)).map(round3),
+            p99_over_f_p99: baseline.and_then(|f| ratio(summary.p99, f.p99)).map(round3),
         }
     }
 
     fn cells(&self) -> Vec<String> {
-        let ratio = |r: Option<f64>| r.map_or_else(|| "-".to_owned(), |r| format!("{r:.1}x"));
+        let ratio = |r: Option<f64>| r.map_or_else(|| "-".to_owned(), |r| format!("{r:.2}x"));
         vec![
             self.name.to_owned(),
             self.samples.to_string(),
@@ -266,7 +271,10 @@ mod tests {
         assert_eq!(s.max, Duration::from_millis(100));
         assert_eq!(s.mean, Duration::from_micros(50_500));
         let one = Summary::of(&[Duration::from_millis(7)])?;
-        assert_eq!((one.p50, one.p99), (Duration::from_millis(7), Duration::from_millis(7)));
+        assert_eq!(
+            (one.p50, one.p99),
+            (Duration::from_millis(7), Duration::from_millis(7))
+        );
         assert!(Summary::of(&[]).is_err());
         Ok(())
     }

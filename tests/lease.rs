@@ -2,16 +2,15 @@
 //! refused and change nothing; heartbeats keep a long step's lease alive.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use zart::scheduler::{
     ClaimTasksParams, ClaimedTask, CommitStepParams, CompleteExecutionParams, HeartbeatParams,
     Outcome, StepStatus,
 };
-use zart::{DurableScheduler, Error, ExecutionStatus, Scheduler, Worker, WorkerConfig};
+use zart::{Error, ExecutionStatus, Scheduler, WorkerConfig};
 use zart_pg::PostgresScheduler;
-use zart_tests::{count, init_tracing, tasks, wait_for, TestDb};
+use zart_tests::{count, init_tracing, tasks, wait_for, Harness};
 
 async fn claim(scheduler: &PostgresScheduler, worker: &str, lease: Duration) -> Vec<ClaimedTask> {
     scheduler
@@ -41,11 +40,8 @@ fn commit(task: &ClaimedTask, output: serde_json::Value) -> CommitStepParams {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_lease_is_taken_over_and_the_late_commit_is_refused() {
     init_tracing();
-    let db = TestDb::new().await;
-    let scheduler = db.scheduler().await;
-    let mut registry = zart::TaskRegistry::new();
-    registry.register("echo", tasks::Echo);
-    let durable = DurableScheduler::new(scheduler.clone(), Arc::new(registry));
+    let h = echo_harness().await;
+    let (db, durable, scheduler) = (&h.db, &h.durable, &h.scheduler);
     durable
         .start("contended", "echo", serde_json::json!("real"))
         .await
@@ -135,12 +131,8 @@ async fn an_expired_lease_is_taken_over_and_the_late_commit_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_workers_execution_is_finished_by_a_live_worker() {
     init_tracing();
-    let db = TestDb::new().await;
-    let scheduler = db.scheduler().await;
-    let mut registry = zart::TaskRegistry::new();
-    registry.register("echo", tasks::Echo);
-    let registry = Arc::new(registry);
-    let durable = DurableScheduler::new(scheduler.clone(), registry.clone());
+    let h = echo_harness().await;
+    let (db, durable, scheduler) = (&h.db, &h.durable, &h.scheduler);
     durable
         .start("stalled", "echo", serde_json::json!(7))
         .await
@@ -150,13 +142,7 @@ async fn a_stalled_workers_execution_is_finished_by_a_live_worker() {
 
     // A live worker finds it once the lease expires, without being told (its sweep and its
     // knowledge of the next due time wake it).
-    let worker = Worker::new(
-        scheduler.clone(),
-        registry,
-        WorkerConfig::default().with_handle_signals(false),
-    );
-    let stop = worker.shutdown_handle();
-    let handle = tokio::spawn(worker.run());
+    h.spawn_worker(WorkerConfig::default());
     let done = durable
         .wait("stalled", Some(Duration::from_secs(15)))
         .await
@@ -178,33 +164,22 @@ async fn a_stalled_workers_execution_is_finished_by_a_live_worker() {
         .await,
         0
     );
-    stop.shutdown();
-    handle.await.unwrap().unwrap();
+    h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_keep_a_long_step_from_being_taken_over() {
     init_tracing();
-    let db = TestDb::new().await;
-    let scheduler = db.scheduler().await;
-    let client = db.client().await;
-    client.batch_execute(tasks::SETUP_SQL).await.unwrap();
-    let pool = zart_pg::PgPool::connect_lazy(&db.url, 4).unwrap();
-    let registry = Arc::new(tasks::registry(pool.pool().clone()));
+    let h = Harness::new().await;
+    let client = h.db.client().await;
     // Two workers with a 1 s lease; the step takes 3 s. Without heartbeats the second worker
     // would take the execution over and run the step again.
     let config = WorkerConfig::default()
-        .with_handle_signals(false)
         .with_lease_duration(Duration::from_secs(1))
         .with_sweep_interval(Duration::from_millis(200));
-    let mut stops = Vec::new();
-    let mut handles = Vec::new();
-    for _ in 0..2 {
-        let worker = Worker::new(scheduler.clone(), registry.clone(), config.clone());
-        stops.push(worker.shutdown_handle());
-        handles.push(tokio::spawn(worker.run()));
-    }
-    let durable = DurableScheduler::new(scheduler.clone(), registry);
+    h.spawn_worker(config.clone());
+    h.spawn_worker(config);
+    let durable = &h.durable;
     durable
         .start_typed(
             "long-step",
@@ -227,10 +202,11 @@ async fn heartbeats_keep_a_long_step_from_being_taken_over() {
         1,
         "the step body ran once"
     );
-    for stop in stops {
-        stop.shutdown();
-    }
-    for handle in handles {
-        handle.await.unwrap().unwrap();
-    }
+    h.stop().await;
+}
+
+async fn echo_harness() -> Harness {
+    let mut registry = zart::TaskRegistry::new();
+    registry.register("echo", tasks::Echo);
+    Harness::with_registry(registry).await
 }

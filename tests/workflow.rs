@@ -8,12 +8,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use zart::{
-    DurableScheduler, Error, ExecutionStatus, RetryConfig, Scheduler, ShutdownHandle, TaskContext,
-    TaskError, TaskHandler, TaskRegistry, Worker, WorkerConfig,
+    Error, ExecutionStatus, RetryConfig, Scheduler, TaskContext, TaskError, TaskHandler,
+    TaskRegistry, WorkerConfig,
 };
-use zart_pg::PostgresScheduler;
 use zart_tests::tasks::{self, FlakyInput};
-use zart_tests::{count, init_tracing, wait_for, TestDb};
+use zart_tests::{count, init_tracing, wait_for, Harness};
 
 const WAIT: Option<Duration> = Some(Duration::from_secs(30));
 
@@ -63,28 +62,9 @@ impl TaskHandler for OnboardingTask {
     }
 }
 
-fn spawn_worker(
-    scheduler: Arc<PostgresScheduler>,
-    registry: Arc<TaskRegistry>,
-    config: WorkerConfig,
-) -> (ShutdownHandle, tokio::task::JoinHandle<Result<(), Error>>) {
-    let worker = Worker::new(scheduler, registry, config.with_handle_signals(false));
-    let stop = worker.shutdown_handle();
-    (stop, tokio::spawn(worker.run()))
-}
-
-async fn test_registry(db: &TestDb) -> Arc<TaskRegistry> {
-    let client = db.client().await;
-    client.batch_execute(tasks::SETUP_SQL).await.unwrap();
-    let pool = zart_pg::PgPool::connect_lazy(&db.url, 4).unwrap();
-    Arc::new(tasks::registry(pool.pool().clone()))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_workflow_completes_and_wait_returns_final_status() {
     init_tracing();
-    let db = TestDb::new().await;
-    let scheduler = db.scheduler().await;
     let emails = Arc::new(AtomicU32::new(0));
     let billing = Arc::new(AtomicU32::new(0));
     let mut registry = TaskRegistry::new();
@@ -95,10 +75,9 @@ async fn seed_workflow_completes_and_wait_returns_final_status() {
             billing: billing.clone(),
         },
     );
-    let registry = Arc::new(registry);
-    let (stop, worker) = spawn_worker(scheduler.clone(), registry.clone(), WorkerConfig::default());
-
-    let durable = DurableScheduler::new(scheduler.clone(), registry.clone());
+    let h = Harness::with_registry(registry).await;
+    h.spawn_worker(WorkerConfig::default());
+    let (db, durable) = (&h.db, &h.durable);
     let data = OnboardingData {
         user_id: "u-42".into(),
         email: "alice@example.com".into(),
@@ -148,18 +127,15 @@ async fn seed_workflow_completes_and_wait_returns_final_status() {
     assert!(!again.created);
     assert_eq!(again.status, ExecutionStatus::Completed);
 
-    stop.shutdown();
-    worker.await.unwrap().unwrap();
+    h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_exhausted_fail_the_execution_with_the_error_visible() {
     init_tracing();
-    let db = TestDb::new().await;
-    let scheduler = db.scheduler().await;
-    let registry = test_registry(&db).await;
-    let (stop, worker) = spawn_worker(scheduler.clone(), registry.clone(), WorkerConfig::default());
-    let durable = DurableScheduler::new(scheduler, registry);
+    let h = Harness::new().await;
+    h.spawn_worker(WorkerConfig::default());
+    let (db, durable) = (&h.db, &h.durable);
 
     let input = FlakyInput {
         failures: 10,
@@ -200,23 +176,16 @@ async fn retries_exhausted_fail_the_execution_with_the_error_visible() {
         "exactly max_attempts attempts ran"
     );
 
-    stop.shutdown();
-    worker.await.unwrap().unwrap();
+    h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_durable_backoff_holds_no_worker_slot() {
     init_tracing();
-    let db = TestDb::new().await;
-    let scheduler = db.scheduler().await;
-    let registry = test_registry(&db).await;
+    let h = Harness::new().await;
     // One slot: while "slow-retry" waits out its back-off, "echo-1" must still run.
-    let (stop, worker) = spawn_worker(
-        scheduler.clone(),
-        registry.clone(),
-        WorkerConfig::default().with_concurrency(1),
-    );
-    let durable = DurableScheduler::new(scheduler, registry);
+    h.spawn_worker(WorkerConfig::default().with_concurrency(1));
+    let (db, durable) = (&h.db, &h.durable);
     let input = FlakyInput {
         failures: 1,
         max_attempts: 2,
@@ -275,18 +244,15 @@ async fn a_durable_backoff_holds_no_worker_slot() {
     assert_eq!(done.status, ExecutionStatus::Completed);
     assert_eq!(done.output, Some(serde_json::json!(2)));
 
-    stop.shutdown();
-    worker.await.unwrap().unwrap();
+    h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_step_fails_the_execution_and_releases_the_lease() {
     init_tracing();
-    let db = TestDb::new().await;
-    let scheduler = db.scheduler().await;
-    let registry = test_registry(&db).await;
-    let (stop, worker) = spawn_worker(scheduler.clone(), registry.clone(), WorkerConfig::default());
-    let durable = DurableScheduler::new(scheduler, registry);
+    let h = Harness::new().await;
+    h.spawn_worker(WorkerConfig::default());
+    let (db, durable) = (&h.db, &h.durable);
 
     durable
         .start_typed("panics", "panicky", &"the flux capacitor melted".to_owned())
@@ -323,19 +289,17 @@ async fn a_panicking_step_fails_the_execution_and_releases_the_lease() {
     let next = durable.wait("after-panic", WAIT).await.unwrap();
     assert_eq!(next.status, ExecutionStatus::Completed);
 
-    stop.shutdown();
-    worker.await.unwrap().unwrap();
+    h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_never_claims_a_task_name_it_has_not_registered() {
     init_tracing();
-    let db = TestDb::new().await;
-    let scheduler = db.scheduler().await;
     let mut registry = TaskRegistry::new();
     registry.register("echo", tasks::Echo);
-    let registry = Arc::new(registry);
-    let (stop, worker) = spawn_worker(scheduler.clone(), registry.clone(), WorkerConfig::default());
+    let h = Harness::with_registry(registry).await;
+    h.spawn_worker(WorkerConfig::default());
+    let (db, durable) = (&h.db, &h.durable);
 
     // Started from SQL: the client registry is not consulted there.
     let client = db.client().await;
@@ -343,7 +307,6 @@ async fn a_worker_never_claims_a_task_name_it_has_not_registered() {
         .execute("select zart_start('foreign-1', 'not-mine', '{}')", &[])
         .await
         .unwrap();
-    let durable = DurableScheduler::new(scheduler.clone(), registry);
     // Work started after it completes, so the worker has claimed at least twice by then.
     durable
         .start("mine-1", "echo", serde_json::json!(1))
@@ -387,17 +350,14 @@ async fn a_worker_never_claims_a_task_name_it_has_not_registered() {
         0
     );
 
-    stop.shutdown();
-    worker.await.unwrap().unwrap();
+    h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_times_out_with_a_clear_error_and_status_reports_unknown_ids() {
     init_tracing();
-    let db = TestDb::new().await;
-    let scheduler = db.scheduler().await;
-    let registry = test_registry(&db).await;
-    let durable = DurableScheduler::new(scheduler, registry);
+    let h = Harness::new().await;
+    let durable = &h.durable;
     // No worker runs: the execution stays scheduled.
     durable
         .start("stays", "echo", serde_json::json!(null))
@@ -423,10 +383,8 @@ async fn wait_times_out_with_a_clear_error_and_status_reports_unknown_ids() {
 async fn replay_that_meets_other_steps_than_recorded_fails_with_non_determinism() {
     use zart::scheduler::{ClaimTasksParams, CommitStepParams, ReleaseTasksParams, StepStatus};
     init_tracing();
-    let db = TestDb::new().await;
-    let scheduler = db.scheduler().await;
-    let registry = test_registry(&db).await;
-    let durable = DurableScheduler::new(scheduler.clone(), registry.clone());
+    let h = Harness::new().await;
+    let (db, durable, scheduler) = (&h.db, &h.durable, &h.scheduler);
     durable
         .start("changed-code", "echo", serde_json::json!(1))
         .await
@@ -465,7 +423,7 @@ async fn replay_that_meets_other_steps_than_recorded_fails_with_non_determinism(
         .unwrap();
 
     // The current code's first step is "echo": replay must refuse to mix the two.
-    let (stop, worker) = spawn_worker(scheduler.clone(), registry, WorkerConfig::default());
+    h.spawn_worker(WorkerConfig::default());
     let done = durable.wait("changed-code", WAIT).await.unwrap();
     assert_eq!(done.status, ExecutionStatus::Failed);
     let error = done.error.unwrap();
@@ -486,8 +444,7 @@ async fn replay_that_meets_other_steps_than_recorded_fails_with_non_determinism(
         1,
         "no result was recorded for the diverging step"
     );
-    stop.shutdown();
-    worker.await.unwrap().unwrap();
+    h.stop().await;
 }
 
 /// Uses one step name twice.
@@ -510,13 +467,11 @@ impl TaskHandler for Repeats {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_name_used_twice_fails_the_execution_clearly() {
     init_tracing();
-    let db = TestDb::new().await;
-    let scheduler = db.scheduler().await;
     let mut registry = TaskRegistry::new();
     registry.register("repeats", Repeats);
-    let registry = Arc::new(registry);
-    let (stop, worker) = spawn_worker(scheduler.clone(), registry.clone(), WorkerConfig::default());
-    let durable = DurableScheduler::new(scheduler, registry);
+    let h = Harness::with_registry(registry).await;
+    h.spawn_worker(WorkerConfig::default());
+    let durable = &h.durable;
     durable.start_typed("dup", "repeats", &()).await.unwrap();
     let done = durable.wait("dup", WAIT).await.unwrap();
     assert_eq!(done.status, ExecutionStatus::Failed);
@@ -526,17 +481,15 @@ async fn a_step_name_used_twice_fails_the_execution_clearly() {
         error.message,
         "step name \"same\" is used twice in one execution; step names must be unique"
     );
-    stop.shutdown();
-    worker.await.unwrap().unwrap();
+    h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_input_fails_the_execution_naming_the_problem() {
     init_tracing();
-    let db = TestDb::new().await;
-    let scheduler = db.scheduler().await;
-    let registry = test_registry(&db).await;
-    let (stop, worker) = spawn_worker(scheduler.clone(), registry.clone(), WorkerConfig::default());
+    let h = Harness::new().await;
+    h.spawn_worker(WorkerConfig::default());
+    let (db, durable) = (&h.db, &h.durable);
     // From SQL nothing checks the input against the Rust type; the run reports it.
     let client = db.client().await;
     client
@@ -546,7 +499,6 @@ async fn malformed_input_fails_the_execution_naming_the_problem() {
         )
         .await
         .unwrap();
-    let durable = DurableScheduler::new(scheduler, registry);
     let done = durable.wait("bad-input", WAIT).await.unwrap();
     assert_eq!(done.status, ExecutionStatus::Failed);
     let error = done.error.unwrap();
@@ -558,6 +510,5 @@ async fn malformed_input_fails_the_execution_naming_the_problem() {
         "{}",
         error.message
     );
-    stop.shutdown();
-    worker.await.unwrap().unwrap();
+    h.stop().await;
 }

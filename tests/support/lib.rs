@@ -278,3 +278,75 @@ pub fn init_tracing() {
         .with_test_writer()
         .try_init();
 }
+
+/// A migrated database with a scheduler, a registry, a client and any number of in-process
+/// workers: the setup most suites share.
+pub struct Harness {
+    pub db: TestDb,
+    pub scheduler: Arc<PostgresScheduler>,
+    pub registry: Arc<zart::TaskRegistry>,
+    pub durable: zart::DurableScheduler<PostgresScheduler>,
+    workers: std::sync::Mutex<Vec<RunningWorker>>,
+}
+
+type RunningWorker = (
+    zart::ShutdownHandle,
+    tokio::task::JoinHandle<Result<(), zart::Error>>,
+);
+
+impl Harness {
+    /// A fresh database with the side-effect table and every task of [`tasks::registry`].
+    pub async fn new() -> Harness {
+        let db = TestDb::new().await;
+        db.client()
+            .await
+            .batch_execute(tasks::SETUP_SQL)
+            .await
+            .unwrap();
+        let pool = PgPool::connect_lazy(&db.url, 4).unwrap();
+        let registry = tasks::registry(pool.pool().clone());
+        Harness::build(db, registry).await
+    }
+
+    /// A fresh database and the given registry.
+    pub async fn with_registry(registry: zart::TaskRegistry) -> Harness {
+        Harness::build(TestDb::new().await, registry).await
+    }
+
+    async fn build(db: TestDb, registry: zart::TaskRegistry) -> Harness {
+        let scheduler = db.scheduler().await;
+        let registry = Arc::new(registry);
+        let durable = zart::DurableScheduler::new(scheduler.clone(), registry.clone());
+        Harness {
+            db,
+            scheduler,
+            registry,
+            durable,
+            workers: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Starts an in-process worker (signal handling off); [`Harness::stop`] ends it.
+    pub fn spawn_worker(&self, config: zart::WorkerConfig) -> zart::ShutdownHandle {
+        let worker = zart::Worker::new(
+            self.scheduler.clone(),
+            self.registry.clone(),
+            config.with_handle_signals(false),
+        );
+        let stop = worker.shutdown_handle();
+        let handle = tokio::spawn(worker.run());
+        self.workers.lock().unwrap().push((stop.clone(), handle));
+        stop
+    }
+
+    /// Shuts every worker down and checks each ended without error.
+    pub async fn stop(self) {
+        let workers = std::mem::take(&mut *self.workers.lock().unwrap());
+        for (stop, _) in &workers {
+            stop.shutdown();
+        }
+        for (_, handle) in workers {
+            handle.await.unwrap().unwrap();
+        }
+    }
+}

@@ -48,10 +48,10 @@ async fn an_expired_lease_is_taken_over_and_the_late_commit_is_refused() {
         .unwrap();
 
     // A slow worker claims with a short lease and then stalls.
-    let zombie = claim(&scheduler, "zombie", Duration::from_secs(1)).await;
+    let zombie = claim(scheduler, "zombie", Duration::from_secs(1)).await;
     assert_eq!(zombie.len(), 1);
     // While its lease holds, nobody else can claim it.
-    assert!(claim(&scheduler, "successor", Duration::from_secs(30))
+    assert!(claim(scheduler, "successor", Duration::from_secs(30))
         .await
         .is_empty());
 
@@ -59,7 +59,7 @@ async fn an_expired_lease_is_taken_over_and_the_late_commit_is_refused() {
     let successor = wait_for("the lease to expire", Duration::from_secs(10), || {
         let scheduler = scheduler.clone();
         async move {
-            let claimed = claim(&scheduler, "successor", Duration::from_secs(30)).await;
+            let claimed = claim(scheduler, "successor", Duration::from_secs(30)).await;
             (!claimed.is_empty()).then_some(claimed)
         }
     })
@@ -137,7 +137,7 @@ async fn a_stalled_workers_execution_is_finished_by_a_live_worker() {
         .start("stalled", "echo", serde_json::json!(7))
         .await
         .unwrap();
-    let zombie = claim(&scheduler, "zombie", Duration::from_secs(1)).await;
+    let zombie = claim(scheduler, "zombie", Duration::from_secs(1)).await;
     assert_eq!(zombie.len(), 1);
 
     // A live worker finds it once the lease expires, without being told (its sweep and its

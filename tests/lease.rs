@@ -59,7 +59,7 @@ async fn an_expired_lease_is_taken_over_and_the_late_commit_is_refused() {
     let successor = wait_for("the lease to expire", Duration::from_secs(10), || {
         let scheduler = scheduler.clone();
         async move {
-            let claimed = claim(scheduler, "successor", Duration::from_secs(30)).await;
+            let claimed = claim(&scheduler, "successor", Duration::from_secs(30)).await;
             (!claimed.is_empty()).then_some(claimed)
         }
     })

@@ -16,14 +16,49 @@
 --   zart_heartbeat(..)           renews the leases of one worker in one statement
 --   zart_release_tasks(..)       gives leases back so another worker can claim at once
 --   zart_next_run_at(..)         how long until the next task of a queue is due
+--   zart_lock_task(..)           locks a claimed task row by its fence, or raises ZA001/ZA002
+--   zart_suspend(..)             releases a claimed task until a time, recording what it waits for
+--   zart_sleep(..)               a durable sleep: records the wake time, suspends until it
+--   zart_await_event(..)         consumes a buffered event, or suspends until one arrives / timeout
+--   zart_send_event(..)          buffers an event and wakes the execution if it waits for it
+--   zart_emit_event(..)          bucketless zart_send_event for SQL and triggers; NOTIFYs in the tx
+--   zart_start_child(..)         starts a child execution and waits for its verdict
+--   zart_cancel_execution(..)    cancels an execution and its unfinished descendants
+--   zart_cancel(..)              bucketless zart_cancel_execution for SQL; NOTIFYs in the tx
+--
+-- Views: zart_execution_counts, zart_step_timeline, zart_waiting, zart_overdue.
 --
 -- SQLSTATEs raised: ZA001 cancelled, ZA002 lease lost, ZA003 start conflict,
--- ZA004 invalid input, ZA005 wrong bucket, ZA006 step already recorded.
+-- ZA004 invalid input, ZA005 wrong bucket, ZA006 step already recorded, ZA007 not found.
+
+-- Upgrades: CREATE OR REPLACE cannot change a function's result type, so an older definition
+-- whose result differs from this file's is dropped first (only then, so running callers of
+-- unchanged functions are never disturbed).
+do $$
+declare
+    v_fn record;
+begin
+    for v_fn in
+        select p.oid::regprocedure as signature
+          from pg_proc p
+          join pg_namespace n on n.oid = p.pronamespace
+          join (values
+                  ('zart_claim_tasks', 'TABLE(bucket smallint, execution_id text, task_name text, '
+                      || 'queue text, parent_id text, fence bigint, claims integer, input jsonb, steps jsonb)'),
+                  ('zart_complete_execution', 'text'),
+                  ('zart_retry_step', 'bigint')
+               ) as want(name, result) on want.name = p.proname
+         where n.nspname = 'public' and pg_get_function_result(p.oid) <> want.result
+    loop
+        execute format('drop function %s', v_fn.signature);
+    end loop;
+end
+$$;
 
 -- Called by workers and clients at start to refuse an outdated schema. No locks.
 -- Raises nothing.
 create or replace function public.zart_schema_version() returns integer
-language sql immutable parallel safe as $$ select 1 $$;
+language sql immutable parallel safe as $$ select 2 $$;
 
 -- Called by everything that addresses one execution. No locks.
 -- Raises nothing; null in, null out.
@@ -69,6 +104,45 @@ begin
     end if;
     raise exception 'lease lost on execution "%" (fence % is no longer current)', p_execution_id, p_fence
         using errcode = 'ZA002';
+end
+$$;
+
+-- Called by every fenced function first. Locks the task row FOR NO KEY UPDATE (a concurrent
+-- claim skips it; emits and child verdicts wait for it). Raises ZA001/ZA002 if the fence is stale.
+create or replace function public.zart_lock_task(p_bucket smallint, p_execution_id text, p_fence bigint)
+returns void
+language plpgsql as $$
+begin
+    perform 1 from public.zart_tasks t
+     where t.bucket = p_bucket and t.execution_id = p_execution_id and t.fence = p_fence
+       for no key update;
+    if not found then
+        perform public.zart_raise_fence(p_bucket, p_execution_id, p_fence);
+    end if;
+end
+$$;
+
+-- Called by the waiting functions after zart_lock_task. Updates the locked task row (release,
+-- new run_at, what it waits for), then the execution's status. Raises nothing.
+create or replace function public.zart_suspend(
+    p_bucket       smallint,
+    p_execution_id text,
+    p_fence        bigint,
+    p_run_at       timestamptz,
+    p_status       text,
+    p_wait_kind    text,
+    p_wait_name    text
+) returns void
+language plpgsql as $$
+declare
+    v_now timestamptz := public.zart_current_time();
+begin
+    update public.zart_tasks t
+       set locked_by = null, run_at = p_run_at, wait_kind = p_wait_kind, wait_name = p_wait_name
+     where t.bucket = p_bucket and t.execution_id = p_execution_id and t.fence = p_fence;
+    update public.zart_executions e
+       set status = p_status, updated_at = v_now
+     where e.bucket = p_bucket and e.id = p_execution_id;
 end
 $$;
 
@@ -161,6 +235,8 @@ create or replace function public.zart_claim_tasks(
     bucket       smallint,
     execution_id text,
     task_name    text,
+    queue        text,
+    parent_id    text,
     fence        bigint,
     claims       integer,
     input        jsonb,
@@ -182,10 +258,12 @@ language sql volatile as $$
            set locked_by = p_worker_id,
                run_at    = public.zart_current_time() + p_lease_ms * interval '1 millisecond',
                fence     = t.fence + 1,
-               claims    = t.claims + 1
+               claims    = t.claims + 1,
+               wait_kind = null,
+               wait_name = null
           from due
          where t.bucket = due.bucket and t.execution_id = due.execution_id
-        returning t.bucket, t.execution_id, t.task_name, t.fence, t.claims
+        returning t.bucket, t.execution_id, t.task_name, t.queue, t.fence, t.claims
     ), started as (
         update public.zart_executions e
            set status     = 'running',
@@ -194,12 +272,13 @@ language sql volatile as $$
                updated_at = public.zart_current_time()
           from claimed c
          where e.bucket = c.bucket and e.id = c.execution_id
-        returning e.bucket, e.id, e.input
+        returning e.bucket, e.id, e.input, e.parent_id
     )
-    select c.bucket, c.execution_id, c.task_name, c.fence, c.claims, s.input,
+    select c.bucket, c.execution_id, c.task_name, c.queue, s.parent_id, c.fence, c.claims, s.input,
            coalesce((select jsonb_agg(jsonb_build_object(
                                 'name', st.name, 'seq', st.seq, 'status', st.status,
-                                'output', st.output, 'error', st.error, 'attempts', st.attempts)
+                                'output', st.output, 'error', st.error, 'attempts', st.attempts,
+                                'kind', st.kind)
                              order by st.seq)
                        from public.zart_steps st
                       where st.bucket = c.bucket and st.execution_id = c.execution_id),
@@ -226,13 +305,7 @@ language plpgsql as $$
 declare
     v_now timestamptz := public.zart_current_time();
 begin
-    perform 1 from public.zart_tasks t
-     where t.bucket = p_bucket and t.execution_id = p_execution_id and t.fence = p_fence
-       for no key update;
-    if not found then
-        perform public.zart_raise_fence(p_bucket, p_execution_id, p_fence);
-    end if;
-
+    perform public.zart_lock_task(p_bucket, p_execution_id, p_fence);
     insert into public.zart_steps as s
         (bucket, execution_id, name, seq, status, output, error, attempts, created_at, updated_at)
     values (p_bucket, p_execution_id, p_name, p_seq, p_status, p_output, p_error, p_attempts, v_now, v_now)
@@ -249,7 +322,7 @@ $$;
 
 -- Called by TaskContext::step_with_retry when a back-off is long enough to suspend. Locks the
 -- task row, records the attempt as 'retrying', and makes the task due after p_delay_ms.
--- Raises ZA001/ZA002 if the fence is stale, ZA006 if the step already has a final result.
+-- Returns p_delay_ms. Raises ZA001/ZA002 if the fence is stale, ZA006 if already final.
 create or replace function public.zart_retry_step(
     p_bucket       smallint,
     p_execution_id text,
@@ -259,24 +332,21 @@ create or replace function public.zart_retry_step(
     p_error        jsonb,
     p_attempts     integer,
     p_delay_ms     bigint
-) returns void
+) returns bigint
 language plpgsql as $$
-declare
-    v_now timestamptz := public.zart_current_time();
 begin
     perform public.zart_commit_step(p_bucket, p_execution_id, p_fence, p_name, p_seq, 'retrying',
                                     null, p_error, p_attempts);
-    update public.zart_tasks t
-       set locked_by = null, run_at = v_now + p_delay_ms * interval '1 millisecond'
-     where t.bucket = p_bucket and t.execution_id = p_execution_id and t.fence = p_fence;
-    update public.zart_executions e
-       set status = 'sleeping', updated_at = v_now
-     where e.bucket = p_bucket and e.id = p_execution_id;
+    perform public.zart_suspend(p_bucket, p_execution_id, p_fence,
+                                public.zart_current_time() + p_delay_ms * interval '1 millisecond',
+                                'sleeping', 'retry', p_name);
+    return p_delay_ms;
 end
 $$;
 
 -- Called by Worker when a run ends with an output or a failure. Deletes the task row (the lock),
--- then updates the execution row. Raises ZA001/ZA002 if the fence is stale.
+-- updates the execution row, then locks and wakes the parent's task if it waits for this child.
+-- Returns the parent's queue when it woke one, else null. Raises ZA001/ZA002 if the fence is stale.
 create or replace function public.zart_complete_execution(
     p_bucket       smallint,
     p_execution_id text,
@@ -284,10 +354,11 @@ create or replace function public.zart_complete_execution(
     p_status       text,
     p_output       jsonb,
     p_error        jsonb
-) returns void
+) returns text
 language plpgsql as $$
 declare
-    v_now timestamptz := public.zart_current_time();
+    v_now    timestamptz := public.zart_current_time();
+    v_parent text;
 begin
     if p_status not in ('completed', 'failed') then
         raise exception 'invalid status: "%" is not a final status', p_status using errcode = 'ZA004';
@@ -300,7 +371,37 @@ begin
     update public.zart_executions e
        set status = p_status, output = p_output, error = p_error,
            finished_at = v_now, updated_at = v_now
-     where e.bucket = p_bucket and e.id = p_execution_id;
+     where e.bucket = p_bucket and e.id = p_execution_id
+    returning e.parent_id into v_parent;
+    if v_parent is null then
+        return null;
+    end if;
+    return public.zart_wake_waiter(v_parent, 'child', p_execution_id);
+end
+$$;
+
+-- Called when something an execution may wait for happens (an event, a child's verdict).
+-- Locks the waiter's task row first, so a waiter that is registering its wait right now is
+-- seen once it commits; then makes it due if it waits for exactly this. Returns its queue.
+create or replace function public.zart_wake_waiter(p_execution_id text, p_wait_kind text, p_wait_name text)
+returns text
+language plpgsql as $$
+declare
+    v_bucket smallint := public.zart_bucket(p_execution_id);
+    v_queue  text;
+begin
+    perform 1 from public.zart_tasks t
+     where t.bucket = v_bucket and t.execution_id = p_execution_id
+       for no key update;
+    if not found then
+        return null;
+    end if;
+    update public.zart_tasks t
+       set run_at = public.zart_current_time()
+     where t.bucket = v_bucket and t.execution_id = p_execution_id
+       and t.wait_kind = p_wait_kind and t.wait_name = p_wait_name and t.locked_by is null
+    returning t.queue into v_queue;
+    return v_queue;
 end
 $$;
 
@@ -356,5 +457,346 @@ returns bigint
 language sql stable as $$
     select greatest(0, ceil(extract(epoch from (min(t.run_at) - public.zart_current_time())) * 1000))::bigint
       from public.zart_tasks t
-     where t.queue = p_queue and t.task_name = any (p_task_names)
+     where t.queue = p_queue and t.task_name = any (p_task_names) and t.run_at < 'infinity'
 $$;
+
+-- Called by TaskContext::sleep and sleep_until. Locks the task row (fenced). On first reach it
+-- records the sleep with its wake time (p_wake_at, else now + p_delay_ms); once that time has
+-- come it completes the step; before, it releases the task until then.
+-- Returns null when the sleep is over, else milliseconds until it is. Raises ZA001/ZA002/ZA006.
+create or replace function public.zart_sleep(
+    p_bucket       smallint,
+    p_execution_id text,
+    p_fence        bigint,
+    p_name         text,
+    p_seq          integer,
+    p_delay_ms     bigint,
+    p_wake_at      timestamptz
+) returns bigint
+language plpgsql as $$
+declare
+    v_now    timestamptz := public.zart_current_time();
+    v_wake   timestamptz;
+    v_status text;
+begin
+    perform public.zart_lock_task(p_bucket, p_execution_id, p_fence);
+    select s.wake_at, s.status into v_wake, v_status
+      from public.zart_steps s
+     where s.bucket = p_bucket and s.execution_id = p_execution_id and s.name = p_name;
+    if not found then
+        v_wake := coalesce(p_wake_at, v_now + p_delay_ms * interval '1 millisecond');
+        insert into public.zart_steps
+            (bucket, execution_id, name, seq, kind, status, wake_at, attempts, created_at, updated_at)
+        values (p_bucket, p_execution_id, p_name, p_seq, 'sleep', 'waiting', v_wake, 0, v_now, v_now);
+    elsif v_status <> 'waiting' then
+        raise exception 'step "%" of execution "%" is already recorded', p_name, p_execution_id
+            using errcode = 'ZA006';
+    end if;
+    if v_wake <= v_now then
+        update public.zart_steps s
+           set status = 'completed', output = to_jsonb(v_now), attempts = 1, updated_at = v_now
+         where s.bucket = p_bucket and s.execution_id = p_execution_id and s.name = p_name;
+        return null;
+    end if;
+    perform public.zart_suspend(p_bucket, p_execution_id, p_fence, v_wake, 'sleeping', 'sleep', p_name);
+    return ceil(extract(epoch from (v_wake - v_now)) * 1000)::bigint;
+end
+$$;
+
+-- Called by TaskContext::wait_for_event. Locks the task row (fenced), then the oldest unconsumed
+-- event of that name. Records the wait (and its timeout) on first reach; consumes the event if
+-- one is buffered; times out once the timeout has passed; else releases the task until an event
+-- or the timeout. Returns (outcome 'received' | 'timed_out' | 'waiting', payload, wake_in_ms).
+-- Raises ZA001/ZA002/ZA006.
+create or replace function public.zart_await_event(
+    p_bucket       smallint,
+    p_execution_id text,
+    p_fence        bigint,
+    p_name         text,
+    p_seq          integer,
+    p_event_name   text,
+    p_timeout_ms   bigint
+) returns table (outcome text, payload jsonb, wake_in_ms bigint)
+language plpgsql as $$
+declare
+    v_now      timestamptz := public.zart_current_time();
+    v_wake     timestamptz;
+    v_status   text;
+    v_event_id bigint;
+    v_payload  jsonb;
+begin
+    perform public.zart_lock_task(p_bucket, p_execution_id, p_fence);
+    select s.wake_at, s.status into v_wake, v_status
+      from public.zart_steps s
+     where s.bucket = p_bucket and s.execution_id = p_execution_id and s.name = p_name;
+    if not found then
+        v_wake := v_now + p_timeout_ms * interval '1 millisecond';
+        insert into public.zart_steps
+            (bucket, execution_id, name, seq, kind, status, wake_at, attempts, created_at, updated_at)
+        values (p_bucket, p_execution_id, p_name, p_seq, 'event', 'waiting', v_wake, 0, v_now, v_now);
+    elsif v_status <> 'waiting' then
+        raise exception 'step "%" of execution "%" is already recorded', p_name, p_execution_id
+            using errcode = 'ZA006';
+    end if;
+
+    select ev.event_id, ev.payload into v_event_id, v_payload
+      from public.zart_events ev
+     where ev.bucket = p_bucket and ev.execution_id = p_execution_id
+       and ev.name = p_event_name and ev.consumed_at is null
+     order by ev.event_id
+     limit 1
+       for update;
+    if found then
+        update public.zart_events ev
+           set consumed_at = v_now, consumed_by = p_name
+         where ev.bucket = p_bucket and ev.execution_id = p_execution_id and ev.event_id = v_event_id;
+        update public.zart_steps s
+           set status = 'completed', output = jsonb_build_object('received', v_payload),
+               attempts = 1, updated_at = v_now
+         where s.bucket = p_bucket and s.execution_id = p_execution_id and s.name = p_name;
+        return query select 'received'::text, v_payload, null::bigint;
+        return;
+    end if;
+    if v_wake is not null and v_wake <= v_now then
+        update public.zart_steps s
+           set status = 'completed', output = '{"timed_out": true}'::jsonb,
+               attempts = 1, updated_at = v_now
+         where s.bucket = p_bucket and s.execution_id = p_execution_id and s.name = p_name;
+        return query select 'timed_out'::text, null::jsonb, null::bigint;
+        return;
+    end if;
+    perform public.zart_suspend(p_bucket, p_execution_id, p_fence, coalesce(v_wake, 'infinity'),
+                                'waiting', 'event', p_event_name);
+    return query select 'waiting'::text, null::jsonb,
+        case when v_wake is null then null
+             else ceil(extract(epoch from (v_wake - v_now)) * 1000)::bigint end;
+end
+$$;
+
+-- Called by DurableScheduler::send_event (and zart_emit_event). Locks the execution's task row
+-- (through zart_wake_waiter, after the insert), so an execution registering its wait right now
+-- is woken once it commits. Buffers the event; returns the queue of the execution if it was
+-- woken, else null. Raises ZA004 for a bad event name, ZA005 wrong bucket, ZA007 no execution.
+create or replace function public.zart_send_event(
+    p_bucket       smallint,
+    p_execution_id text,
+    p_name         text,
+    p_payload      jsonb
+) returns text
+language plpgsql as $$
+declare
+    v_now timestamptz := public.zart_current_time();
+begin
+    perform public.zart_check_text('event name', p_name);
+    if p_bucket is distinct from public.zart_bucket(p_execution_id) then
+        raise exception 'bucket % does not match execution "%"', p_bucket, p_execution_id
+            using errcode = 'ZA005';
+    end if;
+    perform 1 from public.zart_executions e where e.bucket = p_bucket and e.id = p_execution_id;
+    if not found then
+        raise exception 'execution "%" not found', p_execution_id using errcode = 'ZA007';
+    end if;
+    insert into public.zart_events (bucket, execution_id, name, payload, created_at)
+    values (p_bucket, p_execution_id, p_name, coalesce(p_payload, 'null'::jsonb), v_now);
+    return public.zart_wake_waiter(p_execution_id, 'event', p_name);
+end
+$$;
+
+-- Called from SQL and triggers: sends an event in the caller's transaction and NOTIFYs
+-- zart_work (delivered at commit) when it woke the execution. Same locks and SQLSTATEs.
+create or replace function public.zart_emit_event(
+    p_execution_id text,
+    p_name         text,
+    p_payload      jsonb default 'null'::jsonb
+) returns boolean
+language plpgsql as $$
+declare
+    v_queue text;
+begin
+    perform public.zart_check_text('execution id', p_execution_id);
+    v_queue := public.zart_send_event(public.zart_bucket(p_execution_id), p_execution_id, p_name, p_payload);
+    if v_queue is not null then
+        perform pg_notify('zart_work', v_queue);
+    end if;
+    return v_queue is not null;
+end
+$$;
+
+-- Called by TaskContext::child. Locks the parent's task row (fenced). On first reach starts the
+-- child (idempotent, same rules as zart_start_execution) and records the wait; then, if the
+-- child has finished, records its verdict as the step's result, else releases the parent until
+-- the child's verdict wakes it. Returns (outcome 'finished' | 'waiting', created, the child's
+-- status, output and error). Raises ZA001/ZA002/ZA003/ZA004/ZA006.
+create or replace function public.zart_start_child(
+    p_bucket       smallint,
+    p_execution_id text,
+    p_fence        bigint,
+    p_name         text,
+    p_seq          integer,
+    p_child_id     text,
+    p_task_name    text,
+    p_input        jsonb,
+    p_queue        text
+) returns table (outcome text, created boolean, child_status text, output jsonb, error jsonb)
+language plpgsql as $$
+declare
+    v_now     timestamptz := public.zart_current_time();
+    v_status  text;
+    v_created boolean := false;
+    v_child   public.zart_executions%rowtype;
+begin
+    perform public.zart_lock_task(p_bucket, p_execution_id, p_fence);
+    select s.status into v_status
+      from public.zart_steps s
+     where s.bucket = p_bucket and s.execution_id = p_execution_id and s.name = p_name;
+    if not found then
+        select st.created into v_created
+          from public.zart_start_execution(public.zart_bucket(p_child_id), p_child_id, p_task_name,
+                                           p_input, p_queue, p_execution_id) st;
+        insert into public.zart_steps
+            (bucket, execution_id, name, seq, kind, status, output, attempts, created_at, updated_at)
+        values (p_bucket, p_execution_id, p_name, p_seq, 'child', 'waiting',
+                jsonb_build_object('child_id', p_child_id), 0, v_now, v_now);
+    elsif v_status <> 'waiting' then
+        raise exception 'step "%" of execution "%" is already recorded', p_name, p_execution_id
+            using errcode = 'ZA006';
+    end if;
+
+    select * into v_child from public.zart_executions e
+     where e.bucket = public.zart_bucket(p_child_id) and e.id = p_child_id;
+    if v_child.status in ('completed', 'failed', 'cancelled') then
+        update public.zart_steps s
+           set status = case when v_child.status = 'completed' then 'completed' else 'failed' end,
+               output = case when v_child.status = 'completed' then v_child.output end,
+               error = case when v_child.status = 'completed' then null
+                            else coalesce(v_child.error, jsonb_build_object(
+                                'kind', v_child.status, 'message', 'child ' || v_child.status)) end,
+               attempts = 1, updated_at = v_now
+         where s.bucket = p_bucket and s.execution_id = p_execution_id and s.name = p_name;
+        return query select 'finished'::text, v_created, v_child.status, v_child.output, v_child.error;
+        return;
+    end if;
+    perform public.zart_suspend(p_bucket, p_execution_id, p_fence, 'infinity', 'waiting', 'child', p_child_id);
+    return query select 'waiting'::text, v_created, v_child.status, null::jsonb, null::jsonb;
+end
+$$;
+
+-- Called by DurableScheduler::cancel (and zart_cancel). Locks the execution row, deletes the task
+-- rows of it and its unfinished descendants, marks them cancelled, and wakes a parent waiting on
+-- it. Returns one row per cancelled execution (woken_queue null), plus one for a woken parent
+-- (cancelled false). Cancelling a finished execution returns nothing. Raises ZA005, ZA007.
+create or replace function public.zart_cancel_execution(p_bucket smallint, p_execution_id text)
+returns table (execution_id text, cancelled boolean, woken_queue text)
+language plpgsql as $$
+declare
+    v_now    timestamptz := public.zart_current_time();
+    v_status text;
+    v_parent text;
+    v_queue  text;
+begin
+    if p_bucket is distinct from public.zart_bucket(p_execution_id) then
+        raise exception 'bucket % does not match execution "%"', p_bucket, p_execution_id
+            using errcode = 'ZA005';
+    end if;
+    select e.status, e.parent_id into v_status, v_parent
+      from public.zart_executions e
+     where e.bucket = p_bucket and e.id = p_execution_id
+       for update;
+    if not found then
+        raise exception 'execution "%" not found', p_execution_id using errcode = 'ZA007';
+    end if;
+    if v_status in ('completed', 'failed', 'cancelled') then
+        return;
+    end if;
+
+    return query
+    with recursive tree (bucket, id) as (
+        select p_bucket, p_execution_id
+        union all
+        select c.bucket, c.id
+          from public.zart_executions c
+          join tree on c.parent_id = tree.id
+         where c.status not in ('completed', 'failed', 'cancelled')
+    ), removed as (
+        delete from public.zart_tasks t
+         using tree
+         where t.bucket = tree.bucket and t.execution_id = tree.id
+        returning t.execution_id
+    ), marked as (
+        update public.zart_executions e
+           set status = 'cancelled', finished_at = v_now, updated_at = v_now,
+               error = jsonb_build_object('kind', 'cancelled', 'message', 'execution was cancelled')
+          from tree
+         where e.bucket = tree.bucket and e.id = tree.id
+           and e.status not in ('completed', 'failed', 'cancelled')
+        returning e.id
+    )
+    select m.id, true, null::text from marked m;
+
+    if v_parent is not null then
+        v_queue := public.zart_wake_waiter(v_parent, 'child', p_execution_id);
+        if v_queue is not null then
+            return query select v_parent, false, v_queue;
+        end if;
+    end if;
+end
+$$;
+
+-- Called from SQL: cancels in the caller's transaction and NOTIFYs zart_done for each cancelled
+-- execution and zart_work for a woken parent (delivered at commit). Returns how many were
+-- cancelled. Same locks and SQLSTATEs as zart_cancel_execution.
+create or replace function public.zart_cancel(p_execution_id text) returns integer
+language plpgsql as $$
+declare
+    v_row   record;
+    v_count integer := 0;
+begin
+    perform public.zart_check_text('execution id', p_execution_id);
+    for v_row in
+        select * from public.zart_cancel_execution(public.zart_bucket(p_execution_id), p_execution_id)
+    loop
+        if v_row.cancelled then
+            v_count := v_count + 1;
+            perform pg_notify('zart_done', v_row.execution_id);
+        else
+            perform pg_notify('zart_work', v_row.woken_queue);
+        end if;
+    end loop;
+    return v_count;
+end
+$$;
+
+-- Views: the state of executions in plain SQL. Read-only; examples in docs/sql.md.
+
+-- How many executions each task has in each status.
+create or replace view public.zart_execution_counts as
+select e.task_name, e.status, count(*) as executions
+  from public.zart_executions e
+ group by e.task_name, e.status;
+
+-- Every step of every execution, in call order, with its wait and timings.
+create or replace view public.zart_step_timeline as
+select s.execution_id, s.seq, s.name, s.kind, s.status, s.attempts,
+       s.output, s.error->>'message' as error_message, s.wake_at,
+       s.created_at as first_recorded_at, s.updated_at as last_recorded_at,
+       s.updated_at - lag(s.updated_at) over (partition by s.bucket, s.execution_id order by s.seq)
+           as since_previous_step
+  from public.zart_steps s;
+
+-- What each suspended execution waits for, and until when (null: no timeout).
+create or replace view public.zart_waiting as
+select e.id as execution_id, e.task_name, e.status, t.queue, t.wait_kind, t.wait_name,
+       nullif(t.run_at, 'infinity') as wakes_at, e.updated_at as waiting_since
+  from public.zart_tasks t
+  join public.zart_executions e on e.bucket = t.bucket and e.id = t.execution_id
+ where t.locked_by is null and t.wait_kind is not null;
+
+-- Executions that should be moving but are not: due and unclaimed (queue lag), or leased by a
+-- worker whose lease has expired (a dead or stalled worker).
+create or replace view public.zart_overdue as
+select e.id as execution_id, e.task_name, e.status, t.queue, t.locked_by,
+       case when t.locked_by is null then 'due, not claimed' else 'lease expired' end as problem,
+       public.zart_current_time() - t.run_at as overdue_by
+  from public.zart_tasks t
+  join public.zart_executions e on e.bucket = t.bucket and e.id = t.execution_id
+ where t.run_at < public.zart_current_time();

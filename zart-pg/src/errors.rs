@@ -16,6 +16,8 @@ pub mod sqlstate {
     pub const WRONG_BUCKET: &str = "ZA005";
     /// The step already has a final result.
     pub const STEP_RECORDED: &str = "ZA006";
+    /// No execution has the id.
+    pub const NOT_FOUND: &str = "ZA007";
 }
 
 const MISSING_SCHEMA: &str = "the Zart schema is missing from this database (or incomplete): \
@@ -73,6 +75,7 @@ pub(crate) fn from_pg(err: tokio_postgres::Error, call: Call<'_>) -> Error {
                     .unwrap_or_else(|| ("argument".to_owned(), message.clone()));
                 Error::InvalidInput { field, reason }
             }
+            sqlstate::NOT_FOUND => Error::NotFound { id: id() },
             sqlstate::STEP_RECORDED => Error::StepAlreadyRecorded {
                 id: id(),
                 step: call.step.unwrap_or_default().to_owned(),

@@ -33,15 +33,17 @@ use async_trait::async_trait;
 use postgres_types::{ToSql, Type};
 use tokio::sync::broadcast;
 use zart::scheduler::{
-    ClaimTasksParams, ClaimedTask, CommitStepParams, CompleteExecutionParams, HeartbeatParams,
-    Lease, NextRunAtParams, Outcome, RecordedStep, ReleaseTasksParams, RetryStepParams,
-    StartExecutionParams, StartOutcome, Wakeup,
+    AwaitEventParams, ChildWait, ClaimTasksParams, ClaimedTask, CommitStepParams,
+    CompleteExecutionParams, EventWait, HeartbeatParams, Lease, NextRunAtParams, Outcome,
+    RecordedStep, ReleaseTasksParams, RetryStepParams, SendEventParams, SleepParams,
+    StartChildParams, StartExecutionParams, StartOutcome, WakeAt, Wakeup,
 };
 use zart::{Error, ErrorRecord, Execution, ExecutionStatus, Scheduler};
 
 pub use errors::sqlstate;
 pub use migrate::{
-    migrate, MigrationReport, FUNCTIONS_SQL, HISTORY_TABLE, REQUIRED_SCHEMA_VERSION,
+    migrate, migration_names, MigrationReport, FUNCTIONS_SQL, HISTORY_TABLE,
+    REQUIRED_SCHEMA_VERSION,
 };
 pub use pool::{PgPool, DEFAULT_POOL_SIZE};
 
@@ -149,6 +151,39 @@ fn row_error(err: tokio_postgres::Error, what: &'static str) -> Error {
     from_pg(err, Call::new(what))
 }
 
+fn no_row(function: &str) -> Error {
+    Error::Database {
+        message: format!("{function} returned no row"),
+        source: None,
+    }
+}
+
+/// The first column of the first row, for functions that return one value.
+fn first_value<'a, T: postgres_types::FromSql<'a>>(
+    rows: &'a [tokio_postgres::Row],
+    call: Call<'_>,
+) -> Result<T, Error> {
+    rows.first()
+        .ok_or_else(|| no_row(call.what))?
+        .try_get(0)
+        .map_err(|e| from_pg(e, call))
+}
+
+fn ms_to_duration(ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// A recorded error, read leniently: a JSON value that is not an [`ErrorRecord`] is kept whole
+/// as the message.
+fn error_record(value: serde_json::Value) -> ErrorRecord {
+    serde_json::from_value::<ErrorRecord>(value.clone()).unwrap_or_else(|_| ErrorRecord {
+        kind: "unknown".to_owned(),
+        message: value.to_string(),
+        step: None,
+        attempts: None,
+    })
+}
+
 #[async_trait]
 impl Scheduler for PostgresScheduler {
     async fn check_schema(&self) -> Result<(), Error> {
@@ -219,9 +254,9 @@ impl Scheduler for PostgresScheduler {
         rows.into_iter()
             .map(|row| {
                 let get_err = |e| row_error(e, "reading a claimed task");
-                let execution_id: String = row.try_get(1).map_err(get_err)?;
-                let claims: i32 = row.try_get(4).map_err(get_err)?;
-                let steps: serde_json::Value = row.try_get(6).map_err(get_err)?;
+                let execution_id: String = row.try_get("execution_id").map_err(get_err)?;
+                let claims: i32 = row.try_get("claims").map_err(get_err)?;
+                let steps: serde_json::Value = row.try_get("steps").map_err(get_err)?;
                 let steps: Vec<RecordedStep> =
                     serde_json::from_value(steps).map_err(|source| Error::Serialization {
                         action: "deserialize",
@@ -230,13 +265,15 @@ impl Scheduler for PostgresScheduler {
                     })?;
                 Ok(ClaimedTask {
                     lease: Lease {
-                        bucket: row.try_get(0).map_err(get_err)?,
+                        bucket: row.try_get("bucket").map_err(get_err)?,
                         execution_id,
-                        fence: row.try_get(3).map_err(get_err)?,
+                        fence: row.try_get("fence").map_err(get_err)?,
                     },
-                    task_name: row.try_get(2).map_err(get_err)?,
+                    task_name: row.try_get("task_name").map_err(get_err)?,
+                    queue: row.try_get("queue").map_err(get_err)?,
+                    parent_id: row.try_get("parent_id").map_err(get_err)?,
                     claims: u32::try_from(claims).unwrap_or(0),
-                    input: row.try_get(5).map_err(get_err)?,
+                    input: row.try_get("input").map_err(get_err)?,
                     steps,
                 })
             })
@@ -291,6 +328,7 @@ impl Scheduler for PostgresScheduler {
             call,
         )
         .await?;
+        self.notify_after_commit(queries::CHANNEL_TIMER, &p.queue);
         Ok(())
     }
 
@@ -300,21 +338,180 @@ impl Scheduler for PostgresScheduler {
             Outcome::Completed(output) => ("completed", Some(output.clone()), None),
             Outcome::Failed(error) => ("failed", None, Some(to_json(error, "an error")?)),
         };
-        self.query(
-            queries::COMPLETE_EXECUTION,
-            &[
-                (&p.lease.bucket, Type::INT2),
-                (&p.lease.execution_id, Type::TEXT),
-                (&p.lease.fence, Type::INT8),
-                (&status, Type::TEXT),
-                (&output, Type::JSONB),
-                (&error, Type::JSONB),
-            ],
-            call,
-        )
-        .await?;
+        let rows = self
+            .query(
+                queries::COMPLETE_EXECUTION,
+                &[
+                    (&p.lease.bucket, Type::INT2),
+                    (&p.lease.execution_id, Type::TEXT),
+                    (&p.lease.fence, Type::INT8),
+                    (&status, Type::TEXT),
+                    (&output, Type::JSONB),
+                    (&error, Type::JSONB),
+                ],
+                call,
+            )
+            .await?;
         self.notify_after_commit(queries::CHANNEL_DONE, &p.lease.execution_id);
+        // A parent waiting for this child was made due: wake its workers.
+        let parent_queue: Option<String> = first_value(&rows, call)?;
+        if let Some(queue) = parent_queue {
+            self.notify_after_commit(queries::CHANNEL_WORK, &queue);
+        }
         Ok(())
+    }
+
+    async fn sleep(&self, p: SleepParams) -> Result<Option<Duration>, Error> {
+        let call = Call::execution("sleeping", &p.lease.execution_id).step(&p.name);
+        let seq = i32::try_from(p.seq).unwrap_or(i32::MAX);
+        let (delay_ms, wake_at) = match p.until {
+            WakeAt::After(d) => (Some(millis(d)), None),
+            WakeAt::At(t) => (None, Some(t)),
+        };
+        let rows = self
+            .query(
+                queries::SLEEP,
+                &[
+                    (&p.lease.bucket, Type::INT2),
+                    (&p.lease.execution_id, Type::TEXT),
+                    (&p.lease.fence, Type::INT8),
+                    (&p.name, Type::TEXT),
+                    (&seq, Type::INT4),
+                    (&delay_ms, Type::INT8),
+                    (&wake_at, Type::TIMESTAMPTZ),
+                ],
+                call,
+            )
+            .await?;
+        let left: Option<i64> = first_value(&rows, call)?;
+        if left.is_some() {
+            self.notify_after_commit(queries::CHANNEL_TIMER, &p.queue);
+        }
+        Ok(left.map(ms_to_duration))
+    }
+
+    async fn await_event(&self, p: AwaitEventParams) -> Result<EventWait, Error> {
+        let call = Call::execution("waiting for an event", &p.lease.execution_id).step(&p.name);
+        let seq = i32::try_from(p.seq).unwrap_or(i32::MAX);
+        let timeout_ms = p.timeout.map(millis);
+        let rows = self
+            .query(
+                queries::AWAIT_EVENT,
+                &[
+                    (&p.lease.bucket, Type::INT2),
+                    (&p.lease.execution_id, Type::TEXT),
+                    (&p.lease.fence, Type::INT8),
+                    (&p.name, Type::TEXT),
+                    (&seq, Type::INT4),
+                    (&p.event_name, Type::TEXT),
+                    (&timeout_ms, Type::INT8),
+                ],
+                call,
+            )
+            .await?;
+        let row = rows.first().ok_or_else(|| no_row("zart_await_event"))?;
+        let get_err = |e| from_pg(e, call);
+        let outcome: String = row.try_get("outcome").map_err(get_err)?;
+        Ok(match outcome.as_str() {
+            "received" => EventWait::Received(
+                row.try_get::<_, Option<serde_json::Value>>("payload")
+                    .map_err(get_err)?
+                    .unwrap_or_default(),
+            ),
+            "timed_out" => EventWait::TimedOut,
+            _ => {
+                let left: Option<i64> = row.try_get("wake_in_ms").map_err(get_err)?;
+                if left.is_some() {
+                    self.notify_after_commit(queries::CHANNEL_TIMER, &p.queue);
+                }
+                EventWait::Waiting {
+                    timeout_in: left.map(ms_to_duration),
+                }
+            }
+        })
+    }
+
+    async fn send_event(&self, p: SendEventParams) -> Result<(), Error> {
+        let call = Call::execution("sending an event", &p.execution_id);
+        let rows = self
+            .query(
+                queries::SEND_EVENT,
+                &[
+                    (&p.execution_id, Type::TEXT),
+                    (&p.name, Type::TEXT),
+                    (&p.payload, Type::JSONB),
+                ],
+                call,
+            )
+            .await?;
+        let woken: Option<String> = first_value(&rows, call)?;
+        if let Some(queue) = woken {
+            self.notify_after_commit(queries::CHANNEL_WORK, &queue);
+        }
+        Ok(())
+    }
+
+    async fn start_child(&self, p: StartChildParams) -> Result<ChildWait, Error> {
+        let call = Call::execution("starting a child", &p.lease.execution_id).step(&p.name);
+        let seq = i32::try_from(p.seq).unwrap_or(i32::MAX);
+        let rows = self
+            .query(
+                queries::START_CHILD,
+                &[
+                    (&p.lease.bucket, Type::INT2),
+                    (&p.lease.execution_id, Type::TEXT),
+                    (&p.lease.fence, Type::INT8),
+                    (&p.name, Type::TEXT),
+                    (&seq, Type::INT4),
+                    (&p.child_id, Type::TEXT),
+                    (&p.task_name, Type::TEXT),
+                    (&p.input, Type::JSONB),
+                    (&p.queue, Type::TEXT),
+                ],
+                call,
+            )
+            .await?;
+        let row = rows.first().ok_or_else(|| no_row("zart_start_child"))?;
+        let get_err = |e| from_pg(e, call);
+        let created: bool = row.try_get("created").map_err(get_err)?;
+        if created {
+            self.notify_after_commit(queries::CHANNEL_WORK, &p.queue);
+        }
+        let outcome: String = row.try_get("outcome").map_err(get_err)?;
+        if outcome != "finished" {
+            return Ok(ChildWait::Waiting);
+        }
+        let status: String = row.try_get("child_status").map_err(get_err)?;
+        let error: Option<serde_json::Value> = row.try_get("error").map_err(get_err)?;
+        Ok(ChildWait::Finished {
+            status: ExecutionStatus::parse(&status)?,
+            output: row.try_get("output").map_err(get_err)?,
+            error: error.map(error_record),
+        })
+    }
+
+    async fn cancel_execution(&self, id: &str) -> Result<Vec<String>, Error> {
+        let call = Call::execution("cancelling", id);
+        let rows = self
+            .query(queries::CANCEL_EXECUTION, &[(&id, Type::TEXT)], call)
+            .await?;
+        let mut cancelled = Vec::new();
+        for row in &rows {
+            let get_err = |e| from_pg(e, call);
+            let execution_id: String = row.try_get("execution_id").map_err(get_err)?;
+            if row.try_get::<_, bool>("cancelled").map_err(get_err)? {
+                self.notify_after_commit(queries::CHANNEL_DONE, &execution_id);
+                cancelled.push(execution_id);
+            } else if let Some(queue) = row
+                .try_get::<_, Option<String>>("woken_queue")
+                .map_err(get_err)?
+            {
+                self.notify_after_commit(queries::CHANNEL_WORK, &queue);
+            }
+        }
+        // The execution asked for first, then its descendants.
+        cancelled.sort_by_key(|c| c != id);
+        Ok(cancelled)
     }
 
     async fn heartbeat(&self, p: HeartbeatParams) -> Result<Vec<Lease>, Error> {
@@ -398,14 +595,7 @@ impl Scheduler for PostgresScheduler {
         let get_err = |e| from_pg(e, call);
         let status: String = row.try_get(3).map_err(get_err)?;
         let error: Option<serde_json::Value> = row.try_get(6).map_err(get_err)?;
-        let error = error.map(|v| {
-            serde_json::from_value::<ErrorRecord>(v.clone()).unwrap_or_else(|_| ErrorRecord {
-                kind: "unknown".to_owned(),
-                message: v.to_string(),
-                step: None,
-                attempts: None,
-            })
-        });
+        let error = error.map(error_record);
         let attempts: i32 = row.try_get(7).map_err(get_err)?;
         let mut execution = Execution::new(
             row.try_get(0).map_err(get_err)?,

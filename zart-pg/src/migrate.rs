@@ -14,10 +14,19 @@ mod embedded {
 pub const FUNCTIONS_SQL: &str = include_str!("../sql/zart.sql");
 
 /// The schema version this build needs (`zart_schema_version()` in `sql/zart.sql`).
-pub const REQUIRED_SCHEMA_VERSION: i32 = 1;
+pub const REQUIRED_SCHEMA_VERSION: i32 = 2;
 
 /// The table refinery records applied migrations in.
 pub const HISTORY_TABLE: &str = "zart_schema_history";
+
+/// The names of every V-migration this build carries (`V1__init`, ...), in order.
+pub fn migration_names() -> Vec<String> {
+    embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| m.to_string())
+        .collect()
+}
 
 /// What a migration run did.
 #[derive(Debug, Clone, PartialEq, Eq)]

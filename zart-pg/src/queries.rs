@@ -15,7 +15,7 @@ pub const START: &str = "select public.zart_start($1, $2, $3, $4)";
 
 /// `zart_claim_tasks`. Params: worker_id, queue, task_names, limit, lease_ms.
 pub const CLAIM_TASKS: &str =
-    "select bucket, execution_id, task_name, fence, claims, input, steps \
+    "select bucket, execution_id, task_name, queue, parent_id, fence, claims, input, steps \
      from public.zart_claim_tasks($1, $2, $3, $4, $5)";
 
 /// `zart_commit_step`. Params: bucket, execution_id, fence, name, seq, status, output, error,
@@ -28,6 +28,25 @@ pub const RETRY_STEP: &str = "select public.zart_retry_step($1, $2, $3, $4, $5, 
 /// `zart_complete_execution`. Params: bucket, execution_id, fence, status, output, error.
 pub const COMPLETE_EXECUTION: &str =
     "select public.zart_complete_execution($1, $2, $3, $4, $5, $6)";
+
+/// `zart_sleep`. Params: bucket, execution_id, fence, name, seq, delay_ms, wake_at.
+pub const SLEEP: &str = "select public.zart_sleep($1, $2, $3, $4, $5, $6, $7)";
+
+/// `zart_await_event`. Params: bucket, execution_id, fence, name, seq, event_name, timeout_ms.
+pub const AWAIT_EVENT: &str = "select outcome, payload, wake_in_ms \
+     from public.zart_await_event($1, $2, $3, $4, $5, $6, $7)";
+
+/// `zart_send_event` with the bucket computed from the id. Params: execution_id, name, payload.
+pub const SEND_EVENT: &str = "select public.zart_send_event(public.zart_bucket($1), $1, $2, $3)";
+
+/// `zart_start_child`. Params: bucket, execution_id, fence, name, seq, child_id, task_name,
+/// input, queue.
+pub const START_CHILD: &str = "select outcome, created, child_status, output, error \
+     from public.zart_start_child($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
+/// `zart_cancel_execution` with the bucket computed from the id. Params: execution_id.
+pub const CANCEL_EXECUTION: &str = "select execution_id, cancelled, woken_queue \
+     from public.zart_cancel_execution(public.zart_bucket($1), $1)";
 
 /// `zart_heartbeat`. Params: worker_id, lease_ms, buckets, execution_ids, fences.
 pub const HEARTBEAT: &str =

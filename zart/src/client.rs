@@ -8,7 +8,7 @@ use tokio::sync::{broadcast, OnceCell};
 
 use crate::execution::Execution;
 use crate::limits::{check_name, check_payload, DEFAULT_MAX_PAYLOAD_BYTES};
-use crate::scheduler::{StartExecutionParams, StartOutcome, Wakeup};
+use crate::scheduler::{SendEventParams, StartExecutionParams, StartOutcome, Wakeup};
 use crate::{Error, Scheduler, TaskRegistry};
 
 /// How often `wait` looks at the execution even without a wake-up, covering notifications
@@ -166,6 +166,50 @@ impl<S: Scheduler> DurableScheduler<S> {
             source,
         })?;
         self.start(id, task, json).await
+    }
+
+    /// Sends the event `name` with `payload` to execution `id`. It is buffered until the
+    /// workflow waits for it with [`crate::TaskContext::wait_for_event`] (at once, if it is
+    /// waiting now); each event is delivered to one wait. Events sent to a finished execution
+    /// are stored and never delivered.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown execution; [`Error::InvalidInput`] for a bad name or
+    /// a payload over the size limit. Nothing is written when an error is returned.
+    pub async fn send_event<T: Serialize>(
+        &self,
+        id: &str,
+        name: &str,
+        payload: &T,
+    ) -> Result<(), Error> {
+        check_name("execution id", id)?;
+        check_name("event name", name)?;
+        let payload = serde_json::to_value(payload).map_err(|source| Error::Serialization {
+            action: "serialize",
+            what: format!("the payload of event {name:?}"),
+            source,
+        })?;
+        check_payload("event payload", &payload, self.max_payload_bytes)?;
+        self.ensure_schema().await?;
+        self.scheduler
+            .send_event(SendEventParams {
+                execution_id: id.to_owned(),
+                name: name.to_owned(),
+                payload,
+            })
+            .await
+    }
+
+    /// Cancels execution `id` and its unfinished child executions. A running execution stops at
+    /// its next step boundary (its next write is refused); a sleeping or waiting one ends at
+    /// once. Returns the ids cancelled, `id` first; empty when it had already finished.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown execution.
+    pub async fn cancel(&self, id: &str) -> Result<Vec<String>, Error> {
+        check_name("execution id", id)?;
+        self.ensure_schema().await?;
+        self.scheduler.cancel_execution(id).await
     }
 
     /// Reads an execution's current state.

@@ -131,8 +131,8 @@ pub enum TaskError {
         message: String,
         /// Attempts made.
         attempts: u32,
-        /// True when the step body panicked.
-        panicked: bool,
+        /// How it failed: an error, a panic, a timeout, a failed child.
+        kind: FailureKind,
     },
     /// The workflow itself decided to fail (see [`TaskError::failed`]).
     #[error("{message}")]
@@ -205,8 +205,7 @@ impl TaskError {
     /// A short machine-readable kind, recorded as `error.kind` in the database.
     pub fn kind(&self) -> &'static str {
         match self {
-            TaskError::StepFailed { panicked: true, .. } => "panic",
-            TaskError::StepFailed { .. } => "step_failed",
+            TaskError::StepFailed { kind, .. } => kind.as_str(),
             TaskError::Failed { .. } => "failed",
             TaskError::NonDeterminism { .. } => "non_determinism",
             TaskError::DuplicateStep { .. } => "duplicate_step",
@@ -215,6 +214,42 @@ impl TaskError {
             TaskError::Cancelled => "cancelled",
             TaskError::Serialization { .. } => "serialization",
             TaskError::Storage(_) => "storage",
+        }
+    }
+}
+
+/// How a step failed, recorded as `error.kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// The step body returned an error.
+    Error,
+    /// The step body panicked.
+    Panic,
+    /// The step body ran past its timeout.
+    Timeout,
+    /// A child workflow failed or was cancelled.
+    Child,
+}
+
+impl FailureKind {
+    /// The name recorded in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Error => "step_failed",
+            FailureKind::Panic => "panic",
+            FailureKind::Timeout => "timeout",
+            FailureKind::Child => "child_failed",
+        }
+    }
+
+    /// Parses a recorded kind; unknown kinds read as [`FailureKind::Error`].
+    pub fn parse(kind: &str) -> Self {
+        match kind {
+            "panic" => FailureKind::Panic,
+            "timeout" => FailureKind::Timeout,
+            "child_failed" => FailureKind::Child,
+            _ => FailureKind::Error,
         }
     }
 }

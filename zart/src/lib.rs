@@ -69,8 +69,8 @@ mod worker;
 
 pub use backoff::Backoff;
 pub use client::DurableScheduler;
-pub use context::TaskContext;
-pub use error::{Error, TaskError};
+pub use context::{EventOutcome, Parallel, TaskContext};
+pub use error::{Error, FailureKind, TaskError};
 pub use execution::{ErrorRecord, Execution, ExecutionStatus};
 pub use handler::TaskHandler;
 pub use registry::TaskRegistry;

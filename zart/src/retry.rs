@@ -30,6 +30,7 @@ pub struct RetryConfig {
     multiplier: f64,
     max_delay: Duration,
     jitter: f64,
+    attempt_timeout: Option<Duration>,
 }
 
 impl RetryConfig {
@@ -42,6 +43,7 @@ impl RetryConfig {
             multiplier: 2.0,
             max_delay: Duration::from_secs(3600),
             jitter: 0.0,
+            attempt_timeout: None,
         }
     }
 
@@ -73,6 +75,18 @@ impl RetryConfig {
             0.0
         };
         self
+    }
+
+    /// Fails an attempt that runs longer than `timeout` (kind `timeout`); it is retried like
+    /// any failed attempt.
+    pub fn with_attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = Some(timeout);
+        self
+    }
+
+    /// The per-attempt timeout, if any.
+    pub fn attempt_timeout(&self) -> Option<Duration> {
+        self.attempt_timeout
     }
 
     /// Attempts in all, the first included.

@@ -42,8 +42,34 @@ pub trait Scheduler: Send + Sync + 'static {
     /// Records a failed attempt and suspends the execution for the back-off (`zart_retry_step`).
     async fn retry_step(&self, params: RetryStepParams) -> Result<(), Error>;
 
-    /// Records the final output or error and removes the task (`zart_complete_execution`).
+    /// Records the final output or error and removes the task (`zart_complete_execution`);
+    /// wakes a parent waiting for it.
     async fn complete_execution(&self, params: CompleteExecutionParams) -> Result<(), Error>;
+
+    /// A durable sleep (`zart_sleep`): records the wake time on first reach, then either
+    /// completes it (`None`: the time has come) or suspends until it (`Some(time left)`).
+    async fn sleep(&self, params: SleepParams) -> Result<Option<Duration>, Error>;
+
+    /// Waits for an event (`zart_await_event`): consumes a buffered one, reports the timeout,
+    /// or suspends until an event or the timeout.
+    async fn await_event(&self, params: AwaitEventParams) -> Result<EventWait, Error>;
+
+    /// Buffers an event for an execution and wakes it if it waits for it (`zart_send_event`).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when no execution has the id.
+    async fn send_event(&self, params: SendEventParams) -> Result<(), Error>;
+
+    /// Starts a child execution (idempotently) and reports its verdict, or suspends the parent
+    /// until the child finishes (`zart_start_child`).
+    async fn start_child(&self, params: StartChildParams) -> Result<ChildWait, Error>;
+
+    /// Cancels an execution and its unfinished descendants (`zart_cancel_execution`); returns
+    /// the ids cancelled (empty if it had already finished).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when no execution has the id.
+    async fn cancel_execution(&self, id: &str) -> Result<Vec<String>, Error>;
 
     /// Renews a worker's leases in one statement (`zart_heartbeat`); returns those still held.
     async fn heartbeat(&self, params: HeartbeatParams) -> Result<Vec<Lease>, Error>;
@@ -81,6 +107,21 @@ impl<T: Scheduler + ?Sized> Scheduler for Arc<T> {
     }
     async fn complete_execution(&self, params: CompleteExecutionParams) -> Result<(), Error> {
         (**self).complete_execution(params).await
+    }
+    async fn sleep(&self, params: SleepParams) -> Result<Option<Duration>, Error> {
+        (**self).sleep(params).await
+    }
+    async fn await_event(&self, params: AwaitEventParams) -> Result<EventWait, Error> {
+        (**self).await_event(params).await
+    }
+    async fn send_event(&self, params: SendEventParams) -> Result<(), Error> {
+        (**self).send_event(params).await
+    }
+    async fn start_child(&self, params: StartChildParams) -> Result<ChildWait, Error> {
+        (**self).start_child(params).await
+    }
+    async fn cancel_execution(&self, id: &str) -> Result<Vec<String>, Error> {
+        (**self).cancel_execution(id).await
     }
     async fn heartbeat(&self, params: HeartbeatParams) -> Result<Vec<Lease>, Error> {
         (**self).heartbeat(params).await
@@ -169,6 +210,24 @@ pub struct RecordedStep {
     pub error: Option<ErrorRecord>,
     /// Attempts made so far.
     pub attempts: u32,
+    /// What the step stands for.
+    #[serde(default)]
+    pub kind: StepKind,
+}
+
+/// What a step row stands for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    /// A step body ([`crate::TaskContext::step`]).
+    #[default]
+    Step,
+    /// A durable sleep.
+    Sleep,
+    /// A wait for an event.
+    Event,
+    /// A child workflow.
+    Child,
 }
 
 /// The state of a recorded step.
@@ -181,6 +240,8 @@ pub enum StepStatus {
     Failed,
     /// Failed an attempt and waits for the next.
     Retrying,
+    /// A wait (sleep, event, child) that has not ended yet.
+    Waiting,
 }
 
 impl StepStatus {
@@ -190,6 +251,7 @@ impl StepStatus {
             StepStatus::Completed => "completed",
             StepStatus::Failed => "failed",
             StepStatus::Retrying => "retrying",
+            StepStatus::Waiting => "waiting",
         }
     }
 }
@@ -201,6 +263,10 @@ pub struct ClaimedTask {
     pub lease: Lease,
     /// The task name.
     pub task_name: String,
+    /// The queue it runs on.
+    pub queue: String,
+    /// The parent execution, for a child workflow.
+    pub parent_id: Option<String>,
     /// How many times it has been claimed, this claim included.
     pub claims: u32,
     /// The JSON input.
@@ -233,6 +299,8 @@ pub struct CommitStepParams {
 pub struct RetryStepParams {
     /// The run's lease; released by the call.
     pub lease: Lease,
+    /// The execution's queue (its workers are told about the new due time).
+    pub queue: String,
     /// The step name.
     pub name: String,
     /// Its call-order position.
@@ -261,6 +329,107 @@ pub struct CompleteExecutionParams {
     pub lease: Lease,
     /// The final outcome.
     pub outcome: Outcome,
+}
+
+/// Arguments of [`Scheduler::sleep`].
+#[derive(Debug, Clone)]
+pub struct SleepParams {
+    /// The run's lease.
+    pub lease: Lease,
+    /// The execution's queue (its workers are told about the new due time).
+    pub queue: String,
+    /// The step name of the sleep.
+    pub name: String,
+    /// Its call-order position.
+    pub seq: u32,
+    /// When to wake: a delay from now (database clock) or a point in time.
+    pub until: WakeAt,
+}
+
+/// When a sleep ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WakeAt {
+    /// This long after the sleep is first reached, by the database clock.
+    After(Duration),
+    /// At this time.
+    At(std::time::SystemTime),
+}
+
+/// Arguments of [`Scheduler::await_event`].
+#[derive(Debug, Clone)]
+pub struct AwaitEventParams {
+    /// The run's lease.
+    pub lease: Lease,
+    /// The execution's queue (its workers are told about the new due time).
+    pub queue: String,
+    /// The step name of the wait.
+    pub name: String,
+    /// Its call-order position.
+    pub seq: u32,
+    /// The event name waited for.
+    pub event_name: String,
+    /// How long to wait, counted from the first time the wait is reached; `None`: forever.
+    pub timeout: Option<Duration>,
+}
+
+/// What [`Scheduler::await_event`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventWait {
+    /// An event arrived; this is its payload.
+    Received(serde_json::Value),
+    /// The timeout passed first.
+    TimedOut,
+    /// Suspended until an event arrives or, if set, the timeout passes.
+    Waiting {
+        /// Time left until the timeout.
+        timeout_in: Option<Duration>,
+    },
+}
+
+/// Arguments of [`Scheduler::send_event`].
+#[derive(Debug, Clone)]
+pub struct SendEventParams {
+    /// The execution addressed.
+    pub execution_id: String,
+    /// The event name.
+    pub name: String,
+    /// The payload.
+    pub payload: serde_json::Value,
+}
+
+/// Arguments of [`Scheduler::start_child`].
+#[derive(Debug, Clone)]
+pub struct StartChildParams {
+    /// The parent run's lease.
+    pub lease: Lease,
+    /// The step name in the parent.
+    pub name: String,
+    /// Its call-order position.
+    pub seq: u32,
+    /// The child's execution id.
+    pub child_id: String,
+    /// The child's task name.
+    pub task_name: String,
+    /// The child's input.
+    pub input: serde_json::Value,
+    /// The queue the child runs on.
+    pub queue: String,
+}
+
+/// What [`Scheduler::start_child`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChildWait {
+    /// The child has finished.
+    Finished {
+        /// Its final status.
+        status: crate::ExecutionStatus,
+        /// Its output, when completed.
+        output: Option<serde_json::Value>,
+        /// Its error, when failed or cancelled.
+        error: Option<ErrorRecord>,
+    },
+    /// The parent is suspended until the child finishes.
+    Waiting,
 }
 
 /// Arguments of [`Scheduler::heartbeat`].

@@ -563,7 +563,7 @@ async fn run_execution(
         let result = AssertUnwindSafe(handler.run(&mut ctx, task.input.clone()))
             .catch_unwind()
             .await;
-        guard.due_again_in = ctx.suspended_for();
+        guard.due_again_in = ctx.due_again_in();
         match result {
             Ok(Ok(output)) => Some(Outcome::Completed(output)),
             Ok(Err(err)) if err.is_control_flow() => {

@@ -1,0 +1,551 @@
+//! [`TaskContext`]: what a running workflow uses to take durable steps.
+//!
+//! Guarantees: a step body runs at least once (a crash between its side effect and its commit
+//! repeats it); its recorded result is exactly once, and replay returns it without running the
+//! body. A step reached in another order, under another name or as another kind than recorded
+//! is a non-determinism error, never a silent mix of results.
+//!
+//! This module holds the step bodies; `waits` the durable waits (sleeps, events, children) and
+//! `parallel` the concurrent steps.
+
+mod parallel;
+mod waits;
+
+pub use parallel::Parallel;
+pub use waits::EventOutcome;
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tracing::Instrument;
+
+use crate::error::{error_chain, BoxError, FailureKind};
+use crate::execution::ErrorRecord;
+use crate::scheduler::{
+    ClaimedTask, CommitStepParams, Lease, RecordedStep, RetryStepParams, StepKind, StepStatus,
+};
+use crate::{RetryConfig, Scheduler, TaskError};
+
+/// The handle a workflow takes its steps through. One per run; given to
+/// [`crate::TaskHandler::run`].
+pub struct TaskContext<S: Scheduler> {
+    scheduler: S,
+    lease: Lease,
+    task_name: String,
+    queue: String,
+    claims: u32,
+    recorded: HashMap<String, RecordedStep>,
+    recorded_by_seq: HashMap<u32, String>,
+    used: HashSet<String>,
+    next_seq: u32,
+    durable_backoff_threshold: Duration,
+    suspended: bool,
+    due_again_in: Option<Duration>,
+}
+
+impl<S: Scheduler> std::fmt::Debug for TaskContext<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskContext")
+            .field("execution_id", &self.lease.execution_id)
+            .field("task_name", &self.task_name)
+            .field("claims", &self.claims)
+            .field("recorded_steps", &self.recorded.len())
+            .field("next_seq", &self.next_seq)
+            .field("suspended", &self.suspended)
+            .finish()
+    }
+}
+
+/// How one run of a step body ended.
+enum BodyOutcome<T> {
+    Ok(T),
+    Failed(String, FailureKind),
+}
+
+/// What the recording says about a step body.
+enum Replay<T> {
+    Done(Result<T, TaskError>),
+    Run { seq: u32, prior_attempts: u32 },
+}
+
+impl<S: Scheduler> TaskContext<S> {
+    /// Builds the context for one claimed execution (used by workers and test harnesses).
+    pub fn from_claim(
+        scheduler: S,
+        task: &ClaimedTask,
+        durable_backoff_threshold: Duration,
+    ) -> Self {
+        TaskContext {
+            scheduler,
+            lease: task.lease.clone(),
+            task_name: task.task_name.clone(),
+            queue: task.queue.clone(),
+            claims: task.claims,
+            recorded: task
+                .steps
+                .iter()
+                .map(|s| (s.name.clone(), s.clone()))
+                .collect(),
+            recorded_by_seq: task.steps.iter().map(|s| (s.seq, s.name.clone())).collect(),
+            used: HashSet::new(),
+            next_seq: 0,
+            durable_backoff_threshold,
+            suspended: false,
+            due_again_in: None,
+        }
+    }
+
+    /// The execution id (the idempotency key given at start).
+    pub fn execution_id(&self) -> &str {
+        &self.lease.execution_id
+    }
+
+    /// The registered task name.
+    pub fn task_name(&self) -> &str {
+        &self.task_name
+    }
+
+    /// The queue this execution runs on.
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// How many times this execution has been claimed, this run included (1 on the first run).
+    pub fn attempt(&self) -> u32 {
+        self.claims
+    }
+
+    /// The lease this run holds.
+    pub fn lease(&self) -> &Lease {
+        &self.lease
+    }
+
+    /// True once the run has suspended itself (a durable back-off, sleep or wait).
+    pub fn is_suspended(&self) -> bool {
+        self.suspended
+    }
+
+    /// If the run suspended itself until a known time, how long until then.
+    pub fn due_again_in(&self) -> Option<Duration> {
+        self.due_again_in
+    }
+
+    /// Marks the run suspended; `due_in` is when it is due again, if known.
+    fn suspend(&mut self, due_in: Option<Duration>) -> TaskError {
+        self.suspended = true;
+        self.due_again_in = due_in;
+        TaskError::Suspended
+    }
+
+    /// Runs `f` once and records its result under `name`; on replay returns the recorded result
+    /// without running `f`.
+    ///
+    /// A step that fails is recorded as failed, and replay returns the same failure. A step that
+    /// panics fails the same way, with the panic message. Step names must be unique within an
+    /// execution (use `format!("charge-{i}")` in loops).
+    ///
+    /// # Errors
+    /// [`TaskError::StepFailed`] when `f` fails or panics; [`TaskError::NonDeterminism`],
+    /// [`TaskError::DuplicateStep`], and the control-flow errors ([`TaskError::LeaseLost`],
+    /// [`TaskError::Cancelled`], [`TaskError::Storage`]) that must be propagated with `?`.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # use zart::{Scheduler, TaskContext, TaskError};
+    /// # async fn send_welcome_email(_: &str) -> Result<(), std::io::Error> { Ok(()) }
+    /// # async fn example(ctx: &mut TaskContext<impl Scheduler>) -> Result<(), TaskError> {
+    /// ctx.step("send-email", || async { send_welcome_email("alice@example.com").await }).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn step<T, E, F, Fut>(&mut self, name: &str, f: F) -> Result<T, TaskError>
+    where
+        T: Serialize + DeserializeOwned + Send,
+        E: Into<BoxError>,
+        F: FnOnce() -> Fut + Send,
+        Fut: Future<Output = Result<T, E>> + Send,
+    {
+        self.step_once(name, None, f).await
+    }
+
+    /// Like [`TaskContext::step`], failing the step (kind `timeout`) when `f` runs longer than
+    /// `timeout`; the body's future is dropped at the timeout.
+    ///
+    /// # Errors
+    /// As [`TaskContext::step`].
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use zart::{Scheduler, TaskContext, TaskError};
+    /// # async fn call_partner() -> Result<u32, std::io::Error> { Ok(1) }
+    /// # async fn example(ctx: &mut TaskContext<impl Scheduler>) -> Result<(), TaskError> {
+    /// let quote: u32 = ctx
+    ///     .step_with_timeout("quote", Duration::from_secs(10), || async { call_partner().await })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn step_with_timeout<T, E, F, Fut>(
+        &mut self,
+        name: &str,
+        timeout: Duration,
+        f: F,
+    ) -> Result<T, TaskError>
+    where
+        T: Serialize + DeserializeOwned + Send,
+        E: Into<BoxError>,
+        F: FnOnce() -> Fut + Send,
+        Fut: Future<Output = Result<T, E>> + Send,
+    {
+        self.step_once(name, Some(timeout), f).await
+    }
+
+    async fn step_once<T, E, F, Fut>(
+        &mut self,
+        name: &str,
+        timeout: Option<Duration>,
+        f: F,
+    ) -> Result<T, TaskError>
+    where
+        T: Serialize + DeserializeOwned + Send,
+        E: Into<BoxError>,
+        F: FnOnce() -> Fut + Send,
+        Fut: Future<Output = Result<T, E>> + Send,
+    {
+        let (seq, prior_attempts) = match self.begin_step(name)? {
+            Replay::Done(result) => return result,
+            Replay::Run {
+                seq,
+                prior_attempts,
+            } => (seq, prior_attempts),
+        };
+        let attempt = prior_attempts + 1;
+        let outcome = self.run_body(name, attempt, timeout, f()).await;
+        self.record_outcome(name, seq, attempt, outcome).await
+    }
+
+    /// Like [`TaskContext::step`], retrying a failing `f` as `retry` says.
+    ///
+    /// Back-offs up to [`crate::WorkerConfig::durable_backoff_threshold`] sleep in the worker;
+    /// longer ones are durable: the failed attempt is recorded, the execution is suspended and
+    /// rescheduled, and no worker slot is held while it waits (the call then returns
+    /// [`TaskError::Suspended`], which `?` must carry out of the handler). Attempts counted
+    /// across suspensions are exact; attempts inside one in-process back-off sequence are
+    /// recounted from the last recorded attempt if the worker crashes. A panic is not retried;
+    /// a timeout ([`RetryConfig::with_attempt_timeout`]) is.
+    ///
+    /// # Errors
+    /// As [`TaskContext::step`], once the attempts run out.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use zart::{RetryConfig, Scheduler, TaskContext, TaskError};
+    /// # async fn setup_billing() -> Result<String, std::io::Error> { Ok("cus_1".into()) }
+    /// # async fn example(ctx: &mut TaskContext<impl Scheduler>) -> Result<(), TaskError> {
+    /// let customer: String = ctx
+    ///     .step_with_retry(
+    ///         "setup-billing",
+    ///         RetryConfig::exponential(3, Duration::from_secs(2)),
+    ///         || async { setup_billing().await },
+    ///     )
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn step_with_retry<T, E, F, Fut>(
+        &mut self,
+        name: &str,
+        retry: RetryConfig,
+        mut f: F,
+    ) -> Result<T, TaskError>
+    where
+        T: Serialize + DeserializeOwned + Send,
+        E: Into<BoxError>,
+        F: FnMut() -> Fut + Send,
+        Fut: Future<Output = Result<T, E>> + Send,
+    {
+        let (seq, mut attempts_done) = match self.begin_step(name)? {
+            Replay::Done(result) => return result,
+            Replay::Run {
+                seq,
+                prior_attempts,
+            } => (seq, prior_attempts),
+        };
+        loop {
+            let attempt = attempts_done + 1;
+            let outcome = self
+                .run_body(name, attempt, retry.attempt_timeout(), f())
+                .await;
+            let (message, kind) = match outcome {
+                BodyOutcome::Failed(message, kind)
+                    if kind != FailureKind::Panic && attempt < retry.max_attempts() =>
+                {
+                    (message, kind)
+                }
+                last => return self.record_outcome(name, seq, attempt, last).await,
+            };
+            let delay = retry.jittered_delay_after(attempt);
+            tracing::info!(
+                step.name = name,
+                attempt,
+                delay_ms = delay.as_millis() as u64,
+                error = %message,
+                "step attempt failed; retrying"
+            );
+            if delay > self.durable_backoff_threshold {
+                self.scheduler
+                    .retry_step(RetryStepParams {
+                        lease: self.lease.clone(),
+                        queue: self.queue.clone(),
+                        name: name.to_owned(),
+                        seq,
+                        error: step_error(name, attempt, message, kind),
+                        attempts: attempt,
+                        delay,
+                    })
+                    .await?;
+                return Err(self.suspend(Some(delay)));
+            }
+            tokio::time::sleep(delay).await;
+            attempts_done = attempt;
+        }
+    }
+
+    /// Checks a step against the recording and gives it its position: returns `seq` and the
+    /// recorded row, if any. Fails on a suspended run, a bad or repeated name, and on any
+    /// divergence from the recording (another name at this position, this name at another
+    /// position, or another kind of step).
+    fn enter(
+        &mut self,
+        name: &str,
+        kind: StepKind,
+    ) -> Result<(u32, Option<RecordedStep>), TaskError> {
+        if self.suspended {
+            return Err(TaskError::Suspended);
+        }
+        crate::limits::check_name("step name", name).map_err(TaskError::failed)?;
+        if !self.used.insert(name.to_owned()) {
+            return Err(TaskError::DuplicateStep {
+                step: name.to_owned(),
+            });
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let diverged = |detail: String| TaskError::NonDeterminism {
+            step: name.to_owned(),
+            detail,
+        };
+        let Some(recorded) = self.recorded.get(name) else {
+            return match self.recorded_by_seq.get(&seq) {
+                Some(other) => Err(diverged(format!(
+                    "step {seq} was recorded as {other:?}, but the workflow now asks for {name:?}"
+                ))),
+                None => Ok((seq, None)),
+            };
+        };
+        if recorded.seq != seq {
+            return Err(diverged(format!(
+                "it was recorded as step {}, but the workflow now reaches it as step {seq}",
+                recorded.seq
+            )));
+        }
+        if recorded.kind != kind {
+            return Err(diverged(format!(
+                "it was recorded as a {} step, but the workflow now takes it as a {} step",
+                kind_name(recorded.kind),
+                kind_name(kind)
+            )));
+        }
+        Ok((seq, Some(recorded.clone())))
+    }
+
+    /// [`TaskContext::enter`] for a step body: its recorded result, or how to run it.
+    fn begin_step<T: DeserializeOwned>(&mut self, name: &str) -> Result<Replay<T>, TaskError> {
+        let (seq, recorded) = self.enter(name, StepKind::Step)?;
+        let Some(recorded) = recorded else {
+            return Ok(Replay::Run {
+                seq,
+                prior_attempts: 0,
+            });
+        };
+        Ok(match recorded.status {
+            StepStatus::Completed => Replay::Done(decode(
+                recorded.output.unwrap_or(serde_json::Value::Null),
+                || format!("the recorded output of step {name:?}"),
+            )),
+            StepStatus::Failed => Replay::Done(Err(recorded_failure(name, &recorded))),
+            StepStatus::Retrying | StepStatus::Waiting => Replay::Run {
+                seq,
+                prior_attempts: recorded.attempts,
+            },
+        })
+    }
+
+    /// Runs one attempt of a step body, catching its error, panic or timeout.
+    async fn run_body<T, E, Fut>(
+        &self,
+        name: &str,
+        attempt: u32,
+        timeout: Option<Duration>,
+        fut: Fut,
+    ) -> BodyOutcome<T>
+    where
+        E: Into<BoxError>,
+        Fut: Future<Output = Result<T, E>> + Send,
+    {
+        let span = tracing::info_span!(
+            "zart.task.step",
+            execution.id = %self.lease.execution_id,
+            step.name = name,
+            step.attempt = attempt,
+        );
+        let started = Instant::now();
+        let guarded = AssertUnwindSafe(fut).catch_unwind().instrument(span);
+        let result = match timeout {
+            Some(limit) => match tokio::time::timeout(limit, guarded).await {
+                Ok(result) => result,
+                Err(_) => {
+                    return BodyOutcome::Failed(
+                        format!("step timed out after {limit:?}"),
+                        FailureKind::Timeout,
+                    )
+                }
+            },
+            None => guarded.await,
+        };
+        metrics::histogram!("zart_step_duration_seconds").record(started.elapsed().as_secs_f64());
+        match result {
+            Ok(Ok(value)) => BodyOutcome::Ok(value),
+            Ok(Err(err)) => {
+                let err: BoxError = err.into();
+                BodyOutcome::Failed(error_chain(err.as_ref()), FailureKind::Error)
+            }
+            Err(panic) => BodyOutcome::Failed(
+                format!("step panicked: {}", panic_message(&*panic)),
+                FailureKind::Panic,
+            ),
+        }
+    }
+
+    /// Records how a body ended and returns it as the step's result.
+    async fn record_outcome<T>(
+        &self,
+        name: &str,
+        seq: u32,
+        attempt: u32,
+        outcome: BodyOutcome<T>,
+    ) -> Result<T, TaskError>
+    where
+        T: Serialize + DeserializeOwned,
+    {
+        match outcome {
+            BodyOutcome::Ok(value) => {
+                let json =
+                    serde_json::to_value(&value).map_err(|source| TaskError::Serialization {
+                        action: "serialize",
+                        what: format!("the output of step {name:?}"),
+                        source,
+                    })?;
+                self.commit(name, seq, attempt, Ok(json.clone())).await?;
+                // Return what replay would return, so the first run and every replay agree.
+                decode(json, || format!("the output of step {name:?}"))
+            }
+            BodyOutcome::Failed(message, kind) => {
+                let error = step_error(name, attempt, message.clone(), kind);
+                self.commit(name, seq, attempt, Err(error)).await?;
+                Err(TaskError::StepFailed {
+                    step: name.to_owned(),
+                    message,
+                    attempts: attempt,
+                    kind,
+                })
+            }
+        }
+    }
+
+    /// Records a step's final result: its output, or its error.
+    async fn commit(
+        &self,
+        name: &str,
+        seq: u32,
+        attempts: u32,
+        result: Result<serde_json::Value, ErrorRecord>,
+    ) -> Result<(), TaskError> {
+        let (status, output, error) = match result {
+            Ok(output) => (StepStatus::Completed, Some(output), None),
+            Err(error) => (StepStatus::Failed, None, Some(error)),
+        };
+        self.scheduler
+            .commit_step(CommitStepParams {
+                lease: self.lease.clone(),
+                name: name.to_owned(),
+                seq,
+                status,
+                output,
+                error,
+                attempts,
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+fn kind_name(kind: StepKind) -> &'static str {
+    match kind {
+        StepKind::Step => "plain",
+        StepKind::Sleep => "sleep",
+        StepKind::Event => "event-wait",
+        StepKind::Child => "child-workflow",
+    }
+}
+
+/// Deserializes a recorded or returned JSON value into the step's type.
+fn decode<T: DeserializeOwned>(
+    value: serde_json::Value,
+    what: impl FnOnce() -> String,
+) -> Result<T, TaskError> {
+    serde_json::from_value(value).map_err(|source| TaskError::Serialization {
+        action: "deserialize",
+        what: what(),
+        source,
+    })
+}
+
+/// The error a recorded failed step replays as.
+fn recorded_failure(name: &str, recorded: &RecordedStep) -> TaskError {
+    let (message, kind) = recorded
+        .error
+        .as_ref()
+        .map(|e| (e.message.clone(), FailureKind::parse(&e.kind)))
+        .unwrap_or_else(|| ("failed (no error recorded)".to_owned(), FailureKind::Error));
+    TaskError::StepFailed {
+        step: name.to_owned(),
+        message,
+        attempts: recorded.attempts,
+        kind,
+    }
+}
+
+fn step_error(name: &str, attempts: u32, message: String, kind: FailureKind) -> ErrorRecord {
+    ErrorRecord {
+        kind: kind.as_str().to_owned(),
+        message,
+        step: Some(name.to_owned()),
+        attempts: Some(attempts),
+    }
+}
+
+/// The text of a panic payload (`&str` or `String`), or a placeholder.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(a panic payload that is not a string)".to_owned()
+    }
+}

@@ -1,0 +1,220 @@
+//! Durable waits: sleeps, events and child workflows. Each is a step row of its own kind; while
+//! it is open the execution is suspended and holds no worker slot, and replay after it ends
+//! returns its recorded outcome.
+
+use std::time::{Duration, SystemTime};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{decode, recorded_failure, TaskContext};
+use crate::error::FailureKind;
+use crate::scheduler::{
+    AwaitEventParams, ChildWait, SleepParams, StartChildParams, StepKind, StepStatus, WakeAt,
+};
+use crate::{ExecutionStatus, Scheduler, TaskError};
+
+/// How a [`TaskContext::wait_for_event`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventOutcome<T> {
+    /// The event arrived with this payload.
+    Received(T),
+    /// The timeout passed first. The workflow carries on from here.
+    TimedOut,
+}
+
+impl<T> EventOutcome<T> {
+    /// The payload, or `None` after a timeout.
+    pub fn received(self) -> Option<T> {
+        match self {
+            EventOutcome::Received(payload) => Some(payload),
+            EventOutcome::TimedOut => None,
+        }
+    }
+}
+
+impl<S: Scheduler> TaskContext<S> {
+    /// Sleeps durably for `duration`, counted on the database clock from the first time the
+    /// sleep is reached. The execution is suspended and resumes on any worker once the time has
+    /// come; no worker slot is held meanwhile. A replay after the sleep returns at once.
+    ///
+    /// # Errors
+    /// [`TaskError::Suspended`] while the sleep lasts (propagate it with `?`); the control-flow
+    /// errors of [`TaskContext::step`].
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use zart::{Scheduler, TaskContext, TaskError};
+    /// # async fn example(ctx: &mut TaskContext<impl Scheduler>) -> Result<(), TaskError> {
+    /// ctx.sleep("cool-off", Duration::from_secs(24 * 3600)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn sleep(&mut self, name: &str, duration: Duration) -> Result<(), TaskError> {
+        self.sleep_inner(name, WakeAt::After(duration)).await
+    }
+
+    /// Sleeps durably until `time` (compared with the database clock); see
+    /// [`TaskContext::sleep`]. A time in the past returns at once (after recording the step).
+    ///
+    /// # Errors
+    /// As [`TaskContext::sleep`].
+    pub async fn sleep_until(&mut self, name: &str, time: SystemTime) -> Result<(), TaskError> {
+        self.sleep_inner(name, WakeAt::At(time)).await
+    }
+
+    async fn sleep_inner(&mut self, name: &str, until: WakeAt) -> Result<(), TaskError> {
+        let (seq, recorded) = self.enter(name, StepKind::Sleep)?;
+        if recorded.is_some_and(|r| r.status == StepStatus::Completed) {
+            return Ok(());
+        }
+        let left = self
+            .scheduler
+            .sleep(SleepParams {
+                lease: self.lease.clone(),
+                queue: self.queue.clone(),
+                name: name.to_owned(),
+                seq,
+                until,
+            })
+            .await?;
+        match left {
+            None => Ok(()),
+            Some(left) => Err(self.suspend(Some(left))),
+        }
+    }
+
+    /// Waits durably for the event `event_name` sent to this execution (from Rust with
+    /// [`crate::DurableScheduler::send_event`], from SQL with `zart_emit_event`, or from a
+    /// trigger). Events are buffered: one sent before the workflow gets here is delivered, the
+    /// oldest first, each to one wait only. `timeout` counts from the first time the wait is
+    /// reached; `None` waits forever. The execution holds no worker slot while it waits.
+    ///
+    /// The wait is recorded as the step `event:<event_name>`, so each event name is waited for
+    /// once per execution.
+    ///
+    /// # Errors
+    /// [`TaskError::Suspended`] while waiting (propagate it with `?`);
+    /// [`TaskError::Serialization`] when the payload does not fit `T`; the control-flow errors
+    /// of [`TaskContext::step`].
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use zart::{EventOutcome, Scheduler, TaskContext, TaskError};
+    /// # #[derive(serde::Deserialize)] struct Approval { approved: bool }
+    /// # async fn example(ctx: &mut TaskContext<impl Scheduler>) -> Result<(), TaskError> {
+    /// match ctx.wait_for_event::<Approval>("approval", Some(Duration::from_secs(3 * 86400))).await? {
+    ///     EventOutcome::Received(a) if a.approved => { /* ship it */ }
+    ///     EventOutcome::Received(_) => { /* rejected */ }
+    ///     EventOutcome::TimedOut => { /* escalate */ }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_for_event<T: DeserializeOwned>(
+        &mut self,
+        event_name: &str,
+        timeout: Option<Duration>,
+    ) -> Result<EventOutcome<T>, TaskError> {
+        crate::limits::check_name("event name", event_name).map_err(TaskError::failed)?;
+        let name = format!("event:{event_name}");
+        let (seq, recorded) = self.enter(&name, StepKind::Event)?;
+        let what = || format!("the payload of event {event_name:?}");
+        if let Some(recorded) = recorded.filter(|r| r.status == StepStatus::Completed) {
+            let output = recorded.output.unwrap_or_default();
+            return match output.get("received") {
+                Some(payload) => Ok(EventOutcome::Received(decode(payload.clone(), what)?)),
+                None => Ok(EventOutcome::TimedOut),
+            };
+        }
+        let wait = self
+            .scheduler
+            .await_event(AwaitEventParams {
+                lease: self.lease.clone(),
+                queue: self.queue.clone(),
+                name,
+                seq,
+                event_name: event_name.to_owned(),
+                timeout,
+            })
+            .await?;
+        match wait {
+            crate::scheduler::EventWait::Received(payload) => {
+                Ok(EventOutcome::Received(decode(payload, what)?))
+            }
+            crate::scheduler::EventWait::TimedOut => Ok(EventOutcome::TimedOut),
+            crate::scheduler::EventWait::Waiting { timeout_in } => Err(self.suspend(timeout_in)),
+        }
+    }
+
+    /// Runs a child workflow and waits durably for its result. The child is the execution
+    /// `<this execution's id>/<name>` of task `task` with `input`, started once (replays and
+    /// retries reuse it) on this execution's queue, and run by any worker that registers
+    /// `task`. The parent holds no worker slot while it waits. Cancelling the parent cancels
+    /// the child.
+    ///
+    /// # Errors
+    /// [`TaskError::StepFailed`] (kind `child_failed`) when the child fails or is cancelled,
+    /// with its error message; [`TaskError::Suspended`] while waiting; the control-flow errors
+    /// of [`TaskContext::step`].
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # use zart::{Scheduler, TaskContext, TaskError};
+    /// # async fn example(ctx: &mut TaskContext<impl Scheduler>) -> Result<(), TaskError> {
+    /// let invoice_id: String = ctx.child("invoice", "create-invoice", &serde_json::json!({"order": 7})).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn child<I: Serialize, O: DeserializeOwned>(
+        &mut self,
+        name: &str,
+        task: &str,
+        input: &I,
+    ) -> Result<O, TaskError> {
+        let child_id = format!("{}/{name}", self.lease.execution_id);
+        crate::limits::check_name("child execution id", &child_id).map_err(TaskError::failed)?;
+        let (seq, recorded) = self.enter(name, StepKind::Child)?;
+        let what = || format!("the output of child {child_id:?}");
+        if let Some(recorded) = recorded {
+            match recorded.status {
+                StepStatus::Completed => return decode(recorded.output.unwrap_or_default(), what),
+                StepStatus::Failed => return Err(recorded_failure(name, &recorded)),
+                StepStatus::Retrying | StepStatus::Waiting => {}
+            }
+        }
+        let input = serde_json::to_value(input).map_err(|source| TaskError::Serialization {
+            action: "serialize",
+            what: format!("the input of child {child_id:?}"),
+            source,
+        })?;
+        let wait = self
+            .scheduler
+            .start_child(StartChildParams {
+                lease: self.lease.clone(),
+                name: name.to_owned(),
+                seq,
+                child_id: child_id.clone(),
+                task_name: task.to_owned(),
+                input,
+                queue: self.queue.clone(),
+            })
+            .await?;
+        match wait {
+            ChildWait::Finished {
+                status: ExecutionStatus::Completed,
+                output,
+                ..
+            } => decode(output.unwrap_or_default(), what),
+            ChildWait::Finished { status, error, .. } => Err(TaskError::StepFailed {
+                step: name.to_owned(),
+                message: match error {
+                    Some(e) => e.message,
+                    None => format!("child {child_id:?} ended {status}"),
+                },
+                attempts: 1,
+                kind: FailureKind::Child,
+            }),
+            ChildWait::Waiting => Err(self.suspend(None)),
+        }
+    }
+}

@@ -164,11 +164,36 @@ impl TestDb {
                 Err(e) => panic!("cannot create test database {name}: {e}"),
             }
         }
+        // Every session of a test database runs on the test clock (see advance_clock).
+        admin
+            .batch_execute(&format!("alter database {name} set zart.test_clock = 'on'"))
+            .await
+            .unwrap();
         TestDb {
             url: url_with_db(&server, &name),
             name,
             server,
         }
+    }
+
+    /// Moves the database clock (`zart_current_time()`) forward by `by` for every session, then
+    /// wakes the workers of the default queue so they look for work due at the new time.
+    pub async fn advance_clock(&self, by: Duration) {
+        let client = self.client().await;
+        let ms = i64::try_from(by.as_millis()).unwrap();
+        client
+            .execute(
+                "insert into zart_clock (clock_offset) values ($1 * interval '1 millisecond')
+                 on conflict (singleton) do update
+                 set clock_offset = zart_clock.clock_offset + excluded.clock_offset",
+                &[&ms],
+            )
+            .await
+            .unwrap();
+        client
+            .execute("select pg_notify('zart_work', 'default')", &[])
+            .await
+            .unwrap();
     }
 
     /// An empty database with no Zart schema.

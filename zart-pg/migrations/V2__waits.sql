@@ -26,3 +26,11 @@ create index zart_executions_parent_id_idx on public.zart_executions (parent_id)
 alter table public.zart_events add column consumed_by text;
 create index zart_events_pending_idx on public.zart_events (bucket, execution_id, name, event_id)
     where consumed_at is null;
+
+-- The test clock: when a session has zart.test_clock = 'on' (tests set it per database),
+-- zart_current_time() adds this offset to now(), so tests move time instead of waiting.
+-- Production sessions never read it. At most one row.
+create table public.zart_clock (
+    singleton boolean primary key default true constraint zart_clock_singleton check (singleton),
+    clock_offset interval not null default interval '0'
+);

@@ -4,7 +4,7 @@
 -- Map of objects (tables are in migrations/):
 --   zart_schema_version()        the schema version this file belongs to; workers check it
 --   zart_bucket(id)              stable hash of an execution id into 0..1023 (leads every key)
---   zart_current_time()          the database clock; setting zart.now overrides it (tests)
+--   zart_current_time()          the database clock; tests shift it (zart.test_clock, zart_clock)
 --   zart_check_text(..)          validates an id or name: 1..255 bytes, else ZA004
 --   zart_raise_fence(..)         raises ZA001 (cancelled) or ZA002 (lease lost)
 --   zart_start_execution(..)     idempotent start of one execution (bucketed)
@@ -67,11 +67,13 @@ language sql immutable strict parallel safe as $$
     select (hashtext(p_id) & 1023)::smallint
 $$;
 
--- Called wherever Zart needs "now". Honours the setting zart.now (a timestamptz) so tests can
--- move time; otherwise the transaction's timestamp. Raises 22007 for a malformed zart.now.
+-- Called wherever Zart needs "now": the transaction's timestamp, plus the test clock's offset
+-- (table zart_clock) in sessions where the setting zart.test_clock is 'on'. No locks.
 create or replace function public.zart_current_time() returns timestamptz
-language sql stable parallel safe as $$
-    select coalesce(nullif(current_setting('zart.now', true), '')::timestamptz, now())
+language sql stable as $$
+    select now() + case when current_setting('zart.test_clock', true) = 'on'
+                        then coalesce((select c.clock_offset from public.zart_clock c), interval '0')
+                        else interval '0' end
 $$;
 
 -- Called by the start functions to validate ids and names coming from SQL callers.

@@ -183,7 +183,7 @@ impl TestDb {
         let ms = i64::try_from(by.as_millis()).unwrap();
         client
             .execute(
-                "insert into zart_clock (clock_offset) values ($1 * interval '1 millisecond')
+                "insert into zart_clock (clock_offset) values ($1::bigint * interval '1 millisecond')
                  on conflict (singleton) do update
                  set clock_offset = zart_clock.clock_offset + excluded.clock_offset",
                 &[&ms],

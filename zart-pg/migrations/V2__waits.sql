@@ -18,6 +18,9 @@ alter table public.zart_tasks
         constraint zart_tasks_wait_kind_check check (wait_kind in ('sleep', 'retry', 'event', 'child')),
     add column wait_name text;
 
+-- An optional deadline for the whole execution: past it, the execution fails.
+alter table public.zart_executions add column deadline_at timestamptz;
+
 -- Children are found by parent (cancellation cascades, the SQL surface lists them).
 create index zart_executions_parent_id_idx on public.zart_executions (parent_id)
     where parent_id is not null;

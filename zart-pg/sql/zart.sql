@@ -44,7 +44,8 @@ begin
           join pg_namespace n on n.oid = p.pronamespace
           join (values
                   ('zart_claim_tasks', 'TABLE(bucket smallint, execution_id text, task_name text, '
-                      || 'queue text, parent_id text, fence bigint, claims integer, input jsonb, steps jsonb)'),
+                      || 'queue text, parent_id text, fence bigint, claims integer, input jsonb, '
+                      || 'deadline_in_ms bigint, steps jsonb)'),
                   ('zart_complete_execution', 'text'),
                   ('zart_retry_step', 'bigint')
                ) as want(name, result) on want.name = p.proname
@@ -54,6 +55,8 @@ begin
     end loop;
 end
 $$;
+-- Signatures that changed (a new parameter would otherwise leave the old one as an overload).
+drop function if exists public.zart_start_execution(smallint, text, text, jsonb, text, text);
 
 -- Called by workers and clients at start to refuse an outdated schema. No locks.
 -- Raises nothing.
@@ -124,8 +127,8 @@ begin
 end
 $$;
 
--- Called by the waiting functions after zart_lock_task. Updates the locked task row (release,
--- new run_at, what it waits for), then the execution's status. Raises nothing.
+-- Called by the waiting functions after zart_lock_task. Updates the execution's status, then the
+-- locked task row (release, new run_at capped by the deadline, what it waits for). Raises nothing.
 create or replace function public.zart_suspend(
     p_bucket       smallint,
     p_execution_id text,
@@ -137,14 +140,18 @@ create or replace function public.zart_suspend(
 ) returns void
 language plpgsql as $$
 declare
-    v_now timestamptz := public.zart_current_time();
+    v_now      timestamptz := public.zart_current_time();
+    v_deadline timestamptz;
 begin
-    update public.zart_tasks t
-       set locked_by = null, run_at = p_run_at, wait_kind = p_wait_kind, wait_name = p_wait_name
-     where t.bucket = p_bucket and t.execution_id = p_execution_id and t.fence = p_fence;
     update public.zart_executions e
        set status = p_status, updated_at = v_now
-     where e.bucket = p_bucket and e.id = p_execution_id;
+     where e.bucket = p_bucket and e.id = p_execution_id
+    returning e.deadline_at into v_deadline;
+    -- A deadline cuts any wait short: the execution is claimed then, and fails.
+    update public.zart_tasks t
+       set locked_by = null, run_at = least(p_run_at, coalesce(v_deadline, p_run_at)),
+           wait_kind = p_wait_kind, wait_name = p_wait_name
+     where t.bucket = p_bucket and t.execution_id = p_execution_id and t.fence = p_fence;
 end
 $$;
 
@@ -157,7 +164,8 @@ create or replace function public.zart_start_execution(
     p_task_name text,
     p_input     jsonb,
     p_queue     text,
-    p_parent_id text
+    p_parent_id text,
+    p_deadline_ms bigint
 ) returns table (created boolean, status text)
 language plpgsql as $$
 declare
@@ -176,9 +184,14 @@ begin
         raise exception 'bucket % does not match execution "%"', p_bucket, p_id using errcode = 'ZA005';
     end if;
 
+    if p_deadline_ms is not null and p_deadline_ms <= 0 then
+        raise exception 'invalid deadline: must be in the future (got % ms)', p_deadline_ms
+            using errcode = 'ZA004';
+    end if;
     insert into public.zart_executions as e
-        (bucket, id, task_name, queue, input, parent_id, created_at, updated_at)
-    values (p_bucket, p_id, p_task_name, p_queue, p_input, p_parent_id, v_now, v_now)
+        (bucket, id, task_name, queue, input, parent_id, deadline_at, created_at, updated_at)
+    values (p_bucket, p_id, p_task_name, p_queue, p_input, p_parent_id,
+            v_now + p_deadline_ms * interval '1 millisecond', v_now, v_now)
     on conflict on constraint zart_executions_pkey do nothing;
 
     if found then
@@ -216,7 +229,8 @@ declare
 begin
     perform public.zart_check_text('execution id', p_id);
     select s.created into v_created
-      from public.zart_start_execution(public.zart_bucket(p_id), p_id, p_task_name, p_input, p_queue, null) s;
+      from public.zart_start_execution(public.zart_bucket(p_id), p_id, p_task_name, p_input, p_queue,
+                                       null, null) s;
     if v_created then
         perform pg_notify('zart_work', p_queue);
     end if;
@@ -239,10 +253,11 @@ create or replace function public.zart_claim_tasks(
     task_name    text,
     queue        text,
     parent_id    text,
-    fence        bigint,
-    claims       integer,
-    input        jsonb,
-    steps        jsonb
+    fence          bigint,
+    claims         integer,
+    input          jsonb,
+    deadline_in_ms bigint,
+    steps          jsonb
 )
 language sql volatile as $$
     with due as (
@@ -274,9 +289,10 @@ language sql volatile as $$
                updated_at = public.zart_current_time()
           from claimed c
          where e.bucket = c.bucket and e.id = c.execution_id
-        returning e.bucket, e.id, e.input, e.parent_id
+        returning e.bucket, e.id, e.input, e.parent_id, e.deadline_at
     )
     select c.bucket, c.execution_id, c.task_name, c.queue, s.parent_id, c.fence, c.claims, s.input,
+           floor(extract(epoch from (s.deadline_at - public.zart_current_time())) * 1000)::bigint,
            coalesce((select jsonb_agg(jsonb_build_object(
                                 'name', st.name, 'seq', st.seq, 'status', st.status,
                                 'output', st.output, 'error', st.error, 'attempts', st.attempts,
@@ -654,7 +670,7 @@ begin
     if not found then
         select st.created into v_created
           from public.zart_start_execution(public.zart_bucket(p_child_id), p_child_id, p_task_name,
-                                           p_input, p_queue, p_execution_id) st;
+                                           p_input, p_queue, p_execution_id, null) st;
         insert into public.zart_steps
             (bucket, execution_id, name, seq, kind, status, output, attempts, created_at, updated_at)
         values (p_bucket, p_execution_id, p_name, p_seq, 'child', 'waiting',

@@ -216,6 +216,7 @@ impl Scheduler for PostgresScheduler {
                     (&p.input, Type::JSONB),
                     (&p.queue, Type::TEXT),
                     (&p.parent_id, Type::TEXT),
+                    (&p.deadline.map(millis), Type::INT8),
                 ],
                 call,
             )
@@ -274,6 +275,10 @@ impl Scheduler for PostgresScheduler {
                     parent_id: row.try_get("parent_id").map_err(get_err)?,
                     claims: u32::try_from(claims).unwrap_or(0),
                     input: row.try_get("input").map_err(get_err)?,
+                    deadline_in: row
+                        .try_get::<_, Option<i64>>("deadline_in_ms")
+                        .map_err(get_err)?
+                        .map(|ms| ms_to_duration(ms.max(0))),
                     steps,
                 })
             })

@@ -5,9 +5,9 @@
 pub const SCHEMA_VERSION: &str = "select public.zart_schema_version()";
 
 /// `zart_start_execution` with the bucket computed in SQL from the id.
-/// Params: id, task_name, input, queue, parent_id.
+/// Params: id, task_name, input, queue, parent_id, deadline_ms.
 pub const START_EXECUTION: &str = "select created, status \
-     from public.zart_start_execution(public.zart_bucket($1), $1, $2, $3, $4, $5)";
+     from public.zart_start_execution(public.zart_bucket($1), $1, $2, $3, $4, $5, $6)";
 
 /// The bucketless `zart_start`, as SQL callers and triggers use it (and `zart start`).
 /// Params: id, task_name, input, queue.
@@ -15,7 +15,8 @@ pub const START: &str = "select public.zart_start($1, $2, $3, $4)";
 
 /// `zart_claim_tasks`. Params: worker_id, queue, task_names, limit, lease_ms.
 pub const CLAIM_TASKS: &str =
-    "select bucket, execution_id, task_name, queue, parent_id, fence, claims, input, steps \
+    "select bucket, execution_id, task_name, queue, parent_id, fence, claims, input, \
+            deadline_in_ms, steps \
      from public.zart_claim_tasks($1, $2, $3, $4, $5)";
 
 /// `zart_commit_step`. Params: bucket, execution_id, fence, name, seq, status, output, error,

@@ -15,6 +15,28 @@ use crate::{Error, Scheduler, TaskRegistry};
 /// lost while the listener reconnects.
 const WAIT_SWEEP: Duration = Duration::from_secs(5);
 
+/// Options for [`DurableScheduler::start_with`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StartOptions {
+    /// The execution fails (kind `deadline_exceeded`) if it has not finished this long after
+    /// it starts, counted on the database clock; a wait in progress is cut short.
+    pub deadline: Option<Duration>,
+}
+
+impl StartOptions {
+    /// No options.
+    pub fn new() -> Self {
+        StartOptions::default()
+    }
+
+    /// Sets [`StartOptions::deadline`].
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+}
+
 /// Starts executions and reads or awaits their results. Cheap to clone.
 ///
 /// # Examples
@@ -112,6 +134,40 @@ impl<S: Scheduler> DurableScheduler<S> {
         task: &str,
         input: serde_json::Value,
     ) -> Result<StartOutcome, Error> {
+        self.start_with(id, task, input, StartOptions::default())
+            .await
+    }
+
+    /// [`DurableScheduler::start`] with options (a deadline).
+    ///
+    /// # Errors
+    /// As [`DurableScheduler::start`]; [`Error::InvalidInput`] for a zero deadline.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use zart::{DurableScheduler, Scheduler, StartOptions};
+    /// # async fn example<S: Scheduler>(durable: DurableScheduler<S>) -> Result<(), zart::Error> {
+    /// durable
+    ///     .start_with(
+    ///         "report-2026-11",
+    ///         "monthly-report",
+    ///         serde_json::json!({"month": "2026-11"}),
+    ///         StartOptions::new().with_deadline(Duration::from_secs(3600)),
+    ///     )
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn start_with(
+        &self,
+        id: &str,
+        task: &str,
+        input: serde_json::Value,
+        options: StartOptions,
+    ) -> Result<StartOutcome, Error> {
+        if options.deadline.is_some_and(|d| d.as_millis() == 0) {
+            return Err(Error::invalid("deadline", "must be at least 1 ms"));
+        }
         check_name("execution id", id)?;
         check_name("task name", task)?;
         check_name("queue", &self.queue)?;
@@ -130,6 +186,7 @@ impl<S: Scheduler> DurableScheduler<S> {
                 input,
                 queue: self.queue.clone(),
                 parent_id: None,
+                deadline: options.deadline,
             })
             .await?;
         if outcome.created {

@@ -68,7 +68,7 @@ pub mod scheduler;
 mod worker;
 
 pub use backoff::Backoff;
-pub use client::DurableScheduler;
+pub use client::{DurableScheduler, StartOptions};
 pub use context::{EventOutcome, Parallel, TaskContext};
 pub use error::{Error, FailureKind, TaskError};
 pub use execution::{ErrorRecord, Execution, ExecutionStatus};

@@ -167,6 +167,8 @@ pub struct StartExecutionParams {
     pub queue: String,
     /// The parent execution, for child workflows.
     pub parent_id: Option<String>,
+    /// The execution fails if it has not finished this long after it starts.
+    pub deadline: Option<Duration>,
 }
 
 /// What [`Scheduler::start_execution`] found.
@@ -271,6 +273,8 @@ pub struct ClaimedTask {
     pub claims: u32,
     /// The JSON input.
     pub input: serde_json::Value,
+    /// Time left until the execution's deadline (zero if it has passed), if it has one.
+    pub deadline_in: Option<Duration>,
     /// Recorded steps, in call order.
     pub steps: Vec<RecordedStep>,
 }

@@ -559,10 +559,18 @@ async fn run_execution(
                 attempts: None,
             }));
         };
+        if task.deadline_in.is_some_and(|left| left.is_zero()) {
+            return Some(Outcome::Failed(deadline_error()));
+        }
         let mut ctx = TaskContext::from_claim(scheduler.clone(), &task, durable_backoff_threshold);
-        let result = AssertUnwindSafe(handler.run(&mut ctx, task.input.clone()))
-            .catch_unwind()
-            .await;
+        let run = AssertUnwindSafe(handler.run(&mut ctx, task.input.clone())).catch_unwind();
+        let result = match task.deadline_in {
+            Some(left) => match tokio::time::timeout(left, run).await {
+                Ok(result) => result,
+                Err(_) => return Some(Outcome::Failed(deadline_error())),
+            },
+            None => run.await,
+        };
         guard.due_again_in = ctx.due_again_in();
         match result {
             Ok(Ok(output)) => Some(Outcome::Completed(output)),
@@ -624,6 +632,15 @@ async fn run_execution(
                 return;
             }
         }
+    }
+}
+
+fn deadline_error() -> ErrorRecord {
+    ErrorRecord {
+        kind: "deadline_exceeded".to_owned(),
+        message: "the execution's deadline passed before it finished".to_owned(),
+        step: None,
+        attempts: None,
     }
 }
 

@@ -512,3 +512,69 @@ async fn malformed_input_fails_the_execution_naming_the_problem() {
     );
     h.stop().await;
 }
+
+/// Swallows the suspension of its sleep and claims to be done.
+struct SwallowsSuspension;
+
+#[async_trait]
+impl TaskHandler for SwallowsSuspension {
+    type Data = ();
+    type Output = String;
+
+    async fn run(&self, ctx: &mut TaskContext<impl Scheduler>, _: ()) -> Result<String, TaskError> {
+        let slept = ctx.sleep("nap", Duration::from_secs(3600)).await;
+        // Wrong: the error must be propagated. Any further step is refused as well.
+        let after = ctx
+            .step("after", || async { Ok::<_, std::io::Error>(1) })
+            .await;
+        assert!(matches!(after, Err(TaskError::Suspended)), "{after:?}");
+        Ok(format!("done anyway: {slept:?}"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swallowed_suspension_does_not_complete_the_execution() {
+    init_tracing();
+    let mut registry = TaskRegistry::new();
+    registry.register("swallows", SwallowsSuspension);
+    let h = Harness::with_registry(registry).await;
+    h.spawn_worker(WorkerConfig::default());
+    h.durable
+        .start_typed("swallower", "swallows", &())
+        .await
+        .unwrap();
+    let client = h.db.client().await;
+    wait_for(
+        "the execution to sleep",
+        Duration::from_secs(10),
+        || async {
+            let status = h.durable.status("swallower").await.unwrap().status;
+            (status == ExecutionStatus::Sleeping).then_some(())
+        },
+    )
+    .await;
+    // Give the (wrong) verdict time to be attempted, then check nothing was recorded.
+    let err = h
+        .durable
+        .wait("swallower", Some(Duration::from_millis(500)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::WaitTimeout { .. }), "{err:?}");
+    assert_eq!(
+        count(
+            &client,
+            "select count(*) from zart_tasks where wait_kind = 'sleep'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &client,
+            "select count(*) from zart_steps where name = 'after'"
+        )
+        .await,
+        0
+    );
+    h.stop().await;
+}

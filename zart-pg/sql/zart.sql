@@ -113,13 +113,15 @@ end
 $$;
 
 -- Called by every fenced function first. Locks the task row FOR NO KEY UPDATE (a concurrent
--- claim skips it; emits and child verdicts wait for it). Raises ZA001/ZA002 if the fence is stale.
+-- claim skips it; emits and child verdicts wait for it). Raises ZA001/ZA002 if the fence is stale
+-- or the lease was given up (a suspended or released run writes nothing more).
 create or replace function public.zart_lock_task(p_bucket smallint, p_execution_id text, p_fence bigint)
 returns void
 language plpgsql as $$
 begin
     perform 1 from public.zart_tasks t
      where t.bucket = p_bucket and t.execution_id = p_execution_id and t.fence = p_fence
+       and t.locked_by is not null
        for no key update;
     if not found then
         perform public.zart_raise_fence(p_bucket, p_execution_id, p_fence);
@@ -382,7 +384,8 @@ begin
         raise exception 'invalid status: "%" is not a final status', p_status using errcode = 'ZA004';
     end if;
     delete from public.zart_tasks t
-     where t.bucket = p_bucket and t.execution_id = p_execution_id and t.fence = p_fence;
+     where t.bucket = p_bucket and t.execution_id = p_execution_id and t.fence = p_fence
+       and t.locked_by is not null;
     if not found then
         perform public.zart_raise_fence(p_bucket, p_execution_id, p_fence);
     end if;

@@ -572,6 +572,12 @@ async fn run_execution(
             None => run.await,
         };
         guard.due_again_in = ctx.due_again_in();
+        if ctx.is_suspended() && !matches!(result, Ok(Err(TaskError::Suspended))) {
+            // The handler swallowed a suspension instead of propagating it: the execution is
+            // suspended all the same, and its verdict must not be recorded now.
+            tracing::warn!("the handler did not propagate TaskError::Suspended; use `?` on waits");
+            return None;
+        }
         match result {
             Ok(Ok(output)) => Some(Outcome::Completed(output)),
             Ok(Err(err)) if err.is_control_flow() => {

@@ -4,6 +4,8 @@
 //! - **F**: raw LISTEN/NOTIFY round trip (plain tokio-postgres), the baseline.
 //! - **pickup**: `start` to the handler's first instant, on an idle worker.
 //! - **end-to-end**: `start` to `wait` returning `Completed` for a one-step workflow.
+//! - **timer lateness**: how long after its due time an overlapping `sleep(1 s)` returns.
+//! - **event wake**: `send_event` to the suspended `wait_for_event` returning `Received`.
 //!
 //! The run creates `zart_bench_<pid>` on the server, migrates it, measures, and drops it again
 //! (also after a failure or Ctrl-C). Timings are printed, never judged. See `benches/README.md`.
@@ -28,7 +30,8 @@ use stats::{Figure, Gap, Rng, Summary};
 #[derive(Debug, Parser)]
 #[command(
     name = "zart-bench",
-    about = "Zart pickup and end-to-end latency next to the raw LISTEN/NOTIFY round trip (F)"
+    about = "Zart pickup, end-to-end, timer and event latency next to the raw LISTEN/NOTIFY \
+             round trip (F)"
 )]
 struct Args {
     /// PostgreSQL server; a scratch database `zart_bench_<pid>` is created and dropped on it.
@@ -40,7 +43,14 @@ struct Args {
     /// Samples for F, the raw LISTEN/NOTIFY round trip.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
     notify_samples: u32,
-    /// A tiny run (20 samples each, short gaps) that exercises every code path in seconds.
+    /// Overlapping `sleep(1 s)` workflows for the timer lateness.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    timer_samples: u32,
+    /// Samples for the event wake-up latency.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    event_samples: u32,
+    /// A tiny run (20 samples each, 5 for timers and events, short gaps) that exercises every
+    /// code path in seconds.
     #[arg(long)]
     smoke: bool,
     /// Also write the results as JSON to this file.
@@ -64,6 +74,12 @@ struct Plan {
     f_gap_ms: (u64, u64),
     /// Idle gap range between Zart samples, ms.
     zart_gap_ms: (u64, u64),
+    /// Measured `sleep(1 s)` workflows.
+    timer_samples: usize,
+    /// Measured event wake-ups.
+    event_samples: usize,
+    /// Gap range between timer workflow starts, and before each event is sent, ms.
+    wait_gap_ms: (u64, u64),
 }
 
 impl Plan {
@@ -75,6 +91,9 @@ impl Plan {
                 warmup: 2,
                 f_gap_ms: (1, 3),
                 zart_gap_ms: (2, 8),
+                timer_samples: 5,
+                event_samples: 5,
+                wait_gap_ms: (20, 60),
             }
         } else {
             Plan {
@@ -83,6 +102,9 @@ impl Plan {
                 warmup: 10,
                 f_gap_ms: (5, 20),
                 zart_gap_ms: (20, 80),
+                timer_samples: args.timer_samples as usize,
+                event_samples: args.event_samples as usize,
+                wait_gap_ms: (20, 60),
             }
         }
     }
@@ -105,7 +127,7 @@ struct Report {
     smoke: bool,
     /// Sample counts and gaps.
     plan: Plan,
-    /// One entry per figure: F, pickup, end-to-end.
+    /// One entry per figure: F, pickup, end-to-end, timer lateness, event wake.
     figures: Vec<Figure>,
 }
 
@@ -114,7 +136,8 @@ impl Report {
         let p = &self.plan;
         format!(
             "zart-bench: PostgreSQL {} | {} cores ({}) | {} build{} | samples: F {}, pickup {}, \
-             end-to-end {} (+{} warm-up each) | gaps: F {}-{} ms, Zart {}-{} ms",
+             end-to-end {}, timer {}, event {} (+{} warm-up each) | gaps: F {}-{} ms, Zart {}-{} \
+             ms, timer/event {}-{} ms",
             self.postgres_version,
             self.cores,
             self.platform,
@@ -123,11 +146,15 @@ impl Report {
             p.notify_samples,
             p.samples,
             p.samples,
+            p.timer_samples,
+            p.event_samples,
             p.warmup,
             p.f_gap_ms.0,
             p.f_gap_ms.1,
             p.zart_gap_ms.0,
             p.zart_gap_ms.1,
+            p.wait_gap_ms.0,
+            p.wait_gap_ms.1,
         )
     }
 }
@@ -196,7 +223,7 @@ async fn run(args: &Args) -> Result<()> {
     }
 }
 
-/// Runs the three phases on the scratch database and reports them.
+/// Runs the five phases on the scratch database and reports them.
 async fn measure(
     args: &Args,
     plan: Plan,
@@ -222,13 +249,14 @@ async fn measure(
     let nonce = format!("{:08x}", rng.next_u64() as u32);
     let f_gap = Gap::ms(plan.f_gap_ms.0, plan.f_gap_ms.1);
     let zart_gap = Gap::ms(plan.zart_gap_ms.0, plan.zart_gap_ms.1);
+    let wait_gap = Gap::ms(plan.wait_gap_ms.0, plan.wait_gap_ms.1);
 
     println!("migrating the scratch database");
     zart_pg::migrate(scratch)
         .await
         .context("migrating the scratch database")?;
 
-    println!("[1/3] F: raw LISTEN/NOTIFY round trip");
+    println!("[1/5] F: raw LISTEN/NOTIFY round trip");
     let f = raw::round_trips(
         scratch,
         &nonce,
@@ -241,19 +269,29 @@ async fn measure(
 
     let mut harness = workflow::Harness::start(scratch.clone())?;
     let measured = async {
-        println!("[2/3] pickup: start -> handler entry (idle worker)");
+        println!("[2/5] pickup: start -> handler entry (idle worker)");
         let pickup = harness
             .pickup(&nonce, plan.warmup, plan.samples, zart_gap, &mut rng)
             .await?;
-        println!("[3/3] end-to-end: start -> wait() = Completed, one-step workflow");
+        println!("[3/5] end-to-end: start -> wait() = Completed, one-step workflow");
         let e2e = harness
             .end_to_end(&nonce, plan.warmup, plan.samples, zart_gap, &mut rng)
             .await?;
-        Ok::<_, anyhow::Error>((pickup, e2e))
+        println!(
+            "[4/5] timer lateness: sleep(1 s) returning minus its due time, overlapping timers"
+        );
+        let timer = harness
+            .timer_elapsed(&nonce, plan.warmup, plan.timer_samples, wait_gap, &mut rng)
+            .await?;
+        println!("[5/5] event wake: send_event -> wait_for_event = Received (suspended workflow)");
+        let event = harness
+            .event_wake(&nonce, plan.warmup, plan.event_samples, wait_gap, &mut rng)
+            .await?;
+        Ok::<_, anyhow::Error>((pickup, e2e, timer, event))
     }
     .await;
     let stopped = harness.stop().await;
-    let (pickup, e2e) = match (measured, stopped) {
+    let (pickup, e2e, timer, event) = match (measured, stopped) {
         (Ok(samples), Ok(())) => samples,
         (Ok(_), Err(w)) => return Err(w),
         (Err(e), Ok(())) => return Err(e),
@@ -263,10 +301,27 @@ async fn measure(
     let f = Summary::of(&f)?;
     let pickup = Summary::of(&pickup)?;
     let e2e = Summary::of(&e2e)?;
+    // Timer samples are the elapsed time since the sleep was first reached; the lateness is
+    // that minus the nominal sleep, which `Figure::shifted` subtracts (keeping the sign).
+    let timer = Summary::of(&timer)?;
+    let event = Summary::of(&event)?;
     report.figures = vec![
         Figure::new("f", "F: LISTEN/NOTIFY round trip", &f, None),
         Figure::new("pickup", "pickup: start -> handler", &pickup, Some(&f)),
         Figure::new("end_to_end", "end-to-end: 1-step workflow", &e2e, Some(&f)),
+        Figure::shifted(
+            "timer_lateness",
+            "timer: sleep(1 s) lateness",
+            &timer,
+            workflow::NAP,
+            Some(&f),
+        ),
+        Figure::new(
+            "event_wake",
+            "event: send -> wait returns",
+            &event,
+            Some(&f),
+        ),
     ];
     report.unix_time = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -62,11 +62,6 @@ pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// `a / b`, or `None` when `b` is zero.
-pub fn ratio(a: Duration, b: Duration) -> Option<f64> {
-    (!b.is_zero()).then(|| a.as_secs_f64() / b.as_secs_f64())
-}
-
 /// `x` rounded to three decimals (microseconds when `x` is in ms).
 fn round3(x: f64) -> f64 {
     (x * 1e3).round() / 1e3
@@ -75,7 +70,7 @@ fn round3(x: f64) -> f64 {
 /// One row of the result table, as printed and as written to JSON.
 #[derive(Debug, Clone, Serialize)]
 pub struct Figure {
-    /// Short stable key: `f`, `pickup` or `end_to_end`.
+    /// Short stable key: `f`, `pickup`, `end_to_end`, `timer_lateness` or `event_wake`.
     pub key: &'static str,
     /// What was measured.
     pub name: &'static str,
@@ -93,7 +88,7 @@ pub struct Figure {
     pub max_ms: f64,
     /// Mean, ms.
     pub mean_ms: f64,
-    /// This figure's p50 over F's p50 (absent for F itself).
+    /// This figure's p50 over F's p50 (absent for F itself; negative if the p50 is).
     pub p50_over_f_p50: Option<f64>,
     /// This figure's p99 over F's p99 (absent for F itself).
     pub p99_over_f_p99: Option<f64>,
@@ -107,18 +102,33 @@ impl Figure {
         summary: &Summary,
         baseline: Option<&Summary>,
     ) -> Figure {
+        Figure::shifted(key, name, summary, Duration::ZERO, baseline)
+    }
+
+    /// A row for `summary` with `shift` subtracted from every time (the ratios included), for
+    /// figures measured as an elapsed time minus a nominal one, such as a timer's lateness.
+    /// The results may be negative; they are reported as measured.
+    pub fn shifted(
+        key: &'static str,
+        name: &'static str,
+        summary: &Summary,
+        shift: Duration,
+        baseline: Option<&Summary>,
+    ) -> Figure {
+        let at = |d: Duration| ms(d) - ms(shift);
+        let over = |x: Duration, f: Duration| (!f.is_zero()).then(|| round3(at(x) / ms(f)));
         Figure {
             key,
             name,
             samples: summary.samples,
-            min_ms: round3(ms(summary.min)),
-            p50_ms: round3(ms(summary.p50)),
-            p90_ms: round3(ms(summary.p90)),
-            p99_ms: round3(ms(summary.p99)),
-            max_ms: round3(ms(summary.max)),
-            mean_ms: round3(ms(summary.mean)),
-            p50_over_f_p50: baseline.and_then(|f| ratio(summary.p50, f.p50)).map(round3),
-            p99_over_f_p99: baseline.and_then(|f| ratio(summary.p99, f.p99)).map(round3),
+            min_ms: round3(at(summary.min)),
+            p50_ms: round3(at(summary.p50)),
+            p90_ms: round3(at(summary.p90)),
+            p99_ms: round3(at(summary.p99)),
+            max_ms: round3(at(summary.max)),
+            mean_ms: round3(at(summary.mean)),
+            p50_over_f_p50: baseline.and_then(|f| over(summary.p50, f.p50)),
+            p99_over_f_p99: baseline.and_then(|f| over(summary.p99, f.p99)),
         }
     }
 
@@ -276,6 +286,22 @@ mod tests {
             (Duration::from_millis(7), Duration::from_millis(7))
         );
         assert!(Summary::of(&[]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn shifted_figures_subtract_the_nominal_time() -> Result<()> {
+        let f = Summary::of(&[Duration::from_millis(2)])?;
+        let late = Summary::of(&[Duration::from_millis(1004), Duration::from_millis(999)])?;
+        let row = Figure::shifted("t", "t", &late, Duration::from_secs(1), Some(&f));
+        assert_eq!((row.min_ms, row.p50_ms, row.max_ms), (-1.0, -1.0, 4.0));
+        assert_eq!(row.mean_ms, 1.5);
+        assert_eq!(
+            (row.p50_over_f_p50, row.p99_over_f_p99),
+            (Some(-0.5), Some(2.0))
+        );
+        let plain = Figure::new("p", "p", &late, Some(&f));
+        assert_eq!((plain.p50_ms, plain.p50_over_f_p50), (999.0, Some(499.5)));
         Ok(())
     }
 }

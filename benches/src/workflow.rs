@@ -1,19 +1,23 @@
 //! The Zart figures: pickup latency (start to handler entry) and end-to-end latency of a
-//! one-step workflow (start to `wait` returning), each measured against an idle worker.
+//! one-step workflow (start to `wait` returning), each measured against an idle worker; then
+//! the lateness of overlapping `sleep(1 s)` timers, and the wake-up latency of an event sent
+//! to a suspended `wait_for_event`.
 //!
 //! One [`PostgresScheduler`] is shared by the worker and the client, as in a single process
 //! that both starts and runs workflows; the worker runs with `WorkerConfig::default()`.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_postgres::NoTls;
 use zart::{
-    DurableScheduler, ExecutionStatus, Scheduler, ShutdownHandle, TaskContext, TaskError,
-    TaskHandler, TaskRegistry, Worker, WorkerConfig,
+    DurableScheduler, EventOutcome, ExecutionStatus, Scheduler, ShutdownHandle, TaskContext,
+    TaskError, TaskHandler, TaskRegistry, Worker, WorkerConfig,
 };
 use zart_pg::{PgPool, PostgresScheduler};
 
@@ -23,6 +27,16 @@ use crate::stats::{Gap, Rng};
 const PICKUP_TASK: &str = "bench-pickup";
 /// The one-step workflow timed end to end.
 const ONE_STEP_TASK: &str = "bench-one-step";
+/// The workflow that sleeps [`NAP`] once.
+const SLEEP_TASK: &str = "bench-sleep";
+/// The workflow that waits for the event [`EVENT`].
+const EVENT_TASK: &str = "bench-event";
+/// The duration of the timed sleep; timer lateness is the time it took beyond this.
+pub const NAP: Duration = Duration::from_secs(1);
+/// The event the event workflow waits for.
+const EVENT: &str = "go";
+/// How often the driver looks whether an event workflow is waiting yet (not a measured path).
+const POLL: Duration = Duration::from_millis(2);
 /// The longest one sample may take before the run fails.
 const TIMEOUT: Duration = Duration::from_secs(30);
 /// Pool size of the shared scheduler.
@@ -71,23 +85,106 @@ impl TaskHandler for OneStep {
     }
 }
 
+/// The instants each sleep workflow first reached its sleep, by execution id.
+type Reached = Arc<Mutex<HashMap<String, Instant>>>;
+
+/// Sleeps [`NAP`] once. Records the instant it first reaches the sleep (the code outside steps
+/// runs again on every replay, so only the first time counts), and the instant the sleep
+/// returns.
+struct SleepProbe {
+    reached: Reached,
+    woke: mpsc::UnboundedSender<Entered>,
+}
+
+#[async_trait]
+impl TaskHandler for SleepProbe {
+    type Data = serde_json::Value;
+    type Output = ();
+
+    async fn run(
+        &self,
+        ctx: &mut TaskContext<impl Scheduler>,
+        _data: serde_json::Value,
+    ) -> Result<(), TaskError> {
+        let id = ctx.execution_id().to_owned();
+        lock(&self.reached)
+            .entry(id.clone())
+            .or_insert_with(Instant::now);
+        // Suspends the first time (`?` ends this run); a later claim returns Ok here.
+        ctx.sleep("nap", NAP).await?;
+        let at = Instant::now();
+        // Only fails once the driver has stopped listening; nothing to report then.
+        let _ = self.woke.send((id, at));
+        Ok(())
+    }
+}
+
+/// Waits for the event [`EVENT`] without a timeout and records the instant it is received.
+struct EventProbe {
+    woke: mpsc::UnboundedSender<Entered>,
+}
+
+#[async_trait]
+impl TaskHandler for EventProbe {
+    type Data = serde_json::Value;
+    type Output = ();
+
+    async fn run(
+        &self,
+        ctx: &mut TaskContext<impl Scheduler>,
+        _data: serde_json::Value,
+    ) -> Result<(), TaskError> {
+        match ctx.wait_for_event::<serde_json::Value>(EVENT, None).await? {
+            EventOutcome::Received(_) => {
+                let at = Instant::now();
+                // Only fails once the driver has stopped listening; nothing to report then.
+                let _ = self.woke.send((ctx.execution_id().to_owned(), at));
+                Ok(())
+            }
+            EventOutcome::TimedOut => Err(TaskError::failed("a wait without timeout timed out")),
+        }
+    }
+}
+
+/// Locks `mutex`, also after a panic elsewhere (the map stays usable).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A running worker and a client on one scratch database.
 pub struct Harness {
+    config: tokio_postgres::Config,
     durable: DurableScheduler<PostgresScheduler>,
     entered: mpsc::UnboundedReceiver<Entered>,
+    reached: Reached,
+    slept: mpsc::UnboundedReceiver<Entered>,
+    received: mpsc::UnboundedReceiver<Entered>,
     stop: ShutdownHandle,
     worker: JoinHandle<Result<(), zart::Error>>,
 }
 
 impl Harness {
-    /// Starts an idle worker with both benchmark tasks on the (migrated) database at `config`.
+    /// Starts an idle worker with all benchmark tasks on the (migrated) database at `config`.
     pub fn start(config: tokio_postgres::Config) -> Result<Harness> {
-        let pool = PgPool::from_config(config, POOL_SIZE).context("building the pool")?;
+        let pool = PgPool::from_config(config.clone(), POOL_SIZE).context("building the pool")?;
         let scheduler = Arc::new(PostgresScheduler::new(pool));
         let (tx, entered) = mpsc::unbounded_channel();
+        let (slept_tx, slept) = mpsc::unbounded_channel();
+        let (received_tx, received) = mpsc::unbounded_channel();
+        let reached = Reached::default();
         let mut registry = TaskRegistry::new();
         registry.register(PICKUP_TASK, PickupProbe { entered: tx });
         registry.register(ONE_STEP_TASK, OneStep);
+        registry.register(
+            SLEEP_TASK,
+            SleepProbe {
+                reached: reached.clone(),
+                woke: slept_tx,
+            },
+        );
+        registry.register(EVENT_TASK, EventProbe { woke: received_tx });
         let registry = Arc::new(registry);
         let worker = Worker::new(
             scheduler.clone(),
@@ -97,8 +194,12 @@ impl Harness {
         let stop = worker.shutdown_handle();
         let worker = tokio::spawn(worker.run());
         Ok(Harness {
+            config,
             durable: DurableScheduler::new(scheduler, registry),
             entered,
+            reached,
+            slept,
+            received,
             stop,
             worker,
         })
@@ -154,6 +255,130 @@ impl Harness {
         Ok(out)
     }
 
+    /// Timer lateness: starts `warmup + samples` sleep workflows a random `gap` apart, so that
+    /// many [`NAP`] timers overlap, then collects them all. Each sample is the handler's
+    /// instant after the sleep returned minus the instant it first reached the sleep; the
+    /// lateness is that minus [`NAP`] (left to the caller, as it may be slightly negative).
+    /// The first `warmup` executions started are not measured.
+    pub async fn timer_elapsed(
+        &mut self,
+        nonce: &str,
+        warmup: usize,
+        samples: usize,
+        gap: Gap,
+        rng: &mut Rng,
+    ) -> Result<Vec<Duration>> {
+        let ids: Vec<String> = (0..warmup + samples)
+            .map(|i| format!("sleep-{nonce}-{i}"))
+            .collect();
+        for id in &ids {
+            self.begin(id, SLEEP_TASK).await?;
+            gap.sleep(rng).await;
+        }
+        let mut woke: HashMap<String, Instant> = HashMap::with_capacity(ids.len());
+        let deadline = tokio::time::Instant::now() + NAP + TIMEOUT;
+        while woke.len() < ids.len() {
+            match tokio::time::timeout_at(deadline, self.slept.recv()).await {
+                Err(_) => {
+                    let missing = ids.iter().filter(|id| !woke.contains_key(*id)).count();
+                    let why = self.worker_state();
+                    bail!(
+                        "{missing} of {} sleeps had not woken {:?} after the last start{why}",
+                        ids.len(),
+                        NAP + TIMEOUT
+                    )
+                }
+                Ok(None) => bail!("the sleep probe is gone (the worker stopped?)"),
+                Ok(Some((id, at))) => {
+                    if woke.insert(id.clone(), at).is_some() {
+                        bail!("execution {id:?} returned from its sleep twice");
+                    }
+                }
+            }
+        }
+        for id in &ids {
+            self.finish(id).await?;
+        }
+        let reached = lock(&self.reached);
+        ids.iter()
+            .skip(warmup)
+            .map(|id| {
+                let first = reached
+                    .get(id)
+                    .ok_or_else(|| anyhow!("execution {id:?} woke but never reached its sleep"))?;
+                let woke = woke
+                    .get(id)
+                    .ok_or_else(|| anyhow!("execution {id:?} never woke"))?;
+                Ok(woke.saturating_duration_since(*first))
+            })
+            .collect()
+    }
+
+    /// Event wake-up latency: for each sample, starts an event workflow, polls until it is
+    /// suspended waiting (`zart_waiting`), sleeps a random `gap`, then times from just before
+    /// `send_event` to the handler's instant after `wait_for_event` returned `Received`. Each
+    /// execution is awaited to completion (untimed) before the next.
+    pub async fn event_wake(
+        &mut self,
+        nonce: &str,
+        warmup: usize,
+        samples: usize,
+        gap: Gap,
+        rng: &mut Rng,
+    ) -> Result<Vec<Duration>> {
+        let (poller, connection) = self
+            .config
+            .connect(NoTls)
+            .await
+            .context("events: opening the polling connection")?;
+        let poller_task = tokio::spawn(connection);
+        let waiting = poller
+            .prepare("select 1 from zart_waiting where execution_id = $1")
+            .await
+            .context("events: preparing the zart_waiting poll")?;
+        let mut out = Vec::with_capacity(samples);
+        for i in 0..warmup + samples {
+            let id = format!("event-{nonce}-{i}");
+            self.begin(&id, EVENT_TASK).await?;
+            let deadline = tokio::time::Instant::now() + TIMEOUT;
+            while poller
+                .query_opt(&waiting, &[&id])
+                .await
+                .with_context(|| format!("events: polling zart_waiting for {id:?}"))?
+                .is_none()
+            {
+                if tokio::time::Instant::now() >= deadline {
+                    let why = self.worker_state();
+                    bail!("execution {id:?} was not waiting within {TIMEOUT:?}{why}");
+                }
+                tokio::time::sleep(POLL).await;
+            }
+            gap.sleep(rng).await;
+            let sent = Instant::now();
+            tokio::time::timeout(
+                TIMEOUT,
+                self.durable.send_event(&id, EVENT, &serde_json::json!({})),
+            )
+            .await
+            .map_err(|_| anyhow!("sending the event to {id:?} took over {TIMEOUT:?}"))?
+            .with_context(|| format!("sending the event to {id:?}"))?;
+            let woke = receive(&mut self.received, &id, "did not receive its event")
+                .await
+                .map_err(|e| anyhow!("{e}{}", self.worker_state()))?;
+            self.finish(&id).await?;
+            if i >= warmup {
+                out.push(woke.saturating_duration_since(sent));
+            }
+        }
+        drop(poller);
+        match tokio::time::timeout(Duration::from_secs(5), poller_task).await {
+            Ok(Ok(Ok(()))) => Ok(out),
+            Ok(Ok(Err(e))) => Err(e).context("events: closing the polling connection"),
+            Ok(Err(e)) => Err(e).context("events: the polling connection task failed"),
+            Err(_) => bail!("events: the polling connection did not close within 5 s"),
+        }
+    }
+
     /// Shuts the worker down gracefully and reports how it ended.
     pub async fn stop(self) -> Result<()> {
         self.stop.shutdown();
@@ -182,18 +407,9 @@ impl Harness {
 
     /// Waits for the pickup probe to report `id`'s handler entry.
     async fn entered(&mut self, id: &str) -> Result<Instant> {
-        let deadline = tokio::time::Instant::now() + TIMEOUT;
-        loop {
-            match tokio::time::timeout_at(deadline, self.entered.recv()).await {
-                Err(_) => {
-                    let why = self.worker_state();
-                    bail!("execution {id:?} was not picked up within {TIMEOUT:?}{why}")
-                }
-                Ok(None) => bail!("the pickup probe is gone (the worker stopped?)"),
-                Ok(Some((entered, at))) if entered == id => return Ok(at),
-                Ok(Some(_)) => {}
-            }
-        }
+        receive(&mut self.entered, id, "was not picked up")
+            .await
+            .map_err(|e| anyhow!("{e}{}", self.worker_state()))
     }
 
     /// Waits (up to the timeout) until `id` finishes, and fails unless it completed.
@@ -222,6 +438,25 @@ impl Harness {
             " (the worker task has ended)"
         } else {
             ""
+        }
+    }
+}
+
+/// Waits (up to the timeout) for a probe to report `id`, skipping reports of other executions,
+/// and returns the reported instant. `what` completes the timeout error
+/// `execution .. <what> within ..`.
+async fn receive(
+    rx: &mut mpsc::UnboundedReceiver<Entered>,
+    id: &str,
+    what: &str,
+) -> Result<Instant> {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Err(_) => bail!("execution {id:?} {what} within {TIMEOUT:?}"),
+            Ok(None) => bail!("the probe is gone (the worker stopped?)"),
+            Ok(Some((reported, at))) if reported == id => return Ok(at),
+            Ok(Some(_)) => {}
         }
     }
 }

@@ -18,9 +18,12 @@
 --   zart_next_run_at(..)         how long until the next task of a queue is due
 --   zart_lock_task(..)           locks a claimed task row by its fence, or raises ZA001/ZA002
 --   zart_suspend(..)             releases a claimed task until a time, recording what it waits for
+--   zart_open_wait(..)           finds or records the step row of a sleep, event wait or child
+--   zart_close_wait(..)          records how a wait ended
 --   zart_sleep(..)               a durable sleep: records the wake time, suspends until it
 --   zart_await_event(..)         consumes a buffered event, or suspends until one arrives / timeout
 --   zart_send_event(..)          buffers an event and wakes the execution if it waits for it
+--   zart_wake_waiter(..)         makes an execution due if it waits for exactly this (event, child)
 --   zart_emit_event(..)          bucketless zart_send_event for SQL and triggers; NOTIFYs in the tx
 --   zart_start_child(..)         starts a child execution and waits for its verdict
 --   zart_cancel_execution(..)    cancels an execution and its unfinished descendants
@@ -481,6 +484,61 @@ language sql stable as $$
      where t.queue = p_queue and t.task_name = any (p_task_names) and t.run_at < 'infinity'
 $$;
 
+-- Called by the waiting functions after zart_lock_task: returns the wait's open step row, or
+-- records it ('waiting', with p_wake_at and p_output) if this is the first reach. No locks of
+-- its own. Raises ZA006 if the step already has a final result.
+create or replace function public.zart_open_wait(
+    p_bucket       smallint,
+    p_execution_id text,
+    p_name         text,
+    p_seq          integer,
+    p_kind         text,
+    p_wake_at      timestamptz,
+    p_output       jsonb
+) returns table (wake_at timestamptz, created boolean)
+language plpgsql as $$
+declare
+    v_now    timestamptz := public.zart_current_time();
+    v_wake   timestamptz;
+    v_status text;
+begin
+    select s.wake_at, s.status into v_wake, v_status
+      from public.zart_steps s
+     where s.bucket = p_bucket and s.execution_id = p_execution_id and s.name = p_name;
+    if not found then
+        insert into public.zart_steps
+            (bucket, execution_id, name, seq, kind, status, wake_at, output, attempts,
+             created_at, updated_at)
+        values (p_bucket, p_execution_id, p_name, p_seq, p_kind, 'waiting', p_wake_at, p_output, 0,
+                v_now, v_now);
+        return query select p_wake_at, true;
+        return;
+    end if;
+    if v_status <> 'waiting' then
+        raise exception 'step "%" of execution "%" is already recorded', p_name, p_execution_id
+            using errcode = 'ZA006';
+    end if;
+    return query select v_wake, false;
+end
+$$;
+
+-- Called by the waiting functions when a wait ends: records its final status and result.
+-- No locks of its own (the caller holds the task row). Raises nothing.
+create or replace function public.zart_close_wait(
+    p_bucket       smallint,
+    p_execution_id text,
+    p_name         text,
+    p_status       text,
+    p_output       jsonb,
+    p_error        jsonb
+) returns void
+language sql as $$
+    update public.zart_steps s
+       set status = p_status, output = p_output, error = p_error, attempts = 1,
+           updated_at = public.zart_current_time()
+     where s.bucket = p_bucket and s.execution_id = p_execution_id and s.name = p_name
+$$;
+
 -- Called by TaskContext::sleep and sleep_until. Locks the task row (fenced). On first reach it
 -- records the sleep with its wake time (p_wake_at, else now + p_delay_ms); once that time has
 -- come it completes the step; before, it releases the task until then.
@@ -496,27 +554,17 @@ create or replace function public.zart_sleep(
 ) returns bigint
 language plpgsql as $$
 declare
-    v_now    timestamptz := public.zart_current_time();
-    v_wake   timestamptz;
-    v_status text;
+    v_now  timestamptz := public.zart_current_time();
+    v_wake timestamptz;
 begin
     perform public.zart_lock_task(p_bucket, p_execution_id, p_fence);
-    select s.wake_at, s.status into v_wake, v_status
-      from public.zart_steps s
-     where s.bucket = p_bucket and s.execution_id = p_execution_id and s.name = p_name;
-    if not found then
-        v_wake := coalesce(p_wake_at, v_now + p_delay_ms * interval '1 millisecond');
-        insert into public.zart_steps
-            (bucket, execution_id, name, seq, kind, status, wake_at, attempts, created_at, updated_at)
-        values (p_bucket, p_execution_id, p_name, p_seq, 'sleep', 'waiting', v_wake, 0, v_now, v_now);
-    elsif v_status <> 'waiting' then
-        raise exception 'step "%" of execution "%" is already recorded', p_name, p_execution_id
-            using errcode = 'ZA006';
-    end if;
+    select w.wake_at into v_wake
+      from public.zart_open_wait(p_bucket, p_execution_id, p_name, p_seq, 'sleep',
+                                 coalesce(p_wake_at, v_now + p_delay_ms * interval '1 millisecond'),
+                                 null) w;
     if v_wake <= v_now then
-        update public.zart_steps s
-           set status = 'completed', output = to_jsonb(v_now), attempts = 1, updated_at = v_now
-         where s.bucket = p_bucket and s.execution_id = p_execution_id and s.name = p_name;
+        perform public.zart_close_wait(p_bucket, p_execution_id, p_name, 'completed',
+                                       to_jsonb(v_now), null);
         return null;
     end if;
     perform public.zart_suspend(p_bucket, p_execution_id, p_fence, v_wake, 'sleeping', 'sleep', p_name);
@@ -542,23 +590,13 @@ language plpgsql as $$
 declare
     v_now      timestamptz := public.zart_current_time();
     v_wake     timestamptz;
-    v_status   text;
     v_event_id bigint;
     v_payload  jsonb;
 begin
     perform public.zart_lock_task(p_bucket, p_execution_id, p_fence);
-    select s.wake_at, s.status into v_wake, v_status
-      from public.zart_steps s
-     where s.bucket = p_bucket and s.execution_id = p_execution_id and s.name = p_name;
-    if not found then
-        v_wake := v_now + p_timeout_ms * interval '1 millisecond';
-        insert into public.zart_steps
-            (bucket, execution_id, name, seq, kind, status, wake_at, attempts, created_at, updated_at)
-        values (p_bucket, p_execution_id, p_name, p_seq, 'event', 'waiting', v_wake, 0, v_now, v_now);
-    elsif v_status <> 'waiting' then
-        raise exception 'step "%" of execution "%" is already recorded', p_name, p_execution_id
-            using errcode = 'ZA006';
-    end if;
+    select w.wake_at into v_wake
+      from public.zart_open_wait(p_bucket, p_execution_id, p_name, p_seq, 'event',
+                                 v_now + p_timeout_ms * interval '1 millisecond', null) w;
 
     select ev.event_id, ev.payload into v_event_id, v_payload
       from public.zart_events ev
@@ -571,18 +609,14 @@ begin
         update public.zart_events ev
            set consumed_at = v_now, consumed_by = p_name
          where ev.bucket = p_bucket and ev.execution_id = p_execution_id and ev.event_id = v_event_id;
-        update public.zart_steps s
-           set status = 'completed', output = jsonb_build_object('received', v_payload),
-               attempts = 1, updated_at = v_now
-         where s.bucket = p_bucket and s.execution_id = p_execution_id and s.name = p_name;
+        perform public.zart_close_wait(p_bucket, p_execution_id, p_name, 'completed',
+                                       jsonb_build_object('received', v_payload), null);
         return query select 'received'::text, v_payload, null::bigint;
         return;
     end if;
     if v_wake is not null and v_wake <= v_now then
-        update public.zart_steps s
-           set status = 'completed', output = '{"timed_out": true}'::jsonb,
-               attempts = 1, updated_at = v_now
-         where s.bucket = p_bucket and s.execution_id = p_execution_id and s.name = p_name;
+        perform public.zart_close_wait(p_bucket, p_execution_id, p_name, 'completed',
+                                       '{"timed_out": true}'::jsonb, null);
         return query select 'timed_out'::text, null::jsonb, null::bigint;
         return;
     end if;
@@ -661,39 +695,34 @@ create or replace function public.zart_start_child(
 ) returns table (outcome text, created boolean, child_status text, output jsonb, error jsonb)
 language plpgsql as $$
 declare
-    v_now     timestamptz := public.zart_current_time();
-    v_status  text;
+    v_first   boolean;
     v_created boolean := false;
     v_child   public.zart_executions%rowtype;
 begin
     perform public.zart_lock_task(p_bucket, p_execution_id, p_fence);
-    select s.status into v_status
-      from public.zart_steps s
-     where s.bucket = p_bucket and s.execution_id = p_execution_id and s.name = p_name;
-    if not found then
+    select w.created into v_first
+      from public.zart_open_wait(p_bucket, p_execution_id, p_name, p_seq, 'child', null,
+                                 jsonb_build_object('child_id', p_child_id)) w;
+    if v_first then
         select st.created into v_created
           from public.zart_start_execution(public.zart_bucket(p_child_id), p_child_id, p_task_name,
                                            p_input, p_queue, p_execution_id, null) st;
-        insert into public.zart_steps
-            (bucket, execution_id, name, seq, kind, status, output, attempts, created_at, updated_at)
-        values (p_bucket, p_execution_id, p_name, p_seq, 'child', 'waiting',
-                jsonb_build_object('child_id', p_child_id), 0, v_now, v_now);
-    elsif v_status <> 'waiting' then
-        raise exception 'step "%" of execution "%" is already recorded', p_name, p_execution_id
-            using errcode = 'ZA006';
     end if;
 
     select * into v_child from public.zart_executions e
      where e.bucket = public.zart_bucket(p_child_id) and e.id = p_child_id;
     if v_child.status in ('completed', 'failed', 'cancelled') then
-        update public.zart_steps s
-           set status = case when v_child.status = 'completed' then 'completed' else 'failed' end,
-               output = case when v_child.status = 'completed' then v_child.output end,
-               error = case when v_child.status = 'completed' then null
-                            else coalesce(v_child.error, jsonb_build_object(
-                                'kind', v_child.status, 'message', 'child ' || v_child.status)) end,
-               attempts = 1, updated_at = v_now
-         where s.bucket = p_bucket and s.execution_id = p_execution_id and s.name = p_name;
+        perform public.zart_close_wait(
+            p_bucket, p_execution_id, p_name,
+            case when v_child.status = 'completed' then 'completed' else 'failed' end,
+            case when v_child.status = 'completed' then v_child.output end,
+            -- Recorded as the parent's own failure (kind child_failed, the child's message),
+            -- so a replay sees exactly what the first run saw.
+            case when v_child.status = 'completed' then null
+                 else jsonb_build_object(
+                     'kind', 'child_failed', 'step', p_name, 'attempts', 1, 'child_id', p_child_id,
+                     'message', coalesce(v_child.error->>'message',
+                                         format('child "%s" ended %s', p_child_id, v_child.status))) end);
         return query select 'finished'::text, v_created, v_child.status, v_child.output, v_child.error;
         return;
     end if;

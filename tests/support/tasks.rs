@@ -168,6 +168,102 @@ impl TaskHandler for Flaky {
     }
 }
 
+/// Records one side effect row for `step` of `execution_id`, from this process.
+async fn record_side_effect(
+    pool: &deadpool_postgres::Pool,
+    execution_id: &str,
+    step: &str,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let client = pool.get().await?;
+    client
+        .execute(
+            "insert into zart_test_side_effects (execution_id, step, pid) values ($1, $2, $3)",
+            &[&execution_id, &step, &(std::process::id() as i32)],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Step `before` (a side effect), a durable sleep `nap` of the input's seconds, step `after`
+/// (a side effect). Returns the seconds slept.
+pub struct Sleeper {
+    pub pool: deadpool_postgres::Pool,
+}
+
+#[async_trait]
+impl TaskHandler for Sleeper {
+    type Data = u64;
+    type Output = u64;
+
+    async fn run(
+        &self,
+        ctx: &mut TaskContext<impl Scheduler>,
+        secs: u64,
+    ) -> Result<u64, TaskError> {
+        let id = ctx.execution_id().to_owned();
+        let pool = &self.pool;
+        ctx.step("before", || record_side_effect(pool, &id, "before"))
+            .await?;
+        ctx.sleep("nap", Duration::from_secs(secs)).await?;
+        ctx.step("after", || record_side_effect(pool, &id, "after"))
+            .await?;
+        Ok(secs)
+    }
+}
+
+/// Step `before` (a side effect), a wait for the event `approval` (no timeout), step `after`
+/// (a side effect) returning the payload, which is the output.
+///
+/// With the input `{"hold_after_ms": n}`, the first run of step `after` holds for `n` ms after
+/// its side effect (a window for crash tests); later runs do not.
+pub struct Approver {
+    pub pool: deadpool_postgres::Pool,
+}
+
+#[async_trait]
+impl TaskHandler for Approver {
+    type Data = serde_json::Value;
+    type Output = serde_json::Value;
+
+    async fn run(
+        &self,
+        ctx: &mut TaskContext<impl Scheduler>,
+        input: serde_json::Value,
+    ) -> Result<serde_json::Value, TaskError> {
+        let id = ctx.execution_id().to_owned();
+        let pool = &self.pool;
+        let hold_ms = input
+            .get("hold_after_ms")
+            .and_then(serde_json::Value::as_u64);
+        ctx.step("before", || record_side_effect(pool, &id, "before"))
+            .await?;
+        let payload = ctx
+            .wait_for_event::<serde_json::Value>("approval", None)
+            .await?
+            .received()
+            .unwrap_or(serde_json::Value::Null);
+        ctx.step("after", || async {
+            record_side_effect(pool, &id, "after").await?;
+            if let Some(ms) = hold_ms {
+                let runs: i64 = pool
+                    .get()
+                    .await?
+                    .query_one(
+                        "select count(*) from zart_test_side_effects where execution_id = $1 and step = 'after'",
+                        &[&id],
+                    )
+                    .await?
+                    .get(0);
+                if runs == 1 {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                }
+            }
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(payload)
+        })
+        .await
+    }
+}
+
 /// The registry of every test task. `pool` reaches the database the side effects go to.
 pub fn registry(pool: deadpool_postgres::Pool) -> TaskRegistry {
     let mut registry = TaskRegistry::new();
@@ -175,6 +271,8 @@ pub fn registry(pool: deadpool_postgres::Pool) -> TaskRegistry {
         .register("counted", Counted { pool: pool.clone() })
         .register("echo", Echo)
         .register("panicky", Panicky)
-        .register("flaky", Flaky { pool });
+        .register("flaky", Flaky { pool: pool.clone() })
+        .register("sleeper", Sleeper { pool: pool.clone() })
+        .register("approver", Approver { pool });
     registry
 }

@@ -1548,3 +1548,128 @@ async fn an_event_consumed_before_a_crash_is_replayed_not_consumed_again() {
     );
     kill(second).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_name_of_255_bytes_can_be_sent_and_waited_for() {
+    init_tracing();
+    let h = Harness::with_registry(local_registry()).await;
+    let name = "e".repeat(255);
+    let input = WaitInput {
+        event: name.clone(),
+        timeout_secs: None,
+    };
+    h.durable
+        .start_typed("long-name", "waiter", &input)
+        .await
+        .unwrap();
+    // Accepted: 255 bytes is within the documented limit for event names.
+    h.durable
+        .send_event("long-name", &name, &serde_json::json!(1))
+        .await
+        .unwrap();
+    h.spawn_worker(WorkerConfig::default());
+    let done = h.durable.wait("long-name", WAIT).await.unwrap();
+    assert_eq!(
+        (done.status, done.error.map(|e| e.message)),
+        (ExecutionStatus::Completed, None),
+        "the event sent under a valid name is delivered"
+    );
+    assert_eq!(done.output, Some(serde_json::json!({"received": 1})));
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_timeout_over_the_limit_fails_the_execution_naming_it() {
+    init_tracing();
+    let h = Harness::with_registry(local_registry()).await;
+    h.spawn_worker(WorkerConfig::default().with_lease_duration(Duration::from_secs(1)));
+    let client = h.db.client().await;
+    let input = WaitInput {
+        event: "approval".into(),
+        // Duration::from_secs(u64::MAX): "practically forever".
+        timeout_secs: Some(u64::MAX),
+    };
+    h.durable
+        .start_typed("forever", "waiter", &input)
+        .await
+        .unwrap();
+    // Refused with a clear error, not abandoned and claimed again and again.
+    let settled = wait_for(
+        "the execution to wait or fail",
+        Duration::from_secs(10),
+        || async {
+            let s = status(&client, "forever").await;
+            (s == "waiting" || s == "failed").then_some(s)
+        },
+    )
+    .await;
+    assert_eq!(settled, "failed");
+    let error = h.durable.status("forever").await.unwrap().error.unwrap();
+    assert!(
+        error.message.starts_with("invalid event timeout: ")
+            && error.message.ends_with("is over the limit of 100 years"),
+        "{}",
+        error.message
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sleep_over_the_limit_fails_the_execution_naming_it() {
+    init_tracing();
+    let h = Harness::new().await;
+    h.spawn_worker(WorkerConfig::default().with_lease_duration(Duration::from_secs(1)));
+    let client = h.db.client().await;
+    h.durable
+        .start("forever", "sleeper", serde_json::json!(u64::MAX))
+        .await
+        .unwrap();
+    let settled = wait_for(
+        "the execution to sleep or fail",
+        Duration::from_secs(10),
+        || async {
+            let s = status(&client, "forever").await;
+            (s == "sleeping" || s == "failed").then_some(s)
+        },
+    )
+    .await;
+    assert_eq!(settled, "failed");
+    let error = h.durable.status("forever").await.unwrap().error.unwrap();
+    assert!(
+        error.message.starts_with("invalid sleep: ")
+            && error.message.ends_with("is over the limit of 100 years"),
+        "{}",
+        error.message
+    );
+    h.stop().await;
+}
+
+/// EventOutcome::TimedOut means "the timeout passed first": the timeout passes (10 min) before
+/// the event is sent (at 11 min), and no worker looks at the wait in between; the late event
+/// still does not count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_sent_after_the_timeout_does_not_count_even_if_no_worker_ran() {
+    init_tracing();
+    let h = Harness::with_registry(local_registry()).await;
+    let first = h.spawn_worker(WorkerConfig::default());
+    let client = h.db.client().await;
+    let input = WaitInput {
+        event: "approval".into(),
+        timeout_secs: Some(600),
+    };
+    h.durable
+        .start_typed("late", "waiter", &input)
+        .await
+        .unwrap();
+    suspended(&client, "late", 1).await;
+    first.shutdown();
+    h.db.advance_clock(11 * MINUTE).await;
+    h.durable
+        .send_event("late", "approval", &serde_json::json!("late"))
+        .await
+        .unwrap();
+    h.spawn_worker(WorkerConfig::default());
+    let done = h.durable.wait("late", WAIT).await.unwrap();
+    assert_eq!(done.output, Some(serde_json::json!({"timed_out": true})));
+    h.stop().await;
+}

@@ -602,6 +602,8 @@ begin
       from public.zart_events ev
      where ev.bucket = p_bucket and ev.execution_id = p_execution_id
        and ev.name = p_event_name and ev.consumed_at is null
+       -- An event that arrived after the timeout does not count, even if no worker ran then.
+       and (v_wake is null or ev.created_at <= v_wake)
      order by ev.event_id
      limit 1
        for update;

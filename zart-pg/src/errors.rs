@@ -80,6 +80,12 @@ pub(crate) fn from_pg(err: tokio_postgres::Error, call: Call<'_>) -> Error {
                 id: id(),
                 step: call.step.unwrap_or_default().to_owned(),
             },
+            // Data exceptions (out-of-range values, bad formats): the value is at fault, and
+            // sending it again fails again.
+            _ if code.starts_with("22") => Error::InvalidInput {
+                field: "value".to_owned(),
+                reason: format!("{}: {message} (SQLSTATE {code})", call.what),
+            },
             // undefined_function, undefined_table: the schema is not there.
             "42883" | "42P01" => Error::Schema(format!("{MISSING_SCHEMA} ({message})")),
             _ if code.starts_with("08")

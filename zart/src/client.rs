@@ -165,8 +165,11 @@ impl<S: Scheduler> DurableScheduler<S> {
         input: serde_json::Value,
         options: StartOptions,
     ) -> Result<StartOutcome, Error> {
-        if options.deadline.is_some_and(|d| d.as_millis() == 0) {
-            return Err(Error::invalid("deadline", "must be at least 1 ms"));
+        if let Some(deadline) = options.deadline {
+            if deadline.as_millis() == 0 {
+                return Err(Error::invalid("deadline", "must be at least 1 ms"));
+            }
+            crate::limits::check_wait("deadline", deadline)?;
         }
         check_name("execution id", id)?;
         check_name("task name", task)?;

@@ -259,6 +259,9 @@ impl From<Error> for TaskError {
         match err {
             Error::LeaseLost { .. } => TaskError::LeaseLost,
             Error::Cancelled { .. } => TaskError::Cancelled,
+            // The database refused the value itself: trying again cannot help, so the
+            // execution fails with the reason instead of being retried forever.
+            Error::InvalidInput { .. } => TaskError::failed(err),
             other => TaskError::Storage(other),
         }
     }

@@ -8,6 +8,24 @@ use crate::Error;
 /// The longest execution id, task name, step name or queue name, in bytes of UTF-8.
 pub const MAX_NAME_BYTES: usize = 255;
 
+/// The longest sleep, event timeout, retry delay or deadline: 100 years. Longer ones are
+/// refused with a clear error (wait without a timeout by passing `None`).
+pub const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Checks a sleep, timeout or deadline against [`MAX_WAIT`].
+///
+/// # Errors
+/// [`Error::InvalidInput`] naming `field` and the limit.
+pub fn check_wait(field: &str, wait: std::time::Duration) -> Result<(), Error> {
+    if wait > MAX_WAIT {
+        return Err(Error::invalid(
+            field,
+            format!("{wait:?} is over the limit of 100 years"),
+        ));
+    }
+    Ok(())
+}
+
 /// The default largest JSON input accepted by a start (1 MiB).
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
 

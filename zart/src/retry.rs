@@ -60,9 +60,9 @@ impl RetryConfig {
         RetryConfig::fixed(1, Duration::ZERO)
     }
 
-    /// Caps every delay at `max_delay` (before jitter).
+    /// Caps every delay at `max_delay` (before jitter; at most [`crate::limits::MAX_WAIT`]).
     pub fn with_max_delay(mut self, max_delay: Duration) -> Self {
-        self.max_delay = max_delay;
+        self.max_delay = max_delay.min(crate::limits::MAX_WAIT);
         self
     }
 
@@ -98,7 +98,7 @@ impl RetryConfig {
     pub fn delay_after(&self, attempt: u32) -> Duration {
         let exponent = attempt.saturating_sub(1).min(64) as i32;
         let secs = self.base_delay.as_secs_f64() * self.multiplier.powi(exponent);
-        let capped = secs.min(self.max_delay.as_secs_f64());
+        let capped = secs.min(self.max_delay.min(crate::limits::MAX_WAIT).as_secs_f64());
         Duration::try_from_secs_f64(capped).unwrap_or(self.max_delay)
     }
 

@@ -316,8 +316,7 @@ impl<S: Scheduler> TaskContext<S> {
     }
 
     /// Checks a step against the recording and gives it its position: returns `seq` and the
-    /// recorded row, if any. Fails on a suspended run, a bad or repeated name, and on any
-    /// divergence from the recording (another name at this position, this name at another
+    /// recorded row, if any. Fails on a suspended run, a repeated name, and on any divergence from the recording (another name at this position, this name at another
     /// position, or another kind of step).
     fn enter(
         &mut self,
@@ -327,7 +326,6 @@ impl<S: Scheduler> TaskContext<S> {
         if self.suspended {
             return Err(TaskError::Suspended);
         }
-        crate::limits::check_name("step name", name).map_err(TaskError::failed)?;
         if !self.used.insert(name.to_owned()) {
             return Err(TaskError::DuplicateStep {
                 step: name.to_owned(),
@@ -365,6 +363,7 @@ impl<S: Scheduler> TaskContext<S> {
 
     /// [`TaskContext::enter`] for a step body: its recorded result, or how to run it.
     fn begin_step<T: DeserializeOwned>(&mut self, name: &str) -> Result<Replay<T>, TaskError> {
+        crate::limits::check_name("step name", name).map_err(TaskError::failed)?;
         let (seq, recorded) = self.enter(name, StepKind::Step)?;
         let Some(recorded) = recorded else {
             return Ok(Replay::Run {

@@ -64,6 +64,14 @@ impl<S: Scheduler> TaskContext<S> {
     }
 
     async fn sleep_inner(&mut self, name: &str, until: WakeAt) -> Result<(), TaskError> {
+        crate::limits::check_name("step name", name).map_err(TaskError::failed)?;
+        let length = match until {
+            WakeAt::After(d) => d,
+            WakeAt::At(t) => t
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO),
+        };
+        crate::limits::check_wait("sleep", length).map_err(TaskError::failed)?;
         let (seq, recorded) = self.enter(name, StepKind::Sleep)?;
         if recorded.is_some_and(|r| r.status == StepStatus::Completed) {
             return Ok(());
@@ -117,6 +125,10 @@ impl<S: Scheduler> TaskContext<S> {
         timeout: Option<Duration>,
     ) -> Result<EventOutcome<T>, TaskError> {
         crate::limits::check_name("event name", event_name).map_err(TaskError::failed)?;
+        if let Some(timeout) = timeout {
+            crate::limits::check_wait("event timeout", timeout).map_err(TaskError::failed)?;
+        }
+        // Not checked as a step name: the event name is, and the prefix is ours.
         let name = format!("event:{event_name}");
         let (seq, recorded) = self.enter(&name, StepKind::Event)?;
         let what = || format!("the payload of event {event_name:?}");
@@ -171,6 +183,7 @@ impl<S: Scheduler> TaskContext<S> {
         task: &str,
         input: &I,
     ) -> Result<O, TaskError> {
+        crate::limits::check_name("step name", name).map_err(TaskError::failed)?;
         let child_id = format!("{}/{name}", self.lease.execution_id);
         crate::limits::check_name("child execution id", &child_id).map_err(TaskError::failed)?;
         let (seq, recorded) = self.enter(name, StepKind::Child)?;

@@ -3,37 +3,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::collections::HashSet;
-use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-use zart_tests::{count, init_tracing, tasks, wait_for, TestDb};
+use zart_tests::{
+    count, init_tracing, kill_process, spawn_worker_process, tasks, wait_for, TestDb,
+};
+
+/// The worker process that crash tests kill.
+const WORKER_BIN: &str = env!("CARGO_BIN_EXE_zart-test-worker");
 
 const EXECUTIONS: usize = 4;
 const STEPS: u32 = 5;
-
-async fn spawn_worker(db: &TestDb) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_zart-test-worker"))
-        .env("DATABASE_URL", &db.url)
-        .env("ZART_TEST_LEASE_MS", "1500")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn zart-test-worker");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("worker did not start in time")
-        .unwrap()
-        .expect("worker exited before it was ready");
-    assert!(
-        line.starts_with("ready"),
-        "unexpected worker output {line:?}"
-    );
-    child
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_worker_is_replaced_and_completed_steps_do_not_run_again() {
@@ -42,7 +22,7 @@ async fn a_killed_worker_is_replaced_and_completed_steps_do_not_run_again() {
     let client = db.client().await;
     client.batch_execute(tasks::SETUP_SQL).await.unwrap();
 
-    let mut first = spawn_worker(&db).await;
+    let first = spawn_worker_process(WORKER_BIN, &db).await;
     let first_pid = first.id().unwrap() as i32;
     for i in 0..EXECUTIONS {
         client
@@ -64,8 +44,7 @@ async fn a_killed_worker_is_replaced_and_completed_steps_do_not_run_again() {
         || async { (count(&client, "select count(*) from zart_steps").await >= 4).then_some(()) },
     )
     .await;
-    first.start_kill().unwrap(); // SIGKILL
-    first.wait().await.unwrap();
+    kill_process(first).await;
     let recorded_at_kill: HashSet<(String, String)> = client
         .query("select execution_id, name from zart_steps", &[])
         .await
@@ -84,7 +63,7 @@ async fn a_killed_worker_is_replaced_and_completed_steps_do_not_run_again() {
         "the kill came before any execution finished"
     );
 
-    let mut second = spawn_worker(&db).await;
+    let second = spawn_worker_process(WORKER_BIN, &db).await;
     let second_pid = second.id().unwrap() as i32;
     wait_for(
         "every execution to complete",
@@ -166,6 +145,5 @@ async fn a_killed_worker_is_replaced_and_completed_steps_do_not_run_again() {
     )
     .await;
     assert!(resumed > 0);
-    second.start_kill().unwrap();
-    second.wait().await.unwrap();
+    kill_process(second).await;
 }

@@ -3,21 +3,23 @@
 //! started by a trigger, and worker processes killed while executions sleep or wait.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 use tokio::sync::Notify;
 use zart::{
     DurableScheduler, Error, EventOutcome, ExecutionStatus, Scheduler, TaskContext, TaskError,
     TaskHandler, TaskRegistry, WorkerConfig,
 };
 use zart_pg::PgPool;
-use zart_tests::{count, init_tracing, tasks, wait_for, Harness, TestDb};
+use zart_tests::{
+    count, init_tracing, kill_process, spawn_worker_process, tasks, wait_for, Harness, TestDb,
+};
+
+/// The worker process that crash tests kill.
+const WORKER_BIN: &str = env!("CARGO_BIN_EXE_zart-test-worker");
 
 const WAIT: Option<Duration> = Some(Duration::from_secs(30));
 const HOUR: Duration = Duration::from_secs(3600);
@@ -1338,33 +1340,6 @@ async fn a_rolled_back_insert_starts_nothing() {
 // ---------------------------------------------------------------------------------------------
 // Worker processes killed while executions sleep or wait.
 
-async fn spawn_worker_process(db: &TestDb) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_zart-test-worker"))
-        .env("DATABASE_URL", &db.url)
-        .env("ZART_TEST_LEASE_MS", "1500")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn zart-test-worker");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("worker did not start in time")
-        .unwrap()
-        .expect("worker exited before it was ready");
-    assert!(
-        line.starts_with("ready"),
-        "unexpected worker output {line:?}"
-    );
-    child
-}
-
-async fn kill(mut child: Child) {
-    child.start_kill().unwrap(); // SIGKILL
-    child.wait().await.unwrap();
-}
-
 /// A client for sending events and reading statuses, with no worker in this process.
 async fn client_for(db: &TestDb) -> DurableScheduler<zart_pg::PostgresScheduler> {
     let pool = PgPool::connect_lazy(&db.url, 2).unwrap();
@@ -1382,7 +1357,7 @@ async fn a_worker_killed_while_an_execution_sleeps_is_replaced_and_the_sleep_end
     client.batch_execute(tasks::SETUP_SQL).await.unwrap();
     let durable = client_for(&db).await;
 
-    let first = spawn_worker_process(&db).await;
+    let first = spawn_worker_process(WORKER_BIN, &db).await;
     let first_pid = first.id().unwrap() as i32;
     client
         .execute("select zart_start('dozer', 'sleeper', '3600')", &[])
@@ -1393,9 +1368,9 @@ async fn a_worker_killed_while_an_execution_sleeps_is_replaced_and_the_sleep_end
         (w.status.as_str(), w.wait_kind.as_str()),
         ("sleeping", "sleep")
     );
-    kill(first).await;
+    kill_process(first).await;
 
-    let second = spawn_worker_process(&db).await;
+    let second = spawn_worker_process(WORKER_BIN, &db).await;
     let second_pid = second.id().unwrap() as i32;
     advance_past_the_nap(&db, &durable, "dozer").await;
     assert_eq!(
@@ -1406,7 +1381,7 @@ async fn a_worker_killed_while_an_execution_sleeps_is_replaced_and_the_sleep_end
         side_effect_pids(&client, "dozer", "after").await,
         vec![second_pid]
     );
-    kill(second).await;
+    kill_process(second).await;
 }
 
 async fn advance_past_the_nap(
@@ -1429,7 +1404,7 @@ async fn a_worker_killed_while_an_execution_waits_gets_the_event_sent_meanwhile(
     client.batch_execute(tasks::SETUP_SQL).await.unwrap();
     let durable = client_for(&db).await;
 
-    let first = spawn_worker_process(&db).await;
+    let first = spawn_worker_process(WORKER_BIN, &db).await;
     let first_pid = first.id().unwrap() as i32;
     durable
         .start("patient", "approver", serde_json::json!({"order": 5}))
@@ -1440,7 +1415,7 @@ async fn a_worker_killed_while_an_execution_waits_gets_the_event_sent_meanwhile(
         (w.status.as_str(), w.wait_kind.as_str()),
         ("waiting", "event")
     );
-    kill(first).await;
+    kill_process(first).await;
 
     // No worker runs: the event is stored and the execution made due, nothing more.
     durable
@@ -1463,7 +1438,7 @@ async fn a_worker_killed_while_an_execution_waits_gets_the_event_sent_meanwhile(
         "the event made the execution due"
     );
 
-    let second = spawn_worker_process(&db).await;
+    let second = spawn_worker_process(WORKER_BIN, &db).await;
     let second_pid = second.id().unwrap() as i32;
     let done = durable.wait("patient", WAIT).await.unwrap();
     assert_eq!(done.status, ExecutionStatus::Completed);
@@ -1477,7 +1452,7 @@ async fn a_worker_killed_while_an_execution_waits_gets_the_event_sent_meanwhile(
         side_effect_pids(&client, "patient", "after").await,
         vec![second_pid]
     );
-    kill(second).await;
+    kill_process(second).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1488,7 +1463,7 @@ async fn an_event_consumed_before_a_crash_is_replayed_not_consumed_again() {
     client.batch_execute(tasks::SETUP_SQL).await.unwrap();
     let durable = client_for(&db).await;
 
-    let first = spawn_worker_process(&db).await;
+    let first = spawn_worker_process(WORKER_BIN, &db).await;
     let first_pid = first.id().unwrap() as i32;
     // Step "after" holds on its first run: the kill lands after the event was consumed.
     durable
@@ -1507,7 +1482,7 @@ async fn an_event_consumed_before_a_crash_is_replayed_not_consumed_again() {
         (side_effects(&client, "consumer", "after").await == 1).then_some(())
     })
     .await;
-    kill(first).await;
+    kill_process(first).await;
     let (_, step_status, output) = step_row(&client, "consumer", "event:approval").await;
     assert_eq!(step_status, "completed");
     assert_eq!(output, Some(serde_json::json!({"received": {"n": 1}})));
@@ -1517,7 +1492,7 @@ async fn an_event_consumed_before_a_crash_is_replayed_not_consumed_again() {
         .send_event("consumer", "approval", &serde_json::json!({"n": 2}))
         .await
         .unwrap();
-    let second = spawn_worker_process(&db).await;
+    let second = spawn_worker_process(WORKER_BIN, &db).await;
     let second_pid = second.id().unwrap() as i32;
     let done = durable.wait("consumer", WAIT).await.unwrap();
     assert_eq!(done.status, ExecutionStatus::Completed);
@@ -1546,7 +1521,7 @@ async fn an_event_consumed_before_a_crash_is_replayed_not_consumed_again() {
         side_effect_pids(&client, "consumer", "after").await,
         vec![first_pid, second_pid]
     );
-    kill(second).await;
+    kill_process(second).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

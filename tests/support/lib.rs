@@ -304,6 +304,37 @@ pub fn init_tracing() {
         .try_init();
 }
 
+/// Starts the `zart-test-worker` binary (pass `env!("CARGO_BIN_EXE_zart-test-worker")`, which
+/// only integration tests can name) on `db` with 1.5 s leases, and waits until it is ready.
+pub async fn spawn_worker_process(bin: &str, db: &TestDb) -> tokio::process::Child {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(bin)
+        .env("DATABASE_URL", &db.url)
+        .env("ZART_TEST_LEASE_MS", "1500")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn zart-test-worker");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("worker did not start in time")
+        .unwrap()
+        .expect("worker exited before it was ready");
+    assert!(
+        line.starts_with("ready"),
+        "unexpected worker output {line:?}"
+    );
+    child
+}
+
+/// Kills a worker process with SIGKILL and reaps it.
+pub async fn kill_process(mut child: tokio::process::Child) {
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+}
+
 /// A migrated database with a scheduler, a registry, a client and any number of in-process
 /// workers: the setup most suites share.
 pub struct Harness {

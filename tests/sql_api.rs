@@ -262,6 +262,32 @@ async fn sql_functions_refuse_bad_input_naming_the_field() {
             db.code().code()
         );
     }
+    // Payloads over the limit: 1 MiB of JSON text by default, zart.max_payload_bytes to change it.
+    let err = client
+        .simple_query(
+            "select zart_start('big', 'echo', jsonb_build_object('k', repeat('x', 1048576)))",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.as_db_error().unwrap().message(),
+        "invalid input: 1048585 bytes of JSON is over the limit of 1048576 bytes"
+    );
+    let err = client
+        .simple_query(
+            "set zart.max_payload_bytes = 100;
+             select zart_emit_event('nobody', 'e', jsonb_build_object('k', repeat('x', 200)))",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.as_db_error().unwrap().message(),
+        "invalid event payload: 209 bytes of JSON is over the limit of 100 bytes"
+    );
+    client
+        .simple_query("reset zart.max_payload_bytes")
+        .await
+        .unwrap();
     // Injection attempts are data.
     let rows = run(
         &client,

@@ -23,7 +23,12 @@ async fn main() {
     let pool = PgPool::connect(&url).await.expect("connect");
     let scheduler = Arc::new(PostgresScheduler::new(pool.clone()));
     let registry = Arc::new(zart_tests::tasks::registry(pool.pool().clone()));
+    let max_recoveries: u32 = std::env::var("ZART_TEST_MAX_RECOVERIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
     let config = WorkerConfig::default()
+        .with_max_recoveries(max_recoveries)
         .with_lease_duration(Duration::from_millis(lease_ms))
         .with_concurrency(concurrency)
         .with_shutdown_timeout(Duration::from_secs(5));

@@ -307,10 +307,26 @@ pub fn init_tracing() {
 /// Starts the `zart-test-worker` binary (pass `env!("CARGO_BIN_EXE_zart-test-worker")`, which
 /// only integration tests can name) on `db` with 1.5 s leases, and waits until it is ready.
 pub async fn spawn_worker_process(bin: &str, db: &TestDb) -> tokio::process::Child {
+    spawn_worker_process_with(bin, db, &[]).await
+}
+
+/// [`spawn_worker_process`] with extra environment variables (`ZART_TEST_LEASE_MS`,
+/// `ZART_TEST_CONCURRENCY`, `ZART_TEST_MAX_RECOVERIES`).
+pub async fn spawn_worker_process_with(
+    bin: &str,
+    db: &TestDb,
+    env: &[(&str, &str)],
+) -> tokio::process::Child {
     use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new(bin)
+        .envs(env.iter().copied())
         .env("DATABASE_URL", &db.url)
-        .env("ZART_TEST_LEASE_MS", "1500")
+        .env(
+            "ZART_TEST_LEASE_MS",
+            env.iter()
+                .find(|(k, _)| *k == "ZART_TEST_LEASE_MS")
+                .map_or("1500", |(_, v)| *v),
+        )
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()

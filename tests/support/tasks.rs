@@ -264,6 +264,29 @@ impl TaskHandler for Approver {
     }
 }
 
+/// A step that kills its own process every time it runs (a poison workflow).
+pub struct Poison;
+
+#[async_trait]
+impl TaskHandler for Poison {
+    type Data = ();
+    type Output = ();
+
+    async fn run(&self, ctx: &mut TaskContext<impl Scheduler>, _: ()) -> Result<(), TaskError> {
+        ctx.step("fine", || async { Ok::<_, std::io::Error>(()) })
+            .await?;
+        ctx.step("kills-the-process", || async {
+            // Long enough for quick work claimed beside it to finish first.
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            eprintln!("poison step: aborting the worker process");
+            std::process::abort();
+            #[allow(unreachable_code)]
+            Ok::<_, std::io::Error>(())
+        })
+        .await
+    }
+}
+
 /// The registry of every test task. `pool` reaches the database the side effects go to.
 pub fn registry(pool: deadpool_postgres::Pool) -> TaskRegistry {
     let mut registry = TaskRegistry::new();
@@ -273,6 +296,7 @@ pub fn registry(pool: deadpool_postgres::Pool) -> TaskRegistry {
         .register("panicky", Panicky)
         .register("flaky", Flaky { pool: pool.clone() })
         .register("sleeper", Sleeper { pool: pool.clone() })
-        .register("approver", Approver { pool });
+        .register("approver", Approver { pool })
+        .register("poison", Poison);
     registry
 }

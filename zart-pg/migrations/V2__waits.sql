@@ -11,9 +11,12 @@ alter table public.zart_steps drop constraint zart_steps_status_check;
 alter table public.zart_steps add constraint zart_steps_status_check
     check (status in ('completed', 'failed', 'retrying', 'waiting'));
 
+-- recoveries: claims that took the task over from an expired lease (a dead or stalled worker)
+-- since the execution last suspended; workers give up past a limit (poison workflows).
 -- What a suspended execution waits for: wait_kind 'sleep', 'retry', 'event' or 'child', and
 -- wait_name the step, event name or child id. Cleared when the task is claimed again.
 alter table public.zart_tasks
+    add column recoveries integer not null default 0,
     add column wait_kind text
         constraint zart_tasks_wait_kind_check check (wait_kind in ('sleep', 'retry', 'event', 'child')),
     add column wait_name text;

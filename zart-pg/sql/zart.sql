@@ -6,6 +6,7 @@
 --   zart_bucket(id)              stable hash of an execution id into 0..1023 (leads every key)
 --   zart_current_time()          the database clock; tests shift it (zart.test_clock, zart_clock)
 --   zart_check_text(..)          validates an id or name: 1..255 bytes, else ZA004
+--   zart_check_payload(..)       validates SQL callers' JSON size (zart.max_payload_bytes), else ZA004
 --   zart_raise_fence(..)         raises ZA001 (cancelled) or ZA002 (lease lost)
 --   zart_start_execution(..)     idempotent start of one execution (bucketed)
 --   zart_start(..)               bucketless wrapper for SQL and triggers; NOTIFYs zart_work
@@ -47,8 +48,8 @@ begin
           join pg_namespace n on n.oid = p.pronamespace
           join (values
                   ('zart_claim_tasks', 'TABLE(bucket smallint, execution_id text, task_name text, '
-                      || 'queue text, parent_id text, fence bigint, claims integer, input jsonb, '
-                      || 'deadline_in_ms bigint, steps jsonb)'),
+                      || 'queue text, parent_id text, fence bigint, claims integer, recoveries integer, '
+                      || 'input jsonb, deadline_in_ms bigint, steps jsonb)'),
                   ('zart_complete_execution', 'text'),
                   ('zart_retry_step', 'bigint')
                ) as want(name, result) on want.name = p.proname
@@ -92,6 +93,23 @@ begin
     end if;
     if octet_length(p_value) > 255 then
         raise exception 'invalid %: % bytes is over the limit of 255 bytes', p_field, octet_length(p_value)
+            using errcode = 'ZA004';
+    end if;
+end
+$$;
+
+-- Called by the SQL entry points (zart_start, zart_emit_event) for JSON from SQL callers. No
+-- locks. The limit is the setting zart.max_payload_bytes (bytes of JSON text), default 1 MiB.
+-- Raises ZA004 naming the field and the limit.
+create or replace function public.zart_check_payload(p_field text, p_value jsonb) returns void
+language plpgsql stable as $$
+declare
+    v_limit bigint := coalesce(nullif(current_setting('zart.max_payload_bytes', true), '')::bigint,
+                               1048576);
+    v_size  bigint := octet_length(p_value::text);
+begin
+    if v_size > v_limit then
+        raise exception 'invalid %: % bytes of JSON is over the limit of % bytes', p_field, v_size, v_limit
             using errcode = 'ZA004';
     end if;
 end
@@ -155,7 +173,7 @@ begin
     -- A deadline cuts any wait short: the execution is claimed then, and fails.
     update public.zart_tasks t
        set locked_by = null, run_at = least(p_run_at, coalesce(v_deadline, p_run_at)),
-           wait_kind = p_wait_kind, wait_name = p_wait_name
+           wait_kind = p_wait_kind, wait_name = p_wait_name, recoveries = 0
      where t.bucket = p_bucket and t.execution_id = p_execution_id and t.fence = p_fence;
 end
 $$;
@@ -233,6 +251,7 @@ declare
     v_created boolean;
 begin
     perform public.zart_check_text('execution id', p_id);
+    perform public.zart_check_payload('input', p_input);
     select s.created into v_created
       from public.zart_start_execution(public.zart_bucket(p_id), p_id, p_task_name, p_input, p_queue,
                                        null, null) s;
@@ -260,6 +279,7 @@ create or replace function public.zart_claim_tasks(
     parent_id    text,
     fence          bigint,
     claims         integer,
+    recoveries     integer,
     input          jsonb,
     deadline_in_ms bigint,
     steps          jsonb
@@ -281,11 +301,13 @@ language sql volatile as $$
                run_at    = public.zart_current_time() + p_lease_ms * interval '1 millisecond',
                fence     = t.fence + 1,
                claims    = t.claims + 1,
+               -- Still locked at claim time: its lease expired, so this is a recovery.
+               recoveries = t.recoveries + case when t.locked_by is null then 0 else 1 end,
                wait_kind = null,
                wait_name = null
           from due
          where t.bucket = due.bucket and t.execution_id = due.execution_id
-        returning t.bucket, t.execution_id, t.task_name, t.queue, t.fence, t.claims
+        returning t.bucket, t.execution_id, t.task_name, t.queue, t.fence, t.claims, t.recoveries
     ), started as (
         update public.zart_executions e
            set status     = 'running',
@@ -296,7 +318,8 @@ language sql volatile as $$
          where e.bucket = c.bucket and e.id = c.execution_id
         returning e.bucket, e.id, e.input, e.parent_id, e.deadline_at
     )
-    select c.bucket, c.execution_id, c.task_name, c.queue, s.parent_id, c.fence, c.claims, s.input,
+    select c.bucket, c.execution_id, c.task_name, c.queue, s.parent_id, c.fence, c.claims,
+           c.recoveries, s.input,
            floor(extract(epoch from (s.deadline_at - public.zart_current_time())) * 1000)::bigint,
            coalesce((select jsonb_agg(jsonb_build_object(
                                 'name', st.name, 'seq', st.seq, 'status', st.status,
@@ -671,6 +694,7 @@ declare
     v_queue text;
 begin
     perform public.zart_check_text('execution id', p_execution_id);
+    perform public.zart_check_payload('event payload', p_payload);
     v_queue := public.zart_send_event(public.zart_bucket(p_execution_id), p_execution_id, p_name, p_payload);
     if v_queue is not null then
         perform pg_notify('zart_work', v_queue);

@@ -274,6 +274,10 @@ impl Scheduler for PostgresScheduler {
                     queue: row.try_get("queue").map_err(get_err)?,
                     parent_id: row.try_get("parent_id").map_err(get_err)?,
                     claims: u32::try_from(claims).unwrap_or(0),
+                    recoveries: u32::try_from(
+                        row.try_get::<_, i32>("recoveries").map_err(get_err)?,
+                    )
+                    .unwrap_or(0),
                     input: row.try_get("input").map_err(get_err)?,
                     deadline_in: row
                         .try_get::<_, Option<i64>>("deadline_in_ms")

@@ -271,6 +271,9 @@ pub struct ClaimedTask {
     pub parent_id: Option<String>,
     /// How many times it has been claimed, this claim included.
     pub claims: u32,
+    /// How many of those claims took it over from an expired lease (a worker that died or
+    /// stalled) since it last suspended.
+    pub recoveries: u32,
     /// The JSON input.
     pub input: serde_json::Value,
     /// Time left until the execution's deadline (zero if it has passed), if it has one.

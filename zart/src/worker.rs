@@ -60,6 +60,10 @@ pub struct WorkerConfig {
     pub handle_signals: bool,
     /// The worker id recorded as lease owner. Default: host name, process id and a random part.
     pub worker_id: Option<String>,
+    /// Recoveries (take-overs from an expired lease, counted since the execution last
+    /// suspended) after which an execution is failed instead of run again: a workflow that
+    /// kills or hangs its worker every time (a poison workflow) stops here. Default 10.
+    pub max_recoveries: u32,
 }
 
 impl Default for WorkerConfig {
@@ -74,6 +78,7 @@ impl Default for WorkerConfig {
             durable_backoff_threshold: Duration::from_secs(1),
             handle_signals: true,
             worker_id: None,
+            max_recoveries: 10,
         }
     }
 }
@@ -118,6 +123,11 @@ impl WorkerConfig {
     /// Sets [`WorkerConfig::handle_signals`].
     pub fn with_handle_signals(mut self, handle: bool) -> Self {
         self.handle_signals = handle;
+        self
+    }
+    /// Sets [`WorkerConfig::max_recoveries`].
+    pub fn with_max_recoveries(mut self, max: u32) -> Self {
+        self.max_recoveries = max;
         self
     }
     /// Sets [`WorkerConfig::worker_id`].
@@ -469,7 +479,10 @@ impl Core {
             self.scheduler.clone(),
             self.registry.clone(),
             task.clone(),
-            self.config.durable_backoff_threshold,
+            RunLimits {
+                durable_backoff_threshold: self.config.durable_backoff_threshold,
+                max_recoveries: self.config.max_recoveries,
+            },
             guard,
         );
         // Hold the map lock across the spawn so the run cannot end before it is registered.
@@ -535,11 +548,18 @@ impl Core {
 }
 
 /// Runs one claimed execution to a verdict (or to a suspension or abandonment).
+/// The per-run settings taken from [`WorkerConfig`].
+#[derive(Debug, Clone, Copy)]
+struct RunLimits {
+    durable_backoff_threshold: Duration,
+    max_recoveries: u32,
+}
+
 async fn run_execution(
     scheduler: DynScheduler,
     registry: Arc<TaskRegistry>,
     task: ClaimedTask,
-    durable_backoff_threshold: Duration,
+    limits: RunLimits,
     mut guard: EndGuard,
 ) {
     let span = tracing::info_span!(
@@ -562,7 +582,20 @@ async fn run_execution(
         if task.deadline_in.is_some_and(|left| left.is_zero()) {
             return Some(Outcome::Failed(deadline_error()));
         }
-        let mut ctx = TaskContext::from_claim(scheduler.clone(), &task, durable_backoff_threshold);
+        if task.recoveries > limits.max_recoveries {
+            return Some(Outcome::Failed(ErrorRecord {
+                kind: "too_many_recoveries".to_owned(),
+                message: format!(
+                    "the execution was taken over {} times from a worker that died or stalled \
+                     while running it; giving up (WorkerConfig::max_recoveries is {})",
+                    task.recoveries, limits.max_recoveries
+                ),
+                step: None,
+                attempts: None,
+            }));
+        }
+        let mut ctx =
+            TaskContext::from_claim(scheduler.clone(), &task, limits.durable_backoff_threshold);
         let run = AssertUnwindSafe(handler.run(&mut ctx, task.input.clone())).catch_unwind();
         let result = match task.deadline_in {
             Some(left) => match tokio::time::timeout(left, run).await {

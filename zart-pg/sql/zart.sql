@@ -17,7 +17,10 @@
 --   zart_heartbeat(..)           renews the leases of one worker in one statement
 --   zart_release_tasks(..)       gives leases back so another worker can claim at once
 --   zart_next_run_at(..)         how long until the next task of a queue is due
+--   zart_try_lock_task(..)       locks a claimed task row by its fence, or says why not
 --   zart_lock_task(..)           locks a claimed task row by its fence, or raises ZA001/ZA002
+--   zart_commit_steps(..)        group commit: many step results in one transaction
+--   zart_complete_executions(..) group commit: many verdicts in one transaction
 --   zart_suspend(..)             releases a claimed task until a time, recording what it waits for
 --   zart_open_wait(..)           finds or records the step row of a sleep, event wait or child
 --   zart_close_wait(..)          records how a wait ended
@@ -133,18 +136,38 @@ begin
 end
 $$;
 
--- Called by every fenced function first. Locks the task row FOR NO KEY UPDATE (a concurrent
--- claim skips it; emits and child verdicts wait for it). Raises ZA001/ZA002 if the fence is stale
--- or the lease was given up (a suspended or released run writes nothing more).
-create or replace function public.zart_lock_task(p_bucket smallint, p_execution_id text, p_fence bigint)
-returns void
+-- Called by zart_lock_task and the batch functions. Locks the task row FOR NO KEY UPDATE if
+-- the fence matches and the lease is held. Returns null when locked, else the SQLSTATE to
+-- report: ZA001 (cancelled) or ZA002 (lease lost). Raises nothing.
+create or replace function public.zart_try_lock_task(p_bucket smallint, p_execution_id text, p_fence bigint)
+returns text
 language plpgsql as $$
+declare
+    v_status text;
 begin
     perform 1 from public.zart_tasks t
      where t.bucket = p_bucket and t.execution_id = p_execution_id and t.fence = p_fence
        and t.locked_by is not null
        for no key update;
-    if not found then
+    if found then
+        return null;
+    end if;
+    select e.status into v_status from public.zart_executions e
+     where e.bucket = p_bucket and e.id = p_execution_id;
+    return case when v_status = 'cancelled' then 'ZA001' else 'ZA002' end;
+end
+$$;
+
+-- Called by every fenced single-item function first. Locks the task row FOR NO KEY UPDATE (a
+-- concurrent claim skips it; emits and child verdicts wait for it). Raises ZA001/ZA002 if the
+-- fence is stale or the lease was given up (a suspended or released run writes nothing more).
+create or replace function public.zart_lock_task(p_bucket smallint, p_execution_id text, p_fence bigint)
+returns void
+language plpgsql as $$
+declare
+    v_code text := public.zart_try_lock_task(p_bucket, p_execution_id, p_fence);
+begin
+    if v_code is not null then
         perform public.zart_raise_fence(p_bucket, p_execution_id, p_fence);
     end if;
 end
@@ -449,6 +472,93 @@ begin
        and t.wait_kind = p_wait_kind and t.wait_name = p_wait_name and t.locked_by is null
     returning t.queue into v_queue;
     return v_queue;
+end
+$$;
+
+-- Called by PostgresScheduler's group commit: records many step results (from many
+-- executions) in one transaction. Locks each task row as zart_commit_step does, in array
+-- order. Returns one code per item: null when recorded, else ZA001 (cancelled), ZA002 (lease
+-- lost) or ZA006 (already recorded) -- an item's failure leaves the others recorded.
+create or replace function public.zart_commit_steps(
+    p_buckets       smallint[],
+    p_execution_ids text[],
+    p_fences        bigint[],
+    p_names         text[],
+    p_seqs          integer[],
+    p_statuses      text[],
+    p_outputs       jsonb[],
+    p_errors        jsonb[],
+    p_attempts      integer[]
+) returns text[]
+language plpgsql as $$
+declare
+    v_now   timestamptz := public.zart_current_time();
+    v_codes text[] := '{}';
+    v_code  text;
+begin
+    for i in 1 .. coalesce(cardinality(p_buckets), 0) loop
+        v_code := public.zart_try_lock_task(p_buckets[i], p_execution_ids[i], p_fences[i]);
+        if v_code is null then
+            insert into public.zart_steps as s
+                (bucket, execution_id, name, seq, status, output, error, attempts, created_at, updated_at)
+            values (p_buckets[i], p_execution_ids[i], p_names[i], p_seqs[i], p_statuses[i],
+                    p_outputs[i], p_errors[i], p_attempts[i], v_now, v_now)
+            on conflict on constraint zart_steps_pkey do update
+               set status = excluded.status, output = excluded.output, error = excluded.error,
+                   attempts = excluded.attempts, updated_at = excluded.updated_at
+             where s.status = 'retrying';
+            if not found then
+                v_code := 'ZA006';
+            end if;
+        end if;
+        v_codes := v_codes || v_code;
+    end loop;
+    return v_codes;
+end
+$$;
+
+-- Called by PostgresScheduler's group commit: records many verdicts in one transaction, each as
+-- zart_complete_execution does (delete the task row, update the execution, wake a waiting
+-- parent). Returns one row per item, in order: code null when recorded, else ZA001/ZA002; and
+-- the queue of a parent it woke.
+create or replace function public.zart_complete_executions(
+    p_buckets       smallint[],
+    p_execution_ids text[],
+    p_fences        bigint[],
+    p_statuses      text[],
+    p_outputs       jsonb[],
+    p_errors        jsonb[]
+) returns table (code text, parent_queue text)
+language plpgsql as $$
+declare
+    v_now    timestamptz := public.zart_current_time();
+    v_parent text;
+    v_status text;
+begin
+    for i in 1 .. coalesce(cardinality(p_buckets), 0) loop
+        if p_statuses[i] not in ('completed', 'failed') then
+            raise exception 'invalid status: "%" is not a final status', p_statuses[i]
+                using errcode = 'ZA004';
+        end if;
+        delete from public.zart_tasks t
+         where t.bucket = p_buckets[i] and t.execution_id = p_execution_ids[i]
+           and t.fence = p_fences[i] and t.locked_by is not null;
+        if not found then
+            select e.status into v_status from public.zart_executions e
+             where e.bucket = p_buckets[i] and e.id = p_execution_ids[i];
+            return query select case when v_status = 'cancelled' then 'ZA001' else 'ZA002' end,
+                                null::text;
+            continue;
+        end if;
+        update public.zart_executions e
+           set status = p_statuses[i], output = p_outputs[i], error = p_errors[i],
+               finished_at = v_now, updated_at = v_now
+         where e.bucket = p_buckets[i] and e.id = p_execution_ids[i]
+        returning e.parent_id into v_parent;
+        return query select null::text,
+            case when v_parent is null then null
+                 else public.zart_wake_waiter(v_parent, 'child', p_execution_ids[i]) end;
+    end loop;
 end
 $$;
 

@@ -20,6 +20,7 @@
 //! ```
 
 mod errors;
+mod group_commit;
 mod listener;
 mod migrate;
 mod notifier;
@@ -34,9 +35,9 @@ use postgres_types::{ToSql, Type};
 use tokio::sync::broadcast;
 use zart::scheduler::{
     AwaitEventParams, ChildWait, ClaimTasksParams, ClaimedTask, CommitStepParams,
-    CompleteExecutionParams, EventWait, HeartbeatParams, Lease, NextRunAtParams, Outcome,
-    RecordedStep, ReleaseTasksParams, RetryStepParams, SendEventParams, SleepParams,
-    StartChildParams, StartExecutionParams, StartOutcome, WakeAt, Wakeup,
+    CompleteExecutionParams, EventWait, HeartbeatParams, Lease, NextRunAtParams, RecordedStep,
+    ReleaseTasksParams, RetryStepParams, SendEventParams, SleepParams, StartChildParams,
+    StartExecutionParams, StartOutcome, WakeAt, Wakeup,
 };
 use zart::{Error, ErrorRecord, Execution, ExecutionStatus, Scheduler};
 
@@ -58,6 +59,7 @@ pub struct PostgresScheduler {
     wakeups: broadcast::Sender<Wakeup>,
     listener: OnceLock<listener::Listener>,
     notifier: OnceLock<notifier::Notifier>,
+    group_commit: OnceLock<group_commit::GroupCommit>,
 }
 
 impl std::fmt::Debug for PostgresScheduler {
@@ -79,6 +81,7 @@ impl PostgresScheduler {
             wakeups,
             listener: OnceLock::new(),
             notifier: OnceLock::new(),
+            group_commit: OnceLock::new(),
         }
     }
 
@@ -105,6 +108,13 @@ impl PostgresScheduler {
             .notify(channel, payload.to_owned());
     }
 
+    /// The group-commit writer, started on first use (always inside the runtime: only async
+    /// methods call it).
+    fn group_commit(&self) -> &group_commit::GroupCommit {
+        self.group_commit
+            .get_or_init(|| group_commit::GroupCommit::start(self.pool.pool().clone()))
+    }
+
     async fn client(&self, call: Call<'_>) -> Result<deadpool_postgres::Object, Error> {
         self.pool.pool().get().await.map_err(|e| from_pool(e, call))
     }
@@ -121,6 +131,11 @@ impl PostgresScheduler {
             .await
             .map_err(|e| from_pg(e, call))
     }
+}
+
+/// A recorded error as JSON.
+pub(crate) fn error_json(error: &ErrorRecord) -> Result<serde_json::Value, Error> {
+    to_json(error, "an error record")
 }
 
 fn to_json<T: serde::Serialize>(value: &T, what: &str) -> Result<serde_json::Value, Error> {
@@ -290,31 +305,7 @@ impl Scheduler for PostgresScheduler {
     }
 
     async fn commit_step(&self, p: CommitStepParams) -> Result<(), Error> {
-        let call = Call::execution("recording a step", &p.lease.execution_id).step(&p.name);
-        let error = p
-            .error
-            .as_ref()
-            .map(|e| to_json(e, "a step error"))
-            .transpose()?;
-        let seq = i32::try_from(p.seq).unwrap_or(i32::MAX);
-        let attempts = i32::try_from(p.attempts).unwrap_or(i32::MAX);
-        self.query(
-            queries::COMMIT_STEP,
-            &[
-                (&p.lease.bucket, Type::INT2),
-                (&p.lease.execution_id, Type::TEXT),
-                (&p.lease.fence, Type::INT8),
-                (&p.name, Type::TEXT),
-                (&seq, Type::INT4),
-                (&p.status.as_str(), Type::TEXT),
-                (&p.output, Type::JSONB),
-                (&error, Type::JSONB),
-                (&attempts, Type::INT4),
-            ],
-            call,
-        )
-        .await?;
-        Ok(())
+        self.group_commit().commit_step(p).await
     }
 
     async fn retry_step(&self, p: RetryStepParams) -> Result<(), Error> {
@@ -342,28 +333,10 @@ impl Scheduler for PostgresScheduler {
     }
 
     async fn complete_execution(&self, p: CompleteExecutionParams) -> Result<(), Error> {
-        let call = Call::execution("completing an execution", &p.lease.execution_id);
-        let (status, output, error) = match &p.outcome {
-            Outcome::Completed(output) => ("completed", Some(output.clone()), None),
-            Outcome::Failed(error) => ("failed", None, Some(to_json(error, "an error")?)),
-        };
-        let rows = self
-            .query(
-                queries::COMPLETE_EXECUTION,
-                &[
-                    (&p.lease.bucket, Type::INT2),
-                    (&p.lease.execution_id, Type::TEXT),
-                    (&p.lease.fence, Type::INT8),
-                    (&status, Type::TEXT),
-                    (&output, Type::JSONB),
-                    (&error, Type::JSONB),
-                ],
-                call,
-            )
-            .await?;
-        self.notify_after_commit(queries::CHANNEL_DONE, &p.lease.execution_id);
+        let execution_id = p.lease.execution_id.clone();
+        let parent_queue = self.group_commit().complete(p).await?;
+        self.notify_after_commit(queries::CHANNEL_DONE, &execution_id);
         // A parent waiting for this child was made due: wake its workers.
-        let parent_queue: Option<String> = first_value(&rows, call)?;
         if let Some(queue) = parent_queue {
             self.notify_after_commit(queries::CHANNEL_WORK, &queue);
         }

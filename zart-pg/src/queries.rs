@@ -23,6 +23,16 @@ pub const CLAIM_TASKS: &str =
 /// attempts.
 pub const COMMIT_STEP: &str = "select public.zart_commit_step($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
+/// `zart_commit_steps` (group commit). Params: arrays of bucket, execution_id, fence, name,
+/// seq, status, output, error, attempts.
+pub const COMMIT_STEPS: &str =
+    "select public.zart_commit_steps($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
+/// `zart_complete_executions` (group commit). Params: arrays of bucket, execution_id, fence,
+/// status, output, error.
+pub const COMPLETE_EXECUTIONS: &str =
+    "select code, parent_queue from public.zart_complete_executions($1, $2, $3, $4, $5, $6)";
+
 /// `zart_retry_step`. Params: bucket, execution_id, fence, name, seq, error, attempts, delay_ms.
 pub const RETRY_STEP: &str = "select public.zart_retry_step($1, $2, $3, $4, $5, $6, $7, $8)";
 

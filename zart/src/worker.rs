@@ -42,7 +42,9 @@ use crate::{Error, Scheduler, TaskContext, TaskError, TaskRegistry};
 pub struct WorkerConfig {
     /// The queue to claim from. Default `"default"`.
     pub queue: String,
-    /// How many executions run at once. Default 32.
+    /// How many executions run at once. Default 128: runs are tokio tasks waiting mostly on
+    /// I/O, and more of them in flight lets group commit fill its batches (measured in
+    /// `benches/`: one-step drain 5.4k/s at 32, 10.4k/s at 128).
     pub concurrency: usize,
     /// How long a claim holds an execution unless renewed. Default 30 s.
     pub lease_duration: Duration,
@@ -70,7 +72,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             queue: "default".to_owned(),
-            concurrency: 32,
+            concurrency: 128,
             lease_duration: Duration::from_secs(30),
             heartbeat_interval: Duration::from_secs(10),
             sweep_interval: Duration::from_secs(5),
@@ -363,12 +365,13 @@ impl Core {
         let mut backoff = Backoff::new();
         let mut next_sweep = Instant::now() + self.config.sweep_interval;
 
+        // Under load, claim in batches: wait for a quarter of the slots to free up rather than
+        // claim one execution per finished run (each claim is a commit).
+        let batch = (self.config.concurrency / 4).max(1);
         while !*shutdown_rx.borrow() {
-            let free = self
-                .config
-                .concurrency
-                .saturating_sub(lock(&self.running).len());
-            if backlog && free > 0 {
+            let running = lock(&self.running).len();
+            let free = self.config.concurrency.saturating_sub(running);
+            if backlog && free > 0 && (free >= batch || running == 0) {
                 match self.claim(free).await {
                     Ok(claimed) => {
                         backoff.reset();
@@ -402,6 +405,9 @@ impl Core {
                 _ = shutdown_rx.changed() => {}
                 Some(ended) = self.ended.1.recv() => {
                     self.on_run_ended(ended, &mut next_due);
+                    while let Ok(more) = self.ended.1.try_recv() {
+                        self.on_run_ended(more, &mut next_due);
+                    }
                 }
                 wakeup = wakeups.recv() => match wakeup {
                     Ok(Wakeup::Work { queue }) if queue == self.config.queue => backlog = true,

@@ -1,0 +1,337 @@
+//! Group commit: step results and verdicts from many executions share transactions.
+//!
+//! Callers queue their write and wait for its own result; a background task takes everything
+//! queued, writes it with one statement in one transaction (`zart_commit_steps`,
+//! `zart_complete_executions`), and answers each caller. While one batch is in flight the next
+//! accumulates, so batches grow with load, and a lone write on an idle worker goes out at once:
+//! no flush timer ever delays it. A step still returns to its workflow only once its own result
+//! is durable. If a whole batch fails (an unexpected error), its items are retried one by one,
+//! so one bad item cannot fail the others.
+
+use deadpool_postgres::Pool;
+use postgres_types::{ToSql, Type};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use zart::scheduler::{CommitStepParams, CompleteExecutionParams, Outcome};
+use zart::Error;
+
+use crate::errors::{from_pg, from_pool, Call};
+use crate::queries;
+
+/// The largest batch written in one statement.
+const MAX_BATCH: usize = 256;
+
+type Reply<T> = oneshot::Sender<Result<T, Error>>;
+
+/// The queues and their writer tasks; the tasks stop when this is dropped.
+pub(crate) struct GroupCommit {
+    steps: mpsc::UnboundedSender<(CommitStepParams, Reply<()>)>,
+    verdicts: mpsc::UnboundedSender<(CompleteExecutionParams, Reply<Option<String>>)>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for GroupCommit {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl GroupCommit {
+    /// Starts the writer tasks on the current runtime.
+    pub(crate) fn start(pool: Pool) -> Self {
+        let (steps, step_rx) = mpsc::unbounded_channel();
+        let (verdicts, verdict_rx) = mpsc::unbounded_channel();
+        let tasks = vec![
+            tokio::spawn(write_loop(pool.clone(), step_rx, write_steps)),
+            tokio::spawn(write_loop(pool, verdict_rx, write_verdicts)),
+        ];
+        GroupCommit {
+            steps,
+            verdicts,
+            tasks,
+        }
+    }
+
+    /// Records one step result, sharing a transaction with whatever else is queued.
+    pub(crate) async fn commit_step(&self, params: CommitStepParams) -> Result<(), Error> {
+        let (reply, answer) = oneshot::channel();
+        self.steps.send((params, reply)).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Records one verdict; returns the queue of a parent it woke.
+    pub(crate) async fn complete(
+        &self,
+        params: CompleteExecutionParams,
+    ) -> Result<Option<String>, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.verdicts.send((params, reply)).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+fn stopped() -> Error {
+    Error::Unavailable {
+        message: "the group-commit writer has stopped".to_owned(),
+        source: None,
+    }
+}
+
+/// Takes whatever is queued, writes it as one batch, answers each caller; repeats.
+async fn write_loop<P, T, F, Fut>(
+    pool: Pool,
+    mut rx: mpsc::UnboundedReceiver<(P, Reply<T>)>,
+    write: F,
+) where
+    F: Fn(Pool, Vec<P>) -> Fut,
+    Fut: std::future::Future<Output = Vec<Result<T, Error>>>,
+{
+    let mut queued = Vec::with_capacity(64);
+    while rx.recv_many(&mut queued, MAX_BATCH).await > 0 {
+        let (params, replies): (Vec<P>, Vec<Reply<T>>) = queued.drain(..).unzip();
+        metrics::histogram!("zart_group_commit_batch_size").record(params.len() as f64);
+        let results = write(pool.clone(), params).await;
+        for (reply, result) in replies.into_iter().zip(results) {
+            let _ = reply.send(result);
+        }
+    }
+}
+
+/// Maps a per-item code from the batch functions.
+fn item_result(code: Option<&str>, id: &str, step: Option<&str>) -> Result<(), Error> {
+    match code {
+        None => Ok(()),
+        Some(crate::sqlstate::CANCELLED) => Err(Error::Cancelled { id: id.to_owned() }),
+        Some(crate::sqlstate::STEP_RECORDED) => Err(Error::StepAlreadyRecorded {
+            id: id.to_owned(),
+            step: step.unwrap_or_default().to_owned(),
+        }),
+        Some(_) => Err(Error::LeaseLost { id: id.to_owned() }),
+    }
+}
+
+async fn query(
+    pool: &Pool,
+    sql: &str,
+    params: &[(&(dyn ToSql + Sync), Type)],
+    call: Call<'_>,
+) -> Result<Vec<tokio_postgres::Row>, Error> {
+    let client = pool.get().await.map_err(|e| from_pool(e, call))?;
+    client
+        .query_typed(sql, params)
+        .await
+        .map_err(|e| from_pg(e, call))
+}
+
+async fn write_steps(pool: Pool, items: Vec<CommitStepParams>) -> Vec<Result<(), Error>> {
+    if items.len() > 1 {
+        if let Ok(results) = write_steps_batch(&pool, &items).await {
+            return results;
+        }
+    }
+    let mut results = Vec::with_capacity(items.len());
+    for item in &items {
+        results.push(write_step(&pool, item).await);
+    }
+    results
+}
+
+async fn write_steps_batch(
+    pool: &Pool,
+    items: &[CommitStepParams],
+) -> Result<Vec<Result<(), Error>>, Error> {
+    let n = items.len();
+    let mut buckets = Vec::with_capacity(n);
+    let mut ids = Vec::with_capacity(n);
+    let mut fences = Vec::with_capacity(n);
+    let mut names = Vec::with_capacity(n);
+    let mut seqs = Vec::with_capacity(n);
+    let mut statuses = Vec::with_capacity(n);
+    let mut outputs = Vec::with_capacity(n);
+    let mut errors = Vec::with_capacity(n);
+    let mut attempts = Vec::with_capacity(n);
+    for p in items {
+        buckets.push(p.lease.bucket);
+        ids.push(p.lease.execution_id.as_str());
+        fences.push(p.lease.fence);
+        names.push(p.name.as_str());
+        seqs.push(i32::try_from(p.seq).unwrap_or(i32::MAX));
+        statuses.push(p.status.as_str());
+        outputs.push(p.output.clone());
+        errors.push(p.error.as_ref().map(crate::error_json).transpose()?);
+        attempts.push(i32::try_from(p.attempts).unwrap_or(i32::MAX));
+    }
+    let rows = query(
+        pool,
+        queries::COMMIT_STEPS,
+        &[
+            (&buckets, Type::INT2_ARRAY),
+            (&ids, Type::TEXT_ARRAY),
+            (&fences, Type::INT8_ARRAY),
+            (&names, Type::TEXT_ARRAY),
+            (&seqs, Type::INT4_ARRAY),
+            (&statuses, Type::TEXT_ARRAY),
+            (&outputs, Type::JSONB_ARRAY),
+            (&errors, Type::JSONB_ARRAY),
+            (&attempts, Type::INT4_ARRAY),
+        ],
+        Call::new("recording steps"),
+    )
+    .await?;
+    let codes: Vec<Option<String>> = rows
+        .first()
+        .map(|r| r.try_get(0))
+        .transpose()
+        .map_err(|e| from_pg(e, Call::new("recording steps")))?
+        .unwrap_or_default();
+    Ok(items
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            item_result(
+                codes.get(i).and_then(|c| c.as_deref()),
+                &p.lease.execution_id,
+                Some(&p.name),
+            )
+        })
+        .collect())
+}
+
+async fn write_step(pool: &Pool, p: &CommitStepParams) -> Result<(), Error> {
+    let call = Call::execution("recording a step", &p.lease.execution_id).step(&p.name);
+    let error = p.error.as_ref().map(crate::error_json).transpose()?;
+    let seq = i32::try_from(p.seq).unwrap_or(i32::MAX);
+    let attempts = i32::try_from(p.attempts).unwrap_or(i32::MAX);
+    query(
+        pool,
+        queries::COMMIT_STEP,
+        &[
+            (&p.lease.bucket, Type::INT2),
+            (&p.lease.execution_id, Type::TEXT),
+            (&p.lease.fence, Type::INT8),
+            (&p.name, Type::TEXT),
+            (&seq, Type::INT4),
+            (&p.status.as_str(), Type::TEXT),
+            (&p.output, Type::JSONB),
+            (&error, Type::JSONB),
+            (&attempts, Type::INT4),
+        ],
+        call,
+    )
+    .await?;
+    Ok(())
+}
+
+fn verdict_parts(
+    p: &CompleteExecutionParams,
+) -> Result<
+    (
+        &'static str,
+        Option<serde_json::Value>,
+        Option<serde_json::Value>,
+    ),
+    Error,
+> {
+    Ok(match &p.outcome {
+        Outcome::Completed(output) => ("completed", Some(output.clone()), None),
+        Outcome::Failed(error) => ("failed", None, Some(crate::error_json(error)?)),
+    })
+}
+
+async fn write_verdicts(
+    pool: Pool,
+    items: Vec<CompleteExecutionParams>,
+) -> Vec<Result<Option<String>, Error>> {
+    if items.len() > 1 {
+        if let Ok(results) = write_verdicts_batch(&pool, &items).await {
+            return results;
+        }
+    }
+    let mut results = Vec::with_capacity(items.len());
+    for item in &items {
+        results.push(write_verdict(&pool, item).await);
+    }
+    results
+}
+
+async fn write_verdicts_batch(
+    pool: &Pool,
+    items: &[CompleteExecutionParams],
+) -> Result<Vec<Result<Option<String>, Error>>, Error> {
+    let n = items.len();
+    let mut buckets = Vec::with_capacity(n);
+    let mut ids = Vec::with_capacity(n);
+    let mut fences = Vec::with_capacity(n);
+    let mut statuses = Vec::with_capacity(n);
+    let mut outputs = Vec::with_capacity(n);
+    let mut errors = Vec::with_capacity(n);
+    for p in items {
+        let (status, output, error) = verdict_parts(p)?;
+        buckets.push(p.lease.bucket);
+        ids.push(p.lease.execution_id.as_str());
+        fences.push(p.lease.fence);
+        statuses.push(status);
+        outputs.push(output);
+        errors.push(error);
+    }
+    let call = Call::new("completing executions");
+    let rows = query(
+        pool,
+        queries::COMPLETE_EXECUTIONS,
+        &[
+            (&buckets, Type::INT2_ARRAY),
+            (&ids, Type::TEXT_ARRAY),
+            (&fences, Type::INT8_ARRAY),
+            (&statuses, Type::TEXT_ARRAY),
+            (&outputs, Type::JSONB_ARRAY),
+            (&errors, Type::JSONB_ARRAY),
+        ],
+        call,
+    )
+    .await?;
+    if rows.len() != n {
+        return Err(Error::Database {
+            message: format!(
+                "zart_complete_executions returned {} rows for {n}",
+                rows.len()
+            ),
+            source: None,
+        });
+    }
+    items
+        .iter()
+        .zip(&rows)
+        .map(|(p, row)| {
+            let code: Option<String> = row.try_get("code").map_err(|e| from_pg(e, call))?;
+            let queue: Option<String> =
+                row.try_get("parent_queue").map_err(|e| from_pg(e, call))?;
+            Ok(item_result(code.as_deref(), &p.lease.execution_id, None).map(|()| queue))
+        })
+        .collect()
+}
+
+async fn write_verdict(pool: &Pool, p: &CompleteExecutionParams) -> Result<Option<String>, Error> {
+    let call = Call::execution("completing an execution", &p.lease.execution_id);
+    let (status, output, error) = verdict_parts(p)?;
+    let rows = query(
+        pool,
+        queries::COMPLETE_EXECUTION,
+        &[
+            (&p.lease.bucket, Type::INT2),
+            (&p.lease.execution_id, Type::TEXT),
+            (&p.lease.fence, Type::INT8),
+            (&status, Type::TEXT),
+            (&output, Type::JSONB),
+            (&error, Type::JSONB),
+        ],
+        call,
+    )
+    .await?;
+    rows.first()
+        .map(|r| r.try_get(0))
+        .transpose()
+        .map_err(|e| from_pg(e, call))
+        .map(Option::flatten)
+}

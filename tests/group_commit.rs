@@ -1,0 +1,178 @@
+//! Group commit: many executions' step results and verdicts share a transaction, and one
+//! item's stale lease fails only that item.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use zart::scheduler::{
+    ClaimTasksParams, CommitStepParams, CompleteExecutionParams, Outcome, ReleaseTasksParams,
+    StepStatus,
+};
+use zart::{Error, Scheduler, TaskRegistry};
+use zart_tests::{count, init_tracing, tasks, Harness};
+
+async fn echo_harness() -> Harness {
+    let mut registry = TaskRegistry::new();
+    registry.register("echo", tasks::Echo);
+    Harness::with_registry(registry).await
+}
+
+fn step(lease: &zart::scheduler::Lease, value: i64) -> CommitStepParams {
+    CommitStepParams {
+        lease: lease.clone(),
+        name: "echo".into(),
+        seq: 0,
+        status: StepStatus::Completed,
+        output: Some(serde_json::json!(value)),
+        error: None,
+        attempts: 1,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commits_share_batches_and_a_stale_lease_fails_only_its_own_item() {
+    init_tracing();
+    let h = echo_harness().await;
+    for i in 0..40 {
+        h.durable
+            .start(&format!("g-{i}"), "echo", serde_json::json!(i))
+            .await
+            .unwrap();
+    }
+    let claimed = h
+        .scheduler
+        .claim_tasks(ClaimTasksParams {
+            worker_id: "w".into(),
+            queue: "default".into(),
+            task_names: vec!["echo".into()],
+            limit: 40,
+            lease: Duration::from_secs(30),
+        })
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 40);
+    // Give one lease back: its run may write nothing more.
+    let stale = claimed[7].lease.clone();
+    h.scheduler
+        .release_tasks(ReleaseTasksParams {
+            worker_id: "w".into(),
+            queue: "default".into(),
+            leases: vec![stale.clone()],
+        })
+        .await
+        .unwrap();
+
+    let results = join_all(
+        claimed
+            .iter()
+            .enumerate()
+            .map(|(i, t)| h.scheduler.commit_step(step(&t.lease, i as i64))),
+    )
+    .await;
+    for (i, result) in results.iter().enumerate() {
+        if i == 7 {
+            assert!(
+                matches!(result, Err(Error::LeaseLost { id }) if *id == stale.execution_id),
+                "{result:?}"
+            );
+        } else {
+            assert!(result.is_ok(), "item {i}: {result:?}");
+        }
+    }
+    let verdicts = join_all(claimed.iter().map(|t| {
+        h.scheduler.complete_execution(CompleteExecutionParams {
+            lease: t.lease.clone(),
+            outcome: Outcome::Completed(serde_json::json!("done")),
+        })
+    }))
+    .await;
+    assert_eq!(verdicts.iter().filter(|r| r.is_ok()).count(), 39);
+    assert!(
+        matches!(verdicts[7], Err(Error::LeaseLost { .. })),
+        "{:?}",
+        verdicts[7]
+    );
+
+    let client = h.db.client().await;
+    assert_eq!(count(&client, "select count(*) from zart_steps").await, 39);
+    assert_eq!(
+        count(
+            &client,
+            "select count(*) from zart_executions where status = 'completed'"
+        )
+        .await,
+        39
+    );
+    let stale_status: String = client
+        .query_one(
+            "select status from zart_executions where id = $1",
+            &[&stale.execution_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        stale_status, "scheduled",
+        "the released execution is untouched"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_batch_functions_report_each_item_on_its_own() {
+    init_tracing();
+    let h = echo_harness().await;
+    let client = h.db.client().await;
+    client
+        .batch_execute(
+            "select zart_start('a', 'echo'); select zart_start('b', 'echo'); select zart_start('c', 'echo');
+             select zart_claim_tasks('w', 'default', array['echo'], 3, 30000);
+             select zart_cancel('c');",
+        )
+        .await
+        .unwrap();
+    // a: good; b: wrong fence; c: cancelled; a again: already recorded.
+    let codes: Vec<Option<String>> = client
+        .query_one(
+            "select zart_commit_steps(
+                 array[zart_bucket('a'), zart_bucket('b'), zart_bucket('c'), zart_bucket('a')],
+                 array['a', 'b', 'c', 'a'], array[1, 99, 1, 1]::bigint[],
+                 array['s', 's', 's', 's'], array[0, 0, 0, 0], array['completed', 'completed', 'completed', 'completed'],
+                 array['1', '2', '3', '4']::jsonb[], array[null, null, null, null]::jsonb[], array[1, 1, 1, 1])",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        codes,
+        vec![
+            None,
+            Some("ZA002".into()),
+            Some("ZA001".into()),
+            Some("ZA006".into())
+        ]
+    );
+    let rows = client
+        .query(
+            "select code, parent_queue from zart_complete_executions(
+                 array[zart_bucket('a'), zart_bucket('b')], array['a', 'b'], array[1, 99]::bigint[],
+                 array['completed', 'completed'], array['\"ok\"', '\"no\"']::jsonb[],
+                 array[null, null]::jsonb[])",
+            &[],
+        )
+        .await
+        .unwrap();
+    let codes: Vec<Option<String>> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(codes, vec![None, Some("ZA002".into())]);
+    assert_eq!(
+        count(
+            &client,
+            "select count(*) from zart_executions where status = 'completed'"
+        )
+        .await,
+        1
+    );
+    h.stop().await;
+}

@@ -1,6 +1,8 @@
 //! `zart-load`: throughput of Zart next to raw PostgreSQL queue baselines, in one run on one
 //! scratch database.
 //!
+//! - **C**: raw single-row insert commits per second from `--clients` connections.
+//! - **Z1**: idempotent `DurableScheduler::start` calls per second from `--clients` callers.
 //! - **B**: raw queue baseline: claim 100 rows with `FOR UPDATE SKIP LOCKED` (one statement,
 //!   one commit), then delete them (one commit), by `--clients` connections at once.
 //! - **Z2**: drain of pre-filled one-step no-op executions by one worker at its defaults.
@@ -98,6 +100,13 @@ async fn measure(
     zart_pg::migrate(config).await?;
     println!("zart-load: {count} per figure, raw baseline with {clients} clients");
 
+    let c = raw_inserts(config, count, clients).await?;
+    println!("C  raw single-row inserts     {c:>10.0} commits/s");
+    let z1 = starts(config, count, clients).await?;
+    println!(
+        "Z1 start, {clients} callers            {z1:>10.0} starts/s      ({:.2} x C)",
+        z1 / c
+    );
     let b = raw_batches(config, count, clients).await?;
     println!("B  raw claim-100 + delete     {b:>10.0} rows/s");
 
@@ -118,6 +127,68 @@ async fn connect(config: &tokio_postgres::Config) -> Result<tokio_postgres::Clie
     let (client, conn) = config.connect(NoTls).await?;
     tokio::spawn(conn);
     Ok(client)
+}
+
+/// C: single-row autocommit inserts per second, `clients` connections at once.
+async fn raw_inserts(config: &tokio_postgres::Config, count: u32, clients: u32) -> Result<f64> {
+    connect(config)
+        .await?
+        .batch_execute(
+            "create table bench_inserts (id bigserial primary key, payload jsonb not null)",
+        )
+        .await?;
+    let per_client = count / clients;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let client = connect(config).await?;
+        tasks.push(tokio::spawn(async move {
+            let insert = client
+                .prepare("insert into bench_inserts (payload) values ($1)")
+                .await?;
+            for i in 0..per_client {
+                client
+                    .execute(&insert, &[&serde_json::json!({ "n": i })])
+                    .await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(f64::from(per_client * clients) / started.elapsed().as_secs_f64())
+}
+
+/// Z1: `DurableScheduler::start` calls per second, `clients` callers at once.
+async fn starts(config: &tokio_postgres::Config, count: u32, clients: u32) -> Result<f64> {
+    let pool = PgPool::from_config(config.clone(), clients as usize)?;
+    let scheduler = Arc::new(PostgresScheduler::new(pool));
+    let mut registry = TaskRegistry::new();
+    registry.register("start-only", NoOp);
+    let durable = zart::DurableScheduler::new(scheduler, Arc::new(registry));
+    let per_client = count / clients;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let durable = durable.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per_client {
+                durable
+                    .start(
+                        &format!("start-{c}-{i}"),
+                        "start-only",
+                        serde_json::json!(0),
+                    )
+                    .await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(f64::from(per_client * clients) / started.elapsed().as_secs_f64())
 }
 
 /// B: rows per second through claim-100-with-SKIP-LOCKED then delete.

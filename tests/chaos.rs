@@ -1,0 +1,719 @@
+//! Fault injection with real processes and a real PostgreSQL: worker processes killed at random
+//! (the `zart-chaos` driver), the database restarted under load, every connection of the
+//! database terminated repeatedly, and a worker started while the database is down.
+//!
+//! The restart and outage scenarios run on a private throwaway cluster started with `ci/pg-up`
+//! (never the shared server) and stopped with `ci/pg-down` when the test ends, even on failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use zart::{DurableScheduler, Worker, WorkerConfig};
+use zart_pg::{PgPool, PostgresScheduler};
+use zart_tests::{count, init_tracing, server_url, tasks, url_with_db, wait_for, TestDb};
+
+const STEPS: i64 = 5;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Worker processes killed at random: the zart-chaos driver on a small run.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_small() {
+    init_tracing();
+    let json = std::env::temp_dir().join(format!("zart-chaos-small-{}.json", std::process::id()));
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_zart-chaos"))
+        .args([
+            "--workflows",
+            "60",
+            "--workers",
+            "3",
+            "--concurrency",
+            "4",
+            "--kill-every-ms",
+            "300",
+            "--step-ms",
+            "40",
+            "--min-kills",
+            "5",
+            "--timeout-s",
+            "90",
+            "--database-url",
+            &server_url(),
+            "--json",
+        ])
+        .arg(&json)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("zart-chaos did not finish within 120 s")
+        .expect("run zart-chaos");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stderr}{stdout}");
+    assert!(out.status.success(), "zart-chaos failed: {}", out.status);
+
+    let figures: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON report")).unwrap();
+    let _ = std::fs::remove_file(&json);
+    let n = |k: &str| {
+        figures[k]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{k} in {figures}"))
+    };
+    assert_eq!(figures["ok"], true);
+    assert!(n("workflows") >= 60);
+    assert!(n("kills") >= 5, "{figures}");
+    assert_eq!(n("completed"), n("workflows"));
+    assert_eq!(n("lost"), 0);
+    assert_eq!(n("steps_recorded_twice"), 0);
+    assert_eq!(n("executions_with_wrong_steps"), 0);
+    assert_eq!(n("step_rows"), n("workflows") * STEPS);
+    assert_eq!(n("steps_never_ran"), 0);
+    assert_eq!(n("unexplained_reruns"), 0);
+    assert_eq!(n("unexpected_worker_exits"), 0);
+    assert_eq!(n("stuck_tasks"), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A private throwaway cluster (ci/pg-up), stopped and deleted (ci/pg-down) when dropped.
+
+struct PrivatePg {
+    /// The exports of ci/pg-up: DATABASE_URL, ZART_PG_DIR, ZART_PG_CTL, ZART_PG_USER, ...
+    exports: Vec<(String, String)>,
+    url: String,
+    dir: String,
+    pg_ctl: String,
+    user: String,
+    port: u16,
+}
+
+/// Parses `export KEY='value'` lines (single quotes, `'\''` for a quote).
+fn parse_exports(out: &str) -> Vec<(String, String)> {
+    out.lines()
+        .filter_map(|line| line.strip_prefix("export "))
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| {
+            let v = v
+                .strip_prefix('\'')
+                .and_then(|v| v.strip_suffix('\''))
+                .unwrap_or(v);
+            (k.to_owned(), v.replace("'\\''", "'"))
+        })
+        .collect()
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+impl PrivatePg {
+    /// Starts a throwaway cluster with `ci/pg-up` (blocking: call from `spawn_blocking`).
+    fn start() -> PrivatePg {
+        let out = std::process::Command::new(repo_root().join("ci/pg-up"))
+            .env_remove("DATABASE_URL")
+            .env_remove("ZART_PG_DIR")
+            .env_remove("ZART_PG_STARTED")
+            .env_remove("ZART_PG_FRESH")
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .expect("run ci/pg-up");
+        assert!(out.status.success(), "ci/pg-up failed: {}", out.status);
+        let exports = parse_exports(&String::from_utf8_lossy(&out.stdout));
+        let get = |k: &str| {
+            exports
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| panic!("ci/pg-up printed no {k}: {exports:?}"))
+        };
+        // The guard exists from here on: a failure below still stops the cluster.
+        let mut pg = PrivatePg {
+            url: get("DATABASE_URL"),
+            dir: get("ZART_PG_DIR"),
+            pg_ctl: get("ZART_PG_CTL"),
+            user: get("ZART_PG_USER"),
+            port: 0,
+            exports: exports.clone(),
+        };
+        assert_eq!(get("ZART_PG_STARTED"), "1");
+        let port = tokio_postgres::Config::from_str(&pg.url)
+            .unwrap()
+            .get_ports()
+            .first()
+            .copied()
+            .expect("a port in the URL");
+        assert_ne!(
+            port, 5432,
+            "a private cluster must not be the shared server"
+        );
+        pg.port = port;
+        pg
+    }
+
+    /// `pg_ctl <args>` as the cluster's OS user (blocking).
+    fn pg_ctl(&self, args: &[&str]) {
+        let mut cmd = if is_root() && self.user != "root" {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", &self.user, "--", &self.pg_ctl]);
+            c
+        } else {
+            std::process::Command::new(&self.pg_ctl)
+        };
+        // The server inherits pg_ctl's output unless -l is given: send it to the log so that
+        // nothing here waits for the server's end of a pipe.
+        let log = format!("{}/server.log", self.dir);
+        let status = cmd
+            .current_dir("/")
+            .args(["-D", &self.dir])
+            .args(args)
+            .args(if args.contains(&"stop") {
+                vec![]
+            } else {
+                vec!["-l", log.as_str()]
+            })
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .status()
+            .expect("run pg_ctl");
+        if !status.success() {
+            let tail = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<_> = tail.lines().rev().take(20).collect();
+            panic!(
+                "pg_ctl {args:?} failed ({status}); server log tail:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+    }
+
+    fn restart(&self) {
+        self.pg_ctl(&["-m", "fast", "-w", "-t", "60", "restart"]);
+    }
+
+    fn stop(&self) {
+        self.pg_ctl(&["-m", "fast", "-w", "-t", "60", "stop"]);
+    }
+
+    /// Starts it again on the same port, with the options ci/pg-up uses.
+    fn start_again(&self) {
+        let opts = format!(
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c max_connections=300 -c fsync=off \
+             -c synchronous_commit=off -c full_page_writes=off",
+            self.port, self.dir
+        );
+        self.pg_ctl(&["-w", "-t", "60", "-o", &opts, "start"]);
+    }
+}
+
+impl Drop for PrivatePg {
+    fn drop(&mut self) {
+        let status = std::process::Command::new(repo_root().join("ci/pg-down"))
+            .envs(self.exports.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .status();
+        if !matches!(status, Ok(s) if s.success()) {
+            eprintln!("ci/pg-down failed for {}: {status:?}", self.dir);
+        }
+    }
+}
+
+async fn private_pg() -> PrivatePg {
+    tokio::task::spawn_blocking(PrivatePg::start).await.unwrap()
+}
+
+/// Runs a blocking cluster operation off the runtime's threads.
+async fn blocking(pg: &Arc<PrivatePg>, f: fn(&PrivatePg)) {
+    let pg = pg.clone();
+    tokio::task::spawn_blocking(move || f(&pg)).await.unwrap();
+}
+
+/// One integer from SQL through a pool, or None while the database is unreachable.
+async fn try_count(pool: &PgPool, sql: &str) -> Option<i64> {
+    let client = pool.pool().get().await.ok()?;
+    client.query_one(sql, &[]).await.ok().map(|r| r.get(0))
+}
+
+fn epoch_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// A worker and a client over one scheduler on `url`, with side effects recorded through
+/// `effects` (a database that the fault does not touch, unless it is the same one).
+struct InProcess {
+    durable: DurableScheduler<PostgresScheduler>,
+    stop: zart::ShutdownHandle,
+    handle: tokio::task::JoinHandle<Result<(), zart::Error>>,
+}
+
+fn in_process(url: &str, effects: &PgPool, config: WorkerConfig) -> InProcess {
+    let scheduler = Arc::new(PostgresScheduler::new(
+        PgPool::connect_lazy(url, 8).unwrap(),
+    ));
+    let registry = Arc::new(tasks::registry(effects.pool().clone()));
+    let worker = Worker::new(
+        scheduler.clone(),
+        registry.clone(),
+        config.with_handle_signals(false),
+    );
+    let stop = worker.shutdown_handle();
+    let handle = tokio::spawn(worker.run());
+    InProcess {
+        durable: DurableScheduler::new(scheduler, registry),
+        stop,
+        handle,
+    }
+}
+
+fn counted(step_ms: u64) -> serde_json::Value {
+    serde_json::json!({"steps": STEPS, "step_ms": step_ms})
+}
+
+/// Starts `id`, retrying while the database cannot be reached.
+async fn start_retrying(durable: &DurableScheduler<PostgresScheduler>, id: &str, step_ms: u64) {
+    wait_for(
+        &format!("{id} to start"),
+        Duration::from_secs(60),
+        || async { durable.start(id, "counted", counted(step_ms)).await.ok() },
+    )
+    .await;
+}
+
+/// Checks the executions named `prefix%` all completed with exactly one result per step, and
+/// that every step body ran (side effects in `effects`). Returns the bodies that ran twice.
+async fn assert_all_completed(
+    zart_db: &PgPool,
+    effects: &PgPool,
+    prefix: &str,
+    started: i64,
+) -> i64 {
+    let client = zart_db.pool().get().await.unwrap();
+    let like = format!("{prefix}%");
+    let n = |sql: &'static str| {
+        let client = &client;
+        let like = like.clone();
+        async move {
+            client
+                .query_one(sql, &[&like])
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+        }
+    };
+    assert_eq!(
+        n("select count(*) from zart_executions where id like $1").await,
+        started
+    );
+    let not_completed: Vec<String> = client
+        .query(
+            "select id || ' ' || status || ' ' || coalesce(error::text, '')
+               from zart_executions where id like $1 and status <> 'completed' limit 10",
+            &[&like],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(not_completed.is_empty(), "lost: {not_completed:?}");
+    assert_eq!(
+        n("select count(*) from zart_executions where id like $1 and output = '5'::jsonb").await,
+        started
+    );
+    assert_eq!(
+        n("select count(*) from zart_steps where execution_id like $1 and status = 'completed'")
+            .await,
+        started * STEPS,
+        "every step has exactly one recorded result"
+    );
+    assert_eq!(
+        n("select count(*) from zart_steps where execution_id like $1").await,
+        started * STEPS
+    );
+    assert_eq!(
+        count(&client, "select count(*) from zart_tasks").await,
+        0,
+        "nothing stuck"
+    );
+    let effects = effects.pool().get().await.unwrap();
+    let ran: i64 = effects
+        .query_one(
+            "select count(*) from (select distinct execution_id, step
+               from zart_test_side_effects where execution_id like $1) d",
+            &[&like],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(ran, started * STEPS, "every step body ran");
+    effects
+        .query_one(
+            "select count(*) from (select 1 from zart_test_side_effects where execution_id like $1
+               group by execution_id, step having count(*) > 1) d",
+            &[&like],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The database restarts in the middle of a stream of executions.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_restart_under_load_loses_nothing() {
+    init_tracing();
+    let pg = Arc::new(private_pg().await);
+    let config = tokio_postgres::Config::from_str(&pg.url).unwrap();
+    zart_pg::migrate(&config).await.unwrap();
+    // Side effects go to the shared server, which stays up: the restart hits Zart's database
+    // only, as it would a production deployment whose steps call other systems.
+    let effects_db = TestDb::empty().await;
+    effects_db
+        .client()
+        .await
+        .batch_execute(tasks::SETUP_SQL)
+        .await
+        .unwrap();
+    let effects = PgPool::connect_lazy(&effects_db.url, 8).unwrap();
+    let probe = PgPool::connect_lazy(&pg.url, 2).unwrap();
+
+    let app = in_process(
+        &pg.url,
+        &effects,
+        WorkerConfig::default()
+            .with_concurrency(8)
+            .with_lease_duration(Duration::from_secs(2)),
+    );
+
+    // A steady stream of starts: two every 50 ms, retried while the database is down.
+    let started = Arc::new(AtomicU64::new(0));
+    let producing = Arc::new(AtomicBool::new(true));
+    let producer = {
+        let durable = app.durable.clone();
+        let started = started.clone();
+        let producing = producing.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(50));
+            let mut i = 0u64;
+            while producing.load(Ordering::SeqCst) {
+                tick.tick().await;
+                for _ in 0..2 {
+                    start_retrying(&durable, &format!("restart-{i}"), 20).await;
+                    i += 1;
+                    started.store(i, Ordering::SeqCst);
+                }
+            }
+        })
+    };
+
+    let completed_sql = "select count(*) from zart_executions where status = 'completed'";
+    wait_for(
+        "executions to complete before the restart",
+        Duration::from_secs(30),
+        || async { try_count(&probe, completed_sql).await.filter(|n| *n >= 20) },
+    )
+    .await;
+    let unfinished_at_restart = try_count(
+        &probe,
+        "select count(*) from zart_executions where status <> 'completed'",
+    )
+    .await
+    .unwrap();
+    let restart_began = epoch_now();
+    blocking(&pg, PrivatePg::restart).await;
+    let back_up = epoch_now();
+    let started_at_restart = started.load(Ordering::SeqCst);
+
+    // Starts go on after the restart; then the stream stops.
+    wait_for(
+        "starts after the restart",
+        Duration::from_secs(30),
+        || async { (started.load(Ordering::SeqCst) >= started_at_restart + 40).then_some(()) },
+    )
+    .await;
+    producing.store(false, Ordering::SeqCst);
+    producer.await.unwrap();
+    let total = started.load(Ordering::SeqCst) as i64;
+
+    wait_for(
+        "every execution to finish",
+        Duration::from_secs(60),
+        || async {
+            try_count(
+                &probe,
+                "select count(*) from zart_executions where status in ('completed', 'failed', 'cancelled')",
+            )
+            .await
+            .filter(|n| *n == total)
+        },
+    )
+    .await;
+    assert!(
+        !app.handle.is_finished(),
+        "the worker must ride through the restart without being restarted"
+    );
+    let rerun = assert_all_completed(&probe, &effects, "restart-", total).await;
+
+    // Recovery: the first completion after the server accepted connections again.
+    let first_after: f64 = probe
+        .pool()
+        .get()
+        .await
+        .unwrap()
+        .query_one(
+            "select extract(epoch from min(finished_at))::float8 from zart_executions
+              where status = 'completed' and finished_at > to_timestamp($1)",
+            &[&back_up],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let recovery = first_after - back_up;
+    eprintln!(
+        "restart: {total} executions ({unfinished_at_restart} unfinished at the restart), \
+         server down for {:.2} s, first completion {:.3} s after it was back up \
+         ({:.3} s after the restart began), {rerun} step bodies ran twice",
+        back_up - restart_began,
+        recovery,
+        first_after - restart_began,
+    );
+    assert!(unfinished_at_restart > 0, "the restart came under load");
+    assert!(
+        recovery < 30.0,
+        "throughput did not recover within 30 s ({recovery:.1} s)"
+    );
+
+    app.stop.shutdown();
+    app.handle.await.unwrap().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Every connection of the database is terminated, again and again, under load.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_connections_lose_nothing_and_the_listener_comes_back() {
+    init_tracing();
+    let db = TestDb::new().await;
+    // Side effects in another database, whose connections are not terminated: a step body
+    // whose own insert failed would (rightly) fail its execution, which is not the point here.
+    let effects_db = TestDb::empty().await;
+    effects_db
+        .client()
+        .await
+        .batch_execute(tasks::SETUP_SQL)
+        .await
+        .unwrap();
+    let effects = PgPool::connect_lazy(&effects_db.url, 8).unwrap();
+    let probe = PgPool::connect_lazy(&db.url, 2).unwrap();
+    // A long sweep, so that only a working listener wakes the idle worker within seconds.
+    let app = in_process(
+        &db.url,
+        &effects,
+        WorkerConfig::default()
+            .with_concurrency(8)
+            .with_lease_duration(Duration::from_secs(2))
+            .with_sweep_interval(Duration::from_secs(30)),
+    );
+    let (admin, conn) = tokio_postgres::connect(
+        &url_with_db(&server_url(), "postgres"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+
+    const LOAD: i64 = 120;
+    for i in 0..LOAD {
+        start_retrying(&app.durable, &format!("drop-{i}"), 10).await;
+    }
+    let mut dropped = 0i64;
+    let mut listener_drops = 0i64;
+    let mut unfinished_at_drops = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    for _ in 0..8 {
+        tick.tick().await;
+        unfinished_at_drops.push(try_count(&probe, "select count(*) from zart_tasks").await);
+        let row = admin
+            .query_one(
+                "select count(*) filter (where pg_terminate_backend(pid)),
+                        count(*) filter (where query like 'listen zart_work%')
+                   from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()",
+                &[&db.name],
+            )
+            .await
+            .unwrap();
+        dropped += row.get::<_, i64>(0);
+        listener_drops += row.get::<_, i64>(1);
+    }
+    wait_for(
+        "every execution to finish",
+        Duration::from_secs(60),
+        || async {
+            try_count(
+                &probe,
+                "select count(*) from zart_executions where status in ('completed', 'failed', 'cancelled')",
+            )
+            .await
+            .filter(|n| *n == LOAD)
+        },
+    )
+    .await;
+    let rerun = assert_all_completed(&probe, &effects, "drop-", LOAD).await;
+    assert!(
+        matches!(unfinished_at_drops.first(), Some(Some(n)) if *n > 0),
+        "the first drop came under load: {unfinished_at_drops:?}"
+    );
+    assert!(
+        dropped >= 8,
+        "every round terminated connections: {dropped}"
+    );
+    assert!(listener_drops > 0, "the listener connection was terminated");
+
+    // The idle worker still wakes on a new start: through the listener, since the sweep is
+    // 30 s away.
+    let mut wake_ms = Vec::new();
+    for k in 0..3 {
+        let id = format!("wake-{k}");
+        let t = Instant::now();
+        start_retrying(&app.durable, &id, 0).await;
+        let sql = format!(
+            "select count(*) from zart_executions where id = '{id}' and status = 'completed'"
+        );
+        wait_for(
+            "the idle worker to run a new start",
+            Duration::from_secs(10),
+            || async { try_count(&probe, &sql).await.filter(|n| *n == 1) },
+        )
+        .await;
+        wake_ms.push(t.elapsed().as_millis());
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "a start after the drops took {:?}: the listener did not come back",
+            t.elapsed()
+        );
+    }
+    eprintln!(
+        "dropped connections: {dropped} backends terminated in 8 rounds ({listener_drops} of them \
+         the listener), {LOAD} executions completed, {rerun} step bodies ran twice, start-to-done \
+         on the idle worker afterwards: {wake_ms:?} ms"
+    );
+    assert!(!app.handle.is_finished());
+    app.stop.shutdown();
+    app.handle.await.unwrap().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The database is down when the worker starts.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_started_while_the_database_is_down_waits_and_clients_fail_fast() {
+    init_tracing();
+    let pg = Arc::new(private_pg().await);
+    let config = tokio_postgres::Config::from_str(&pg.url).unwrap();
+    zart_pg::migrate(&config).await.unwrap();
+    {
+        let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client.batch_execute(tasks::SETUP_SQL).await.unwrap();
+    }
+    blocking(&pg, PrivatePg::stop).await;
+
+    let effects = PgPool::connect_lazy(&pg.url, 4).unwrap();
+    let mut app = in_process(
+        &pg.url,
+        &effects,
+        WorkerConfig::default().with_lease_duration(Duration::from_secs(2)),
+    );
+
+    // A client with a short connect timeout fails at once, with a clear error.
+    let mut short = config.clone();
+    short.connect_timeout(Duration::from_secs(1));
+    let client = DurableScheduler::new(
+        Arc::new(PostgresScheduler::new(
+            PgPool::from_config(short, 2).unwrap(),
+        )),
+        Arc::new(tasks::registry(effects.pool().clone())),
+    );
+    let t = Instant::now();
+    let err = client
+        .start("outage-1", "counted", counted(0))
+        .await
+        .expect_err("a start while the database is down fails");
+    let took = t.elapsed();
+    let message = zart::error::error_chain(&err);
+    eprintln!("outage: start failed after {took:?}: {message}");
+    assert!(
+        matches!(err, zart::Error::Unavailable { .. }),
+        "expected Error::Unavailable, got {err:?}"
+    );
+    assert!(err.is_transient());
+    assert!(message.starts_with("database unavailable"), "{message}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+
+    // Meanwhile the worker keeps retrying: its run() does not return.
+    let early = tokio::time::timeout(Duration::from_millis(1500), &mut app.handle).await;
+    assert!(
+        early.is_err(),
+        "the worker's run() returned while the database was down: {early:?}"
+    );
+
+    blocking(&pg, PrivatePg::start_again).await;
+    let back_up = Instant::now();
+    start_retrying(&client, "outage-1", 0).await;
+    let probe = PgPool::connect_lazy(&pg.url, 2).unwrap();
+    wait_for(
+        "the waiting worker to run the execution",
+        Duration::from_secs(30),
+        || async {
+            try_count(
+                &probe,
+                "select count(*) from zart_executions where id = 'outage-1' and status = 'completed'",
+            )
+            .await
+            .filter(|n| *n == 1)
+        },
+    )
+    .await;
+    eprintln!(
+        "outage: the worker started while the database was down completed an execution {:.2} s \
+         after the database came up",
+        back_up.elapsed().as_secs_f64()
+    );
+    assert_all_completed(&probe, &effects, "outage-", 1).await;
+    assert!(!app.handle.is_finished());
+    app.stop.shutdown();
+    app.handle.await.unwrap().unwrap();
+}
+
+#[test]
+fn exports_parse() {
+    let parsed = parse_exports(
+        "export DATABASE_URL='postgres://postgres@127.0.0.1:55433/postgres'\n\
+         export ZART_PG_DIR='/tmp/it'\\''s'\n",
+    );
+    assert_eq!(
+        parsed,
+        vec![
+            (
+                "DATABASE_URL".to_owned(),
+                "postgres://postgres@127.0.0.1:55433/postgres".to_owned()
+            ),
+            ("ZART_PG_DIR".to_owned(), "/tmp/it's".to_owned()),
+        ]
+    );
+}

@@ -1,0 +1,289 @@
+//! Leases, timers and due times follow the database clock only: a worker process whose own
+//! wall clock is 10 minutes ahead (run under libfaketime) neither fires a sleep early nor takes
+//! over a lease that is still held.
+//!
+//! Needs `faketime` (Debian/Ubuntu: `apt-get install -y faketime`); without it these tests fail
+//! saying so.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use zart::ExecutionStatus;
+use zart_tests::{
+    init_tracing, kill_process, spawn_worker_process, spawn_worker_process_with, wait_for, Harness,
+};
+
+const WORKER_BIN: &str = env!("CARGO_BIN_EXE_zart-test-worker");
+const WAIT: Option<Duration> = Some(Duration::from_secs(30));
+/// How far ahead the skewed worker's wall clock runs.
+const SKEW: &str = "+10m";
+const SKEW_SECS: i64 = 600;
+
+/// The environment `faketime -f SKEW` runs a program with (`LD_PRELOAD` of libfaketime and
+/// `FAKETIME`), checked to shift the wall clock of a process by [`SKEW`]. Passing it to the
+/// worker directly keeps the worker our own child process (faketime(1) would fork it).
+fn skewed_env() -> Vec<(String, String)> {
+    let missing = |e: &dyn std::fmt::Display| {
+        panic!(
+            "cannot run `faketime` ({e}): the clock-skew tests need it to run a worker with a \
+             wall clock {SKEW} off; install it with `apt-get install -y faketime`"
+        )
+    };
+    let out = std::process::Command::new("faketime")
+        .args(["-f", SKEW, "env"])
+        .output()
+        .unwrap_or_else(|e| missing(&e));
+    assert!(
+        out.status.success(),
+        "`faketime -f {SKEW} env` failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let env: Vec<(String, String)> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        // FAKETIME_SHARED names the shared memory of that faketime process, gone by now.
+        .filter(|(k, _)| *k == "LD_PRELOAD" || *k == "FAKETIME")
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    assert!(
+        env.iter()
+            .any(|(k, v)| k == "LD_PRELOAD" && v.contains("faketime")),
+        "faketime did not set LD_PRELOAD: {env:?}"
+    );
+    // The shift is real for a process started with this environment.
+    let date = std::process::Command::new("date")
+        .arg("+%s")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    let theirs: i64 = String::from_utf8(date.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let ours = i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap();
+    assert!(
+        (theirs - ours - SKEW_SECS).abs() <= 5,
+        "a process under {env:?} sees {theirs}, {} s from our {ours}; expected {SKEW_SECS}",
+        theirs - ours
+    );
+    env
+}
+
+async fn spawn_skewed_worker(h: &Harness) -> (tokio::process::Child, i32) {
+    let env = skewed_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let child = spawn_worker_process_with(WORKER_BIN, &h.db, &env).await;
+    let pid = i32::try_from(child.id().unwrap()).unwrap();
+    // The worker itself runs with libfaketime loaded.
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    assert!(
+        maps.contains("libfaketime"),
+        "libfaketime is not loaded in the skewed worker {pid}"
+    );
+    (child, pid)
+}
+
+/// The pids that recorded side effect `step` of `id`, in order.
+async fn side_effects(client: &tokio_postgres::Client, id: &str, step: &str) -> Vec<i32> {
+    client
+        .query(
+            "select pid from zart_test_side_effects where execution_id = $1 and step = $2
+              order by at",
+            &[&id, &step],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// The task row of `id`: (locked_by, fence, claims, run_at > database now).
+async fn task_row(client: &tokio_postgres::Client, id: &str) -> (Option<String>, i64, i32, bool) {
+    let row = client
+        .query_one(
+            "select locked_by, fence, claims, run_at > zart_current_time()
+               from zart_tasks where execution_id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1), row.get(2), row.get(3))
+}
+
+/// Runs a one-step `counted` execution and returns the pid that ran its step: proof that a
+/// worker claimed since, with every due task in reach.
+async fn probe(h: &Harness, id: &str) -> i32 {
+    h.durable
+        .start(id, "counted", serde_json::json!({"steps": 1, "step_ms": 0}))
+        .await
+        .unwrap();
+    let done = h.durable.wait(id, WAIT).await.unwrap();
+    assert_eq!(done.status, ExecutionStatus::Completed, "{id}");
+    let pids = side_effects(&h.db.client().await, id, "step-0").await;
+    assert_eq!(pids.len(), 1, "{id}");
+    pids[0]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_with_a_fast_clock_does_not_fire_a_sleep_early() {
+    init_tracing();
+    let h = Harness::new().await;
+    let client = h.db.client().await;
+
+    // A normal worker reaches a two-minute sleep, then goes away.
+    let normal = spawn_worker_process(WORKER_BIN, &h.db).await;
+    let normal_pid = i32::try_from(normal.id().unwrap()).unwrap();
+    h.durable
+        .start("nap", "sleeper", serde_json::json!(120))
+        .await
+        .unwrap();
+    wait_for("the sleep to start", Duration::from_secs(30), || async {
+        (h.durable.status("nap").await.unwrap().status == ExecutionStatus::Sleeping).then_some(())
+    })
+    .await;
+    let wakes_in: f64 = client
+        .query_one(
+            "select extract(epoch from wake_at - zart_current_time())::float8
+               from zart_steps where execution_id = 'nap' and name = 'nap'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(wakes_in > 100.0 && wakes_in <= 120.0, "{wakes_in}");
+    kill_process(normal).await;
+    let before = task_row(&client, "nap").await;
+    assert_eq!(before.0, None, "a sleeping execution holds no lease");
+    assert!(before.3, "due in the future");
+
+    // A worker whose wall clock is 10 minutes ahead: past the wake time by its own clock.
+    let (skewed, skewed_pid) = spawn_skewed_worker(&h).await;
+    for i in 0..3 {
+        // Woken to look at the timers, then made to claim (it runs the probe): its claims do
+        // not take the sleeper.
+        client
+            .batch_execute("select pg_notify('zart_timer', 'default')")
+            .await
+            .unwrap();
+        assert_eq!(probe(&h, &format!("probe-{i}")).await, skewed_pid);
+        assert_eq!(task_row(&client, "nap").await, before, "after probe {i}");
+        assert_eq!(
+            h.durable.status("nap").await.unwrap().status,
+            ExecutionStatus::Sleeping
+        );
+        assert!(side_effects(&client, "nap", "after").await.is_empty());
+    }
+
+    // Once the database clock passes the wake time, the skewed worker runs the rest.
+    h.db.advance_clock(Duration::from_secs(121)).await;
+    let done = h.durable.wait("nap", WAIT).await.unwrap();
+    assert_eq!(done.status, ExecutionStatus::Completed);
+    assert_eq!(done.output, Some(serde_json::json!(120)));
+    assert_eq!(
+        side_effects(&client, "nap", "before").await,
+        vec![normal_pid]
+    );
+    assert_eq!(
+        side_effects(&client, "nap", "after").await,
+        vec![skewed_pid]
+    );
+    kill_process(skewed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_with_a_fast_clock_does_not_take_over_a_held_lease_early() {
+    init_tracing();
+    let h = Harness::new().await;
+    let client = h.db.client().await;
+
+    // A normal worker with one slot and a 20 s lease runs a long step (`after` holds for
+    // 10 minutes on its first run), heartbeating.
+    let normal = spawn_worker_process_with(
+        WORKER_BIN,
+        &h.db,
+        &[
+            ("ZART_TEST_LEASE_MS", "20000"),
+            ("ZART_TEST_CONCURRENCY", "1"),
+        ],
+    )
+    .await;
+    let normal_pid = i32::try_from(normal.id().unwrap()).unwrap();
+    h.durable
+        .start(
+            "held",
+            "approver",
+            serde_json::json!({"hold_after_ms": 600_000}),
+        )
+        .await
+        .unwrap();
+    wait_for("the approval wait", Duration::from_secs(30), || async {
+        (h.durable.status("held").await.unwrap().status == ExecutionStatus::Waiting).then_some(())
+    })
+    .await;
+    h.durable
+        .send_event("held", "approval", &serde_json::json!({"ok": true}))
+        .await
+        .unwrap();
+    wait_for(
+        "the long step to start",
+        Duration::from_secs(30),
+        || async {
+            (side_effects(&client, "held", "after").await == vec![normal_pid]).then_some(())
+        },
+    )
+    .await;
+    let (holder, fence, claims, leased) = task_row(&client, "held").await;
+    let holder = holder.expect("the normal worker holds the lease");
+    assert!(
+        leased,
+        "the lease runs into the future on the database clock"
+    );
+
+    // The skewed worker, 10 minutes ahead, would see the lease long expired by its own clock.
+    let (skewed, skewed_pid) = spawn_skewed_worker(&h).await;
+    for i in 0..3 {
+        // Only the skewed worker has a free slot, so it runs the probe.
+        assert_eq!(probe(&h, &format!("probe-{i}")).await, skewed_pid);
+        assert_eq!(
+            task_row(&client, "held").await,
+            (Some(holder.clone()), fence, claims, true),
+            "after probe {i}: the lease is untouched"
+        );
+        assert_eq!(
+            side_effects(&client, "held", "after").await,
+            vec![normal_pid]
+        );
+    }
+
+    // The holder dies mid-step. Its lease still runs on the database clock: not taken yet.
+    kill_process(normal).await;
+    assert_eq!(probe(&h, "probe-after-kill").await, skewed_pid);
+    assert_eq!(
+        task_row(&client, "held").await,
+        (Some(holder.clone()), fence, claims, true)
+    );
+
+    // Past the lease on the database clock, the skewed worker takes over and finishes.
+    h.db.advance_clock(Duration::from_secs(21)).await;
+    let done = h.durable.wait("held", WAIT).await.unwrap();
+    assert_eq!(done.status, ExecutionStatus::Completed);
+    assert_eq!(done.output, Some(serde_json::json!({"ok": true})));
+    assert_eq!(
+        done.attempts, 3,
+        "claimed for the wait, the step, and the takeover"
+    );
+    assert_eq!(
+        side_effects(&client, "held", "after").await,
+        vec![normal_pid, skewed_pid]
+    );
+    kill_process(skewed).await;
+}

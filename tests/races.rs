@@ -1,0 +1,753 @@
+//! Races: an event sent while its workflow registers the wait (both interleavings forced, 1,000
+//! times), events emitted by a trigger under concurrent, partly rolled-back inserts, and the
+//! NOTIFY payloads, which carry queue names and execution ids only, never user data.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use tokio_postgres::{AsyncMessage, NoTls};
+use zart::{
+    ExecutionStatus, Scheduler, TaskContext, TaskError, TaskHandler, TaskRegistry, WorkerConfig,
+};
+use zart_tests::{count, init_tracing, wait_for, Harness, TestDb};
+
+const WAIT: Option<Duration> = Some(Duration::from_secs(60));
+
+// ---------------------------------------------------------------------------------------------
+// The event race, forced at the SQL level.
+
+/// Iterations of the forced race, half in each interleaving.
+const RACE_ITERATIONS: usize = 1000;
+/// Lanes run in parallel, each with its own three connections and queue.
+const RACE_LANES: usize = 8;
+
+/// Polls (every millisecond, for at most 10 s) until backend `pid` waits for a lock held or
+/// awaited by one of `by` (the session holding the task row, or the other caller queued behind
+/// it). A wait for anything else, such as another lane's relation extension lock, does not
+/// count: the call has not reached the task row yet.
+async fn wait_until_blocked(client: &tokio_postgres::Client, pid: i32, by: &[i32], what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let by = by.to_vec();
+    loop {
+        let blocked: bool = client
+            .query_one("select pg_blocking_pids($1) && $2::int[]", &[&pid, &by])
+            .await
+            .unwrap()
+            .get(0);
+        if blocked {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} (backend {pid}) never blocked on the task row"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+async fn backend(url: &str) -> (Arc<tokio_postgres::Client>, i32) {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let pid: i32 = client
+        .query_one("select pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    (Arc::new(client), pid)
+}
+
+/// Claims the one due task of `queue`; returns (bucket, fence).
+async fn claim_one(client: &tokio_postgres::Client, queue: &str, id: &str) -> (i16, i64) {
+    let rows = client
+        .query(
+            "select bucket, execution_id, fence
+               from zart_claim_tasks('race-worker', $1, array['waiter'], 10, 600000)",
+            &[&queue],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "{id}: exactly one task is due on {queue}");
+    assert_eq!(rows[0].get::<_, String>(1), id);
+    (rows[0].get(0), rows[0].get(2))
+}
+
+const AWAIT: &str = "select outcome, payload
+                       from zart_await_event($1, $2, $3, 'event:go', 0, 'go', null)";
+
+/// What one iteration saw.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct LaneStats {
+    /// The waiter found the event when it looked (the sender committed first).
+    received_at_once: usize,
+    /// The waiter registered its wait first and the sender woke it.
+    woken: usize,
+}
+
+/// One lane: `iterations` executions, each with the race forced in the interleaving its
+/// iteration number picks.
+async fn race_lane(url: String, lane: usize, iterations: usize) -> LaneStats {
+    let (locker, locker_pid) = backend(&url).await;
+    let (waiter, waiter_pid) = backend(&url).await;
+    let (sender, sender_pid) = backend(&url).await;
+    let queue = format!("race-{lane}");
+    let mut stats = LaneStats::default();
+    let holders = [locker_pid, waiter_pid, sender_pid];
+    for i in 0..iterations {
+        let id = format!("race-{lane}-{i}");
+        let payload = serde_json::json!({"lane": lane, "i": i});
+        locker
+            .query(
+                "select zart_start($1, 'waiter', '{}'::jsonb, $2)",
+                &[&id, &queue],
+            )
+            .await
+            .unwrap();
+        let (bucket, fence) = claim_one(&locker, &queue, &id).await;
+
+        // A third session holds the task row, so both calls queue up behind it in a chosen
+        // order; releasing it lets the first in line go, then the second.
+        locker.batch_execute("begin").await.unwrap();
+        let held = locker
+            .query(
+                "select 1 from zart_tasks
+                  where bucket = zart_bucket($1) and execution_id = $1 for no key update",
+                &[&id],
+            )
+            .await
+            .unwrap();
+        assert_eq!(held.len(), 1);
+        let waiter_first = i % 2 == 0;
+        let start_wait = || {
+            let waiter = waiter.clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                let row = waiter
+                    .query_one(AWAIT, &[&bucket, &id, &fence])
+                    .await
+                    .unwrap();
+                (
+                    row.get::<_, String>(0),
+                    row.get::<_, Option<serde_json::Value>>(1),
+                )
+            })
+        };
+        let start_send = || {
+            let sender = sender.clone();
+            let id = id.clone();
+            let payload = payload.clone();
+            tokio::spawn(async move {
+                sender
+                    .query_one(
+                        "select zart_send_event(zart_bucket($1), $1, 'go', $2)",
+                        &[&id, &payload],
+                    )
+                    .await
+                    .unwrap()
+                    .get::<_, Option<String>>(0)
+            })
+        };
+        let (wait_call, send_call) = if waiter_first {
+            let w = start_wait();
+            wait_until_blocked(&locker, waiter_pid, &holders, "the waiter").await;
+            let s = start_send();
+            wait_until_blocked(&locker, sender_pid, &holders, "the sender").await;
+            (w, s)
+        } else {
+            let s = start_send();
+            wait_until_blocked(&locker, sender_pid, &holders, "the sender").await;
+            let w = start_wait();
+            wait_until_blocked(&locker, waiter_pid, &holders, "the waiter").await;
+            (w, s)
+        };
+        locker.batch_execute("commit").await.unwrap();
+        let (outcome, got) = wait_call.await.unwrap();
+        let woken = send_call.await.unwrap();
+
+        // Never missed: the wait got the event, or it is registered and due again now, with
+        // the event still buffered for it.
+        let mut fence = fence;
+        let mut receipts = 0;
+        match outcome.as_str() {
+            "received" => {
+                assert_eq!(got.as_ref(), Some(&payload), "{id}");
+                assert_eq!(woken, None, "{id}: nothing to wake, the event was found");
+                receipts += 1;
+                stats.received_at_once += 1;
+            }
+            "waiting" => {
+                assert_eq!(
+                    woken.as_deref(),
+                    Some(queue.as_str()),
+                    "{id}: the sender saw the registered wait and woke it"
+                );
+                let row = locker
+                    .query_one(
+                        "select t.locked_by is null, t.run_at <= zart_current_time(),
+                                t.wait_kind, t.wait_name,
+                                (select count(*) from zart_events e
+                                  where e.execution_id = t.execution_id and e.consumed_at is null)
+                           from zart_tasks t where t.execution_id = $1",
+                        &[&id],
+                    )
+                    .await
+                    .unwrap();
+                assert!(row.get::<_, bool>(0), "{id}: released");
+                assert!(row.get::<_, bool>(1), "{id}: due again at once");
+                assert_eq!(row.get::<_, Option<String>>(2).as_deref(), Some("event"));
+                assert_eq!(row.get::<_, Option<String>>(3).as_deref(), Some("go"));
+                assert_eq!(row.get::<_, i64>(4), 1, "{id}: the event is buffered");
+                let (_, refence) = claim_one(&locker, &queue, &id).await;
+                fence = refence;
+                let row = waiter
+                    .query_one(AWAIT, &[&bucket, &id, &fence])
+                    .await
+                    .unwrap();
+                assert_eq!(row.get::<_, String>(0), "received", "{id}");
+                assert_eq!(
+                    row.get::<_, Option<serde_json::Value>>(1).as_ref(),
+                    Some(&payload)
+                );
+                receipts += 1;
+                stats.woken += 1;
+            }
+            other => panic!("{id}: unexpected outcome {other}"),
+        }
+        assert_eq!(receipts, 1, "{id}: exactly one payload");
+        // And the interleaving was the one forced: a waiter that got the row first registered
+        // its wait and was woken; a sender that got it first left the event for the waiter.
+        assert_eq!(
+            outcome == "waiting",
+            waiter_first,
+            "{id}: waiter first: {waiter_first}, outcome {outcome}"
+        );
+        locker
+            .query(
+                "select zart_complete_execution($1, $2, $3, 'completed', $4, null)",
+                &[&bucket, &id, &fence, &payload],
+            )
+            .await
+            .unwrap();
+    }
+    stats
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_sent_while_the_wait_is_registered_is_delivered_exactly_once() {
+    init_tracing();
+    let db = TestDb::new().await;
+    let started = Instant::now();
+    let per_lane = RACE_ITERATIONS / RACE_LANES;
+    let lanes: Vec<_> = (0..RACE_LANES)
+        .map(|lane| tokio::spawn(race_lane(db.url.clone(), lane, per_lane)))
+        .collect();
+    let mut total = LaneStats::default();
+    for lane in lanes {
+        let stats = lane.await.unwrap();
+        total.received_at_once += stats.received_at_once;
+        total.woken += stats.woken;
+    }
+    eprintln!(
+        "{} forced races in {:?}: {total:?}",
+        per_lane * RACE_LANES,
+        started.elapsed()
+    );
+    let n = per_lane * RACE_LANES;
+    assert_eq!(n, RACE_ITERATIONS);
+    // Both interleavings ran (each iteration checked it got the one it forced).
+    assert_eq!(total.received_at_once + total.woken, n);
+    assert_eq!(total.woken, RACE_LANES * per_lane.div_ceil(2));
+
+    // Every event consumed exactly once, by the wait it was meant for, and every wait got
+    // exactly its own payload.
+    let client = db.client().await;
+    let n = i64::try_from(n).unwrap();
+    assert_eq!(count(&client, "select count(*) from zart_events").await, n);
+    assert_eq!(
+        count(
+            &client,
+            "select count(*) from zart_events
+              where consumed_at is not null and consumed_by = 'event:go'"
+        )
+        .await,
+        n
+    );
+    assert_eq!(
+        count(
+            &client,
+            "select count(*) from zart_steps s
+               join zart_events e on e.execution_id = s.execution_id
+              where s.name = 'event:go' and s.status = 'completed'
+                and s.output = jsonb_build_object('received', e.payload)
+                and e.payload = jsonb_build_object(
+                        'lane', split_part(s.execution_id, '-', 2)::int,
+                        'i', split_part(s.execution_id, '-', 3)::int)"
+        )
+        .await,
+        n
+    );
+    assert_eq!(
+        count(
+            &client,
+            "select count(*) from zart_executions where status = 'completed'"
+        )
+        .await,
+        n
+    );
+    assert_eq!(count(&client, "select count(*) from zart_tasks").await, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events from a trigger under concurrent inserts, some rolled back.
+
+/// Waits for each event named in its input, in order; returns their payloads.
+struct Collector;
+
+#[async_trait]
+impl TaskHandler for Collector {
+    type Data = Vec<String>;
+    type Output = Vec<serde_json::Value>;
+
+    async fn run(
+        &self,
+        ctx: &mut TaskContext<impl Scheduler>,
+        names: Vec<String>,
+    ) -> Result<Vec<serde_json::Value>, TaskError> {
+        let mut payloads = Vec::with_capacity(names.len());
+        for name in &names {
+            let payload = ctx
+                .wait_for_event::<serde_json::Value>(name, None)
+                .await?
+                .received()
+                .unwrap_or_default();
+            payloads.push(payload);
+        }
+        Ok(payloads)
+    }
+}
+
+const INSERTERS: usize = 4;
+const TRANSACTIONS: usize = 80;
+const SINKS: usize = 3;
+
+/// How transaction `tx` of an inserter ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TxEnd {
+    Commit,
+    Rollback,
+    /// Its second row is inserted in a savepoint that is rolled back; the rest commits.
+    SavepointRollback,
+    /// A row addressed to an unknown execution makes the trigger fail, aborting it all.
+    TriggerError,
+}
+
+fn tx_end(tx: usize) -> TxEnd {
+    match tx % 8 {
+        1 => TxEnd::Rollback,
+        3 | 7 => TxEnd::SavepointRollback,
+        5 => TxEnd::TriggerError,
+        _ => TxEnd::Commit,
+    }
+}
+
+/// The rows of a transaction: (row index, sink). Sinks ascend within a transaction, so
+/// concurrent transactions lock the sinks' task rows in one order.
+fn tx_rows(tx: usize) -> Vec<(usize, usize)> {
+    let rows = match tx_end(tx) {
+        TxEnd::SavepointRollback => 3,
+        _ => 1 + tx % SINKS,
+    };
+    (0..rows).map(|j| (j, j % SINKS)).collect()
+}
+
+fn row_name(inserter: usize, tx: usize, j: usize) -> String {
+    format!("row-{inserter}-{tx}-{j}")
+}
+
+/// The committed rows' event names per sink, in insertion order per inserter.
+fn expected_names() -> BTreeMap<usize, Vec<String>> {
+    let mut names: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    for inserter in 0..INSERTERS {
+        for tx in 0..TRANSACTIONS {
+            for (j, sink) in tx_rows(tx) {
+                let kept = match tx_end(tx) {
+                    TxEnd::Commit => true,
+                    TxEnd::Rollback | TxEnd::TriggerError => false,
+                    TxEnd::SavepointRollback => j != 1,
+                };
+                if kept {
+                    names
+                        .entry(sink)
+                        .or_default()
+                        .push(row_name(inserter, tx, j));
+                }
+            }
+        }
+    }
+    names
+}
+
+async fn insert_row(
+    tx: &tokio_postgres::Transaction<'_>,
+    inserter: usize,
+    t: usize,
+    j: usize,
+    sink: &str,
+) -> Result<u64, tokio_postgres::Error> {
+    tx.execute(
+        "insert into user_orders (inserter, tx, j, sink, name) values ($1, $2, $3, $4, $5)",
+        &[
+            &i32::try_from(inserter).unwrap(),
+            &i32::try_from(t).unwrap(),
+            &i32::try_from(j).unwrap(),
+            &sink,
+            &row_name(inserter, t, j),
+        ],
+    )
+    .await
+}
+
+async fn inserter(url: String, inserter: usize) {
+    let (mut client, connection) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    for t in 0..TRANSACTIONS {
+        let tx = client.transaction().await.unwrap();
+        let end = tx_end(t);
+        for (j, sink) in tx_rows(t) {
+            let sink = format!("sink-{sink}");
+            if end == TxEnd::SavepointRollback && j == 1 {
+                tx.batch_execute("savepoint second_row").await.unwrap();
+                insert_row(&tx, inserter, t, j, &sink).await.unwrap();
+                tx.batch_execute("rollback to savepoint second_row")
+                    .await
+                    .unwrap();
+            } else {
+                insert_row(&tx, inserter, t, j, &sink).await.unwrap();
+            }
+        }
+        match end {
+            TxEnd::Commit | TxEnd::SavepointRollback => tx.commit().await.unwrap(),
+            TxEnd::Rollback => tx.rollback().await.unwrap(),
+            TxEnd::TriggerError => {
+                let err = insert_row(&tx, inserter, t, 99, "nobody")
+                    .await
+                    .unwrap_err();
+                assert_eq!(err.code().unwrap().code(), "ZA007", "{err}");
+                tx.rollback().await.unwrap();
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trigger_under_concurrent_inserts_delivers_one_event_per_committed_row() {
+    init_tracing();
+    let mut registry = TaskRegistry::new();
+    registry.register("collector", Collector);
+    let h = Harness::with_registry(registry).await;
+    h.spawn_worker(WorkerConfig::default().with_concurrency(4));
+    let client = h.db.client().await;
+    client
+        .batch_execute(
+            "create table user_orders (
+                 id bigserial primary key,
+                 inserter int not null,
+                 tx int not null,
+                 j int not null,
+                 sink text not null,
+                 name text not null unique
+             );
+             create function user_orders_emit() returns trigger language plpgsql as $$
+             begin
+                 perform zart_emit_event(new.sink, new.name,
+                     jsonb_build_object('row_id', new.id, 'inserter', new.inserter,
+                                        'tx', new.tx, 'j', new.j));
+                 return new;
+             end $$;
+             create trigger user_orders_emit after insert on user_orders
+                 for each row execute function user_orders_emit();",
+        )
+        .await
+        .unwrap();
+    let expected = expected_names();
+    assert_eq!(expected.len(), SINKS);
+    for (sink, names) in &expected {
+        h.durable
+            .start(
+                &format!("sink-{sink}"),
+                "collector",
+                serde_json::json!(names),
+            )
+            .await
+            .unwrap();
+    }
+    let inserters: Vec<_> = (0..INSERTERS)
+        .map(|i| tokio::spawn(inserter(h.db.url.clone(), i)))
+        .collect();
+    for i in inserters {
+        i.await.unwrap();
+    }
+
+    let committed: i64 = expected
+        .values()
+        .map(|v| i64::try_from(v.len()).unwrap())
+        .sum();
+    assert_eq!(
+        count(&client, "select count(*) from user_orders").await,
+        committed
+    );
+    for (sink, names) in &expected {
+        let id = format!("sink-{sink}");
+        let done = h.durable.wait(&id, WAIT).await.unwrap();
+        assert_eq!(done.status, ExecutionStatus::Completed, "{id}");
+        let payloads = done.output.unwrap();
+        let payloads = payloads.as_array().unwrap();
+        assert_eq!(payloads.len(), names.len(), "{id}");
+        for (name, payload) in names.iter().zip(payloads) {
+            let row = client
+                .query_one(
+                    "select jsonb_build_object('row_id', id, 'inserter', inserter, 'tx', tx, 'j', j)
+                       from user_orders where name = $1 and sink = $2",
+                    &[name, &id],
+                )
+                .await
+                .unwrap();
+            assert_eq!(&row.get::<_, serde_json::Value>(0), payload, "{name}");
+        }
+    }
+    // Delivered events are exactly the committed rows, each consumed once by its own wait.
+    assert_eq!(
+        count(&client, "select count(*) from zart_events").await,
+        committed
+    );
+    assert_eq!(
+        count(
+            &client,
+            "select count(*) from zart_events e
+               join user_orders o on o.sink = e.execution_id and o.name = e.name
+                                 and (e.payload->>'row_id')::bigint = o.id
+              where e.consumed_by = 'event:' || e.name"
+        )
+        .await,
+        committed
+    );
+    let names: BTreeSet<String> = client
+        .query("select name from zart_events", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for inserter in 0..INSERTERS {
+        for t in 0..TRANSACTIONS {
+            for (j, _) in tx_rows(t) {
+                let name = row_name(inserter, t, j);
+                let kept = match tx_end(t) {
+                    TxEnd::Commit => true,
+                    TxEnd::Rollback | TxEnd::TriggerError => false,
+                    TxEnd::SavepointRollback => j != 1,
+                };
+                assert_eq!(names.contains(&name), kept, "{name}: {:?}", tx_end(t));
+            }
+        }
+    }
+    h.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// NOTIFY payloads.
+
+/// In every input, payload and error message of this test, never in an id or queue name.
+const SECRET: &str = "S3CRET-user-data-d41d8cd9";
+
+type Notes = Arc<Mutex<Vec<(String, String)>>>;
+
+/// A plain session listening on Zart's channels; every notification is appended to the list.
+async fn listen(url: &str) -> (tokio_postgres::Client, Notes) {
+    let (client, mut connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
+    let notes: Notes = Arc::default();
+    let sink = notes.clone();
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = messages.next().await {
+            if let AsyncMessage::Notification(n) = message {
+                sink.lock()
+                    .unwrap()
+                    .push((n.channel().to_owned(), n.payload().to_owned()));
+            }
+        }
+    });
+    client
+        .batch_execute("listen zart_work; listen zart_timer; listen zart_done")
+        .await
+        .unwrap();
+    (client, notes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_payloads_carry_ids_and_queue_names_never_user_data() {
+    init_tracing();
+    let h = Harness::new().await;
+    let (_listener, notes) = listen(&h.db.url).await;
+    h.spawn_worker(WorkerConfig::default());
+    let client = h.db.client().await;
+    let durable = &h.durable;
+
+    // Inputs and payloads just under the 1 MiB limit, far over NOTIFY's 8000 bytes.
+    let limit = zart::limits::DEFAULT_MAX_PAYLOAD_BYTES;
+    let near_limit = |tag: &str| {
+        let head = serde_json::json!({"secret": SECRET, "tag": tag, "blob": ""});
+        let fill = limit - head.to_string().len() - 16;
+        serde_json::json!({"secret": SECRET, "tag": tag, "blob": format!("{SECRET}{}", "x".repeat(fill - SECRET.len()))})
+    };
+    let big = near_limit("start");
+    assert!(big.to_string().len() > limit - 100 && big.to_string().len() <= limit);
+    durable.start("big", "echo", big.clone()).await.unwrap();
+    // Events with big payloads, from Rust and from SQL (whose NOTIFY is sent in the
+    // transaction).
+    durable
+        .start(
+            "approve-rust",
+            "approver",
+            serde_json::json!({"note": SECRET}),
+        )
+        .await
+        .unwrap();
+    client
+        .query(
+            "select zart_start('approve-sql', 'approver', $1)",
+            &[&serde_json::json!({"note": SECRET})],
+        )
+        .await
+        .unwrap();
+    // A sleep and a durable retry (zart_timer), a failure whose message is user data, an
+    // execution started from SQL, and one cancelled from SQL (zart_done from the SQL path).
+    durable
+        .start("sleeper", "sleeper", serde_json::json!(60))
+        .await
+        .unwrap();
+    durable
+        .start(
+            "flaky",
+            "flaky",
+            serde_json::json!({"failures": 1, "max_attempts": 3, "base_ms": 1500}),
+        )
+        .await
+        .unwrap();
+    durable
+        .start(
+            "panicky",
+            "panicky",
+            serde_json::json!(format!("{SECRET} in a panic")),
+        )
+        .await
+        .unwrap();
+    client
+        .query(
+            "select zart_start('sql-echo', 'echo', $1)",
+            &[&serde_json::json!({"secret": SECRET})],
+        )
+        .await
+        .unwrap();
+    durable
+        .start("to-cancel", "approver", serde_json::json!({"note": SECRET}))
+        .await
+        .unwrap();
+
+    for id in ["approve-rust", "approve-sql", "to-cancel"] {
+        wait_for(
+            &format!("{id} to wait"),
+            Duration::from_secs(30),
+            || async {
+                (durable.status(id).await.unwrap().status == ExecutionStatus::Waiting).then_some(())
+            },
+        )
+        .await;
+    }
+    let event = near_limit("event");
+    durable
+        .send_event("approve-rust", "approval", &event)
+        .await
+        .unwrap();
+    client
+        .query(
+            "select zart_emit_event('approve-sql', 'approval', $1)",
+            &[&near_limit("sql-event")],
+        )
+        .await
+        .unwrap();
+    let cancelled: i32 = client
+        .query_one("select zart_cancel('to-cancel')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(cancelled, 1);
+    wait_for("the sleeper to sleep", Duration::from_secs(30), || async {
+        (durable.status("sleeper").await.unwrap().status == ExecutionStatus::Sleeping).then_some(())
+    })
+    .await;
+    h.db.advance_clock(Duration::from_secs(61)).await;
+
+    let finished = [
+        ("big", ExecutionStatus::Completed),
+        ("approve-rust", ExecutionStatus::Completed),
+        ("approve-sql", ExecutionStatus::Completed),
+        ("sleeper", ExecutionStatus::Completed),
+        ("flaky", ExecutionStatus::Completed),
+        ("panicky", ExecutionStatus::Failed),
+        ("sql-echo", ExecutionStatus::Completed),
+        ("to-cancel", ExecutionStatus::Cancelled),
+    ];
+    for (id, status) in finished {
+        let done = durable.wait(id, WAIT).await.unwrap();
+        assert_eq!(done.status, status, "{id}: {:?}", done.error);
+    }
+    assert_eq!(durable.status("big").await.unwrap().output, Some(big));
+    assert_eq!(
+        durable.status("approve-rust").await.unwrap().output,
+        Some(event)
+    );
+    assert!(durable
+        .status("panicky")
+        .await
+        .unwrap()
+        .error
+        .unwrap()
+        .message
+        .contains(SECRET));
+
+    // Every finish was announced on zart_done, by id; work and timers by queue name.
+    let ids: BTreeSet<String> = finished.iter().map(|(id, _)| (*id).to_owned()).collect();
+    let seen = wait_for(
+        "every notification to arrive",
+        Duration::from_secs(30),
+        || async {
+            let notes = notes.lock().unwrap().clone();
+            let done: BTreeSet<String> = notes
+                .iter()
+                .filter(|(c, _)| c == "zart_done")
+                .map(|(_, p)| p.clone())
+                .collect();
+            let has = |channel: &str| notes.iter().any(|(c, p)| c == channel && p == "default");
+            (done == ids && has("zart_work") && has("zart_timer")).then_some(notes)
+        },
+    )
+    .await;
+    assert!(seen.len() >= ids.len() + 2);
+    for (channel, payload) in &seen {
+        assert!(
+            !payload.contains(SECRET),
+            "user data in a NOTIFY on {channel}: {payload:.200}"
+        );
+        assert!(payload.len() <= 255, "{channel}: {payload:.200}");
+        match channel.as_str() {
+            "zart_work" | "zart_timer" => assert_eq!(payload, "default", "{channel}"),
+            "zart_done" => assert!(ids.contains(payload), "zart_done: {payload}"),
+            other => panic!("notification on an unexpected channel {other}"),
+        }
+    }
+    h.stop().await;
+}

@@ -1,0 +1,741 @@
+//! Least privilege (docs/roles.sql): a worker and a client running as the roles `zart_worker`
+//! and `zart_client` take a workflow through steps, a durable retry, a child, a sleep and an
+//! event; the client cannot claim; `zart_reader` can read everything and change nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio_postgres::NoTls;
+use zart::scheduler::ClaimTasksParams;
+use zart::{
+    DurableScheduler, Error, ExecutionStatus, RetryConfig, Scheduler, TaskContext, TaskError,
+    TaskHandler, TaskRegistry, Worker, WorkerConfig,
+};
+use zart_pg::{PgPool, PostgresScheduler};
+use zart_tests::{init_tracing, server_url, tasks, url_with_db, wait_for, TestDb};
+
+const WAIT: Option<Duration> = Some(Duration::from_secs(30));
+
+/// Functions every role may call.
+const SHARED_FUNCTIONS: &[&str] = &["zart_bucket", "zart_current_time", "zart_schema_version"];
+/// Functions `zart_client` may call besides the shared ones.
+const CLIENT_FUNCTIONS: &[&str] = &[
+    "zart_cancel",
+    "zart_cancel_execution",
+    "zart_check_payload",
+    "zart_check_text",
+    "zart_emit_event",
+    "zart_send_event",
+    "zart_start",
+    "zart_start_execution",
+    "zart_wake_waiter",
+];
+/// Functions `zart_worker` may call besides the shared ones.
+const WORKER_FUNCTIONS: &[&str] = &[
+    "zart_await_event",
+    "zart_check_text",
+    "zart_claim_tasks",
+    "zart_close_wait",
+    "zart_commit_step",
+    "zart_commit_steps",
+    "zart_complete_execution",
+    "zart_complete_executions",
+    "zart_heartbeat",
+    "zart_lock_task",
+    "zart_next_run_at",
+    "zart_open_wait",
+    "zart_raise_fence",
+    "zart_release_tasks",
+    "zart_retry_step",
+    "zart_sleep",
+    "zart_start_child",
+    "zart_start_execution",
+    "zart_suspend",
+    "zart_try_lock_task",
+    "zart_wake_waiter",
+];
+
+const TABLES: &[&str] = &[
+    "zart_executions",
+    "zart_tasks",
+    "zart_steps",
+    "zart_events",
+    "zart_clock",
+    "zart_schema_history",
+];
+const VIEWS: &[&str] = &[
+    "zart_execution_counts",
+    "zart_step_timeline",
+    "zart_waiting",
+    "zart_overdue",
+];
+const PRIVILEGES: &[&str] = &[
+    "SELECT",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "TRUNCATE",
+    "REFERENCES",
+    "TRIGGER",
+];
+
+/// The table privileges each role has; everything else is denied.
+fn table_privileges(role: Role) -> BTreeSet<(&'static str, &'static str)> {
+    let mut set = BTreeSet::new();
+    set.insert(("zart_clock", "SELECT"));
+    let mut add = |table, privileges: &[&'static str]| {
+        for p in privileges {
+            set.insert((table, *p));
+        }
+    };
+    match role {
+        Role::Reader => {
+            for t in TABLES.iter().chain(VIEWS) {
+                add(*t, &["SELECT"]);
+            }
+        }
+        Role::Client => {
+            add("zart_executions", &["SELECT", "INSERT", "UPDATE"]);
+            add("zart_tasks", &["SELECT", "INSERT", "UPDATE", "DELETE"]);
+            add("zart_events", &["INSERT"]);
+        }
+        Role::Worker => {
+            add("zart_executions", &["SELECT", "INSERT", "UPDATE"]);
+            add("zart_tasks", &["SELECT", "INSERT", "UPDATE", "DELETE"]);
+            add("zart_steps", &["SELECT", "INSERT", "UPDATE"]);
+            add("zart_events", &["SELECT", "UPDATE"]);
+        }
+    }
+    set
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Worker,
+    Client,
+    Reader,
+}
+
+const ROLES: [Role; 3] = [Role::Worker, Role::Client, Role::Reader];
+
+impl Role {
+    fn group(self) -> &'static str {
+        match self {
+            Role::Worker => "zart_worker",
+            Role::Client => "zart_client",
+            Role::Reader => "zart_reader",
+        }
+    }
+
+    fn functions(self) -> BTreeSet<&'static str> {
+        let own: &[&str] = match self {
+            Role::Worker => WORKER_FUNCTIONS,
+            Role::Client => CLIENT_FUNCTIONS,
+            Role::Reader => &[],
+        };
+        SHARED_FUNCTIONS.iter().chain(own).copied().collect()
+    }
+}
+
+/// The group roles of docs/roles.sql under names unique to this test, and one LOGIN user in
+/// each. Dropped (with their privileges) when this value is dropped, also after a failure.
+struct Roles {
+    suffix: String,
+    db_name: String,
+}
+
+impl Roles {
+    /// Applies docs/roles.sql to `db` with the role names made unique, and creates the users.
+    async fn apply(db: &TestDb) -> Roles {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let roles = Roles {
+            suffix: format!(
+                "t{}_{}_{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::SeqCst),
+                nanos % 100_000
+            ),
+            db_name: db.name.clone(),
+        };
+        let mut sql =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/roles.sql"))
+                .expect("docs/roles.sql");
+        for role in ROLES {
+            let name = role.group();
+            assert!(
+                !sql.contains(&format!("{name}_")),
+                "docs/roles.sql has an identifier that starts with {name}_: renaming would break it"
+            );
+            assert!(sql.contains(name), "docs/roles.sql does not mention {name}");
+            sql = sql.replace(name, &roles.group(role));
+        }
+        let admin = db.client().await;
+        admin
+            .batch_execute(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("docs/roles.sql failed: {e:?}"));
+        // Applying it twice is harmless.
+        admin.batch_execute(&sql).await.unwrap();
+        for role in ROLES {
+            admin
+                .batch_execute(&format!(
+                    "create role {} login in role {}",
+                    roles.user(role),
+                    roles.group(role)
+                ))
+                .await
+                .unwrap();
+        }
+        admin
+            .batch_execute(&format!("create role {} login", roles.nobody()))
+            .await
+            .unwrap();
+        roles
+    }
+
+    /// A login in none of the group roles.
+    fn nobody(&self) -> String {
+        format!("zart_nobody_{}", self.suffix)
+    }
+
+    fn group(&self, role: Role) -> String {
+        format!("{}_{}", role.group(), self.suffix)
+    }
+
+    fn user(&self, role: Role) -> String {
+        format!("{}_user_{}", role.group(), self.suffix)
+    }
+
+    /// Connection settings for `role`'s user on the test database.
+    fn config(&self, db: &TestDb, role: Role) -> tokio_postgres::Config {
+        let mut config = db.config();
+        config.user(self.user(role));
+        config
+    }
+
+    async fn client(&self, db: &TestDb, role: Role) -> tokio_postgres::Client {
+        let (client, connection) = self.config(db, role).connect(NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client
+    }
+
+    fn pool(&self, db: &TestDb, role: Role) -> PgPool {
+        PgPool::from_config(self.config(db, role), 4).unwrap()
+    }
+}
+
+impl Drop for Roles {
+    fn drop(&mut self) {
+        let server = server_url();
+        let mut names: Vec<String> = ROLES
+            .iter()
+            .flat_map(|r| [self.user(*r), self.group(*r)])
+            .collect();
+        names.insert(0, self.nobody());
+        let list = names.join(", ");
+        let listed = list.clone();
+        let db_url = url_with_db(&server, &self.db_name);
+        let admin_url = url_with_db(&server, "postgres");
+        // Drop from a thread with its own runtime: Drop cannot await.
+        let result = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let mut errors = Vec::new();
+                // The privileges in the test database first (it may be kept after a failure).
+                if let Ok((client, conn)) = tokio_postgres::connect(&db_url, NoTls).await {
+                    tokio::spawn(conn);
+                    if let Err(e) = client
+                        .batch_execute(&format!(
+                            "select pg_terminate_backend(pid) from pg_stat_activity
+                              where usename in ({});
+                             drop owned by {list}",
+                            names
+                                .iter()
+                                .map(|n| format!("'{n}'"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                        .await
+                    {
+                        errors.push(format!("drop owned: {e:?}"));
+                    }
+                }
+                match tokio_postgres::connect(&admin_url, NoTls).await {
+                    Ok((client, conn)) => {
+                        tokio::spawn(conn);
+                        for name in &names {
+                            if let Err(e) = client
+                                .batch_execute(&format!("drop role if exists {name}"))
+                                .await
+                            {
+                                errors.push(format!("drop role {name}: {e:?}"));
+                            }
+                        }
+                    }
+                    Err(e) => errors.push(format!("connect: {e}")),
+                }
+                errors
+            })
+        })
+        .join();
+        match result {
+            Ok(errors) if errors.is_empty() => {}
+            Ok(errors) => eprintln!("could not drop the test roles: {errors:?}"),
+            Err(_) => eprintln!("could not drop the test roles {listed}"),
+        }
+    }
+}
+
+/// The SQLSTATE of a failed statement.
+async fn sqlstate(client: &tokio_postgres::Client, sql: &str) -> String {
+    let err = client
+        .batch_execute(sql)
+        .await
+        .expect_err(&format!("{sql} should have been refused"));
+    err.code()
+        .unwrap_or_else(|| panic!("{sql}: {err:?}"))
+        .code()
+        .to_owned()
+}
+
+/// Every `zart_*` function in the database, with a call of it on NULL arguments. The NULLs
+/// come from subqueries, so the planner cannot fold a call away without running it (a strict
+/// function of constant NULLs is NULL, and would not be checked for EXECUTE).
+async fn zart_functions(client: &tokio_postgres::Client) -> Vec<(String, String)> {
+    client
+        .query(
+            "select p.proname,
+                    format('select public.%I(%s)', p.proname,
+                           coalesce((select string_agg(format('(select null::%s)',
+                                                              format_type(a.t, null)),
+                                                       ', ' order by a.n)
+                                       from unnest(p.proargtypes::oid[]) with ordinality
+                                            as a(t, n)), ''))
+               from pg_proc p
+              where p.pronamespace = 'public'::regnamespace and p.proname like 'zart\\_%'
+              order by 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_role_has_exactly_the_privileges_it_needs() {
+    init_tracing();
+    let db = TestDb::new().await;
+    let roles = Roles::apply(&db).await;
+    let admin = db.client().await;
+
+    // Every function is classified: a new one must be added to docs/roles.sql and here.
+    let functions = zart_functions(&admin).await;
+    let known: BTreeSet<&str> = SHARED_FUNCTIONS
+        .iter()
+        .chain(CLIENT_FUNCTIONS)
+        .chain(WORKER_FUNCTIONS)
+        .copied()
+        .collect();
+    let present: BTreeSet<&str> = functions.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        present, known,
+        "zart functions and the roles' lists differ: classify new ones in docs/roles.sql"
+    );
+    for role in ROLES {
+        let user = roles.user(role);
+        let allowed = role.functions();
+        for (name, _) in &functions {
+            let can: bool = admin
+                .query_one(
+                    "select has_function_privilege($1, p.oid, 'EXECUTE')
+                       from pg_proc p
+                      where p.pronamespace = 'public'::regnamespace and p.proname = $2",
+                    &[&user, name],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(
+                can,
+                allowed.contains(name.as_str()),
+                "{role:?} EXECUTE on {name}"
+            );
+        }
+        let granted = table_privileges(role);
+        for table in TABLES.iter().chain(VIEWS) {
+            for privilege in PRIVILEGES {
+                let has: bool = admin
+                    .query_one(
+                        "select has_table_privilege($1, ('public.' || $2)::regclass, $3)",
+                        &[&user, table, privilege],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                assert_eq!(
+                    has,
+                    granted.contains(&(*table, *privilege)),
+                    "{role:?} {privilege} on {table}"
+                );
+            }
+        }
+    }
+    // A login with no group role can run none of Zart's functions (PUBLIC lost EXECUTE).
+    let mut config = db.config();
+    config.user(roles.nobody());
+    let (client, connection) = config.connect(NoTls).await.unwrap();
+    tokio::spawn(connection);
+    for (name, call) in &functions {
+        assert_eq!(sqlstate(&client, call).await, "42501", "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reader_selects_everything_and_changes_nothing() {
+    init_tracing();
+    let db = TestDb::new().await;
+    let roles = Roles::apply(&db).await;
+    let admin = db.client().await;
+    admin
+        .batch_execute(
+            "select zart_start('r-1', 'fulfil', '{\"sku\": \"A\"}');
+             select zart_start('r-2', 'fulfil', '{\"sku\": \"B\"}');
+             select zart_emit_event('r-1', 'approval', '{\"ok\": true}');",
+        )
+        .await
+        .unwrap();
+    let reader = roles.client(&db, Role::Reader).await;
+
+    for relation in TABLES.iter().chain(VIEWS) {
+        let sql = format!("select count(*) from {relation}");
+        let n: i64 = reader
+            .query_one(&sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("the reader cannot read {relation}: {e:?}"))
+            .get(0);
+        let expected: i64 = admin.query_one(&sql, &[]).await.unwrap().get(0);
+        assert_eq!(n, expected, "{relation}");
+    }
+    let n: i64 = reader
+        .query_one("select count(*) from zart_executions", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+    assert!(
+        reader
+            .query("select * from zart_schema_history", &[])
+            .await
+            .unwrap()
+            .len()
+            >= 2
+    );
+    let version: i32 = reader
+        .query_one("select zart_schema_version()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, zart_pg::REQUIRED_SCHEMA_VERSION);
+    // The client library's read path works for a reader too.
+    let status = PostgresScheduler::new(roles.pool(&db, Role::Reader))
+        .get_execution("r-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.input, serde_json::json!({"sku": "A"}));
+
+    // Every other function, and every write, is insufficient_privilege.
+    let mut refused = 0;
+    for (name, call) in zart_functions(&admin).await {
+        if SHARED_FUNCTIONS.contains(&name.as_str()) {
+            continue;
+        }
+        assert_eq!(sqlstate(&reader, &call).await, "42501", "{call}");
+        refused += 1;
+    }
+    let granted: BTreeSet<&str> = CLIENT_FUNCTIONS
+        .iter()
+        .chain(WORKER_FUNCTIONS)
+        .copied()
+        .collect();
+    assert_eq!(refused, granted.len());
+    // Writes to the tables (views are not updatable at all).
+    for table in TABLES {
+        for sql in [
+            format!("insert into {table} default values"),
+            format!(
+                "update {table} set {col} = {col}",
+                col = first_column(table)
+            ),
+            format!("delete from {table}"),
+            format!("truncate {table}"),
+            format!("select 1 from {table} for update"),
+            format!("select 1 from {table} for no key update"),
+        ] {
+            assert_eq!(sqlstate(&reader, &sql).await, "42501", "{sql}");
+        }
+    }
+    // Nothing changed.
+    let n: i64 = admin
+        .query_one(
+            "select (select count(*) from zart_executions) + (select count(*) from zart_tasks)
+                  + (select count(*) from zart_events)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 5);
+}
+
+fn first_column(table: &str) -> &'static str {
+    match table {
+        "zart_executions" => "id",
+        "zart_tasks" | "zart_steps" | "zart_events" => "execution_id",
+        "zart_clock" => "singleton",
+        "zart_schema_history" => "version",
+        other => panic!("no column listed for {other}"),
+    }
+}
+
+/// `reserve`, a `charge` step that fails its first attempt and retries after a durable 5 s
+/// back-off, a child `invoice`, a 60 s sleep, a `hold` step longer than the lease (only
+/// heartbeats keep it), the event `approval`, and `ship`. Returns the approval. Step bodies
+/// log `(execution, step)` to `runs`.
+struct Fulfil {
+    runs: Arc<Mutex<Vec<(String, &'static str)>>>,
+}
+
+impl Fulfil {
+    /// Logs a run of `step`; returns how many runs it had before.
+    fn ran(&self, id: &str, step: &'static str) -> usize {
+        let mut runs = self.runs.lock().unwrap();
+        let before = runs.iter().filter(|(i, s)| i == id && *s == step).count();
+        runs.push((id.to_owned(), step));
+        before
+    }
+}
+
+#[async_trait]
+impl TaskHandler for Fulfil {
+    type Data = serde_json::Value;
+    type Output = serde_json::Value;
+
+    async fn run(
+        &self,
+        ctx: &mut TaskContext<impl Scheduler>,
+        order: serde_json::Value,
+    ) -> Result<serde_json::Value, TaskError> {
+        let id = ctx.execution_id().to_owned();
+        let sku = order["sku"].clone();
+        ctx.step("reserve", || async move { Ok::<_, std::io::Error>(sku) })
+            .await?;
+        ctx.step_with_retry(
+            "charge",
+            RetryConfig::fixed(2, Duration::from_secs(5)),
+            || {
+                let first = self.ran(&id, "charge") == 0;
+                async move {
+                    if first {
+                        return Err(std::io::Error::other("card declined once"));
+                    }
+                    Ok(42)
+                }
+            },
+        )
+        .await?;
+        let invoice: serde_json::Value = ctx
+            .child("invoice", "invoice", &serde_json::json!({"for": order}))
+            .await?;
+        ctx.sleep("cool-off", Duration::from_secs(60)).await?;
+        ctx.step("hold", || {
+            self.ran(&id, "hold");
+            async move {
+                // Twice the lease: only heartbeats keep it.
+                tokio::time::sleep(Duration::from_millis(3000)).await;
+                Ok::<_, std::io::Error>(())
+            }
+        })
+        .await?;
+        let approval = ctx
+            .wait_for_event::<serde_json::Value>("approval", None)
+            .await?
+            .received()
+            .unwrap_or_default();
+        ctx.step("ship", || async move { Ok::<_, std::io::Error>(invoice) })
+            .await?;
+        Ok(approval)
+    }
+}
+
+async fn wait_kind(admin: &tokio_postgres::Client, id: &str, kind: &'static str) {
+    wait_for(
+        &format!("{id} to wait for a {kind}"),
+        Duration::from_secs(30),
+        || async move {
+            let rows = admin
+                .query(
+                    "select 1 from zart_waiting where execution_id = $1 and wait_kind = $2",
+                    &[&id, &kind],
+                )
+                .await
+                .unwrap();
+            (!rows.is_empty()).then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_and_a_client_run_a_full_workflow_under_their_roles() {
+    init_tracing();
+    let db = TestDb::new().await;
+    let roles = Roles::apply(&db).await;
+    let admin = db.client().await;
+
+    let runs: Arc<Mutex<Vec<(String, &'static str)>>> = Arc::default();
+    let mut registry = TaskRegistry::new();
+    registry
+        .register("fulfil", Fulfil { runs: runs.clone() })
+        .register("invoice", tasks::Echo);
+    let registry = Arc::new(registry);
+
+    // The worker connects as the worker role's user only.
+    let worker = Worker::new(
+        Arc::new(PostgresScheduler::new(roles.pool(&db, Role::Worker))),
+        registry.clone(),
+        WorkerConfig::default()
+            .with_lease_duration(Duration::from_millis(1500))
+            .with_heartbeat_interval(Duration::from_millis(150))
+            .with_handle_signals(false),
+    );
+    let stop = worker.shutdown_handle();
+    let worker = tokio::spawn(worker.run());
+
+    // The client connects as the client role's user only.
+    let client_scheduler = Arc::new(PostgresScheduler::new(roles.pool(&db, Role::Client)));
+    let client = DurableScheduler::new(client_scheduler.clone(), registry.clone());
+    assert!(
+        client
+            .start("order-1", "fulfil", serde_json::json!({"sku": "A-1"}))
+            .await
+            .unwrap()
+            .created
+    );
+    wait_kind(&admin, "order-1", "retry").await;
+    db.advance_clock(Duration::from_secs(6)).await;
+    wait_kind(&admin, "order-1", "sleep").await;
+    db.advance_clock(Duration::from_secs(61)).await;
+    wait_kind(&admin, "order-1", "event").await;
+    client
+        .send_event("order-1", "approval", &serde_json::json!({"by": "dana"}))
+        .await
+        .unwrap();
+    let done = client.wait("order-1", WAIT).await.unwrap();
+    assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
+    assert_eq!(done.output, Some(serde_json::json!({"by": "dana"})));
+    let order_1: Vec<&str> = runs
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(id, _)| id == "order-1")
+        .map(|(_, step)| *step)
+        .collect();
+    // One failed charge and its retry; one run of the long step: heartbeats kept the lease.
+    assert_eq!(order_1, vec!["charge", "charge", "hold"]);
+    let child = client.status("order-1/invoice").await.unwrap();
+    assert_eq!(child.status, ExecutionStatus::Completed);
+    assert_eq!(
+        child.output,
+        Some(serde_json::json!({"for": {"sku": "A-1"}}))
+    );
+
+    // The SQL entry points work for the client role, and so does cancelling.
+    let sql_client = roles.client(&db, Role::Client).await;
+    sql_client
+        .batch_execute(
+            "select zart_start('order-2', 'fulfil', '{\"sku\": \"B-2\"}');
+             select zart_emit_event('order-2', 'approval', '{\"by\": \"sql\"}');",
+        )
+        .await
+        .unwrap();
+    wait_kind(&admin, "order-2", "retry").await;
+    let cancelled: i32 = sql_client
+        .query_one("select zart_cancel('order-2')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(cancelled, 1);
+    assert!(
+        client
+            .start("order-3", "fulfil", serde_json::json!({"sku": "C-3"}))
+            .await
+            .unwrap()
+            .created
+    );
+    wait_kind(&admin, "order-3", "retry").await;
+    assert_eq!(
+        client.cancel("order-3").await.unwrap(),
+        vec!["order-3".to_owned()]
+    );
+    for id in ["order-2", "order-3"] {
+        assert_eq!(
+            client.wait(id, WAIT).await.unwrap().status,
+            ExecutionStatus::Cancelled
+        );
+    }
+
+    // The client cannot claim, nor write steps, nor run any worker function.
+    let err = client_scheduler
+        .claim_tasks(ClaimTasksParams {
+            worker_id: "intruder".to_owned(),
+            queue: "default".to_owned(),
+            task_names: vec!["fulfil".to_owned()],
+            limit: 10,
+            lease: Duration::from_secs(30),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Database { message, .. } if message.contains("SQLSTATE 42501")),
+        "{err:?}"
+    );
+    for (name, call) in zart_functions(&admin).await {
+        if !Role::Client.functions().contains(name.as_str()) {
+            assert_eq!(sqlstate(&sql_client, &call).await, "42501", "{call}");
+        }
+    }
+    assert_eq!(
+        sqlstate(&sql_client, "insert into zart_steps default values").await,
+        "42501"
+    );
+    assert_eq!(
+        sqlstate(&sql_client, "update zart_events set consumed_at = now()").await,
+        "42501"
+    );
+    // And the worker cannot start top-level work from SQL, send events or cancel.
+    let sql_worker = roles.client(&db, Role::Worker).await;
+    for sql in [
+        "select zart_start('w', 'fulfil')",
+        "select zart_emit_event('order-1', 'approval')",
+        "select zart_cancel('order-1')",
+    ] {
+        assert_eq!(sqlstate(&sql_worker, sql).await, "42501", "{sql}");
+    }
+
+    stop.shutdown();
+    worker.await.unwrap().unwrap();
+}

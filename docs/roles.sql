@@ -80,6 +80,7 @@ grant execute on function
     public.zart_send_event(smallint, text, text, jsonb),
     public.zart_emit_event(text, text, jsonb),
     public.zart_wake_waiter(text, text, text),
+    public.zart_wait_lock(text),
     public.zart_cancel_execution(smallint, text),
     public.zart_cancel(text)
     to zart_client;
@@ -105,6 +106,7 @@ grant execute on function
                              jsonb[], integer[]),
     public.zart_complete_executions(smallint[], text[], bigint[], text[], jsonb[], jsonb[]),
     public.zart_wake_waiter(text, text, text),
+    public.zart_wait_lock(text),
     public.zart_heartbeat(text, bigint, smallint[], text[], bigint[]),
     public.zart_release_tasks(text, smallint[], text[], bigint[]),
     public.zart_next_run_at(text, text[]),

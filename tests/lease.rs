@@ -210,3 +210,47 @@ async fn echo_harness() -> Harness {
     registry.register("echo", tasks::Echo);
     Harness::with_registry(registry).await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_user_transaction_emitting_an_event_does_not_hold_up_heartbeats() {
+    init_tracing();
+    let h = echo_harness().await;
+    for id in ["a", "b"] {
+        h.durable
+            .start(id, "echo", serde_json::json!(id))
+            .await
+            .unwrap();
+    }
+    let claimed = claim(&h.scheduler, "w", Duration::from_secs(30)).await;
+    assert_eq!(claimed.len(), 2);
+    // A user transaction sends an event to a running execution and stays open.
+    let user = h.db.client().await;
+    user.batch_execute("begin; select zart_emit_event('a', 'e', '1')")
+        .await
+        .unwrap();
+    // The worker's heartbeat renews both leases meanwhile; it used to wait for that
+    // transaction, and a transaction longer than the lease cost the worker all its leases.
+    let held = tokio::time::timeout(
+        Duration::from_secs(5),
+        h.scheduler.heartbeat(HeartbeatParams {
+            worker_id: "w".to_owned(),
+            lease: Duration::from_secs(30),
+            leases: claimed.iter().map(|t| t.lease.clone()).collect(),
+        }),
+    )
+    .await
+    .expect("the heartbeat waited for the user's transaction")
+    .unwrap();
+    assert_eq!(held.len(), 2);
+    user.batch_execute("commit").await.unwrap();
+    let client = h.db.client().await;
+    assert_eq!(
+        count(
+            &client,
+            "select count(*) from zart_events where execution_id = 'a'"
+        )
+        .await,
+        1
+    );
+    h.stop().await;
+}

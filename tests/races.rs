@@ -43,7 +43,7 @@ async fn wait_until_blocked(client: &tokio_postgres::Client, pid: i32, by: &[i32
         }
         assert!(
             Instant::now() < deadline,
-            "{what} (backend {pid}) never blocked on the task row"
+            "{what} (backend {pid}) never blocked on the wait lock"
         );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
@@ -108,9 +108,14 @@ async fn race_lane(url: String, lane: usize, iterations: usize) -> LaneStats {
             .unwrap();
         let (bucket, fence) = claim_one(&locker, &queue, &id).await;
 
-        // A third session holds the task row, so both calls queue up behind it in a chosen
-        // order; releasing it lets the first in line go, then the second.
+        // A third session holds the execution's wait lock (and its task row), so both calls
+        // queue up behind it in a chosen order; releasing it lets the first in line go, then
+        // the second.
         locker.batch_execute("begin").await.unwrap();
+        locker
+            .execute("select zart_wait_lock($1)", &[&id])
+            .await
+            .unwrap();
         let held = locker
             .query(
                 "select 1 from zart_tasks

@@ -33,6 +33,7 @@ const CLIENT_FUNCTIONS: &[&str] = &[
     "zart_start",
     "zart_start_execution",
     "zart_wake_waiter",
+    "zart_wait_lock",
 ];
 /// Functions `zart_worker` may call besides the shared ones.
 const WORKER_FUNCTIONS: &[&str] = &[
@@ -57,6 +58,7 @@ const WORKER_FUNCTIONS: &[&str] = &[
     "zart_suspend",
     "zart_try_lock_task",
     "zart_wake_waiter",
+    "zart_wait_lock",
 ];
 
 const TABLES: &[&str] = &[

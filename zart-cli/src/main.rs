@@ -38,7 +38,8 @@ enum Command {
         id: String,
         /// The task name.
         task: String,
-        /// The input as JSON (default `{}`).
+        /// The input as JSON (default `{}`); `-` reads it from standard input, which also takes
+        /// inputs too large for a command-line argument.
         #[arg(default_value = "{}")]
         input: String,
         /// The queue.
@@ -115,8 +116,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             input,
             queue,
         } => {
-            let input: serde_json::Value = serde_json::from_str(&input)
-                .with_context(|| format!("invalid input: {input:?} is not valid JSON"))?;
+            let input = if input == "-" {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                    .context("invalid input: could not read standard input as UTF-8")?;
+                text
+            } else {
+                input
+            };
+            let input: serde_json::Value = serde_json::from_str(&input).with_context(|| {
+                let shown: String = input.chars().take(80).collect();
+                format!("invalid input: {shown:?} is not valid JSON")
+            })?;
             zart::limits::check_name("execution id", &id)?;
             zart::limits::check_name("task name", &task)?;
             zart::limits::check_name("queue", &queue)?;
@@ -128,7 +139,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let created: bool = client
                 .query_one(zart_pg::queries::START, &[&id, &task, &input, &queue])
                 .await
-                .context("start failed")?
+                .map_err(|e| match e.as_db_error() {
+                    // Zart's own refusals (ZA...) already name the field and the limit.
+                    Some(db) if db.code().code().starts_with("ZA") => {
+                        anyhow::anyhow!("{}", db.message())
+                    }
+                    _ => anyhow::Error::new(e).context("start failed"),
+                })?
                 .get(0);
             println!(
                 "zart: {} execution {id:?} of task {task:?}",

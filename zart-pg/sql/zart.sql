@@ -27,6 +27,7 @@
 --   zart_sleep(..)               a durable sleep: records the wake time, suspends until it
 --   zart_await_event(..)         consumes a buffered event, or suspends until one arrives / timeout
 --   zart_send_event(..)          buffers an event and wakes the execution if it waits for it
+--   zart_wait_lock(..)           per-execution advisory lock serialising waits and wake-ups
 --   zart_wake_waiter(..)         makes an execution due if it waits for exactly this (event, child)
 --   zart_emit_event(..)          bucketless zart_send_event for SQL and triggers; NOTIFYs in the tx
 --   zart_start_child(..)         starts a child execution and waits for its verdict
@@ -450,9 +451,20 @@ begin
 end
 $$;
 
+-- Called by the functions that register a wait (zart_await_event, zart_start_child) and by
+-- zart_wake_waiter. Takes the execution's wait lock, a transaction-level advisory lock on
+-- (7215201, hashtext(id)): registering a wait and waking a waiter are serialised per execution
+-- without touching the task row, so a long user transaction that emits an event never holds
+-- up a worker's heartbeat. Raises nothing.
+create or replace function public.zart_wait_lock(p_execution_id text) returns void
+language sql as $$
+    select pg_advisory_xact_lock(7215201, hashtext(p_execution_id))
+$$;
+
 -- Called when something an execution may wait for happens (an event, a child's verdict).
--- Locks the waiter's task row first, so a waiter that is registering its wait right now is
--- seen once it commits; then makes it due if it waits for exactly this. Returns its queue.
+-- Takes the waiter's wait lock first, so a waiter that is registering its wait right now is
+-- seen once it commits; then makes it due if it waits for exactly this (locking its task row
+-- only then: a suspended task is held by no worker). Returns its queue, else null.
 create or replace function public.zart_wake_waiter(p_execution_id text, p_wait_kind text, p_wait_name text)
 returns text
 language plpgsql as $$
@@ -460,12 +472,7 @@ declare
     v_bucket smallint := public.zart_bucket(p_execution_id);
     v_queue  text;
 begin
-    perform 1 from public.zart_tasks t
-     where t.bucket = v_bucket and t.execution_id = p_execution_id
-       for no key update;
-    if not found then
-        return null;
-    end if;
+    perform public.zart_wait_lock(p_execution_id);
     update public.zart_tasks t
        set run_at = public.zart_current_time()
      where t.bucket = v_bucket and t.execution_id = p_execution_id
@@ -705,8 +712,8 @@ begin
 end
 $$;
 
--- Called by TaskContext::wait_for_event. Locks the task row (fenced), then the oldest unconsumed
--- event of that name. Records the wait (and its timeout) on first reach; consumes the event if
+-- Called by TaskContext::wait_for_event. Takes the execution's wait lock, locks the task row
+-- (fenced), then the oldest unconsumed event of that name. Records the wait (and its timeout) on first reach; consumes the event if
 -- one is buffered; times out once the timeout has passed; else releases the task until an event
 -- or the timeout. Returns (outcome 'received' | 'timed_out' | 'waiting', payload, wake_in_ms).
 -- Raises ZA001/ZA002/ZA006.
@@ -726,6 +733,7 @@ declare
     v_event_id bigint;
     v_payload  jsonb;
 begin
+    perform public.zart_wait_lock(p_execution_id);
     perform public.zart_lock_task(p_bucket, p_execution_id, p_fence);
     select w.wake_at into v_wake
       from public.zart_open_wait(p_bucket, p_execution_id, p_name, p_seq, 'event',
@@ -763,9 +771,9 @@ begin
 end
 $$;
 
--- Called by DurableScheduler::send_event (and zart_emit_event). Locks the execution's task row
+-- Called by DurableScheduler::send_event (and zart_emit_event). Takes the execution's wait lock
 -- (through zart_wake_waiter, after the insert), so an execution registering its wait right now
--- is woken once it commits. Buffers the event; returns the queue of the execution if it was
+-- is woken once it commits; holds no lock on its task row unless it wakes it. Buffers the event; returns the queue of the execution if it was
 -- woken, else null. Raises ZA004 for a bad event name, ZA005 wrong bucket, ZA007 no execution.
 create or replace function public.zart_send_event(
     p_bucket       smallint,
@@ -813,7 +821,7 @@ begin
 end
 $$;
 
--- Called by TaskContext::child. Locks the parent's task row (fenced). On first reach starts the
+-- Called by TaskContext::child. Takes the parent's wait lock, then locks its task row (fenced). On first reach starts the
 -- child (idempotent, same rules as zart_start_execution) and records the wait; then, if the
 -- child has finished, records its verdict as the step's result, else releases the parent until
 -- the child's verdict wakes it. Returns (outcome 'finished' | 'waiting', created, the child's
@@ -835,6 +843,7 @@ declare
     v_created boolean := false;
     v_child   public.zart_executions%rowtype;
 begin
+    perform public.zart_wait_lock(p_execution_id);
     perform public.zart_lock_task(p_bucket, p_execution_id, p_fence);
     select w.created into v_first
       from public.zart_open_wait(p_bucket, p_execution_id, p_name, p_seq, 'child', null,

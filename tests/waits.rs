@@ -1569,24 +1569,35 @@ async fn an_event_timeout_over_the_limit_fails_the_execution_naming_it() {
         .await
         .unwrap();
     // Refused with a clear error, not abandoned and claimed again and again.
+    assert_fails_over_the_limit(&h, &client, "waiting", "event timeout").await;
+    h.stop().await;
+}
+
+/// Waits until "forever" settles (in `waiting_status`, or failed) and checks it failed with
+/// the 100-year limit of `field`.
+async fn assert_fails_over_the_limit(
+    h: &Harness,
+    client: &tokio_postgres::Client,
+    waiting_status: &str,
+    field: &str,
+) {
     let settled = wait_for(
-        "the execution to wait or fail",
+        "the execution to settle",
         Duration::from_secs(10),
         || async {
-            let s = status(&client, "forever").await;
-            (s == "waiting" || s == "failed").then_some(s)
+            let s = status(client, "forever").await;
+            (s == waiting_status || s == "failed").then_some(s)
         },
     )
     .await;
     assert_eq!(settled, "failed");
     let error = h.durable.status("forever").await.unwrap().error.unwrap();
     assert!(
-        error.message.starts_with("invalid event timeout: ")
+        error.message.starts_with(&format!("invalid {field}: "))
             && error.message.ends_with("is over the limit of 100 years"),
         "{}",
         error.message
     );
-    h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1599,23 +1610,7 @@ async fn a_sleep_over_the_limit_fails_the_execution_naming_it() {
         .start("forever", "sleeper", serde_json::json!(u64::MAX))
         .await
         .unwrap();
-    let settled = wait_for(
-        "the execution to sleep or fail",
-        Duration::from_secs(10),
-        || async {
-            let s = status(&client, "forever").await;
-            (s == "sleeping" || s == "failed").then_some(s)
-        },
-    )
-    .await;
-    assert_eq!(settled, "failed");
-    let error = h.durable.status("forever").await.unwrap().error.unwrap();
-    assert!(
-        error.message.starts_with("invalid sleep: ")
-            && error.message.ends_with("is over the limit of 100 years"),
-        "{}",
-        error.message
-    );
+    assert_fails_over_the_limit(&h, &client, "sleeping", "sleep").await;
     h.stop().await;
 }
 

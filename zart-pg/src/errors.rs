@@ -86,6 +86,15 @@ pub(crate) fn from_pg(err: tokio_postgres::Error, call: Call<'_>) -> Error {
                 field: "value".to_owned(),
                 reason: format!("{}: {message} (SQLSTATE {code})", call.what),
             },
+            "42501" => Error::Database {
+                message: format!(
+                    "{}: {message} (SQLSTATE 42501): the database role lacks a privilege Zart \
+                     needs; grant it zart_worker, zart_client or zart_reader as docs/roles.md \
+                     describes",
+                    call.what
+                ),
+                source: Some(Box::new(err)),
+            },
             // undefined_function, undefined_table: the schema is not there.
             "42883" | "42P01" => Error::Schema(format!("{MISSING_SCHEMA} ({message})")),
             _ if code.starts_with("08")

@@ -100,6 +100,8 @@ grant execute on function
     public.zart_raise_fence(smallint, text, bigint),
     public.zart_suspend(smallint, text, bigint, timestamptz, text, text, text),
     public.zart_commit_step(smallint, text, bigint, text, integer, text, jsonb, jsonb, integer),
+    public.zart_try_commit_step(smallint, text, bigint, text, integer, text, jsonb, jsonb, integer),
+    public.zart_try_complete_execution(smallint, text, bigint, text, jsonb, jsonb),
     public.zart_retry_step(smallint, text, bigint, text, integer, jsonb, integer, bigint),
     public.zart_complete_execution(smallint, text, bigint, text, jsonb, jsonb),
     public.zart_commit_steps(smallint[], text[], bigint[], text[], integer[], text[], jsonb[],

@@ -56,6 +56,8 @@ const WORKER_FUNCTIONS: &[&str] = &[
     "zart_start_child",
     "zart_start_execution",
     "zart_suspend",
+    "zart_try_commit_step",
+    "zart_try_complete_execution",
     "zart_try_lock_task",
     "zart_wake_waiter",
     "zart_wait_lock",

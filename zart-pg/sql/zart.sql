@@ -19,6 +19,8 @@
 --   zart_next_run_at(..)         how long until the next task of a queue is due
 --   zart_try_lock_task(..)       locks a claimed task row by its fence, or says why not
 --   zart_lock_task(..)           locks a claimed task row by its fence, or raises ZA001/ZA002
+--   zart_try_commit_step(..)     records one step result, or says why not (ZA001/ZA002/ZA006)
+--   zart_try_complete_execution(..) records one verdict, or says why not (ZA001/ZA002)
 --   zart_commit_steps(..)        group commit: many step results in one transaction
 --   zart_complete_executions(..) group commit: many verdicts in one transaction
 --   zart_suspend(..)             releases a claimed task until a time, recording what it waits for
@@ -357,9 +359,42 @@ language sql volatile as $$
       join started s on s.bucket = c.bucket and s.id = c.execution_id
 $$;
 
--- Called by TaskContext::step after the body ran. Locks the task row (FOR NO KEY UPDATE), so a
--- concurrent claim skips it, then writes the step row. Raises ZA001/ZA002 if the fence is stale,
--- ZA006 if a final result for this step is already recorded.
+-- Called by zart_commit_step and the group commit (zart_commit_steps). Locks the task row (FOR
+-- NO KEY UPDATE, fenced), then writes the step row. Returns null when recorded, else the
+-- SQLSTATE to report: ZA001 (cancelled), ZA002 (lease lost), ZA006 (already recorded).
+create or replace function public.zart_try_commit_step(
+    p_bucket       smallint,
+    p_execution_id text,
+    p_fence        bigint,
+    p_name         text,
+    p_seq          integer,
+    p_status       text,
+    p_output       jsonb,
+    p_error        jsonb,
+    p_attempts     integer
+) returns text
+language plpgsql as $$
+declare
+    v_now  timestamptz := public.zart_current_time();
+    v_code text := public.zart_try_lock_task(p_bucket, p_execution_id, p_fence);
+begin
+    if v_code is not null then
+        return v_code;
+    end if;
+    insert into public.zart_steps as s
+        (bucket, execution_id, name, seq, status, output, error, attempts, created_at, updated_at)
+    values (p_bucket, p_execution_id, p_name, p_seq, p_status, p_output, p_error, p_attempts, v_now, v_now)
+    on conflict on constraint zart_steps_pkey do update
+       set status = excluded.status, output = excluded.output, error = excluded.error,
+           attempts = excluded.attempts, updated_at = excluded.updated_at
+     where s.status = 'retrying';
+    return case when found then null else 'ZA006' end;
+end
+$$;
+
+-- Called by TaskContext::step after the body ran (and by zart_retry_step). Locks the task row
+-- (FOR NO KEY UPDATE), so a concurrent claim skips it, then writes the step row. Raises
+-- ZA001/ZA002 if the fence is stale, ZA006 if a final result for this step is already recorded.
 create or replace function public.zart_commit_step(
     p_bucket       smallint,
     p_execution_id text,
@@ -373,19 +408,14 @@ create or replace function public.zart_commit_step(
 ) returns void
 language plpgsql as $$
 declare
-    v_now timestamptz := public.zart_current_time();
+    v_code text := public.zart_try_commit_step(p_bucket, p_execution_id, p_fence, p_name, p_seq,
+                                               p_status, p_output, p_error, p_attempts);
 begin
-    perform public.zart_lock_task(p_bucket, p_execution_id, p_fence);
-    insert into public.zart_steps as s
-        (bucket, execution_id, name, seq, status, output, error, attempts, created_at, updated_at)
-    values (p_bucket, p_execution_id, p_name, p_seq, p_status, p_output, p_error, p_attempts, v_now, v_now)
-    on conflict on constraint zart_steps_pkey do update
-       set status = excluded.status, output = excluded.output, error = excluded.error,
-           attempts = excluded.attempts, updated_at = excluded.updated_at
-     where s.status = 'retrying';
-    if not found then
+    if v_code = 'ZA006' then
         raise exception 'step "%" of execution "%" is already recorded', p_name, p_execution_id
             using errcode = 'ZA006';
+    elsif v_code is not null then
+        perform public.zart_raise_fence(p_bucket, p_execution_id, p_fence);
     end if;
 end
 $$;
@@ -414,9 +444,53 @@ begin
 end
 $$;
 
+-- Called by zart_complete_execution and the group commit (zart_complete_executions). Deletes the
+-- task row (fenced; the lock), updates the execution row, then wakes a parent waiting for this
+-- child. Returns code null when recorded, else ZA001/ZA002; and the queue of a woken parent.
+-- Raises ZA004 for a status that is not final.
+create or replace function public.zart_try_complete_execution(
+    p_bucket       smallint,
+    p_execution_id text,
+    p_fence        bigint,
+    p_status       text,
+    p_output       jsonb,
+    p_error        jsonb,
+    out code         text,
+    out parent_queue text
+)
+language plpgsql as $$
+declare
+    v_now    timestamptz := public.zart_current_time();
+    v_parent text;
+    v_status text;
+begin
+    if p_status not in ('completed', 'failed') then
+        raise exception 'invalid status: "%" is not a final status', p_status using errcode = 'ZA004';
+    end if;
+    delete from public.zart_tasks t
+     where t.bucket = p_bucket and t.execution_id = p_execution_id and t.fence = p_fence
+       and t.locked_by is not null;
+    if not found then
+        select e.status into v_status from public.zart_executions e
+         where e.bucket = p_bucket and e.id = p_execution_id;
+        code := case when v_status = 'cancelled' then 'ZA001' else 'ZA002' end;
+        return;
+    end if;
+    update public.zart_executions e
+       set status = p_status, output = p_output, error = p_error,
+           finished_at = v_now, updated_at = v_now
+     where e.bucket = p_bucket and e.id = p_execution_id
+    returning e.parent_id into v_parent;
+    if v_parent is not null then
+        parent_queue := public.zart_wake_waiter(v_parent, 'child', p_execution_id);
+    end if;
+end
+$$;
+
 -- Called by Worker when a run ends with an output or a failure. Deletes the task row (the lock),
--- updates the execution row, then locks and wakes the parent's task if it waits for this child.
--- Returns the parent's queue when it woke one, else null. Raises ZA001/ZA002 if the fence is stale.
+-- updates the execution row, then wakes the parent's task if it waits for this child.
+-- Returns the parent's queue when it woke one, else null. Raises ZA001/ZA002 if the fence is
+-- stale, ZA004 for a status that is not final.
 create or replace function public.zart_complete_execution(
     p_bucket       smallint,
     p_execution_id text,
@@ -427,27 +501,15 @@ create or replace function public.zart_complete_execution(
 ) returns text
 language plpgsql as $$
 declare
-    v_now    timestamptz := public.zart_current_time();
-    v_parent text;
+    v_result record;
 begin
-    if p_status not in ('completed', 'failed') then
-        raise exception 'invalid status: "%" is not a final status', p_status using errcode = 'ZA004';
-    end if;
-    delete from public.zart_tasks t
-     where t.bucket = p_bucket and t.execution_id = p_execution_id and t.fence = p_fence
-       and t.locked_by is not null;
-    if not found then
+    select * into v_result
+      from public.zart_try_complete_execution(p_bucket, p_execution_id, p_fence, p_status,
+                                              p_output, p_error);
+    if v_result.code is not null then
         perform public.zart_raise_fence(p_bucket, p_execution_id, p_fence);
     end if;
-    update public.zart_executions e
-       set status = p_status, output = p_output, error = p_error,
-           finished_at = v_now, updated_at = v_now
-     where e.bucket = p_bucket and e.id = p_execution_id
-    returning e.parent_id into v_parent;
-    if v_parent is null then
-        return null;
-    end if;
-    return public.zart_wake_waiter(v_parent, 'child', p_execution_id);
+    return v_result.parent_queue;
 end
 $$;
 
@@ -483,9 +545,9 @@ end
 $$;
 
 -- Called by PostgresScheduler's group commit: records many step results (from many
--- executions) in one transaction. Locks each task row as zart_commit_step does, in array
--- order. Returns one code per item: null when recorded, else ZA001 (cancelled), ZA002 (lease
--- lost) or ZA006 (already recorded) -- an item's failure leaves the others recorded.
+-- executions) in one transaction, each as zart_commit_step does, in array order. Returns one
+-- code per item: null when recorded, else ZA001 (cancelled), ZA002 (lease lost) or ZA006
+-- (already recorded) -- an item's failure leaves the others recorded.
 create or replace function public.zart_commit_steps(
     p_buckets       smallint[],
     p_execution_ids text[],
@@ -499,35 +561,21 @@ create or replace function public.zart_commit_steps(
 ) returns text[]
 language plpgsql as $$
 declare
-    v_now   timestamptz := public.zart_current_time();
     v_codes text[] := '{}';
-    v_code  text;
 begin
     for i in 1 .. coalesce(cardinality(p_buckets), 0) loop
-        v_code := public.zart_try_lock_task(p_buckets[i], p_execution_ids[i], p_fences[i]);
-        if v_code is null then
-            insert into public.zart_steps as s
-                (bucket, execution_id, name, seq, status, output, error, attempts, created_at, updated_at)
-            values (p_buckets[i], p_execution_ids[i], p_names[i], p_seqs[i], p_statuses[i],
-                    p_outputs[i], p_errors[i], p_attempts[i], v_now, v_now)
-            on conflict on constraint zart_steps_pkey do update
-               set status = excluded.status, output = excluded.output, error = excluded.error,
-                   attempts = excluded.attempts, updated_at = excluded.updated_at
-             where s.status = 'retrying';
-            if not found then
-                v_code := 'ZA006';
-            end if;
-        end if;
-        v_codes := v_codes || v_code;
+        v_codes := v_codes || public.zart_try_commit_step(
+            p_buckets[i], p_execution_ids[i], p_fences[i], p_names[i], p_seqs[i],
+            p_statuses[i], p_outputs[i], p_errors[i], p_attempts[i]);
     end loop;
     return v_codes;
 end
 $$;
 
 -- Called by PostgresScheduler's group commit: records many verdicts in one transaction, each as
--- zart_complete_execution does (delete the task row, update the execution, wake a waiting
--- parent). Returns one row per item, in order: code null when recorded, else ZA001/ZA002; and
--- the queue of a parent it woke.
+-- zart_complete_execution does. Returns one row per item, in order: code null when recorded,
+-- else ZA001/ZA002; and the queue of a parent it woke. Raises ZA004 for a status that is not
+-- final (the caller then retries the items one by one).
 create or replace function public.zart_complete_executions(
     p_buckets       smallint[],
     p_execution_ids text[],
@@ -537,34 +585,10 @@ create or replace function public.zart_complete_executions(
     p_errors        jsonb[]
 ) returns table (code text, parent_queue text)
 language plpgsql as $$
-declare
-    v_now    timestamptz := public.zart_current_time();
-    v_parent text;
-    v_status text;
 begin
     for i in 1 .. coalesce(cardinality(p_buckets), 0) loop
-        if p_statuses[i] not in ('completed', 'failed') then
-            raise exception 'invalid status: "%" is not a final status', p_statuses[i]
-                using errcode = 'ZA004';
-        end if;
-        delete from public.zart_tasks t
-         where t.bucket = p_buckets[i] and t.execution_id = p_execution_ids[i]
-           and t.fence = p_fences[i] and t.locked_by is not null;
-        if not found then
-            select e.status into v_status from public.zart_executions e
-             where e.bucket = p_buckets[i] and e.id = p_execution_ids[i];
-            return query select case when v_status = 'cancelled' then 'ZA001' else 'ZA002' end,
-                                null::text;
-            continue;
-        end if;
-        update public.zart_executions e
-           set status = p_statuses[i], output = p_outputs[i], error = p_errors[i],
-               finished_at = v_now, updated_at = v_now
-         where e.bucket = p_buckets[i] and e.id = p_execution_ids[i]
-        returning e.parent_id into v_parent;
-        return query select null::text,
-            case when v_parent is null then null
-                 else public.zart_wake_waiter(v_parent, 'child', p_execution_ids[i]) end;
+        return query select * from public.zart_try_complete_execution(
+            p_buckets[i], p_execution_ids[i], p_fences[i], p_statuses[i], p_outputs[i], p_errors[i]);
     end loop;
 end
 $$;

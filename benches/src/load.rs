@@ -7,6 +7,7 @@
 //!   one commit), then delete them (one commit), by `--clients` connections at once.
 //! - **Z2**: drain of pre-filled one-step no-op executions by one worker at its defaults.
 //! - **Z3**: three-step no-op workflows pre-filled and drained the same way (steps per second).
+//! - **Z6**: transactions per second on the database while one default worker sits idle.
 //!
 //! Figures are printed with their ratio to B; nothing is judged.
 
@@ -40,6 +41,9 @@ struct Args {
     /// Worker concurrency (default: `WorkerConfig::default()`'s).
     #[arg(long)]
     concurrency: Option<usize>,
+    /// Seconds the idle worker is watched for Z6.
+    #[arg(long, default_value_t = 30)]
+    idle_secs: u64,
     /// A tiny run for CI.
     #[arg(long)]
     smoke: bool,
@@ -84,7 +88,8 @@ async fn main() -> Result<()> {
     admin_client
         .batch_execute(&format!("create database {db}"))
         .await?;
-    let result = measure(&scratch, count, args.clients, args.concurrency).await;
+    let idle = Duration::from_secs(if args.smoke { 2 } else { args.idle_secs });
+    let result = measure(&scratch, count, args.clients, args.concurrency, idle).await;
     admin_client
         .batch_execute(&format!("drop database if exists {db} with (force)"))
         .await?;
@@ -96,6 +101,7 @@ async fn measure(
     count: u32,
     clients: u32,
     concurrency: Option<usize>,
+    idle: Duration,
 ) -> Result<()> {
     zart_pg::migrate(config).await?;
     println!("zart-load: {count} per figure, raw baseline with {clients} clients");
@@ -120,6 +126,11 @@ async fn measure(
         "Z3 drain, three-step          {z3:>10.0} steps/s       ({:.2} x B)",
         z3 / b
     );
+    let z6 = idle_rate(config, idle).await?;
+    println!(
+        "Z6 idle worker                {z6:>10.2} transactions/s over {} s",
+        idle.as_secs()
+    );
     Ok(())
 }
 
@@ -127,6 +138,33 @@ async fn connect(config: &tokio_postgres::Config) -> Result<tokio_postgres::Clie
     let (client, conn) = config.connect(NoTls).await?;
     tokio::spawn(conn);
     Ok(client)
+}
+
+/// Z6: transactions per second on the database while one default worker is idle (the
+/// watcher's own two reads are subtracted).
+async fn idle_rate(config: &tokio_postgres::Config, idle: Duration) -> Result<f64> {
+    let pool = PgPool::from_config(config.clone(), zart_pg::DEFAULT_POOL_SIZE)?;
+    let scheduler = Arc::new(PostgresScheduler::new(pool));
+    let mut registry = TaskRegistry::new();
+    registry.register("idle", NoOp);
+    let worker = Worker::new(
+        scheduler,
+        Arc::new(registry),
+        WorkerConfig::default().with_handle_signals(false),
+    );
+    let stop = worker.shutdown_handle();
+    let handle = tokio::spawn(worker.run());
+    // Let it start (schema check, first claim, LISTEN) before watching.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let watcher = connect(config).await?;
+    let xacts = "select pg_stat_force_next_flush(), xact_commit + xact_rollback
+                   from pg_stat_database where datname = current_database()";
+    let before: i64 = watcher.query_one(xacts, &[]).await?.get(1);
+    tokio::time::sleep(idle).await;
+    let after: i64 = watcher.query_one(xacts, &[]).await?.get(1);
+    stop.shutdown();
+    handle.await??;
+    Ok((after - before - 1).max(0) as f64 / idle.as_secs_f64())
 }
 
 /// C: single-row autocommit inserts per second, `clients` connections at once.

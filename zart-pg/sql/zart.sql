@@ -643,7 +643,11 @@ $$;
 create or replace function public.zart_next_run_at(p_queue text, p_task_names text[])
 returns bigint
 language sql stable as $$
-    select greatest(0, ceil(extract(epoch from (min(t.run_at) - public.zart_current_time())) * 1000))::bigint
+    -- min() is null for an empty queue; greatest() would turn that into 0 ("due now") and an
+    -- idle worker would spin, so the null is kept.
+    select case when min(t.run_at) is null then null
+                else greatest(0, ceil(extract(epoch from (min(t.run_at) - public.zart_current_time()))
+                                      * 1000))::bigint end
       from public.zart_tasks t
      where t.queue = p_queue and t.task_name = any (p_task_names) and t.run_at < 'infinity'
 $$;

@@ -9,14 +9,15 @@
 //! so one bad item cannot fail the others.
 
 use deadpool_postgres::Pool;
-use postgres_types::{ToSql, Type};
+use postgres_types::Type;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use zart::scheduler::{CommitStepParams, CompleteExecutionParams, Outcome};
 use zart::Error;
 
-use crate::errors::{from_pg, from_pool, Call};
+use crate::errors::{from_pg, Call};
 use crate::queries;
+use crate::{int4, query};
 
 /// The largest batch written in one statement.
 const MAX_BATCH: usize = 256;
@@ -112,19 +113,6 @@ fn item_result(code: Option<&str>, id: &str, step: Option<&str>) -> Result<(), E
     }
 }
 
-async fn query(
-    pool: &Pool,
-    sql: &str,
-    params: &[(&(dyn ToSql + Sync), Type)],
-    call: Call<'_>,
-) -> Result<Vec<tokio_postgres::Row>, Error> {
-    let client = pool.get().await.map_err(|e| from_pool(e, call))?;
-    client
-        .query_typed(sql, params)
-        .await
-        .map_err(|e| from_pg(e, call))
-}
-
 async fn write_steps(pool: Pool, items: Vec<CommitStepParams>) -> Vec<Result<(), Error>> {
     if items.len() > 1 {
         if let Ok(results) = write_steps_batch(&pool, &items).await {
@@ -157,11 +145,11 @@ async fn write_steps_batch(
         ids.push(p.lease.execution_id.as_str());
         fences.push(p.lease.fence);
         names.push(p.name.as_str());
-        seqs.push(i32::try_from(p.seq).unwrap_or(i32::MAX));
+        seqs.push(int4(p.seq));
         statuses.push(p.status.as_str());
         outputs.push(p.output.clone());
         errors.push(p.error.as_ref().map(crate::error_json).transpose()?);
-        attempts.push(i32::try_from(p.attempts).unwrap_or(i32::MAX));
+        attempts.push(int4(p.attempts));
     }
     let rows = query(
         pool,
@@ -202,8 +190,8 @@ async fn write_steps_batch(
 async fn write_step(pool: &Pool, p: &CommitStepParams) -> Result<(), Error> {
     let call = Call::execution("recording a step", &p.lease.execution_id).step(&p.name);
     let error = p.error.as_ref().map(crate::error_json).transpose()?;
-    let seq = i32::try_from(p.seq).unwrap_or(i32::MAX);
-    let attempts = i32::try_from(p.attempts).unwrap_or(i32::MAX);
+    let seq = int4(p.seq);
+    let attempts = int4(p.attempts);
     query(
         pool,
         queries::COMMIT_STEP,

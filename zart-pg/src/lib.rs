@@ -115,21 +115,13 @@ impl PostgresScheduler {
             .get_or_init(|| group_commit::GroupCommit::start(self.pool.pool().clone()))
     }
 
-    async fn client(&self, call: Call<'_>) -> Result<deadpool_postgres::Object, Error> {
-        self.pool.pool().get().await.map_err(|e| from_pool(e, call))
-    }
-
     async fn query(
         &self,
         sql: &str,
         params: &[(&(dyn ToSql + Sync), Type)],
         call: Call<'_>,
     ) -> Result<Vec<tokio_postgres::Row>, Error> {
-        let client = self.client(call).await?;
-        client
-            .query_typed(sql, params)
-            .await
-            .map_err(|e| from_pg(e, call))
+        query(self.pool.pool(), sql, params, call).await
     }
 }
 
@@ -144,6 +136,25 @@ fn to_json<T: serde::Serialize>(value: &T, what: &str) -> Result<serde_json::Val
         what: what.to_owned(),
         source,
     })
+}
+
+/// Runs one unnamed statement (`query_typed`: one round trip) on a pooled connection.
+pub(crate) async fn query(
+    pool: &deadpool_postgres::Pool,
+    sql: &str,
+    params: &[(&(dyn ToSql + Sync), Type)],
+    call: Call<'_>,
+) -> Result<Vec<tokio_postgres::Row>, Error> {
+    let client = pool.get().await.map_err(|e| from_pool(e, call))?;
+    client
+        .query_typed(sql, params)
+        .await
+        .map_err(|e| from_pg(e, call))
+}
+
+/// A count or position as an SQL `integer` (saturating; ours never come near the limit).
+pub(crate) fn int4(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
 }
 
 fn millis(d: Duration) -> i64 {
@@ -253,7 +264,7 @@ impl Scheduler for PostgresScheduler {
 
     async fn claim_tasks(&self, p: ClaimTasksParams) -> Result<Vec<ClaimedTask>, Error> {
         let call = Call::new("claim");
-        let limit = i32::try_from(p.limit).unwrap_or(i32::MAX);
+        let limit = int4(p.limit);
         let rows = self
             .query(
                 queries::CLAIM_TASKS,
@@ -311,8 +322,8 @@ impl Scheduler for PostgresScheduler {
     async fn retry_step(&self, p: RetryStepParams) -> Result<(), Error> {
         let call = Call::execution("scheduling a retry", &p.lease.execution_id).step(&p.name);
         let error = to_json(&p.error, "a step error")?;
-        let seq = i32::try_from(p.seq).unwrap_or(i32::MAX);
-        let attempts = i32::try_from(p.attempts).unwrap_or(i32::MAX);
+        let seq = int4(p.seq);
+        let attempts = int4(p.attempts);
         self.query(
             queries::RETRY_STEP,
             &[
@@ -345,7 +356,7 @@ impl Scheduler for PostgresScheduler {
 
     async fn sleep(&self, p: SleepParams) -> Result<Option<Duration>, Error> {
         let call = Call::execution("sleeping", &p.lease.execution_id).step(&p.name);
-        let seq = i32::try_from(p.seq).unwrap_or(i32::MAX);
+        let seq = int4(p.seq);
         let (delay_ms, wake_at) = match p.until {
             WakeAt::After(d) => (Some(millis(d)), None),
             WakeAt::At(t) => (None, Some(t)),
@@ -374,7 +385,7 @@ impl Scheduler for PostgresScheduler {
 
     async fn await_event(&self, p: AwaitEventParams) -> Result<EventWait, Error> {
         let call = Call::execution("waiting for an event", &p.lease.execution_id).step(&p.name);
-        let seq = i32::try_from(p.seq).unwrap_or(i32::MAX);
+        let seq = int4(p.seq);
         let timeout_ms = p.timeout.map(millis);
         let rows = self
             .query(
@@ -435,7 +446,7 @@ impl Scheduler for PostgresScheduler {
 
     async fn start_child(&self, p: StartChildParams) -> Result<ChildWait, Error> {
         let call = Call::execution("starting a child", &p.lease.execution_id).step(&p.name);
-        let seq = i32::try_from(p.seq).unwrap_or(i32::MAX);
+        let seq = int4(p.seq);
         let rows = self
             .query(
                 queries::START_CHILD,

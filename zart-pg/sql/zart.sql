@@ -83,10 +83,15 @@ $$;
 -- Called wherever Zart needs "now": the transaction's timestamp, plus the test clock's offset
 -- (table zart_clock) in sessions where the setting zart.test_clock is 'on'. No locks.
 create or replace function public.zart_current_time() returns timestamptz
-language sql stable as $$
-    select now() + case when current_setting('zart.test_clock', true) = 'on'
-                        then coalesce((select c.clock_offset from public.zart_clock c), interval '0')
-                        else interval '0' end
+language plpgsql stable as $$
+begin
+    -- plpgsql, not sql: the sub-select keeps a sql function from being inlined, and a
+    -- non-inlined sql function costs several times this branch.
+    if current_setting('zart.test_clock', true) is distinct from 'on' then
+        return now();
+    end if;
+    return now() + coalesce((select c.clock_offset from public.zart_clock c), interval '0');
+end
 $$;
 
 -- Called by the start functions to validate ids and names coming from SQL callers.
@@ -310,21 +315,34 @@ create or replace function public.zart_claim_tasks(
     deadline_in_ms bigint,
     steps          jsonb
 )
-language sql volatile as $$
+-- plpgsql keeps the plan between calls (a sql function is planned on every call). The plan
+-- must stay index-driven however the estimates fall: every join below is a handful of rows
+-- against a primary key, and a hash join would read the whole history table.
+language plpgsql volatile
+set enable_hashjoin = off
+set enable_mergejoin = off
+set jit = off
+as $$
+#variable_conflict use_column
+declare
+    v_now timestamptz := public.zart_current_time();
+begin
+    return query
     with due as (
-        select t.bucket, t.execution_id
+        select t.ctid
           from public.zart_tasks t
          where t.queue = p_queue
-           and t.run_at <= public.zart_current_time()
+           and t.run_at <= v_now
            and t.task_name = any (p_task_names)
            and (p_buckets is null or t.bucket = any (p_buckets))
          order by t.run_at
          limit p_limit
            for update skip locked
     ), claimed as (
+        -- The rows are locked by this statement, so their ctid cannot change under it.
         update public.zart_tasks t
            set locked_by = p_worker_id,
-               run_at    = public.zart_current_time() + p_lease_ms * interval '1 millisecond',
+               run_at    = v_now + p_lease_ms * interval '1 millisecond',
                fence     = t.fence + 1,
                claims    = t.claims + 1,
                -- Still locked at claim time: its lease expired, so this is a recovery.
@@ -332,63 +350,33 @@ language sql volatile as $$
                wait_kind = null,
                wait_name = null
           from due
-         where t.bucket = due.bucket and t.execution_id = due.execution_id
+         where t.ctid = due.ctid
         returning t.bucket, t.execution_id, t.task_name, t.queue, t.fence, t.claims, t.recoveries
     ), started as (
         update public.zart_executions e
            set status     = 'running',
                attempts   = c.claims,
-               started_at = coalesce(e.started_at, public.zart_current_time()),
-               updated_at = public.zart_current_time()
+               started_at = coalesce(e.started_at, v_now),
+               updated_at = v_now
           from claimed c
          where e.bucket = c.bucket and e.id = c.execution_id
-        returning e.bucket, e.id, e.input, e.parent_id, e.deadline_at
+        returning c.bucket, c.execution_id, c.task_name, c.queue, e.parent_id, c.fence, c.claims,
+                  c.recoveries, e.input, e.deadline_at
     )
-    select c.bucket, c.execution_id, c.task_name, c.queue, s.parent_id, c.fence, c.claims,
-           c.recoveries, s.input,
-           floor(extract(epoch from (s.deadline_at - public.zart_current_time())) * 1000)::bigint,
-           coalesce((select jsonb_agg(jsonb_build_object(
+    select s.bucket, s.execution_id, s.task_name, s.queue, s.parent_id, s.fence, s.claims,
+           s.recoveries, s.input,
+           floor(extract(epoch from (s.deadline_at - v_now)) * 1000)::bigint,
+           -- Steps are written only under a claim, so a first claim has none to read.
+           case when s.claims = 1 then '[]'::jsonb
+           else coalesce((select jsonb_agg(jsonb_build_object(
                                 'name', st.name, 'seq', st.seq, 'status', st.status,
                                 'output', st.output, 'error', st.error, 'attempts', st.attempts,
                                 'kind', st.kind)
                              order by st.seq)
                        from public.zart_steps st
-                      where st.bucket = c.bucket and st.execution_id = c.execution_id),
-                    '[]'::jsonb)
-      from claimed c
-      join started s on s.bucket = c.bucket and s.id = c.execution_id
-$$;
-
--- Called by zart_commit_step and the group commit (zart_commit_steps). Locks the task row (FOR
--- NO KEY UPDATE, fenced), then writes the step row. Returns null when recorded, else the
--- SQLSTATE to report: ZA001 (cancelled), ZA002 (lease lost), ZA006 (already recorded).
-create or replace function public.zart_try_commit_step(
-    p_bucket       smallint,
-    p_execution_id text,
-    p_fence        bigint,
-    p_name         text,
-    p_seq          integer,
-    p_status       text,
-    p_output       jsonb,
-    p_error        jsonb,
-    p_attempts     integer
-) returns text
-language plpgsql as $$
-declare
-    v_now  timestamptz := public.zart_current_time();
-    v_code text := public.zart_try_lock_task(p_bucket, p_execution_id, p_fence);
-begin
-    if v_code is not null then
-        return v_code;
-    end if;
-    insert into public.zart_steps as s
-        (bucket, execution_id, name, seq, status, output, error, attempts, created_at, updated_at)
-    values (p_bucket, p_execution_id, p_name, p_seq, p_status, p_output, p_error, p_attempts, v_now, v_now)
-    on conflict on constraint zart_steps_pkey do update
-       set status = excluded.status, output = excluded.output, error = excluded.error,
-           attempts = excluded.attempts, updated_at = excluded.updated_at
-     where s.status = 'retrying';
-    return case when found then null else 'ZA006' end;
+                      where st.bucket = s.bucket and st.execution_id = s.execution_id),
+                    '[]'::jsonb) end
+      from started s;
 end
 $$;
 
@@ -441,49 +429,6 @@ begin
                                 public.zart_current_time() + p_delay_ms * interval '1 millisecond',
                                 'sleeping', 'retry', p_name);
     return p_delay_ms;
-end
-$$;
-
--- Called by zart_complete_execution and the group commit (zart_complete_executions). Deletes the
--- task row (fenced; the lock), updates the execution row, then wakes a parent waiting for this
--- child. Returns code null when recorded, else ZA001/ZA002; and the queue of a woken parent.
--- Raises ZA004 for a status that is not final.
-create or replace function public.zart_try_complete_execution(
-    p_bucket       smallint,
-    p_execution_id text,
-    p_fence        bigint,
-    p_status       text,
-    p_output       jsonb,
-    p_error        jsonb,
-    out code         text,
-    out parent_queue text
-)
-language plpgsql as $$
-declare
-    v_now    timestamptz := public.zart_current_time();
-    v_parent text;
-    v_status text;
-begin
-    if p_status not in ('completed', 'failed') then
-        raise exception 'invalid status: "%" is not a final status', p_status using errcode = 'ZA004';
-    end if;
-    delete from public.zart_tasks t
-     where t.bucket = p_bucket and t.execution_id = p_execution_id and t.fence = p_fence
-       and t.locked_by is not null;
-    if not found then
-        select e.status into v_status from public.zart_executions e
-         where e.bucket = p_bucket and e.id = p_execution_id;
-        code := case when v_status = 'cancelled' then 'ZA001' else 'ZA002' end;
-        return;
-    end if;
-    update public.zart_executions e
-       set status = p_status, output = p_output, error = p_error,
-           finished_at = v_now, updated_at = v_now
-     where e.bucket = p_bucket and e.id = p_execution_id
-    returning e.parent_id into v_parent;
-    if v_parent is not null then
-        parent_queue := public.zart_wake_waiter(v_parent, 'child', p_execution_id);
-    end if;
 end
 $$;
 
@@ -544,10 +489,13 @@ begin
 end
 $$;
 
--- Called by PostgresScheduler's group commit: records many step results (from many
--- executions) in one transaction, each as zart_commit_step does, in array order. Returns one
--- code per item: null when recorded, else ZA001 (cancelled), ZA002 (lease lost) or ZA006
--- (already recorded) -- an item's failure leaves the others recorded.
+-- Called by PostgresScheduler's group commit (and, as a batch of one, by zart_commit_step):
+-- records many step results, from many executions, in one statement. Locks each task row FOR
+-- NO KEY UPDATE in key order (fence matching, lease held), so a concurrent claim skips it and
+-- emits and child verdicts wait, then writes the step rows. Returns one code per item: null
+-- when recorded, else ZA001 (cancelled), ZA002 (lease lost) or ZA006 (already recorded); an
+-- item's failure leaves the others recorded; the same step twice in one batch is recorded
+-- once, from the first, and the second gets ZA006.
 create or replace function public.zart_commit_steps(
     p_buckets       smallint[],
     p_execution_ids text[],
@@ -559,23 +507,82 @@ create or replace function public.zart_commit_steps(
     p_errors        jsonb[],
     p_attempts      integer[]
 ) returns text[]
-language plpgsql as $$
+-- Index-driven whatever the estimates (see zart_claim_tasks).
+language plpgsql
+set enable_hashjoin = off
+set enable_mergejoin = off
+set jit = off
+as $$
 declare
-    v_codes text[] := '{}';
+    v_now     timestamptz := public.zart_current_time();
+    v_n       integer := coalesce(cardinality(p_buckets), 0);
+    v_written text[];
+    v_seen    text[] := '{}';
+    v_key     text;
+    v_codes   text[] := '{}';
+    v_status  text;
 begin
-    for i in 1 .. coalesce(cardinality(p_buckets), 0) loop
-        v_codes := v_codes || public.zart_try_commit_step(
-            p_buckets[i], p_execution_ids[i], p_fences[i], p_names[i], p_seqs[i],
-            p_statuses[i], p_outputs[i], p_errors[i], p_attempts[i]);
+    -- One statement for the whole batch: lock each held task row (fence matches, lease held),
+    -- in key order, then write the step rows; a final result already recorded is left alone.
+    -- LATERAL keeps the plan a key lookup per item whatever the statistics say.
+    with held as (
+        select i.*
+          from (select distinct on (u.bucket, u.execution_id, u.name) *
+                  from unnest(p_buckets, p_execution_ids, p_fences, p_names, p_seqs, p_statuses,
+                              p_outputs, p_errors, p_attempts)
+                           with ordinality
+                           as u(bucket, execution_id, fence, name, seq, status, output, error, attempts, ord)
+                 -- The same step twice in one batch: the first is written, the second is not.
+                 order by u.bucket, u.execution_id, u.name, u.ord) i
+         cross join lateral (
+               select 1 from public.zart_tasks t
+                where t.bucket = i.bucket and t.execution_id = i.execution_id
+                  and t.fence = i.fence and t.locked_by is not null
+                  for no key update) l
+    ), written as (
+        insert into public.zart_steps as s
+            (bucket, execution_id, name, seq, status, output, error, attempts, created_at, updated_at)
+        select h.bucket, h.execution_id, h.name, h.seq, h.status, h.output, h.error, h.attempts,
+               v_now, v_now
+          from held h
+        on conflict on constraint zart_steps_pkey do update
+           set status = excluded.status, output = excluded.output, error = excluded.error,
+               attempts = excluded.attempts, updated_at = excluded.updated_at
+         where s.status = 'retrying'
+        returning jsonb_build_array(s.execution_id, s.name)::text
+    )
+    select array_agg(w.k) into v_written from written w(k);
+
+    if coalesce(cardinality(v_written), 0) = v_n then
+        return array_fill(null::text, array[v_n]);
+    end if;
+    -- Some item was not recorded: say why, item by item (rare: a lost lease, a cancellation,
+    -- a result recorded before).
+    for i in 1 .. v_n loop
+        v_key := jsonb_build_array(p_execution_ids[i], p_names[i])::text;
+        if v_key = any (v_written) and not v_key = any (v_seen) then
+            v_seen := v_seen || v_key;
+            v_codes := v_codes || null::text;
+        elsif exists (select 1 from public.zart_tasks t
+                       where t.bucket = p_buckets[i] and t.execution_id = p_execution_ids[i]
+                         and t.fence = p_fences[i] and t.locked_by is not null) then
+            v_codes := v_codes || 'ZA006'::text;
+        else
+            select e.status into v_status from public.zart_executions e
+             where e.bucket = p_buckets[i] and e.id = p_execution_ids[i];
+            v_codes := v_codes || (case when v_status = 'cancelled' then 'ZA001' else 'ZA002' end)::text;
+        end if;
     end loop;
     return v_codes;
 end
 $$;
 
--- Called by PostgresScheduler's group commit: records many verdicts in one transaction, each as
--- zart_complete_execution does. Returns one row per item, in order: code null when recorded,
--- else ZA001/ZA002; and the queue of a parent it woke. Raises ZA004 for a status that is not
--- final (the caller then retries the items one by one).
+-- Called by PostgresScheduler's group commit (and, as a batch of one, by
+-- zart_complete_execution): records many verdicts in one statement. Deletes each task row
+-- (fence matching, lease held; the delete is the lock), updates the execution rows, then wakes
+-- parents waiting for these children. Returns one row per item, in order: code null when
+-- recorded, else ZA001/ZA002; and the queue of a parent it woke. Raises ZA004 for a status
+-- that is not final (the caller then retries the items one by one).
 create or replace function public.zart_complete_executions(
     p_buckets       smallint[],
     p_execution_ids text[],
@@ -584,13 +591,121 @@ create or replace function public.zart_complete_executions(
     p_outputs       jsonb[],
     p_errors        jsonb[]
 ) returns table (code text, parent_queue text)
-language plpgsql as $$
+-- Index-driven whatever the estimates (see zart_claim_tasks).
+language plpgsql
+set enable_hashjoin = off
+set enable_mergejoin = off
+set jit = off
+as $$
+#variable_conflict use_column
+declare
+    v_now      timestamptz := public.zart_current_time();
+    v_n        integer := coalesce(cardinality(p_buckets), 0);
+    v_bad      text;
+    v_finished text[];
+    v_children text[];
+    v_parents  text[];
+    v_status   text;
+    v_at       integer;
 begin
-    for i in 1 .. coalesce(cardinality(p_buckets), 0) loop
-        return query select * from public.zart_try_complete_execution(
-            p_buckets[i], p_execution_ids[i], p_fences[i], p_statuses[i], p_outputs[i], p_errors[i]);
+    select s into v_bad from unnest(p_statuses) s
+     where s is null or s not in ('completed', 'failed') limit 1;
+    if found then
+        raise exception 'invalid status: "%" is not a final status', v_bad using errcode = 'ZA004';
+    end if;
+    -- One statement for the whole batch: lock each held task row (fence matches, lease held) in
+    -- key order, delete it, then record the verdict on its execution row. LATERAL keeps the plan
+    -- a key lookup per item whatever the statistics say.
+    with held as (
+        select i.*, l.tid
+          from (select *
+                  from unnest(p_buckets, p_execution_ids, p_fences, p_statuses, p_outputs, p_errors)
+                           as u(bucket, execution_id, fence, status, output, error)
+                 order by u.bucket, u.execution_id) i
+         cross join lateral (
+               select t.ctid as tid from public.zart_tasks t
+                where t.bucket = i.bucket and t.execution_id = i.execution_id
+                  and t.fence = i.fence and t.locked_by is not null
+                  for update) l
+    ), removed as (
+        -- Locked above, so the row is still where its ctid says.
+        delete from public.zart_tasks t
+         using held h
+         where t.ctid = h.tid
+        returning h.bucket, h.execution_id, h.status, h.output, h.error
+    ), finished as (
+        update public.zart_executions e
+           set status = r.status, output = r.output, error = r.error,
+               finished_at = v_now, updated_at = v_now
+          from removed r
+         where e.bucket = r.bucket and e.id = r.execution_id
+        returning e.id, e.parent_id
+    )
+    select array_agg(f.id),
+           array_agg(f.id) filter (where f.parent_id is not null),
+           array_agg(f.parent_id) filter (where f.parent_id is not null)
+      into v_finished, v_children, v_parents
+      from finished f;
+
+    if coalesce(cardinality(v_finished), 0) = v_n and v_parents is null then
+        return query select null::text, null::text from generate_series(1, v_n);
+        return;
+    end if;
+    -- Parents waiting for a child, or items not recorded: item by item.
+    for i in 1 .. v_n loop
+        if p_execution_ids[i] = any (v_finished) then
+            v_at := array_position(v_children, p_execution_ids[i]);
+            code := null;
+            parent_queue := case when v_at is null then null
+                                 else public.zart_wake_waiter(v_parents[v_at], 'child', p_execution_ids[i]) end;
+        else
+            select e.status into v_status from public.zart_executions e
+             where e.bucket = p_buckets[i] and e.id = p_execution_ids[i];
+            code := case when v_status = 'cancelled' then 'ZA001' else 'ZA002' end;
+            parent_queue := null;
+        end if;
+        return next;
     end loop;
 end
+$$;
+
+-- Called by zart_commit_step. A batch of one: recording a step is defined once, in
+-- zart_commit_steps. Returns null when recorded, else the SQLSTATE to report: ZA001
+-- (cancelled), ZA002 (lease lost), ZA006 (already recorded).
+create or replace function public.zart_try_commit_step(
+    p_bucket       smallint,
+    p_execution_id text,
+    p_fence        bigint,
+    p_name         text,
+    p_seq          integer,
+    p_status       text,
+    p_output       jsonb,
+    p_error        jsonb,
+    p_attempts     integer
+) returns text
+language sql as $$
+    select (public.zart_commit_steps(array[p_bucket], array[p_execution_id], array[p_fence],
+                                     array[p_name], array[p_seq], array[p_status],
+                                     array[p_output], array[p_error], array[p_attempts]))[1]
+$$;
+
+-- Called by zart_complete_execution. A batch of one: recording a verdict is defined once, in
+-- zart_complete_executions. Returns code null when recorded, else ZA001/ZA002; and the queue
+-- of a woken parent. Raises ZA004 for a status that is not final.
+create or replace function public.zart_try_complete_execution(
+    p_bucket       smallint,
+    p_execution_id text,
+    p_fence        bigint,
+    p_status       text,
+    p_output       jsonb,
+    p_error        jsonb,
+    out code         text,
+    out parent_queue text
+)
+language sql as $$
+    select r.code, r.parent_queue
+      from public.zart_complete_executions(array[p_bucket], array[p_execution_id], array[p_fence],
+                                           array[p_status], array[p_output], array[p_error]) r
 $$;
 
 -- Called by Worker's heartbeat loop, once per interval for all its runs. Locks the renewed task
@@ -602,13 +717,24 @@ create or replace function public.zart_heartbeat(
     p_execution_ids text[],
     p_fences        bigint[]
 ) returns table (bucket smallint, execution_id text)
-language sql volatile as $$
+-- Index-driven whatever the estimates (see zart_claim_tasks).
+language plpgsql volatile
+set enable_hashjoin = off
+set enable_mergejoin = off
+set jit = off
+as $$
+#variable_conflict use_column
+declare
+    v_now timestamptz := public.zart_current_time();
+begin
+    return query
     update public.zart_tasks t
-       set run_at = public.zart_current_time() + p_lease_ms * interval '1 millisecond'
+       set run_at = v_now + p_lease_ms * interval '1 millisecond'
       from unnest(p_buckets, p_execution_ids, p_fences) as l(bucket, execution_id, fence)
      where t.bucket = l.bucket and t.execution_id = l.execution_id and t.fence = l.fence
        and t.locked_by = p_worker_id
-    returning t.bucket, t.execution_id
+    returning t.bucket, t.execution_id;
+end
 $$;
 
 -- Called by Worker at shutdown and when it abandons runs. Locks the released task rows, then

@@ -98,6 +98,12 @@ impl PostgresScheduler {
         &self.pool
     }
 
+    /// Whether a write may NOTIFY inside its own transaction: no after-commit wake-up is queued
+    /// or in flight (see the notifier module).
+    fn notify_inline(&self) -> bool {
+        self.notifier.get().is_none_or(notifier::Notifier::is_idle)
+    }
+
     /// Queues a NOTIFY to be sent after the commit that just happened.
     fn notify_after_commit(&self, channel: &'static str, payload: &str) {
         if tokio::runtime::Handle::try_current().is_err() {
@@ -233,9 +239,14 @@ impl Scheduler for PostgresScheduler {
 
     async fn start_execution(&self, p: StartExecutionParams) -> Result<StartOutcome, Error> {
         let call = Call::execution("start", &p.id);
+        let inline = self.notify_inline();
         let rows = self
             .query(
-                queries::START_EXECUTION,
+                if inline {
+                    queries::START_EXECUTION_NOTIFY
+                } else {
+                    queries::START_EXECUTION
+                },
                 &[
                     (&p.id, Type::TEXT),
                     (&p.task_name, Type::TEXT),
@@ -253,7 +264,7 @@ impl Scheduler for PostgresScheduler {
         })?;
         let created: bool = row.try_get(0).map_err(|e| from_pg(e, call))?;
         let status: String = row.try_get(1).map_err(|e| from_pg(e, call))?;
-        if created {
+        if created && !inline {
             self.notify_after_commit(queries::CHANNEL_WORK, &p.queue);
         }
         Ok(StartOutcome {
@@ -426,9 +437,14 @@ impl Scheduler for PostgresScheduler {
 
     async fn send_event(&self, p: SendEventParams) -> Result<(), Error> {
         let call = Call::execution("sending an event", &p.execution_id);
+        let inline = self.notify_inline();
         let rows = self
             .query(
-                queries::SEND_EVENT,
+                if inline {
+                    queries::SEND_EVENT_NOTIFY
+                } else {
+                    queries::SEND_EVENT
+                },
                 &[
                     (&p.execution_id, Type::TEXT),
                     (&p.name, Type::TEXT),
@@ -438,7 +454,7 @@ impl Scheduler for PostgresScheduler {
             )
             .await?;
         let woken: Option<String> = first_value(&rows, call)?;
-        if let Some(queue) = woken {
+        if let Some(queue) = woken.filter(|_| !inline) {
             self.notify_after_commit(queries::CHANNEL_WORK, &queue);
         }
         Ok(())

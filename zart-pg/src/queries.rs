@@ -9,6 +9,13 @@ pub const SCHEMA_VERSION: &str = "select public.zart_schema_version()";
 pub const START_EXECUTION: &str = "select created, status \
      from public.zart_start_execution(public.zart_bucket($1), $1, $2, $3, $4, $5, $6)";
 
+/// [`START_EXECUTION`] that also NOTIFYs `zart_work` (payload: the queue) in the same
+/// transaction when it created the execution. Used when no after-commit wake-up is pending, so
+/// a lone start wakes a worker at its own commit, one round trip sooner. Same params.
+pub const START_EXECUTION_NOTIFY: &str = "select s.created, s.status, \
+     case when s.created then pg_notify('zart_work', $4) end \
+     from public.zart_start_execution(public.zart_bucket($1), $1, $2, $3, $4, $5, $6) s";
+
 /// The bucketless `zart_start`, as SQL callers and triggers use it (and `zart start`).
 /// Params: id, task_name, input, queue.
 pub const START: &str = "select public.zart_start($1, $2, $3, $4)";
@@ -49,6 +56,13 @@ pub const AWAIT_EVENT: &str = "select outcome, payload, wake_in_ms \
 
 /// `zart_send_event` with the bucket computed from the id. Params: execution_id, name, payload.
 pub const SEND_EVENT: &str = "select public.zart_send_event(public.zart_bucket($1), $1, $2, $3)";
+
+/// [`SEND_EVENT`] that also NOTIFYs `zart_work` (payload: the woken execution's queue) in the
+/// same transaction when it woke a waiter. Used when no after-commit wake-up is pending. Same
+/// params.
+pub const SEND_EVENT_NOTIFY: &str = "select w.queue, \
+     case when w.queue is not null then pg_notify('zart_work', w.queue) end \
+     from public.zart_send_event(public.zart_bucket($1), $1, $2, $3) as w(queue)";
 
 /// `zart_start_child`. Params: bucket, execution_id, fence, name, seq, child_id, task_name,
 /// input, queue.

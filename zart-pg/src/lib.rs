@@ -27,6 +27,7 @@ mod notifier;
 mod pool;
 pub mod queries;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
@@ -60,6 +61,17 @@ pub struct PostgresScheduler {
     listener: OnceLock<listener::Listener>,
     notifier: OnceLock<notifier::Notifier>,
     group_commit: OnceLock<group_commit::GroupCommit>,
+    /// Set while a write NOTIFYs inside its own statement (see [`InlineNotify`]).
+    inline_notify: AtomicBool,
+}
+
+/// Held by the one write at a time that NOTIFYs inside its own statement.
+struct InlineNotify<'a>(&'a AtomicBool);
+
+impl Drop for InlineNotify<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 impl std::fmt::Debug for PostgresScheduler {
@@ -81,6 +93,7 @@ impl PostgresScheduler {
             wakeups,
             listener: OnceLock::new(),
             notifier: OnceLock::new(),
+            inline_notify: AtomicBool::new(false),
             group_commit: OnceLock::new(),
         }
     }
@@ -98,10 +111,18 @@ impl PostgresScheduler {
         &self.pool
     }
 
-    /// Whether a write may NOTIFY inside its own transaction: no after-commit wake-up is queued
-    /// or in flight (see the notifier module).
-    fn notify_inline(&self) -> bool {
-        self.notifier.get().is_none_or(notifier::Notifier::is_idle)
+    /// Lets a write NOTIFY inside its own statement if it is alone: no after-commit wake-up is
+    /// queued or in flight (see the notifier module) and no other write of this process is
+    /// notifying inline. Overlapping writes get `None` and use the after-commit path, so they
+    /// never queue on NOTIFY's commit lock.
+    fn notify_inline(&self) -> Option<InlineNotify<'_>> {
+        if !self.notifier.get().is_none_or(notifier::Notifier::is_idle) {
+            return None;
+        }
+        self.inline_notify
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| InlineNotify(&self.inline_notify))
     }
 
     /// Queues a NOTIFY to be sent after the commit that just happened.
@@ -242,7 +263,7 @@ impl Scheduler for PostgresScheduler {
         let inline = self.notify_inline();
         let rows = self
             .query(
-                if inline {
+                if inline.is_some() {
                     queries::START_EXECUTION_NOTIFY
                 } else {
                     queries::START_EXECUTION
@@ -264,7 +285,7 @@ impl Scheduler for PostgresScheduler {
         })?;
         let created: bool = row.try_get(0).map_err(|e| from_pg(e, call))?;
         let status: String = row.try_get(1).map_err(|e| from_pg(e, call))?;
-        if created && !inline {
+        if created && inline.is_none() {
             self.notify_after_commit(queries::CHANNEL_WORK, &p.queue);
         }
         Ok(StartOutcome {
@@ -440,7 +461,7 @@ impl Scheduler for PostgresScheduler {
         let inline = self.notify_inline();
         let rows = self
             .query(
-                if inline {
+                if inline.is_some() {
                     queries::SEND_EVENT_NOTIFY
                 } else {
                     queries::SEND_EVENT
@@ -454,7 +475,7 @@ impl Scheduler for PostgresScheduler {
             )
             .await?;
         let woken: Option<String> = first_value(&rows, call)?;
-        if let Some(queue) = woken.filter(|_| !inline) {
+        if let Some(queue) = woken.filter(|_| inline.is_none()) {
             self.notify_after_commit(queries::CHANNEL_WORK, &queue);
         }
         Ok(())

@@ -1,10 +1,17 @@
-//! Shared code of Zart's benchmark drivers.
+//! Shared code of Zart's benchmarks: the `zart-bench` latency driver and the `zart-load`
+//! driver that measures every figure of issue #8 in one run.
 //!
 //! Everything here talks to a scratch database ([`scratch`]) that a run creates, migrates and
 //! drops again. See `benches/README.md` for the figures and how to read them.
 
+pub mod dbstats;
+pub mod drain;
+pub mod fleet;
+pub mod history;
 pub mod progress;
 pub mod raw;
+pub mod report;
 pub mod scratch;
 pub mod stats;
+pub mod throughput;
 pub mod workflow;

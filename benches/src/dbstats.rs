@@ -18,6 +18,25 @@ use tokio_postgres::{Client, Config, Row};
 
 use crate::scratch::connect;
 
+/// The `pg_stat_statements` rows (alias `s`) that are round trips of this database's clients:
+/// top-level, not the watcher's, and not the body of a SQL-language function. PostgreSQL 15
+/// counts an immutable SQL function that the planner evaluates with constant arguments (such
+/// as `zart_bucket($1)` once the id is known, or `zart_schema_version()`) as a top-level
+/// statement of its own; those entries are recognised by comparing their text with the
+/// function bodies, constants and parameters blanked out on both sides.
+const ROUND_TRIPS: &str = r#"s.dbid = (select oid from pg_database where datname = current_database())
+    and s.toplevel
+    and s.query not like '%zart-load watcher%'
+    and not exists (
+        select 1 from pg_proc p
+         where p.prolang = (select oid from pg_language where lanname = 'sql')
+           and regexp_replace(
+                   regexp_replace(btrim(p.prosrc, E' \n\r\t;'), '\s+', ' ', 'g'),
+                   '''[^'']*''|\$[0-9]+|(?<![[:alnum:]_])[0-9]+(\.[0-9]+)?', '?', 'g')
+             = regexp_replace(
+                   regexp_replace(btrim(s.query, E' \n\r\t;'), '\s+', ' ', 'g'),
+                   '\$[0-9]+', '?', 'g'))"#;
+
 /// How long [`Watcher::end`] waits for the phase's connections to close.
 const QUIET_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -157,10 +176,10 @@ impl Watcher {
         let statements = if self.statements {
             let rows = self
                 .sql(
-                    "select /* zart-load watcher */ coalesce(sum(calls), 0)::int8
-                       from pg_stat_statements
-                      where dbid = (select oid from pg_database where datname = current_database())
-                        and toplevel and query not like '%zart-load watcher%'",
+                    &format!(
+                        "select /* zart-load watcher */ coalesce(sum(s.calls), 0)::int8
+                           from pg_stat_statements s where {ROUND_TRIPS}"
+                    ),
                     &[],
                 )
                 .await
@@ -189,12 +208,12 @@ impl Watcher {
         }
         let rows = self
             .sql(
-                "select /* zart-load watcher */ calls, total_exec_time, rows, query
-                   from pg_stat_statements
-                  where dbid = (select oid from pg_database where datname = current_database())
-                    and toplevel and query not like '%zart-load watcher%'
-                  order by total_exec_time desc
-                  limit $1",
+                &format!(
+                    "select /* zart-load watcher */ s.calls, s.total_exec_time, s.rows, s.query
+                       from pg_stat_statements s where {ROUND_TRIPS}
+                      order by s.total_exec_time desc
+                      limit $1"
+                ),
                 &[(&limit, Type::INT8)],
             )
             .await

@@ -962,7 +962,10 @@ async fn starts(
 ) -> Result<(u64, Duration, zart_benches::dbstats::Delta)> {
     let per_client = count / clients;
     let done = Arc::new(AtomicU64::new(0));
-    let (took, result) = {
+    let (mark, took);
+    // The client and its pool live in this block only, so their connections are closed
+    // before the statistics window ends.
+    let results = {
         let pool = PgPool::from_config(config.clone(), clients as usize)?;
         let scheduler = Arc::new(PostgresScheduler::new(pool));
         // Open the pool's connections before timing, as the raw baselines do.
@@ -972,7 +975,7 @@ async fn starts(
         let mut registry = TaskRegistry::new();
         registry.register(task, NoOp::new(Arc::new(Entries::new(u64::MAX)), None));
         let durable = DurableScheduler::new(scheduler, Arc::new(registry));
-        let mark = watcher.begin(false).await?;
+        mark = watcher.begin(false).await?;
         let started = Instant::now();
         let mut tasks = Vec::new();
         for c in 0..clients {
@@ -992,16 +995,16 @@ async fn starts(
         }
         let all = futures_util::future::try_join_all(tasks);
         tokio::pin!(all);
-        let result = loop {
+        let results = loop {
             tokio::select! {
                 results = &mut all => break results,
                 _ = tokio::time::sleep(Duration::from_millis(100)) => bar.set(done.load(Ordering::Relaxed)),
             }
         };
-        ((started.elapsed(), mark), result)
+        took = started.elapsed();
+        results
     };
-    let (took, mark) = took;
-    for r in result.context("Z1: a caller panicked")? {
+    for r in results.context("Z1: a caller panicked")? {
         r?;
     }
     let delta = watcher.end(mark).await?;

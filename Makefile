@@ -30,8 +30,8 @@ lint: ## cargo fmt --check, clippy -D warnings, rustdoc -D warnings
 example: ## Run the getting-started example end to end (ci/example)
 	ci/example
 
-bench: ## Run the benchmarks in release mode; ARGS="..." is passed to zart-bench
-	CI_NAME=bench; source ci/lib.sh && with_pg && cargo run --release -p zart-benches --bin zart-bench -- $(ARGS)
+bench: ## Run every performance figure (zart-load, release); ARGS="--only z2,z7" etc.
+	CI_NAME=bench; source ci/lib.sh && with_pg && cargo run --release -p zart-benches --bin zart-load -- $(ARGS)
 
 schema-check: ## Check migrations/ + sql/*.sql apply cleanly and match the DB (ci/schema-check)
 	ci/schema-check

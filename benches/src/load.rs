@@ -1,335 +1,1252 @@
-//! `zart-load`: throughput of Zart next to raw PostgreSQL queue baselines, in one run on one
-//! scratch database.
+//! `zart-load`: every performance figure of issue #8 in one run, on one scratch database,
+//! each next to its raw-PostgreSQL baseline measured in the same run.
 //!
-//! - **C**: raw single-row insert commits per second from `--clients` connections.
-//! - **Z1**: idempotent `DurableScheduler::start` calls per second from `--clients` callers.
-//! - **B**: raw queue baseline: claim 100 rows with `FOR UPDATE SKIP LOCKED` (one statement,
-//!   one commit), then delete them (one commit), by `--clients` connections at once.
-//! - **Z2**: drain of pre-filled one-step no-op executions by one worker at its defaults.
-//! - **Z3**: three-step no-op workflows pre-filled and drained the same way (steps per second).
-//! - **Z6**: transactions per second on the database while one default worker sits idle.
+//! Raw baselines (tokio-postgres, `--clients` connections): **C** single-row insert commits,
+//! **U** claim-one-row-with-SKIP-LOCKED-then-delete, **B** the same 100 rows a time, **F** the
+//! LISTEN/NOTIFY round trip. Zart at `WorkerConfig::default()`: **Z1** `start_typed`
+//! throughput, **Z2** drain of one-step no-op executions, **Z3** three-step workflows (steps
+//! per second), **Z4** pickup latency on an idle worker, **Z5** timer lateness and event wake
+//! latency, **Z6** an idle worker's transactions and statements per second, **Z7** the drain
+//! again after a large history, **Z8** several worker processes draining one database, with
+//! double claims counted. For the throughput phases the database's transactions, rows written
+//! and statements are counted per execution and per step.
 //!
-//! Figures are printed with their ratio to B; nothing is judged.
+//! Targets are printed with "met" / "not met" in the report and never fail the run; it exits
+//! non-zero only for real errors (a failed execution, a double claim, a stuck drain). See
+//! `benches/README.md`.
 
-use std::str::FromStr;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{anyhow, Context, Result};
-use async_trait::async_trait;
-use clap::Parser;
-use tokio_postgres::NoTls;
-use zart::{Scheduler, TaskContext, TaskError, TaskHandler, TaskRegistry, Worker, WorkerConfig};
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+use tokio_postgres::Config;
+use zart::{DurableScheduler, Scheduler, TaskRegistry, Worker, WorkerConfig};
 use zart_pg::{PgPool, PostgresScheduler};
+
+use zart_benches::dbstats::{TopStatement, Watcher};
+use zart_benches::drain::{self, Entries, NoOp};
+use zart_benches::fleet::{self, FleetResult};
+use zart_benches::history::{self, RelationSize};
+use zart_benches::progress::{stdout_is_terminal, Bar};
+use zart_benches::report::{self, format_value, Metric, PhaseCounts};
+use zart_benches::scratch::{server_config, unique_name, Scratch};
+use zart_benches::stats::{self, Figure, Gap, Rng, Summary};
+use zart_benches::{raw, throughput, workflow};
+
+/// Statements kept per phase from `pg_stat_statements`.
+const TOP: i64 = 12;
+
+/// Every figure, in the order a run measures them.
+const FIGURES: [&str; 12] = [
+    "c", "u", "b", "f", "z1", "z2", "z3", "z8", "z4", "z5", "z6", "z7",
+];
 
 /// Command-line options.
 #[derive(Debug, Parser)]
 #[command(
     name = "zart-load",
-    about = "Zart drain throughput next to a raw SKIP LOCKED queue"
+    about = "Every Zart performance figure (issue #8) next to raw PostgreSQL baselines, in one \
+             run on one scratch database",
+    subcommand_negates_reqs = true,
+    args_conflicts_with_subcommands = true
 )]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// PostgreSQL server; a scratch database `zart_load_<pid>` is created and dropped on it.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: String,
-    /// Executions (and raw rows) per figure.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, required = true)]
+    database_url: Option<String>,
+    /// Run only these figures (comma-separated: c,u,b,f,z1,...,z8). Ratios to a baseline that
+    /// was not run show as n/a.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    only: Vec<String>,
+    /// Executions per drain (Z2, Z7, Z8; Z3 runs a third as many three-step workflows), starts
+    /// for Z1, and rows for C, U and B.
     #[arg(long, default_value_t = 20_000)]
     count: u32,
-    /// Concurrent connections for the raw baseline.
-    #[arg(long, default_value_t = 8)]
+    /// Finished executions in the history before Z7's drain.
+    #[arg(long, default_value_t = 1_000_000)]
+    history: u64,
+    /// Worker processes for Z8.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    workers: u32,
+    /// Concurrent connections of the raw baselines, and concurrent callers of Z1.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
     clients: u32,
-    /// Worker concurrency (default: `WorkerConfig::default()`'s).
+    /// Worker slots instead of `WorkerConfig::default()`'s (for experiments; the targets are
+    /// about the defaults).
     #[arg(long)]
     concurrency: Option<usize>,
+    /// Samples of F, the raw LISTEN/NOTIFY round trip.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    notify_samples: u32,
+    /// Samples of Z4, the pickup latency (starts at random 100-300 ms gaps).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    pickup_samples: u32,
+    /// Overlapping `sleep(1 s)` workflows for Z5's timer lateness.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    timer_samples: u32,
+    /// Samples of Z5's event wake latency.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    event_samples: u32,
     /// Seconds the idle worker is watched for Z6.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     idle_secs: u64,
-    /// A tiny run for CI.
+    /// A tiny run that exercises every code path (count 200, history 2,000, pickup 20,
+    /// timer/event 5, idle 2 s); its numbers mean nothing.
     #[arg(long)]
     smoke: bool,
+    /// Where to write the results as JSON (default: `target/zart-load/zart-load-<UTC time>.json`).
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
+    /// Where to write the report as markdown (default: next to the JSON, `.md`).
+    #[arg(long, value_name = "PATH")]
+    markdown: Option<PathBuf>,
+    /// A previous run's JSON: print old, new and new/old for every figure at the end.
+    #[arg(long, value_name = "OLD.json")]
+    compare: Option<PathBuf>,
 }
 
-/// A step-less no-op beyond `steps` no-op steps.
-struct NoOp;
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Compare two saved runs (their JSON files) figure by figure: old, new, new/old.
+    Compare {
+        /// The older run's JSON.
+        old: PathBuf,
+        /// The newer run's JSON.
+        new: PathBuf,
+    },
+    /// One Z8 worker process (started by the driver; speaks a line protocol on stdin/stdout).
+    #[command(hide = true)]
+    Worker {
+        /// The server.
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        /// The scratch database on it.
+        #[arg(long)]
+        dbname: String,
+        /// The task to run.
+        #[arg(long)]
+        task: String,
+        /// Worker slots instead of the default.
+        #[arg(long)]
+        concurrency: Option<usize>,
+    },
+}
 
-#[async_trait]
-impl TaskHandler for NoOp {
-    type Data = u32;
-    type Output = ();
+/// Sizes, sample counts and gaps of one run.
+#[derive(Debug, Clone, Serialize)]
+struct Plan {
+    /// The figures run, in order.
+    figures: Vec<&'static str>,
+    count: u32,
+    clients: u32,
+    history: u64,
+    workers: u32,
+    concurrency: Option<usize>,
+    notify_samples: usize,
+    pickup_samples: usize,
+    timer_samples: usize,
+    event_samples: usize,
+    /// Unmeasured samples first in each latency phase.
+    warmup: usize,
+    f_gap_ms: (u64, u64),
+    pickup_gap_ms: (u64, u64),
+    /// Between timer starts, and before each event is sent.
+    wait_gap_ms: (u64, u64),
+    idle_secs: u64,
+    /// How long the idle worker runs before Z6's window opens (PostgreSQL flushes an idle
+    /// backend's statistics up to 10 s late).
+    idle_settle_secs: u64,
+}
 
-    async fn run(
-        &self,
-        ctx: &mut TaskContext<impl Scheduler>,
-        steps: u32,
-    ) -> Result<(), TaskError> {
-        for i in 0..steps {
-            ctx.step(&format!("s{i}"), || async { Ok::<_, std::io::Error>(()) })
-                .await?;
+impl Plan {
+    fn new(args: &Args) -> Result<Plan> {
+        let mut figures = Vec::new();
+        for want in &args.only {
+            let want = want.trim().to_lowercase();
+            match FIGURES.iter().find(|f| **f == want) {
+                Some(f) => figures.push(*f),
+                None => bail!(
+                    "--only: unknown figure {want:?} (known: {})",
+                    FIGURES.join(",")
+                ),
+            }
         }
-        Ok(())
+        let figures = if figures.is_empty() {
+            FIGURES.to_vec()
+        } else {
+            FIGURES
+                .iter()
+                .copied()
+                .filter(|f| figures.contains(f))
+                .collect()
+        };
+        let plan = if args.smoke {
+            Plan {
+                figures,
+                count: 200,
+                clients: args.clients,
+                history: 2_000,
+                workers: args.workers,
+                concurrency: args.concurrency,
+                notify_samples: 20,
+                pickup_samples: 20,
+                timer_samples: 5,
+                event_samples: 5,
+                warmup: 2,
+                f_gap_ms: (1, 3),
+                pickup_gap_ms: (5, 15),
+                wait_gap_ms: (20, 60),
+                idle_secs: 2,
+                idle_settle_secs: 1,
+            }
+        } else {
+            Plan {
+                figures,
+                count: args.count,
+                clients: args.clients,
+                history: args.history,
+                workers: args.workers,
+                concurrency: args.concurrency,
+                notify_samples: args.notify_samples as usize,
+                pickup_samples: args.pickup_samples as usize,
+                timer_samples: args.timer_samples as usize,
+                event_samples: args.event_samples as usize,
+                warmup: 10,
+                f_gap_ms: (5, 20),
+                pickup_gap_ms: (100, 300),
+                wait_gap_ms: (20, 60),
+                idle_secs: args.idle_secs,
+                idle_settle_secs: 11,
+            }
+        };
+        if plan.count < plan.clients.max(3) {
+            bail!(
+                "--count {} is too small: at least --clients ({}) and 3",
+                plan.count,
+                plan.clients
+            );
+        }
+        Ok(plan)
+    }
+
+    fn has(&self, figure: &str) -> bool {
+        self.figures.contains(&figure)
     }
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
-    let args = Args::parse();
-    let count = if args.smoke { 200 } else { args.count };
-    let server = tokio_postgres::Config::from_str(&args.database_url)
-        .context("--database-url does not parse")?;
-    let mut admin = server.clone();
-    admin.dbname("postgres");
-    let db = format!("zart_load_{}", std::process::id());
-    let mut scratch = server.clone();
-    scratch.dbname(&db);
-    let admin_client = connect(&admin).await?;
-    admin_client
-        .batch_execute(&format!("drop database if exists {db} with (force)"))
-        .await?;
-    admin_client
-        .batch_execute(&format!("create database {db}"))
-        .await?;
-    let idle = Duration::from_secs(if args.smoke { 2 } else { args.idle_secs });
-    let result = measure(&scratch, count, args.clients, args.concurrency, idle).await;
-    admin_client
-        .batch_execute(&format!("drop database if exists {db} with (force)"))
-        .await?;
-    result
+/// Everything a run reports, as written by `--json`.
+#[derive(Debug, Serialize)]
+struct Report {
+    /// Always `zart-load`.
+    tool: &'static str,
+    /// Seconds since the Unix epoch when the run finished.
+    unix_time: u64,
+    /// The same, readable.
+    finished: String,
+    /// `server_version` of the PostgreSQL server.
+    postgres_version: String,
+    /// `std::thread::available_parallelism()` of this machine.
+    cores: usize,
+    /// Operating system and CPU architecture.
+    platform: String,
+    /// `release` or `debug` (debug numbers are not comparable).
+    profile: &'static str,
+    /// Whether this was a `--smoke` run.
+    smoke: bool,
+    /// Whether `pg_stat_statements` counted statements.
+    pg_stat_statements: bool,
+    /// Sizes and samples.
+    plan: Plan,
+    /// One row per measured number, with baseline, ratio, target and verdict.
+    metrics: Vec<Metric>,
+    /// Percentiles of the latency figures (F, Z4, Z5).
+    latencies: Vec<Figure>,
+    /// The database's work per phase.
+    db_counts: Vec<PhaseCounts>,
+    /// The statements of each throughput phase by total time (`pg_stat_statements`).
+    top_statements: BTreeMap<&'static str, Vec<TopStatement>>,
+    /// Table and index sizes after Z7.
+    sizes: Vec<RelationSize>,
+    /// What Z8's worker processes did.
+    z8: Option<FleetResult>,
+    /// Real errors found (double claims, missing executions); the run exits non-zero.
+    problems: Vec<String>,
 }
 
-async fn measure(
-    config: &tokio_postgres::Config,
-    count: u32,
-    clients: u32,
-    concurrency: Option<usize>,
-    idle: Duration,
-) -> Result<()> {
-    zart_pg::migrate(config).await?;
-    println!("zart-load: {count} per figure, raw baseline with {clients} clients");
+impl Report {
+    fn header(&self) -> String {
+        let p = &self.plan;
+        format!(
+            "zart-load: PostgreSQL {} | {} cores ({}) | {} build{} | count {}, clients {}, \
+             history {}, Z8 workers {}{} | pg_stat_statements: {} | {}",
+            self.postgres_version,
+            self.cores,
+            self.platform,
+            self.profile,
+            if self.smoke { ", SMOKE" } else { "" },
+            report::thousands(f64::from(p.count)),
+            p.clients,
+            report::thousands(p.history as f64),
+            p.workers,
+            p.concurrency.map_or_else(String::new, |c| format!(
+                ", concurrency {c} (not the default)"
+            )),
+            if self.pg_stat_statements {
+                "yes"
+            } else {
+                "n/a"
+            },
+            self.finished,
+        )
+    }
 
-    let c = raw_inserts(config, count, clients).await?;
-    println!("C  raw single-row inserts     {c:>10.0} commits/s");
-    let z1 = starts(config, count, clients).await?;
-    println!(
-        "Z1 start, {clients} callers            {z1:>10.0} starts/s      ({:.2} x C)",
-        z1 / c
-    );
-    let b = raw_batches(config, count, clients).await?;
-    println!("B  raw claim-100 + delete     {b:>10.0} rows/s");
+    fn markdown(&self) -> String {
+        let mut out = format!("# zart-load report\n\n{}\n\n", self.header());
+        out.push_str("## Figures\n\n");
+        out.push_str(&report::metrics_markdown(&self.metrics));
+        if !self.db_counts.is_empty() {
+            out.push_str(
+                "\n## Database work per unit\n\nDeltas of `pg_stat_database` (transactions, \
+                 rows inserted + updated + deleted) and `pg_stat_statements` (top-level \
+                 statements = round trips) around each phase, divided per unit (row, start, \
+                 execution) and per step.\n\n",
+            );
+            out.push_str(&report::counts_markdown(&self.db_counts));
+        }
+        if let Some(top) = self.top_statements.get("z2").filter(|t| !t.is_empty()) {
+            out.push_str("\n## Top statements of Z2 (by total time)\n\n");
+            out.push_str(&report::top_markdown(top));
+        }
+        if !self.latencies.is_empty() {
+            out.push_str("\n## Latency detail\n\n");
+            out.push_str(&stats::markdown_table(&self.latencies));
+        }
+        if !self.sizes.is_empty() {
+            out.push_str("\n## Sizes after Z7\n\n");
+            out.push_str(&report::sizes_markdown(&self.sizes));
+        }
+        if let Some(z8) = &self.z8 {
+            out.push_str(&format!(
+                "\n## Z8\n\n{} worker processes, entries per process: {:?}; double claims: {}; \
+                 never entered: {}.\n",
+                z8.workers, z8.entries_per_worker, z8.double_claimed, z8.missing
+            ));
+        }
+        if !self.problems.is_empty() {
+            out.push_str("\n## Problems\n\n");
+            for p in &self.problems {
+                out.push_str(&format!("- {p}\n"));
+            }
+        }
+        out
+    }
+}
 
-    let z2 = drain(config, count, 1, concurrency).await?;
-    println!(
-        "Z2 drain, one-step            {z2:>10.0} executions/s  ({:.2} x B)",
-        z2 / b
-    );
-    let z3 = drain(config, count / 3, 3, concurrency).await? * 3.0;
-    println!(
-        "Z3 drain, three-step          {z3:>10.0} steps/s       ({:.2} x B)",
-        z3 / b
-    );
-    let z6 = idle_rate(config, idle).await?;
-    println!(
-        "Z6 idle worker                {z6:>10.2} transactions/s over {} s",
-        idle.as_secs()
-    );
+/// The numbers gathered while measuring.
+#[derive(Debug, Default)]
+struct Results {
+    c: Option<f64>,
+    u: Option<f64>,
+    b: Option<f64>,
+    f: Option<Summary>,
+    z1: Option<f64>,
+    z2: Option<f64>,
+    z3: Option<f64>,
+    z4: Option<Summary>,
+    timer: Option<Summary>,
+    event: Option<Summary>,
+    /// Transactions/s and statements/s of the idle worker.
+    z6: Option<(f64, Option<f64>)>,
+    z7: Option<f64>,
+    z8: Option<FleetResult>,
+    counts: Vec<PhaseCounts>,
+    top: BTreeMap<&'static str, Vec<TopStatement>>,
+    sizes: Vec<RelationSize>,
+    problems: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("zart-load: error: building the tokio runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match &args.command {
+        Some(Command::Worker {
+            database_url,
+            dbname,
+            task,
+            concurrency,
+        }) => runtime.block_on(async {
+            let mut config = server_config(database_url, "zart-load-worker")?;
+            config.dbname(dbname);
+            fleet::run_child(config, task, *concurrency).await
+        }),
+        Some(Command::Compare { old, new }) => compare_files(old, new),
+        None => runtime.block_on(run(&args)),
+    };
+    // A worker process may still have a blocking stdin read in flight: do not wait for it.
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("zart-load: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `zart-load compare OLD NEW`.
+fn compare_files(old: &Path, new: &Path) -> Result<()> {
+    let read = |path: &Path| -> Result<serde_json::Value> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    };
+    println!("{}", report::compare(&read(old)?, &read(new)?));
     Ok(())
 }
 
-async fn connect(config: &tokio_postgres::Config) -> Result<tokio_postgres::Client> {
-    let (client, conn) = config.connect(NoTls).await?;
-    tokio::spawn(conn);
-    Ok(client)
-}
-
-/// Z6: transactions per second on the database while one default worker is idle (the
-/// watcher's own two reads are subtracted).
-async fn idle_rate(config: &tokio_postgres::Config, idle: Duration) -> Result<f64> {
-    let pool = PgPool::from_config(config.clone(), zart_pg::DEFAULT_POOL_SIZE)?;
-    let scheduler = Arc::new(PostgresScheduler::new(pool));
-    let mut registry = TaskRegistry::new();
-    registry.register("idle", NoOp);
-    let worker = Worker::new(
-        scheduler,
-        Arc::new(registry),
-        WorkerConfig::default().with_handle_signals(false),
-    );
-    let stop = worker.shutdown_handle();
-    let handle = tokio::spawn(worker.run());
-    // Let it start (schema check, first claim, LISTEN) before watching.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let watcher = connect(config).await?;
-    let xacts = "select pg_stat_force_next_flush(), xact_commit + xact_rollback
-                   from pg_stat_database where datname = current_database()";
-    let before: i64 = watcher.query_one(xacts, &[]).await?.get(1);
-    tokio::time::sleep(idle).await;
-    let after: i64 = watcher.query_one(xacts, &[]).await?.get(1);
-    stop.shutdown();
-    handle.await??;
-    Ok((after - before - 1).max(0) as f64 / idle.as_secs_f64())
-}
-
-/// C: single-row autocommit inserts per second, `clients` connections at once.
-async fn raw_inserts(config: &tokio_postgres::Config, count: u32, clients: u32) -> Result<f64> {
-    connect(config)
-        .await?
-        .batch_execute(
-            "create table bench_inserts (id bigserial primary key, payload jsonb not null)",
-        )
-        .await?;
-    let per_client = count / clients;
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let client = connect(config).await?;
-        tasks.push(tokio::spawn(async move {
-            let insert = client
-                .prepare("insert into bench_inserts (payload) values ($1)")
-                .await?;
-            for i in 0..per_client {
-                client
-                    .execute(&insert, &[&serde_json::json!({ "n": i })])
-                    .await?;
-            }
-            Ok::<_, anyhow::Error>(())
-        }));
-    }
-    for task in tasks {
-        task.await??;
-    }
-    Ok(f64::from(per_client * clients) / started.elapsed().as_secs_f64())
-}
-
-/// Z1: `DurableScheduler::start` calls per second, `clients` callers at once.
-async fn starts(config: &tokio_postgres::Config, count: u32, clients: u32) -> Result<f64> {
-    let pool = PgPool::from_config(config.clone(), clients as usize)?;
-    let scheduler = Arc::new(PostgresScheduler::new(pool));
-    let mut registry = TaskRegistry::new();
-    registry.register("start-only", NoOp);
-    let durable = zart::DurableScheduler::new(scheduler, Arc::new(registry));
-    let per_client = count / clients;
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for c in 0..clients {
-        let durable = durable.clone();
-        tasks.push(tokio::spawn(async move {
-            for i in 0..per_client {
-                durable
-                    .start(
-                        &format!("start-{c}-{i}"),
-                        "start-only",
-                        serde_json::json!(0),
-                    )
-                    .await?;
-            }
-            Ok::<_, anyhow::Error>(())
-        }));
-    }
-    for task in tasks {
-        task.await??;
-    }
-    Ok(f64::from(per_client * clients) / started.elapsed().as_secs_f64())
-}
-
-/// B: rows per second through claim-100-with-SKIP-LOCKED then delete.
-async fn raw_batches(config: &tokio_postgres::Config, count: u32, clients: u32) -> Result<f64> {
-    let setup = connect(config).await?;
-    setup
-        .batch_execute(
-            "create table bench_jobs (id bigserial primary key, run_at timestamptz not null default now(),
-                                      locked_by text);
-             create index bench_jobs_run_at_idx on bench_jobs (run_at);",
-        )
-        .await?;
-    setup
-        .execute(
-            "insert into bench_jobs (run_at) select now() from generate_series(1, $1::int)",
-            &[&(count as i32)],
-        )
-        .await?;
-    setup.batch_execute("vacuum analyze bench_jobs").await?;
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for c in 0..clients {
-        let client = connect(config).await?;
-        tasks.push(tokio::spawn(async move {
-            let worker = format!("w{c}");
-            loop {
-                let rows = client
-                    .query(
-                        "update bench_jobs j set locked_by = $1
-                           from (select id from bench_jobs where locked_by is null and run_at <= now()
-                                  order by run_at limit 100 for update skip locked) c
-                          where j.id = c.id returning j.id",
-                        &[&worker],
-                    )
-                    .await?;
-                if rows.is_empty() {
-                    return Ok::<_, anyhow::Error>(());
-                }
-                let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
-                client
-                    .execute("delete from bench_jobs where id = any($1)", &[&ids])
-                    .await?;
-            }
-        }));
-    }
-    for task in tasks {
-        task.await??;
-    }
-    Ok(f64::from(count) / started.elapsed().as_secs_f64())
-}
-
-/// Z2/Z3: executions per second drained by one default worker from a pre-filled queue.
-async fn drain(
-    config: &tokio_postgres::Config,
-    count: u32,
-    steps: u32,
-    concurrency: Option<usize>,
-) -> Result<f64> {
-    let client = connect(config).await?;
-    let task = format!("noop-{steps}");
-    client
-        .execute(
-            "select public.zart_start_execution(public.zart_bucket(id), id, $1, to_jsonb($2::int),
-                                                'default', null, null)
-               from (select $1 || '-' || g as id from generate_series(1, $3::int) g) ids",
-            &[&task, &(steps as i32), &(count as i32)],
-        )
-        .await
-        .context("pre-filling executions")?;
-    client.batch_execute("vacuum analyze").await?;
-
-    let pool = PgPool::from_config(config.clone(), zart_pg::DEFAULT_POOL_SIZE)?;
-    let scheduler = Arc::new(PostgresScheduler::new(pool));
-    let mut registry = TaskRegistry::new();
-    registry.register(task.clone(), NoOp);
-    let mut worker_config = WorkerConfig::default().with_handle_signals(false);
-    if let Some(concurrency) = concurrency {
-        worker_config = worker_config.with_concurrency(concurrency);
-    }
-    let worker = Worker::new(scheduler, Arc::new(registry), worker_config);
-    let stop = worker.shutdown_handle();
-    let started = Instant::now();
-    let handle = tokio::spawn(worker.run());
-    loop {
-        let done: i64 = client
-            .query_one(
-                "select count(*) from zart_executions where task_name = $1 and status = 'completed'",
-                &[&task],
+/// Creates the scratch database, measures, drops it, and writes and prints the report.
+async fn run(args: &Args) -> Result<()> {
+    let plan = Plan::new(args)?;
+    let url = args
+        .database_url
+        .clone()
+        .context("--database-url or DATABASE_URL is required")?;
+    let old = match &args.compare {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Some(
+                serde_json::from_str::<serde_json::Value>(&text)
+                    .with_context(|| format!("parsing {}", path.display()))?,
             )
-            .await?
-            .get(0);
-        if done >= i64::from(count) {
-            break;
         }
-        if started.elapsed() > Duration::from_secs(600) {
-            return Err(anyhow!(
-                "drain did not finish in 10 minutes ({done}/{count})"
+        None => None,
+    };
+    let server = server_config(&url, "zart-load")?;
+    let name = unique_name("zart_load");
+    let scratch = Scratch::create(&server, &name).await?;
+    let version = scratch.server_version().to_owned();
+    let report = scratch
+        .run(|config| measure(plan, args.smoke, url.clone(), name.clone(), config, version))
+        .await?;
+
+    println!();
+    println!("{}", report.header());
+    println!();
+    println!("{}", report::metrics_text(&report.metrics));
+    if !report.db_counts.is_empty() {
+        println!("\nDatabase work per unit (pg_stat_database, pg_stat_statements):");
+        println!("{}", report::counts_text(&report.db_counts));
+    }
+    if let Some(top) = report.top_statements.get("z2").filter(|t| !t.is_empty()) {
+        println!("\nTop statements of Z2 (by total time):");
+        println!("{}", report::top_text(top));
+    }
+    if !report.latencies.is_empty() {
+        println!("\nLatency detail:");
+        println!("{}", stats::text_table(&report.latencies));
+    }
+    if !report.sizes.is_empty() {
+        println!("\nSizes after Z7:");
+        println!("{}", report::sizes_text(&report.sizes));
+    }
+
+    let mut markdown = report.markdown();
+    if let Some(old) = &old {
+        let new = serde_json::to_value(&report)?;
+        let comparison = report::compare(old, &new);
+        println!(
+            "\nCompared with {}:",
+            args.compare.as_deref().unwrap_or(Path::new("-")).display()
+        );
+        println!("{comparison}");
+        markdown.push_str(&format!(
+            "\n## Compared with {}\n\n{comparison}",
+            args.compare.as_deref().unwrap_or(Path::new("-")).display()
+        ));
+    }
+    let (json_path, md_path) = output_paths(args, report.unix_time);
+    for (path, text) in [
+        (&json_path, serde_json::to_string_pretty(&report)? + "\n"),
+        (&md_path, markdown),
+    ] {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    if !report.problems.is_empty() {
+        bail!("{}", report.problems.join("; "));
+    }
+    Ok(())
+}
+
+/// `--json` / `--markdown`, or `<target>/zart-load/zart-load-<UTC time>.{json,md}` (target:
+/// `$CARGO_TARGET_DIR`, else `target` under the current directory).
+fn output_paths(args: &Args, unix: u64) -> (PathBuf, PathBuf) {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target"));
+    let stamp = report::utc_stamps(unix).0;
+    let default = target.join("zart-load").join(format!("zart-load-{stamp}"));
+    let json = args
+        .json
+        .clone()
+        .unwrap_or_else(|| default.with_extension("json"));
+    let markdown = args.markdown.clone().unwrap_or_else(|| match &args.json {
+        Some(json) => json.with_extension("md"),
+        None => default.with_extension("md"),
+    });
+    (json, markdown)
+}
+
+/// Prints a phase's result line (after its bar is gone).
+fn say(bar: &Bar, line: String) {
+    bar.finish();
+    println!("{line}");
+}
+
+/// Runs the planned phases and assembles the report.
+async fn measure(
+    plan: Plan,
+    smoke: bool,
+    url: String,
+    dbname: String,
+    config: Config,
+    postgres_version: String,
+) -> Result<Report> {
+    let bars = stdout_is_terminal();
+    println!(
+        "zart-load: scratch database {dbname}, figures {}",
+        plan.figures.join(",")
+    );
+    zart_pg::migrate(&config)
+        .await
+        .context("migrating the scratch database")?;
+    let mut watcher = Watcher::connect(&config).await?;
+    if !watcher.has_statements() {
+        println!(
+            "pg_stat_statements: n/a (not installed or not in shared_preload_libraries); \
+             statement counts are reported as n/a"
+        );
+    }
+    let mut r = Results::default();
+    let mut rng = Rng::from_clock();
+    let nonce = format!("{:08x}", rng.next_u64() as u32);
+    let count = plan.count;
+    let clients = plan.clients;
+
+    if plan.has("c") {
+        throughput::prepare_inserts(watcher.client()).await?;
+        let bar = Bar::new(bars, count.into(), "C", "raw single-row inserts");
+        let mark = watcher.begin(true).await?;
+        let (rows, took) = throughput::inserts(&config, count, clients, &bar).await?;
+        let delta = watcher.end(mark).await?;
+        r.top.insert("c", watcher.top_statements(TOP).await?);
+        throughput::drop_table(watcher.client(), throughput::INSERT_TABLE).await?;
+        let rate = rows as f64 / took.as_secs_f64();
+        say(
+            &bar,
+            format!(
+                "C   raw single-row inserts, {clients} clients: {}",
+                format_value(rate, "commits/s")
+            ),
+        );
+        r.c = Some(rate);
+        r.counts.push(PhaseCounts::new("c", "row", rows, 0, delta));
+    }
+    for (key, table, batch) in [("u", "bench_u", 1), ("b", "bench_b", 100)] {
+        if !plan.has(key) {
+            continue;
+        }
+        throughput::prepare_queue(watcher.client(), table, count).await?;
+        let label = format!("raw claim-{batch} + delete");
+        let bar = Bar::new(bars, count.into(), &key.to_uppercase(), &label);
+        let mark = watcher.begin(true).await?;
+        let (rows, took) = throughput::claims(&config, table, batch, clients, &bar).await?;
+        let delta = watcher.end(mark).await?;
+        r.top.insert(key, watcher.top_statements(TOP).await?);
+        throughput::drop_table(watcher.client(), table).await?;
+        if rows != u64::from(count) {
+            bail!("{}: {rows} of {count} rows were done", key.to_uppercase());
+        }
+        let rate = rows as f64 / took.as_secs_f64();
+        say(
+            &bar,
+            format!(
+                "{:<3} {label}, {clients} clients: {}",
+                key.to_uppercase(),
+                format_value(rate, "rows/s")
+            ),
+        );
+        if key == "u" {
+            r.u = Some(rate);
+        } else {
+            r.b = Some(rate);
+        }
+        r.counts.push(PhaseCounts::new(key, "row", rows, 0, delta));
+    }
+    if plan.has("f") {
+        let bar = Bar::new(
+            bars,
+            (plan.warmup + plan.notify_samples) as u64,
+            "F",
+            "raw LISTEN/NOTIFY round trip",
+        );
+        let samples = raw::round_trips(
+            &config,
+            &nonce,
+            plan.warmup,
+            plan.notify_samples,
+            Gap::ms(plan.f_gap_ms.0, plan.f_gap_ms.1),
+            &mut rng,
+            &bar,
+        )
+        .await?;
+        let f = Summary::of(&samples)?;
+        say(
+            &bar,
+            format!(
+                "F   LISTEN/NOTIFY round trip: p50 {:.3} ms, p99 {:.3} ms",
+                stats::ms(f.p50),
+                stats::ms(f.p99)
+            ),
+        );
+        r.f = Some(f);
+    }
+    if plan.has("z1") {
+        let task = "z1-start";
+        let bar = Bar::new(bars, count.into(), "Z1", "start_typed");
+        watcher.quiesce().await?;
+        let (starts, took, delta) =
+            starts(&config, &mut watcher, task, count, clients, &bar).await?;
+        r.top.insert("z1", watcher.top_statements(TOP).await?);
+        let rate = starts as f64 / took.as_secs_f64();
+        say(
+            &bar,
+            format!(
+                "Z1  start_typed, {clients} callers: {}",
+                format_value(rate, "starts/s")
+            ),
+        );
+        r.z1 = Some(rate);
+        r.counts
+            .push(PhaseCounts::new("z1", "start", starts, 0, delta));
+        // Leave no scheduled executions behind: later claims would have to skip them.
+        // (VACUUM cannot share a multi-statement batch.)
+        for sql in [
+            format!("delete from public.zart_tasks where task_name = '{task}'"),
+            format!("delete from public.zart_executions where task_name = '{task}'"),
+            "vacuum analyze public.zart_tasks, public.zart_executions".to_owned(),
+        ] {
+            watcher
+                .client()
+                .batch_execute(&sql)
+                .await
+                .context("Z1: removing the started executions")?;
+        }
+    }
+    if plan.has("z2") {
+        let task = "z2-noop1";
+        drain::prefill(watcher.client(), task, count, 1).await?;
+        let bar = Bar::new(bars, count.into(), "Z2", "drain, one-step no-op");
+        let drained =
+            drain::drain(&config, &mut watcher, task, count, plan.concurrency, &bar).await?;
+        r.top.insert("z2", watcher.top_statements(TOP).await?);
+        say(
+            &bar,
+            format!(
+                "Z2  drain, one-step no-op, 1 worker: {} in {:.2} s",
+                format_value(drained.rate, "executions/s"),
+                drained.elapsed.as_secs_f64()
+            ),
+        );
+        r.z2 = Some(drained.rate);
+        r.counts.push(PhaseCounts::new(
+            "z2",
+            "execution",
+            count.into(),
+            1,
+            drained.delta,
+        ));
+    }
+    if plan.has("z3") {
+        let task = "z3-noop3";
+        let executions = count / 3;
+        drain::prefill(watcher.client(), task, executions, 3).await?;
+        let bar = Bar::new(bars, executions.into(), "Z3", "drain, three-step no-op");
+        let drained = drain::drain(
+            &config,
+            &mut watcher,
+            task,
+            executions,
+            plan.concurrency,
+            &bar,
+        )
+        .await?;
+        r.top.insert("z3", watcher.top_statements(TOP).await?);
+        let steps = drained.rate * 3.0;
+        say(
+            &bar,
+            format!(
+                "Z3  drain, three-step no-op, 1 worker: {} ({})",
+                format_value(steps, "steps/s"),
+                format_value(drained.rate, "executions/s")
+            ),
+        );
+        r.z3 = Some(steps);
+        r.counts.push(PhaseCounts::new(
+            "z3",
+            "execution",
+            executions.into(),
+            3,
+            drained.delta,
+        ));
+    }
+    if plan.has("z8") {
+        let task = "z8-noop1";
+        drain::prefill(watcher.client(), task, count, 1).await?;
+        let bar = Bar::new(bars, count.into(), "Z8", "drain, worker processes");
+        let fleet = fleet::drain(
+            &url,
+            &dbname,
+            &mut watcher,
+            task,
+            count,
+            plan.workers,
+            plan.concurrency,
+            &bar,
+        )
+        .await?;
+        say(&bar, format!(
+            "Z8  drain, {} worker processes: {} in {:.2} s; entries per process {:?}; double claims {}; never entered {}",
+            fleet.workers, format_value(fleet.rate, "executions/s"), fleet.secs, fleet.entries_per_worker, fleet.double_claimed, fleet.missing
+        ));
+        if fleet.double_claimed > 0 {
+            r.problems.push(format!(
+                "Z8: {} executions were entered more than once (double claims), e.g. {:?}",
+                fleet.double_claimed, fleet.double_claimed_examples
             ));
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        if fleet.missing > 0 {
+            r.problems.push(format!(
+                "Z8: {} executions were never entered by a worker process, e.g. {:?}",
+                fleet.missing, fleet.missing_examples
+            ));
+        }
+        r.top.insert("z8", watcher.top_statements(TOP).await?);
+        if let Some(delta) = fleet.delta {
+            r.counts
+                .push(PhaseCounts::new("z8", "execution", count.into(), 1, delta));
+        }
+        r.z8 = Some(fleet);
     }
-    let rate = f64::from(count) / started.elapsed().as_secs_f64();
-    stop.shutdown();
-    handle.await??;
-    Ok(rate)
+    if plan.has("z4") || plan.has("z5") {
+        watcher.quiesce().await?;
+        let mut harness = workflow::Harness::start(config.clone())?;
+        let measured = latencies(&plan, &mut harness, &nonce, &mut rng, bars, &mut r).await;
+        let stopped = harness.stop().await;
+        match (measured, stopped) {
+            (Ok(()), Ok(())) => {}
+            (Ok(()), Err(w)) => return Err(w),
+            (Err(e), Ok(())) => return Err(e),
+            (Err(e), Err(w)) => return Err(e.context(format!("and then: {w:#}"))),
+        }
+    }
+    if plan.has("z6") {
+        let bar = Bar::new(
+            bars,
+            plan.idle_settle_secs + plan.idle_secs,
+            "Z6",
+            "idle worker",
+        );
+        let (xacts, statements) = idle(&config, &mut watcher, &plan, &bar).await?;
+        say(
+            &bar,
+            format!(
+                "Z6  idle worker over {} s: {}, {}",
+                plan.idle_secs,
+                format_value(xacts, "transactions/s"),
+                statements.map_or_else(
+                    || "statements/s n/a".to_owned(),
+                    |s| format_value(s, "statements/s")
+                )
+            ),
+        );
+        r.z6 = Some((xacts, statements));
+    }
+    if plan.has("z7") {
+        let bar = Bar::new(bars, plan.history, "Z7", "history fill");
+        let filled = Instant::now();
+        history::fill(watcher.client(), plan.history, &bar).await?;
+        say(
+            &bar,
+            format!(
+                "Z7  filled {} finished executions (one step each) in {:.1} s",
+                report::thousands(plan.history as f64),
+                filled.elapsed().as_secs_f64()
+            ),
+        );
+        let task = "z7-noop1";
+        drain::prefill(watcher.client(), task, count, 1).await?;
+        let bar = Bar::new(bars, count.into(), "Z7", "drain after the history");
+        let drained =
+            drain::drain(&config, &mut watcher, task, count, plan.concurrency, &bar).await?;
+        say(
+            &bar,
+            format!(
+                "Z7  drain, one-step no-op, after the history: {} in {:.2} s",
+                format_value(drained.rate, "executions/s"),
+                drained.elapsed.as_secs_f64()
+            ),
+        );
+        r.top.insert("z7", watcher.top_statements(TOP).await?);
+        r.z7 = Some(drained.rate);
+        r.counts.push(PhaseCounts::new(
+            "z7",
+            "execution",
+            count.into(),
+            1,
+            drained.delta,
+        ));
+        watcher
+            .client()
+            .batch_execute("analyze public.zart_tasks, public.zart_executions, public.zart_steps")
+            .await
+            .context("Z7: analyze before reading the sizes")?;
+        r.sizes = history::sizes(watcher.client()).await?;
+    }
+
+    let unix_time = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let metrics = metrics(&plan, &r);
+    let latencies = latency_figures(&r);
+    Ok(Report {
+        tool: "zart-load",
+        unix_time,
+        finished: report::utc_stamps(unix_time).1,
+        postgres_version,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        platform: format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
+        profile: if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        smoke,
+        pg_stat_statements: watcher.has_statements(),
+        plan,
+        metrics,
+        latencies,
+        db_counts: r.counts,
+        top_statements: r.top,
+        sizes: r.sizes,
+        z8: r.z8,
+        problems: r.problems,
+    })
+}
+
+/// Z4 and Z5 on one idle worker (the `zart-bench` harness).
+async fn latencies(
+    plan: &Plan,
+    harness: &mut workflow::Harness,
+    nonce: &str,
+    rng: &mut Rng,
+    bars: bool,
+    r: &mut Results,
+) -> Result<()> {
+    let ms = |d: Duration| stats::ms(d);
+    if plan.has("z4") {
+        let bar = Bar::new(
+            bars,
+            (plan.warmup + plan.pickup_samples) as u64,
+            "Z4",
+            "pickup: start -> handler",
+        );
+        harness.set_progress(bar.clone());
+        let samples = harness
+            .pickup(
+                nonce,
+                plan.warmup,
+                plan.pickup_samples,
+                Gap::ms(plan.pickup_gap_ms.0, plan.pickup_gap_ms.1),
+                rng,
+            )
+            .await?;
+        let s = Summary::of(&samples)?;
+        say(
+            &bar,
+            format!(
+                "Z4  pickup, idle worker: p50 {:.3} ms, p99 {:.3} ms",
+                ms(s.p50),
+                ms(s.p99)
+            ),
+        );
+        r.z4 = Some(s);
+    }
+    if plan.has("z5") {
+        let wait_gap = Gap::ms(plan.wait_gap_ms.0, plan.wait_gap_ms.1);
+        let bar = Bar::new(
+            bars,
+            (plan.warmup + plan.timer_samples) as u64,
+            "Z5",
+            "timers: sleep(1 s) woken",
+        );
+        harness.set_progress(bar.clone());
+        let samples = harness
+            .timer_elapsed(nonce, plan.warmup, plan.timer_samples, wait_gap, rng)
+            .await?;
+        let timer = Summary::of(&samples)?;
+        say(
+            &bar,
+            format!(
+                "Z5  timer lateness of sleep(1 s): p50 {:.3} ms, p99 {:.3} ms",
+                ms(timer.p50) - ms(workflow::NAP),
+                ms(timer.p99) - ms(workflow::NAP)
+            ),
+        );
+        let bar = Bar::new(
+            bars,
+            (plan.warmup + plan.event_samples) as u64,
+            "Z5",
+            "events: send -> received",
+        );
+        harness.set_progress(bar.clone());
+        let samples = harness
+            .event_wake(nonce, plan.warmup, plan.event_samples, wait_gap, rng)
+            .await?;
+        let event = Summary::of(&samples)?;
+        say(
+            &bar,
+            format!(
+                "Z5  event wake: p50 {:.3} ms, p99 {:.3} ms",
+                ms(event.p50),
+                ms(event.p99)
+            ),
+        );
+        harness.set_progress(Bar::hidden());
+        r.timer = Some(timer);
+        r.event = Some(event);
+    }
+    Ok(())
+}
+
+/// Z1: `start_typed` calls from `clients` callers sharing one client; returns the starts,
+/// the time they took and the database's work meanwhile.
+async fn starts(
+    config: &Config,
+    watcher: &mut Watcher,
+    task: &str,
+    count: u32,
+    clients: u32,
+    bar: &Bar,
+) -> Result<(u64, Duration, zart_benches::dbstats::Delta)> {
+    let per_client = count / clients;
+    let done = Arc::new(AtomicU64::new(0));
+    let (mark, took);
+    // The client and its pool live in this block only, so their connections are closed
+    // before the statistics window ends.
+    let results = {
+        let pool = PgPool::from_config(config.clone(), clients as usize)?;
+        let scheduler = Arc::new(PostgresScheduler::new(pool));
+        // Open the pool's connections before timing, as the raw baselines do.
+        futures_util::future::try_join_all((0..clients).map(|_| scheduler.check_schema()))
+            .await
+            .context("Z1: opening the pool")?;
+        let mut registry = TaskRegistry::new();
+        registry.register(task, NoOp::new(Arc::new(Entries::new(u64::MAX)), None));
+        let durable = DurableScheduler::new(scheduler, Arc::new(registry));
+        mark = watcher.begin(false).await?;
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for c in 0..clients {
+            let (durable, done, task) = (durable.clone(), done.clone(), task.to_owned());
+            tasks.push(tokio::spawn(async move {
+                for i in 0..per_client {
+                    let outcome = durable
+                        .start_typed(&format!("{task}-{c}-{i}"), &task, &0u32)
+                        .await?;
+                    if !outcome.created {
+                        bail!("Z1: {task}-{c}-{i} already existed");
+                    }
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok::<_, anyhow::Error>(())
+            }));
+        }
+        let all = futures_util::future::try_join_all(tasks);
+        tokio::pin!(all);
+        let results = loop {
+            tokio::select! {
+                results = &mut all => break results,
+                _ = tokio::time::sleep(Duration::from_millis(100)) => bar.set(done.load(Ordering::Relaxed)),
+            }
+        };
+        took = started.elapsed();
+        results
+    };
+    for r in results.context("Z1: a caller panicked")? {
+        r?;
+    }
+    let delta = watcher.end(mark).await?;
+    Ok((u64::from(per_client * clients), took, delta))
+}
+
+/// Z6: an idle default worker's transactions and statements per second.
+async fn idle(
+    config: &Config,
+    watcher: &mut Watcher,
+    plan: &Plan,
+    bar: &Bar,
+) -> Result<(f64, Option<f64>)> {
+    watcher.quiesce().await?;
+    let tick = |secs: u64| async move {
+        for _ in 0..secs {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            bar.inc(1);
+        }
+    };
+    let (mark, stopped) = {
+        let pool = PgPool::from_config(config.clone(), zart_pg::DEFAULT_POOL_SIZE)?;
+        let scheduler = Arc::new(PostgresScheduler::new(pool));
+        let mut registry = TaskRegistry::new();
+        registry.register("z6-idle", NoOp::new(Arc::new(Entries::new(u64::MAX)), None));
+        let worker = Worker::new(
+            scheduler,
+            Arc::new(registry),
+            WorkerConfig::default().with_handle_signals(false),
+        );
+        let stop = worker.shutdown_handle();
+        let handle = tokio::spawn(worker.run());
+        // Startup (schema check, first claim, LISTEN) and its statistics out of the way.
+        tick(plan.idle_settle_secs).await;
+        let mark = watcher.begin(false).await?;
+        tick(plan.idle_secs).await;
+        if handle.is_finished() {
+            bail!("Z6: the idle worker stopped by itself");
+        }
+        stop.shutdown();
+        (
+            mark,
+            tokio::time::timeout(Duration::from_secs(60), handle).await,
+        )
+    };
+    match stopped {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => return Err(e).context("Z6: the worker failed"),
+        Ok(Err(e)) => return Err(e).context("Z6: the worker task panicked"),
+        Err(_) => bail!("Z6: the worker did not stop within 60 s"),
+    }
+    let delta = watcher.end(mark).await?;
+    let secs = delta.secs.max(1e-9);
+    Ok((
+        delta.xacts as f64 / secs,
+        delta.statements.map(|s| s as f64 / secs),
+    ))
+}
+
+/// The report's figure rows, each with its baseline from this run and its target.
+fn metrics(plan: &Plan, r: &Results) -> Vec<Metric> {
+    let ms = |d: Duration| stats::ms(d);
+    let mut m = Vec::new();
+    if let Some(c) = r.c {
+        m.push(Metric::new(
+            "c",
+            &format!("raw single-row inserts, {} clients", plan.clients),
+            c,
+            "commits/s",
+        ));
+    }
+    if let Some(u) = r.u {
+        m.push(Metric::new(
+            "u",
+            &format!("raw claim-1 + delete, {} clients", plan.clients),
+            u,
+            "rows/s",
+        ));
+    }
+    if let Some(b) = r.b {
+        m.push(Metric::new(
+            "b",
+            &format!("raw claim-100 + delete, {} clients", plan.clients),
+            b,
+            "rows/s",
+        ));
+    }
+    let f_p50 = r.f.map(|f| ms(f.p50));
+    if let Some(f) = r.f {
+        m.push(Metric::new(
+            "f.p50",
+            "LISTEN/NOTIFY round trip p50",
+            ms(f.p50),
+            "ms",
+        ));
+        m.push(Metric::new(
+            "f.p99",
+            "LISTEN/NOTIFY round trip p99",
+            ms(f.p99),
+            "ms",
+        ));
+    }
+    if let Some(z1) = r.z1 {
+        m.push(
+            Metric::new(
+                "z1",
+                &format!("start_typed, {} callers", plan.clients),
+                z1,
+                "starts/s",
+            )
+            .against("C", r.c)
+            .at_least(0.5, None),
+        );
+    }
+    if let Some(z2) = r.z2 {
+        m.push(
+            Metric::new("z2", "drain, one-step no-op, 1 worker", z2, "executions/s")
+                .against("B", r.b)
+                .at_least(0.4, Some(0.55)),
+        );
+    }
+    if let Some(z3) = r.z3 {
+        m.push(
+            Metric::new("z3", "drain, three-step no-op, 1 worker", z3, "steps/s")
+                .against("B", r.b)
+                .at_least(0.2, None),
+        );
+    }
+    if let Some(z4) = r.z4 {
+        m.push(
+            Metric::new("z4.p50", "pickup p50, idle worker", ms(z4.p50), "ms")
+                .against("F p50", f_p50)
+                .at_most_ratio(1.2),
+        );
+        m.push(Metric::new("z4.p99", "pickup p99, idle worker", ms(z4.p99), "ms").at_most(4.0));
+    }
+    if let Some(t) = r.timer {
+        let late = |d: Duration| ms(d) - ms(workflow::NAP);
+        m.push(
+            Metric::new(
+                "z5.timer.p50",
+                "timer lateness p50, sleep(1 s)",
+                late(t.p50),
+                "ms",
+            )
+            .at_most(5.0),
+        );
+        m.push(Metric::new(
+            "z5.timer.p99",
+            "timer lateness p99, sleep(1 s)",
+            late(t.p99),
+            "ms",
+        ));
+    }
+    if let Some(e) = r.event {
+        m.push(Metric::new("z5.event.p50", "event wake p50", ms(e.p50), "ms").at_most(3.0));
+        m.push(Metric::new(
+            "z5.event.p99",
+            "event wake p99",
+            ms(e.p99),
+            "ms",
+        ));
+    }
+    if let Some((xacts, statements)) = r.z6 {
+        let x = Metric::new("z6.xacts", "idle worker, transactions", xacts, "xacts/s");
+        match statements {
+            Some(s) => {
+                m.push(x);
+                m.push(
+                    Metric::new(
+                        "z6.statements",
+                        "idle worker, statements",
+                        s,
+                        "statements/s",
+                    )
+                    .at_most(1.0),
+                );
+            }
+            // Without pg_stat_statements, judge on transactions (each statement is one).
+            None => m.push(x.at_most(1.0)),
+        }
+    }
+    if let Some(z7) = r.z7 {
+        m.push(
+            Metric::new(
+                "z7",
+                &format!(
+                    "drain after {} finished executions",
+                    report::thousands(plan.history as f64)
+                ),
+                z7,
+                "executions/s",
+            )
+            .against("Z2", r.z2)
+            .at_least(0.8, None),
+        );
+    }
+    if let Some(z8) = &r.z8 {
+        m.push(
+            Metric::new(
+                "z8",
+                &format!("drain, {} worker processes", z8.workers),
+                z8.rate,
+                "executions/s",
+            )
+            .against("Z2", r.z2)
+            .at_least(1.0, None),
+        );
+        m.push(
+            Metric::new(
+                "z8.double_claims",
+                "executions entered twice",
+                z8.double_claimed as f64,
+                "",
+            )
+            .exactly(0.0),
+        );
+    }
+    m
+}
+
+/// The latency figures' percentiles, against F where it was measured.
+fn latency_figures(r: &Results) -> Vec<Figure> {
+    let mut out = Vec::new();
+    let f = r.f.as_ref();
+    if let Some(f) = f {
+        out.push(Figure::new("f", "F: LISTEN/NOTIFY round trip", f, None));
+    }
+    if let Some(z4) = &r.z4 {
+        out.push(Figure::new("z4", "Z4: pickup start -> handler", z4, f));
+    }
+    if let Some(t) = &r.timer {
+        out.push(Figure::shifted(
+            "z5_timer",
+            "Z5: timer lateness, sleep(1 s)",
+            t,
+            workflow::NAP,
+            f,
+        ));
+    }
+    if let Some(e) = &r.event {
+        out.push(Figure::new("z5_event", "Z5: event send -> received", e, f));
+    }
+    out
 }

@@ -10,21 +10,18 @@
 //! The run creates `zart_bench_<pid>` on the server, migrates it, measures, and drops it again
 //! (also after a failure or Ctrl-C). Timings are printed, never judged. See `benches/README.md`.
 
-mod raw;
-mod stats;
-mod workflow;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::str::FromStr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 use clap::Parser;
 use serde::Serialize;
-use tokio_postgres::NoTls;
 
-use stats::{Figure, Gap, Rng, Summary};
+use zart_benches::progress::Bar;
+use zart_benches::scratch::{server_config, unique_name, Scratch};
+use zart_benches::stats::{self, Figure, Gap, Rng, Summary};
+use zart_benches::{raw, workflow};
 
 /// Command-line options.
 #[derive(Debug, Parser)]
@@ -174,53 +171,12 @@ async fn main() -> ExitCode {
 /// Creates the scratch database, measures, writes the results, and drops the database.
 async fn run(args: &Args) -> Result<()> {
     let plan = Plan::new(args);
-    let mut server = tokio_postgres::Config::from_str(&args.database_url)
-        .context("--database-url / DATABASE_URL does not parse as a PostgreSQL URL")?;
-    if server.get_connect_timeout().is_none() {
-        server.connect_timeout(Duration::from_secs(10));
-    }
-    server.application_name("zart-bench");
-    let mut admin = server.clone();
-    admin.dbname("postgres");
-    let db = format!("zart_bench_{}", std::process::id());
-    let mut scratch = server;
-    scratch.dbname(&db);
-
-    let version = {
-        let client = connect(&admin)
-            .await
-            .context("connecting to the `postgres` database")?;
-        let version: String = client
-            .query_one("select current_setting('server_version')", &[])
-            .await
-            .context("reading the server version")?
-            .try_get(0)?;
-        // Separate statements: DROP/CREATE DATABASE cannot run in a multi-statement batch.
-        for sql in [
-            format!("drop database if exists \"{db}\" with (force)"),
-            format!("create database \"{db}\""),
-        ] {
-            client
-                .batch_execute(&sql)
-                .await
-                .with_context(|| format!("creating the scratch database {db}"))?;
-        }
-        version
-    };
-
-    let result = tokio::select! {
-        result = measure(args, plan, &scratch, version) => result,
-        _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
-    };
-    let dropped = drop_database(&admin, &db).await;
-    match (result, dropped) {
-        (Ok(()), dropped) => dropped,
-        (Err(e), Ok(())) => Err(e),
-        (Err(e), Err(d)) => {
-            eprintln!("zart-bench: also failed to drop {db}: {d:#}");
-            Err(e)
-        }
-    }
+    let server = server_config(&args.database_url, "zart-bench")?;
+    let scratch = Scratch::create(&server, &unique_name("zart_bench")).await?;
+    let version = scratch.server_version().to_owned();
+    scratch
+        .run(|config| async move { measure(args, plan, &config, version).await })
+        .await
 }
 
 /// Runs the five phases on the scratch database and reports them.
@@ -264,6 +220,7 @@ async fn measure(
         plan.notify_samples,
         f_gap,
         &mut rng,
+        &Bar::hidden(),
     )
     .await?;
 
@@ -344,22 +301,4 @@ async fn measure(
         println!("wrote {}", path.display());
     }
     Ok(())
-}
-
-/// Connects and drives the connection on a background task.
-async fn connect(config: &tokio_postgres::Config) -> Result<tokio_postgres::Client> {
-    let (client, connection) = config.connect(NoTls).await?;
-    tokio::spawn(connection);
-    Ok(client)
-}
-
-/// Drops the scratch database, disconnecting anything still attached to it.
-async fn drop_database(admin: &tokio_postgres::Config, db: &str) -> Result<()> {
-    let client = connect(admin)
-        .await
-        .context("connecting to the `postgres` database to drop the scratch database")?;
-    client
-        .batch_execute(&format!("drop database if exists \"{db}\" with (force)"))
-        .await
-        .with_context(|| format!("dropping the scratch database {db}"))
 }

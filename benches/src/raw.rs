@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, NoTls};
 
+use crate::progress::Bar;
 use crate::stats::{Gap, Rng};
 
 /// The channel F notifies on.
@@ -26,7 +27,7 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 type Received = (String, Instant);
 
 /// Measures `samples` round trips (after `warmup` unmeasured ones) on the database at
-/// `config`, sleeping a random `gap` between them.
+/// `config`, sleeping a random `gap` between them; `bar` advances once per round trip.
 pub async fn round_trips(
     config: &tokio_postgres::Config,
     nonce: &str,
@@ -34,6 +35,7 @@ pub async fn round_trips(
     samples: usize,
     gap: Gap,
     rng: &mut Rng,
+    bar: &Bar,
 ) -> Result<Vec<Duration>> {
     let (listener, connection) = config
         .connect(NoTls)
@@ -70,6 +72,7 @@ pub async fn round_trips(
         if i >= warmup {
             out.push(received.saturating_duration_since(sent));
         }
+        bar.inc(1);
         gap.sleep(rng).await;
     }
 

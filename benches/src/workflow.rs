@@ -21,6 +21,7 @@ use zart::{
 };
 use zart_pg::{PgPool, PostgresScheduler};
 
+use crate::progress::Bar;
 use crate::stats::{Gap, Rng};
 
 /// The task whose handler entry marks pickup.
@@ -163,6 +164,7 @@ pub struct Harness {
     received: mpsc::UnboundedReceiver<Entered>,
     stop: ShutdownHandle,
     worker: JoinHandle<Result<(), zart::Error>>,
+    bar: Bar,
 }
 
 impl Harness {
@@ -202,7 +204,13 @@ impl Harness {
             received,
             stop,
             worker,
+            bar: Bar::hidden(),
         })
+    }
+
+    /// Advances `bar` once per sample (warm-ups included) from now on.
+    pub fn set_progress(&mut self, bar: Bar) {
+        self.bar = bar;
     }
 
     /// Pickup latency: `Instant::now()` right before `start` to the handler's first instant.
@@ -225,6 +233,7 @@ impl Harness {
             if i >= warmup {
                 out.push(entered.saturating_duration_since(started));
             }
+            self.bar.inc(1);
             gap.sleep(rng).await;
         }
         Ok(out)
@@ -250,6 +259,7 @@ impl Harness {
             if i >= warmup {
                 out.push(elapsed);
             }
+            self.bar.inc(1);
             gap.sleep(rng).await;
         }
         Ok(out)
@@ -293,6 +303,7 @@ impl Harness {
                     if woke.insert(id.clone(), at).is_some() {
                         bail!("execution {id:?} returned from its sleep twice");
                     }
+                    self.bar.inc(1);
                 }
             }
         }
@@ -369,6 +380,7 @@ impl Harness {
             if i >= warmup {
                 out.push(woke.saturating_duration_since(sent));
             }
+            self.bar.inc(1);
         }
         drop(poller);
         match tokio::time::timeout(Duration::from_secs(5), poller_task).await {

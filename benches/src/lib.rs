@@ -1,0 +1,19 @@
+//! Shared code of Zart's benchmarks: the `zart-bench` latency driver, the `zart-load` driver
+//! that measures every figure of issue #8 in one run, and the criterion micro-benches in
+//! `benches/benches/`.
+//!
+//! Everything here talks to a scratch database ([`scratch`]) that a run creates, migrates and
+//! drops again. See `benches/README.md` for the figures and how to read them.
+
+pub mod dbstats;
+pub mod drain;
+pub mod fleet;
+pub mod history;
+pub mod micro;
+pub mod progress;
+pub mod raw;
+pub mod report;
+pub mod scratch;
+pub mod stats;
+pub mod throughput;
+pub mod workflow;

@@ -228,9 +228,14 @@ declare
     v_input     jsonb;
     v_status    text;
 begin
-    perform public.zart_check_text('execution id', p_id);
-    perform public.zart_check_text('task name', p_task_name);
-    perform public.zart_check_text('queue', p_queue);
+    -- One test on the hot path; the checks name what is wrong only when something is.
+    if not coalesce(octet_length(p_id) between 1 and 255
+                    and octet_length(p_task_name) between 1 and 255
+                    and octet_length(p_queue) between 1 and 255, false) then
+        perform public.zart_check_text('execution id', p_id);
+        perform public.zart_check_text('task name', p_task_name);
+        perform public.zart_check_text('queue', p_queue);
+    end if;
     if p_input is null then
         raise exception 'invalid input: must not be null' using errcode = 'ZA004';
     end if;

@@ -361,6 +361,8 @@ struct Results {
     z2: Option<f64>,
     z3: Option<f64>,
     z4: Option<Summary>,
+    /// Z4's floor: how long `start` took to return in the same samples.
+    z4_start: Option<Summary>,
     timer: Option<Summary>,
     event: Option<Summary>,
     /// Transactions/s and statements/s of the idle worker.
@@ -883,7 +885,7 @@ async fn latencies(
             "pickup: start -> handler",
         );
         harness.set_progress(bar.clone());
-        let samples = harness
+        let (samples, starts) = harness
             .pickup(
                 nonce,
                 plan.warmup,
@@ -893,6 +895,7 @@ async fn latencies(
             )
             .await?;
         let s = Summary::of(&samples)?;
+        r.z4_start = Some(Summary::of(&starts)?);
         say(
             &bar,
             format!(
@@ -1235,6 +1238,14 @@ fn latency_figures(r: &Results) -> Vec<Figure> {
     }
     if let Some(z4) = &r.z4 {
         out.push(Figure::new("z4", "Z4: pickup start -> handler", z4, f));
+    }
+    if let Some(start) = &r.z4_start {
+        out.push(Figure::new(
+            "z4_start",
+            "Z4 floor: start() returns (its commit)",
+            start,
+            f,
+        ));
     }
     if let Some(t) = &r.timer {
         out.push(Figure::shifted(

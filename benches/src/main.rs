@@ -256,7 +256,7 @@ async fn measure(
     };
 
     let f = Summary::of(&f)?;
-    let pickup = Summary::of(&pickup)?;
+    let pickup = Summary::of(&pickup.0)?;
     let e2e = Summary::of(&e2e)?;
     // Timer samples are the elapsed time since the sleep was first reached; the lateness is
     // that minus the nominal sleep, which `Figure::shifted` subtracts (keeping the sign).

@@ -214,7 +214,9 @@ impl Harness {
     }
 
     /// Pickup latency: `Instant::now()` right before `start` to the handler's first instant.
-    /// Each execution is awaited to completion (untimed) before the idle gap.
+    /// Each execution is awaited to completion (untimed) before the idle gap. Also returns,
+    /// per sample, how long `start` itself took to return (its commit is part of every
+    /// pickup, so it is the floor under the pickup figure).
     pub async fn pickup(
         &mut self,
         nonce: &str,
@@ -222,21 +224,24 @@ impl Harness {
         samples: usize,
         gap: Gap,
         rng: &mut Rng,
-    ) -> Result<Vec<Duration>> {
+    ) -> Result<(Vec<Duration>, Vec<Duration>)> {
         let mut out = Vec::with_capacity(samples);
+        let mut starts = Vec::with_capacity(samples);
         for i in 0..warmup + samples {
             let id = format!("pickup-{nonce}-{i}");
             let started = Instant::now();
             self.begin(&id, PICKUP_TASK).await?;
+            let returned = started.elapsed();
             let entered = self.entered(&id).await?;
             self.finish(&id).await?;
             if i >= warmup {
                 out.push(entered.saturating_duration_since(started));
+                starts.push(returned);
             }
             self.bar.inc(1);
             gap.sleep(rng).await;
         }
-        Ok(out)
+        Ok((out, starts))
     }
 
     /// End-to-end latency: `Instant::now()` right before `start` to `wait` returning

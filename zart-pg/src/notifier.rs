@@ -2,7 +2,8 @@
 //! connection, so no writing transaction pays NOTIFY's global commit lock.
 //!
 //! While one batch is in flight the next one accumulates, so batches grow with load and a lone
-//! notification goes out at once. Duplicates within a batch are sent once.
+//! notification goes out at once; under load batches are paced (a trailing debounce, at most
+//! one every [`PACE`]). Duplicates within a batch are sent once.
 //!
 //! When nothing is queued or in flight ([`Notifier::is_idle`]), a writer may instead NOTIFY
 //! inside its own transaction: a lone write then wakes its listener at its own commit, one
@@ -20,6 +21,12 @@ use crate::queries;
 
 /// The largest batch sent in one statement.
 const MAX_BATCH: usize = 1024;
+
+/// The shortest time between two batches. Each batch is a transaction that takes NOTIFY's
+/// commit lock; under a stream of starts, sending one per round trip cost a quarter of a
+/// transaction per start (measured with `zart-load --only c,z1`: 1.29 transactions per start
+/// unpaced, 1.04 with 2 ms, and about 9% more starts per second).
+const PACE: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Queues notifications for the background sender.
 pub(crate) struct Notifier {
@@ -64,12 +71,28 @@ async fn send_loop(
     pending: Arc<AtomicUsize>,
 ) {
     let mut batch = Vec::with_capacity(64);
+    let mut last_sent: Option<tokio::time::Instant> = None;
     loop {
-        let taken = rx.recv_many(&mut batch, MAX_BATCH).await;
+        let mut taken = rx.recv_many(&mut batch, MAX_BATCH).await;
         if taken == 0 {
             return;
         }
+        if let Some(at) = last_sent.filter(|at| at.elapsed() < PACE) {
+            // Trailing debounce: the first wake-up after a quiet spell goes at once; under
+            // load, batches go at most every PACE, each carrying everything queued meanwhile.
+            tokio::time::sleep_until(at + PACE).await;
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(item) => {
+                        batch.push(item);
+                        taken += 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
         send_batch(&pool, &mut batch).await;
+        last_sent = Some(tokio::time::Instant::now());
         pending.fetch_sub(taken, Ordering::SeqCst);
     }
 }

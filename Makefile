@@ -31,7 +31,7 @@ example: ## Run the getting-started example end to end (ci/example)
 	ci/example
 
 bench: ## Run every performance figure (zart-load, release); ARGS="--only z2,z7" etc.
-	CI_NAME=bench; source ci/lib.sh && with_pg && cargo run --release -p zart-benches --bin zart-load -- $(ARGS)
+	CI_NAME=bench; export ZART_PG_DURABLE=1; source ci/lib.sh && with_pg && cargo run --release -p zart-benches --bin zart-load -- $(ARGS)
 
 schema-check: ## Check migrations/ + sql/*.sql apply cleanly and match the DB (ci/schema-check)
 	ci/schema-check

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use criterion::{Criterion, Throughput};
-use zart::scheduler::{CommitStepParams, StartExecutionParams, StepStatus};
 use zart::{TaskContext, TaskHandler};
 use zart_benches::drain::{Entries, NoOp};
 use zart_benches::micro::{self, FirstError, LONG_LEASE};
@@ -29,28 +28,17 @@ fn main() -> ExitCode {
     micro::main_with_db("replay", |rt, config| {
         let scheduler = micro::scheduler(config)?;
         rt.block_on(async {
-            scheduler
-                .start_execution(StartExecutionParams {
-                    id: "replay-1".to_owned(),
-                    task_name: TASK.to_owned(),
-                    input: serde_json::json!(STEPS),
-                    queue: "default".to_owned(),
-                    parent_id: None,
-                    deadline: None,
-                })
-                .await?;
-            let claimed = micro::claim_one(&scheduler, TASK, LONG_LEASE).await?;
+            let claimed = micro::start_and_claim(
+                &scheduler,
+                "replay-1",
+                TASK,
+                serde_json::json!(STEPS),
+                LONG_LEASE,
+            )
+            .await?;
             for n in 0..STEPS {
                 scheduler
-                    .commit_step(CommitStepParams {
-                        lease: claimed.lease.clone(),
-                        name: format!("s{n}"),
-                        seq: n,
-                        status: StepStatus::Completed,
-                        output: Some(serde_json::Value::Null),
-                        error: None,
-                        attempts: 1,
-                    })
+                    .commit_step(micro::null_step(&claimed.lease, n))
                     .await?;
             }
             // Hand it back: due at once.

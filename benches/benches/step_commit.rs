@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use zart::scheduler::{CommitStepParams, StartExecutionParams, StepStatus};
 use zart_benches::micro::{self, FirstError, LONG_LEASE};
 
 const TASK: &str = "bench-commit";
@@ -18,17 +17,14 @@ fn main() -> ExitCode {
     micro::main_with_db("step_commit", |rt, config| {
         let scheduler = micro::scheduler(config)?;
         let claimed = rt.block_on(async {
-            scheduler
-                .start_execution(StartExecutionParams {
-                    id: "commit-1".to_owned(),
-                    task_name: TASK.to_owned(),
-                    input: serde_json::json!({}),
-                    queue: "default".to_owned(),
-                    parent_id: None,
-                    deadline: None,
-                })
-                .await?;
-            micro::claim_one(&scheduler, TASK, LONG_LEASE).await
+            micro::start_and_claim(
+                &scheduler,
+                "commit-1",
+                TASK,
+                serde_json::json!({}),
+                LONG_LEASE,
+            )
+            .await
         })?;
         let lease = claimed.lease;
         let seq = AtomicU32::new(0);
@@ -47,17 +43,7 @@ fn main() -> ExitCode {
                             return Duration::from_nanos(iters);
                         }
                         let n = seq.fetch_add(1, Ordering::Relaxed);
-                        let result = scheduler
-                            .commit_step(CommitStepParams {
-                                lease: lease.clone(),
-                                name: format!("s{n}"),
-                                seq: n,
-                                status: StepStatus::Completed,
-                                output: Some(serde_json::Value::Null),
-                                error: None,
-                                attempts: 1,
-                            })
-                            .await;
+                        let result = scheduler.commit_step(micro::null_step(lease, n)).await;
                         failure.record(result);
                     }
                     started.elapsed()

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use criterion::{BenchmarkId, Criterion, Throughput};
-use zart::scheduler::StartExecutionParams;
 use zart::TaskContext;
 use zart_benches::micro::{self, FirstError, LONG_LEASE};
 
@@ -31,17 +30,14 @@ fn main() -> ExitCode {
             .measurement_time(Duration::from_secs(5));
         for (label, bytes) in [("100B", 100), ("10KB", 10_000), ("1MB", 1_000_000)] {
             let claimed = rt.block_on(async {
-                scheduler
-                    .start_execution(StartExecutionParams {
-                        id: format!("payload-{label}"),
-                        task_name: TASK.to_owned(),
-                        input: serde_json::json!({}),
-                        queue: "default".to_owned(),
-                        parent_id: None,
-                        deadline: None,
-                    })
-                    .await?;
-                micro::claim_one(&scheduler, TASK, LONG_LEASE).await
+                micro::start_and_claim(
+                    &scheduler,
+                    &format!("payload-{label}"),
+                    TASK,
+                    serde_json::json!({}),
+                    LONG_LEASE,
+                )
+                .await
             })?;
             let ctx = tokio::sync::Mutex::new(TaskContext::from_claim(
                 scheduler.clone(),

@@ -113,6 +113,44 @@ pub async fn claim_one(
     }
 }
 
+/// Starts execution `id` of `task` with `input` on the default queue and claims it (it must
+/// be the only due execution of `task`).
+///
+/// # Errors
+/// When the start or the claim fails, or the claim finds something else.
+pub async fn start_and_claim(
+    scheduler: &DynScheduler,
+    id: &str,
+    task: &str,
+    input: serde_json::Value,
+    lease: Duration,
+) -> Result<ClaimedTask> {
+    scheduler
+        .start_execution(zart::scheduler::StartExecutionParams {
+            id: id.to_owned(),
+            task_name: task.to_owned(),
+            input,
+            queue: "default".to_owned(),
+            parent_id: None,
+            deadline: None,
+        })
+        .await?;
+    claim_one(scheduler, task, lease).await
+}
+
+/// A completed step `s<n>` at position `n` with a `null` result, under `lease`.
+pub fn null_step(lease: &zart::scheduler::Lease, n: u32) -> zart::scheduler::CommitStepParams {
+    zart::scheduler::CommitStepParams {
+        lease: lease.clone(),
+        name: format!("s{n}"),
+        seq: n,
+        status: zart::scheduler::StepStatus::Completed,
+        output: Some(serde_json::Value::Null),
+        error: None,
+        attempts: 1,
+    }
+}
+
 /// A JSON string of `bytes` pseudo-random letters and digits (so compression does not
 /// flatter large payloads).
 pub fn payload(bytes: usize) -> String {

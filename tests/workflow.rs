@@ -616,10 +616,12 @@ async fn an_idle_worker_does_not_poll() {
     let before = transactions(&client).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = transactions(&client).await;
-    // The two reads above are this test's own; an idle worker adds nothing (it used to spin
-    // on claim + next_run_at when the queue was empty, ~900 transactions a second).
+    // An idle worker adds nothing (it used to spin on claim + next_run_at when the queue was
+    // empty: ~1,600 transactions in these 2 s). What the window may still count: this test's
+    // own two reads, and the run's few transactions just before it, whose statistics other
+    // backends may flush late (PostgreSQL 15 batches them for up to a second or more).
     assert!(
-        after - before <= 4,
+        after - before <= 20,
         "{} transactions while idle",
         after - before
     );

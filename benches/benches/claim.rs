@@ -57,8 +57,8 @@ fn main() -> ExitCode {
             });
         });
         group.finish();
-        // The started executions stay due; claims of other task names would have to skip
-        // them (the claim filters task names after the (queue, run_at) index).
+        // The started executions stay due; clear them so the claim benches below start from
+        // an empty queue.
         rt.block_on(async {
             client
                 .batch_execute("delete from public.zart_tasks where task_name = 'bench-start'")

@@ -71,7 +71,7 @@ drop function if exists public.zart_start_execution(smallint, text, text, jsonb,
 -- Called by workers and clients at start to refuse an outdated schema. No locks.
 -- Raises nothing.
 create or replace function public.zart_schema_version() returns integer
-language sql immutable parallel safe as $$ select 2 $$;
+language sql immutable parallel safe as $$ select 3 $$;
 
 -- Called by everything that addresses one execution. No locks.
 -- Raises nothing; null in, null out.
@@ -330,58 +330,73 @@ set jit = off
 as $$
 #variable_conflict use_column
 declare
-    v_now timestamptz := public.zart_current_time();
+    v_now   timestamptz := public.zart_current_time();
+    v_names integer := coalesce(cardinality(p_task_names), 0);
+    -- Which name goes first rotates, so a flood of one task name cannot starve the others.
+    v_first integer := floor(random() * greatest(v_names, 1))::integer;
+    v_left  integer := p_limit;
+    v_name  text;
+    v_got   integer;
 begin
-    return query
-    with due as (
-        select t.ctid
-          from public.zart_tasks t
-         where t.queue = p_queue
-           and t.run_at <= v_now
-           and t.task_name = any (p_task_names)
-           and (p_buckets is null or t.bucket = any (p_buckets))
-         order by t.run_at
-         limit p_limit
-           for update skip locked
-    ), claimed as (
-        -- The rows are locked by this statement, so their ctid cannot change under it.
-        update public.zart_tasks t
-           set locked_by = p_worker_id,
-               run_at    = v_now + p_lease_ms * interval '1 millisecond',
-               fence     = t.fence + 1,
-               claims    = t.claims + 1,
-               -- Still locked at claim time: its lease expired, so this is a recovery.
-               recoveries = t.recoveries + case when t.locked_by is null then 0 else 1 end,
-               wait_kind = null,
-               wait_name = null
-          from due
-         where t.ctid = due.ctid
-        returning t.bucket, t.execution_id, t.task_name, t.queue, t.fence, t.claims, t.recoveries
-    ), started as (
-        update public.zart_executions e
-           set status     = 'running',
-               attempts   = c.claims,
-               started_at = coalesce(e.started_at, v_now),
-               updated_at = v_now
-          from claimed c
-         where e.bucket = c.bucket and e.id = c.execution_id
-        returning c.bucket, c.execution_id, c.task_name, c.queue, e.parent_id, c.fence, c.claims,
-                  c.recoveries, e.input, e.deadline_at
-    )
-    select s.bucket, s.execution_id, s.task_name, s.queue, s.parent_id, s.fence, s.claims,
-           s.recoveries, s.input,
-           floor(extract(epoch from (s.deadline_at - v_now)) * 1000)::bigint,
-           -- Steps are written only under a claim, so a first claim has none to read.
-           case when s.claims = 1 then '[]'::jsonb
-           else coalesce((select jsonb_agg(jsonb_build_object(
-                                'name', st.name, 'seq', st.seq, 'status', st.status,
-                                'output', st.output, 'error', st.error, 'attempts', st.attempts,
-                                'kind', st.kind)
-                             order by st.seq)
-                       from public.zart_steps st
-                      where st.bucket = s.bucket and st.execution_id = s.execution_id),
-                    '[]'::jsonb) end
-      from started s;
+    -- One index range per registered name (zart_tasks_queue_task_run_at_idx), earliest due
+    -- first, until the limit is reached: due rows of names this worker does not run are never
+    -- read, and nothing beyond the limit is locked.
+    for k in 0 .. v_names - 1 loop
+        exit when v_left <= 0;
+        v_name := p_task_names[1 + (v_first + k) % v_names];
+        return query
+        with due as (
+            select t.ctid
+              from public.zart_tasks t
+             where t.queue = p_queue
+               and t.task_name = v_name
+               and t.run_at <= v_now
+               and (p_buckets is null or t.bucket = any (p_buckets))
+             order by t.run_at
+             limit v_left
+               for update skip locked
+        ), claimed as (
+            -- The rows are locked by this statement, so their ctid cannot change under it.
+            update public.zart_tasks t
+               set locked_by = p_worker_id,
+                   run_at    = v_now + p_lease_ms * interval '1 millisecond',
+                   fence     = t.fence + 1,
+                   claims    = t.claims + 1,
+                   -- Still locked at claim time: its lease expired, so this is a recovery.
+                   recoveries = t.recoveries + case when t.locked_by is null then 0 else 1 end,
+                   wait_kind = null,
+                   wait_name = null
+              from due
+             where t.ctid = due.ctid
+            returning t.bucket, t.execution_id, t.task_name, t.queue, t.fence, t.claims, t.recoveries
+        ), started as (
+            update public.zart_executions e
+               set status     = 'running',
+                   attempts   = c.claims,
+                   started_at = coalesce(e.started_at, v_now),
+                   updated_at = v_now
+              from claimed c
+             where e.bucket = c.bucket and e.id = c.execution_id
+            returning c.bucket, c.execution_id, c.task_name, c.queue, e.parent_id, c.fence, c.claims,
+                      c.recoveries, e.input, e.deadline_at
+        )
+        select s.bucket, s.execution_id, s.task_name, s.queue, s.parent_id, s.fence, s.claims,
+               s.recoveries, s.input,
+               floor(extract(epoch from (s.deadline_at - v_now)) * 1000)::bigint,
+               -- Steps are written only under a claim, so a first claim has none to read.
+               case when s.claims = 1 then '[]'::jsonb
+               else coalesce((select jsonb_agg(jsonb_build_object(
+                                    'name', st.name, 'seq', st.seq, 'status', st.status,
+                                    'output', st.output, 'error', st.error, 'attempts', st.attempts,
+                                    'kind', st.kind)
+                                 order by st.seq)
+                           from public.zart_steps st
+                          where st.bucket = s.bucket and st.execution_id = s.execution_id),
+                        '[]'::jsonb) end
+          from started s;
+        get diagnostics v_got = row_count;
+        v_left := v_left - v_got;
+    end loop;
 end
 $$;
 
@@ -774,13 +789,18 @@ $$;
 create or replace function public.zart_next_run_at(p_queue text, p_task_names text[])
 returns bigint
 language sql stable as $$
-    -- min() is null for an empty queue; greatest() would turn that into 0 ("due now") and an
-    -- idle worker would spin, so the null is kept.
-    select case when min(t.run_at) is null then null
-                else greatest(0, ceil(extract(epoch from (min(t.run_at) - public.zart_current_time()))
+    -- The earliest run_at of each name is the first entry of its index range. min() is null
+    -- for an empty queue; greatest() would turn that into 0 ("due now") and an idle worker
+    -- would spin, so the null is kept.
+    select case when min(n.run_at) is null then null
+                else greatest(0, ceil(extract(epoch from (min(n.run_at) - public.zart_current_time()))
                                       * 1000))::bigint end
-      from public.zart_tasks t
-     where t.queue = p_queue and t.task_name = any (p_task_names) and t.run_at < 'infinity'
+      from unnest(p_task_names) as names(task_name)
+     cross join lateral (
+           select t.run_at from public.zart_tasks t
+            where t.queue = p_queue and t.task_name = names.task_name and t.run_at < 'infinity'
+            order by t.run_at
+            limit 1) n
 $$;
 
 -- Called by the waiting functions after zart_lock_task: returns the wait's open step row, or

@@ -14,7 +14,7 @@ mod embedded {
 pub const FUNCTIONS_SQL: &str = include_str!("../sql/zart.sql");
 
 /// The schema version this build needs (`zart_schema_version()` in `sql/zart.sql`).
-pub const REQUIRED_SCHEMA_VERSION: i32 = 2;
+pub const REQUIRED_SCHEMA_VERSION: i32 = 3;
 
 /// The table refinery records applied migrations in.
 pub const HISTORY_TABLE: &str = "zart_schema_history";

@@ -1,0 +1,146 @@
+//! Claims on a mixed queue: a worker reads only the task names it has registered (one index
+//! range per name, V3), takes them in turn up to its limit, and its idle look-ahead
+//! (`zart_next_run_at`) ignores other names.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::time::Duration;
+
+use zart_tests::{init_tracing, wait_for, TestDb};
+
+/// Starts `n` executions of `task` on the default queue in one statement, due now.
+async fn fill(client: &tokio_postgres::Client, task: &str, n: i32) {
+    client
+        .execute(
+            "select public.zart_start_execution(public.zart_bucket(id), id, $1, '{}'::jsonb,
+                                                'default', null, null)
+               from (select $1 || '-' || g as id from generate_series(1, $2) g) ids",
+            &[&task, &n],
+        )
+        .await
+        .unwrap();
+}
+
+/// Rows of `zart_tasks` read so far by sequential and index scans, as the cumulative
+/// statistics say (read on a fresh session, so it sees whatever other sessions flushed).
+async fn rows_read(db: &TestDb) -> i64 {
+    db.client()
+        .await
+        .query_one(
+            "select seq_tup_read + coalesce(idx_tup_fetch, 0) from pg_stat_user_tables
+              where relname = 'zart_tasks'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_never_reads_the_due_rows_of_task_names_it_did_not_register() {
+    init_tracing();
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    // 5,000 due executions of a name this worker does not run, all due before its own one.
+    fill(&client, "other", 5_000).await;
+    fill(&client, "mine", 1).await;
+    client.batch_execute("vacuum analyze").await.unwrap();
+    // Let the fill's own statistics land first (a backend flushes them up to a second late).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let before = rows_read(&db).await;
+    let claimed = client
+        .query(
+            "select execution_id from public.zart_claim_tasks('w', 'default', array['mine'], 10, 30000)",
+            &[],
+        )
+        .await
+        .unwrap();
+    client
+        .batch_execute("select pg_stat_force_next_flush()")
+        .await
+        .unwrap();
+    let read = wait_for(
+        "the claim's statistics",
+        Duration::from_secs(10),
+        || async {
+            let now = rows_read(&db).await;
+            (now > before).then_some(now - before)
+        },
+    )
+    .await;
+
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].get::<_, String>(0), "mine-1");
+    // With the V1 index (queue, run_at) this claim read all 5,001 rows (a sequential scan,
+    // as the planner saw the index walk would be as long).
+    assert!(
+        read < 50,
+        "the claim read {read} rows of zart_tasks to find one due execution"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_fills_its_limit_from_every_registered_name_and_leaves_the_rest_unlocked() {
+    init_tracing();
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    fill(&client, "a", 10).await;
+    fill(&client, "b", 10).await;
+    fill(&client, "c", 10).await;
+
+    let rows = client
+        .query(
+            "select task_name from public.zart_claim_tasks('w', 'default', array['a', 'b'], 15, 30000)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let names: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let of = |n: &str| names.iter().filter(|x| *x == n).count();
+    assert_eq!(
+        names.len(),
+        15,
+        "the limit is filled across names: {names:?}"
+    );
+    // Whichever name went first gave all 10 of its due rows, the other the remaining 5.
+    let mut split = [of("a"), of("b")];
+    split.sort_unstable();
+    assert_eq!(split, [5, 10], "{names:?}");
+    assert_eq!(of("c"), 0, "an unregistered name is never claimed");
+
+    let leased: i64 = client
+        .query_one(
+            "select count(*) from zart_tasks where locked_by is not null",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(leased, 15, "nothing beyond the limit is leased");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_idle_look_ahead_ignores_other_task_names() {
+    init_tracing();
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    fill(&client, "other", 3).await;
+    let next: Option<i64> = client
+        .query_one(
+            "select public.zart_next_run_at('default', array['mine'])",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(next, None, "nothing of 'mine' is queued");
+    let next: Option<i64> = client
+        .query_one(
+            "select public.zart_next_run_at('default', array['mine', 'other'])",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(next, Some(0), "'other' is due now");
+}

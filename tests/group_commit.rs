@@ -176,3 +176,77 @@ async fn the_batch_functions_report_each_item_on_its_own() {
     );
     h.stop().await;
 }
+
+/// A heartbeat that updates a task row while a batch waits for that row's lock must not make
+/// the batch miss it (a delete addressed by the row's old ctid once did: the verdict came back
+/// "lease lost" and the execution sat until its lease ran out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_that_wait_behind_a_heartbeat_still_record_their_items() {
+    init_tracing();
+    let h = echo_harness().await;
+    let mut holder = h.db.client().await;
+    let client = h.db.client().await;
+    client
+        .batch_execute(
+            "select zart_start('hb', 'echo');
+             select zart_claim_tasks('w', 'default', array['echo'], 1, 30000);",
+        )
+        .await
+        .unwrap();
+
+    for (what, batch) in [
+        (
+            "the step",
+            "select (zart_commit_steps(array[zart_bucket('hb')], array['hb'], array[1]::bigint[],
+                 array['s'], array[0], array['completed'], array['1']::jsonb[],
+                 array[null]::jsonb[], array[1]))[1]",
+        ),
+        (
+            "the verdict",
+            "select code from zart_complete_executions(array[zart_bucket('hb')], array['hb'],
+                 array[1]::bigint[], array['completed'], array['\"ok\"']::jsonb[],
+                 array[null]::jsonb[])",
+        ),
+    ] {
+        // The heartbeat's update holds the row; the batch queues behind it.
+        let tx = holder.transaction().await.unwrap();
+        tx.execute(
+            "update zart_tasks set run_at = run_at + interval '1 second' where execution_id = 'hb'",
+            &[],
+        )
+        .await
+        .unwrap();
+        let waiting = {
+            let client = h.db.client().await;
+            tokio::spawn(async move {
+                let code: Option<String> = client.query_one(batch, &[]).await.unwrap().get(0);
+                code
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !waiting.is_finished(),
+            "{what} should wait for the row lock"
+        );
+        tx.commit().await.unwrap();
+        let code = waiting.await.unwrap();
+        assert_eq!(code, None, "{what} is recorded after the heartbeat commits");
+    }
+    assert_eq!(
+        count(
+            &client,
+            "select count(*) from zart_executions where id = 'hb' and status = 'completed'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &client,
+            "select count(*) from zart_tasks where execution_id = 'hb'"
+        )
+        .await,
+        0
+    );
+    h.stop().await;
+}

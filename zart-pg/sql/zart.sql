@@ -346,7 +346,7 @@ begin
         v_name := p_task_names[1 + (v_first + k) % v_names];
         return query
         with due as (
-            select t.ctid
+            select t.bucket, t.execution_id
               from public.zart_tasks t
              where t.queue = p_queue
                and t.task_name = v_name
@@ -356,7 +356,8 @@ begin
              limit v_left
                for update skip locked
         ), claimed as (
-            -- The rows are locked by this statement, so their ctid cannot change under it.
+            -- By key, not ctid: a row updated while the lock waited is returned by `due` with
+            -- the ctid it was read at, not the one it was locked at.
             update public.zart_tasks t
                set locked_by = p_worker_id,
                    run_at    = v_now + p_lease_ms * interval '1 millisecond',
@@ -367,7 +368,7 @@ begin
                    wait_kind = null,
                    wait_name = null
               from due
-             where t.ctid = due.ctid
+             where t.bucket = due.bucket and t.execution_id = due.execution_id
             returning t.bucket, t.execution_id, t.task_name, t.queue, t.fence, t.claims, t.recoveries
         ), started as (
             update public.zart_executions e
@@ -637,21 +638,23 @@ begin
     -- key order, delete it, then record the verdict on its execution row. LATERAL keeps the plan
     -- a key lookup per item whatever the statistics say.
     with held as (
-        select i.*, l.tid
+        select i.*
           from (select *
                   from unnest(p_buckets, p_execution_ids, p_fences, p_statuses, p_outputs, p_errors)
                            as u(bucket, execution_id, fence, status, output, error)
                  order by u.bucket, u.execution_id) i
          cross join lateral (
-               select t.ctid as tid from public.zart_tasks t
+               select 1 from public.zart_tasks t
                 where t.bucket = i.bucket and t.execution_id = i.execution_id
                   and t.fence = i.fence and t.locked_by is not null
                   for update) l
     ), removed as (
-        -- Locked above, so the row is still where its ctid says.
+        -- Locked above, so the row is the one checked there. By key, not ctid: a row updated
+        -- while the lock waited (a heartbeat) comes out of the lateral with the ctid it was
+        -- read at, and a delete by that ctid would miss it.
         delete from public.zart_tasks t
          using held h
-         where t.ctid = h.tid
+         where t.bucket = h.bucket and t.execution_id = h.execution_id
         returning h.bucket, h.execution_id, h.status, h.output, h.error
     ), finished as (
         update public.zart_executions e

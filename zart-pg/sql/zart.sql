@@ -331,30 +331,31 @@ as $$
 #variable_conflict use_column
 declare
     v_now   timestamptz := public.zart_current_time();
-    v_names integer := coalesce(cardinality(p_task_names), 0);
+    v_names integer := greatest(coalesce(cardinality(p_task_names), 0), 1);
     -- Which name goes first rotates, so a flood of one task name cannot starve the others.
-    v_first integer := floor(random() * greatest(v_names, 1))::integer;
-    v_left  integer := p_limit;
-    v_name  text;
-    v_got   integer;
+    v_first integer := floor(random() * v_names)::integer;
 begin
-    -- One index range per registered name (zart_tasks_queue_task_run_at_idx), earliest due
-    -- first, until the limit is reached: due rows of names this worker does not run are never
-    -- read, and nothing beyond the limit is locked.
-    for k in 0 .. v_names - 1 loop
-        exit when v_left <= 0;
-        v_name := p_task_names[1 + (v_first + k) % v_names];
-        return query
-        with due as (
-            select t.bucket, t.execution_id
-              from public.zart_tasks t
-             where t.queue = p_queue
-               and t.task_name = v_name
-               and t.run_at <= v_now
-               and (p_buckets is null or t.bucket = any (p_buckets))
-             order by t.run_at
-             limit v_left
-               for update skip locked
+    -- One index range per registered name (zart_tasks_queue_task_run_at_idx), each from its
+    -- earliest due row, names in turn: due rows of names this worker does not run are never
+    -- read. The outer LIMIT pulls rows one at a time through the nested loop, so a row is
+    -- locked only when it is taken and nothing beyond the limit is locked.
+    return query
+        with due as materialized (
+            select d.bucket, d.execution_id
+              from (select n.task_name
+                      from unnest(p_task_names) with ordinality as n(task_name, ord)
+                     order by (n.ord - 1 + v_first) % v_names) names
+             cross join lateral (
+                   select t.bucket, t.execution_id
+                     from public.zart_tasks t
+                    where t.queue = p_queue
+                      and t.task_name = names.task_name
+                      and t.run_at <= v_now
+                      and (p_buckets is null or t.bucket = any (p_buckets))
+                    order by t.run_at
+                    limit p_limit
+                      for update skip locked) d
+             limit p_limit
         ), claimed as (
             -- By key, not ctid: a row updated while the lock waited is returned by `due` with
             -- the ctid it was read at, not the one it was locked at.
@@ -395,9 +396,6 @@ begin
                           where st.bucket = s.bucket and st.execution_id = s.execution_id),
                         '[]'::jsonb) end
           from started s;
-        get diagnostics v_got = row_count;
-        v_left := v_left - v_got;
-    end loop;
 end
 $$;
 

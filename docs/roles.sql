@@ -81,6 +81,7 @@ grant execute on function
     public.zart_emit_event(text, text, jsonb),
     public.zart_wake_waiter(text, text, text),
     public.zart_wait_lock(text),
+    public.zart_deliver_event(smallint, text, text),
     public.zart_cancel_execution(smallint, text),
     public.zart_cancel(text)
     to zart_client;
@@ -116,6 +117,7 @@ grant execute on function
     public.zart_close_wait(smallint, text, text, text, jsonb, jsonb),
     public.zart_sleep(smallint, text, bigint, text, integer, bigint, timestamptz),
     public.zart_await_event(smallint, text, bigint, text, integer, text, bigint),
+    public.zart_take_event(smallint, text, text, text, timestamptz, timestamptz),
     public.zart_start_child(smallint, text, bigint, text, integer, text, text, jsonb, text),
     public.zart_start_execution(smallint, text, text, jsonb, text, text, bigint)
     to zart_worker;

@@ -32,6 +32,7 @@ const CLIENT_FUNCTIONS: &[&str] = &[
     "zart_send_event",
     "zart_start",
     "zart_start_execution",
+    "zart_deliver_event",
     "zart_wake_waiter",
     "zart_wait_lock",
 ];
@@ -56,6 +57,7 @@ const WORKER_FUNCTIONS: &[&str] = &[
     "zart_start_child",
     "zart_start_execution",
     "zart_suspend",
+    "zart_take_event",
     "zart_try_commit_step",
     "zart_try_complete_execution",
     "zart_try_lock_task",
@@ -742,4 +744,44 @@ async fn a_worker_and_a_client_run_a_full_workflow_under_their_roles() {
 
     stop.shutdown();
     worker.await.unwrap().unwrap();
+}
+
+/// Zart's one SECURITY DEFINER function stays the only one, with its search_path pinned and
+/// no EXECUTE for PUBLIC (a definer runs with the owner's privileges, so who may call it and
+/// what names it resolves must not be left open).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_one_security_definer_is_pinned_and_not_public() {
+    init_tracing();
+    let db = TestDb::new().await;
+    let admin = db.client().await;
+    let definers: Vec<String> = admin
+        .query(
+            "select p.proname::text from pg_proc p
+              where p.pronamespace = 'public'::regnamespace and p.proname like 'zart\\_%'
+                and p.prosecdef
+              order by 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(definers, ["zart_deliver_event"]);
+    let row = admin
+        .query_one(
+            "select coalesce(array_to_string(p.proconfig, ','), ''),
+                    exists (select 1 from aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+                             where a.grantee = 0 and a.privilege_type = 'EXECUTE')
+               from pg_proc p where p.oid = 'public.zart_deliver_event(smallint, text, text)'::regprocedure",
+            &[],
+        )
+        .await
+        .unwrap();
+    let config: String = row.get(0);
+    assert!(
+        config.contains("search_path=pg_catalog, pg_temp"),
+        "search_path pinned: {config}"
+    );
+    assert!(!row.get::<_, bool>(1), "PUBLIC must not execute it");
 }

@@ -28,7 +28,9 @@
 --   zart_close_wait(..)          records how a wait ended
 --   zart_sleep(..)               a durable sleep: records the wake time, suspends until it
 --   zart_await_event(..)         consumes a buffered event, or suspends until one arrives / timeout
---   zart_send_event(..)          buffers an event and wakes the execution if it waits for it
+--   zart_send_event(..)          buffers an event; hands it over to an execution waiting for it
+--   zart_take_event(..)          consumes a buffered event into an open event wait
+--   zart_deliver_event(..)       (security definer) hands a just-sent event to its waiter
 --   zart_wait_lock(..)           per-execution advisory lock serialising waits and wake-ups
 --   zart_wake_waiter(..)         makes an execution due if it waits for exactly this (event, child)
 --   zart_emit_event(..)          bucketless zart_send_event for SQL and triggers; NOTIFYs in the tx
@@ -892,6 +894,86 @@ begin
 end
 $$;
 
+-- Called by zart_await_event (a replay reaching its wait) and zart_deliver_event (an event
+-- for a waiter suspended on it), both under the execution's wait lock: consumes the oldest
+-- buffered event p_event_name that arrived by the wait's timeout (p_wake; null: no timeout)
+-- and records wait step p_step as received. Returns whether there was one, and its payload.
+-- Locks the event row. Raises nothing.
+create or replace function public.zart_take_event(
+    p_bucket       smallint,
+    p_execution_id text,
+    p_step         text,
+    p_event_name   text,
+    p_wake         timestamptz,
+    p_now          timestamptz,
+    out taken      boolean,
+    out payload    jsonb
+)
+language plpgsql as $$
+declare
+    v_event_id bigint;
+begin
+    select ev.event_id, ev.payload into v_event_id, payload
+      from public.zart_events ev
+     where ev.bucket = p_bucket and ev.execution_id = p_execution_id
+       and ev.name = p_event_name and ev.consumed_at is null
+       -- An event that arrived after the timeout does not count, even if no worker ran then.
+       and (p_wake is null or ev.created_at <= p_wake)
+     order by ev.event_id
+     limit 1
+       for update;
+    taken := found;
+    if taken then
+        update public.zart_events ev
+           set consumed_at = p_now, consumed_by = p_step
+         where ev.bucket = p_bucket and ev.execution_id = p_execution_id and ev.event_id = v_event_id;
+        perform public.zart_close_wait(p_bucket, p_execution_id, p_step, 'completed',
+                                       jsonb_build_object('received', payload), null);
+    end if;
+end
+$$;
+
+-- Called by zart_send_event right after it woke an execution suspended on exactly this event
+-- (its wait lock held): hands the buffered event over into the open wait step
+-- `event:<name>` (TaskContext::wait_for_event's step), so the replay finds the wait completed
+-- and needs no round trip of its own. SECURITY DEFINER so that a client role needs no write
+-- privilege on zart_steps or zart_events: all it can make this do is consume an event that is
+-- already buffered for a wait that is already registered and suspended, which the waiter's
+-- next replay would do anyway. Does nothing unless the task is exactly so suspended.
+-- Locks the event row. Raises nothing.
+create or replace function public.zart_deliver_event(
+    p_bucket       smallint,
+    p_execution_id text,
+    p_name         text
+) returns void
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_now  timestamptz := public.zart_current_time();
+    v_wake timestamptz;
+begin
+    perform public.zart_wait_lock(p_execution_id);
+    perform 1 from public.zart_tasks t
+     where t.bucket = p_bucket and t.execution_id = p_execution_id
+       and t.wait_kind = 'event' and t.wait_name = p_name and t.locked_by is null;
+    if not found then
+        return;
+    end if;
+    select s.wake_at into v_wake
+      from public.zart_steps s
+     where s.bucket = p_bucket and s.execution_id = p_execution_id
+       and s.name = 'event:' || p_name and s.kind = 'event' and s.status = 'waiting';
+    if found then
+        perform public.zart_take_event(p_bucket, p_execution_id, 'event:' || p_name, p_name,
+                                       v_wake, v_now);
+    end if;
+end
+$$;
+-- A security definer is callable only where granted (docs/roles.sql grants it to zart_client).
+revoke execute on function public.zart_deliver_event(smallint, text, text) from public;
+
 -- Called by TaskContext::wait_for_event. Takes the execution's wait lock, locks the task row
 -- (fenced), then the oldest unconsumed event of that name. Records the wait (and its timeout) on first reach; consumes the event if
 -- one is buffered; times out once the timeout has passed; else releases the task until an event
@@ -910,7 +992,7 @@ language plpgsql as $$
 declare
     v_now      timestamptz := public.zart_current_time();
     v_wake     timestamptz;
-    v_event_id bigint;
+    v_taken    boolean;
     v_payload  jsonb;
 begin
     perform public.zart_wait_lock(p_execution_id);
@@ -919,21 +1001,9 @@ begin
       from public.zart_open_wait(p_bucket, p_execution_id, p_name, p_seq, 'event',
                                  v_now + p_timeout_ms * interval '1 millisecond', null) w;
 
-    select ev.event_id, ev.payload into v_event_id, v_payload
-      from public.zart_events ev
-     where ev.bucket = p_bucket and ev.execution_id = p_execution_id
-       and ev.name = p_event_name and ev.consumed_at is null
-       -- An event that arrived after the timeout does not count, even if no worker ran then.
-       and (v_wake is null or ev.created_at <= v_wake)
-     order by ev.event_id
-     limit 1
-       for update;
-    if found then
-        update public.zart_events ev
-           set consumed_at = v_now, consumed_by = p_name
-         where ev.bucket = p_bucket and ev.execution_id = p_execution_id and ev.event_id = v_event_id;
-        perform public.zart_close_wait(p_bucket, p_execution_id, p_name, 'completed',
-                                       jsonb_build_object('received', v_payload), null);
+    select t.taken, t.payload into v_taken, v_payload
+      from public.zart_take_event(p_bucket, p_execution_id, p_name, p_event_name, v_wake, v_now) t;
+    if v_taken then
         return query select 'received'::text, v_payload, null::bigint;
         return;
     end if;
@@ -953,8 +1023,10 @@ $$;
 
 -- Called by DurableScheduler::send_event (and zart_emit_event). Takes the execution's wait lock
 -- (through zart_wake_waiter, after the insert), so an execution registering its wait right now
--- is woken once it commits; holds no lock on its task row unless it wakes it. Buffers the event; returns the queue of the execution if it was
--- woken, else null. Raises ZA004 for a bad event name, ZA005 wrong bucket, ZA007 no execution.
+-- is woken once it commits; holds no lock on its task row unless it wakes it. Buffers the
+-- event; if the execution is suspended on exactly this event, wakes it and hands the event
+-- over into its wait (zart_deliver_event). Returns the queue of the execution if it was woken,
+-- else null. Raises ZA004 for a bad event name, ZA005 wrong bucket, ZA007 no execution.
 create or replace function public.zart_send_event(
     p_bucket       smallint,
     p_execution_id text,
@@ -963,7 +1035,8 @@ create or replace function public.zart_send_event(
 ) returns text
 language plpgsql as $$
 declare
-    v_now timestamptz := public.zart_current_time();
+    v_now   timestamptz := public.zart_current_time();
+    v_queue text;
 begin
     perform public.zart_check_text('event name', p_name);
     if p_bucket is distinct from public.zart_bucket(p_execution_id) then
@@ -976,7 +1049,11 @@ begin
     end if;
     insert into public.zart_events (bucket, execution_id, name, payload, created_at)
     values (p_bucket, p_execution_id, p_name, coalesce(p_payload, 'null'::jsonb), v_now);
-    return public.zart_wake_waiter(p_execution_id, 'event', p_name);
+    v_queue := public.zart_wake_waiter(p_execution_id, 'event', p_name);
+    if v_queue is not null then
+        perform public.zart_deliver_event(p_bucket, p_execution_id, p_name);
+    end if;
+    return v_queue;
 end
 $$;
 

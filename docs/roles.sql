@@ -99,6 +99,7 @@ grant execute on function
     public.zart_try_lock_task(smallint, text, bigint),
     public.zart_lock_task(smallint, text, bigint),
     public.zart_raise_fence(smallint, text, bigint),
+    public.zart_fence_code(smallint, text),
     public.zart_suspend(smallint, text, bigint, timestamptz, text, text, text),
     public.zart_commit_step(smallint, text, bigint, text, integer, text, jsonb, jsonb, integer),
     public.zart_try_commit_step(smallint, text, bigint, text, integer, text, jsonb, jsonb, integer),

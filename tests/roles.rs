@@ -50,6 +50,7 @@ const WORKER_FUNCTIONS: &[&str] = &[
     "zart_lock_task",
     "zart_next_run_at",
     "zart_open_wait",
+    "zart_fence_code",
     "zart_raise_fence",
     "zart_release_tasks",
     "zart_retry_step",

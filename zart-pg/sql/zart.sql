@@ -7,6 +7,7 @@
 --   zart_current_time()          the database clock; tests shift it (zart.test_clock, zart_clock)
 --   zart_check_text(..)          validates an id or name: 1..255 bytes, else ZA004
 --   zart_check_payload(..)       validates SQL callers' JSON size (zart.max_payload_bytes), else ZA004
+--   zart_fence_code(..)          why a fenced write failed: ZA001 (cancelled) or ZA002 (lease lost)
 --   zart_raise_fence(..)         raises ZA001 (cancelled) or ZA002 (lease lost)
 --   zart_start_execution(..)     idempotent start of one execution (bucketed)
 --   zart_start(..)               bucketless wrapper for SQL and triggers; NOTIFYs zart_work
@@ -128,17 +129,24 @@ begin
 end
 $$;
 
+-- Called wherever a fenced write found its task row gone or no longer its own: the SQLSTATE
+-- that explains it, ZA001 if the execution was cancelled, else ZA002 (lease lost). No locks.
+-- Raises nothing.
+create or replace function public.zart_fence_code(p_bucket smallint, p_execution_id text)
+returns text
+language sql stable as $$
+    select case when (select e.status from public.zart_executions e
+                       where e.bucket = p_bucket and e.id = p_execution_id) = 'cancelled'
+                then 'ZA001' else 'ZA002' end
+$$;
+
 -- Called by fenced functions when their task row is gone or has another fence.
 -- No locks. Always raises: ZA001 if the execution was cancelled, else ZA002.
 create or replace function public.zart_raise_fence(p_bucket smallint, p_execution_id text, p_fence bigint)
 returns void
 language plpgsql as $$
-declare
-    v_status text;
 begin
-    select e.status into v_status from public.zart_executions e
-     where e.bucket = p_bucket and e.id = p_execution_id;
-    if v_status = 'cancelled' then
+    if public.zart_fence_code(p_bucket, p_execution_id) = 'ZA001' then
         raise exception 'execution "%" was cancelled', p_execution_id using errcode = 'ZA001';
     end if;
     raise exception 'lease lost on execution "%" (fence % is no longer current)', p_execution_id, p_fence
@@ -146,14 +154,12 @@ begin
 end
 $$;
 
--- Called by zart_lock_task and the batch functions. Locks the task row FOR NO KEY UPDATE if
--- the fence matches and the lease is held. Returns null when locked, else the SQLSTATE to
+-- Called by zart_lock_task and zart_commit_steps (for an item it did not record). Locks the
+-- task row FOR NO KEY UPDATE if the fence matches and the lease is held. Returns null when locked, else the SQLSTATE to
 -- report: ZA001 (cancelled) or ZA002 (lease lost). Raises nothing.
 create or replace function public.zart_try_lock_task(p_bucket smallint, p_execution_id text, p_fence bigint)
 returns text
 language plpgsql as $$
-declare
-    v_status text;
 begin
     perform 1 from public.zart_tasks t
      where t.bucket = p_bucket and t.execution_id = p_execution_id and t.fence = p_fence
@@ -162,9 +168,7 @@ begin
     if found then
         return null;
     end if;
-    select e.status into v_status from public.zart_executions e
-     where e.bucket = p_bucket and e.id = p_execution_id;
-    return case when v_status = 'cancelled' then 'ZA001' else 'ZA002' end;
+    return public.zart_fence_code(p_bucket, p_execution_id);
 end
 $$;
 
@@ -541,7 +545,6 @@ declare
     v_seen    text[] := '{}';
     v_key     text;
     v_codes   text[] := '{}';
-    v_status  text;
 begin
     -- One statement for the whole batch: lock each held task row (fence matches, lease held),
     -- in key order, then write the step rows; a final result already recorded is left alone.
@@ -584,14 +587,10 @@ begin
         if v_key = any (v_written) and not v_key = any (v_seen) then
             v_seen := v_seen || v_key;
             v_codes := v_codes || null::text;
-        elsif exists (select 1 from public.zart_tasks t
-                       where t.bucket = p_buckets[i] and t.execution_id = p_execution_ids[i]
-                         and t.fence = p_fences[i] and t.locked_by is not null) then
-            v_codes := v_codes || 'ZA006'::text;
         else
-            select e.status into v_status from public.zart_executions e
-             where e.bucket = p_buckets[i] and e.id = p_execution_ids[i];
-            v_codes := v_codes || (case when v_status = 'cancelled' then 'ZA001' else 'ZA002' end)::text;
+            -- Still held (this statement locked it): the step's result was recorded before.
+            v_codes := v_codes || coalesce(public.zart_try_lock_task(p_buckets[i], p_execution_ids[i],
+                                                                     p_fences[i]), 'ZA006');
         end if;
     end loop;
     return v_codes;
@@ -626,7 +625,6 @@ declare
     v_finished text[];
     v_children text[];
     v_parents  text[];
-    v_status   text;
     v_at       integer;
 begin
     select s into v_bad from unnest(p_statuses) s
@@ -682,9 +680,7 @@ begin
             parent_queue := case when v_at is null then null
                                  else public.zart_wake_waiter(v_parents[v_at], 'child', p_execution_ids[i]) end;
         else
-            select e.status into v_status from public.zart_executions e
-             where e.bucket = p_buckets[i] and e.id = p_execution_ids[i];
-            code := case when v_status = 'cancelled' then 'ZA001' else 'ZA002' end;
+            code := public.zart_fence_code(p_buckets[i], p_execution_ids[i]);
             parent_queue := null;
         end if;
         return next;

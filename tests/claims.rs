@@ -144,3 +144,89 @@ async fn the_idle_look_ahead_ignores_other_task_names() {
         .get(0);
     assert_eq!(next, Some(0), "'other' is due now");
 }
+
+/// The fence of a claim from SQL: (execution id, fence).
+async fn claim_fence(client: &tokio_postgres::Client) -> (String, i64) {
+    let row = client
+        .query_one(
+            "select execution_id, fence from public.zart_claim_tasks('w', 'default', array['mine'], 1, 30000)",
+            &[],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_lost_before_it_was_durable_does_not_hand_its_fence_to_the_next_claim() {
+    init_tracing();
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    fill(&client, "mine", 1).await;
+
+    // A claim commits without waiting for its WAL flush, so a database crash can lose it
+    // after its worker started running. Losing it is what a rollback does to the table.
+    client.batch_execute("begin").await.unwrap();
+    let (id, lost) = claim_fence(&client).await;
+    // Only the claim's own transaction skips the flush wait.
+    let setting: String = client
+        .query_one("show synchronous_commit", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(setting, "off");
+    client.batch_execute("rollback").await.unwrap();
+    let setting: String = client
+        .query_one("show synchronous_commit", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        setting, "on",
+        "the setting leaked out of the claim's transaction"
+    );
+
+    // The next claim starts from the same durable row: with `fence + 1` it would get the lost
+    // claim's fence back, and the run that still holds it could write under the new lease.
+    let (again, fence) = claim_fence(&client).await;
+    assert_eq!(again, id);
+    assert_ne!(fence, lost, "the next claim reused the lost claim's fence");
+    let stale = client
+        .query_one(
+            "select public.zart_try_commit_step(public.zart_bucket($1), $1, $2, 'step', 1,
+                                                'completed', '1'::jsonb, null, 1)",
+            &[&id, &lost],
+        )
+        .await
+        .unwrap()
+        .get::<_, Option<String>>(0);
+    assert_eq!(stale.as_deref(), Some("ZA002"));
+    let current = client
+        .query_one(
+            "select public.zart_try_commit_step(public.zart_bucket($1), $1, $2, 'step', 1,
+                                                'completed', '1'::jsonb, null, 1)",
+            &[&id, &fence],
+        )
+        .await
+        .unwrap()
+        .get::<_, Option<String>>(0);
+    assert_eq!(current, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fences_are_drawn_at_random_and_do_not_repeat() {
+    init_tracing();
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    fill(&client, "mine", 1).await;
+    // 200 claims of the same row, each in a transaction that is rolled back, so every one
+    // starts from the same stored fence.
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..200 {
+        client.batch_execute("begin").await.unwrap();
+        let (_, fence) = claim_fence(&client).await;
+        client.batch_execute("rollback").await.unwrap();
+        assert!(fence > 0, "fence {fence} is not positive");
+        assert!(seen.insert(fence), "fence {fence} came twice");
+    }
+}

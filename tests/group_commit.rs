@@ -132,15 +132,33 @@ async fn the_batch_functions_report_each_item_on_its_own() {
         )
         .await
         .unwrap();
+    let fence = |id: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .query_one(
+                    "select fence from zart_executions e left join zart_tasks t
+                         on t.bucket = e.bucket and t.execution_id = e.id where e.id = $1",
+                    &[&id],
+                )
+                .await
+                .unwrap()
+                .get::<_, Option<i64>>(0)
+                // c's task row went with the cancel: any fence is stale for it.
+                .unwrap_or(0)
+        }
+    };
+    let (a, b, c) = (fence("a").await, fence("b").await, fence("c").await);
+    let stale_b = b.wrapping_add(1);
     // a: good; b: wrong fence; c: cancelled; a again: already recorded.
     let codes: Vec<Option<String>> = client
         .query_one(
             "select zart_commit_steps(
                  array[zart_bucket('a'), zart_bucket('b'), zart_bucket('c'), zart_bucket('a')],
-                 array['a', 'b', 'c', 'a'], array[1, 99, 1, 1]::bigint[],
+                 array['a', 'b', 'c', 'a'], array[$1, $2, $3, $1]::bigint[],
                  array['s', 's', 's', 's'], array[0, 0, 0, 0], array['completed', 'completed', 'completed', 'completed'],
                  array['1', '2', '3', '4']::jsonb[], array[null, null, null, null]::jsonb[], array[1, 1, 1, 1])",
-            &[],
+            &[&a, &stale_b, &c],
         )
         .await
         .unwrap()
@@ -157,10 +175,10 @@ async fn the_batch_functions_report_each_item_on_its_own() {
     let rows = client
         .query(
             "select code, parent_queue from zart_complete_executions(
-                 array[zart_bucket('a'), zart_bucket('b')], array['a', 'b'], array[1, 99]::bigint[],
+                 array[zart_bucket('a'), zart_bucket('b')], array['a', 'b'], array[$1, $2]::bigint[],
                  array['completed', 'completed'], array['\"ok\"', '\"no\"']::jsonb[],
                  array[null, null]::jsonb[])",
-            &[],
+            &[&a, &stale_b],
         )
         .await
         .unwrap();
@@ -193,18 +211,26 @@ async fn batches_that_wait_behind_a_heartbeat_still_record_their_items() {
         )
         .await
         .unwrap();
+    let fence: i64 = client
+        .query_one(
+            "select fence from zart_tasks where execution_id = 'hb'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
 
     for (what, batch) in [
         (
             "the step",
-            "select (zart_commit_steps(array[zart_bucket('hb')], array['hb'], array[1]::bigint[],
+            "select (zart_commit_steps(array[zart_bucket('hb')], array['hb'], array[$1::bigint],
                  array['s'], array[0], array['completed'], array['1']::jsonb[],
                  array[null]::jsonb[], array[1]))[1]",
         ),
         (
             "the verdict",
             "select code from zart_complete_executions(array[zart_bucket('hb')], array['hb'],
-                 array[1]::bigint[], array['completed'], array['\"ok\"']::jsonb[],
+                 array[$1::bigint], array['completed'], array['\"ok\"']::jsonb[],
                  array[null]::jsonb[])",
         ),
     ] {
@@ -219,7 +245,7 @@ async fn batches_that_wait_behind_a_heartbeat_still_record_their_items() {
         let waiting = {
             let client = h.db.client().await;
             tokio::spawn(async move {
-                let code: Option<String> = client.query_one(batch, &[]).await.unwrap().get(0);
+                let code: Option<String> = client.query_one(batch, &[&fence]).await.unwrap().get(0);
                 code
             })
         };

@@ -228,7 +228,7 @@ async fn measure(
     let measured = async {
         println!("[2/5] pickup: start -> handler entry (idle worker)");
         let pickup = harness
-            .pickup(&nonce, plan.warmup, plan.samples, zart_gap, &mut rng)
+            .pickup(&nonce, plan.warmup, plan.samples, zart_gap, &mut rng, None)
             .await?;
         println!("[3/5] end-to-end: start -> wait() = Completed, one-step workflow");
         let e2e = harness
@@ -256,7 +256,7 @@ async fn measure(
     };
 
     let f = Summary::of(&f)?;
-    let pickup = Summary::of(&pickup.0)?;
+    let pickup = Summary::of(&pickup.pickups)?;
     let e2e = Summary::of(&e2e)?;
     // Timer samples are the elapsed time since the sleep was first reached; the lateness is
     // that minus the nominal sleep, which `Figure::shifted` subtracts (keeping the sign).

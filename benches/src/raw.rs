@@ -20,14 +20,135 @@ use crate::stats::{Gap, Rng};
 /// The channel F notifies on.
 const CHANNEL: &str = "zart_bench_f";
 
+/// The table [`NotifyProbe::commit_sample`] inserts into (created on first use).
+const COMMIT_TABLE: &str = "zart_bench_idle_commits";
+
 /// How long one notification may take before the run fails.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A notification's payload and the instant the listener read it.
 type Received = (String, Instant);
 
+/// An open LISTEN/NOTIFY pair: a listener connection driven on its own task and a sender
+/// connection with `pg_notify` prepared. [`NotifyProbe::sample`] takes one round trip.
+pub struct NotifyProbe {
+    listener: tokio_postgres::Client,
+    sender: tokio_postgres::Client,
+    notify: tokio_postgres::Statement,
+    commit: tokio_postgres::Statement,
+    rx: mpsc::UnboundedReceiver<Received>,
+    tasks: [JoinHandle<Result<(), tokio_postgres::Error>>; 2],
+    sent: u64,
+}
+
+impl NotifyProbe {
+    /// Opens both connections to the database at `config` and LISTENs.
+    ///
+    /// # Errors
+    /// When a connection or a statement fails.
+    pub async fn open(config: &tokio_postgres::Config) -> Result<NotifyProbe> {
+        let (listener, connection) = config
+            .connect(NoTls)
+            .await
+            .context("F: opening the listener connection")?;
+        let (tx, rx) = mpsc::unbounded_channel::<Received>();
+        let driver = tokio::spawn(drive_listener(connection, tx));
+        listener
+            .batch_execute(&format!("listen {CHANNEL}"))
+            .await
+            .context("F: LISTEN")?;
+
+        let (sender, connection) = config
+            .connect(NoTls)
+            .await
+            .context("F: opening the sender connection")?;
+        let sender_task: JoinHandle<Result<(), tokio_postgres::Error>> = tokio::spawn(connection);
+        let notify = sender
+            .prepare(&format!("select pg_notify('{CHANNEL}', $1)"))
+            .await
+            .context("F: preparing pg_notify")?;
+        sender
+            .batch_execute(&format!(
+                "create table if not exists {COMMIT_TABLE} (id bigserial primary key, payload text not null)"
+            ))
+            .await
+            .with_context(|| format!("creating {COMMIT_TABLE}"))?;
+        let commit = sender
+            .prepare(&format!("insert into {COMMIT_TABLE} (payload) values ($1)"))
+            .await
+            .with_context(|| format!("preparing the insert into {COMMIT_TABLE}"))?;
+        Ok(NotifyProbe {
+            listener,
+            sender,
+            notify,
+            commit,
+            rx,
+            tasks: [driver, sender_task],
+            sent: 0,
+        })
+    }
+
+    /// One round trip: from just before the send to the listener reading the notification.
+    /// `nonce` makes the payload unique to this run.
+    ///
+    /// # Errors
+    /// When the send fails or no notification arrives within 30 s.
+    pub async fn sample(&mut self, nonce: &str) -> Result<Duration> {
+        let i = self.sent;
+        self.sent += 1;
+        let payload = format!("{nonce}-{i}");
+        let sent = Instant::now();
+        self.sender
+            .execute(&self.notify, &[&payload])
+            .await
+            .with_context(|| format!("F: sample {i}: pg_notify"))?;
+        let received = receive(&mut self.rx, &payload)
+            .await
+            .with_context(|| format!("F: sample {i}"))?;
+        Ok(received.saturating_duration_since(sent))
+    }
+
+    /// One durable commit: a single-row autocommit insert on the sender connection, from just
+    /// before the send to its return (the least a durable `start` can cost).
+    ///
+    /// # Errors
+    /// When the insert fails.
+    pub async fn commit_sample(&mut self, nonce: &str) -> Result<Duration> {
+        let payload = format!("{nonce}-{}", self.sent);
+        self.sent += 1;
+        let sent = Instant::now();
+        self.sender
+            .execute(&self.commit, &[&payload])
+            .await
+            .with_context(|| format!("inserting into {COMMIT_TABLE}"))?;
+        Ok(sent.elapsed())
+    }
+
+    /// Closes both connections and waits for their tasks.
+    ///
+    /// # Errors
+    /// When a connection ended with an error or did not close within 5 s.
+    pub async fn close(self) -> Result<()> {
+        // Dropping a client ends its connection cleanly; then the tasks finish on their own.
+        drop(self.listener);
+        drop(self.sender);
+        for task in self.tasks {
+            match tokio::time::timeout(Duration::from_secs(5), task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => return Err(e).context("F: closing a connection"),
+                Ok(Err(e)) => return Err(e).context("F: a connection task failed"),
+                Err(_) => bail!("F: a connection did not close within 5 s"),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Measures `samples` round trips (after `warmup` unmeasured ones) on the database at
 /// `config`, sleeping a random `gap` between them; `bar` advances once per round trip.
+///
+/// # Errors
+/// When the probe fails (see [`NotifyProbe`]).
 pub async fn round_trips(
     config: &tokio_postgres::Config,
     nonce: &str,
@@ -37,56 +158,17 @@ pub async fn round_trips(
     rng: &mut Rng,
     bar: &Bar,
 ) -> Result<Vec<Duration>> {
-    let (listener, connection) = config
-        .connect(NoTls)
-        .await
-        .context("F: opening the listener connection")?;
-    let (tx, mut rx) = mpsc::unbounded_channel::<Received>();
-    let driver = tokio::spawn(drive_listener(connection, tx));
-    listener
-        .batch_execute(&format!("listen {CHANNEL}"))
-        .await
-        .context("F: LISTEN")?;
-
-    let (sender, connection) = config
-        .connect(NoTls)
-        .await
-        .context("F: opening the sender connection")?;
-    let sender_task: JoinHandle<Result<(), tokio_postgres::Error>> = tokio::spawn(connection);
-    let notify = sender
-        .prepare(&format!("select pg_notify('{CHANNEL}', $1)"))
-        .await
-        .context("F: preparing pg_notify")?;
-
+    let mut probe = NotifyProbe::open(config).await?;
     let mut out = Vec::with_capacity(samples);
     for i in 0..warmup + samples {
-        let payload = format!("{nonce}-{i}");
-        let sent = Instant::now();
-        sender
-            .execute(&notify, &[&payload])
-            .await
-            .with_context(|| format!("F: sample {i}: pg_notify"))?;
-        let received = receive(&mut rx, &payload)
-            .await
-            .with_context(|| format!("F: sample {i}"))?;
+        let took = probe.sample(nonce).await?;
         if i >= warmup {
-            out.push(received.saturating_duration_since(sent));
+            out.push(took);
         }
         bar.inc(1);
         gap.sleep(rng).await;
     }
-
-    // Dropping a client ends its connection cleanly; then the tasks finish on their own.
-    drop(listener);
-    drop(sender);
-    for task in [driver, sender_task] {
-        match tokio::time::timeout(Duration::from_secs(5), task).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => return Err(e).context("F: closing a connection"),
-            Ok(Err(e)) => return Err(e).context("F: a connection task failed"),
-            Err(_) => bail!("F: a connection did not close within 5 s"),
-        }
-    }
+    probe.close().await?;
     Ok(out)
 }
 

@@ -22,6 +22,7 @@ use zart::{
 use zart_pg::{PgPool, PostgresScheduler};
 
 use crate::progress::Bar;
+use crate::raw::NotifyProbe;
 use crate::stats::{Gap, Rng};
 
 /// The task whose handler entry marks pickup.
@@ -154,6 +155,19 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The samples of [`Harness::pickup`].
+#[derive(Debug, Default)]
+pub struct Pickups {
+    /// `start` to the handler's first instant.
+    pub pickups: Vec<Duration>,
+    /// `start` returning.
+    pub starts: Vec<Duration>,
+    /// The paired raw LISTEN/NOTIFY round trips (empty without a probe).
+    pub notify: Vec<Duration>,
+    /// The paired raw durable single-row inserts (empty without a probe).
+    pub commits: Vec<Duration>,
+}
+
 /// A running worker and a client on one scratch database.
 pub struct Harness {
     config: tokio_postgres::Config,
@@ -217,6 +231,11 @@ impl Harness {
     /// Each execution is awaited to completion (untimed) before the idle gap. Also returns,
     /// per sample, how long `start` itself took to return (its commit is part of every
     /// pickup, so it is the floor under the pickup figure).
+    ///
+    /// With a `probe`, every pickup sample is paired with one raw baseline sample taken after
+    /// its own random `gap`, so the baselines see the same idle machine as the pickups they
+    /// are compared with: a LISTEN/NOTIFY round trip on even samples, a durable single-row
+    /// insert on odd ones (the samples alternate; none warms up the next).
     pub async fn pickup(
         &mut self,
         nonce: &str,
@@ -224,10 +243,24 @@ impl Harness {
         samples: usize,
         gap: Gap,
         rng: &mut Rng,
-    ) -> Result<(Vec<Duration>, Vec<Duration>)> {
-        let mut out = Vec::with_capacity(samples);
-        let mut starts = Vec::with_capacity(samples);
+        mut probe: Option<&mut NotifyProbe>,
+    ) -> Result<Pickups> {
+        let mut out = Pickups::default();
         for i in 0..warmup + samples {
+            if let Some(probe) = probe.as_deref_mut() {
+                if i % 2 == 0 {
+                    let took = probe.sample(nonce).await?;
+                    if i >= warmup {
+                        out.notify.push(took);
+                    }
+                } else {
+                    let took = probe.commit_sample(nonce).await?;
+                    if i >= warmup {
+                        out.commits.push(took);
+                    }
+                }
+                gap.sleep(rng).await;
+            }
             let id = format!("pickup-{nonce}-{i}");
             let started = Instant::now();
             self.begin(&id, PICKUP_TASK).await?;
@@ -235,13 +268,13 @@ impl Harness {
             let entered = self.entered(&id).await?;
             self.finish(&id).await?;
             if i >= warmup {
-                out.push(entered.saturating_duration_since(started));
-                starts.push(returned);
+                out.pickups.push(entered.saturating_duration_since(started));
+                out.starts.push(returned);
             }
             self.bar.inc(1);
             gap.sleep(rng).await;
         }
-        Ok((out, starts))
+        Ok(out)
     }
 
     /// End-to-end latency: `Instant::now()` right before `start` to `wait` returning

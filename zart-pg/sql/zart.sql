@@ -304,8 +304,9 @@ begin
 end
 $$;
 
--- Called by Worker (claim_tasks). Locks up to p_limit due task rows (FOR UPDATE SKIP LOCKED),
--- then their execution rows. Raises nothing of its own. A SQL function, so it is planned per call.
+-- Called by Worker (claim_tasks), in a transaction of its own: it turns synchronous_commit
+-- off for the rest of the transaction it runs in. Locks up to p_limit due task rows (FOR
+-- UPDATE SKIP LOCKED), then their execution rows. Raises nothing of its own.
 create or replace function public.zart_claim_tasks(
     p_worker_id  text,
     p_queue      text,
@@ -341,6 +342,11 @@ declare
     -- Which name goes first rotates, so a flood of one task name cannot starve the others.
     v_first integer := floor(random() * v_names)::integer;
 begin
+    -- The claim's commit does not wait for its WAL flush (see "Claims commit asynchronously"
+    -- in docs/reliability.md): a claim lost in a database crash is harmless, because its
+    -- fence is drawn at random, so the next claim cannot hand the same fence to another run,
+    -- and anything written under it is flushed with the claim before it commits.
+    perform set_config('synchronous_commit', 'off', true);
     -- One index range per registered name (zart_tasks_queue_task_run_at_idx), each from its
     -- earliest due row, names in turn: due rows of names this worker does not run are never
     -- read. The outer LIMIT pulls rows one at a time through the nested loop, so a row is
@@ -368,7 +374,10 @@ begin
             update public.zart_tasks t
                set locked_by = p_worker_id,
                    run_at    = v_now + p_lease_ms * interval '1 millisecond',
-                   fence     = t.fence + 1,
+                   -- 62 random bits (random() carries 52 per call): never the fence of
+                   -- an earlier claim, however that claim ended.
+                   fence     = (floor(random() * 2147483648)::bigint << 31)
+                               | floor(random() * 2147483648)::bigint,
                    claims    = t.claims + 1,
                    -- Still locked at claim time: its lease expired, so this is a recovery.
                    recoveries = t.recoveries + case when t.locked_by is null then 0 else 1 end,

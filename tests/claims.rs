@@ -191,25 +191,22 @@ async fn a_claim_lost_before_it_was_durable_does_not_hand_its_fence_to_the_next_
     let (again, fence) = claim_fence(&client).await;
     assert_eq!(again, id);
     assert_ne!(fence, lost, "the next claim reused the lost claim's fence");
-    let stale = client
-        .query_one(
-            "select public.zart_try_commit_step(public.zart_bucket($1), $1, $2, 'step', 1,
-                                                'completed', '1'::jsonb, null, 1)",
-            &[&id, &lost],
-        )
-        .await
-        .unwrap()
-        .get::<_, Option<String>>(0);
-    assert_eq!(stale.as_deref(), Some("ZA002"));
-    let current = client
-        .query_one(
-            "select public.zart_try_commit_step(public.zart_bucket($1), $1, $2, 'step', 1,
-                                                'completed', '1'::jsonb, null, 1)",
-            &[&id, &fence],
-        )
-        .await
-        .unwrap()
-        .get::<_, Option<String>>(0);
+    let commit = |fence: i64| {
+        let (client, id) = (&client, &id);
+        async move {
+            client
+                .query_one(
+                    "select public.zart_try_commit_step(public.zart_bucket($1), $1, $2, 'step', 1,
+                                                        'completed', '1'::jsonb, null, 1)",
+                    &[id, &fence],
+                )
+                .await
+                .unwrap()
+                .get::<_, Option<String>>(0)
+        }
+    };
+    assert_eq!(commit(lost).await.as_deref(), Some("ZA002"));
+    let current = commit(fence).await;
     assert_eq!(current, None);
 }
 

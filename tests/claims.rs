@@ -166,7 +166,11 @@ async fn a_claim_lost_before_it_was_durable_does_not_hand_its_fence_to_the_next_
 
     // A claim commits without waiting for its WAL flush, so a database crash can lose it
     // after its worker started running. Losing it is what a rollback does to the table.
-    client.batch_execute("begin").await.unwrap();
+    // (The session asks for durable commits, whatever the test cluster's default is.)
+    client
+        .batch_execute("set synchronous_commit = on; begin")
+        .await
+        .unwrap();
     let (id, lost) = claim_fence(&client).await;
     // Only the claim's own transaction skips the flush wait.
     let setting: String = client

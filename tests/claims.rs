@@ -166,11 +166,13 @@ async fn a_claim_lost_before_it_was_durable_does_not_hand_its_fence_to_the_next_
 
     // A claim commits without waiting for its WAL flush, so a database crash can lose it
     // after its worker started running. Losing it is what a rollback does to the table.
-    // (The session asks for durable commits, whatever the test cluster's default is.)
+    // (The session asks for durable commits, whatever the test cluster's default is; on its
+    // own, since a rollback would undo a SET sent in the same batch as the BEGIN.)
     client
-        .batch_execute("set synchronous_commit = on; begin")
+        .batch_execute("set synchronous_commit = on")
         .await
         .unwrap();
+    client.batch_execute("begin").await.unwrap();
     let (id, lost) = claim_fence(&client).await;
     // Only the claim's own transaction skips the flush wait.
     let setting: String = client

@@ -96,6 +96,7 @@ grant insert on table public.zart_events to zart_client;
 grant execute on function
     public.zart_check_text(text, text),
     public.zart_claim_tasks(text, text, text[], integer, bigint, smallint[]),
+    public.zart_sleep_is_over(text, timestamptz, timestamptz),
     public.zart_try_lock_task(smallint, text, bigint),
     public.zart_lock_task(smallint, text, bigint),
     public.zart_raise_fence(smallint, text, bigint),

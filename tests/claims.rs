@@ -233,3 +233,114 @@ async fn fences_are_drawn_at_random_and_do_not_repeat() {
         assert!(seen.insert(fence), "fence {fence} came twice");
     }
 }
+
+/// The steps a claim of `task` returned for `id`, as (name, status) in order, and the fence.
+async fn claim_steps(
+    client: &tokio_postgres::Client,
+    task: &str,
+    id: &str,
+) -> Option<(i64, Vec<(String, String)>)> {
+    let rows = client
+        .query(
+            "select fence, steps from public.zart_claim_tasks('w', 'default', array[$1], 10, 30000)
+              where execution_id = $2",
+            &[&task, &id],
+        )
+        .await
+        .unwrap();
+    let row = rows.first()?;
+    let steps: serde_json::Value = row.get(1);
+    let steps = steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_owned(),
+                s["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    Some((row.get(0), steps))
+}
+
+/// The stored status of step `name` of `id`.
+async fn step_status(client: &tokio_postgres::Client, id: &str, name: &str) -> String {
+    client
+        .query_one(
+            "select status from zart_steps where execution_id = $1 and name = $2",
+            &[&id, &name],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Claims `id` (task `nap`, optionally with a deadline) and has it sleep 60 s under that
+/// claim, as `ctx.sleep("nap", 60 s)` would: the execution suspends until then.
+async fn start_and_sleep(client: &tokio_postgres::Client, id: &str, deadline_ms: Option<i64>) {
+    client
+        .execute(
+            "select public.zart_start_execution(public.zart_bucket($1), $1, 'nap', '{}'::jsonb,
+                                                'default', null, $2)",
+            &[&id, &deadline_ms],
+        )
+        .await
+        .unwrap();
+    let (fence, steps) = claim_steps(client, "nap", id).await.unwrap();
+    assert!(steps.is_empty());
+    let left: Option<i64> = client
+        .query_one(
+            "select public.zart_sleep(public.zart_bucket($1), $1, $2, 'nap', 0, 60000, null)",
+            &[&id, &fence],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(left.is_some(), "the sleep should suspend");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_claim_that_wakes_a_sleep_ends_it_so_the_replay_needs_no_round_trip() {
+    init_tracing();
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    start_and_sleep(&client, "napper", None).await;
+    assert_eq!(step_status(&client, "napper", "nap").await, "waiting");
+    // Not due yet: nothing to claim, nothing ended.
+    assert!(claim_steps(&client, "nap", "napper").await.is_none());
+    assert_eq!(step_status(&client, "napper", "nap").await, "waiting");
+
+    db.advance_clock(Duration::from_secs(61)).await;
+    let (_, steps) = claim_steps(&client, "nap", "napper").await.unwrap();
+    // The claim returns the sleep ended (its statement reads the steps as they were before it)
+    // and has stored it so, as zart_sleep would have on the replay.
+    assert_eq!(steps, vec![("nap".to_owned(), "completed".to_owned())]);
+    assert_eq!(step_status(&client, "napper", "nap").await, "completed");
+    let (output, attempts): (serde_json::Value, i32) = {
+        let row = client
+            .query_one(
+                "select output, attempts from zart_steps where execution_id = 'napper'",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert!(output.is_string(), "output is the time it ended: {output}");
+    assert_eq!(attempts, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_at_the_deadline_leaves_a_sleep_that_is_not_over_alone() {
+    init_tracing();
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    // The deadline (10 s) comes before the sleep ends (60 s): the execution is due at the
+    // deadline, so that the worker fails it, and the sleep must stay as it is.
+    start_and_sleep(&client, "late", Some(10_000)).await;
+    db.advance_clock(Duration::from_secs(11)).await;
+    let (_, steps) = claim_steps(&client, "nap", "late").await.unwrap();
+    assert_eq!(steps, vec![("nap".to_owned(), "waiting".to_owned())]);
+    assert_eq!(step_status(&client, "late", "nap").await, "waiting");
+}

@@ -55,6 +55,7 @@ const WORKER_FUNCTIONS: &[&str] = &[
     "zart_release_tasks",
     "zart_retry_step",
     "zart_sleep",
+    "zart_sleep_is_over",
     "zart_start_child",
     "zart_start_execution",
     "zart_suspend",

@@ -11,7 +11,9 @@
 --   zart_raise_fence(..)         raises ZA001 (cancelled) or ZA002 (lease lost)
 --   zart_start_execution(..)     idempotent start of one execution (bucketed)
 --   zart_start(..)               bucketless wrapper for SQL and triggers; NOTIFYs zart_work
---   zart_claim_tasks(..)         claims due tasks with SKIP LOCKED; returns input and steps
+--   zart_sleep_is_over(..)       whether a sleep step is over (the claim ends such sleeps)
+--   zart_claim_tasks(..)         claims due tasks with SKIP LOCKED; returns input and steps;
+--                                ends the sleep a claimed execution was woken from
 --   zart_commit_step(..)         records one step result, fenced by the lease token
 --   zart_retry_step(..)          records a failed attempt and suspends until the back-off ends
 --   zart_complete_execution(..)  records the final output or error and removes the task row
@@ -304,6 +306,13 @@ begin
 end
 $$;
 
+-- Called by zart_claim_tasks: whether a sleep step (status, wake time) is over at p_now.
+create or replace function public.zart_sleep_is_over(p_status text, p_wake_at timestamptz, p_now timestamptz)
+returns boolean
+language sql immutable as $$
+    select p_status = 'waiting' and p_wake_at <= p_now
+$$;
+
 -- Called by Worker (claim_tasks), in a transaction of its own: it turns synchronous_commit
 -- off for the rest of the transaction it runs in. Locks up to p_limit due task rows (FOR
 -- UPDATE SKIP LOCKED), then their execution rows. Raises nothing of its own.
@@ -353,12 +362,12 @@ begin
     -- locked only when it is taken and nothing beyond the limit is locked.
     return query
         with due as materialized (
-            select d.bucket, d.execution_id
+            select d.bucket, d.execution_id, d.wait_kind, d.wait_name
               from (select n.task_name
                       from unnest(p_task_names) with ordinality as n(task_name, ord)
                      order by (n.ord - 1 + v_first) % v_names) names
              cross join lateral (
-                   select t.bucket, t.execution_id
+                   select t.bucket, t.execution_id, t.wait_kind, t.wait_name
                      from public.zart_tasks t
                     where t.queue = p_queue
                       and t.task_name = names.task_name
@@ -385,7 +394,20 @@ begin
                    wait_name = null
               from due
              where t.bucket = due.bucket and t.execution_id = due.execution_id
-            returning t.bucket, t.execution_id, t.task_name, t.queue, t.fence, t.claims, t.recoveries
+            returning t.bucket, t.execution_id, t.task_name, t.queue, t.fence, t.claims, t.recoveries,
+                      due.wait_kind, due.wait_name
+        ), woken as (
+            -- A sleep that is over ends here, as zart_sleep would end it, so the replay finds
+            -- it completed and needs no round trip of its own. (Written under this claim: if
+            -- the claim is lost, so is this, and the next replay ends the sleep itself.)
+            update public.zart_steps st
+               set status = 'completed', output = to_jsonb(v_now), attempts = 1, updated_at = v_now
+              from due
+             where due.wait_kind = 'sleep'
+               and st.bucket = due.bucket and st.execution_id = due.execution_id
+               and st.name = due.wait_name
+               and public.zart_sleep_is_over(st.status, st.wake_at, v_now)
+            returning st.execution_id
         ), started as (
             update public.zart_executions e
                set status     = 'running',
@@ -395,19 +417,28 @@ begin
               from claimed c
              where e.bucket = c.bucket and e.id = c.execution_id
             returning c.bucket, c.execution_id, c.task_name, c.queue, e.parent_id, c.fence, c.claims,
-                      c.recoveries, e.input, e.deadline_at
+                      c.recoveries, e.input, e.deadline_at, c.wait_kind, c.wait_name
         )
         select s.bucket, s.execution_id, s.task_name, s.queue, s.parent_id, s.fence, s.claims,
                s.recoveries, s.input,
                floor(extract(epoch from (s.deadline_at - v_now)) * 1000)::bigint,
                -- Steps are written only under a claim, so a first claim has none to read.
                case when s.claims = 1 then '[]'::jsonb
+               -- The statement reads steps as they were before it, so the sleep `woken` ended
+               -- is shown ended here too.
                else coalesce((select jsonb_agg(jsonb_build_object(
-                                    'name', st.name, 'seq', st.seq, 'status', st.status,
-                                    'output', st.output, 'error', st.error, 'attempts', st.attempts,
+                                    'name', st.name, 'seq', st.seq,
+                                    'status', case when o.over then 'completed' else st.status end,
+                                    'output', case when o.over then to_jsonb(v_now) else st.output end,
+                                    'error', st.error,
+                                    'attempts', case when o.over then 1 else st.attempts end,
                                     'kind', st.kind)
                                  order by st.seq)
                            from public.zart_steps st
+                          cross join lateral (
+                                select s.wait_kind = 'sleep' and st.name = s.wait_name
+                                       and public.zart_sleep_is_over(st.status, st.wake_at, v_now)
+                                       as over) o
                           where st.bucket = s.bucket and st.execution_id = s.execution_id),
                         '[]'::jsonb) end
           from started s;

@@ -241,7 +241,7 @@ async fn measure(
             .timer_elapsed(&nonce, plan.warmup, plan.timer_samples, wait_gap, &mut rng)
             .await?;
         println!("[5/5] event wake: send_event -> wait_for_event = Received (suspended workflow)");
-        let event = harness
+        let (event, _) = harness
             .event_wake(&nonce, plan.warmup, plan.event_samples, wait_gap, &mut rng)
             .await?;
         Ok::<_, anyhow::Error>((pickup, e2e, timer, event))

@@ -366,7 +366,8 @@ impl Harness {
     /// Event wake-up latency: for each sample, starts an event workflow, polls until it is
     /// suspended waiting (`zart_waiting`), sleeps a random `gap`, then times from just before
     /// `send_event` to the handler's instant after `wait_for_event` returned `Received`. Each
-    /// execution is awaited to completion (untimed) before the next.
+    /// execution is awaited to completion (untimed) before the next. Also returns, per sample,
+    /// how long `send_event` itself took to return (its commit is inside every sample).
     pub async fn event_wake(
         &mut self,
         nonce: &str,
@@ -374,7 +375,7 @@ impl Harness {
         samples: usize,
         gap: Gap,
         rng: &mut Rng,
-    ) -> Result<Vec<Duration>> {
+    ) -> Result<(Vec<Duration>, Vec<Duration>)> {
         let (poller, connection) = self
             .config
             .connect(NoTls)
@@ -386,6 +387,7 @@ impl Harness {
             .await
             .context("events: preparing the zart_waiting poll")?;
         let mut out = Vec::with_capacity(samples);
+        let mut sends = Vec::with_capacity(samples);
         for i in 0..warmup + samples {
             let id = format!("event-{nonce}-{i}");
             self.begin(&id, EVENT_TASK).await?;
@@ -411,18 +413,20 @@ impl Harness {
             .await
             .map_err(|_| anyhow!("sending the event to {id:?} took over {TIMEOUT:?}"))?
             .with_context(|| format!("sending the event to {id:?}"))?;
+            let returned = sent.elapsed();
             let woke = receive(&mut self.received, &id, "did not receive its event")
                 .await
                 .map_err(|e| anyhow!("{e}{}", self.worker_state()))?;
             self.finish(&id).await?;
             if i >= warmup {
                 out.push(woke.saturating_duration_since(sent));
+                sends.push(returned);
             }
             self.bar.inc(1);
         }
         drop(poller);
         match tokio::time::timeout(Duration::from_secs(5), poller_task).await {
-            Ok(Ok(Ok(()))) => Ok(out),
+            Ok(Ok(Ok(()))) => Ok((out, sends)),
             Ok(Ok(Err(e))) => Err(e).context("events: closing the polling connection"),
             Ok(Err(e)) => Err(e).context("events: the polling connection task failed"),
             Err(_) => bail!("events: the polling connection did not close within 5 s"),

@@ -20,7 +20,7 @@ use crate::stats::{Gap, Rng};
 /// The channel F notifies on.
 const CHANNEL: &str = "zart_bench_f";
 
-/// The table [`NotifyProbe::commit_sample`] inserts into (created on first use).
+/// The table [`NotifyProbe::commit_sample`] inserts into (created when a probe opens).
 const COMMIT_TABLE: &str = "zart_bench_idle_commits";
 
 /// How long one notification may take before the run fails.
@@ -30,7 +30,8 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 type Received = (String, Instant);
 
 /// An open LISTEN/NOTIFY pair: a listener connection driven on its own task and a sender
-/// connection with `pg_notify` prepared. [`NotifyProbe::sample`] takes one round trip.
+/// connection with `pg_notify` and a single-row insert prepared. [`NotifyProbe::sample`] takes
+/// one round trip, [`NotifyProbe::commit_sample`] one durable commit.
 pub struct NotifyProbe {
     listener: tokio_postgres::Client,
     sender: tokio_postgres::Client,

@@ -248,16 +248,13 @@ impl Harness {
         let mut out = Pickups::default();
         for i in 0..warmup + samples {
             if let Some(probe) = probe.as_deref_mut() {
-                if i % 2 == 0 {
-                    let took = probe.sample(nonce).await?;
-                    if i >= warmup {
-                        out.notify.push(took);
-                    }
+                let (took, into) = if i % 2 == 0 {
+                    (probe.sample(nonce).await?, &mut out.notify)
                 } else {
-                    let took = probe.commit_sample(nonce).await?;
-                    if i >= warmup {
-                        out.commits.push(took);
-                    }
+                    (probe.commit_sample(nonce).await?, &mut out.commits)
+                };
+                if i >= warmup {
+                    into.push(took);
                 }
                 gap.sleep(rng).await;
             }

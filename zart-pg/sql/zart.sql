@@ -407,7 +407,6 @@ begin
                and st.bucket = due.bucket and st.execution_id = due.execution_id
                and st.name = due.wait_name
                and public.zart_sleep_is_over(st.status, st.wake_at, v_now)
-            returning st.execution_id
         ), started as (
             update public.zart_executions e
                set status     = 'running',

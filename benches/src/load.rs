@@ -36,7 +36,7 @@ use zart_benches::history::{self, RelationSize};
 use zart_benches::progress::{stdout_is_terminal, Bar};
 use zart_benches::report::{self, format_value, Metric, PhaseCounts};
 use zart_benches::scratch::{server_config, unique_name, Scratch};
-use zart_benches::stats::{self, Figure, Gap, Rng, Summary};
+use zart_benches::stats::{self, Figure, Gap, Host, Rng, Summary};
 use zart_benches::{raw, throughput, workflow};
 
 /// Statements kept per phase from `pg_stat_statements`.
@@ -253,12 +253,9 @@ struct Report {
     finished: String,
     /// `server_version` of the PostgreSQL server.
     postgres_version: String,
-    /// `std::thread::available_parallelism()` of this machine.
-    cores: usize,
-    /// Operating system and CPU architecture.
-    platform: String,
-    /// `release` or `debug` (debug numbers are not comparable).
-    profile: &'static str,
+    /// Cores, platform and build profile.
+    #[serde(flatten)]
+    host: Host,
     /// Whether this was a `--smoke` run.
     smoke: bool,
     /// Whether `pg_stat_statements` counted statements.
@@ -285,12 +282,10 @@ impl Report {
     fn header(&self) -> String {
         let p = &self.plan;
         format!(
-            "zart-load: PostgreSQL {} | {} cores ({}) | {} build{} | count {}, clients {}, \
+            "zart-load: PostgreSQL {} | {}{} | count {}, clients {}, \
              history {}, Z8 workers {}{} | pg_stat_statements: {} | {}",
             self.postgres_version,
-            self.cores,
-            self.platform,
-            self.profile,
+            self.host,
             if self.smoke { ", SMOKE" } else { "" },
             report::thousands(f64::from(p.count)),
             p.clients,
@@ -854,13 +849,7 @@ async fn measure(
         unix_time,
         finished: report::utc_stamps(unix_time).1,
         postgres_version,
-        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        platform: format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
-        profile: if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        },
+        host: Host::this(),
         smoke,
         pg_stat_statements: watcher.has_statements(),
         plan,
@@ -893,8 +882,9 @@ async fn latencies(
             "pickup: start -> handler",
         );
         harness.set_progress(bar.clone());
-        // F again at Z4's idle gaps, one round trip before each pickup sample: a wake-up
-        // on an idle machine costs more than one 5-20 ms after the last, for both.
+        // Raw baselines at Z4's idle gaps, one before each pickup sample (F and a durable
+        // insert in turn): a round trip on an idle machine costs more than one 5-20 ms after
+        // the last, for Zart and the baselines alike.
         let mut probe = raw::NotifyProbe::open(config).await?;
         let taken = harness
             .pickup(

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use zart_benches::progress::Bar;
 use zart_benches::scratch::{server_config, unique_name, Scratch};
-use zart_benches::stats::{self, Figure, Gap, Rng, Summary};
+use zart_benches::stats::{self, Figure, Gap, Host, Rng, Summary};
 use zart_benches::{raw, workflow};
 
 /// Command-line options.
@@ -114,12 +114,9 @@ struct Report {
     unix_time: u64,
     /// `server_version` of the PostgreSQL server.
     postgres_version: String,
-    /// `std::thread::available_parallelism()` of this machine.
-    cores: usize,
-    /// Operating system and CPU architecture.
-    platform: String,
-    /// `release` or `debug` (debug numbers are not comparable).
-    profile: &'static str,
+    /// Cores, platform and build profile.
+    #[serde(flatten)]
+    host: Host,
     /// Whether this was a `--smoke` run.
     smoke: bool,
     /// Sample counts and gaps.
@@ -132,13 +129,11 @@ impl Report {
     fn header(&self) -> String {
         let p = &self.plan;
         format!(
-            "zart-bench: PostgreSQL {} | {} cores ({}) | {} build{} | samples: F {}, pickup {}, \
+            "zart-bench: PostgreSQL {} | {}{} | samples: F {}, pickup {}, \
              end-to-end {}, timer {}, event {} (+{} warm-up each) | gaps: F {}-{} ms, Zart {}-{} \
              ms, timer/event {}-{} ms",
             self.postgres_version,
-            self.cores,
-            self.platform,
-            self.profile,
+            self.host,
             if self.smoke { ", SMOKE" } else { "" },
             p.notify_samples,
             p.samples,
@@ -189,13 +184,7 @@ async fn measure(
     let mut report = Report {
         unix_time: 0,
         postgres_version,
-        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        platform: format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
-        profile: if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        },
+        host: Host::this(),
         smoke: args.smoke,
         plan,
         figures: Vec::new(),

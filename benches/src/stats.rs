@@ -57,6 +57,44 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
         .unwrap_or_default()
 }
 
+/// The machine and build a run measured on, as both drivers report it (flattened into their
+/// JSON, so the fields stay top-level).
+#[derive(Debug, Clone, Serialize)]
+pub struct Host {
+    /// `std::thread::available_parallelism()` of this machine.
+    pub cores: usize,
+    /// Operating system and CPU architecture.
+    pub platform: String,
+    /// `release` or `debug` (debug numbers are not comparable).
+    pub profile: &'static str,
+}
+
+impl Host {
+    /// This process's machine and build.
+    pub fn this() -> Host {
+        Host {
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            platform: format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
+            profile: if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Host {
+    /// `2 cores (linux/x86_64) | release build`
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} cores ({}) | {} build",
+            self.cores, self.platform, self.profile
+        )
+    }
+}
+
 /// A duration in milliseconds, as a float.
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3

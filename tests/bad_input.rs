@@ -22,7 +22,7 @@ use zart::{
     Error, ExecutionStatus, Scheduler, TaskContext, TaskError, TaskHandler, TaskRegistry,
     WorkerConfig,
 };
-use zart_tests::{count, init_tracing, tasks, wait_for, Harness};
+use zart_tests::{column, count, init_tracing, tasks, wait_for, Harness};
 
 const WAIT: Option<Duration> = Some(Duration::from_secs(30));
 
@@ -833,16 +833,12 @@ async fn bad_input_from_sql_is_refused_and_injection_is_inert() {
             assert_eq!(done.output, Some(serde_json::json!({"a": attack})));
         }
     }
-    let names: Vec<String> = client
-        .query(
-            "select name from zart_events where execution_id = 'waiting' order by event_id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let names: Vec<String> = column(
+        &client,
+        "select name from zart_events where execution_id = 'waiting' order by event_id",
+        &[],
+    )
+    .await;
     assert_eq!(names, attacks);
     for table in ["zart_executions", "zart_tasks", "zart_steps", "zart_events"] {
         let exists: bool = client

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use zart::{DurableScheduler, Worker, WorkerConfig};
 use zart_pg::{PgPool, PostgresScheduler};
-use zart_tests::{count, init_tracing, server_url, tasks, url_with_db, wait_for, TestDb};
+use zart_tests::{column, count, init_tracing, server_url, tasks, url_with_db, wait_for, TestDb};
 
 const STEPS: i64 = 5;
 
@@ -318,17 +318,13 @@ async fn assert_all_completed(
         n("select count(*) from zart_executions where id like $1").await,
         started
     );
-    let not_completed: Vec<String> = client
-        .query(
-            "select id || ' ' || status || ' ' || coalesce(error::text, '')
-               from zart_executions where id like $1 and status <> 'completed' limit 10",
-            &[&like],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let not_completed: Vec<String> = column(
+        &client,
+        "select id || ' ' || status || ' ' || coalesce(error::text, '')
+           from zart_executions where id like $1 and status <> 'completed' limit 10",
+        &[&like],
+    )
+    .await;
     assert!(not_completed.is_empty(), "lost: {not_completed:?}");
     assert_eq!(
         n("select count(*) from zart_executions where id like $1 and output = '5'::jsonb").await,

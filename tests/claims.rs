@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use zart_tests::{init_tracing, wait_for, TestDb};
+use zart_tests::{column, init_tracing, wait_for, TestDb};
 
 /// Starts `n` executions of `task` on the default queue in one statement, due now.
 async fn fill(client: &tokio_postgres::Client, task: &str, n: i32) {
@@ -88,14 +88,12 @@ async fn a_claim_fills_its_limit_from_every_registered_name_and_leaves_the_rest_
     fill(&client, "b", 10).await;
     fill(&client, "c", 10).await;
 
-    let rows = client
-        .query(
-            "select task_name from public.zart_claim_tasks('w', 'default', array['a', 'b'], 15, 30000)",
-            &[],
-        )
-        .await
-        .unwrap();
-    let names: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let names: Vec<String> = column(
+        &client,
+        "select task_name from public.zart_claim_tasks('w', 'default', array['a', 'b'], 15, 30000)",
+        &[],
+    )
+    .await;
     let of = |n: &str| names.iter().filter(|x| *x == n).count();
     assert_eq!(
         names.len(),
@@ -172,23 +170,21 @@ async fn a_claim_lost_before_it_was_durable_does_not_hand_its_fence_to_the_next_
         .batch_execute("set synchronous_commit = on")
         .await
         .unwrap();
+    let synchronous_commit = || async {
+        client
+            .query_one("show synchronous_commit", &[])
+            .await
+            .unwrap()
+            .get::<_, String>(0)
+    };
     client.batch_execute("begin").await.unwrap();
     let (id, lost) = claim_fence(&client).await;
     // Only the claim's own transaction skips the flush wait.
-    let setting: String = client
-        .query_one("show synchronous_commit", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(setting, "off");
+    assert_eq!(synchronous_commit().await, "off");
     client.batch_execute("rollback").await.unwrap();
-    let setting: String = client
-        .query_one("show synchronous_commit", &[])
-        .await
-        .unwrap()
-        .get(0);
     assert_eq!(
-        setting, "on",
+        synchronous_commit().await,
+        "on",
         "the setting leaked out of the claim's transaction"
     );
 

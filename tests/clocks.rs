@@ -10,7 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use zart::ExecutionStatus;
 use zart_tests::{
-    init_tracing, kill_process, spawn_worker_process, spawn_worker_process_with, wait_for, Harness,
+    init_tracing, kill_process, spawn_worker_process, spawn_worker_process_with, tasks, wait_for,
+    Harness,
 };
 
 const WORKER_BIN: &str = env!("CARGO_BIN_EXE_zart-test-worker");
@@ -91,21 +92,6 @@ async fn spawn_skewed_worker(h: &Harness) -> (tokio::process::Child, i32) {
     (child, pid)
 }
 
-/// The pids that recorded side effect `step` of `id`, in order.
-async fn side_effects(client: &tokio_postgres::Client, id: &str, step: &str) -> Vec<i32> {
-    client
-        .query(
-            "select pid from zart_test_side_effects where execution_id = $1 and step = $2
-              order by at",
-            &[&id, &step],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-}
-
 /// The task row of `id`: (locked_by, fence, claims, run_at > database now).
 async fn task_row(client: &tokio_postgres::Client, id: &str) -> (Option<String>, i64, i32, bool) {
     let row = client
@@ -128,7 +114,7 @@ async fn probe(h: &Harness, id: &str) -> i32 {
         .unwrap();
     let done = h.durable.wait(id, WAIT).await.unwrap();
     assert_eq!(done.status, ExecutionStatus::Completed, "{id}");
-    let pids = side_effects(&h.db.client().await, id, "step-0").await;
+    let pids = tasks::side_effect_pids(&h.db.client().await, id, "step-0").await;
     assert_eq!(pids.len(), 1, "{id}");
     pids[0]
 }
@@ -180,7 +166,9 @@ async fn a_worker_with_a_fast_clock_does_not_fire_a_sleep_early() {
             h.durable.status("nap").await.unwrap().status,
             ExecutionStatus::Sleeping
         );
-        assert!(side_effects(&client, "nap", "after").await.is_empty());
+        assert!(tasks::side_effect_pids(&client, "nap", "after")
+            .await
+            .is_empty());
     }
 
     // Once the database clock passes the wake time, the skewed worker runs the rest.
@@ -189,11 +177,11 @@ async fn a_worker_with_a_fast_clock_does_not_fire_a_sleep_early() {
     assert_eq!(done.status, ExecutionStatus::Completed);
     assert_eq!(done.output, Some(serde_json::json!(120)));
     assert_eq!(
-        side_effects(&client, "nap", "before").await,
+        tasks::side_effect_pids(&client, "nap", "before").await,
         vec![normal_pid]
     );
     assert_eq!(
-        side_effects(&client, "nap", "after").await,
+        tasks::side_effect_pids(&client, "nap", "after").await,
         vec![skewed_pid]
     );
     kill_process(skewed).await;
@@ -237,7 +225,8 @@ async fn a_worker_with_a_fast_clock_does_not_take_over_a_held_lease_early() {
         "the long step to start",
         Duration::from_secs(30),
         || async {
-            (side_effects(&client, "held", "after").await == vec![normal_pid]).then_some(())
+            (tasks::side_effect_pids(&client, "held", "after").await == vec![normal_pid])
+                .then_some(())
         },
     )
     .await;
@@ -259,7 +248,7 @@ async fn a_worker_with_a_fast_clock_does_not_take_over_a_held_lease_early() {
             "after probe {i}: the lease is untouched"
         );
         assert_eq!(
-            side_effects(&client, "held", "after").await,
+            tasks::side_effect_pids(&client, "held", "after").await,
             vec![normal_pid]
         );
     }
@@ -282,7 +271,7 @@ async fn a_worker_with_a_fast_clock_does_not_take_over_a_held_lease_early() {
         "claimed for the wait, the step, and the takeover"
     );
     assert_eq!(
-        side_effects(&client, "held", "after").await,
+        tasks::side_effect_pids(&client, "held", "after").await,
         vec![normal_pid, skewed_pid]
     );
     kill_process(skewed).await;

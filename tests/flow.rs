@@ -21,7 +21,7 @@ use zart::{
     TaskHandler, TaskRegistry, WorkerConfig,
 };
 use zart_pg::PostgresScheduler;
-use zart_tests::{count, init_tracing, tasks, wait_for, Harness};
+use zart_tests::{column, count, init_tracing, tasks, wait_for, Harness};
 
 const WAIT: Option<Duration> = Some(Duration::from_secs(30));
 const CONDITION: Duration = Duration::from_secs(20);
@@ -222,16 +222,12 @@ async fn parallel_bodies_run_concurrently_and_return_in_added_order() {
             step_row("after", 2, "step", "completed", 1),
         ]
     );
-    let outputs: Vec<serde_json::Value> = client
-        .query(
-            "select output from zart_steps where execution_id = 'meet-1' order by seq",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let outputs: Vec<serde_json::Value> = column(
+        &client,
+        "select output from zart_steps where execution_id = 'meet-1' order by seq",
+        &[],
+    )
+    .await;
     assert_eq!(
         outputs,
         vec![json!("first"), json!("second"), json!("after")]
@@ -1502,13 +1498,7 @@ async fn cancel_matches_ids_exactly() {
     .into_iter()
     .collect();
     assert_eq!(statuses, expected);
-    let mut tasks: Vec<String> = client
-        .query("select execution_id from zart_tasks", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let mut tasks: Vec<String> = column(&client, "select execution_id from zart_tasks", &[]).await;
     tasks.sort();
     assert_eq!(tasks, vec!["aXb", "aXb/kid", "ab", "ab/kid"]);
 

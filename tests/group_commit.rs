@@ -10,7 +10,7 @@ use zart::scheduler::{
     StepStatus,
 };
 use zart::{Error, Scheduler, TaskRegistry};
-use zart_tests::{count, init_tracing, tasks, Harness};
+use zart_tests::{column, count, init_tracing, tasks, Harness};
 
 async fn echo_harness() -> Harness {
     let mut registry = TaskRegistry::new();
@@ -172,17 +172,15 @@ async fn the_batch_functions_report_each_item_on_its_own() {
             Some("ZA006".into())
         ]
     );
-    let rows = client
-        .query(
-            "select code, parent_queue from zart_complete_executions(
-                 array[zart_bucket('a'), zart_bucket('b')], array['a', 'b'], array[$1, $2]::bigint[],
-                 array['completed', 'completed'], array['\"ok\"', '\"no\"']::jsonb[],
-                 array[null, null]::jsonb[])",
-            &[&a, &stale_b],
-        )
-        .await
-        .unwrap();
-    let codes: Vec<Option<String>> = rows.iter().map(|r| r.get(0)).collect();
+    let codes: Vec<Option<String>> = column(
+        &client,
+        "select code, parent_queue from zart_complete_executions(
+             array[zart_bucket('a'), zart_bucket('b')], array['a', 'b'], array[$1, $2]::bigint[],
+             array['completed', 'completed'], array['\"ok\"', '\"no\"']::jsonb[],
+             array[null, null]::jsonb[])",
+        &[&a, &stale_b],
+    )
+    .await;
     assert_eq!(codes, vec![None, Some("ZA002".into())]);
     assert_eq!(
         count(

@@ -13,7 +13,7 @@ use tokio_postgres::{AsyncMessage, NoTls};
 use zart::{
     ExecutionStatus, Scheduler, TaskContext, TaskError, TaskHandler, TaskRegistry, WorkerConfig,
 };
-use zart_tests::{count, init_tracing, wait_for, Harness, TestDb};
+use zart_tests::{column, count, init_tracing, wait_for, Harness, TestDb};
 
 const WAIT: Option<Duration> = Some(Duration::from_secs(60));
 
@@ -546,12 +546,9 @@ async fn a_trigger_under_concurrent_inserts_delivers_one_event_per_committed_row
         .await,
         committed
     );
-    let names: BTreeSet<String> = client
-        .query("select name from zart_events", &[])
+    let names: BTreeSet<String> = column(&client, "select name from zart_events", &[])
         .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
+        .into_iter()
         .collect();
     for inserter in 0..INSERTERS {
         for t in 0..TRANSACTIONS {

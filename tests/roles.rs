@@ -16,7 +16,7 @@ use zart::{
     TaskHandler, TaskRegistry, Worker, WorkerConfig,
 };
 use zart_pg::{PgPool, PostgresScheduler};
-use zart_tests::{init_tracing, server_url, tasks, url_with_db, wait_for, TestDb};
+use zart_tests::{column, init_tracing, server_url, tasks, url_with_db, wait_for, TestDb};
 
 const WAIT: Option<Duration> = Some(Duration::from_secs(30));
 
@@ -756,19 +756,15 @@ async fn the_one_security_definer_is_pinned_and_not_public() {
     init_tracing();
     let db = TestDb::new().await;
     let admin = db.client().await;
-    let definers: Vec<String> = admin
-        .query(
-            "select p.proname::text from pg_proc p
-              where p.pronamespace = 'public'::regnamespace and p.proname like 'zart\\_%'
-                and p.prosecdef
-              order by 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let definers: Vec<String> = column(
+        &admin,
+        "select p.proname::text from pg_proc p
+          where p.pronamespace = 'public'::regnamespace and p.proname like 'zart\\_%'
+            and p.prosecdef
+          order by 1",
+        &[],
+    )
+    .await;
     assert_eq!(definers, ["zart_deliver_event"]);
     let row = admin
         .query_one(

@@ -242,21 +242,6 @@ async fn side_effects(client: &tokio_postgres::Client, id: &str, step: &str) -> 
         .get(0)
 }
 
-/// The pids that produced the side effects of `step` of `id`, oldest first.
-async fn side_effect_pids(client: &tokio_postgres::Client, id: &str, step: &str) -> Vec<i32> {
-    client
-        .query(
-            "select pid from zart_test_side_effects where execution_id = $1 and step = $2
-              order by at",
-            &[&id, &step],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-}
-
 /// One step row: (kind, status, output).
 async fn step_row(
     client: &tokio_postgres::Client,
@@ -1374,11 +1359,11 @@ async fn a_worker_killed_while_an_execution_sleeps_is_replaced_and_the_sleep_end
     let second_pid = second.id().unwrap() as i32;
     advance_past_the_nap(&db, &durable, "dozer").await;
     assert_eq!(
-        side_effect_pids(&client, "dozer", "before").await,
+        tasks::side_effect_pids(&client, "dozer", "before").await,
         vec![first_pid]
     );
     assert_eq!(
-        side_effect_pids(&client, "dozer", "after").await,
+        tasks::side_effect_pids(&client, "dozer", "after").await,
         vec![second_pid]
     );
     kill_process(second).await;
@@ -1445,11 +1430,11 @@ async fn a_worker_killed_while_an_execution_waits_gets_the_event_sent_meanwhile(
     assert_eq!(done.output, Some(serde_json::json!({"approved": true})));
     assert_eq!(done.attempts, 2);
     assert_eq!(
-        side_effect_pids(&client, "patient", "before").await,
+        tasks::side_effect_pids(&client, "patient", "before").await,
         vec![first_pid]
     );
     assert_eq!(
-        side_effect_pids(&client, "patient", "after").await,
+        tasks::side_effect_pids(&client, "patient", "after").await,
         vec![second_pid]
     );
     kill_process(second).await;
@@ -1513,12 +1498,12 @@ async fn an_event_consumed_before_a_crash_is_replayed_not_consumed_again() {
         ]
     );
     assert_eq!(
-        side_effect_pids(&client, "consumer", "before").await,
+        tasks::side_effect_pids(&client, "consumer", "before").await,
         vec![first_pid]
     );
     // Only the step in flight at the kill ran again.
     assert_eq!(
-        side_effect_pids(&client, "consumer", "after").await,
+        tasks::side_effect_pids(&client, "consumer", "after").await,
         vec![first_pid, second_pid]
     );
     kill_process(second).await;

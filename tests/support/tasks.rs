@@ -17,6 +17,17 @@ pub const SETUP_SQL: &str = "create table if not exists zart_test_side_effects (
     at timestamptz not null default clock_timestamp()
 )";
 
+/// The pids of the processes that recorded side effect `step` of `id`, oldest first.
+pub async fn side_effect_pids(client: &tokio_postgres::Client, id: &str, step: &str) -> Vec<i32> {
+    crate::column(
+        client,
+        "select pid from zart_test_side_effects where execution_id = $1 and step = $2
+          order by at",
+        &[&id, &step],
+    )
+    .await
+}
+
 /// Input of [`Counted`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CountedInput {

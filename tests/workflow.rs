@@ -380,6 +380,44 @@ async fn wait_times_out_with_a_clear_error_and_status_reports_unknown_ids() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waits_on_executions_that_finish_together_all_wake_on_the_shared_notification() {
+    init_tracing();
+    let h = Harness::new().await;
+    let durable = &h.durable;
+    // No worker yet: every execution is still scheduled when its wait first looks.
+    let ids: Vec<String> = (0..40).map(|i| format!("together-{i}")).collect();
+    for id in &ids {
+        durable
+            .start(id, "echo", serde_json::json!(id))
+            .await
+            .unwrap();
+    }
+    let waits: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let (durable, id) = (durable.clone(), id.clone());
+            tokio::spawn(async move { durable.wait(&id, WAIT).await })
+        })
+        .collect();
+    // Every wait has looked once and sleeps until a wake-up or its 5 s safety sweep.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    h.spawn_worker(WorkerConfig::default());
+    for (id, wait) in ids.iter().zip(waits) {
+        let done = wait.await.unwrap().unwrap();
+        assert_eq!(done.status, ExecutionStatus::Completed, "{id}");
+    }
+    // The worker finishes them in a few group commits, so their ids share zart_done
+    // payloads; a wait that missed its id would sleep until its sweep, 5 s after it looked.
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(4),
+        "the waits returned after {took:?}: woken by their sweep, not by zart_done"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_that_meets_other_steps_than_recorded_fails_with_non_determinism() {
     use zart::scheduler::{ClaimTasksParams, CommitStepParams, ReleaseTasksParams, StepStatus};
     init_tracing();

@@ -1237,7 +1237,7 @@ end
 $$;
 
 -- Called from SQL: cancels in the caller's transaction and NOTIFYs zart_done for each cancelled
--- execution and zart_work for a woken parent (delivered at commit). Returns how many were
+-- execution (payload: a JSON array holding its id, as the Rust paths send) and zart_work for a woken parent (delivered at commit). Returns how many were
 -- cancelled. Same locks and SQLSTATEs as zart_cancel_execution.
 create or replace function public.zart_cancel(p_execution_id text) returns integer
 language plpgsql as $$
@@ -1251,7 +1251,7 @@ begin
     loop
         if v_row.cancelled then
             v_count := v_count + 1;
-            perform pg_notify('zart_done', v_row.execution_id);
+            perform pg_notify('zart_done', jsonb_build_array(v_row.execution_id)::text);
         else
             perform pg_notify('zart_work', v_row.woken_queue);
         end if;

@@ -3,6 +3,8 @@
 //! in-process subscribers as [`Wakeup`]s. Once LISTEN is in effect (first connect and every
 //! reconnect) it sends [`Wakeup::Resync`], because notifications sent before are lost.
 
+use std::sync::Arc;
+
 use futures_util::StreamExt;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -87,7 +89,7 @@ async fn listen_once(
                     queries::CHANNEL_WORK => Wakeup::Work { queue: payload },
                     queries::CHANNEL_TIMER => Wakeup::Timer { queue: payload },
                     queries::CHANNEL_DONE => Wakeup::Finished {
-                        execution_id: payload,
+                        execution_ids: finished_ids(payload),
                     },
                     _ => continue,
                 };
@@ -102,4 +104,61 @@ async fn listen_once(
     // The client must live as long as the connection is read: dropping it closes the session.
     drop(client);
     Ok(())
+}
+
+/// The execution ids of a `zart_done` payload: a JSON array of ids (what Zart sends, see
+/// [`crate::notifier::done_payloads`]), or else the payload itself as one id (a NOTIFY written
+/// by hand, or by an older Zart).
+fn finished_ids(payload: String) -> Arc<[String]> {
+    match serde_json::from_str::<Vec<String>>(&payload) {
+        Ok(ids) => ids.into(),
+        Err(_) => Arc::from([payload]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::finished_ids;
+    use crate::notifier::{done_payloads, DONE_PAYLOAD_BYTES};
+
+    #[test]
+    fn finished_ids_read_back_what_the_notifier_sends() {
+        // Awkward ids: quotes, commas, brackets, newlines, control characters, non-ASCII, and
+        // the longest allowed (255 bytes), many enough to need several payloads.
+        let mut ids: Vec<String> = vec![
+            "plain".into(),
+            "with \"quotes\", commas, [brackets]".into(),
+            "line\nbreak\ttab\u{1}".into(),
+            "ünïcödé-✓".into(),
+            "[\"looks\",\"like\",\"json\"]".into(),
+        ];
+        ids.extend((0..200).map(|i| format!("{i:0>255}")));
+        ids.push("\u{1}".repeat(255));
+        let payloads = done_payloads(&ids);
+        assert!(payloads.len() > 1, "200 long ids need several payloads");
+        for payload in &payloads {
+            assert!(
+                payload.len() <= DONE_PAYLOAD_BYTES,
+                "{} bytes",
+                payload.len()
+            );
+        }
+        let back: Vec<String> = payloads
+            .into_iter()
+            .flat_map(|p| finished_ids(p).to_vec())
+            .collect();
+        assert_eq!(back, ids);
+    }
+
+    #[test]
+    fn a_payload_that_is_not_a_json_array_is_one_id() {
+        assert_eq!(&*finished_ids("order-17".into()), ["order-17".to_owned()]);
+        assert_eq!(&*finished_ids("[not json".into()), ["[not json".to_owned()]);
+        assert_eq!(&*finished_ids("[1, 2]".into()), ["[1, 2]".to_owned()]);
+    }
+
+    #[test]
+    fn no_ids_means_no_payload() {
+        assert!(done_payloads(&[]).is_empty());
+    }
 }

@@ -3,7 +3,10 @@
 //!
 //! While one batch is in flight the next one accumulates, so batches grow with load and a lone
 //! notification goes out at once; under load batches are paced (a trailing debounce, at most
-//! one every [`PACE`]). Duplicates within a batch are sent once.
+//! one every [`PACE`]). Duplicates within a batch are sent once, and the finished executions
+//! of a batch share `zart_done` notifications: each payload is a JSON array of ids (see
+//! [`done_payloads`]), so a drain of thousands of executions wakes every listener a few times
+//! instead of once per execution.
 //!
 //! When nothing is queued or in flight ([`Notifier::is_idle`]), a writer may instead NOTIFY
 //! inside its own transaction: a lone write then wakes its listener at its own commit, one
@@ -97,13 +100,10 @@ async fn send_loop(
     }
 }
 
-/// Sends one batch (duplicates once), retrying a failed send twice.
+/// Sends one batch (duplicates once, finished executions in shared payloads), retrying a
+/// failed send twice.
 async fn send_batch(pool: &Pool, batch: &mut Vec<(&'static str, String)>) {
-    let mut seen = HashSet::with_capacity(batch.len());
-    let (channels, payloads): (Vec<&str>, Vec<String>) = batch
-        .drain(..)
-        .filter(|item| seen.insert(item.clone()))
-        .unzip();
+    let (channels, payloads) = coalesce(batch.drain(..));
     for attempt in 1..=3 {
         match send(pool, &channels, &payloads).await {
             Ok(()) => break,
@@ -118,6 +118,59 @@ async fn send_batch(pool: &Pool, batch: &mut Vec<(&'static str, String)>) {
             }
         }
     }
+}
+
+/// The notifications of one batch as (channels, payloads): duplicates once, in order of first
+/// appearance, and every `zart_done` id gathered into [`done_payloads`] at the end.
+fn coalesce(
+    batch: impl IntoIterator<Item = (&'static str, String)>,
+) -> (Vec<&'static str>, Vec<String>) {
+    let mut seen = HashSet::new();
+    let mut done = Vec::new();
+    let (mut channels, mut payloads) = (Vec::new(), Vec::new());
+    for (channel, payload) in batch {
+        if !seen.insert((channel, payload.clone())) {
+            continue;
+        }
+        if channel == queries::CHANNEL_DONE {
+            done.push(payload);
+        } else {
+            channels.push(channel);
+            payloads.push(payload);
+        }
+    }
+    for payload in done_payloads(&done) {
+        channels.push(queries::CHANNEL_DONE);
+        payloads.push(payload);
+    }
+    (channels, payloads)
+}
+
+/// The payload limit of one `zart_done` notification, in bytes; NOTIFY's own is 8000.
+pub(crate) const DONE_PAYLOAD_BYTES: usize = 7000;
+
+/// `ids` as `zart_done` payloads: JSON arrays of ids, each at most [`DONE_PAYLOAD_BYTES`] (an
+/// id is at most 255 bytes, so even one made of escapes fits). The listener reads them back
+/// with [`crate::listener`]'s parser.
+pub(crate) fn done_payloads(ids: &[String]) -> Vec<String> {
+    let mut payloads = Vec::new();
+    let mut current = String::from("[");
+    for id in ids {
+        let quoted = serde_json::Value::from(id.as_str()).to_string();
+        if current.len() > 1 && current.len() + 1 + quoted.len() + 1 > DONE_PAYLOAD_BYTES {
+            current.push(']');
+            payloads.push(std::mem::replace(&mut current, String::from("[")));
+        }
+        if current.len() > 1 {
+            current.push(',');
+        }
+        current.push_str(&quoted);
+    }
+    if current.len() > 1 {
+        current.push(']');
+        payloads.push(current);
+    }
+    payloads
 }
 
 async fn send(pool: &Pool, channels: &[&str], payloads: &[String]) -> Result<(), String> {

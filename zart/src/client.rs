@@ -306,7 +306,11 @@ impl<S: Scheduler> DurableScheduler<S> {
             loop {
                 tokio::select! {
                     msg = wakeups.recv() => match msg {
-                        Ok(Wakeup::Finished { execution_id }) if execution_id == id => break,
+                        Ok(Wakeup::Finished { execution_ids })
+                            if execution_ids.iter().any(|e| e == id) =>
+                        {
+                            break
+                        }
                         Ok(Wakeup::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => break,
                         Err(broadcast::error::RecvError::Closed) => {
                             wakeups = self.scheduler.subscribe();

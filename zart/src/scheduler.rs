@@ -484,10 +484,11 @@ pub enum Wakeup {
         /// The queue.
         queue: String,
     },
-    /// An execution finished (completed, failed or cancelled).
+    /// Executions finished (completed, failed or cancelled). A backend may announce many in
+    /// one wake-up.
     Finished {
-        /// The execution id.
-        execution_id: String,
+        /// The execution ids.
+        execution_ids: std::sync::Arc<[String]>,
     },
     /// The listener reconnected: notifications may have been missed, so look again.
     Resync,

@@ -113,6 +113,7 @@ grant execute on function
     public.zart_wake_waiter(text, text, text),
     public.zart_wait_lock(text),
     public.zart_heartbeat(text, bigint, smallint[], text[], bigint[]),
+    public.zart_lock_leases(text, smallint[], text[], bigint[]),
     public.zart_release_tasks(text, smallint[], text[], bigint[]),
     public.zart_next_run_at(text, text[]),
     public.zart_open_wait(smallint, text, text, integer, text, timestamptz, jsonb),

@@ -274,3 +274,114 @@ async fn batches_that_wait_behind_a_heartbeat_still_record_their_items() {
     );
     h.stop().await;
 }
+
+/// A heartbeat (or a release) renews its leases in whatever order the worker lists them, while
+/// a batch locks its rows in key order. If the heartbeat locked in list order too, the two
+/// would deadlock on a pair of shared rows, and PostgreSQL would abort one of them a second
+/// later: a lost batch or a skipped renewal. Both lock in key order, so one waits for the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_and_releases_lock_in_key_order_so_they_never_deadlock_with_a_batch() {
+    init_tracing();
+    let h = echo_harness().await;
+    let mut holder = h.db.client().await;
+    let client = h.db.client().await;
+    for round in ["heartbeat", "release"] {
+        let ids = [format!("{round}-a"), format!("{round}-b")];
+        for id in &ids {
+            h.durable
+                .start(id, "echo", serde_json::json!(null))
+                .await
+                .unwrap();
+        }
+        let claimed = h
+            .scheduler
+            .claim_tasks(ClaimTasksParams {
+                worker_id: "w".into(),
+                queue: "default".into(),
+                task_names: vec!["echo".into()],
+                limit: 2,
+                lease: Duration::from_secs(30),
+            })
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 2);
+        // (bucket, execution id): the order the batch functions lock in.
+        let mut leases: Vec<_> = claimed.iter().map(|c| c.lease.clone()).collect();
+        leases.sort_by(|a, b| (a.bucket, &a.execution_id).cmp(&(b.bucket, &b.execution_id)));
+        let commit_step = |lease: &zart::scheduler::Lease| {
+            format!(
+                "select (zart_commit_steps(array[{}::smallint], array['{}'], array[{}::bigint],
+                     array['s'], array[0], array['completed'], array['1']::jsonb[],
+                     array[null]::jsonb[], array[1]))[1]",
+                lease.bucket, lease.execution_id, lease.fence
+            )
+        };
+
+        // A batch holds the first row in key order.
+        let tx = holder.transaction().await.unwrap();
+        let code: Option<String> = tx
+            .query_one(&commit_step(&leases[0]), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(code, None);
+        // The heartbeat (or release) lists the rows the other way round, and waits.
+        let other = h.db.client().await;
+        let pid: i32 = other
+            .query_one("select pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let reversed: Vec<_> = leases.iter().rev().cloned().collect();
+        let buckets: Vec<i16> = reversed.iter().map(|l| l.bucket).collect();
+        let ids: Vec<String> = reversed.iter().map(|l| l.execution_id.clone()).collect();
+        let fences: Vec<i64> = reversed.iter().map(|l| l.fence).collect();
+        let renewal = tokio::spawn(async move {
+            let sql = if round == "heartbeat" {
+                "select count(*)::int from zart_heartbeat('w', 30000, $1, $2, $3)"
+            } else {
+                "select zart_release_tasks('w', $1, $2, $3)"
+            };
+            other
+                .query_one(sql, &[&buckets, &ids, &fences])
+                .await
+                .map(|row| row.get::<_, i32>(0))
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !client
+            .query_one("select cardinality(pg_blocking_pids($1)) > 0", &[&pid])
+            .await
+            .unwrap()
+            .get::<_, bool>(0)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the {round} never waited for the batch's row lock"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // The batch goes on to the second row. Had the waiting heartbeat taken it first (list
+        // order), this would be a deadlock.
+        let code: Option<String> = tx
+            .query_one(&commit_step(&leases[1]), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(code, None);
+        tx.commit().await.unwrap();
+        assert_eq!(renewal.await.unwrap().unwrap(), 2, "{round}: both leases");
+        // Finish them, so the next round claims its own two.
+        if round == "heartbeat" {
+            for lease in &leases {
+                h.scheduler
+                    .complete_execution(CompleteExecutionParams {
+                        lease: lease.clone(),
+                        outcome: Outcome::Completed(serde_json::json!(null)),
+                    })
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    h.stop().await;
+}

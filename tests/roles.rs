@@ -47,6 +47,7 @@ const WORKER_FUNCTIONS: &[&str] = &[
     "zart_complete_execution",
     "zart_complete_executions",
     "zart_heartbeat",
+    "zart_lock_leases",
     "zart_lock_task",
     "zart_next_run_at",
     "zart_open_wait",

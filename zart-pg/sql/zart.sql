@@ -769,6 +769,37 @@ begin
 end
 $$;
 
+-- Called by zart_heartbeat and zart_release_tasks: locks (FOR NO KEY UPDATE) the task rows of
+-- these leases that p_worker_id still holds, in key order, and returns their keys. The batch
+-- functions lock in key order too, so a heartbeat or a release that shares rows with a batch
+-- waits for it instead of deadlocking with it. Raises nothing.
+create or replace function public.zart_lock_leases(
+    p_worker_id     text,
+    p_buckets       smallint[],
+    p_execution_ids text[],
+    p_fences        bigint[]
+) returns table (bucket smallint, execution_id text)
+-- Index-driven whatever the estimates (see zart_claim_tasks).
+language plpgsql volatile
+set enable_hashjoin = off
+set enable_mergejoin = off
+set jit = off
+as $$
+#variable_conflict use_column
+begin
+    return query
+    select l.bucket, l.execution_id
+      from (select u.bucket, u.execution_id, u.fence
+              from unnest(p_buckets, p_execution_ids, p_fences) as u(bucket, execution_id, fence)
+             order by u.bucket, u.execution_id) l
+     cross join lateral (
+           select 1 from public.zart_tasks t
+            where t.bucket = l.bucket and t.execution_id = l.execution_id
+              and t.fence = l.fence and t.locked_by = p_worker_id
+              for no key update) k;
+end
+$$;
+
 -- Called by Worker's heartbeat loop, once per interval for all its runs. Locks the renewed task
 -- rows. Returns the leases still held; a lease missing from the result is lost. Raises nothing.
 create or replace function public.zart_heartbeat(
@@ -791,9 +822,8 @@ begin
     return query
     update public.zart_tasks t
        set run_at = v_now + p_lease_ms * interval '1 millisecond'
-      from unnest(p_buckets, p_execution_ids, p_fences) as l(bucket, execution_id, fence)
-     where t.bucket = l.bucket and t.execution_id = l.execution_id and t.fence = l.fence
-       and t.locked_by = p_worker_id
+      from public.zart_lock_leases(p_worker_id, p_buckets, p_execution_ids, p_fences) l
+     where t.bucket = l.bucket and t.execution_id = l.execution_id
     returning t.bucket, t.execution_id;
 end
 $$;
@@ -811,9 +841,8 @@ language sql volatile as $$
     with released as (
         update public.zart_tasks t
            set locked_by = null, run_at = public.zart_current_time()
-          from unnest(p_buckets, p_execution_ids, p_fences) as l(bucket, execution_id, fence)
-         where t.bucket = l.bucket and t.execution_id = l.execution_id and t.fence = l.fence
-           and t.locked_by = p_worker_id
+          from public.zart_lock_leases(p_worker_id, p_buckets, p_execution_ids, p_fences) l
+         where t.bucket = l.bucket and t.execution_id = l.execution_id
         returning t.bucket, t.execution_id
     ), rescheduled as (
         update public.zart_executions e

@@ -150,7 +150,7 @@ pub struct Lease {
     pub bucket: i16,
     /// The execution id.
     pub execution_id: String,
-    /// The fencing token, bumped by every claim.
+    /// The fencing token, drawn at random by every claim.
     pub fence: i64,
 }
 

@@ -385,3 +385,104 @@ async fn heartbeats_and_releases_lock_in_key_order_so_they_never_deadlock_with_a
     }
     h.stop().await;
 }
+
+/// A verdict batch takes the wait lock of each finished child's parent. Two batches finishing
+/// children of the same two parents, listed in opposite orders, would deadlock if each took
+/// those locks in list order; they take them in one order, so one waits for the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verdict_batches_take_parent_wait_locks_in_one_order_so_they_never_deadlock() {
+    init_tracing();
+    let h = echo_harness().await;
+    let mut holder = h.db.client().await;
+    let client = h.db.client().await;
+    // Parents p1 and p2 (never run here), each with children a and b.
+    client
+        .batch_execute(
+            "select zart_start('p1', 'echo'); select zart_start('p2', 'echo');
+             select zart_start_execution(zart_bucket(c.id), c.id, 'echo', 'null', 'kids', c.parent, null)
+               from (values ('p1-a', 'p1'), ('p1-b', 'p1'), ('p2-a', 'p2'), ('p2-b', 'p2')) c(id, parent);",
+        )
+        .await
+        .unwrap();
+    let claimed = h
+        .scheduler
+        .claim_tasks(ClaimTasksParams {
+            worker_id: "w".into(),
+            queue: "kids".into(),
+            task_names: vec!["echo".into()],
+            limit: 4,
+            lease: Duration::from_secs(30),
+        })
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 4);
+    let lease = |id: &str| {
+        claimed
+            .iter()
+            .find(|c| c.lease.execution_id == id)
+            .unwrap()
+            .lease
+            .clone()
+    };
+    let verdicts = |ids: &[&str]| {
+        let leases: Vec<_> = ids.iter().map(|id| lease(id)).collect();
+        let buckets: Vec<i16> = leases.iter().map(|l| l.bucket).collect();
+        let ids: Vec<String> = leases.iter().map(|l| l.execution_id.clone()).collect();
+        let fences: Vec<i64> = leases.iter().map(|l| l.fence).collect();
+        (buckets, ids, fences)
+    };
+    const BATCH: &str = "select count(*) filter (where code is null)::int
+        from zart_complete_executions($1::smallint[], $2::text[], $3::bigint[],
+             array_fill('completed'::text, array[cardinality($2)]),
+             array_fill('null'::jsonb, array[cardinality($2)]),
+             array_fill(null::jsonb, array[cardinality($2)]))";
+
+    // One batch holds p1's wait lock.
+    let tx = holder.transaction().await.unwrap();
+    let (b, i, f) = verdicts(&["p1-a"]);
+    let done: i32 = tx.query_one(BATCH, &[&b, &i, &f]).await.unwrap().get(0);
+    assert_eq!(done, 1);
+    // Another lists p2's child before p1's, and waits.
+    let other = h.db.client().await;
+    let pid: i32 = other
+        .query_one("select pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let (b, i, f) = verdicts(&["p2-b", "p1-b"]);
+    let second = tokio::spawn(async move {
+        other
+            .query_one(BATCH, &[&b, &i, &f])
+            .await
+            .map(|row| row.get::<_, i32>(0))
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !client
+        .query_one("select cardinality(pg_blocking_pids($1)) > 0", &[&pid])
+        .await
+        .unwrap()
+        .get::<_, bool>(0)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second batch never waited for p1's wait lock"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The first batch goes on to p2's other child. Had the waiting batch taken p2's lock first
+    // (list order), this would be a deadlock.
+    let (b, i, f) = verdicts(&["p2-a"]);
+    let done: i32 = tx.query_one(BATCH, &[&b, &i, &f]).await.unwrap().get(0);
+    assert_eq!(done, 1);
+    tx.commit().await.unwrap();
+    assert_eq!(second.await.unwrap().unwrap(), 2);
+    assert_eq!(
+        count(
+            &client,
+            "select count(*) from zart_executions where parent_id is not null and status = 'completed'"
+        )
+        .await,
+        4
+    );
+    h.stop().await;
+}

@@ -711,6 +711,10 @@ begin
         return query select null::text, null::text from generate_series(1, v_n);
         return;
     end if;
+    -- Each parent's wait lock first, in one order for every batch: taken item by item below,
+    -- two batches finishing children of the same parents in another order would deadlock.
+    perform public.zart_wait_lock(p.id)
+       from (select distinct u.id from unnest(v_parents) as u(id) order by u.id) p;
     -- Parents waiting for a child, or items not recorded: item by item.
     for i in 1 .. v_n loop
         if p_execution_ids[i] = any (v_finished) then

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use zart::scheduler::{
-    ClaimTasksParams, CommitStepParams, CompleteExecutionParams, Outcome, ReleaseTasksParams,
-    StepStatus,
+    ClaimTasksParams, ClaimedTask, CommitStepParams, CompleteExecutionParams, Lease, Outcome,
+    ReleaseTasksParams, StepStatus,
 };
 use zart::{Error, Scheduler, TaskRegistry};
 use zart_tests::{column, count, init_tracing, tasks, Harness};
@@ -18,7 +18,7 @@ async fn echo_harness() -> Harness {
     Harness::with_registry(registry).await
 }
 
-fn step(lease: &zart::scheduler::Lease, value: i64) -> CommitStepParams {
+fn step(lease: &Lease, value: i64) -> CommitStepParams {
     CommitStepParams {
         lease: lease.clone(),
         name: "echo".into(),
@@ -28,6 +28,67 @@ fn step(lease: &zart::scheduler::Lease, value: i64) -> CommitStepParams {
         error: None,
         attempts: 1,
     }
+}
+
+/// Claims up to `limit` echo tasks of `queue` as worker "w", with a 30 s lease.
+async fn claim(h: &Harness, queue: &str, limit: u32) -> Vec<ClaimedTask> {
+    h.scheduler
+        .claim_tasks(ClaimTasksParams {
+            worker_id: "w".into(),
+            queue: queue.into(),
+            task_names: vec!["echo".into()],
+            limit,
+            lease: Duration::from_secs(30),
+        })
+        .await
+        .unwrap()
+}
+
+/// The (buckets, execution ids, fences) arrays of `leases`, as the batch functions take them.
+fn lease_arrays(leases: &[Lease]) -> (Vec<i16>, Vec<String>, Vec<i64>) {
+    (
+        leases.iter().map(|l| l.bucket).collect(),
+        leases.iter().map(|l| l.execution_id.clone()).collect(),
+        leases.iter().map(|l| l.fence).collect(),
+    )
+}
+
+/// Runs `sql` (an int4 first column; params: the arrays of `leases`) on a connection of its
+/// own and returns once that connection waits for a lock, with the task that finishes it.
+async fn run_until_blocked(
+    h: &Harness,
+    sql: &'static str,
+    leases: &[Lease],
+    what: &str,
+) -> tokio::task::JoinHandle<Result<i32, tokio_postgres::Error>> {
+    let watcher = h.db.client().await;
+    let other = h.db.client().await;
+    let pid: i32 = other
+        .query_one("select pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let (buckets, ids, fences) = lease_arrays(leases);
+    let task = tokio::spawn(async move {
+        other
+            .query_one(sql, &[&buckets, &ids, &fences])
+            .await
+            .map(|row| row.get::<_, i32>(0))
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !watcher
+        .query_one("select cardinality(pg_blocking_pids($1)) > 0", &[&pid])
+        .await
+        .unwrap()
+        .get::<_, bool>(0)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} never waited for a lock"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    task
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,17 +101,7 @@ async fn concurrent_commits_share_batches_and_a_stale_lease_fails_only_its_own_i
             .await
             .unwrap();
     }
-    let claimed = h
-        .scheduler
-        .claim_tasks(ClaimTasksParams {
-            worker_id: "w".into(),
-            queue: "default".into(),
-            task_names: vec!["echo".into()],
-            limit: 40,
-            lease: Duration::from_secs(30),
-        })
-        .await
-        .unwrap();
+    let claimed = claim(&h, "default", 40).await;
     assert_eq!(claimed.len(), 40);
     // Give one lease back: its run may write nothing more.
     let stale = claimed[7].lease.clone();
@@ -284,7 +335,6 @@ async fn heartbeats_and_releases_lock_in_key_order_so_they_never_deadlock_with_a
     init_tracing();
     let h = echo_harness().await;
     let mut holder = h.db.client().await;
-    let client = h.db.client().await;
     for round in ["heartbeat", "release"] {
         let ids = [format!("{round}-a"), format!("{round}-b")];
         for id in &ids {
@@ -293,22 +343,12 @@ async fn heartbeats_and_releases_lock_in_key_order_so_they_never_deadlock_with_a
                 .await
                 .unwrap();
         }
-        let claimed = h
-            .scheduler
-            .claim_tasks(ClaimTasksParams {
-                worker_id: "w".into(),
-                queue: "default".into(),
-                task_names: vec!["echo".into()],
-                limit: 2,
-                lease: Duration::from_secs(30),
-            })
-            .await
-            .unwrap();
+        let claimed = claim(&h, "default", 2).await;
         assert_eq!(claimed.len(), 2);
         // (bucket, execution id): the order the batch functions lock in.
         let mut leases: Vec<_> = claimed.iter().map(|c| c.lease.clone()).collect();
         leases.sort_by(|a, b| (a.bucket, &a.execution_id).cmp(&(b.bucket, &b.execution_id)));
-        let commit_step = |lease: &zart::scheduler::Lease| {
+        let commit_step = |lease: &Lease| {
             format!(
                 "select (zart_commit_steps(array[{}::smallint], array['{}'], array[{}::bigint],
                      array['s'], array[0], array['completed'], array['1']::jsonb[],
@@ -326,40 +366,13 @@ async fn heartbeats_and_releases_lock_in_key_order_so_they_never_deadlock_with_a
             .get(0);
         assert_eq!(code, None);
         // The heartbeat (or release) lists the rows the other way round, and waits.
-        let other = h.db.client().await;
-        let pid: i32 = other
-            .query_one("select pg_backend_pid()", &[])
-            .await
-            .unwrap()
-            .get(0);
-        let reversed: Vec<_> = leases.iter().rev().cloned().collect();
-        let buckets: Vec<i16> = reversed.iter().map(|l| l.bucket).collect();
-        let ids: Vec<String> = reversed.iter().map(|l| l.execution_id.clone()).collect();
-        let fences: Vec<i64> = reversed.iter().map(|l| l.fence).collect();
-        let renewal = tokio::spawn(async move {
-            let sql = if round == "heartbeat" {
-                "select count(*)::int from zart_heartbeat('w', 30000, $1, $2, $3)"
-            } else {
-                "select zart_release_tasks('w', $1, $2, $3)"
-            };
-            other
-                .query_one(sql, &[&buckets, &ids, &fences])
-                .await
-                .map(|row| row.get::<_, i32>(0))
-        });
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !client
-            .query_one("select cardinality(pg_blocking_pids($1)) > 0", &[&pid])
-            .await
-            .unwrap()
-            .get::<_, bool>(0)
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the {round} never waited for the batch's row lock"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let reversed: Vec<Lease> = leases.iter().rev().cloned().collect();
+        let sql = if round == "heartbeat" {
+            "select count(*)::int from zart_heartbeat('w', 30000, $1, $2, $3)"
+        } else {
+            "select zart_release_tasks('w', $1, $2, $3)"
+        };
+        let renewal = run_until_blocked(&h, sql, &reversed, round).await;
         // The batch goes on to the second row. Had the waiting heartbeat taken it first (list
         // order), this would be a deadlock.
         let code: Option<String> = tx
@@ -404,17 +417,7 @@ async fn verdict_batches_take_parent_wait_locks_in_one_order_so_they_never_deadl
         )
         .await
         .unwrap();
-    let claimed = h
-        .scheduler
-        .claim_tasks(ClaimTasksParams {
-            worker_id: "w".into(),
-            queue: "kids".into(),
-            task_names: vec!["echo".into()],
-            limit: 4,
-            lease: Duration::from_secs(30),
-        })
-        .await
-        .unwrap();
+    let claimed = claim(&h, "kids", 4).await;
     assert_eq!(claimed.len(), 4);
     let lease = |id: &str| {
         claimed
@@ -424,13 +427,7 @@ async fn verdict_batches_take_parent_wait_locks_in_one_order_so_they_never_deadl
             .lease
             .clone()
     };
-    let verdicts = |ids: &[&str]| {
-        let leases: Vec<_> = ids.iter().map(|id| lease(id)).collect();
-        let buckets: Vec<i16> = leases.iter().map(|l| l.bucket).collect();
-        let ids: Vec<String> = leases.iter().map(|l| l.execution_id.clone()).collect();
-        let fences: Vec<i64> = leases.iter().map(|l| l.fence).collect();
-        (buckets, ids, fences)
-    };
+    let leases = |ids: &[&str]| -> Vec<Lease> { ids.iter().map(|id| lease(id)).collect() };
     const BATCH: &str = "select count(*) filter (where code is null)::int
         from zart_complete_executions($1::smallint[], $2::text[], $3::bigint[],
              array_fill('completed'::text, array[cardinality($2)]),
@@ -439,39 +436,14 @@ async fn verdict_batches_take_parent_wait_locks_in_one_order_so_they_never_deadl
 
     // One batch holds p1's wait lock.
     let tx = holder.transaction().await.unwrap();
-    let (b, i, f) = verdicts(&["p1-a"]);
+    let (b, i, f) = lease_arrays(&leases(&["p1-a"]));
     let done: i32 = tx.query_one(BATCH, &[&b, &i, &f]).await.unwrap().get(0);
     assert_eq!(done, 1);
     // Another lists p2's child before p1's, and waits.
-    let other = h.db.client().await;
-    let pid: i32 = other
-        .query_one("select pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
-    let (b, i, f) = verdicts(&["p2-b", "p1-b"]);
-    let second = tokio::spawn(async move {
-        other
-            .query_one(BATCH, &[&b, &i, &f])
-            .await
-            .map(|row| row.get::<_, i32>(0))
-    });
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !client
-        .query_one("select cardinality(pg_blocking_pids($1)) > 0", &[&pid])
-        .await
-        .unwrap()
-        .get::<_, bool>(0)
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the second batch never waited for p1's wait lock"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let second = run_until_blocked(&h, BATCH, &leases(&["p2-b", "p1-b"]), "the second batch").await;
     // The first batch goes on to p2's other child. Had the waiting batch taken p2's lock first
     // (list order), this would be a deadlock.
-    let (b, i, f) = verdicts(&["p2-a"]);
+    let (b, i, f) = lease_arrays(&leases(&["p2-a"]));
     let done: i32 = tx.query_one(BATCH, &[&b, &i, &f]).await.unwrap().get(0);
     assert_eq!(done, 1);
     tx.commit().await.unwrap();

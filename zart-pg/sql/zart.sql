@@ -1270,8 +1270,9 @@ end
 $$;
 
 -- Called from SQL: cancels in the caller's transaction and NOTIFYs zart_done for each cancelled
--- execution (payload: a JSON array holding its id, as the Rust paths send) and zart_work for a woken parent (delivered at commit). Returns how many were
--- cancelled. Same locks and SQLSTATEs as zart_cancel_execution.
+-- execution (payload: a JSON array holding its id, as the Rust paths send) and zart_work for a
+-- woken parent (delivered at commit). Returns how many were cancelled. Same locks and
+-- SQLSTATEs as zart_cancel_execution.
 create or replace function public.zart_cancel(p_execution_id text) returns integer
 language plpgsql as $$
 declare

@@ -1,4 +1,5 @@
-//! Least privilege (docs/roles.sql): a worker and a client running as the roles `zart_worker`
+//! Least privilege (zart-pg/sql/roles.sql, applied by `zart migrate`): a worker and a client
+//! running as the roles `zart_worker`
 //! and `zart_client` take a workflow through steps, a durable retry, a child, a sleep and an
 //! event; the client cannot claim; `zart_reader` can read everything and change nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -21,54 +22,74 @@ use zart_tests::{column, init_tracing, server_url, tasks, url_with_db, wait_for,
 const WAIT: Option<Duration> = Some(Duration::from_secs(30));
 
 /// Functions every role may call.
-const SHARED_FUNCTIONS: &[&str] = &["zart_bucket", "zart_current_time", "zart_schema_version"];
-/// Functions `zart_client` may call besides the shared ones.
+const SHARED_FUNCTIONS: &[&str] = &[
+    "zart_bucket",
+    "zart_current_time",
+    "zart_get_execution",
+    "zart_schema_version",
+    "zart_visible_tenants",
+];
+/// Functions `zart_client` may call besides the shared ones: its entry points.
 const CLIENT_FUNCTIONS: &[&str] = &[
     "zart_cancel",
     "zart_cancel_execution",
-    "zart_check_payload",
-    "zart_check_text",
     "zart_emit_event",
     "zart_send_event",
     "zart_start",
     "zart_start_execution",
-    "zart_deliver_event",
-    "zart_wake_waiter",
-    "zart_wait_lock",
 ];
-/// Functions `zart_worker` may call besides the shared ones.
+/// Functions `zart_worker` may call besides the shared ones: its entry points.
 const WORKER_FUNCTIONS: &[&str] = &[
     "zart_await_event",
-    "zart_check_text",
     "zart_claim_tasks",
-    "zart_close_wait",
     "zart_commit_step",
     "zart_commit_steps",
     "zart_complete_execution",
     "zart_complete_executions",
     "zart_heartbeat",
-    "zart_lock_leases",
-    "zart_lock_task",
     "zart_next_run_at",
-    "zart_open_wait",
-    "zart_fence_code",
-    "zart_raise_fence",
     "zart_release_tasks",
     "zart_retry_step",
     "zart_sleep",
-    "zart_sleep_is_over",
     "zart_start_child",
-    "zart_start_execution",
+];
+/// Functions no role may call on its own: the entry points call them as their owner.
+const INTERNAL_FUNCTIONS: &[&str] = &[
+    "zart_cancel_tree",
+    "zart_check_ms",
+    "zart_check_payload",
+    "zart_check_text",
+    "zart_close_wait",
+    "zart_deliver_event",
+    "zart_fence_code",
+    "zart_insert_execution",
+    "zart_lock_leases",
+    "zart_lock_task",
+    "zart_open_wait",
+    "zart_raise_fence",
+    "zart_sleep_is_over",
+    "zart_start_tenant",
     "zart_suspend",
     "zart_take_event",
     "zart_try_commit_step",
     "zart_try_complete_execution",
     "zart_try_lock_task",
-    "zart_wake_waiter",
     "zart_wait_lock",
+    "zart_wake_waiter",
 ];
 
 const TABLES: &[&str] = &[
+    "zart_executions",
+    "zart_tasks",
+    "zart_steps",
+    "zart_events",
+    "zart_clock",
+    "zart_settings",
+    "zart_tenant_access",
+    "zart_schema_history",
+];
+/// The tables the reader may read (the others are the owner's alone).
+const READABLE_TABLES: &[&str] = &[
     "zart_executions",
     "zart_tasks",
     "zart_steps",
@@ -92,31 +113,14 @@ const PRIVILEGES: &[&str] = &[
     "TRIGGER",
 ];
 
-/// The table privileges each role has; everything else is denied.
+/// The table privileges each role has; everything else is denied. The worker and the client
+/// have none but the test clock's: they act only through their functions.
 fn table_privileges(role: Role) -> BTreeSet<(&'static str, &'static str)> {
     let mut set = BTreeSet::new();
     set.insert(("zart_clock", "SELECT"));
-    let mut add = |table, privileges: &[&'static str]| {
-        for p in privileges {
-            set.insert((table, *p));
-        }
-    };
-    match role {
-        Role::Reader => {
-            for t in TABLES.iter().chain(VIEWS) {
-                add(*t, &["SELECT"]);
-            }
-        }
-        Role::Client => {
-            add("zart_executions", &["SELECT", "INSERT", "UPDATE"]);
-            add("zart_tasks", &["SELECT", "INSERT", "UPDATE", "DELETE"]);
-            add("zart_events", &["INSERT"]);
-        }
-        Role::Worker => {
-            add("zart_executions", &["SELECT", "INSERT", "UPDATE"]);
-            add("zart_tasks", &["SELECT", "INSERT", "UPDATE", "DELETE"]);
-            add("zart_steps", &["SELECT", "INSERT", "UPDATE"]);
-            add("zart_events", &["SELECT", "UPDATE"]);
+    if role == Role::Reader {
+        for t in READABLE_TABLES.iter().chain(VIEWS) {
+            set.insert((*t, "SELECT"));
         }
     }
     set
@@ -150,7 +154,7 @@ impl Role {
     }
 }
 
-/// The group roles of docs/roles.sql under names unique to this test, and one LOGIN user in
+/// LOGIN users unique to this test, one in each group role of zart-pg/sql/roles.sql, and one in
 /// each. Dropped (with their privileges) when this value is dropped, also after a failure.
 struct Roles {
     suffix: String,
@@ -158,7 +162,8 @@ struct Roles {
 }
 
 impl Roles {
-    /// Applies docs/roles.sql to `db` with the role names made unique, and creates the users.
+    /// Creates one LOGIN user in each of the group roles `zart migrate` set up (the template
+    /// database was migrated, so the roles exist and the grants are in place), and one in none.
     async fn apply(db: &TestDb) -> Roles {
         static N: AtomicU32 = AtomicU32::new(0);
         let nanos = std::time::SystemTime::now()
@@ -174,31 +179,15 @@ impl Roles {
             ),
             db_name: db.name.clone(),
         };
-        let mut sql =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/roles.sql"))
-                .expect("docs/roles.sql");
-        for role in ROLES {
-            let name = role.group();
-            assert!(
-                !sql.contains(&format!("{name}_")),
-                "docs/roles.sql has an identifier that starts with {name}_: renaming would break it"
-            );
-            assert!(sql.contains(name), "docs/roles.sql does not mention {name}");
-            sql = sql.replace(name, &roles.group(role));
-        }
         let admin = db.client().await;
-        admin
-            .batch_execute(&sql)
-            .await
-            .unwrap_or_else(|e| panic!("docs/roles.sql failed: {e:?}"));
-        // Applying it twice is harmless.
-        admin.batch_execute(&sql).await.unwrap();
+        // Applying the roles again (as every `zart migrate` does) is harmless.
+        admin.batch_execute(zart_pg::ROLES_SQL).await.unwrap();
         for role in ROLES {
             admin
                 .batch_execute(&format!(
                     "create role {} login in role {}",
                     roles.user(role),
-                    roles.group(role)
+                    role.group()
                 ))
                 .await
                 .unwrap();
@@ -213,10 +202,6 @@ impl Roles {
     /// A login in none of the group roles.
     fn nobody(&self) -> String {
         format!("zart_nobody_{}", self.suffix)
-    }
-
-    fn group(&self, role: Role) -> String {
-        format!("{}_{}", role.group(), self.suffix)
     }
 
     fn user(&self, role: Role) -> String {
@@ -244,10 +229,7 @@ impl Roles {
 impl Drop for Roles {
     fn drop(&mut self) {
         let server = server_url();
-        let mut names: Vec<String> = ROLES
-            .iter()
-            .flat_map(|r| [self.user(*r), self.group(*r)])
-            .collect();
+        let mut names: Vec<String> = ROLES.iter().map(|r| self.user(*r)).collect();
         names.insert(0, self.nobody());
         let list = names.join(", ");
         let listed = list.clone();
@@ -350,18 +332,19 @@ async fn each_role_has_exactly_the_privileges_it_needs() {
     let roles = Roles::apply(&db).await;
     let admin = db.client().await;
 
-    // Every function is classified: a new one must be added to docs/roles.sql and here.
+    // Every function is classified: a new one must be added to zart-pg/sql/roles.sql and here.
     let functions = zart_functions(&admin).await;
     let known: BTreeSet<&str> = SHARED_FUNCTIONS
         .iter()
         .chain(CLIENT_FUNCTIONS)
         .chain(WORKER_FUNCTIONS)
+        .chain(INTERNAL_FUNCTIONS)
         .copied()
         .collect();
     let present: BTreeSet<&str> = functions.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         present, known,
-        "zart functions and the roles' lists differ: classify new ones in docs/roles.sql"
+        "zart functions and the roles' lists differ: classify new ones in zart-pg/sql/roles.sql"
     );
     for role in ROLES {
         let user = roles.user(role);
@@ -428,7 +411,7 @@ async fn the_reader_selects_everything_and_changes_nothing() {
         .unwrap();
     let reader = roles.client(&db, Role::Reader).await;
 
-    for relation in TABLES.iter().chain(VIEWS) {
+    for relation in READABLE_TABLES.iter().chain(VIEWS) {
         let sql = format!("select count(*) from {relation}");
         let n: i64 = reader
             .query_one(&sql, &[])
@@ -478,6 +461,7 @@ async fn the_reader_selects_everything_and_changes_nothing() {
     let granted: BTreeSet<&str> = CLIENT_FUNCTIONS
         .iter()
         .chain(WORKER_FUNCTIONS)
+        .chain(INTERNAL_FUNCTIONS)
         .copied()
         .collect();
     assert_eq!(refused, granted.len());
@@ -514,7 +498,8 @@ fn first_column(table: &str) -> &'static str {
     match table {
         "zart_executions" => "id",
         "zart_tasks" | "zart_steps" | "zart_events" => "execution_id",
-        "zart_clock" => "singleton",
+        "zart_clock" | "zart_settings" => "singleton",
+        "zart_tenant_access" => "tenant",
         "zart_schema_history" => "version",
         other => panic!("no column listed for {other}"),
     }
@@ -749,38 +734,53 @@ async fn a_worker_and_a_client_run_a_full_workflow_under_their_roles() {
     worker.await.unwrap().unwrap();
 }
 
-/// Zart's one SECURITY DEFINER function stays the only one, with its search_path pinned and
-/// no EXECUTE for PUBLIC (a definer runs with the owner's privileges, so who may call it and
-/// what names it resolves must not be left open).
+/// Exactly the entry points are SECURITY DEFINER, each with its search_path pinned and no
+/// EXECUTE for PUBLIC (a definer runs with the owner's privileges, so who may call it and what
+/// names it resolves must not be left open); no internal function is a definer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_one_security_definer_is_pinned_and_not_public() {
+async fn exactly_the_entry_points_are_pinned_security_definers_and_none_is_public() {
     init_tracing();
     let db = TestDb::new().await;
     let admin = db.client().await;
-    let definers: Vec<String> = column(
-        &admin,
-        "select p.proname::text from pg_proc p
-          where p.pronamespace = 'public'::regnamespace and p.proname like 'zart\\_%'
-            and p.prosecdef
-          order by 1",
-        &[],
-    )
-    .await;
-    assert_eq!(definers, ["zart_deliver_event"]);
-    let row = admin
-        .query_one(
-            "select coalesce(array_to_string(p.proconfig, ','), ''),
+    let rows = admin
+        .query(
+            "select p.proname::text, coalesce(array_to_string(p.proconfig, ','), ''),
                     exists (select 1 from aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
                              where a.grantee = 0 and a.privilege_type = 'EXECUTE')
-               from pg_proc p where p.oid = 'public.zart_deliver_event(smallint, text, text)'::regprocedure",
+               from pg_proc p
+              where p.pronamespace = 'public'::regnamespace and p.proname like 'zart\\_%'
+                and p.prosecdef
+              order by 1",
             &[],
         )
         .await
         .unwrap();
-    let config: String = row.get(0);
-    assert!(
-        config.contains("search_path=pg_catalog, pg_temp"),
-        "search_path pinned: {config}"
-    );
-    assert!(!row.get::<_, bool>(1), "PUBLIC must not execute it");
+    let definers: BTreeSet<String> = rows.iter().map(|r| r.get(0)).collect();
+    let entries: BTreeSet<String> = CLIENT_FUNCTIONS
+        .iter()
+        .chain(WORKER_FUNCTIONS)
+        .chain(&["zart_get_execution", "zart_visible_tenants"])
+        .map(|s| (*s).to_owned())
+        .collect();
+    assert_eq!(definers, entries);
+    for row in &rows {
+        let name: String = row.get(0);
+        let config: String = row.get(1);
+        assert!(
+            config.contains("search_path=pg_catalog, pg_temp"),
+            "{name}: search_path pinned: {config}"
+        );
+        assert!(!row.get::<_, bool>(2), "PUBLIC must not execute {name}");
+    }
+    // No function at all is executable by PUBLIC.
+    let public: Vec<String> = column(
+        &admin,
+        "select p.proname::text from pg_proc p
+          where p.pronamespace = 'public'::regnamespace and p.proname like 'zart\\_%'
+            and exists (select 1 from aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+                         where a.grantee = 0 and a.privilege_type = 'EXECUTE')",
+        &[],
+    )
+    .await;
+    assert!(public.is_empty(), "executable by PUBLIC: {public:?}");
 }

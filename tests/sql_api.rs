@@ -262,7 +262,8 @@ async fn sql_functions_refuse_bad_input_naming_the_field() {
             db.code().code()
         );
     }
-    // Payloads over the limit: 1 MiB of JSON text by default, zart.max_payload_bytes to change it.
+    // Payloads over the limit: 1 MiB of JSON text by default; the owner changes it in
+    // zart_settings (a session's SET does nothing).
     let err = client
         .simple_query(
             "select zart_start('big', 'echo', jsonb_build_object('k', repeat('x', 1048576)))",
@@ -275,7 +276,7 @@ async fn sql_functions_refuse_bad_input_naming_the_field() {
     );
     let err = client
         .simple_query(
-            "set zart.max_payload_bytes = 100;
+            "update zart_settings set max_payload_bytes = 100;
              select zart_emit_event('nobody', 'e', jsonb_build_object('k', repeat('x', 200)))",
         )
         .await
@@ -285,7 +286,7 @@ async fn sql_functions_refuse_bad_input_naming_the_field() {
         "invalid event payload: 209 bytes of JSON is over the limit of 100 bytes"
     );
     client
-        .simple_query("reset zart.max_payload_bytes")
+        .simple_query("update zart_settings set max_payload_bytes = default")
         .await
         .unwrap();
     // Injection attempts are data.

@@ -678,15 +678,21 @@ async fn an_event_wait_times_out_and_the_workflow_carries_on() {
     assert_eq!(after_status, "completed");
     assert_eq!(after_output, Some(serde_json::json!({"timed_out": true})));
 
-    // A late event is stored, never delivered.
-    h.durable
+    // A late event for the finished execution is refused, and nothing is stored.
+    let err = h
+        .durable
         .send_event("patient", "approval", &serde_json::json!("late"))
         .await
-        .unwrap();
-    assert_eq!(
-        events(&client, "patient").await,
-        vec![(serde_json::json!("late"), false, None)]
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Finished { id, status, .. } if id == "patient" && status == "completed"),
+        "{err:?}"
     );
+    assert_eq!(
+        err.to_string(),
+        "execution \"patient\" has finished (completed): the event was not stored"
+    );
+    assert_eq!(events(&client, "patient").await, vec![]);
     assert_eq!(status(&client, "patient").await, "completed");
     h.stop().await;
 }
@@ -1074,15 +1080,15 @@ async fn zart_emit_event_from_sql_reports_whether_it_woke_the_execution() {
         Some(serde_json::json!({"received": {"from": "sql"}}))
     );
 
-    // Finished: stored, nobody woken.
-    assert!(
-        !emit(
-            "sql-waiting",
-            "approval",
-            serde_json::json!({"again": true})
+    // Finished: refused (ZA008), nothing stored.
+    let err = client
+        .query_one(
+            "select zart_emit_event('sql-waiting', 'approval', '{\"again\": true}')",
+            &[],
         )
         .await
-    );
+        .unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "ZA008", "{err:?}");
     assert_eq!(
         events(&client, "sql-waiting").await,
         vec![
@@ -1092,7 +1098,6 @@ async fn zart_emit_event_from_sql_reports_whether_it_woke_the_execution() {
                 true,
                 Some("event:approval".to_owned())
             ),
-            (serde_json::json!({"again": true}), false, None),
         ]
     );
     h.stop().await;

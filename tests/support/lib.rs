@@ -73,6 +73,7 @@ async fn connect(url: &str) -> tokio_postgres::Client {
 fn template_name() -> String {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     zart_pg::FUNCTIONS_SQL.hash(&mut hasher);
+    zart_pg::ROLES_SQL.hash(&mut hasher);
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../zart-pg/migrations");
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .expect("migrations folder")

@@ -1,50 +1,62 @@
 -- Zart stored functions: the readable, complete source of every function in the schema.
 -- `zart migrate` applies this file after the V-migrations, in one transaction, on every run.
 --
--- Map of objects (tables are in migrations/):
---   zart_schema_version()        the schema version this file belongs to; workers check it
---   zart_bucket(id)              stable hash of an execution id into 0..1023 (leads every key)
---   zart_current_time()          the database clock; tests shift it (zart.test_clock, zart_clock)
+-- Map of objects (tables are in migrations/). "entry" marks the functions a role may be granted
+-- (docs/roles.sql): each is SECURITY DEFINER with search_path pinned, and no role has any
+-- write privilege on a table, so what a role can do is exactly what its entry points do. Every
+-- other function is internal: no role may call it on its own.
+--   zart_schema_version()        entry (all)  the schema version this file belongs to
+--   zart_bucket(id)              entry (all)  stable hash of an execution id into 0..1023
+--   zart_current_time()          entry (all)  the database clock; tests shift it (zart_clock)
+--   zart_visible_tenants()       entry (all)  the tenants this session may see (null: all)
+--   zart_get_execution(..)       entry (all)  one execution, if this session may see it
+--   zart_start_execution(..)     entry (client) idempotent start of one execution (bucketed)
+--   zart_start(..)               entry (client) bucketless start for SQL and triggers; NOTIFYs
+--   zart_send_event(..)          entry (client) buffers an event; hands it to a waiting execution
+--   zart_emit_event(..)          entry (client) bucketless zart_send_event; NOTIFYs in the tx
+--   zart_cancel_execution(..)    entry (client) cancels an execution and its unfinished descendants
+--   zart_cancel(..)              entry (client) bucketless zart_cancel_execution; NOTIFYs in the tx
+--   zart_claim_tasks(..)         entry (worker) claims due tasks with SKIP LOCKED; returns input
+--                                and steps; ends the sleep a claimed execution was woken from
+--   zart_commit_step(..)         entry (worker) records one step result, fenced by the lease token
+--   zart_commit_steps(..)        entry (worker) group commit: many step results in one transaction
+--   zart_retry_step(..)          entry (worker) records a failed attempt, suspends for the back-off
+--   zart_complete_execution(..)  entry (worker) records the final output or error
+--   zart_complete_executions(..) entry (worker) group commit: many verdicts in one transaction
+--   zart_heartbeat(..)           entry (worker) renews the leases of one worker in one statement
+--   zart_release_tasks(..)       entry (worker) gives leases back so another worker can claim
+--   zart_next_run_at(..)         entry (worker) how long until the next task of a queue is due
+--   zart_sleep(..)               entry (worker) a durable sleep: records the wake time, suspends
+--   zart_await_event(..)         entry (worker) consumes a buffered event, or suspends / times out
+--   zart_start_child(..)         entry (worker) starts a child execution and waits for its verdict
 --   zart_check_text(..)          validates an id or name: 1..255 bytes, else ZA004
---   zart_check_payload(..)       validates SQL callers' JSON size (zart.max_payload_bytes), else ZA004
+--   zart_check_payload(..)       validates JSON size against zart_settings, else ZA004
+--   zart_check_ms(..)            validates a duration in milliseconds (0..100 years), else ZA004
+--   zart_start_tenant()          the tenant a new top-level execution of this session belongs to
+--   zart_insert_execution(..)    inserts an execution and its task row once; conflict rules
 --   zart_fence_code(..)          why a fenced write failed: ZA001 (cancelled) or ZA002 (lease lost)
 --   zart_raise_fence(..)         raises ZA001 (cancelled) or ZA002 (lease lost)
---   zart_start_execution(..)     idempotent start of one execution (bucketed)
---   zart_start(..)               bucketless wrapper for SQL and triggers; NOTIFYs zart_work
 --   zart_sleep_is_over(..)       whether a sleep step is over (the claim ends such sleeps)
---   zart_claim_tasks(..)         claims due tasks with SKIP LOCKED; returns input and steps;
---                                ends the sleep a claimed execution was woken from
---   zart_commit_step(..)         records one step result, fenced by the lease token
---   zart_retry_step(..)          records a failed attempt and suspends until the back-off ends
---   zart_complete_execution(..)  records the final output or error and removes the task row
---   zart_heartbeat(..)           renews the leases of one worker in one statement
---   zart_release_tasks(..)       gives leases back so another worker can claim at once
---   zart_next_run_at(..)         how long until the next task of a queue is due
 --   zart_try_lock_task(..)       locks a claimed task row by its fence, or says why not
 --   zart_lock_task(..)           locks a claimed task row by its fence, or raises ZA001/ZA002
 --   zart_try_commit_step(..)     records one step result, or says why not (ZA001/ZA002/ZA006)
 --   zart_try_complete_execution(..) records one verdict, or says why not (ZA001/ZA002)
---   zart_commit_steps(..)        group commit: many step results in one transaction
---   zart_complete_executions(..) group commit: many verdicts in one transaction
+--   zart_lock_leases(..)         locks a worker's leased task rows in key order
 --   zart_suspend(..)             releases a claimed task until a time, recording what it waits for
 --   zart_open_wait(..)           finds or records the step row of a sleep, event wait or child
 --   zart_close_wait(..)          records how a wait ended
---   zart_sleep(..)               a durable sleep: records the wake time, suspends until it
---   zart_await_event(..)         consumes a buffered event, or suspends until one arrives / timeout
---   zart_send_event(..)          buffers an event; hands it over to an execution waiting for it
 --   zart_take_event(..)          consumes a buffered event into an open event wait
---   zart_deliver_event(..)       (security definer) hands a just-sent event to its waiter
---   zart_wait_lock(..)           per-execution advisory lock serialising waits and wake-ups
+--   zart_deliver_event(..)       hands a just-sent event to its waiter
+--   zart_wait_lock(..)           per-execution advisory lock (salted) serialising waits and wake-ups
 --   zart_wake_waiter(..)         makes an execution due if it waits for exactly this (event, child)
---   zart_emit_event(..)          bucketless zart_send_event for SQL and triggers; NOTIFYs in the tx
---   zart_start_child(..)         starts a child execution and waits for its verdict
---   zart_cancel_execution(..)    cancels an execution and its unfinished descendants
---   zart_cancel(..)              bucketless zart_cancel_execution for SQL; NOTIFYs in the tx
+--   zart_cancel_tree(..)         cancels executions and their unfinished descendants
 --
--- Views: zart_execution_counts, zart_step_timeline, zart_waiting, zart_overdue.
+-- Views: zart_execution_counts, zart_step_timeline, zart_waiting, zart_overdue (security
+-- invoker: a reader sees its tenants' rows only). Row-level security policies on the four tables.
 --
 -- SQLSTATEs raised: ZA001 cancelled, ZA002 lease lost, ZA003 start conflict,
--- ZA004 invalid input, ZA005 wrong bucket, ZA006 step already recorded, ZA007 not found.
+-- ZA004 invalid input, ZA005 wrong bucket, ZA006 step already recorded, ZA007 not found,
+-- ZA008 execution already finished (an event for it is refused), 42501 a tenant not granted.
 
 -- Upgrades: CREATE OR REPLACE cannot change a function's result type, so an older definition
 -- whose result differs from this file's is dropped first (only then, so running callers of
@@ -62,7 +74,8 @@ begin
                       || 'queue text, parent_id text, fence bigint, claims integer, recoveries integer, '
                       || 'input jsonb, deadline_in_ms bigint, steps jsonb)'),
                   ('zart_complete_execution', 'text'),
-                  ('zart_retry_step', 'bigint')
+                  ('zart_retry_step', 'bigint'),
+                  ('zart_deliver_event', 'void')
                ) as want(name, result) on want.name = p.proname
          where n.nspname = 'public' and pg_get_function_result(p.oid) <> want.result
     loop
@@ -76,7 +89,7 @@ drop function if exists public.zart_start_execution(smallint, text, text, jsonb,
 -- Called by workers and clients at start to refuse an outdated schema. No locks.
 -- Raises nothing.
 create or replace function public.zart_schema_version() returns integer
-language sql immutable parallel safe as $$ select 3 $$;
+language sql immutable parallel safe as $$ select 4 $$;
 
 -- Called by everything that addresses one execution. No locks.
 -- Raises nothing; null in, null out.
@@ -114,13 +127,15 @@ begin
 end
 $$;
 
--- Called by the SQL entry points (zart_start, zart_emit_event) for JSON from SQL callers. No
--- locks. The limit is the setting zart.max_payload_bytes (bytes of JSON text), default 1 MiB.
--- Raises ZA004 naming the field and the limit.
-create or replace function public.zart_check_payload(p_field text, p_value jsonb) returns void
+-- Called by every entry point that stores JSON from a caller (inputs, event payloads, step
+-- outputs and errors, verdicts). The limit is zart_settings.max_payload_bytes (bytes of JSON
+-- text, default 1 MiB), which only the owner can change: a session's SET cannot raise it.
+-- p_limit: the limit if the caller read it already. No locks. Raises ZA004 naming the field.
+create or replace function public.zart_check_payload(p_field text, p_value jsonb,
+                                                     p_limit bigint default null) returns void
 language plpgsql stable as $$
 declare
-    v_limit bigint := coalesce(nullif(current_setting('zart.max_payload_bytes', true), '')::bigint,
+    v_limit bigint := coalesce(p_limit, (select s.max_payload_bytes from public.zart_settings s),
                                1048576);
     v_size  bigint := octet_length(p_value::text);
 begin
@@ -128,6 +143,87 @@ begin
         raise exception 'invalid %: % bytes of JSON is over the limit of % bytes', p_field, v_size, v_limit
             using errcode = 'ZA004';
     end if;
+end
+$$;
+
+-- Called by the functions that take a duration from their caller (deadlines, sleeps, event
+-- timeouts, back-offs, leases). Null passes (no duration). No locks. Raises ZA004 naming the
+-- field: negative, or over 100 years (zart::limits::MAX_WAIT), which an interval or a
+-- timestamp could not hold.
+create or replace function public.zart_check_ms(p_field text, p_ms bigint) returns void
+language plpgsql immutable as $$
+begin
+    if p_ms < 0 or p_ms > 3155760000000 then
+        raise exception 'invalid %: % ms is outside 0 ms to 100 years', p_field, p_ms
+            using errcode = 'ZA004';
+    end if;
+end
+$$;
+
+-- Called by RLS policies, the views and the entry points: the tenants this session may see and
+-- act for. Null: every tenant (tenancy off; the owner of the Zart objects or a superuser; a role
+-- granted '*'), narrowed to zart.tenant when that is set. A session is its login
+-- (session_user), which keeps its tenants inside SECURITY DEFINER functions and across SET
+-- ROLE. No locks. Raises 42501 when zart.tenant names a tenant the login is not granted.
+create or replace function public.zart_visible_tenants() returns text[]
+language plpgsql stable security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_pick    text := nullif(current_setting('zart.tenant', true), '');
+    v_all     boolean;
+    v_tenants text[];
+begin
+    if not coalesce((select s.tenancy from public.zart_settings s), false) then
+        return null;
+    end if;
+    select pg_has_role(session_user, c.relowner, 'member') into v_all
+      from pg_class c where c.oid = 'public.zart_executions'::regclass;
+    select v_all or coalesce(bool_or(a.tenant = '*'), false),
+           coalesce(array_agg(a.tenant order by a.tenant) filter (where a.tenant <> '*'), '{}')
+      into v_all, v_tenants
+      from public.zart_tenant_access a
+      join pg_roles r on r.rolname = a.role_name
+     where pg_has_role(session_user, r.oid, 'member');
+    if v_pick is null then
+        return case when v_all then null else v_tenants end;
+    end if;
+    if not v_all and not v_pick = any (v_tenants) then
+        raise exception 'tenant "%" is not granted to role "%"', v_pick, session_user
+            using errcode = '42501',
+                  hint = 'grant it with: insert into zart_tenant_access (role_name, tenant) values (..)';
+    end if;
+    return array[v_pick];
+end
+$$;
+
+-- Called by zart_start_execution: the tenant a new top-level execution of this session belongs
+-- to (null when tenancy is off): zart.tenant if set, else the login's one tenant. No locks.
+-- Raises ZA004 when the session may act for several tenants (or all) and zart.tenant is not
+-- set, 42501 when it may act for none.
+create or replace function public.zart_start_tenant() returns text
+language plpgsql stable as $$
+declare
+    v_tenants text[];
+begin
+    if not coalesce((select s.tenancy from public.zart_settings s), false) then
+        return null;
+    end if;
+    v_tenants := public.zart_visible_tenants();
+    if v_tenants is null then
+        raise exception 'invalid tenant: role "%" may act for every tenant; set zart.tenant to the tenant of the execution',
+            session_user using errcode = 'ZA004';
+    end if;
+    if cardinality(v_tenants) = 0 then
+        raise exception 'role "%" acts for no tenant', session_user
+            using errcode = '42501',
+                  hint = 'grant it one with: insert into zart_tenant_access (role_name, tenant) values (..)';
+    end if;
+    if cardinality(v_tenants) > 1 then
+        raise exception 'invalid tenant: role "%" acts for several tenants (%); set zart.tenant to one of them',
+            session_user, array_to_string(v_tenants, ', ') using errcode = 'ZA004';
+    end if;
+    return v_tenants[1];
 end
 $$;
 
@@ -217,24 +313,26 @@ begin
 end
 $$;
 
--- Called by DurableScheduler::start (and zart_start). Inserts the execution and its task row
--- if the id is new; locks nothing it did not insert (ON CONFLICT waits for a concurrent inserter).
--- Raises ZA003 when the id exists with another task or input, ZA004 for bad ids, ZA005 wrong bucket.
-create or replace function public.zart_start_execution(
-    p_bucket    smallint,
-    p_id        text,
-    p_task_name text,
-    p_input     jsonb,
-    p_queue     text,
-    p_parent_id text,
-    p_deadline_ms bigint
+-- Called by zart_start_execution and zart_start_child. Inserts the execution and its task row
+-- if the id is new; locks nothing it did not insert (ON CONFLICT waits for a concurrent
+-- inserter). An existing id is returned as it is when task, input, queue, parent and deadline
+-- all match, so starting is idempotent. Raises ZA003 when the id exists with anything else (or
+-- under a tenant this session cannot see), ZA004 for bad arguments, ZA005 wrong bucket.
+create or replace function public.zart_insert_execution(
+    p_bucket      smallint,
+    p_id          text,
+    p_task_name   text,
+    p_input       jsonb,
+    p_queue       text,
+    p_parent_id   text,
+    p_deadline_ms bigint,
+    p_tenant      text,
+    p_tenants     text[]
 ) returns table (created boolean, status text)
 language plpgsql as $$
 declare
-    v_now       timestamptz := public.zart_current_time();
-    v_task_name text;
-    v_input     jsonb;
-    v_status    text;
+    v_now      timestamptz := public.zart_current_time();
+    v_existing public.zart_executions%rowtype;
 begin
     -- One test on the hot path; the checks name what is wrong only when something is.
     if not coalesce(octet_length(p_id) between 1 and 255
@@ -247,42 +345,106 @@ begin
     if p_input is null then
         raise exception 'invalid input: must not be null' using errcode = 'ZA004';
     end if;
+    perform public.zart_check_payload('input', p_input);
     if p_bucket is distinct from public.zart_bucket(p_id) then
         raise exception 'bucket % does not match execution "%"', p_bucket, p_id using errcode = 'ZA005';
     end if;
-
-    if p_deadline_ms is not null and p_deadline_ms <= 0 then
-        raise exception 'invalid deadline: must be in the future (got % ms)', p_deadline_ms
+    if p_deadline_ms is not null and (p_deadline_ms <= 0 or p_deadline_ms > 3155760000000) then
+        raise exception 'invalid deadline: % ms is outside 1 ms to 100 years', p_deadline_ms
             using errcode = 'ZA004';
     end if;
+
     insert into public.zart_executions as e
-        (bucket, id, task_name, queue, input, parent_id, deadline_at, created_at, updated_at)
+        (bucket, id, task_name, queue, input, parent_id, deadline_at, created_at, updated_at, tenant)
     values (p_bucket, p_id, p_task_name, p_queue, p_input, p_parent_id,
-            v_now + p_deadline_ms * interval '1 millisecond', v_now, v_now)
+            v_now + p_deadline_ms * interval '1 millisecond', v_now, v_now, p_tenant)
     on conflict on constraint zart_executions_pkey do nothing;
 
     if found then
-        insert into public.zart_tasks (bucket, execution_id, task_name, queue, run_at)
-        values (p_bucket, p_id, p_task_name, p_queue, v_now);
+        insert into public.zart_tasks (bucket, execution_id, task_name, queue, run_at, tenant)
+        values (p_bucket, p_id, p_task_name, p_queue, v_now, p_tenant);
         return query select true, 'scheduled'::text;
         return;
     end if;
 
-    select e.task_name, e.input, e.status into v_task_name, v_input, v_status
+    select * into v_existing
       from public.zart_executions e where e.bucket = p_bucket and e.id = p_id;
-    if v_task_name <> p_task_name then
-        raise exception 'execution "%" already exists with task "%", not "%"', p_id, v_task_name, p_task_name
+    if p_tenants is not null and not coalesce(v_existing.tenant = any (p_tenants), false) then
+        raise exception 'execution "%" already exists under a tenant this session cannot see', p_id
             using errcode = 'ZA003';
     end if;
-    if v_input <> p_input then
+    if v_existing.task_name <> p_task_name then
+        raise exception 'execution "%" already exists with task "%", not "%"', p_id,
+            v_existing.task_name, p_task_name using errcode = 'ZA003';
+    end if;
+    if v_existing.input <> p_input then
         raise exception 'execution "%" already exists with a different input', p_id
             using errcode = 'ZA003';
     end if;
-    return query select false, v_status;
+    if v_existing.queue <> p_queue then
+        raise exception 'execution "%" already exists in queue "%", not "%"', p_id,
+            v_existing.queue, p_queue using errcode = 'ZA003';
+    end if;
+    if v_existing.parent_id is distinct from p_parent_id then
+        raise exception 'execution "%" already exists with parent %, not %', p_id,
+            coalesce(format('"%s"', v_existing.parent_id), 'none'),
+            coalesce(format('"%s"', p_parent_id), 'none') using errcode = 'ZA003';
+    end if;
+    -- The deadline as asked for: the same duration from the start (both counted from created_at).
+    if (v_existing.deadline_at - v_existing.created_at)
+           is distinct from p_deadline_ms * interval '1 millisecond' then
+        raise exception 'execution "%" already exists with deadline %, not %', p_id,
+            coalesce((extract(epoch from v_existing.deadline_at - v_existing.created_at) * 1000)::bigint || ' ms', 'none'),
+            coalesce(p_deadline_ms || ' ms', 'none') using errcode = 'ZA003';
+    end if;
+    return query select false, v_existing.status;
 end
 $$;
 
--- Called from SQL and triggers: starts an execution in the caller's transaction and wakes
+-- Entry point for clients (DurableScheduler::start, and zart_start). Starts one top-level
+-- execution (or, with p_parent_id, a child of an execution this session can see, in the
+-- parent's tenant); new executions belong to the session's tenant (zart_start_tenant). Same
+-- locks as zart_insert_execution. Raises ZA003, ZA004 (also for a parent that does not exist
+-- or is the execution itself), ZA005, and 42501 for a tenant not granted.
+create or replace function public.zart_start_execution(
+    p_bucket    smallint,
+    p_id        text,
+    p_task_name text,
+    p_input     jsonb,
+    p_queue     text,
+    p_parent_id text,
+    p_deadline_ms bigint
+) returns table (created boolean, status text)
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_tenants text[] := public.zart_visible_tenants();
+    v_tenant  text;
+begin
+    if p_parent_id is null then
+        v_tenant := public.zart_start_tenant();
+    else
+        if p_parent_id = p_id then
+            raise exception 'invalid parent id: an execution cannot be its own parent' using errcode = 'ZA004';
+        end if;
+        -- A new execution cannot be an ancestor of an existing one, so no cycle can form.
+        select e.tenant into v_tenant
+          from public.zart_executions e
+         where e.bucket = public.zart_bucket(p_parent_id) and e.id = p_parent_id
+           and (v_tenants is null or e.tenant = any (v_tenants));
+        if not found then
+            raise exception 'invalid parent id: no execution "%"', p_parent_id using errcode = 'ZA004';
+        end if;
+    end if;
+    return query
+    select i.created, i.status
+      from public.zart_insert_execution(p_bucket, p_id, p_task_name, p_input, p_queue, p_parent_id,
+                                        p_deadline_ms, v_tenant, v_tenants) i;
+end
+$$;
+
+-- Entry point for SQL and triggers: starts an execution in the caller's transaction and wakes
 -- workers with NOTIFY zart_work (delivered at commit). Same locks and SQLSTATEs as above.
 create or replace function public.zart_start(
     p_id        text,
@@ -290,12 +452,13 @@ create or replace function public.zart_start(
     p_input     jsonb default '{}'::jsonb,
     p_queue     text default 'default'
 ) returns boolean
-language plpgsql as $$
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
 declare
     v_created boolean;
 begin
     perform public.zart_check_text('execution id', p_id);
-    perform public.zart_check_payload('input', p_input);
     select s.created into v_created
       from public.zart_start_execution(public.zart_bucket(p_id), p_id, p_task_name, p_input, p_queue,
                                        null, null) s;
@@ -313,9 +476,10 @@ language sql immutable as $$
     select p_status = 'waiting' and p_wake_at <= p_now
 $$;
 
--- Called by Worker (claim_tasks), in a transaction of its own: it turns synchronous_commit
--- off for the rest of the transaction it runs in. Locks up to p_limit due task rows (FOR
--- UPDATE SKIP LOCKED), then their execution rows. Raises nothing of its own.
+-- Entry point for workers (claim_tasks), in a transaction of its own: it turns
+-- synchronous_commit off for the rest of the transaction it runs in. Locks up to p_limit due
+-- task rows (FOR UPDATE SKIP LOCKED) of the session's tenants, then their execution rows.
+-- Raises ZA004 for a lease outside 1 ms to 100 years or a negative limit.
 create or replace function public.zart_claim_tasks(
     p_worker_id  text,
     p_queue      text,
@@ -339,7 +503,8 @@ create or replace function public.zart_claim_tasks(
 -- plpgsql keeps the plan between calls (a sql function is planned on every call). The plan
 -- must stay index-driven however the estimates fall: every join below is a handful of rows
 -- against a primary key, and a hash join would read the whole history table.
-language plpgsql volatile
+language plpgsql volatile security definer
+set search_path = pg_catalog, pg_temp
 set enable_hashjoin = off
 set enable_mergejoin = off
 set jit = off
@@ -350,7 +515,16 @@ declare
     v_names integer := greatest(coalesce(cardinality(p_task_names), 0), 1);
     -- Which name goes first rotates, so a flood of one task name cannot starve the others.
     v_first integer := floor(random() * v_names)::integer;
+    -- A worker limited to some tenants claims only their tasks (null: any tenant).
+    v_tenants text[] := public.zart_visible_tenants();
 begin
+    if p_lease_ms is null or p_lease_ms < 1 or p_lease_ms > 3155760000000 then
+        raise exception 'invalid lease: % ms is outside 1 ms to 100 years', p_lease_ms
+            using errcode = 'ZA004';
+    end if;
+    if p_limit is null or p_limit < 0 then
+        raise exception 'invalid limit: % is not a number of tasks', p_limit using errcode = 'ZA004';
+    end if;
     -- The claim's commit does not wait for its WAL flush (see "Claims commit asynchronously"
     -- in docs/reliability.md): a claim lost in a database crash is harmless, because its
     -- fence is drawn at random, so the next claim cannot hand the same fence to another run,
@@ -373,6 +547,7 @@ begin
                       and t.task_name = names.task_name
                       and t.run_at <= v_now
                       and (p_buckets is null or t.bucket = any (p_buckets))
+                      and (v_tenants is null or t.tenant = any (v_tenants))
                     order by t.run_at
                     limit p_limit
                       for update skip locked) d
@@ -458,7 +633,9 @@ create or replace function public.zart_commit_step(
     p_error        jsonb,
     p_attempts     integer
 ) returns void
-language plpgsql as $$
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
 declare
     v_code text := public.zart_try_commit_step(p_bucket, p_execution_id, p_fence, p_name, p_seq,
                                                p_status, p_output, p_error, p_attempts);
@@ -485,8 +662,11 @@ create or replace function public.zart_retry_step(
     p_attempts     integer,
     p_delay_ms     bigint
 ) returns bigint
-language plpgsql as $$
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
 begin
+    perform public.zart_check_ms('retry delay', p_delay_ms);
     perform public.zart_commit_step(p_bucket, p_execution_id, p_fence, p_name, p_seq, 'retrying',
                                     null, p_error, p_attempts);
     perform public.zart_suspend(p_bucket, p_execution_id, p_fence,
@@ -508,7 +688,9 @@ create or replace function public.zart_complete_execution(
     p_output       jsonb,
     p_error        jsonb
 ) returns text
-language plpgsql as $$
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
 declare
     v_result record;
 begin
@@ -523,13 +705,18 @@ end
 $$;
 
 -- Called by the functions that register a wait (zart_await_event, zart_start_child) and by
--- zart_wake_waiter. Takes the execution's wait lock, a transaction-level advisory lock on
--- (7215201, hashtext(id)): registering a wait and waking a waiter are serialised per execution
--- without touching the task row, so a long user transaction that emits an event never holds
--- up a worker's heartbeat. Raises nothing.
+-- zart_wake_waiter. Takes the execution's wait lock, a transaction-level advisory lock on the
+-- 64-bit hash of the id seeded with zart_settings.lock_salt: registering a wait and waking a
+-- waiter are serialised per execution without touching the task row, so a long user
+-- transaction that emits an event never holds up a worker's heartbeat. Any login may take
+-- advisory locks, but without the salt (readable by the owner only) it cannot tell which key
+-- an execution's lock is. Raises nothing.
 create or replace function public.zart_wait_lock(p_execution_id text) returns void
-language sql as $$
-    select pg_advisory_xact_lock(7215201, hashtext(p_execution_id))
+language plpgsql as $$
+begin
+    perform pg_advisory_xact_lock(hashtextextended(
+        p_execution_id, coalesce((select s.lock_salt from public.zart_settings s), 0)));
+end
 $$;
 
 -- Called when something an execution may wait for happens (an event, a child's verdict).
@@ -559,7 +746,9 @@ $$;
 -- emits and child verdicts wait, then writes the step rows. Returns one code per item: null
 -- when recorded, else ZA001 (cancelled), ZA002 (lease lost) or ZA006 (already recorded); an
 -- item's failure leaves the others recorded; the same step twice in one batch is recorded
--- once, from the first, and the second gets ZA006.
+-- once, from the first, and the second gets ZA006. Raises ZA004, writing nothing, for an item
+-- the engine would never write (a status other than completed, failed or retrying, a bad
+-- name or position, JSON over the payload limit); the caller then retries item by item.
 create or replace function public.zart_commit_steps(
     p_buckets       smallint[],
     p_execution_ids text[],
@@ -572,7 +761,8 @@ create or replace function public.zart_commit_steps(
     p_attempts      integer[]
 ) returns text[]
 -- Index-driven whatever the estimates (see zart_claim_tasks).
-language plpgsql
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
 set enable_hashjoin = off
 set enable_mergejoin = off
 set jit = off
@@ -584,7 +774,34 @@ declare
     v_seen    text[] := '{}';
     v_key     text;
     v_codes   text[] := '{}';
+    v_limit   bigint := coalesce((select s.max_payload_bytes from public.zart_settings s), 1048576);
+    v_bad     text;
 begin
+    select b.reason into v_bad
+      from unnest(p_statuses, p_names, p_seqs, p_attempts, p_outputs, p_errors)
+               as u(status, name, seq, attempts, output, error)
+     cross join lateral (
+           select case
+                  when u.status is null or u.status not in ('completed', 'failed', 'retrying') then
+                      format('invalid step status: %s is not completed, failed or retrying',
+                             coalesce('"' || u.status || '"', 'null'))
+                  when u.name is null or octet_length(u.name) not between 1 and 255 then
+                      format('invalid step name: %s is not 1 to 255 bytes',
+                             coalesce('"' || left(u.name, 40) || '"', 'null'))
+                  when u.seq is null or u.seq < 0 or u.attempts is null or u.attempts < 0 then
+                      format('invalid step position: seq %s, attempts %s', u.seq, u.attempts)
+                  when octet_length(u.output::text) > v_limit then
+                      format('invalid step output: %s bytes of JSON is over the limit of %s bytes',
+                             octet_length(u.output::text), v_limit)
+                  when octet_length(u.error::text) > v_limit then
+                      format('invalid step error: %s bytes of JSON is over the limit of %s bytes',
+                             octet_length(u.error::text), v_limit)
+                  end as reason) b
+     where b.reason is not null
+     limit 1;
+    if v_bad is not null then
+        raise exception '%', v_bad using errcode = 'ZA004';
+    end if;
     -- One statement for the whole batch: lock each held task row (fence matches, lease held),
     -- in key order, then write the step rows; a final result already recorded is left alone.
     -- LATERAL keeps the plan a key lookup per item whatever the statistics say.
@@ -638,10 +855,12 @@ $$;
 
 -- Called by PostgresScheduler's group commit (and, as a batch of one, by
 -- zart_complete_execution): records many verdicts in one statement. Deletes each task row
--- (fence matching, lease held; the delete is the lock), updates the execution rows, then wakes
--- parents waiting for these children. Returns one row per item, in order: code null when
--- recorded, else ZA001/ZA002; and the queue of a parent it woke. Raises ZA004 for a status
--- that is not final (the caller then retries the items one by one).
+-- (fence matching, lease held; the delete is the lock), updates the execution rows, cancels
+-- the unfinished descendants of the failed ones (as cancelling them would; NOTIFY zart_done
+-- for each, in the transaction), then wakes parents waiting for these children. Returns one
+-- row per item, in order: code null when recorded, else ZA001/ZA002; and the queue of a
+-- parent it woke. Raises ZA004, writing nothing, for a status that is not final or JSON over
+-- the payload limit (the caller then retries the items one by one).
 create or replace function public.zart_complete_executions(
     p_buckets       smallint[],
     p_execution_ids text[],
@@ -651,7 +870,8 @@ create or replace function public.zart_complete_executions(
     p_errors        jsonb[]
 ) returns table (code text, parent_queue text)
 -- Index-driven whatever the estimates (see zart_claim_tasks).
-language plpgsql
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
 set enable_hashjoin = off
 set enable_mergejoin = off
 set jit = off
@@ -664,12 +884,26 @@ declare
     v_finished text[];
     v_children text[];
     v_parents  text[];
+    v_failed   text[];
     v_at       integer;
+    v_limit    bigint := coalesce((select s.max_payload_bytes from public.zart_settings s), 1048576);
 begin
-    select s into v_bad from unnest(p_statuses) s
-     where s is null or s not in ('completed', 'failed') limit 1;
+    select case when u.status is null or u.status not in ('completed', 'failed') then
+                    format('invalid status: %s is not a final status', coalesce('"' || u.status || '"', 'null'))
+                when octet_length(u.output::text) > v_limit then
+                    format('invalid output: %s bytes of JSON is over the limit of %s bytes',
+                           octet_length(u.output::text), v_limit)
+                when octet_length(u.error::text) > v_limit then
+                    format('invalid error: %s bytes of JSON is over the limit of %s bytes',
+                           octet_length(u.error::text), v_limit)
+                end
+      into v_bad
+      from unnest(p_statuses, p_outputs, p_errors) as u(status, output, error)
+     where u.status is null or u.status not in ('completed', 'failed')
+        or octet_length(u.output::text) > v_limit or octet_length(u.error::text) > v_limit
+     limit 1;
     if found then
-        raise exception 'invalid status: "%" is not a final status', v_bad using errcode = 'ZA004';
+        raise exception '%', v_bad using errcode = 'ZA004';
     end if;
     -- One statement for the whole batch: lock each held task row (fence matches, lease held) in
     -- key order, delete it, then record the verdict on its execution row. LATERAL keeps the plan
@@ -699,13 +933,25 @@ begin
                finished_at = v_now, updated_at = v_now
           from removed r
          where e.bucket = r.bucket and e.id = r.execution_id
-        returning e.id, e.parent_id
+        returning e.id, e.parent_id, e.bucket, e.status
     )
     select array_agg(f.id),
            array_agg(f.id) filter (where f.parent_id is not null),
-           array_agg(f.parent_id) filter (where f.parent_id is not null)
-      into v_finished, v_children, v_parents
+           array_agg(f.parent_id) filter (where f.parent_id is not null),
+           array_agg(f.id) filter (where f.status = 'failed')
+      into v_finished, v_children, v_parents, v_failed
       from finished f;
+
+    -- A failed execution's unfinished children are cancelled, as a cancelled one's are.
+    if v_failed is not null
+       and exists (select 1 from public.zart_executions c
+                    where c.parent_id = any (v_failed)
+                      and c.status not in ('completed', 'failed', 'cancelled')) then
+        perform pg_notify('zart_done', jsonb_build_array(c.execution_id)::text)
+           from public.zart_cancel_tree(
+                    (select array_agg(public.zart_bucket(f)) from unnest(v_failed) f), v_failed,
+                    false) c;
+    end if;
 
     if coalesce(cardinality(v_finished), 0) = v_n and v_parents is null then
         return query select null::text, null::text from generate_series(1, v_n);
@@ -814,7 +1060,8 @@ create or replace function public.zart_heartbeat(
     p_fences        bigint[]
 ) returns table (bucket smallint, execution_id text)
 -- Index-driven whatever the estimates (see zart_claim_tasks).
-language plpgsql volatile
+language plpgsql volatile security definer
+set search_path = pg_catalog, pg_temp
 set enable_hashjoin = off
 set enable_mergejoin = off
 set jit = off
@@ -823,6 +1070,10 @@ as $$
 declare
     v_now timestamptz := public.zart_current_time();
 begin
+    if p_lease_ms is null or p_lease_ms < 1 or p_lease_ms > 3155760000000 then
+        raise exception 'invalid lease: % ms is outside 1 ms to 100 years', p_lease_ms
+            using errcode = 'ZA004';
+    end if;
     return query
     update public.zart_tasks t
        set run_at = v_now + p_lease_ms * interval '1 millisecond'
@@ -841,7 +1092,9 @@ create or replace function public.zart_release_tasks(
     p_execution_ids text[],
     p_fences        bigint[]
 ) returns integer
-language sql volatile as $$
+language sql volatile security definer
+set search_path = pg_catalog, pg_temp
+as $$
     with released as (
         update public.zart_tasks t
            set locked_by = null, run_at = public.zart_current_time()
@@ -862,17 +1115,21 @@ $$;
 -- Returns milliseconds until the earliest task of the queue is due (0 if one is due), or null.
 create or replace function public.zart_next_run_at(p_queue text, p_task_names text[])
 returns bigint
-language sql stable as $$
+language sql stable security definer
+set search_path = pg_catalog, pg_temp
+as $$
     -- The earliest run_at of each name is the first entry of its index range. min() is null
     -- for an empty queue; greatest() would turn that into 0 ("due now") and an idle worker
     -- would spin, so the null is kept.
     select case when min(n.run_at) is null then null
                 else greatest(0, ceil(extract(epoch from (min(n.run_at) - public.zart_current_time()))
                                       * 1000))::bigint end
-      from unnest(p_task_names) as names(task_name)
+      from (select public.zart_visible_tenants() as tenants) v
+     cross join unnest(p_task_names) as names(task_name)
      cross join lateral (
            select t.run_at from public.zart_tasks t
             where t.queue = p_queue and t.task_name = names.task_name and t.run_at < 'infinity'
+              and (v.tenants is null or t.tenant = any (v.tenants))
             order by t.run_at
             limit 1) n
 $$;
@@ -949,11 +1206,17 @@ create or replace function public.zart_sleep(
     p_delay_ms     bigint,
     p_wake_at      timestamptz
 ) returns bigint
-language plpgsql as $$
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
 declare
     v_now  timestamptz := public.zart_current_time();
     v_wake timestamptz;
 begin
+    perform public.zart_check_ms('sleep', p_delay_ms);
+    if not isfinite(p_wake_at) then
+        raise exception 'invalid wake time: % is not a point in time', p_wake_at using errcode = 'ZA004';
+    end if;
     perform public.zart_lock_task(p_bucket, p_execution_id, p_fence);
     select w.wake_at into v_wake
       from public.zart_open_wait(p_bucket, p_execution_id, p_name, p_seq, 'sleep',
@@ -1011,20 +1274,14 @@ $$;
 -- Called by zart_send_event right after it woke an execution suspended on exactly this event
 -- (its wait lock held): hands the buffered event over into the open wait step
 -- `event:<name>` (TaskContext::wait_for_event's step), so the replay finds the wait completed
--- and needs no round trip of its own. SECURITY DEFINER so that a client role needs no write
--- privilege on zart_steps or zart_events: all it can make this do is consume an event that is
--- already buffered for a wait that is already registered and suspended, which the waiter's
--- next replay would do anyway. Does nothing unless the task is exactly so suspended.
+-- and needs no round trip of its own. Does nothing unless the task is exactly so suspended.
 -- Locks the event row. Raises nothing.
 create or replace function public.zart_deliver_event(
     p_bucket       smallint,
     p_execution_id text,
     p_name         text
 ) returns void
-language plpgsql
-security definer
-set search_path = pg_catalog, pg_temp
-as $$
+language plpgsql as $$
 declare
     v_now  timestamptz := public.zart_current_time();
     v_wake timestamptz;
@@ -1046,8 +1303,6 @@ begin
     end if;
 end
 $$;
--- A security definer is callable only where granted (docs/roles.sql grants it to zart_client).
-revoke execute on function public.zart_deliver_event(smallint, text, text) from public;
 
 -- Called by TaskContext::wait_for_event. Takes the execution's wait lock, locks the task row
 -- (fenced), then the oldest unconsumed event of that name. Records the wait (and its timeout) on first reach; consumes the event if
@@ -1063,13 +1318,16 @@ create or replace function public.zart_await_event(
     p_event_name   text,
     p_timeout_ms   bigint
 ) returns table (outcome text, payload jsonb, wake_in_ms bigint)
-language plpgsql as $$
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
 declare
     v_now      timestamptz := public.zart_current_time();
     v_wake     timestamptz;
     v_taken    boolean;
     v_payload  jsonb;
 begin
+    perform public.zart_check_ms('event timeout', p_timeout_ms);
     perform public.zart_wait_lock(p_execution_id);
     perform public.zart_lock_task(p_bucket, p_execution_id, p_fence);
     select w.wake_at into v_wake
@@ -1101,26 +1359,41 @@ $$;
 -- is woken once it commits; holds no lock on its task row unless it wakes it. Buffers the
 -- event; if the execution is suspended on exactly this event, wakes it and hands the event
 -- over into its wait (zart_deliver_event). Returns the queue of the execution if it was woken,
--- else null. Raises ZA004 for a bad event name, ZA005 wrong bucket, ZA007 no execution.
+-- else null. Raises ZA004 for a bad event name or payload, ZA005 wrong bucket, ZA007 no
+-- execution (or one of a tenant this session cannot see), ZA008 the execution has finished.
 create or replace function public.zart_send_event(
     p_bucket       smallint,
     p_execution_id text,
     p_name         text,
     p_payload      jsonb
 ) returns text
-language plpgsql as $$
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
 declare
-    v_now   timestamptz := public.zart_current_time();
-    v_queue text;
+    v_now     timestamptz := public.zart_current_time();
+    v_tenants text[] := public.zart_visible_tenants();
+    v_status  text;
+    v_queue   text;
 begin
     perform public.zart_check_text('event name', p_name);
+    perform public.zart_check_payload('event payload', p_payload);
     if p_bucket is distinct from public.zart_bucket(p_execution_id) then
         raise exception 'bucket % does not match execution "%"', p_bucket, p_execution_id
             using errcode = 'ZA005';
     end if;
-    perform 1 from public.zart_executions e where e.bucket = p_bucket and e.id = p_execution_id;
+    select e.status into v_status
+      from public.zart_executions e
+     where e.bucket = p_bucket and e.id = p_execution_id
+       and (v_tenants is null or e.tenant = any (v_tenants));
     if not found then
         raise exception 'execution "%" not found', p_execution_id using errcode = 'ZA007';
+    end if;
+    -- Nothing would ever consume it. (An event that races the verdict's commit may still be
+    -- stored; it goes with the execution's history.)
+    if v_status in ('completed', 'failed', 'cancelled') then
+        raise exception 'execution "%" has finished (%): the event was not stored', p_execution_id, v_status
+            using errcode = 'ZA008';
     end if;
     insert into public.zart_events (bucket, execution_id, name, payload, created_at)
     values (p_bucket, p_execution_id, p_name, coalesce(p_payload, 'null'::jsonb), v_now);
@@ -1139,7 +1412,9 @@ create or replace function public.zart_emit_event(
     p_name         text,
     p_payload      jsonb default 'null'::jsonb
 ) returns boolean
-language plpgsql as $$
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
 declare
     v_queue text;
 begin
@@ -1169,7 +1444,9 @@ create or replace function public.zart_start_child(
     p_input        jsonb,
     p_queue        text
 ) returns table (outcome text, created boolean, child_status text, output jsonb, error jsonb)
-language plpgsql as $$
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
 declare
     v_first   boolean;
     v_created boolean := false;
@@ -1181,9 +1458,14 @@ begin
       from public.zart_open_wait(p_bucket, p_execution_id, p_name, p_seq, 'child', null,
                                  jsonb_build_object('child_id', p_child_id)) w;
     if v_first then
+        -- In the parent's tenant; no session check: the parent's lease is the authority.
         select st.created into v_created
-          from public.zart_start_execution(public.zart_bucket(p_child_id), p_child_id, p_task_name,
-                                           p_input, p_queue, p_execution_id, null) st;
+          from public.zart_insert_execution(
+                   public.zart_bucket(p_child_id), p_child_id, p_task_name, p_input, p_queue,
+                   p_execution_id, null,
+                   (select e.tenant from public.zart_executions e
+                     where e.bucket = p_bucket and e.id = p_execution_id),
+                   null) st;
     end if;
 
     select * into v_child from public.zart_executions e
@@ -1208,18 +1490,64 @@ begin
 end
 $$;
 
--- Called by DurableScheduler::cancel (and zart_cancel). Locks the execution row, deletes the task
--- rows of it and its unfinished descendants, marks them cancelled, and wakes a parent waiting on
--- it. Returns one row per cancelled execution (woken_queue null), plus one for a woken parent
--- (cancelled false). Cancelling a finished execution returns nothing. Raises ZA005, ZA007.
+-- Called by zart_cancel_execution (an execution and its descendants) and
+-- zart_complete_executions (the descendants of failed executions, p_include_roots false).
+-- Deletes the task rows of the unfinished executions in these trees and marks them cancelled.
+-- UNION, not UNION ALL: the walk ends on any data, a cycle of parent ids included. Locks
+-- their task rows, then their execution rows. Returns the ids it cancelled. Raises nothing.
+create or replace function public.zart_cancel_tree(
+    p_buckets       smallint[],
+    p_ids           text[],
+    p_include_roots boolean
+) returns table (execution_id text)
+language plpgsql as $$
+#variable_conflict use_column
+declare
+    v_now timestamptz := public.zart_current_time();
+begin
+    return query
+    with recursive tree (bucket, id) as (
+        select r.bucket, r.id from unnest(p_buckets, p_ids) as r(bucket, id)
+        union
+        select c.bucket, c.id
+          from public.zart_executions c
+          join tree on c.parent_id = tree.id
+         where c.status not in ('completed', 'failed', 'cancelled')
+    ), targets as (
+        select t.bucket, t.id from tree t where p_include_roots or not t.id = any (p_ids)
+    ), removed as (
+        delete from public.zart_tasks t
+         using targets
+         where t.bucket = targets.bucket and t.execution_id = targets.id
+        returning t.execution_id
+    ), marked as (
+        update public.zart_executions e
+           set status = 'cancelled', finished_at = v_now, updated_at = v_now,
+               error = jsonb_build_object('kind', 'cancelled', 'message', 'execution was cancelled')
+          from targets
+         where e.bucket = targets.bucket and e.id = targets.id
+           and e.status not in ('completed', 'failed', 'cancelled')
+        returning e.id
+    )
+    select m.id from marked m;
+end
+$$;
+
+-- Entry point for clients (DurableScheduler::cancel, and zart_cancel). Locks the execution
+-- row, deletes the task rows of it and its unfinished descendants, marks them cancelled, and
+-- wakes a parent waiting on it. Returns one row per cancelled execution (woken_queue null),
+-- plus one for a woken parent (cancelled false). Cancelling a finished execution returns
+-- nothing. Raises ZA005, ZA007 (also for an execution of a tenant this session cannot see).
 create or replace function public.zart_cancel_execution(p_bucket smallint, p_execution_id text)
 returns table (execution_id text, cancelled boolean, woken_queue text)
-language plpgsql as $$
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
 declare
-    v_now    timestamptz := public.zart_current_time();
-    v_status text;
-    v_parent text;
-    v_queue  text;
+    v_tenants text[] := public.zart_visible_tenants();
+    v_status  text;
+    v_parent  text;
+    v_queue   text;
 begin
     if p_bucket is distinct from public.zart_bucket(p_execution_id) then
         raise exception 'bucket % does not match execution "%"', p_bucket, p_execution_id
@@ -1228,6 +1556,7 @@ begin
     select e.status, e.parent_id into v_status, v_parent
       from public.zart_executions e
      where e.bucket = p_bucket and e.id = p_execution_id
+       and (v_tenants is null or e.tenant = any (v_tenants))
        for update;
     if not found then
         raise exception 'execution "%" not found', p_execution_id using errcode = 'ZA007';
@@ -1237,28 +1566,8 @@ begin
     end if;
 
     return query
-    with recursive tree (bucket, id) as (
-        select p_bucket, p_execution_id
-        union all
-        select c.bucket, c.id
-          from public.zart_executions c
-          join tree on c.parent_id = tree.id
-         where c.status not in ('completed', 'failed', 'cancelled')
-    ), removed as (
-        delete from public.zart_tasks t
-         using tree
-         where t.bucket = tree.bucket and t.execution_id = tree.id
-        returning t.execution_id
-    ), marked as (
-        update public.zart_executions e
-           set status = 'cancelled', finished_at = v_now, updated_at = v_now,
-               error = jsonb_build_object('kind', 'cancelled', 'message', 'execution was cancelled')
-          from tree
-         where e.bucket = tree.bucket and e.id = tree.id
-           and e.status not in ('completed', 'failed', 'cancelled')
-        returning e.id
-    )
-    select m.id, true, null::text from marked m;
+    select c.execution_id, true, null::text
+      from public.zart_cancel_tree(array[p_bucket], array[p_execution_id], true) c;
 
     if v_parent is not null then
         v_queue := public.zart_wake_waiter(v_parent, 'child', p_execution_id);
@@ -1274,7 +1583,9 @@ $$;
 -- woken parent (delivered at commit). Returns how many were cancelled. Same locks and
 -- SQLSTATEs as zart_cancel_execution.
 create or replace function public.zart_cancel(p_execution_id text) returns integer
-language plpgsql as $$
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
 declare
     v_row   record;
     v_count integer := 0;
@@ -1294,16 +1605,67 @@ begin
 end
 $$;
 
--- Views: the state of executions in plain SQL. Read-only; examples in docs/sql.md.
+-- Entry point for every role (DurableScheduler::status and wait): one execution, if this
+-- session may see its tenant. No locks. Raises nothing; no row when there is no such execution.
+create or replace function public.zart_get_execution(p_bucket smallint, p_id text)
+returns table (id text, task_name text, queue text, status text, input jsonb, output jsonb,
+               error jsonb, attempts integer, created_at timestamptz, started_at timestamptz,
+               finished_at timestamptz)
+language sql stable security definer
+set search_path = pg_catalog, pg_temp
+as $$
+    select e.id, e.task_name, e.queue, e.status, e.input, e.output, e.error, e.attempts,
+           e.created_at, e.started_at, e.finished_at
+      from public.zart_executions e
+     cross join (select public.zart_visible_tenants() as tenants) v
+     where e.bucket = p_bucket and e.id = p_id
+       and (v.tenants is null or e.tenant = any (v.tenants))
+$$;
+
+-- Row-level security (enabled on the four tables by migration V4): a session reading a table
+-- directly sees the rows of its tenants only (all rows when tenancy is off). Policies exist
+-- for SELECT only: no role may write to a table. Created once; a changed policy belongs in a
+-- migration.
+do $$
+begin
+    if not exists (select from pg_policies where schemaname = 'public' and policyname = 'zart_executions_tenant') then
+        create policy zart_executions_tenant on public.zart_executions for select
+            using ((select public.zart_visible_tenants()) is null
+                   or tenant = any ((select public.zart_visible_tenants())::text[]));
+    end if;
+    if not exists (select from pg_policies where schemaname = 'public' and policyname = 'zart_tasks_tenant') then
+        create policy zart_tasks_tenant on public.zart_tasks for select
+            using ((select public.zart_visible_tenants()) is null
+                   or tenant = any ((select public.zart_visible_tenants())::text[]));
+    end if;
+    if not exists (select from pg_policies where schemaname = 'public' and policyname = 'zart_steps_tenant') then
+        create policy zart_steps_tenant on public.zart_steps for select
+            using ((select public.zart_visible_tenants()) is null
+                   or exists (select 1 from public.zart_executions e
+                               where e.bucket = zart_steps.bucket and e.id = zart_steps.execution_id
+                                 and e.tenant = any ((select public.zart_visible_tenants())::text[])));
+    end if;
+    if not exists (select from pg_policies where schemaname = 'public' and policyname = 'zart_events_tenant') then
+        create policy zart_events_tenant on public.zart_events for select
+            using ((select public.zart_visible_tenants()) is null
+                   or exists (select 1 from public.zart_executions e
+                               where e.bucket = zart_events.bucket and e.id = zart_events.execution_id
+                                 and e.tenant = any ((select public.zart_visible_tenants())::text[])));
+    end if;
+end
+$$;
+
+-- Views: the state of executions in plain SQL. Read-only; examples in docs/sql.md. Security
+-- invoker: they read the tables as the session does, so row-level security applies.
 
 -- How many executions each task has in each status.
-create or replace view public.zart_execution_counts as
+create or replace view public.zart_execution_counts with (security_invoker = true) as
 select e.task_name, e.status, count(*) as executions
   from public.zart_executions e
  group by e.task_name, e.status;
 
 -- Every step of every execution, in call order, with its wait and timings.
-create or replace view public.zart_step_timeline as
+create or replace view public.zart_step_timeline with (security_invoker = true) as
 select s.execution_id, s.seq, s.name, s.kind, s.status, s.attempts,
        s.output, s.error->>'message' as error_message, s.wake_at,
        s.created_at as first_recorded_at, s.updated_at as last_recorded_at,
@@ -1312,7 +1674,7 @@ select s.execution_id, s.seq, s.name, s.kind, s.status, s.attempts,
   from public.zart_steps s;
 
 -- What each suspended execution waits for, and until when (null: no timeout).
-create or replace view public.zart_waiting as
+create or replace view public.zart_waiting with (security_invoker = true) as
 select e.id as execution_id, e.task_name, e.status, t.queue, t.wait_kind, t.wait_name,
        nullif(t.run_at, 'infinity') as wakes_at, e.updated_at as waiting_since
   from public.zart_tasks t
@@ -1321,7 +1683,7 @@ select e.id as execution_id, e.task_name, e.status, t.queue, t.wait_kind, t.wait
 
 -- Executions that should be moving but are not: due and unclaimed (queue lag), or leased by a
 -- worker whose lease has expired (a dead or stalled worker).
-create or replace view public.zart_overdue as
+create or replace view public.zart_overdue with (security_invoker = true) as
 select e.id as execution_id, e.task_name, e.status, t.queue, t.locked_by,
        case when t.locked_by is null then 'due, not claimed' else 'lease expired' end as problem,
        public.zart_current_time() - t.run_at as overdue_by

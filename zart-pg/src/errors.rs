@@ -18,6 +18,8 @@ pub mod sqlstate {
     pub const STEP_RECORDED: &str = "ZA006";
     /// No execution has the id.
     pub const NOT_FOUND: &str = "ZA007";
+    /// The execution has finished (an event for it is refused).
+    pub const FINISHED: &str = "ZA008";
 }
 
 const MISSING_SCHEMA: &str = "the Zart schema is missing from this database (or incomplete): \
@@ -76,6 +78,19 @@ pub(crate) fn from_pg(err: tokio_postgres::Error, call: Call<'_>) -> Error {
                 Error::InvalidInput { field, reason }
             }
             sqlstate::NOT_FOUND => Error::NotFound { id: id() },
+            sqlstate::FINISHED => {
+                // "execution "x" has finished (completed): the event was not stored"
+                let (status, what) = message
+                    .split_once("has finished (")
+                    .and_then(|(_, rest)| rest.split_once("): "))
+                    .map(|(s, w)| (s.to_owned(), w.to_owned()))
+                    .unwrap_or_else(|| (String::new(), message.clone()));
+                Error::Finished {
+                    id: id(),
+                    status,
+                    what,
+                }
+            }
             sqlstate::STEP_RECORDED => Error::StepAlreadyRecorded {
                 id: id(),
                 step: call.step.unwrap_or_default().to_owned(),

@@ -45,7 +45,7 @@ use zart::{Error, ErrorRecord, Execution, ExecutionStatus, Scheduler};
 pub use errors::sqlstate;
 pub use migrate::{
     migrate, migration_names, MigrationReport, FUNCTIONS_SQL, HISTORY_TABLE,
-    REQUIRED_SCHEMA_VERSION,
+    REQUIRED_SCHEMA_VERSION, ROLES_SQL,
 };
 pub use pool::{PgPool, DEFAULT_POOL_SIZE};
 

@@ -13,8 +13,12 @@ mod embedded {
 /// The functions file, applied after the migrations on every run (CREATE OR REPLACE).
 pub const FUNCTIONS_SQL: &str = include_str!("../sql/zart.sql");
 
+/// The roles and privileges file, applied after [`FUNCTIONS_SQL`] in the same transaction on
+/// every run: the one place the grants of `zart_worker`, `zart_client` and `zart_reader` are set.
+pub const ROLES_SQL: &str = include_str!("../sql/roles.sql");
+
 /// The schema version this build needs (`zart_schema_version()` in `sql/zart.sql`).
-pub const REQUIRED_SCHEMA_VERSION: i32 = 3;
+pub const REQUIRED_SCHEMA_VERSION: i32 = 4;
 
 /// The table refinery records applied migrations in.
 pub const HISTORY_TABLE: &str = "zart_schema_history";
@@ -86,6 +90,9 @@ async fn apply(client: &mut tokio_postgres::Client) -> Result<MigrationReport, E
         .map_err(|e| crate::errors::from_pg(e, call))?;
     tx.batch_execute(FUNCTIONS_SQL).await.map_err(|e| {
         crate::errors::from_pg(e, crate::errors::Call::new("installing sql/zart.sql"))
+    })?;
+    tx.batch_execute(ROLES_SQL).await.map_err(|e| {
+        crate::errors::from_pg(e, crate::errors::Call::new("installing sql/roles.sql"))
     })?;
     let version: i32 = tx
         .query_one(queries::SCHEMA_VERSION, &[])

@@ -83,12 +83,11 @@ pub const RELEASE_TASKS: &str = "select public.zart_release_tasks($1, $2, $3, $4
 /// `zart_next_run_at`. Params: queue, task_names.
 pub const NEXT_RUN_AT: &str = "select public.zart_next_run_at($1, $2)";
 
-/// One execution by id.
+/// `zart_get_execution`: one execution by id, if the session may see it. Params: id.
 pub const GET_EXECUTION: &str =
     "select id, task_name, queue, status, input, output, error, attempts, \
             created_at, started_at, finished_at \
-       from public.zart_executions \
-      where bucket = public.zart_bucket($1) and id = $1";
+       from public.zart_get_execution(public.zart_bucket($1), $1)";
 
 /// Sends a batch of notifications after the commits they announce.
 /// Params: channels, payloads.

@@ -68,6 +68,17 @@ pub enum Error {
         /// The step name.
         step: String,
     },
+    /// The execution has finished, so the call has nothing to act on (an event sent to it is
+    /// refused rather than stored where nothing would ever consume it).
+    #[error("execution {id:?} has finished ({status}): {what}")]
+    Finished {
+        /// The finished execution.
+        id: String,
+        /// Its final status (`completed`, `failed` or `cancelled`).
+        status: String,
+        /// What was refused.
+        what: String,
+    },
     /// The database has no Zart schema, or an older one than this build needs.
     #[error("{0}")]
     Schema(String),

@@ -5,19 +5,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio_postgres::NoTls;
 use zart::scheduler::ClaimTasksParams;
 use zart::{
     DurableScheduler, Error, ExecutionStatus, RetryConfig, Scheduler, TaskContext, TaskError,
     TaskHandler, TaskRegistry, Worker, WorkerConfig,
 };
 use zart_pg::{PgPool, PostgresScheduler};
-use zart_tests::{column, init_tracing, server_url, tasks, url_with_db, wait_for, TestDb};
+use zart_tests::logins::Logins;
+use zart_tests::{column, init_tracing, tasks, wait_for, TestDb};
 
 const WAIT: Option<Duration> = Some(Duration::from_secs(30));
 
@@ -136,6 +135,14 @@ enum Role {
 const ROLES: [Role; 3] = [Role::Worker, Role::Client, Role::Reader];
 
 impl Role {
+    fn login(self) -> &'static str {
+        match self {
+            Role::Worker => "worker",
+            Role::Client => "client",
+            Role::Reader => "reader",
+        }
+    }
+
     fn group(self) -> &'static str {
         match self {
             Role::Worker => "zart_worker",
@@ -154,137 +161,35 @@ impl Role {
     }
 }
 
-/// LOGIN users unique to this test, one in each group role of zart-pg/sql/roles.sql, and one in
-/// each. Dropped (with their privileges) when this value is dropped, also after a failure.
+/// One LOGIN user in each group role `zart migrate` set up (the template database was
+/// migrated, so the roles exist and the grants are in place), and one in none.
 struct Roles {
-    suffix: String,
-    db_name: String,
+    logins: Logins,
 }
 
 impl Roles {
-    /// Creates one LOGIN user in each of the group roles `zart migrate` set up (the template
-    /// database was migrated, so the roles exist and the grants are in place), and one in none.
     async fn apply(db: &TestDb) -> Roles {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let roles = Roles {
-            suffix: format!(
-                "t{}_{}_{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::SeqCst),
-                nanos % 100_000
-            ),
-            db_name: db.name.clone(),
-        };
         let admin = db.client().await;
         // Applying the roles again (as every `zart migrate` does) is harmless.
         admin.batch_execute(zart_pg::ROLES_SQL).await.unwrap();
+        let logins = Logins::new(db);
         for role in ROLES {
-            admin
-                .batch_execute(&format!(
-                    "create role {} login in role {}",
-                    roles.user(role),
-                    role.group()
-                ))
-                .await
-                .unwrap();
+            logins.create(&admin, role.login(), &[role.group()]).await;
         }
-        admin
-            .batch_execute(&format!("create role {} login", roles.nobody()))
-            .await
-            .unwrap();
-        roles
-    }
-
-    /// A login in none of the group roles.
-    fn nobody(&self) -> String {
-        format!("zart_nobody_{}", self.suffix)
+        logins.create(&admin, "nobody", &[]).await;
+        Roles { logins }
     }
 
     fn user(&self, role: Role) -> String {
-        format!("{}_user_{}", role.group(), self.suffix)
+        self.logins.name(role.login())
     }
 
-    /// Connection settings for `role`'s user on the test database.
-    fn config(&self, db: &TestDb, role: Role) -> tokio_postgres::Config {
-        let mut config = db.config();
-        config.user(self.user(role));
-        config
+    async fn client(&self, _db: &TestDb, role: Role) -> tokio_postgres::Client {
+        self.logins.client(role.login()).await
     }
 
-    async fn client(&self, db: &TestDb, role: Role) -> tokio_postgres::Client {
-        let (client, connection) = self.config(db, role).connect(NoTls).await.unwrap();
-        tokio::spawn(connection);
-        client
-    }
-
-    fn pool(&self, db: &TestDb, role: Role) -> PgPool {
-        PgPool::from_config(self.config(db, role), 4).unwrap()
-    }
-}
-
-impl Drop for Roles {
-    fn drop(&mut self) {
-        let server = server_url();
-        let mut names: Vec<String> = ROLES.iter().map(|r| self.user(*r)).collect();
-        names.insert(0, self.nobody());
-        let list = names.join(", ");
-        let listed = list.clone();
-        let db_url = url_with_db(&server, &self.db_name);
-        let admin_url = url_with_db(&server, "postgres");
-        // Drop from a thread with its own runtime: Drop cannot await.
-        let result = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let mut errors = Vec::new();
-                // The privileges in the test database first (it may be kept after a failure).
-                if let Ok((client, conn)) = tokio_postgres::connect(&db_url, NoTls).await {
-                    tokio::spawn(conn);
-                    if let Err(e) = client
-                        .batch_execute(&format!(
-                            "select pg_terminate_backend(pid) from pg_stat_activity
-                              where usename in ({});
-                             drop owned by {list}",
-                            names
-                                .iter()
-                                .map(|n| format!("'{n}'"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ))
-                        .await
-                    {
-                        errors.push(format!("drop owned: {e:?}"));
-                    }
-                }
-                match tokio_postgres::connect(&admin_url, NoTls).await {
-                    Ok((client, conn)) => {
-                        tokio::spawn(conn);
-                        for name in &names {
-                            if let Err(e) = client
-                                .batch_execute(&format!("drop role if exists {name}"))
-                                .await
-                            {
-                                errors.push(format!("drop role {name}: {e:?}"));
-                            }
-                        }
-                    }
-                    Err(e) => errors.push(format!("connect: {e}")),
-                }
-                errors
-            })
-        })
-        .join();
-        match result {
-            Ok(errors) if errors.is_empty() => {}
-            Ok(errors) => eprintln!("could not drop the test roles: {errors:?}"),
-            Err(_) => eprintln!("could not drop the test roles {listed}"),
-        }
+    fn pool(&self, _db: &TestDb, role: Role) -> PgPool {
+        self.logins.pool(role.login())
     }
 }
 
@@ -386,10 +291,7 @@ async fn each_role_has_exactly_the_privileges_it_needs() {
         }
     }
     // A login with no group role can run none of Zart's functions (PUBLIC lost EXECUTE).
-    let mut config = db.config();
-    config.user(roles.nobody());
-    let (client, connection) = config.connect(NoTls).await.unwrap();
-    tokio::spawn(connection);
+    let client = roles.logins.client("nobody").await;
     for (name, call) in &functions {
         assert_eq!(sqlstate(&client, call).await, "42501", "{name}");
     }

@@ -387,8 +387,8 @@ begin
     end if;
     if v_existing.parent_id is distinct from p_parent_id then
         raise exception 'execution "%" already exists with parent %, not %', p_id,
-            coalesce(format('"%s"', v_existing.parent_id), 'none'),
-            coalesce(format('"%s"', p_parent_id), 'none') using errcode = 'ZA003';
+            coalesce('"' || v_existing.parent_id || '"', 'none'),
+            coalesce('"' || p_parent_id || '"', 'none') using errcode = 'ZA003';
     end if;
     -- The deadline as asked for: the same duration from the start (both counted from created_at).
     if (v_existing.deadline_at - v_existing.created_at)

@@ -648,18 +648,29 @@ async fn run_execution(
     let Some(outcome) = outcome else {
         return;
     };
-    let status = match &outcome {
-        Outcome::Completed(_) => "completed",
-        Outcome::Failed(_) => "failed",
-    };
     let mut backoff = Backoff::new();
+    let mut outcome = outcome;
     for attempt in 1..=5 {
         let params = CompleteExecutionParams {
             lease: lease.clone(),
             outcome: outcome.clone(),
         };
         match scheduler.complete_execution(params).await {
+            // The backend refused the output itself (over the payload limit): running the
+            // workflow again would produce it again, so the execution fails with the reason.
+            Err(err @ Error::InvalidInput { .. }) if matches!(outcome, Outcome::Completed(_)) => {
+                outcome = Outcome::Failed(ErrorRecord {
+                    kind: "error".to_owned(),
+                    message: format!("the output could not be recorded: {err}"),
+                    step: None,
+                    attempts: None,
+                });
+            }
             Ok(()) => {
+                let status = match &outcome {
+                    Outcome::Completed(_) => "completed",
+                    Outcome::Failed(_) => "failed",
+                };
                 metrics::counter!("zart_executions_finished_total", "status" => status)
                     .increment(1);
                 metrics::histogram!("zart_run_duration_seconds")

@@ -7,16 +7,32 @@
 //! the executions and steps it stored ([`Fixture`]). Then one line in the backend's test file
 //! runs the whole suite, one `#[tokio::test]` per case:
 //!
-//! ```ignore
+//! ```no_run
+//! # use std::time::Duration;
+//! # use zart_conformance::{ExecutionRow, Fixture, StepRow};
+//! # struct MyStore;
+//! # #[zart::async_trait]
+//! # impl Fixture for MyStore {
+//! #     async fn advance_clock(&self, _: Duration) {}
+//! #     async fn execution(&self, _: &str) -> Option<ExecutionRow> { None }
+//! #     async fn steps(&self, _: &str) -> Vec<StepRow> { Vec::new() }
+//! # }
+//! # fn my_scheduler(_: &MyStore) -> zart::scheduler::DynScheduler { unimplemented!() }
 //! // zart-mybackend/tests/conformance.rs
+//! use zart_conformance::{Backend, Harness};
+//!
 //! struct MyBackend;
 //!
 //! #[zart::async_trait]
-//! impl zart_conformance::Backend for MyBackend {
-//!     async fn fresh(&self) -> zart_conformance::Harness { /* a new empty store */ }
+//! impl Backend for MyBackend {
+//!     async fn fresh(&self) -> Harness {
+//!         let store = MyStore; // a new, empty store with its own test clock
+//!         Harness::new(my_scheduler(&store), store)
+//!     }
 //! }
 //!
 //! zart_conformance::suite!(MyBackend);
+//! # fn main() {}
 //! ```
 //!
 //! The test file's crate needs `tokio` (with `macros` and `rt-multi-thread`) as a

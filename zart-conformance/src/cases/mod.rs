@@ -106,3 +106,21 @@ pub fn names() -> Vec<&'static str> {
     crate::__for_each_case!(push, names);
     names
 }
+
+#[cfg(test)]
+mod tests {
+    /// docs/backends.md lists exactly the cases of the suite, so the page cannot go stale.
+    #[test]
+    fn docs_backends_lists_every_case() {
+        let page =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/backends.md"))
+                .unwrap();
+        let listed: Vec<&str> = page
+            .lines()
+            .filter_map(|l| l.strip_prefix('|'))
+            .filter_map(|l| l.split('|').nth(1))
+            .filter_map(|cell| cell.trim().strip_prefix('`')?.strip_suffix('`'))
+            .collect();
+        assert_eq!(listed, super::names(), "docs/backends.md's table of cases");
+    }
+}

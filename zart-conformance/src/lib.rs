@@ -46,10 +46,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod cases;
-mod env;
+pub mod env;
 pub mod tasks;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -149,9 +148,6 @@ impl std::fmt::Debug for Harness {
         f.debug_struct("Harness").finish_non_exhaustive()
     }
 }
-
-/// Shorthand for a shared scheduler handle.
-pub type SharedScheduler = Arc<DynScheduler>;
 
 /// Runs the whole suite against a backend: one `#[tokio::test]` per case, named after it.
 ///

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
@@ -54,6 +55,28 @@ impl Counts {
     }
 }
 
+/// Step `name` whose body counts its run in `counts` and returns `value`.
+async fn counted<T>(
+    ctx: &mut TaskContext<impl Scheduler>,
+    counts: &Counts,
+    name: &str,
+    value: T,
+) -> Result<T, TaskError>
+where
+    T: Serialize + DeserializeOwned + Send,
+{
+    let (counts, id, step) = (
+        counts.clone(),
+        ctx.execution_id().to_owned(),
+        name.to_owned(),
+    );
+    ctx.step(name, || async move {
+        counts.hit(&id, &step);
+        Ok::<_, io::Error>(value)
+    })
+    .await
+}
+
 /// The registry of every task below, sharing `counts`.
 pub fn registry(counts: &Counts) -> TaskRegistry {
     let c = || counts.clone();
@@ -88,12 +111,7 @@ impl TaskHandler for Echo {
         ctx: &mut TaskContext<impl Scheduler>,
         data: Value,
     ) -> Result<Value, TaskError> {
-        let (counts, id) = (self.0.clone(), ctx.execution_id().to_owned());
-        ctx.step("echo", || async move {
-            counts.hit(&id, "echo");
-            Ok::<_, io::Error>(data)
-        })
-        .await
+        counted(ctx, &self.0, "echo", data).await
     }
 }
 
@@ -111,18 +129,9 @@ impl TaskHandler for Steps {
         ctx: &mut TaskContext<impl Scheduler>,
         n: u32,
     ) -> Result<Vec<u32>, TaskError> {
-        let id = ctx.execution_id().to_owned();
         let mut values = Vec::new();
         for i in 0..n {
-            let name = format!("step-{i}");
-            let (counts, id, step) = (self.0.clone(), id.clone(), name.clone());
-            values.push(
-                ctx.step(&name, || async move {
-                    counts.hit(&id, &step);
-                    Ok::<_, io::Error>(i * 10)
-                })
-                .await?,
-            );
+            values.push(counted(ctx, &self.0, &format!("step-{i}"), i * 10).await?);
         }
         Ok(values)
     }
@@ -191,13 +200,7 @@ impl TaskHandler for Sleeper {
         ctx: &mut TaskContext<impl Scheduler>,
         input: SleepInput,
     ) -> Result<String, TaskError> {
-        let id = ctx.execution_id().to_owned();
-        let (counts, i) = (self.0.clone(), id.clone());
-        ctx.step("before", || async move {
-            counts.hit(&i, "before");
-            Ok::<_, io::Error>(())
-        })
-        .await?;
+        counted(ctx, &self.0, "before", ()).await?;
         match (input.secs, input.until_ms) {
             (_, Some(ms)) => {
                 ctx.sleep_until("nap", UNIX_EPOCH + Duration::from_millis(ms))
@@ -208,12 +211,7 @@ impl TaskHandler for Sleeper {
                     .await?
             }
         }
-        let counts = self.0.clone();
-        ctx.step("after", || async move {
-            counts.hit(&id, "after");
-            Ok::<_, io::Error>("woke".to_owned())
-        })
-        .await
+        counted(ctx, &self.0, "after", "woke".to_owned()).await
     }
 }
 
@@ -245,24 +243,19 @@ impl TaskHandler for Waiter {
         ctx: &mut TaskContext<impl Scheduler>,
         input: WaitInput,
     ) -> Result<Value, TaskError> {
-        let id = ctx.execution_id().to_owned();
-        let (counts, i) = (self.0.clone(), id.clone());
-        ctx.step("before", || async move {
-            counts.hit(&i, "before");
-            Ok::<_, io::Error>(())
-        })
-        .await?;
+        counted(ctx, &self.0, "before", ()).await?;
         let outcome = ctx
             .wait_for_event::<Value>(&input.event, input.timeout_secs.map(Duration::from_secs))
             .await?;
-        let counts = self.0.clone();
-        ctx.step("after", || async move {
-            counts.hit(&id, "after");
-            Ok::<_, io::Error>(match outcome {
+        counted(
+            ctx,
+            &self.0,
+            "after",
+            match outcome {
                 EventOutcome::Received(payload) => json!({ "received": payload }),
                 EventOutcome::TimedOut => json!({ "timed_out": true }),
-            })
-        })
+            },
+        )
         .await
     }
 }
@@ -290,13 +283,7 @@ impl TaskHandler for Parent {
         ctx: &mut TaskContext<impl Scheduler>,
         input: ParentInput,
     ) -> Result<Value, TaskError> {
-        let id = ctx.execution_id().to_owned();
-        let (counts, i) = (self.0.clone(), id.clone());
-        ctx.step("before", || async move {
-            counts.hit(&i, "before");
-            Ok::<_, io::Error>(())
-        })
-        .await?;
+        counted(ctx, &self.0, "before", ()).await?;
         let outcome = match ctx
             .child::<_, Value>("kid", &input.task, &input.input)
             .await
@@ -311,12 +298,7 @@ impl TaskHandler for Parent {
             }
             Err(other) => return Err(other),
         };
-        let counts = self.0.clone();
-        ctx.step("after", || async move {
-            counts.hit(&id, "after");
-            Ok::<_, io::Error>(outcome)
-        })
-        .await
+        counted(ctx, &self.0, "after", outcome).await
     }
 }
 
@@ -353,13 +335,7 @@ impl TaskHandler for Nest {
     ) -> Result<u32, TaskError> {
         if depth == 0 {
             ctx.sleep("nap", Duration::from_secs(3600)).await?;
-            let (counts, id) = (self.0.clone(), ctx.execution_id().to_owned());
-            return ctx
-                .step("woke", || async move {
-                    counts.hit(&id, "woke");
-                    Ok::<_, io::Error>(0)
-                })
-                .await;
+            return counted(ctx, &self.0, "woke", 0).await;
         }
         let below: u32 = ctx.child("kid", "nest", &(depth - 1)).await?;
         Ok(below + 1)
@@ -447,14 +423,8 @@ impl TaskHandler for Gated {
     type Output = u32;
 
     async fn run(&self, ctx: &mut TaskContext<impl Scheduler>, _: ()) -> Result<u32, TaskError> {
-        let id = ctx.execution_id().to_owned();
-        let (counts, i) = (self.0.clone(), id.clone());
-        ctx.step("first", || async move {
-            counts.hit(&i, "first");
-            Ok::<_, io::Error>(1)
-        })
-        .await?;
-        let (counts, i) = (self.0.clone(), id.clone());
+        counted(ctx, &self.0, "first", 1).await?;
+        let (counts, i) = (self.0.clone(), ctx.execution_id().to_owned());
         ctx.step("gated", || async move {
             counts.hit(&i, "gated");
             let _permit = counts.gate.acquire().await.map_err(io::Error::other)?;
@@ -462,12 +432,7 @@ impl TaskHandler for Gated {
             Ok::<_, io::Error>(2)
         })
         .await?;
-        let counts = self.0.clone();
-        ctx.step("last", || async move {
-            counts.hit(&id, "last");
-            Ok::<_, io::Error>(3)
-        })
-        .await
+        counted(ctx, &self.0, "last", 3).await
     }
 }
 

@@ -1,5 +1,6 @@
 //! Maps driver and pool errors to [`zart::Error`], by SQLSTATE.
 
+use zart::error::BoxError;
 use zart::Error;
 
 /// The SQLSTATEs raised by `sql/zart.sql`.
@@ -20,6 +21,10 @@ pub mod sqlstate {
     pub const NOT_FOUND: &str = "ZA007";
     /// The execution has finished (an event for it is refused).
     pub const FINISHED: &str = "ZA008";
+    /// PostgreSQL's `serialization_failure`: retry the transaction.
+    pub const SERIALIZATION_FAILURE: &str = "40001";
+    /// PostgreSQL's `deadlock_detected`: retry the transaction.
+    pub const DEADLOCK_DETECTED: &str = "40P01";
 }
 
 const MISSING_SCHEMA: &str = "the Zart schema is missing from this database (or incomplete): \
@@ -58,81 +63,91 @@ impl<'a> Call<'a> {
 
 /// Maps a tokio-postgres error.
 pub(crate) fn from_pg(err: tokio_postgres::Error, call: Call<'_>) -> Error {
-    let id = || call.execution_id.unwrap_or_default().to_owned();
     if let Some(db) = err.as_db_error() {
-        let code = db.code().code();
-        let message = db.message().to_owned();
-        return match code {
-            sqlstate::CANCELLED => Error::Cancelled { id: id() },
-            sqlstate::LEASE_LOST => Error::LeaseLost { id: id() },
-            sqlstate::CONFLICT => Error::Conflict {
-                id: id(),
-                detail: message,
-            },
-            sqlstate::INVALID_INPUT => {
-                let (field, reason) = message
-                    .strip_prefix("invalid ")
-                    .and_then(|rest| rest.split_once(": "))
-                    .map(|(f, r)| (f.to_owned(), r.to_owned()))
-                    .unwrap_or_else(|| ("argument".to_owned(), message.clone()));
-                Error::InvalidInput { field, reason }
-            }
-            sqlstate::NOT_FOUND => Error::NotFound { id: id() },
-            sqlstate::FINISHED => {
-                // "execution "x" has finished (completed): the event was not stored"
-                let (status, what) = message
-                    .split_once("has finished (")
-                    .and_then(|(_, rest)| rest.split_once("): "))
-                    .map(|(s, w)| (s.to_owned(), w.to_owned()))
-                    .unwrap_or_else(|| (String::new(), message.clone()));
-                Error::Finished {
-                    id: id(),
-                    status,
-                    what,
-                }
-            }
-            sqlstate::STEP_RECORDED => Error::StepAlreadyRecorded {
-                id: id(),
-                step: call.step.unwrap_or_default().to_owned(),
-            },
-            // Data exceptions (out-of-range values, bad formats): the value is at fault, and
-            // sending it again fails again.
-            _ if code.starts_with("22") => Error::InvalidInput {
-                field: "value".to_owned(),
-                reason: format!("{}: {message} (SQLSTATE {code})", call.what),
-            },
-            "42501" => Error::Database {
-                message: format!(
-                    "{}: {message} (SQLSTATE 42501): the database role lacks a privilege Zart \
-                     needs; grant it zart_worker, zart_client or zart_reader as docs/roles.md \
-                     describes",
-                    call.what
-                ),
-                source: Some(Box::new(err)),
-            },
-            // undefined_function, undefined_table: the schema is not there.
-            "42883" | "42P01" => Error::Schema(format!("{MISSING_SCHEMA} ({message})")),
-            _ if code.starts_with("08")
-                || code == "57P01"
-                || code == "57P02"
-                || code == "57P03"
-                || code == "53300" =>
-            {
-                Error::Unavailable {
-                    message: call.what.to_owned(),
-                    source: Some(Box::new(err)),
-                }
-            }
-            _ => Error::Database {
-                message: format!("{}: {message} (SQLSTATE {code})", call.what),
-                source: Some(Box::new(err)),
-            },
-        };
+        let (code, message) = (db.code().code().to_owned(), db.message().to_owned());
+        return from_sqlstate(&code, message, call, Box::new(err));
     }
     // No server error: the connection broke, or the driver could not talk to the server.
     Error::Unavailable {
         message: call.what.to_owned(),
         source: Some(Box::new(err)),
+    }
+}
+
+/// Maps a server error by its SQLSTATE; `source` is the driver's error, kept as the source.
+fn from_sqlstate(code: &str, message: String, call: Call<'_>, err: BoxError) -> Error {
+    let id = || call.execution_id.unwrap_or_default().to_owned();
+    match code {
+        sqlstate::CANCELLED => Error::Cancelled { id: id() },
+        sqlstate::LEASE_LOST => Error::LeaseLost { id: id() },
+        sqlstate::CONFLICT => Error::Conflict {
+            id: id(),
+            detail: message,
+        },
+        sqlstate::INVALID_INPUT => {
+            let (field, reason) = message
+                .strip_prefix("invalid ")
+                .and_then(|rest| rest.split_once(": "))
+                .map(|(f, r)| (f.to_owned(), r.to_owned()))
+                .unwrap_or_else(|| ("argument".to_owned(), message.clone()));
+            Error::InvalidInput { field, reason }
+        }
+        sqlstate::NOT_FOUND => Error::NotFound { id: id() },
+        sqlstate::FINISHED => {
+            // "execution "x" has finished (completed): the event was not stored"
+            let (status, what) = message
+                .split_once("has finished (")
+                .and_then(|(_, rest)| rest.split_once("): "))
+                .map(|(s, w)| (s.to_owned(), w.to_owned()))
+                .unwrap_or_else(|| (String::new(), message.clone()));
+            Error::Finished {
+                id: id(),
+                status,
+                what,
+            }
+        }
+        sqlstate::STEP_RECORDED => Error::StepAlreadyRecorded {
+            id: id(),
+            step: call.step.unwrap_or_default().to_owned(),
+        },
+        // Data exceptions (out-of-range values, bad formats): the value is at fault, and
+        // sending it again fails again.
+        _ if code.starts_with("22") => Error::InvalidInput {
+            field: "value".to_owned(),
+            reason: format!("{}: {message} (SQLSTATE {code})", call.what),
+        },
+        "42501" => Error::Database {
+            message: format!(
+                "{}: {message} (SQLSTATE 42501): the database role lacks a privilege Zart \
+                     needs; grant it zart_worker, zart_client or zart_reader as docs/roles.md \
+                     describes",
+                call.what
+            ),
+            source: Some(err),
+        },
+        // undefined_function, undefined_table: the schema is not there.
+        "42883" | "42P01" => Error::Schema(format!("{MISSING_SCHEMA} ({message})")),
+        _ if code.starts_with("08")
+            || code == "57P01"
+            || code == "57P02"
+            || code == "57P03"
+            || code == "53300" =>
+        {
+            Error::Unavailable {
+                message: call.what.to_owned(),
+                source: Some(err),
+            }
+        }
+        // The transaction lost to a concurrent one and was rolled back: nothing was
+        // written, and the same call may pass if tried again.
+        sqlstate::SERIALIZATION_FAILURE | sqlstate::DEADLOCK_DETECTED => Error::Contention {
+            message: format!("{}: {message} (SQLSTATE {code})", call.what),
+            source: Some(err),
+        },
+        _ => Error::Database {
+            message: format!("{}: {message} (SQLSTATE {code})", call.what),
+            source: Some(err),
+        },
     }
 }
 
@@ -160,4 +175,68 @@ pub(crate) fn outdated_schema(found: i32, required: i32) -> Error {
 
 pub(crate) fn missing_schema() -> Error {
     Error::Schema(MISSING_SCHEMA.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+
+    fn map(code: &str) -> Error {
+        let call = Call::execution("committing a step", "order-7").step("charge");
+        let source: BoxError = Box::new(std::io::Error::other("driver error"));
+        from_sqlstate(code, "the message".to_owned(), call, source)
+    }
+
+    #[test]
+    fn serialization_failures_and_deadlocks_are_transient_contention() {
+        for code in [sqlstate::SERIALIZATION_FAILURE, sqlstate::DEADLOCK_DETECTED] {
+            let err = map(code);
+            assert!(matches!(err, Error::Contention { .. }), "{code}: {err:?}");
+            assert!(err.is_transient(), "{code}");
+            assert_eq!(err.code(), "contention");
+            assert_eq!(
+                err.to_string(),
+                format!("database contention: committing a step: the message (SQLSTATE {code})")
+            );
+            assert!(
+                std::error::Error::source(&err).is_some(),
+                "the driver error is kept"
+            );
+        }
+    }
+
+    #[test]
+    fn connection_errors_are_transient_unavailable() {
+        for code in ["08006", "08001", "57P01", "57P02", "57P03", "53300"] {
+            let err = map(code);
+            assert!(matches!(err, Error::Unavailable { .. }), "{code}: {err:?}");
+            assert!(err.is_transient(), "{code}");
+        }
+    }
+
+    #[test]
+    fn zart_sqlstates_map_to_their_kinds_and_are_final() {
+        let cases = [
+            (sqlstate::CANCELLED, "cancelled"),
+            (sqlstate::LEASE_LOST, "lease_lost"),
+            (sqlstate::CONFLICT, "conflict"),
+            (sqlstate::INVALID_INPUT, "invalid_input"),
+            (sqlstate::STEP_RECORDED, "step_already_recorded"),
+            (sqlstate::NOT_FOUND, "not_found"),
+            ("22003", "invalid_input"),
+            ("42883", "schema"),
+            ("42501", "database"),
+            ("XX000", "database"),
+        ];
+        for (sqlstate, code) in cases {
+            let err = map(sqlstate);
+            assert_eq!(err.code(), code, "{sqlstate}: {err:?}");
+            assert!(!err.is_transient(), "{sqlstate}");
+        }
+        match map(sqlstate::LEASE_LOST) {
+            Error::LeaseLost { id } => assert_eq!(id, "order-7"),
+            other => panic!("{other:?}"),
+        }
+    }
 }

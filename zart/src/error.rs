@@ -102,6 +102,16 @@ pub enum Error {
         #[source]
         source: Option<BoxError>,
     },
+    /// The database gave up on the call because of a concurrent transaction (a serialization
+    /// failure or a deadlock). Nothing was written; the same call may pass if tried again.
+    #[error("database contention: {message}")]
+    Contention {
+        /// What failed.
+        message: String,
+        /// The driver's error.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// Any other database error.
     #[error("database error: {message}")]
     Database {
@@ -122,9 +132,41 @@ impl Error {
         }
     }
 
-    /// True for errors that may pass if the call is tried again (the database was unreachable).
+    /// True for errors that may pass if the call is tried again: the database was unreachable
+    /// ([`Error::Unavailable`]) or gave up on the call because of a concurrent transaction
+    /// ([`Error::Contention`]: a serialization failure or a deadlock). Workers retry these with
+    /// back-off; every other error is final for the call that returned it.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Unavailable { .. })
+        matches!(self, Error::Unavailable { .. } | Error::Contention { .. })
+    }
+
+    /// A stable, short, machine-readable name of the error's kind (`"lease_lost"`,
+    /// `"unavailable"`, ...), for logs, metrics and programs that branch on it. Codes never
+    /// change once released; a new kind gets a new code.
+    ///
+    /// # Examples
+    /// ```
+    /// let err = zart::Error::NotFound { id: "order-7".into() };
+    /// assert_eq!(err.code(), "not_found");
+    /// assert!(!err.is_transient());
+    /// ```
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Conflict { .. } => "conflict",
+            Error::UnknownTask { .. } => "unknown_task",
+            Error::InvalidInput { .. } => "invalid_input",
+            Error::NotFound { .. } => "not_found",
+            Error::WaitTimeout { .. } => "wait_timeout",
+            Error::LeaseLost { .. } => "lease_lost",
+            Error::Cancelled { .. } => "cancelled",
+            Error::StepAlreadyRecorded { .. } => "step_already_recorded",
+            Error::Finished { .. } => "finished",
+            Error::Schema(_) => "schema",
+            Error::Serialization { .. } => "serialization",
+            Error::Unavailable { .. } => "unavailable",
+            Error::Contention { .. } => "contention",
+            Error::Database { .. } => "database",
+        }
     }
 }
 
@@ -301,4 +343,94 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn every_kind() -> Vec<Error> {
+        let json = || serde_json::from_str::<u8>("x").unwrap_err();
+        vec![
+            Error::Conflict {
+                id: "a".into(),
+                detail: "d".into(),
+            },
+            Error::UnknownTask { name: "t".into() },
+            Error::invalid("f", "r"),
+            Error::NotFound { id: "a".into() },
+            Error::WaitTimeout {
+                id: "a".into(),
+                waited: Duration::from_secs(1),
+            },
+            Error::LeaseLost { id: "a".into() },
+            Error::Cancelled { id: "a".into() },
+            Error::StepAlreadyRecorded {
+                id: "a".into(),
+                step: "s".into(),
+            },
+            Error::Schema("old".into()),
+            Error::Serialization {
+                action: "serialize",
+                what: "w".into(),
+                source: json(),
+            },
+            Error::Unavailable {
+                message: "m".into(),
+                source: None,
+            },
+            Error::Contention {
+                message: "m".into(),
+                source: None,
+            },
+            Error::Database {
+                message: "m".into(),
+                source: None,
+            },
+        ]
+    }
+
+    #[test]
+    fn every_kind_has_its_own_stable_code() {
+        let codes: Vec<&str> = every_kind().iter().map(Error::code).collect();
+        assert_eq!(
+            codes,
+            [
+                "conflict",
+                "unknown_task",
+                "invalid_input",
+                "not_found",
+                "wait_timeout",
+                "lease_lost",
+                "cancelled",
+                "step_already_recorded",
+                "schema",
+                "serialization",
+                "unavailable",
+                "contention",
+                "database",
+            ]
+        );
+    }
+
+    #[test]
+    fn only_unavailable_and_contention_are_transient() {
+        let transient: Vec<&str> = every_kind()
+            .iter()
+            .filter(|e| e.is_transient())
+            .map(Error::code)
+            .collect();
+        assert_eq!(transient, ["unavailable", "contention"]);
+    }
+
+    #[test]
+    fn contention_is_a_storage_failure_in_workflow_code_not_a_verdict() {
+        let err = TaskError::from(Error::Contention {
+            message: "m".into(),
+            source: None,
+        });
+        assert!(err.is_control_flow(), "{err:?}");
+        assert_eq!(err.kind(), "storage");
+    }
 }

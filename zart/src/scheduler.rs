@@ -14,11 +14,33 @@ use crate::Error;
 
 /// A storage backend for executions, tasks, steps and events.
 ///
-/// Every method that writes for a claimed execution is fenced by its [`Lease`]: a write with a
-/// stale fence fails with [`Error::LeaseLost`] (or [`Error::Cancelled`]) and changes nothing.
+/// # The contract
+///
+/// The conformance suite (`zart-conformance`) checks everything below; a backend is done when
+/// it passes it. `zart-pg` is the reference: each method is one stored-function call of
+/// `zart-pg/sql/zart.sql` (named on each method) in one transaction.
+///
+/// - **Atomic**: each call takes effect entirely or not at all. When a call returns an error,
+///   nothing it would have written is stored.
+/// - **Fencing**: a claim gives the run a [`Lease`] whose `fence` is new for every claim. Every
+///   method that takes a lease (`commit_step`, `retry_step`, `complete_execution`, `sleep`,
+///   `await_event`, `start_child`) writes only while that lease is *held*: the task exists, its
+///   fence is this one, and the lease was not given up (by `release_tasks`, or by a suspension:
+///   `retry_step`, or `sleep` / `await_event` / `start_child` returning a wait). Otherwise the
+///   call changes nothing and fails with [`Error::Cancelled`] if the execution was cancelled,
+///   else [`Error::LeaseLost`]. An expired lease is held until another claim takes the task
+///   over; `heartbeat` and `release_tasks` silently skip leases not held.
+/// - **Time**: every time a backend compares or stores (lease expiry, due times, sleeps, event
+///   timeouts, back-offs, deadlines) is read from the backend's own clock, once per call, so
+///   workers with skewed clocks agree, and tests can move one clock.
+/// - **Errors**: [`Error::Unavailable`] (cannot reach the store) and [`Error::Contention`]
+///   (the store gave up because of a concurrent transaction, e.g. a deadlock) are transient
+///   ([`Error::is_transient`]): nothing was written, and the caller may try again. A refused
+///   value is [`Error::InvalidInput`] naming the field; anything else unexpected is
+///   [`Error::Database`].
 #[async_trait]
 pub trait Scheduler: Send + Sync + 'static {
-    /// Checks that the schema is present and recent enough for this build.
+    /// Checks that the schema is present and recent enough for this build. Reads only.
     ///
     /// # Errors
     /// [`Error::Schema`] with a message that says to run `zart migrate`.
@@ -26,65 +48,195 @@ pub trait Scheduler: Send + Sync + 'static {
 
     /// Starts an execution if its id is new (`zart_start_execution`).
     ///
-    /// # Errors
-    /// [`Error::Conflict`] when the id exists with another task or input.
-    async fn start_execution(&self, params: StartExecutionParams) -> Result<StartOutcome, Error>;
-
-    /// Claims up to `limit` due tasks for a worker (`zart_claim_tasks`).
-    async fn claim_tasks(&self, params: ClaimTasksParams) -> Result<Vec<ClaimedTask>, Error>;
-
-    /// Records one step result (`zart_commit_step`).
+    /// Atomic: the execution (status `scheduled`, due now, its deadline counted from now on
+    /// the backend's clock) and its task are created together, or not at all. The id is the
+    /// idempotency key: if it exists with the same task name, input, queue, parent and deadline
+    /// (the same duration), nothing is written and the existing execution's status is returned
+    /// with `created == false`, whatever that status (finished ones included). Concurrent
+    /// starts of one id create it once. Not fenced. A `parent_id` must name an existing
+    /// execution other than this one, so parents never form a cycle.
     ///
     /// # Errors
-    /// [`Error::LeaseLost`] or [`Error::Cancelled`] for a stale lease.
+    /// [`Error::Conflict`] when the id exists with another task name, input, queue, parent or
+    /// deadline; [`Error::InvalidInput`] for an empty or over-long id, task name or queue
+    /// (1-255 bytes), a null input or one over the backend's payload limit, a deadline outside
+    /// 1 ms to 100 years, or a parent that does not exist or is the execution itself.
+    async fn start_execution(&self, params: StartExecutionParams) -> Result<StartOutcome, Error>;
+
+    /// Claims up to `limit` due tasks of the queue whose task names are in `task_names`
+    /// (`zart_claim_tasks`).
+    ///
+    /// A task is due when its run time has come: new, woken, released, or leased with an
+    /// expired lease. Each claimed task gets a new fence and a lease of `lease` from now; its
+    /// execution becomes `running` with `attempts` = `claims` (claims so far, this one
+    /// included). A claim that takes over an expired lease counts a recovery; a suspension
+    /// resets the count. Concurrent claims never return the same task (tasks locked by another
+    /// claim are skipped, not waited for). Each result carries the input, the time left before
+    /// the deadline, and every recorded step in `seq` order, so a replay needs no other read;
+    /// a sleep whose wake time has passed may already be returned `completed`. Atomic for all
+    /// tasks returned. Not fenced (it makes the fences).
+    ///
+    /// # Errors
+    /// Only the transient and database errors of every call.
+    async fn claim_tasks(&self, params: ClaimTasksParams) -> Result<Vec<ClaimedTask>, Error>;
+
+    /// Records one step's final result, `completed` (with its output) or `failed` (with its
+    /// error), at `seq` (`zart_commit_step`).
+    ///
+    /// Fenced. A step recorded `retrying` may be overwritten by its final result; a final
+    /// result is never overwritten. The execution's status does not change.
+    ///
+    /// # Errors
+    /// [`Error::LeaseLost`] or [`Error::Cancelled`] when the lease is not held;
+    /// [`Error::StepAlreadyRecorded`] when the step already has a final result (nothing
+    /// changes).
     async fn commit_step(&self, params: CommitStepParams) -> Result<(), Error>;
 
-    /// Records a failed attempt and suspends the execution for the back-off (`zart_retry_step`).
+    /// Records a failed attempt and suspends the execution for the back-off
+    /// (`zart_retry_step`).
+    ///
+    /// Fenced, and atomic: the step is recorded `retrying` with the error and attempt count,
+    /// the execution becomes `sleeping`, and the lease is given up, with the task due `delay`
+    /// after now (capped by the deadline). The next claim replays up to the step and runs its
+    /// next attempt.
+    ///
+    /// # Errors
+    /// [`Error::LeaseLost`] or [`Error::Cancelled`] when the lease is not held;
+    /// [`Error::StepAlreadyRecorded`] when the step already has a final result.
     async fn retry_step(&self, params: RetryStepParams) -> Result<(), Error>;
 
-    /// Records the final output or error and removes the task (`zart_complete_execution`);
-    /// wakes a parent waiting for it.
+    /// Records the final output or error and removes the task (`zart_complete_execution`).
+    ///
+    /// Fenced, and atomic: the task goes, the execution becomes `completed` or `failed` with
+    /// its output or error and finish time, a parent waiting for it as a child is made due,
+    /// and, when it failed, its unfinished descendants are cancelled as
+    /// [`Scheduler::cancel_execution`] would. Subscribers are then told with
+    /// [`Wakeup::Finished`]. Once recorded, any later write of any lease of this execution
+    /// fails with [`Error::LeaseLost`].
+    ///
+    /// # Errors
+    /// [`Error::LeaseLost`] or [`Error::Cancelled`] when the lease is not held;
+    /// [`Error::InvalidInput`] when the output or error is over the backend's payload limit
+    /// (the worker then records the execution `failed` with that reason).
     async fn complete_execution(&self, params: CompleteExecutionParams) -> Result<(), Error>;
 
     /// A durable sleep (`zart_sleep`): records the wake time on first reach, then either
     /// completes it (`None`: the time has come) or suspends until it (`Some(time left)`).
+    ///
+    /// Fenced, and atomic. The first call records the step (kind `sleep`, status `waiting`)
+    /// with its wake time, now plus the delay on the backend's clock or the given time; later
+    /// calls keep that wake time. When it has passed the step is recorded `completed` and the
+    /// lease is kept. Otherwise the execution becomes `sleeping`, the lease is given up, and the
+    /// task is due at the wake time (capped by the deadline).
+    ///
+    /// # Errors
+    /// [`Error::LeaseLost`] or [`Error::Cancelled`] when the lease is not held;
+    /// [`Error::StepAlreadyRecorded`] when a step of that name already has a final result.
     async fn sleep(&self, params: SleepParams) -> Result<Option<Duration>, Error>;
 
     /// Waits for an event (`zart_await_event`): consumes a buffered one, reports the timeout,
     /// or suspends until an event or the timeout.
+    ///
+    /// Fenced, and atomic. The first call records the wait step (kind `event`, `waiting`) and
+    /// its timeout, counted from now. Then, in this order: the oldest unconsumed event of that
+    /// name sent no later than the timeout is consumed (one event, one wait) and the step
+    /// recorded `completed` with `{"received": payload}`; else, if the timeout has passed, the
+    /// step is recorded `completed` with `{"timed_out": true}`; else the execution becomes
+    /// `waiting`, the lease is given up, and the task is due at the timeout (capped by the
+    /// deadline) or when [`Scheduler::send_event`] sends the event. The lease is kept in the
+    /// first two cases. An event sent concurrently is seen either here or by the sender's
+    /// wake-up, never lost between them.
+    ///
+    /// # Errors
+    /// [`Error::LeaseLost`] or [`Error::Cancelled`] when the lease is not held;
+    /// [`Error::StepAlreadyRecorded`] when the step already has a final result.
     async fn await_event(&self, params: AwaitEventParams) -> Result<EventWait, Error>;
 
     /// Buffers an event for an execution and wakes it if it waits for it (`zart_send_event`).
     ///
+    /// Not fenced (clients send events). Atomic: the event is stored, unconsumed, in arrival
+    /// order; if the execution is suspended waiting for exactly this event name, it is made due
+    /// (and a backend may hand the event over into its wait step at once, as zart-pg does).
+    /// An event sent after the wait's timeout is stored and never delivered.
+    ///
     /// # Errors
-    /// [`Error::NotFound`] when no execution has the id.
+    /// [`Error::NotFound`] when no execution has the id (nothing stored);
+    /// [`Error::Finished`] when the execution has finished (nothing stored: nothing would
+    /// ever consume it); [`Error::InvalidInput`] for an empty or over-long event name or a
+    /// payload over the backend's payload limit.
     async fn send_event(&self, params: SendEventParams) -> Result<(), Error>;
 
     /// Starts a child execution (idempotently) and reports its verdict, or suspends the parent
     /// until the child finishes (`zart_start_child`).
+    ///
+    /// Fenced, and atomic. The first call records the wait step (kind `child`, `waiting`) and
+    /// starts the child `child_id` with the parent's id as `parent_id`, by the rules of
+    /// [`Scheduler::start_execution`] (an existing child with the same task and input is
+    /// reused). If the child has finished, the step is recorded `completed` with its output, or
+    /// `failed` (kind `child_failed`, the child's message) when it failed or was cancelled, and
+    /// the lease is kept. Otherwise the parent becomes `waiting`, the lease is given up, and the
+    /// child's verdict (or cancellation) makes the parent due.
+    ///
+    /// # Errors
+    /// [`Error::LeaseLost`] or [`Error::Cancelled`] when the lease is not held;
+    /// [`Error::Conflict`] when `child_id` exists with another task or input;
+    /// [`Error::StepAlreadyRecorded`] when the step already has a final result.
     async fn start_child(&self, params: StartChildParams) -> Result<ChildWait, Error>;
 
     /// Cancels an execution and its unfinished descendants (`zart_cancel_execution`); returns
-    /// the ids cancelled (empty if it had already finished).
+    /// the ids cancelled, the one asked for first (empty if it had already finished).
+    ///
+    /// Not fenced (clients cancel). Atomic: the tasks of the execution and of every unfinished
+    /// descendant are removed and they become `cancelled` with the error kind `cancelled`; a
+    /// parent waiting for the cancelled execution is made due. A run still holding a lease on
+    /// one of them finds out at its next fenced write ([`Error::Cancelled`]) or heartbeat.
+    /// Cancelling a finished execution changes nothing.
     ///
     /// # Errors
     /// [`Error::NotFound`] when no execution has the id.
     async fn cancel_execution(&self, id: &str) -> Result<Vec<String>, Error>;
 
     /// Renews a worker's leases in one statement (`zart_heartbeat`); returns those still held.
+    ///
+    /// Each lease still held by `worker_id` with that fence runs `lease` from now; the others
+    /// (expired and taken over, cancelled, finished, suspended) are left out of the result and
+    /// nothing is written for them. Atomic for the whole batch.
+    ///
+    /// # Errors
+    /// Only the transient and database errors of every call.
     async fn heartbeat(&self, params: HeartbeatParams) -> Result<Vec<Lease>, Error>;
 
-    /// Gives leases back so the tasks are due at once (`zart_release_tasks`).
+    /// Gives leases back so the tasks are due at once (`zart_release_tasks`); returns how many
+    /// were released.
+    ///
+    /// Each lease still held by `worker_id` with that fence is given up: the task is due now
+    /// and the execution `scheduled` again; its recorded steps stay. The next claim is not a
+    /// recovery. Leases not held are skipped. Atomic for the whole batch.
+    ///
+    /// # Errors
+    /// Only the transient and database errors of every call.
     async fn release_tasks(&self, params: ReleaseTasksParams) -> Result<u64, Error>;
 
-    /// How long until the next task of a queue is due, by the database clock
-    /// (`zart_next_run_at`); `None` when the queue has no task.
+    /// How long until the next task of the queue with one of `task_names` is due, by the
+    /// backend's clock (`zart_next_run_at`); zero if one is due now, `None` when there is none
+    /// (tasks waiting without a time, for an event or a child, do not count). A leased task
+    /// counts at its lease expiry. Reads only.
+    ///
+    /// # Errors
+    /// Only the transient and database errors of every call.
     async fn next_run_at(&self, params: NextRunAtParams) -> Result<Option<Duration>, Error>;
 
-    /// Reads one execution (`zart_executions`), or `None` if the id is unknown.
+    /// Reads one execution (`zart_executions`), or `None` if the id is unknown. Reads only.
+    ///
+    /// # Errors
+    /// Only the transient and database errors of every call.
     async fn get_execution(&self, id: &str) -> Result<Option<Execution>, Error>;
 
     /// Subscribes to wake-ups (new work, timers, finished executions) from this backend.
+    ///
+    /// Wake-ups are hints, sent after the change they announce is stored: a subscriber looks
+    /// at the store again and never trusts the wake-up alone. A backend that may have missed
+    /// some sends [`Wakeup::Resync`].
     fn subscribe(&self) -> broadcast::Receiver<Wakeup>;
 }
 

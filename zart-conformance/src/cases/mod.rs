@@ -1,0 +1,126 @@
+//! The cases of the suite, one async function each, grouped by behaviour. Each takes the
+//! [`crate::Backend`] under test, makes a fresh store, and fails by panicking.
+//!
+//! [`crate::suite!`] turns every case listed in `__for_each_case!` into a test; a case added
+//! here must be listed there (and in docs/backends.md).
+
+mod cancel;
+mod children;
+mod claims;
+mod deadlines;
+mod events;
+mod leases;
+mod replay;
+mod retries;
+mod sleeps;
+mod start;
+mod wait;
+
+pub use cancel::*;
+pub use children::*;
+pub use claims::*;
+pub use deadlines::*;
+pub use events::*;
+pub use leases::*;
+pub use replay::*;
+pub use retries::*;
+pub use sleeps::*;
+pub use start::*;
+pub use wait::*;
+
+/// Calls `$m!($backend, case)` for every case of the suite, in the order of docs/backends.md.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __for_each_case {
+    ($m:path, $backend:expr) => {
+        $crate::__for_each_case!(@each $m, $backend;
+            // start
+            start_is_idempotent,
+            start_with_another_input_is_a_conflict,
+            start_with_another_task_is_a_conflict,
+            start_of_a_finished_execution_returns_it,
+            // claims
+            claims_take_only_due_tasks_of_the_names_asked_for,
+            a_claim_returns_the_recorded_steps_for_replay,
+            a_final_step_result_is_recorded_once,
+            next_run_at_reports_the_earliest_due_task,
+            // replay
+            replay_skips_recorded_steps,
+            a_run_whose_lease_expired_is_resumed_without_rerunning_steps,
+            replay_that_meets_another_step_fails_with_non_determinism,
+            a_step_name_used_twice_fails_the_execution,
+            // leases
+            a_stale_lease_writes_nothing,
+            a_released_lease_writes_nothing_and_the_task_is_due_at_once,
+            a_heartbeat_keeps_the_lease,
+            the_recovery_limit_fails_a_poison_execution,
+            // retries and timeouts
+            step_with_retry_retries_until_it_succeeds,
+            retries_exhausted_fail_the_execution,
+            a_durable_backoff_suspends_until_the_clock_passes_it,
+            a_step_past_its_timeout_fails_with_kind_timeout,
+            a_timed_out_attempt_is_retried,
+            // sleeps
+            a_sleep_suspends_until_the_clock_passes_it,
+            sleep_until_a_past_time_does_not_suspend,
+            sleep_until_a_future_time_suspends_until_then,
+            // events
+            an_event_sent_before_the_wait_is_delivered,
+            an_event_sent_during_the_wait_wakes_the_execution,
+            an_event_wait_times_out,
+            an_event_sent_after_the_timeout_does_not_count,
+            the_oldest_of_two_events_is_delivered_first,
+            unknown_executions_are_not_found,
+            // children and parallel steps
+            a_child_output_is_returned_to_the_waiting_parent,
+            a_failed_child_fails_the_parent_step,
+            wait_all_runs_every_step_once_in_order,
+            wait_all_after_a_crash_runs_only_the_unfinished_steps,
+            // cancel
+            cancel_ends_a_sleeping_execution_at_once,
+            cancel_cascades_to_children,
+            cancel_refuses_every_write_of_a_claimed_run,
+            cancelling_a_finished_execution_changes_nothing,
+            a_cancelled_child_fails_the_waiting_parent_step,
+            // deadlines
+            a_running_execution_past_its_deadline_fails,
+            a_deadline_cuts_a_sleep_short,
+            // wait
+            wait_wakes_when_the_execution_finishes,
+            wait_times_out_on_an_unfinished_execution,
+        );
+    };
+    (@each $m:path, $backend:expr; $($name:ident,)*) => {
+        $( $m! { $backend, $name } )*
+    };
+}
+
+/// The names of every case, in the order the suite runs them.
+pub fn names() -> Vec<&'static str> {
+    let mut names = Vec::new();
+    macro_rules! push {
+        ($names:expr, $name:ident) => {
+            $names.push(stringify!($name));
+        };
+    }
+    crate::__for_each_case!(push, names);
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    /// docs/backends.md lists exactly the cases of the suite, so the page cannot go stale.
+    #[test]
+    fn docs_backends_lists_every_case() {
+        let page =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/backends.md"))
+                .unwrap();
+        let listed: Vec<&str> = page
+            .lines()
+            .filter_map(|l| l.strip_prefix('|'))
+            .filter_map(|l| l.split('|').nth(1))
+            .filter_map(|cell| cell.trim().strip_prefix('`')?.strip_suffix('`'))
+            .collect();
+        assert_eq!(listed, super::names(), "docs/backends.md's table of cases");
+    }
+}

@@ -244,6 +244,7 @@ async fn refused(url: &str) -> (Error, String) {
 /// Asserts `url` is refused for a TLS reason that contains `why`, as a permanent error.
 async fn assert_tls_refused(url: &str, why: &str) {
     let (err, chain) = refused(url).await;
+    eprintln!("    refused as expected: {chain}");
     assert!(
         matches!(err, Error::Database { .. }),
         "a refused handshake is not transient: {err:?}"
@@ -426,6 +427,7 @@ async fn bad_settings_are_refused_before_connecting(c: &TlsCluster) {
         ),
     ] {
         let (err, chain) = refused(&c.url("localhost", TLS_ONLY_DB, &query)).await;
+        eprintln!("    refused as expected: {chain}");
         match err {
             Error::InvalidInput { field: f, reason } => {
                 assert_eq!(f, field, "{chain}");

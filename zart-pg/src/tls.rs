@@ -316,14 +316,25 @@ pub(crate) fn handshake_failure(err: &tokio_postgres::Error) -> Option<Handshake
     let source = err.source()?;
     // A certificate or protocol refusal comes as a rustls error inside an io::Error; the
     // refusal of a server without TLS is the driver's own. Anything else is the network.
-    let refused = source
-        .downcast_ref::<std::io::Error>()
+    let io = source.downcast_ref::<std::io::Error>();
+    let rustls_error = io
         .and_then(|io| io.get_ref())
-        .is_some_and(|inner| inner.is::<rustls::Error>())
-        || source.downcast_ref::<std::io::Error>().is_none();
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    let hint = match rustls_error {
+        Some(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)) => {
+            " (the server's certificate is not signed by a CA in sslrootcert, or by a public \
+             root when sslrootcert is not given)"
+        }
+        Some(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::NotValidForName
+            | rustls::CertificateError::NotValidForNameContext { .. },
+        )) => " (sslmode=verify-full checks the host name: connect by a name in the certificate)",
+        None if io.is_none() => " (turn ssl on in the server, or use sslmode=prefer)",
+        _ => "",
+    };
     Some(HandshakeFailure {
-        reason: zart::error::error_chain(source),
-        refused,
+        reason: format!("{source}{hint}"),
+        refused: rustls_error.is_some() || io.is_none(),
     })
 }
 

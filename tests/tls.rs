@@ -120,7 +120,10 @@ impl TlsCluster {
         let port = tokio_postgres::Config::from_str(&get("DATABASE_URL"))
             .unwrap()
             .get_ports()[0];
-        assert_ne!(port, 5432, "a private cluster must not be the shared server");
+        assert_ne!(
+            port, 5432,
+            "a private cluster must not be the shared server"
+        );
         cluster.port = port;
 
         let (ca, ca_key) = make_ca("zart test CA");
@@ -143,11 +146,8 @@ impl TlsCluster {
             let path = cluster.dir.join(name);
             std::fs::write(&path, text).unwrap();
             std::os::unix::fs::chown(&path, Some(owner.uid()), Some(owner.gid())).unwrap();
-            std::fs::set_permissions(
-                &path,
-                std::os::unix::fs::PermissionsExt::from_mode(0o600),
-            )
-            .unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
         };
         install("server.crt", server.pem());
         install("server.key", server_key.serialize_pem());
@@ -164,10 +164,7 @@ impl TlsCluster {
 
     /// A URL on this cluster: `host`, then `query` (without the `?`).
     fn url(&self, host: &str, db: &str, query: &str) -> String {
-        format!(
-            "postgres://postgres@{host}:{}/{db}?{query}",
-            self.port
-        )
+        format!("postgres://postgres@{host}:{}/{db}?{query}", self.port)
     }
 
     /// A plain connection to the `postgres` database, for setting the server up.
@@ -184,7 +181,10 @@ impl TlsCluster {
     async fn set_ssl(&self, on: bool) {
         let admin = self.admin().await;
         // Two statements: ALTER SYSTEM refuses to run in a (multi-statement) transaction.
-        for sql in [format!("alter system set ssl = {on}"), "select pg_reload_conf()".into()] {
+        for sql in [
+            format!("alter system set ssl = {on}"),
+            "select pg_reload_conf()".into(),
+        ] {
             admin.batch_execute(&sql).await.unwrap();
         }
         let want = if on { "on" } else { "off" };
@@ -414,7 +414,11 @@ async fn verify_ca_checks_the_chain_but_not_the_name(c: &TlsCluster) {
 async fn bad_settings_are_refused_before_connecting(c: &TlsCluster) {
     let not_pem = c.dir.join("pg_hba.conf");
     for (query, field, says) in [
-        ("sslmode=verify".to_owned(), "sslmode", "\"verify\"".to_owned()),
+        (
+            "sslmode=verify".to_owned(),
+            "sslmode",
+            "\"verify\"".to_owned(),
+        ),
         (
             "sslmode=verify-full&sslrootcert=/nonexistent/ca.pem".to_owned(),
             "sslrootcert",
@@ -453,5 +457,8 @@ async fn require_refuses_a_server_without_tls(c: &TlsCluster) {
     .await;
     // prefer falls back to a plain session.
     let url = c.url("127.0.0.1", "postgres", "sslmode=prefer");
-    assert!(!connects_with_ssl(&url).await, "prefer: plain when TLS is off");
+    assert!(
+        !connects_with_ssl(&url).await,
+        "prefer: plain when TLS is off"
+    );
 }

@@ -75,9 +75,7 @@ impl<'a> From<&'a tokio_postgres::Config> for MigrateTarget<'a> {
 /// [`Error::Unavailable`] when the server cannot be reached; [`Error::Database`] saying "TLS
 /// handshake failed" and why when TLS is refused; [`Error::Database`] with the server's message
 /// (the whole source chain) when a migration fails.
-pub async fn migrate<'a>(
-    target: impl Into<MigrateTarget<'a>>,
-) -> Result<MigrationReport, Error> {
+pub async fn migrate<'a>(target: impl Into<MigrateTarget<'a>>) -> Result<MigrationReport, Error> {
     let call = crate::errors::Call::new("migrate");
     let target = target.into();
     let tls = match target.tls {

@@ -85,9 +85,7 @@ impl FromStr for SslMode {
             "verify-full" => Ok(SslMode::VerifyFull),
             other => Err(Error::invalid(
                 "sslmode",
-                format!(
-                    "{other:?} is not one of disable, prefer, require, verify-ca, verify-full"
-                ),
+                format!("{other:?} is not one of disable, prefer, require, verify-ca, verify-full"),
             )),
         }
     }
@@ -200,7 +198,11 @@ impl Tls {
 /// [`Error::InvalidInput`] naming `database url` for a URL the driver refuses, `sslmode` for an
 /// unknown mode, or `sslrootcert` for a CA file that cannot be used (see [`Tls::new`]).
 pub fn split_url(url: &str) -> Result<(tokio_postgres::Config, Tls), Error> {
-    let (rest, mode, root_cert) = take_tls_params(url)?;
+    let UrlParts {
+        rest,
+        mode,
+        root_cert,
+    } = take_tls_params(url)?;
     let mut config = tokio_postgres::Config::from_str(&rest).map_err(|e| {
         Error::invalid(
             "database url",
@@ -217,21 +219,34 @@ pub fn split_url(url: &str) -> Result<(tokio_postgres::Config, Tls), Error> {
     Ok((config, tls))
 }
 
-/// The URL without its `sslmode` and `sslrootcert` parameters, and their decoded values (the
-/// last one wins, as in the driver).
-fn take_tls_params(url: &str) -> Result<(Cow<'_, str>, Option<SslMode>, Option<PathBuf>), Error> {
+/// A URL with its TLS parameters taken out.
+struct UrlParts<'a> {
+    /// The URL without `sslmode` and `sslrootcert`.
+    rest: Cow<'a, str>,
+    mode: Option<SslMode>,
+    root_cert: Option<PathBuf>,
+}
+
+/// Takes `sslmode` and `sslrootcert` out of `url`, decoded (the last one wins, as in the
+/// driver).
+fn take_tls_params(url: &str) -> Result<UrlParts<'_>, Error> {
+    let unchanged = || UrlParts {
+        rest: Cow::Borrowed(url),
+        mode: None,
+        root_cert: None,
+    };
     let Some(after_scheme) = ["postgres://", "postgresql://"]
         .iter()
         .find_map(|scheme| url.strip_prefix(scheme))
     else {
-        return Ok((Cow::Borrowed(url), None, None));
+        return Ok(unchanged());
     };
     // As the driver reads a URL: the credentials end at the first '@', the query starts at the
     // first '?' after them.
     let start = url.len() - after_scheme.len();
     let host_start = start + after_scheme.find('@').map_or(0, |at| at + 1);
     let Some(q) = url[host_start..].find('?') else {
-        return Ok((Cow::Borrowed(url), None, None));
+        return Ok(unchanged());
     };
     let (head, query) = url.split_at(host_start + q);
     let query = &query[1..];
@@ -251,7 +266,11 @@ fn take_tls_params(url: &str) -> Result<(Cow<'_, str>, Option<SslMode>, Option<P
     } else {
         format!("{head}?{}", kept.join("&"))
     };
-    Ok((Cow::Owned(rest), mode, root_cert))
+    Ok(UrlParts {
+        rest: Cow::Owned(rest),
+        mode,
+        root_cert,
+    })
 }
 
 fn percent_decode(value: &str, field: &str) -> Result<String, Error> {

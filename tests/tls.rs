@@ -12,31 +12,27 @@
 
 use std::future::Future;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::Pin;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use zart::scheduler::Wakeup;
 use zart::{Error, Scheduler};
 use zart_pg::{PgPool, PostgresScheduler};
+use zart_tests::pg_up::PgUp;
 use zart_tests::{init_tracing, wait_for};
 
 /// The database that refuses connections without TLS.
 const TLS_ONLY_DB: &str = "zart_tls";
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 // ---------------------------------------------------------------------------------------------
 // The private cluster, with certificates.
 
-/// A throwaway cluster from `ci/pg-up`, stopped and deleted by `ci/pg-down` when dropped.
+/// The private cluster and the CA files, deleted when dropped.
 struct TlsCluster {
-    /// What ci/pg-up printed (DATABASE_URL, ZART_PG_DIR, ...), handed back to ci/pg-down.
-    exports: Vec<(String, String)>,
+    /// Stops and deletes the cluster when dropped.
+    _cluster: PgUp,
     port: u16,
     dir: PathBuf,
     /// The CA that signed the server's certificate.
@@ -47,27 +43,10 @@ struct TlsCluster {
 
 impl Drop for TlsCluster {
     fn drop(&mut self) {
-        let status = std::process::Command::new(repo_root().join("ci/pg-down"))
-            .envs(self.exports.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .status();
-        if !matches!(status, Ok(s) if s.success()) {
-            eprintln!("ci/pg-down failed for {}: {status:?}", self.dir.display());
-        }
         for file in [&self.ca, &self.other_ca] {
             let _ = std::fs::remove_file(file);
         }
     }
-}
-
-/// `export KEY='value'` lines as ci/pg-up prints them (`'\''` for a quote).
-fn exports_of(out: &str) -> Vec<(String, String)> {
-    out.lines()
-        .filter_map(|line| line.strip_prefix("export ")?.split_once('='))
-        .map(|(k, v)| {
-            let v = v.trim_start_matches('\'').trim_end_matches('\'');
-            (k.to_owned(), v.replace("'\\''", "'"))
-        })
-        .collect()
 }
 
 /// A CA certificate and key.
@@ -86,45 +65,20 @@ fn make_ca(name: &str) -> (rcgen::Certificate, rcgen::KeyPair) {
 }
 
 impl TlsCluster {
-    /// Starts the cluster, installs a server certificate and turns `ssl` on (blocking: call it
-    /// from `spawn_blocking`).
+    /// Starts the cluster, installs a server certificate (`ssl` stays off until
+    /// [`TlsCluster::set_ssl`]) and lets only TLS into `TLS_ONLY_DB` (blocking: call it from
+    /// `spawn_blocking`).
     fn start() -> TlsCluster {
-        let out = std::process::Command::new(repo_root().join("ci/pg-up"))
-            .env_remove("DATABASE_URL")
-            .env_remove("ZART_PG_DIR")
-            .env_remove("ZART_PG_STARTED")
-            .env_remove("ZART_PG_FRESH")
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .expect("run ci/pg-up");
-        assert!(out.status.success(), "ci/pg-up failed: {}", out.status);
-        let exports = exports_of(&String::from_utf8_lossy(&out.stdout));
-        let get = |k: &str| {
-            exports
-                .iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_else(|| panic!("ci/pg-up printed no {k}: {exports:?}"))
-        };
+        let cluster = PgUp::start();
         let tmp = std::env::temp_dir();
         let pid = std::process::id();
-        // The guard exists from here on: a failure below still stops the cluster.
-        let mut cluster = TlsCluster {
-            port: 0,
-            dir: PathBuf::from(get("ZART_PG_DIR")),
+        let cluster = TlsCluster {
+            port: cluster.port(),
+            dir: cluster.dir(),
             ca: tmp.join(format!("zart-tls-ca-{pid}.pem")),
             other_ca: tmp.join(format!("zart-tls-other-ca-{pid}.pem")),
-            exports: exports.clone(),
+            _cluster: cluster,
         };
-        assert_eq!(get("ZART_PG_STARTED"), "1", "ci/pg-up reused a server");
-        let port = tokio_postgres::Config::from_str(&get("DATABASE_URL"))
-            .unwrap()
-            .get_ports()[0];
-        assert_ne!(
-            port, 5432,
-            "a private cluster must not be the shared server"
-        );
-        cluster.port = port;
 
         let (ca, ca_key) = make_ca("zart test CA");
         let (other_ca, _) = make_ca("zart other CA");

@@ -136,15 +136,12 @@ impl Tls {
             .map_err(|e| Error::invalid("sslmode", format!("no usable TLS version: {e}")))?;
         let config = match (mode, roots) {
             (SslMode::VerifyFull, Some(roots)) => builder.with_root_certificates(roots),
-            (_, Some(roots)) => builder
+            (_, roots) => builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(ChainOnly {
-                    roots: Arc::new(roots),
+                    roots: roots.map(Arc::new),
                     provider,
                 })),
-            (_, None) => builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(Unchecked { provider })),
         }
         .with_no_client_auth();
         Ok(Tls {
@@ -366,30 +363,36 @@ pub(crate) struct HandshakeFailure {
     pub refused: bool,
 }
 
-/// For `prefer` and `require` without a CA file: no certificate check, as libpq. The handshake
-/// signatures are still verified, so the session is bound to the certificate's key.
-#[derive(Debug)]
-struct Unchecked {
-    provider: Arc<CryptoProvider>,
-}
-
-/// For `verify-ca` (and `prefer`/`require` with a CA file): the chain must lead to one of
-/// `roots`; the host name is not checked.
+/// The certificate check of every mode but `verify-full` (which is rustls's own): with `roots`,
+/// the chain must lead to one of them, the host name unchecked (`verify-ca`, and `prefer` or
+/// `require` with a CA file); without, nothing is checked (`prefer`, `require`), as libpq. The
+/// handshake signatures are verified either way, so the session is bound to the certificate's
+/// key.
 #[derive(Debug)]
 struct ChainOnly {
-    roots: Arc<RootCertStore>,
+    roots: Option<Arc<RootCertStore>>,
     provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for Unchecked {
+impl ServerCertVerifier for ChainOnly {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
-        _now: UnixTime,
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Some(roots) = &self.roots {
+            let cert = ParsedCertificate::try_from(end_entity)?;
+            rustls::client::verify_server_cert_signed_by_trust_anchor(
+                &cert,
+                roots,
+                intermediates,
+                now,
+                self.provider.signature_verification_algorithms.all,
+            )?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 
@@ -419,57 +422,6 @@ impl ServerCertVerifier for Unchecked {
             dss,
             &self.provider.signature_verification_algorithms,
         )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-impl ServerCertVerifier for ChainOnly {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let cert = ParsedCertificate::try_from(end_entity)?;
-        rustls::client::verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.provider.signature_verification_algorithms.all,
-        )?;
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Unchecked {
-            provider: self.provider.clone(),
-        }
-        .verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Unchecked {
-            provider: self.provider.clone(),
-        }
-        .verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

@@ -6,7 +6,6 @@
 //! (never the shared server) and stopped with `ci/pg-down` when the test ends, even on failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,13 +13,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use zart::{DurableScheduler, Worker, WorkerConfig};
 use zart_pg::{PgPool, PostgresScheduler};
+use zart_tests::pg_up::PgUp;
 use zart_tests::{column, count, init_tracing, server_url, tasks, url_with_db, wait_for, TestDb};
 
 const STEPS: i64 = 5;
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 // ---------------------------------------------------------------------------------------------
 // Worker processes killed at random: the zart-chaos driver on a small run.
@@ -87,28 +83,13 @@ async fn chaos_small() {
 // A private throwaway cluster (ci/pg-up), stopped and deleted (ci/pg-down) when dropped.
 
 struct PrivatePg {
-    /// The exports of ci/pg-up: DATABASE_URL, ZART_PG_DIR, ZART_PG_CTL, ZART_PG_USER, ...
-    exports: Vec<(String, String)>,
+    /// Stops and deletes the cluster when dropped.
+    _cluster: PgUp,
     url: String,
     dir: String,
     pg_ctl: String,
     user: String,
     port: u16,
-}
-
-/// Parses `export KEY='value'` lines (single quotes, `'\''` for a quote).
-fn parse_exports(out: &str) -> Vec<(String, String)> {
-    out.lines()
-        .filter_map(|line| line.strip_prefix("export "))
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| {
-            let v = v
-                .strip_prefix('\'')
-                .and_then(|v| v.strip_suffix('\''))
-                .unwrap_or(v);
-            (k.to_owned(), v.replace("'\\''", "'"))
-        })
-        .collect()
 }
 
 fn is_root() -> bool {
@@ -122,45 +103,15 @@ fn is_root() -> bool {
 impl PrivatePg {
     /// Starts a throwaway cluster with `ci/pg-up` (blocking: call from `spawn_blocking`).
     fn start() -> PrivatePg {
-        let out = std::process::Command::new(repo_root().join("ci/pg-up"))
-            .env_remove("DATABASE_URL")
-            .env_remove("ZART_PG_DIR")
-            .env_remove("ZART_PG_STARTED")
-            .env_remove("ZART_PG_FRESH")
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .expect("run ci/pg-up");
-        assert!(out.status.success(), "ci/pg-up failed: {}", out.status);
-        let exports = parse_exports(&String::from_utf8_lossy(&out.stdout));
-        let get = |k: &str| {
-            exports
-                .iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_else(|| panic!("ci/pg-up printed no {k}: {exports:?}"))
-        };
-        // The guard exists from here on: a failure below still stops the cluster.
-        let mut pg = PrivatePg {
-            url: get("DATABASE_URL"),
-            dir: get("ZART_PG_DIR"),
-            pg_ctl: get("ZART_PG_CTL"),
-            user: get("ZART_PG_USER"),
-            port: 0,
-            exports: exports.clone(),
-        };
-        assert_eq!(get("ZART_PG_STARTED"), "1");
-        let port = tokio_postgres::Config::from_str(&pg.url)
-            .unwrap()
-            .get_ports()
-            .first()
-            .copied()
-            .expect("a port in the URL");
-        assert_ne!(
-            port, 5432,
-            "a private cluster must not be the shared server"
-        );
-        pg.port = port;
-        pg
+        let cluster = PgUp::start();
+        PrivatePg {
+            url: cluster.url(),
+            dir: cluster.get("ZART_PG_DIR"),
+            pg_ctl: cluster.get("ZART_PG_CTL"),
+            user: cluster.get("ZART_PG_USER"),
+            port: cluster.port(),
+            _cluster: cluster,
+        }
     }
 
     /// `pg_ctl <args>` as the cluster's OS user (blocking).
@@ -215,17 +166,6 @@ impl PrivatePg {
             self.port, self.dir
         );
         self.pg_ctl(&["-w", "-t", "60", "-o", &opts, "start"]);
-    }
-}
-
-impl Drop for PrivatePg {
-    fn drop(&mut self) {
-        let status = std::process::Command::new(repo_root().join("ci/pg-down"))
-            .envs(self.exports.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .status();
-        if !matches!(status, Ok(s) if s.success()) {
-            eprintln!("ci/pg-down failed for {}: {status:?}", self.dir);
-        }
     }
 }
 
@@ -694,22 +634,4 @@ async fn a_worker_started_while_the_database_is_down_waits_and_clients_fail_fast
     assert!(!app.handle.is_finished());
     app.stop.shutdown();
     app.handle.await.unwrap().unwrap();
-}
-
-#[test]
-fn exports_parse() {
-    let parsed = parse_exports(
-        "export DATABASE_URL='postgres://postgres@127.0.0.1:55433/postgres'\n\
-         export ZART_PG_DIR='/tmp/it'\\''s'\n",
-    );
-    assert_eq!(
-        parsed,
-        vec![
-            (
-                "DATABASE_URL".to_owned(),
-                "postgres://postgres@127.0.0.1:55433/postgres".to_owned()
-            ),
-            ("ZART_PG_DIR".to_owned(), "/tmp/it's".to_owned()),
-        ]
-    );
 }

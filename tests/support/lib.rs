@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 pub mod logins;
+pub mod pg_up;
 pub mod tasks;
 
 use std::future::Future;

@@ -74,7 +74,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Migrate => {
             let pool = PgPool::connect_lazy(&url, 1)?;
-            let report = zart_pg::migrate(pool.config()).await?;
+            let report = zart_pg::migrate(&pool).await?;
             if report.applied.is_empty() {
                 println!(
                     "zart: schema is up to date (version {})",

@@ -67,6 +67,21 @@ pub(crate) fn from_pg(err: tokio_postgres::Error, call: Call<'_>) -> Error {
         let (code, message) = (db.code().code().to_owned(), db.message().to_owned());
         return from_sqlstate(&code, message, call, Box::new(err));
     }
+    if let Some(failure) = crate::tls::handshake_failure(&err) {
+        let message = format!("{}: TLS handshake failed: {}", call.what, failure.reason);
+        return if failure.refused {
+            // A refused certificate or a server without TLS: trying again cannot help.
+            Error::Database {
+                message,
+                source: Some(Box::new(err)),
+            }
+        } else {
+            Error::Unavailable {
+                message,
+                source: Some(Box::new(err)),
+            }
+        };
+    }
     // No server error: the connection broke, or the driver could not talk to the server.
     Error::Unavailable {
         message: call.what.to_owned(),

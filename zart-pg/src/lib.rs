@@ -7,6 +7,8 @@
 //!   `ZA002`, mapped to [`zart::Error::LeaseLost`].
 //! - Wake-ups travel by LISTEN/NOTIFY on a dedicated connection; the Rust paths send their
 //!   NOTIFYs after commit, batched (see `notifier`).
+//! - Every connection (pool, LISTEN, migrate) uses the TLS of the URL's `sslmode` and
+//!   `sslrootcert`, checked as libpq checks them (see [`Tls`] and `docs/tls.md`).
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -14,7 +16,7 @@
 //!
 //! # async fn example() -> Result<(), zart::Error> {
 //! let pool = PgPool::connect("postgres://postgres@127.0.0.1/app").await?;
-//! zart_pg::migrate(pool.config()).await?;
+//! zart_pg::migrate(&pool).await?;
 //! let scheduler = Arc::new(PostgresScheduler::new(pool));
 //! # Ok(()) }
 //! ```
@@ -26,6 +28,7 @@ mod migrate;
 mod notifier;
 mod pool;
 pub mod queries;
+mod tls;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
@@ -44,10 +47,11 @@ use zart::{Error, ErrorRecord, Execution, ExecutionStatus, Scheduler};
 
 pub use errors::sqlstate;
 pub use migrate::{
-    migrate, migration_names, MigrationReport, FUNCTIONS_SQL, HISTORY_TABLE,
+    migrate, migration_names, MigrateTarget, MigrationReport, FUNCTIONS_SQL, HISTORY_TABLE,
     REQUIRED_SCHEMA_VERSION, ROLES_SQL,
 };
 pub use pool::{PgPool, DEFAULT_POOL_SIZE};
+pub use tls::{split_url, SslMode, Tls};
 
 use errors::{from_pg, from_pool, Call};
 
@@ -647,7 +651,11 @@ impl Scheduler for PostgresScheduler {
         let rx = self.wakeups.subscribe();
         if tokio::runtime::Handle::try_current().is_ok() {
             self.listener.get_or_init(|| {
-                listener::Listener::start(self.pool.config().clone(), self.wakeups.clone())
+                listener::Listener::start(
+                    self.pool.config().clone(),
+                    self.pool.tls().clone(),
+                    self.wakeups.clone(),
+                )
             });
         }
         rx

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 use zart::scheduler::Wakeup;
 use zart::Backoff;
 
 use crate::queries;
+use crate::tls::Tls;
 
 /// Runs the listener task; aborts it when dropped.
 pub(crate) struct Listener {
@@ -26,19 +27,23 @@ impl Drop for Listener {
 }
 
 impl Listener {
-    /// Starts listening on the current runtime.
-    pub(crate) fn start(config: tokio_postgres::Config, tx: broadcast::Sender<Wakeup>) -> Self {
+    /// Starts listening on the current runtime, connecting with `config` and `tls` (the pool's).
+    pub(crate) fn start(
+        config: tokio_postgres::Config,
+        tls: Tls,
+        tx: broadcast::Sender<Wakeup>,
+    ) -> Self {
         Listener {
-            task: tokio::spawn(listen_loop(config, tx)),
+            task: tokio::spawn(listen_loop(config, tls, tx)),
         }
     }
 }
 
-async fn listen_loop(config: tokio_postgres::Config, tx: broadcast::Sender<Wakeup>) {
+async fn listen_loop(config: tokio_postgres::Config, tls: Tls, tx: broadcast::Sender<Wakeup>) {
     let mut backoff = Backoff::new();
     let mut first = true;
     loop {
-        match listen_once(&config, &tx, &mut backoff, first).await {
+        match listen_once(&config, &tls, &tx, &mut backoff, first).await {
             Ok(()) => tracing::warn!("zart listener connection closed; reconnecting"),
             Err(err) => tracing::warn!(
                 error = %zart::error::error_chain(&err),
@@ -53,11 +58,12 @@ async fn listen_loop(config: tokio_postgres::Config, tx: broadcast::Sender<Wakeu
 /// Connects, LISTENs, and forwards notifications until the connection ends.
 async fn listen_once(
     config: &tokio_postgres::Config,
+    tls: &Tls,
     tx: &broadcast::Sender<Wakeup>,
     backoff: &mut Backoff,
     first: bool,
 ) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+    let (client, mut connection) = config.connect(tls.connector()).await?;
     let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
     // The connection must be driven for LISTEN to complete, so run both together.
     {

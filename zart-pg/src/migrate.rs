@@ -1,10 +1,13 @@
 //! `zart migrate`: applies the V-migrations (refinery) and then the functions in `sql/`, under
 //! a session-level advisory lock, so running it twice or from two processes at once is safe.
 
-use tokio_postgres::NoTls;
+use std::borrow::Cow;
+
 use zart::Error;
 
 use crate::queries;
+use crate::tls::Tls;
+use crate::PgPool;
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -41,15 +44,47 @@ pub struct MigrationReport {
     pub schema_version: i32,
 }
 
-/// Applies every pending migration and the functions to the database at `config`.
+/// Where [`migrate`] connects: a [`PgPool`]'s settings, TLS checks included (`&pool`), or a
+/// bare driver configuration (`&config`), whose `sslmode` can only say `disable`, `prefer` or
+/// `require` and never checks the certificate.
+#[derive(Debug, Clone)]
+pub struct MigrateTarget<'a> {
+    config: &'a tokio_postgres::Config,
+    tls: Option<Cow<'a, Tls>>,
+}
+
+impl<'a> From<&'a PgPool> for MigrateTarget<'a> {
+    fn from(pool: &'a PgPool) -> Self {
+        MigrateTarget {
+            config: pool.config(),
+            tls: Some(Cow::Borrowed(pool.tls())),
+        }
+    }
+}
+
+impl<'a> From<&'a tokio_postgres::Config> for MigrateTarget<'a> {
+    fn from(config: &'a tokio_postgres::Config) -> Self {
+        MigrateTarget { config, tls: None }
+    }
+}
+
+/// Applies every pending migration and the functions to the database of `target` (a
+/// [`PgPool`] or a `tokio_postgres::Config`), on a connection of its own.
 ///
 /// # Errors
-/// [`Error::Unavailable`] when the server cannot be reached; [`Error::Database`] with the
-/// server's message (the whole source chain) when a migration fails.
-pub async fn migrate(config: &tokio_postgres::Config) -> Result<MigrationReport, Error> {
+/// [`Error::Unavailable`] when the server cannot be reached; [`Error::Database`] saying "TLS
+/// handshake failed" and why when TLS is refused; [`Error::Database`] with the server's message
+/// (the whole source chain) when a migration fails.
+pub async fn migrate<'a>(target: impl Into<MigrateTarget<'a>>) -> Result<MigrationReport, Error> {
     let call = crate::errors::Call::new("migrate");
-    let (mut client, connection) = config
-        .connect(NoTls)
+    let target = target.into();
+    let tls = match target.tls {
+        Some(tls) => tls,
+        None => Cow::Owned(Tls::from_config(target.config)?),
+    };
+    let (mut client, connection) = target
+        .config
+        .connect(tls.connector())
         .await
         .map_err(|e| crate::errors::from_pg(e, call))?;
     let conn_task = tokio::spawn(connection);

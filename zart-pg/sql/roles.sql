@@ -57,7 +57,34 @@ revoke all on table public.zart_executions, public.zart_tasks, public.zart_steps
     public.zart_waiting, public.zart_overdue
     from public;
 
--- 3. The grants, to each group role that exists.
+-- 3. The grants, to each group role that exists: first everything is taken back (grants of an
+-- older schema, or made by hand, included), so the privileges below are exactly what each
+-- role has. In one transaction with the rest: no session sees a role without its grants.
+do $$
+declare
+    v_role text;
+    v_fn   regprocedure;
+begin
+    for v_role in
+        select r.rolname from pg_catalog.pg_roles r
+         where r.rolname in ('zart_worker', 'zart_client', 'zart_reader')
+    loop
+        execute format('revoke all on table public.zart_executions, public.zart_tasks,
+                            public.zart_steps, public.zart_events, public.zart_clock,
+                            public.zart_settings, public.zart_tenant_access,
+                            public.zart_schema_history, public.zart_execution_counts,
+                            public.zart_step_timeline, public.zart_waiting, public.zart_overdue
+                          from %I', v_role);
+        for v_fn in
+            select p.oid::regprocedure
+              from pg_catalog.pg_proc p
+             where p.pronamespace = 'public'::regnamespace and p.proname like 'zart\_%'
+        loop
+            execute format('revoke all on function %s from %I', v_fn, v_role);
+        end loop;
+    end loop;
+end
+$$;
 do $$
 declare
     -- Every role: the schema version (checked at start), the bucket of an id, the clock and

@@ -8,10 +8,12 @@
 //! is durable. If a whole batch fails (an unexpected error), its items are retried one by one,
 //! so one bad item cannot fail the others.
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use postgres_types::Type;
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use zart::group_commit::{BatchWriter, Batcher, DEFAULT_MAX_BATCH};
 use zart::scheduler::{CommitStepParams, CompleteExecutionParams, Outcome};
 use zart::Error;
 
@@ -19,47 +21,29 @@ use crate::errors::{from_pg, Call};
 use crate::queries;
 use crate::{int4, query};
 
-/// The largest batch written in one statement.
-const MAX_BATCH: usize = 256;
-
-type Reply<T> = oneshot::Sender<Result<T, Error>>;
-
-/// The queues and their writer tasks; the tasks stop when this is dropped.
+/// The two batchers (steps, verdicts) over one pool; their writer tasks stop when this is
+/// dropped.
 pub(crate) struct GroupCommit {
-    steps: mpsc::UnboundedSender<(CommitStepParams, Reply<()>)>,
-    verdicts: mpsc::UnboundedSender<(CompleteExecutionParams, Reply<Option<String>>)>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Drop for GroupCommit {
-    fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-    }
+    steps: Batcher<CommitStepParams, ()>,
+    verdicts: Batcher<CompleteExecutionParams, Option<String>>,
 }
 
 impl GroupCommit {
     /// Starts the writer tasks on the current runtime.
     pub(crate) fn start(pool: Pool) -> Self {
-        let (steps, step_rx) = mpsc::unbounded_channel();
-        let (verdicts, verdict_rx) = mpsc::unbounded_channel();
-        let tasks = vec![
-            tokio::spawn(write_loop(pool.clone(), step_rx, write_steps)),
-            tokio::spawn(write_loop(pool, verdict_rx, write_verdicts)),
-        ];
         GroupCommit {
-            steps,
-            verdicts,
-            tasks,
+            steps: Batcher::start(
+                "steps",
+                Arc::new(Steps(pool.clone())),
+                DEFAULT_MAX_BATCH,
+            ),
+            verdicts: Batcher::start("verdicts", Arc::new(Verdicts(pool)), DEFAULT_MAX_BATCH),
         }
     }
 
     /// Records one step result, sharing a transaction with whatever else is queued.
     pub(crate) async fn commit_step(&self, params: CommitStepParams) -> Result<(), Error> {
-        let (reply, answer) = oneshot::channel();
-        self.steps.send((params, reply)).map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        self.steps.submit(params).await
     }
 
     /// Records one verdict; returns the queue of a parent it woke.
@@ -67,36 +51,41 @@ impl GroupCommit {
         &self,
         params: CompleteExecutionParams,
     ) -> Result<Option<String>, Error> {
-        let (reply, answer) = oneshot::channel();
-        self.verdicts.send((params, reply)).map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        self.verdicts.submit(params).await
     }
 }
 
-fn stopped() -> Error {
-    Error::Unavailable {
-        message: "the group-commit writer has stopped".to_owned(),
-        source: None,
+/// Step results: `zart_commit_steps`, or `zart_commit_step` one by one.
+struct Steps(Pool);
+
+#[async_trait]
+impl BatchWriter<CommitStepParams, ()> for Steps {
+    async fn write_batch(
+        &self,
+        items: &[CommitStepParams],
+    ) -> Result<Vec<Result<(), Error>>, Error> {
+        write_steps_batch(&self.0, items).await
+    }
+
+    async fn write_one(&self, item: &CommitStepParams) -> Result<(), Error> {
+        write_step(&self.0, item).await
     }
 }
 
-/// Takes whatever is queued, writes it as one batch, answers each caller; repeats.
-async fn write_loop<P, T, F, Fut>(
-    pool: Pool,
-    mut rx: mpsc::UnboundedReceiver<(P, Reply<T>)>,
-    write: F,
-) where
-    F: Fn(Pool, Vec<P>) -> Fut,
-    Fut: std::future::Future<Output = Vec<Result<T, Error>>>,
-{
-    let mut queued = Vec::with_capacity(64);
-    while rx.recv_many(&mut queued, MAX_BATCH).await > 0 {
-        let (params, replies): (Vec<P>, Vec<Reply<T>>) = queued.drain(..).unzip();
-        metrics::histogram!("zart_group_commit_batch_size").record(params.len() as f64);
-        let results = write(pool.clone(), params).await;
-        for (reply, result) in replies.into_iter().zip(results) {
-            let _ = reply.send(result);
-        }
+/// Verdicts: `zart_complete_executions`, or `zart_complete_execution` one by one.
+struct Verdicts(Pool);
+
+#[async_trait]
+impl BatchWriter<CompleteExecutionParams, Option<String>> for Verdicts {
+    async fn write_batch(
+        &self,
+        items: &[CompleteExecutionParams],
+    ) -> Result<Vec<Result<Option<String>, Error>>, Error> {
+        write_verdicts_batch(&self.0, items).await
+    }
+
+    async fn write_one(&self, item: &CompleteExecutionParams) -> Result<Option<String>, Error> {
+        write_verdict(&self.0, item).await
     }
 }
 
@@ -111,19 +100,6 @@ fn item_result(code: Option<&str>, id: &str, step: Option<&str>) -> Result<(), E
         }),
         Some(_) => Err(Error::LeaseLost { id: id.to_owned() }),
     }
-}
-
-async fn write_steps(pool: Pool, items: Vec<CommitStepParams>) -> Vec<Result<(), Error>> {
-    if items.len() > 1 {
-        if let Ok(results) = write_steps_batch(&pool, &items).await {
-            return results;
-        }
-    }
-    let mut results = Vec::with_capacity(items.len());
-    for item in &items {
-        results.push(write_step(&pool, item).await);
-    }
-    results
 }
 
 async fn write_steps_batch(
@@ -226,22 +202,6 @@ fn verdict_parts(
         Outcome::Completed(output) => ("completed", Some(output.clone()), None),
         Outcome::Failed(error) => ("failed", None, Some(crate::error_json(error)?)),
     })
-}
-
-async fn write_verdicts(
-    pool: Pool,
-    items: Vec<CompleteExecutionParams>,
-) -> Vec<Result<Option<String>, Error>> {
-    if items.len() > 1 {
-        if let Ok(results) = write_verdicts_batch(&pool, &items).await {
-            return results;
-        }
-    }
-    let mut results = Vec::with_capacity(items.len());
-    for item in &items {
-        results.push(write_verdict(&pool, item).await);
-    }
-    results
 }
 
 async fn write_verdicts_batch(

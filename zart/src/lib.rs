@@ -60,11 +60,13 @@ mod client;
 mod context;
 pub mod error;
 mod execution;
+pub mod group_commit;
 mod handler;
 pub mod limits;
 mod registry;
 mod retry;
 pub mod scheduler;
+pub mod wakeups;
 mod worker;
 
 pub use backoff::Backoff;

@@ -421,3 +421,36 @@ pub async fn untouched(
         )
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn on_over_off_and_the_table() {
+        let mut f = TenancyFigure::new("z1t", "start_typed", "c1", "starts/s", 1000.0, 970.0);
+        assert!((f.on_over_off - 0.97).abs() < 1e-12);
+        f.owner_off = Some(1250.0);
+        let report = TenancyReport {
+            logins: LoginNames {
+                owner: "postgres".to_owned(),
+                client: "c1".to_owned(),
+                worker: "w1".to_owned(),
+            },
+            tenant: TENANT,
+            other_tenant: OTHER_TENANT,
+            chunk: CHUNK,
+            figures: vec![f],
+        };
+        let md = report.markdown();
+        assert!(
+            md.contains(
+                "| Z1T start_typed | c1 | 1,000 starts/s | 970 starts/s | 0.97× | \
+                 1,250 starts/s (postgres) | 0.80× |"
+            ),
+            "{md}"
+        );
+        assert!(report.legend().contains("client login c1"));
+        assert!(!report.legend().contains("backlog"));
+    }
+}

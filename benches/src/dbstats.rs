@@ -236,17 +236,19 @@ impl Watcher {
             .collect()
     }
 
-    /// True once no task of `task` is left in `zart_tasks` (an execution leaves it when its
-    /// verdict commits). One cheap statement; counted as the watcher's own.
+    /// True once no task of `task` (of `tenant`, if given) is left in `zart_tasks` (an
+    /// execution leaves it when its verdict commits). One cheap statement; counted as the
+    /// watcher's own.
     ///
     /// # Errors
     /// When the query fails.
-    pub async fn drained(&mut self, task: &str) -> Result<bool> {
+    pub async fn drained(&mut self, task: &str, tenant: Option<&str>) -> Result<bool> {
         let rows = self
             .sql(
                 "select /* zart-load watcher */ not exists
-                   (select 1 from public.zart_tasks where task_name = $1)",
-                &[(&task, Type::TEXT)],
+                   (select 1 from public.zart_tasks
+                     where task_name = $1 and ($2::text is null or tenant = $2))",
+                &[(&task, Type::TEXT), (&tenant, Type::TEXT)],
             )
             .await
             .context("polling zart_tasks")?;

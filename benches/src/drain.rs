@@ -146,18 +146,24 @@ pub async fn start_many(
     Ok(())
 }
 
-/// Fails unless all `count` executions of `task` completed.
+/// Fails unless all `count` executions of `task` (of `tenant`, if given) completed.
 ///
 /// # Errors
 /// When some did not complete (with the first error recorded), or the query fails.
-pub async fn check_completed(client: &Client, task: &str, count: u32) -> Result<()> {
+pub async fn check_completed(
+    client: &Client,
+    task: &str,
+    tenant: Option<&str>,
+    count: u32,
+) -> Result<()> {
     let row = client
         .query_one(
             "select /* zart-load watcher */ count(*) filter (where status = 'completed'), count(*),
                     (array_agg(id || ': ' || status || coalesce(' ' || error::text, ''))
                         filter (where status <> 'completed'))[1]
-               from public.zart_executions where task_name = $1",
-            &[&task],
+               from public.zart_executions
+              where task_name = $1 and ($2::text is null or tenant = $2)",
+            &[&task, &tenant],
         )
         .await
         .with_context(|| format!("checking the executions of {task}"))?;
@@ -185,7 +191,9 @@ pub struct Drained {
 }
 
 /// Drains `count` pre-filled executions of `task` with one worker at its defaults (or at
-/// `concurrency`), inside a statistics window of `watcher`, then checks they all completed.
+/// `concurrency`), connected with `config`, inside a statistics window of `watcher`, then
+/// checks they all completed. With `tenant`, only that tenant's executions of `task` are
+/// drained and checked (other tenants' stay: the worker's login may not claim them).
 ///
 /// # Errors
 /// When the worker fails, the drain takes over [`DRAIN_TIMEOUT`], or an execution did not
@@ -194,6 +202,7 @@ pub async fn drain(
     config: &Config,
     watcher: &mut Watcher,
     task: &str,
+    tenant: Option<&str>,
     count: u32,
     concurrency: Option<usize>,
     bar: &Bar,
@@ -216,6 +225,7 @@ pub async fn drain(
         let waited = wait_drained(
             watcher,
             task,
+            tenant,
             count,
             started,
             || entries.count(),
@@ -237,7 +247,7 @@ pub async fn drain(
         Err(_) => bail!("the worker did not stop within 60 s"),
     }
     let delta = watcher.end(mark).await?;
-    check_completed(watcher.client(), task, count).await?;
+    check_completed(watcher.client(), task, tenant, count).await?;
     Ok(Drained {
         elapsed,
         rate: f64::from(count) / elapsed.as_secs_f64(),
@@ -246,13 +256,15 @@ pub async fn drain(
 }
 
 /// Waits for a drain: first until `all_entered` resolves (moving `bar` with `progress`, no
-/// database traffic), then polls the queue every 10 ms until no task of `task` is left.
+/// database traffic), then polls the queue every 10 ms until no task of `task` (of `tenant`,
+/// if given) is left.
 /// Returns the time since `started`. Fails when `worker_ended` turns true first or after
 /// [`DRAIN_TIMEOUT`].
 #[allow(clippy::too_many_arguments)]
 pub async fn wait_drained(
     watcher: &mut Watcher,
     task: &str,
+    tenant: Option<&str>,
     count: u32,
     started: Instant,
     progress: impl Fn() -> u64,
@@ -281,7 +293,7 @@ pub async fn wait_drained(
         }
     }
     bar.set(progress());
-    while !watcher.drained(task).await? {
+    while !watcher.drained(task, tenant).await? {
         if tokio::time::Instant::now() >= deadline {
             return Err(anyhow!(
                 "{task}: drain did not finish in {} minutes (all entered, some verdicts missing)",

@@ -249,6 +249,7 @@ pub async fn drain(
     let elapsed = wait_drained(
         watcher,
         task,
+        None,
         count,
         started,
         &total,
@@ -293,7 +294,7 @@ pub async fn drain(
         .map(|g| format!("{task}-{g}"))
         .filter(|id| !seen.contains_key(id))
         .collect();
-    check_completed(watcher.client(), task, count).await?;
+    check_completed(watcher.client(), task, None, count).await?;
     Ok(FleetResult {
         workers,
         count,

@@ -15,5 +15,6 @@ pub mod raw;
 pub mod report;
 pub mod scratch;
 pub mod stats;
+pub mod tenancy;
 pub mod throughput;
 pub mod workflow;

@@ -8,8 +8,11 @@
 //! per second), **Z4** pickup latency on an idle worker, **Z5** timer lateness and event wake
 //! latency, **Z6** an idle worker's transactions and statements per second, **Z7** the drain
 //! again after a large history, **Z8** several worker processes draining one database, with
-//! double claims counted. For the throughput phases the database's transactions, rows written
-//! and statements are counted per execution and per step.
+//! double claims counted. **Z1t** and **Z2t** run Z1 and Z2 as non-superuser logins made for
+//! the run (a `zart_client` and a `zart_worker` member, granted one tenant), first with
+//! tenancy off, then on, and report on / off (issue #14 item 3). For the throughput phases the
+//! database's transactions, rows written and statements are counted per execution and per
+//! step.
 //!
 //! Targets are printed with "met" / "not met" in the report and never fail the run; it exits
 //! non-zero only for real errors (a failed execution, a double claim, a stuck drain). See
@@ -37,14 +40,15 @@ use zart_benches::progress::{stdout_is_terminal, Bar};
 use zart_benches::report::{self, format_value, Metric, PhaseCounts};
 use zart_benches::scratch::{server_config, unique_name, Scratch};
 use zart_benches::stats::{self, Figure, Gap, Host, Rng, Summary};
+use zart_benches::tenancy::{self, LoginNames, Logins, OTHER_TENANT, TENANT};
 use zart_benches::{raw, throughput, workflow};
 
 /// Statements kept per phase from `pg_stat_statements`.
 const TOP: i64 = 12;
 
 /// Every figure, in the order a run measures them.
-const FIGURES: [&str; 12] = [
-    "c", "u", "b", "f", "z1", "z2", "z3", "z8", "z4", "z5", "z6", "z7",
+const FIGURES: [&str; 14] = [
+    "c", "u", "b", "f", "z1", "z1t", "z2", "z2t", "z3", "z8", "z4", "z5", "z6", "z7",
 ];
 
 /// Command-line options.
@@ -62,8 +66,9 @@ struct Args {
     /// PostgreSQL server; a scratch database `zart_load_<pid>` is created and dropped on it.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, required = true)]
     database_url: Option<String>,
-    /// Run only these figures (comma-separated: c,u,b,f,z1,...,z8). Ratios to a baseline that
-    /// was not run show as n/a.
+    /// Run only these figures (comma-separated: c,u,b,f,z1,z1t,z2,z2t,z3,...,z8; z1t and z2t
+    /// are Z1 and Z2 as logins made for the run, tenancy off then on). Ratios to a baseline
+    /// that was not run show as n/a.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     only: Vec<String>,
     /// Executions per drain (Z2, Z7, Z8; Z3 runs a third as many three-step workflows), starts
@@ -274,6 +279,8 @@ struct Report {
     sizes: Vec<RelationSize>,
     /// What Z8's worker processes did.
     z8: Option<FleetResult>,
+    /// Z1t and Z2t: tenancy on against off, the logins that ran them.
+    tenancy: Option<tenancy::TenancyReport>,
     /// Real errors found (double claims, missing executions); the run exits non-zero.
     problems: Vec<String>,
 }
@@ -307,6 +314,12 @@ impl Report {
         let mut out = format!("# zart-load report\n\n{}\n\n", self.header());
         out.push_str("## Figures\n\n");
         out.push_str(&report::metrics_markdown(&self.metrics));
+        if let Some(t) = &self.tenancy {
+            out.push_str("\n## Tenancy on against off (Z1t, Z2t)\n\n");
+            out.push_str(&t.legend());
+            out.push_str("\n\n");
+            out.push_str(&t.markdown());
+        }
         if !self.db_counts.is_empty() {
             out.push_str(
                 "\n## Database work per unit\n\nDeltas of `pg_stat_database` (transactions, \
@@ -370,6 +383,12 @@ struct Results {
     z6: Option<(f64, Option<f64>)>,
     z7: Option<f64>,
     z8: Option<FleetResult>,
+    /// The logins made for Z1t and Z2t.
+    logins: Option<LoginNames>,
+    /// Z1t: starts/s as the client login, tenancy off and on.
+    z1t: Option<(f64, f64)>,
+    /// Z2t: executions/s drained by the worker login, tenancy off and on.
+    z2t: Option<(f64, f64)>,
     counts: Vec<PhaseCounts>,
     top: BTreeMap<&'static str, Vec<TopStatement>>,
     sizes: Vec<RelationSize>,
@@ -444,16 +463,41 @@ async fn run(args: &Args) -> Result<()> {
     };
     let server = server_config(&url, "zart-load")?;
     let name = unique_name("zart_load");
+    // The logins of Z1t and Z2t, made once the scratch database is migrated (the group roles
+    // exist then) and dropped after it, whatever happened: roles outlive databases.
+    let logins = Logins::new(&server, &mut Rng::from_clock());
     let scratch = Scratch::create(&server, &name).await?;
     let version = scratch.server_version().to_owned();
-    let report = scratch
-        .run(|config| measure(plan, args.smoke, url.clone(), name.clone(), config, version))
-        .await?;
+    let measured = scratch
+        .run(|config| {
+            measure(
+                plan,
+                args.smoke,
+                url.clone(),
+                name.clone(),
+                config,
+                version,
+                &logins,
+            )
+        })
+        .await;
+    let dropped = logins.drop_all().await;
+    let report = match (measured, dropped) {
+        (Ok(report), Ok(())) => report,
+        (Ok(_), Err(d)) => return Err(d),
+        (Err(e), Ok(())) => return Err(e),
+        (Err(e), Err(d)) => return Err(e.context(format!("and then: {d:#}"))),
+    };
 
     println!();
     println!("{}", report.header());
     println!();
     println!("{}", report::metrics_text(&report.metrics));
+    if let Some(t) = &report.tenancy {
+        println!("\nTenancy on against off (Z1t, Z2t):");
+        println!("{}", t.text());
+        println!("{}", t.legend());
+    }
     if !report.db_counts.is_empty() {
         println!("\nDatabase work per unit (pg_stat_database, pg_stat_statements):");
         println!("{}", report::counts_text(&report.db_counts));
@@ -535,6 +579,7 @@ async fn measure(
     dbname: String,
     config: Config,
     postgres_version: String,
+    logins: &Logins,
 ) -> Result<Report> {
     let bars = stdout_is_terminal();
     println!(
@@ -667,12 +712,66 @@ async fn measure(
                 .context("Z1: removing the started executions")?;
         }
     }
+    if plan.has("z1t") || plan.has("z2t") {
+        let names = logins.create(watcher.client()).await?;
+        println!(
+            "Z1t/Z2t: logins {} (zart_client) and {} (zart_worker), tenant {TENANT}",
+            names.client, names.worker
+        );
+        r.logins = Some(names);
+    }
+    if plan.has("z1t") {
+        let login = logins.client();
+        let client_config = logins.config(&config, &login);
+        let mut rates = [0.0; 2];
+        for (on, key, task) in [(false, "z1t.off", "z1t-off"), (true, "z1t.on", "z1t-on")] {
+            let mode = if on { "on" } else { "off" };
+            tenancy::set_tenancy(watcher.client(), on).await?;
+            let bar = Bar::new(
+                bars,
+                count.into(),
+                "Z1t",
+                &format!("start_typed as the client login, tenancy {mode}"),
+            );
+            watcher.quiesce().await?;
+            let (starts, took, delta) =
+                starts(&client_config, &mut watcher, task, count, clients, &bar).await?;
+            r.top.insert(key, watcher.top_statements(TOP).await?);
+            let rate = starts as f64 / took.as_secs_f64();
+            let versus = if on {
+                format!("; on / off = {:.2}×", rate / rates[0])
+            } else {
+                String::new()
+            };
+            say(
+                &bar,
+                format!(
+                    "Z1t start_typed, {clients} callers, as {login}, tenancy {mode}: {}{versus}",
+                    format_value(rate, "starts/s")
+                ),
+            );
+            rates[usize::from(on)] = rate;
+            r.counts
+                .push(PhaseCounts::new(key, "start", starts, 0, delta));
+            tenancy::remove(watcher.client(), task, None).await?;
+        }
+        tenancy::set_tenancy(watcher.client(), false).await?;
+        r.z1t = Some((rates[0], rates[1]));
+    }
     if plan.has("z2") {
         let task = "z2-noop1";
         drain::prefill(watcher.client(), task, count, 1).await?;
         let bar = Bar::new(bars, count.into(), "Z2", "drain, one-step no-op");
-        let drained =
-            drain::drain(&config, &mut watcher, task, count, plan.concurrency, &bar).await?;
+        let drained = drain::drain(
+            &config,
+            &mut watcher,
+            task,
+            None,
+            count,
+            plan.concurrency,
+            &bar,
+        )
+        .await?;
         r.top.insert("z2", watcher.top_statements(TOP).await?);
         say(
             &bar,
@@ -691,6 +790,78 @@ async fn measure(
             drained.delta,
         ));
     }
+    if plan.has("z2t") {
+        let login = logins.worker();
+        let worker_config = logins.config(&config, &login);
+        let mut rates = [0.0; 2];
+        for (on, key, task) in [(false, "z2t.off", "z2t-off"), (true, "z2t.on", "z2t-on")] {
+            let mode = if on { "on" } else { "off" };
+            tenancy::set_tenancy(watcher.client(), on).await?;
+            // Tenancy on: the login's tenant's executions interleaved with as many of another
+            // tenant's, which the login's claims must read past and leave alone.
+            if on {
+                tenancy::prefill_mixed(&config, task, count, 1).await?;
+            } else {
+                drain::prefill(watcher.client(), task, count, 1).await?;
+            }
+            let bar = Bar::new(
+                bars,
+                count.into(),
+                "Z2t",
+                &format!("drain as the worker login, tenancy {mode}"),
+            );
+            let drained = drain::drain(
+                &worker_config,
+                &mut watcher,
+                task,
+                on.then_some(TENANT),
+                count,
+                plan.concurrency,
+                &bar,
+            )
+            .await?;
+            r.top.insert(key, watcher.top_statements(TOP).await?);
+            let versus = if on {
+                format!("; on / off = {:.2}×", drained.rate / rates[0])
+            } else {
+                String::new()
+            };
+            let backlog = if on {
+                format!(
+                    ", {} due executions of tenant {OTHER_TENANT} skipped",
+                    report::thousands(f64::from(count))
+                )
+            } else {
+                String::new()
+            };
+            say(
+                &bar,
+                format!(
+                    "Z2t drain, one-step no-op, 1 worker, as {login}, tenancy {mode}{backlog}: {} in {:.2} s{versus}",
+                    format_value(drained.rate, "executions/s"),
+                    drained.elapsed.as_secs_f64()
+                ),
+            );
+            rates[usize::from(on)] = drained.rate;
+            r.counts.push(PhaseCounts::new(
+                key,
+                "execution",
+                count.into(),
+                1,
+                drained.delta,
+            ));
+            if on {
+                if let Some(problem) =
+                    tenancy::untouched(watcher.client(), task, OTHER_TENANT, count).await?
+                {
+                    r.problems.push(problem);
+                }
+                tenancy::remove(watcher.client(), task, Some(OTHER_TENANT)).await?;
+            }
+        }
+        tenancy::set_tenancy(watcher.client(), false).await?;
+        r.z2t = Some((rates[0], rates[1]));
+    }
     if plan.has("z3") {
         let task = "z3-noop3";
         let executions = count / 3;
@@ -700,6 +871,7 @@ async fn measure(
             &config,
             &mut watcher,
             task,
+            None,
             executions,
             plan.concurrency,
             &bar,
@@ -812,8 +984,16 @@ async fn measure(
         let task = "z7-noop1";
         drain::prefill(watcher.client(), task, count, 1).await?;
         let bar = Bar::new(bars, count.into(), "Z7", "drain after the history");
-        let drained =
-            drain::drain(&config, &mut watcher, task, count, plan.concurrency, &bar).await?;
+        let drained = drain::drain(
+            &config,
+            &mut watcher,
+            task,
+            None,
+            count,
+            plan.concurrency,
+            &bar,
+        )
+        .await?;
         say(
             &bar,
             format!(
@@ -844,6 +1024,7 @@ async fn measure(
         .map_or(0, |d| d.as_secs());
     let metrics = metrics(&plan, &r);
     let latencies = latency_figures(&r);
+    let tenancy = tenancy_report(&plan, &r);
     Ok(Report {
         tool: "zart-load",
         unix_time,
@@ -859,6 +1040,7 @@ async fn measure(
         top_statements: r.top,
         sizes: r.sizes,
         z8: r.z8,
+        tenancy,
         problems: r.problems,
     })
 }
@@ -1140,11 +1322,43 @@ fn metrics(plan: &Plan, r: &Results) -> Vec<Metric> {
             .at_least(0.5, None),
         );
     }
+    if let Some((off, on)) = r.z1t {
+        let what = format!("start_typed, {} callers, client login", plan.clients);
+        m.push(
+            Metric::new("z1t.off", &format!("{what}, tenancy off"), off, "starts/s")
+                .against("Z1", r.z1),
+        );
+        m.push(
+            Metric::new("z1t.on", &format!("{what}, tenancy on"), on, "starts/s")
+                .against("Z1t off", Some(off)),
+        );
+    }
     if let Some(z2) = r.z2 {
         m.push(
             Metric::new("z2", "drain, one-step no-op, 1 worker", z2, "executions/s")
                 .against("B", r.b)
                 .at_least(0.4, Some(0.55)),
+        );
+    }
+    if let Some((off, on)) = r.z2t {
+        let what = "drain, one-step no-op, worker login";
+        m.push(
+            Metric::new(
+                "z2t.off",
+                &format!("{what}, tenancy off"),
+                off,
+                "executions/s",
+            )
+            .against("Z2", r.z2),
+        );
+        m.push(
+            Metric::new(
+                "z2t.on",
+                &format!("{what}, tenancy on, {OTHER_TENANT}'s backlog skipped"),
+                on,
+                "executions/s",
+            )
+            .against("Z2t off", Some(off)),
         );
     }
     if let Some(z3) = r.z3 {
@@ -1270,6 +1484,44 @@ fn metrics(plan: &Plan, r: &Results) -> Vec<Metric> {
         );
     }
     m
+}
+
+/// Z1t and Z2t side by side, with the logins that ran them; `None` if neither ran.
+fn tenancy_report(plan: &Plan, r: &Results) -> Option<tenancy::TenancyReport> {
+    let logins = r.logins.clone()?;
+    let mut figures = Vec::new();
+    if let Some((off, on)) = r.z1t {
+        let mut f = tenancy::TenancyFigure::new(
+            "z1t",
+            &format!("start_typed, {} callers", plan.clients),
+            &logins.client,
+            "starts/s",
+            off,
+            on,
+        );
+        f.owner_off = r.z1;
+        figures.push(f);
+    }
+    if let Some((off, on)) = r.z2t {
+        let mut f = tenancy::TenancyFigure::new(
+            "z2t",
+            "drain, one-step no-op, 1 worker",
+            &logins.worker,
+            "executions/s",
+            off,
+            on,
+        );
+        f.owner_off = r.z2;
+        f.other_tenant_backlog = plan.count;
+        figures.push(f);
+    }
+    Some(tenancy::TenancyReport {
+        logins,
+        tenant: TENANT,
+        other_tenant: OTHER_TENANT,
+        chunk: tenancy::CHUNK,
+        figures,
+    })
 }
 
 /// The latency figures' percentiles, against F where it was measured.

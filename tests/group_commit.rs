@@ -47,7 +47,10 @@ async fn claim(h: &Harness, queue: &str, limit: u32) -> Vec<ClaimedTask> {
 /// The (buckets, execution ids, fences) arrays of `leases`, as the batch functions take them.
 fn lease_arrays(leases: &[Lease]) -> (Vec<i16>, Vec<String>, Vec<i64>) {
     (
-        leases.iter().map(|l| l.bucket).collect(),
+        leases
+            .iter()
+            .map(|l| i16::try_from(l.backend_key).unwrap())
+            .collect(),
         leases.iter().map(|l| l.execution_id.clone()).collect(),
         leases.iter().map(|l| l.fence).collect(),
     )
@@ -347,13 +350,15 @@ async fn heartbeats_and_releases_lock_in_key_order_so_they_never_deadlock_with_a
         assert_eq!(claimed.len(), 2);
         // (bucket, execution id): the order the batch functions lock in.
         let mut leases: Vec<_> = claimed.iter().map(|c| c.lease.clone()).collect();
-        leases.sort_by(|a, b| (a.bucket, &a.execution_id).cmp(&(b.bucket, &b.execution_id)));
+        leases.sort_by(|a, b| {
+            (a.backend_key, &a.execution_id).cmp(&(b.backend_key, &b.execution_id))
+        });
         let commit_step = |lease: &Lease| {
             format!(
                 "select (zart_commit_steps(array[{}::smallint], array['{}'], array[{}::bigint],
                      array['s'], array[0], array['completed'], array['1']::jsonb[],
                      array[null]::jsonb[], array[1]))[1]",
-                lease.bucket, lease.execution_id, lease.fence
+                lease.backend_key, lease.execution_id, lease.fence
             )
         };
 

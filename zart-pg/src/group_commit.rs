@@ -32,11 +32,7 @@ impl GroupCommit {
     /// Starts the writer tasks on the current runtime.
     pub(crate) fn start(pool: Pool) -> Self {
         GroupCommit {
-            steps: Batcher::start(
-                "steps",
-                Arc::new(Steps(pool.clone())),
-                DEFAULT_MAX_BATCH,
-            ),
+            steps: Batcher::start("steps", Arc::new(Steps(pool.clone())), DEFAULT_MAX_BATCH),
             verdicts: Batcher::start("verdicts", Arc::new(Verdicts(pool)), DEFAULT_MAX_BATCH),
         }
     }
@@ -117,7 +113,7 @@ async fn write_steps_batch(
     let mut errors = Vec::with_capacity(n);
     let mut attempts = Vec::with_capacity(n);
     for p in items {
-        buckets.push(p.lease.bucket);
+        buckets.push(crate::bucket_of(&p.lease)?);
         ids.push(p.lease.execution_id.as_str());
         fences.push(p.lease.fence);
         names.push(p.name.as_str());
@@ -172,7 +168,7 @@ async fn write_step(pool: &Pool, p: &CommitStepParams) -> Result<(), Error> {
         pool,
         queries::COMMIT_STEP,
         &[
-            (&p.lease.bucket, Type::INT2),
+            (&crate::bucket_of(&p.lease)?, Type::INT2),
             (&p.lease.execution_id, Type::TEXT),
             (&p.lease.fence, Type::INT8),
             (&p.name, Type::TEXT),
@@ -217,7 +213,7 @@ async fn write_verdicts_batch(
     let mut errors = Vec::with_capacity(n);
     for p in items {
         let (status, output, error) = verdict_parts(p)?;
-        buckets.push(p.lease.bucket);
+        buckets.push(crate::bucket_of(&p.lease)?);
         ids.push(p.lease.execution_id.as_str());
         fences.push(p.lease.fence);
         statuses.push(status);
@@ -267,7 +263,7 @@ async fn write_verdict(pool: &Pool, p: &CompleteExecutionParams) -> Result<Optio
         pool,
         queries::COMPLETE_EXECUTION,
         &[
-            (&p.lease.bucket, Type::INT2),
+            (&crate::bucket_of(&p.lease)?, Type::INT2),
             (&p.lease.execution_id, Type::TEXT),
             (&p.lease.fence, Type::INT8),
             (&status, Type::TEXT),

@@ -192,16 +192,31 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-fn lease_arrays(leases: &[Lease]) -> (Vec<i16>, Vec<String>, Vec<i64>) {
+/// The bucket a lease carries as its backend key (the claim put it there).
+pub(crate) fn bucket_of(lease: &Lease) -> Result<i16, Error> {
+    i16::try_from(lease.backend_key).map_err(|_| {
+        Error::invalid(
+            "lease",
+            format!(
+                "backend key {} of execution {:?} is not a zart-pg bucket (a lease from another backend?)",
+                lease.backend_key, lease.execution_id
+            ),
+        )
+    })
+}
+
+type LeaseArrays = (Vec<i16>, Vec<String>, Vec<i64>);
+
+fn lease_arrays(leases: &[Lease]) -> Result<LeaseArrays, Error> {
     let mut buckets = Vec::with_capacity(leases.len());
     let mut ids = Vec::with_capacity(leases.len());
     let mut fences = Vec::with_capacity(leases.len());
     for l in leases {
-        buckets.push(l.bucket);
+        buckets.push(bucket_of(l)?);
         ids.push(l.execution_id.clone());
         fences.push(l.fence);
     }
-    (buckets, ids, fences)
+    Ok((buckets, ids, fences))
 }
 
 fn row_error(err: tokio_postgres::Error, what: &'static str) -> Error {
@@ -328,7 +343,7 @@ impl Scheduler for PostgresScheduler {
                     })?;
                 Ok(ClaimedTask {
                     lease: Lease {
-                        bucket: row.try_get("bucket").map_err(get_err)?,
+                        backend_key: i64::from(row.try_get::<_, i16>("bucket").map_err(get_err)?),
                         execution_id,
                         fence: row.try_get("fence").map_err(get_err)?,
                     },
@@ -363,7 +378,7 @@ impl Scheduler for PostgresScheduler {
         self.query(
             queries::RETRY_STEP,
             &[
-                (&p.lease.bucket, Type::INT2),
+                (&bucket_of(&p.lease)?, Type::INT2),
                 (&p.lease.execution_id, Type::TEXT),
                 (&p.lease.fence, Type::INT8),
                 (&p.name, Type::TEXT),
@@ -401,7 +416,7 @@ impl Scheduler for PostgresScheduler {
             .query(
                 queries::SLEEP,
                 &[
-                    (&p.lease.bucket, Type::INT2),
+                    (&bucket_of(&p.lease)?, Type::INT2),
                     (&p.lease.execution_id, Type::TEXT),
                     (&p.lease.fence, Type::INT8),
                     (&p.name, Type::TEXT),
@@ -427,7 +442,7 @@ impl Scheduler for PostgresScheduler {
             .query(
                 queries::AWAIT_EVENT,
                 &[
-                    (&p.lease.bucket, Type::INT2),
+                    (&bucket_of(&p.lease)?, Type::INT2),
                     (&p.lease.execution_id, Type::TEXT),
                     (&p.lease.fence, Type::INT8),
                     (&p.name, Type::TEXT),
@@ -492,7 +507,7 @@ impl Scheduler for PostgresScheduler {
             .query(
                 queries::START_CHILD,
                 &[
-                    (&p.lease.bucket, Type::INT2),
+                    (&bucket_of(&p.lease)?, Type::INT2),
                     (&p.lease.execution_id, Type::TEXT),
                     (&p.lease.fence, Type::INT8),
                     (&p.name, Type::TEXT),
@@ -549,7 +564,7 @@ impl Scheduler for PostgresScheduler {
     }
 
     async fn heartbeat(&self, p: HeartbeatParams) -> Result<Vec<Lease>, Error> {
-        let (buckets, ids, fences) = lease_arrays(&p.leases);
+        let (buckets, ids, fences) = lease_arrays(&p.leases)?;
         let rows = self
             .query(
                 queries::HEARTBEAT,
@@ -563,19 +578,20 @@ impl Scheduler for PostgresScheduler {
                 Call::new("heartbeat"),
             )
             .await?;
-        let renewed: std::collections::HashSet<(i16, String)> = rows
+        // Ids are unique (the bucket is a function of the id).
+        let renewed: std::collections::HashSet<String> = rows
             .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .map(|r| r.try_get(1))
             .collect::<Result<_, tokio_postgres::Error>>()
             .map_err(|e| row_error(e, "heartbeat"))?;
         Ok(p.leases
             .into_iter()
-            .filter(|l| renewed.contains(&(l.bucket, l.execution_id.clone())))
+            .filter(|l| renewed.contains(&l.execution_id))
             .collect())
     }
 
     async fn release_tasks(&self, p: ReleaseTasksParams) -> Result<u64, Error> {
-        let (buckets, ids, fences) = lease_arrays(&p.leases);
+        let (buckets, ids, fences) = lease_arrays(&p.leases)?;
         let rows = self
             .query(
                 queries::RELEASE_TASKS,

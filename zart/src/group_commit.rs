@@ -242,11 +242,7 @@ mod tests {
         }
         assert_eq!(
             results,
-            vec![
-                Ok(120),
-                Err("invalid item: 13 is odd".to_owned()),
-                Ok(140)
-            ]
+            vec![Ok(120), Err("invalid item: 13 is odd".to_owned()), Ok(140)]
         );
         if writer.batches.lock().unwrap().iter().any(|n| *n > 1) {
             assert!(writer.singles.load(Ordering::SeqCst) >= 3);

@@ -298,8 +298,11 @@ pub type DynScheduler = Arc<dyn Scheduler>;
 /// A worker's hold on one claimed execution. Every write for the run carries it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Lease {
-    /// The execution's bucket (`zart_bucket(id)`).
-    pub bucket: i16,
+    /// Where the backend keeps the execution, as the backend chose at claim time; it gets it
+    /// back with every write of the run and the core never reads it (zart-pg: the
+    /// execution's bucket, `zart_bucket(id)`, which routes a call to one shard on Citus;
+    /// backends that need nothing here use 0).
+    pub backend_key: i64,
     /// The execution id.
     pub execution_id: String,
     /// The fencing token, drawn at random by every claim.
@@ -531,6 +534,44 @@ pub struct AwaitEventParams {
     pub timeout: Option<Duration>,
 }
 
+/// What an event wait's step records as its output once the wait has ended, in the shape every
+/// backend stores (`{"received": <payload>}` or `{"timed_out": true}`), so a replay reads any
+/// backend's record the same way. zart-pg writes it in SQL; other backends serialise this type.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum EventWaitRecord {
+    /// The event arrived.
+    Received {
+        /// Its payload.
+        received: serde_json::Value,
+    },
+    /// The timeout passed first.
+    TimedOut {
+        /// Always `true`.
+        timed_out: bool,
+    },
+}
+
+impl EventWaitRecord {
+    /// The record of a wait that timed out.
+    pub fn timed_out() -> Self {
+        EventWaitRecord::TimedOut { timed_out: true }
+    }
+
+    /// Reads a recorded output; anything that is not a received event reads as a timeout.
+    pub fn from_output(output: serde_json::Value) -> Self {
+        serde_json::from_value(output).unwrap_or_else(|_| EventWaitRecord::timed_out())
+    }
+
+    /// The JSON to store.
+    pub fn to_output(&self) -> serde_json::Value {
+        match self {
+            EventWaitRecord::Received { received } => serde_json::json!({ "received": received }),
+            EventWaitRecord::TimedOut { .. } => serde_json::json!({ "timed_out": true }),
+        }
+    }
+}
+
 /// What [`Scheduler::await_event`] found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventWait {
@@ -644,4 +685,40 @@ pub enum Wakeup {
     },
     /// The listener reconnected: notifications may have been missed, so look again.
     Resync,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::EventWaitRecord;
+    use serde_json::json;
+
+    #[test]
+    fn event_wait_records_read_back_as_written() {
+        for record in [
+            EventWaitRecord::Received {
+                received: json!({"ok": true}),
+            },
+            EventWaitRecord::Received {
+                received: json!(null),
+            },
+            EventWaitRecord::timed_out(),
+        ] {
+            assert_eq!(EventWaitRecord::from_output(record.to_output()), record);
+        }
+        // The shapes zart-pg's SQL writes.
+        assert_eq!(
+            EventWaitRecord::Received { received: json!(1) }.to_output(),
+            json!({"received": 1})
+        );
+        assert_eq!(
+            EventWaitRecord::timed_out().to_output(),
+            json!({"timed_out": true})
+        );
+        assert_eq!(
+            EventWaitRecord::from_output(json!("garbage")),
+            EventWaitRecord::timed_out()
+        );
+    }
 }

@@ -134,9 +134,11 @@ impl<S: Scheduler> TaskContext<S> {
         let what = || format!("the payload of event {event_name:?}");
         if let Some(recorded) = recorded.filter(|r| r.status == StepStatus::Completed) {
             let output = recorded.output.unwrap_or_default();
-            return match output.get("received") {
-                Some(payload) => Ok(EventOutcome::Received(decode(payload.clone(), what)?)),
-                None => Ok(EventOutcome::TimedOut),
+            return match crate::scheduler::EventWaitRecord::from_output(output) {
+                crate::scheduler::EventWaitRecord::Received { received } => {
+                    Ok(EventOutcome::Received(decode(received, what)?))
+                }
+                crate::scheduler::EventWaitRecord::TimedOut { .. } => Ok(EventOutcome::TimedOut),
             };
         }
         let wait = self

@@ -54,6 +54,7 @@ const WORKER_FUNCTIONS: &[&str] = &[
 ];
 /// Functions no role may call on its own: the entry points call them as their owner.
 const INTERNAL_FUNCTIONS: &[&str] = &[
+    "zart_apply_settings",
     "zart_cancel_tree",
     "zart_check_ms",
     "zart_check_payload",
@@ -65,14 +66,19 @@ const INTERNAL_FUNCTIONS: &[&str] = &[
     "zart_lock_leases",
     "zart_lock_task",
     "zart_open_wait",
+    "zart_payload_limit",
     "zart_raise_fence",
+    "zart_settings_changed",
     "zart_sleep_is_over",
     "zart_start_tenant",
+    "zart_step_problem",
     "zart_suspend",
     "zart_take_event",
+    "zart_tenancy_on",
     "zart_try_commit_step",
     "zart_try_complete_execution",
     "zart_try_lock_task",
+    "zart_verdict_problem",
     "zart_wait_lock",
     "zart_wake_waiter",
 ];

@@ -46,14 +46,14 @@ pub const MUTANTS: &[(&str, &str, &str, &str)] = &[
     (
         "payload-limit-from-session",
         "the_payload_limit_is_the_owners_and_holds_in_every_entry_point",
-        "v_limit bigint := coalesce(p_limit, (select s.max_payload_bytes from public.zart_settings s),",
-        "v_limit bigint := coalesce(nullif(current_setting('zart.max_payload_bytes', true), '')::bigint, p_limit, (select s.max_payload_bytes from public.zart_settings s),",
+        "v_limit bigint := coalesce(p_limit, public.zart_payload_limit());",
+        "v_limit bigint := coalesce(nullif(current_setting('zart.max_payload_bytes', true), '')::bigint, p_limit, public.zart_payload_limit());",
     ),
     (
         "step-output-unchecked",
         "the_payload_limit_is_the_owners_and_holds_in_every_entry_point",
-        "when octet_length(u.output::text) > v_limit then\n                      format('invalid step output",
-        "when false then\n                      format('invalid step output",
+        "when octet_length(p_output::text) > p_limit then\n               format('invalid step output",
+        "when false then\n               format('invalid step output",
     ),
     (
         "start-conflict-ignores-queue",
@@ -76,8 +76,8 @@ pub const MUTANTS: &[(&str, &str, &str, &str)] = &[
     (
         "step-status-unchecked",
         "the_worker_role_changes_nothing_it_holds_no_lease_on",
-        "when u.status is null or u.status not in ('completed', 'failed', 'retrying') then",
-        "when u.status is null then",
+        "when p_status is null or p_status not in ('completed', 'failed', 'retrying') then",
+        "when p_status is null then",
     ),
     (
         "failed-parent-keeps-children",
@@ -300,7 +300,7 @@ async fn the_client_role_cannot_write_a_table_or_reach_past_its_entry_points() {
             "select zart_commit_step(zart_bucket('asleep'), 'asleep', 1, 'x', 1, 'completed', '1', null, 1)",
             "select zart_complete_execution(zart_bucket('asleep'), 'asleep', 1, 'completed', '1', null)",
             "select * from zart_open_wait(zart_bucket('asleep'), 'asleep', 'x', 1, 'sleep', now(), null)",
-            "select * from zart_insert_execution(zart_bucket('i'), 'i', 'alpha', '{}', 'default', null, null, null, null)",
+            "select * from zart_insert_execution(zart_bucket('i'), 'i', 'alpha', '{}', 'default', null, null, null, null, null)",
             "select * from zart_cancel_tree(array[zart_bucket('asleep')], array['asleep'], true)",
             // The owner's settings, tenants and clock.
             "update zart_settings set max_payload_bytes = 1000000000",
@@ -453,7 +453,7 @@ async fn the_worker_role_changes_nothing_it_holds_no_lease_on() {
             "select zart_suspend(zart_bucket('other'), 'other', 0, now(), 'sleeping', 'sleep', 'nap')",
             "select * from zart_open_wait(zart_bucket('other'), 'other', 'x', 1, 'sleep', now(), null)",
             "select * from zart_take_event(zart_bucket('other'), 'other', 'event:go', 'go', null, now())",
-            "select * from zart_insert_execution(zart_bucket('i'), 'i', 'alpha', '{}', 'default', null, null, null, null)",
+            "select * from zart_insert_execution(zart_bucket('i'), 'i', 'alpha', '{}', 'default', null, null, null, null, null)",
             "select * from zart_cancel_tree(array[zart_bucket('other')], array['other'], true)",
             "select zart_lock_task(zart_bucket('other'), 'other', 0)",
             "select zart_start('top-level', 'alpha')",
@@ -659,11 +659,27 @@ async fn the_payload_limit_is_the_owners_and_holds_in_every_entry_point() {
         assert_eq!(state(&admin).await, before, "{sql} changed something");
     }
 
-    // The owner lowers it, and it holds for the Rust paths too: a start, a step, a verdict.
+    // The owner lowers it, and it holds at once, in sessions that ran these functions before
+    // (their cached plans had the old limit folded in) and for the Rust paths: a start, a
+    // step, a verdict.
+    client
+        .batch_execute(
+            "select zart_emit_event('waiting', 'warm', jsonb_build_object('k', repeat('x', 1500)))",
+        )
+        .await
+        .unwrap();
     admin
         .batch_execute("update zart_settings set max_payload_bytes = 1000")
         .await
         .unwrap();
+    assert_eq!(
+        refused(
+            &client,
+            "select zart_emit_event('waiting', 'warm', jsonb_build_object('k', repeat('x', 1500)))"
+        )
+        .await,
+        ("ZA004".to_owned(), over("event payload", 1509, 1000))
+    );
     let mut registry = TaskRegistry::new();
     registry
         .register("echo", Echo)

@@ -29,9 +29,15 @@
 --   zart_sleep(..)               entry (worker) a durable sleep: records the wake time, suspends
 --   zart_await_event(..)         entry (worker) consumes a buffered event, or suspends / times out
 --   zart_start_child(..)         entry (worker) starts a child execution and waits for its verdict
+--   zart_apply_settings()        writes zart_settings into the two functions below (and trigger)
+--   zart_settings_changed()      the trigger function on zart_settings
+--   zart_payload_limit()         the payload limit, as a constant (generated)
+--   zart_tenancy_on()            whether tenancy is on, as a constant (generated)
 --   zart_check_text(..)          validates an id or name: 1..255 bytes, else ZA004
 --   zart_check_payload(..)       validates JSON size against zart_settings, else ZA004
 --   zart_check_ms(..)            validates a duration in milliseconds (0..100 years), else ZA004
+--   zart_step_problem(..)        why a step result is one the engine never writes (inlined)
+--   zart_verdict_problem(..)     why a verdict is one the engine never writes (inlined)
 --   zart_start_tenant()          the tenant a new top-level execution of this session belongs to
 --   zart_insert_execution(..)    inserts an execution and its task row once; conflict rules
 --   zart_fence_code(..)          why a fenced write failed: ZA001 (cancelled) or ZA002 (lease lost)
@@ -85,6 +91,8 @@ end
 $$;
 -- Signatures that changed (a new parameter would otherwise leave the old one as an overload).
 drop function if exists public.zart_start_execution(smallint, text, text, jsonb, text, text);
+drop function if exists public.zart_insert_execution(smallint, text, text, jsonb, text, text, bigint,
+                                                     text, text[]);
 
 -- Called by workers and clients at start to refuse an outdated schema. No locks.
 -- Raises nothing.
@@ -112,6 +120,58 @@ begin
 end
 $$;
 
+-- Called by this file (every `zart migrate`) and by the trigger on zart_settings: writes the
+-- settings into zart_payload_limit() and zart_tenancy_on(), immutable SQL functions that return
+-- them as constants, so the hot paths read a setting for free (the planner inlines and folds
+-- them; replacing them invalidates the plans that did). Rewrites a function only when its
+-- value changed. The salt stays in the table: a function's source is readable by anyone.
+-- No locks of its own. Raises nothing.
+create or replace function public.zart_apply_settings() returns void
+language plpgsql as $$
+declare
+    v_limit   bigint;
+    v_tenancy boolean;
+    v_want    text;
+begin
+    select s.max_payload_bytes, s.tenancy into v_limit, v_tenancy from public.zart_settings s;
+    v_want := format('select %s::bigint', coalesce(v_limit, 1048576));
+    if not exists (select from pg_catalog.pg_proc p
+                    where p.oid = to_regprocedure('public.zart_payload_limit()')
+                      and p.prosrc = v_want) then
+        execute format('create or replace function public.zart_payload_limit() returns bigint '
+                       'language sql immutable parallel safe as %L', v_want);
+    end if;
+    v_want := case when v_tenancy then 'select true' else 'select false' end;
+    if not exists (select from pg_catalog.pg_proc p
+                    where p.oid = to_regprocedure('public.zart_tenancy_on()')
+                      and p.prosrc = v_want) then
+        execute format('create or replace function public.zart_tenancy_on() returns boolean '
+                       'language sql immutable parallel safe as %L', v_want);
+    end if;
+end
+$$;
+select public.zart_apply_settings();
+
+-- The trigger on zart_settings: any change rewrites the functions above, in the changing
+-- transaction. Raises nothing.
+create or replace function public.zart_settings_changed() returns trigger
+language plpgsql as $$
+begin
+    perform public.zart_apply_settings();
+    return null;
+end
+$$;
+do $$
+begin
+    if not exists (select from pg_catalog.pg_trigger
+                    where tgrelid = 'public.zart_settings'::regclass
+                      and tgname = 'zart_settings_apply') then
+        create trigger zart_settings_apply after insert or update or delete on public.zart_settings
+            for each statement execute function public.zart_settings_changed();
+    end if;
+end
+$$;
+
 -- Called by the start functions to validate ids and names coming from SQL callers.
 -- No locks. Raises ZA004 naming the field and the limit.
 create or replace function public.zart_check_text(p_field text, p_value text) returns void
@@ -135,8 +195,7 @@ create or replace function public.zart_check_payload(p_field text, p_value jsonb
                                                      p_limit bigint default null) returns void
 language plpgsql stable as $$
 declare
-    v_limit bigint := coalesce(p_limit, (select s.max_payload_bytes from public.zart_settings s),
-                               1048576);
+    v_limit bigint := coalesce(p_limit, public.zart_payload_limit());
     v_size  bigint := octet_length(p_value::text);
 begin
     if v_size > v_limit then
@@ -174,7 +233,7 @@ declare
     v_all     boolean;
     v_tenants text[];
 begin
-    if not coalesce((select s.tenancy from public.zart_settings s), false) then
+    if not public.zart_tenancy_on() then
         return null;
     end if;
     select pg_has_role(session_user, c.relowner, 'member') into v_all
@@ -206,7 +265,7 @@ language plpgsql stable as $$
 declare
     v_tenants text[];
 begin
-    if not coalesce((select s.tenancy from public.zart_settings s), false) then
+    if not public.zart_tenancy_on() then
         return null;
     end if;
     v_tenants := public.zart_visible_tenants();
@@ -313,7 +372,8 @@ begin
 end
 $$;
 
--- Called by zart_start_execution and zart_start_child. Inserts the execution and its task row
+-- Called by zart_start_execution and zart_start_child (p_limit: the payload limit they read).
+-- Inserts the execution and its task row
 -- if the id is new; locks nothing it did not insert (ON CONFLICT waits for a concurrent
 -- inserter). An existing id is returned as it is when task, input, queue, parent and deadline
 -- all match, so starting is idempotent. Raises ZA003 when the id exists with anything else (or
@@ -327,7 +387,8 @@ create or replace function public.zart_insert_execution(
     p_parent_id   text,
     p_deadline_ms bigint,
     p_tenant      text,
-    p_tenants     text[]
+    p_tenants     text[],
+    p_limit       bigint
 ) returns table (created boolean, status text)
 language plpgsql as $$
 declare
@@ -345,7 +406,9 @@ begin
     if p_input is null then
         raise exception 'invalid input: must not be null' using errcode = 'ZA004';
     end if;
-    perform public.zart_check_payload('input', p_input);
+    if octet_length(p_input::text) > coalesce(p_limit, 1048576) then
+        perform public.zart_check_payload('input', p_input, p_limit);
+    end if;
     if p_bucket is distinct from public.zart_bucket(p_id) then
         raise exception 'bucket % does not match execution "%"', p_bucket, p_id using errcode = 'ZA005';
     end if;
@@ -419,11 +482,21 @@ language plpgsql security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-    v_tenants text[] := public.zart_visible_tenants();
+    v_tenancy boolean;
+    v_limit   bigint;
+    v_tenants text[];
     v_tenant  text;
 begin
+    -- One read of the settings; with tenancy off no tenant function is called.
+    v_tenancy := public.zart_tenancy_on();
+    v_limit := public.zart_payload_limit();
+    if coalesce(v_tenancy, false) then
+        v_tenants := public.zart_visible_tenants();
+    end if;
     if p_parent_id is null then
-        v_tenant := public.zart_start_tenant();
+        if coalesce(v_tenancy, false) then
+            v_tenant := public.zart_start_tenant();
+        end if;
     else
         if p_parent_id = p_id then
             raise exception 'invalid parent id: an execution cannot be its own parent' using errcode = 'ZA004';
@@ -440,7 +513,7 @@ begin
     return query
     select i.created, i.status
       from public.zart_insert_execution(p_bucket, p_id, p_task_name, p_input, p_queue, p_parent_id,
-                                        p_deadline_ms, v_tenant, v_tenants) i;
+                                        p_deadline_ms, v_tenant, v_tenants, v_limit) i;
 end
 $$;
 
@@ -515,8 +588,9 @@ declare
     v_names integer := greatest(coalesce(cardinality(p_task_names), 0), 1);
     -- Which name goes first rotates, so a flood of one task name cannot starve the others.
     v_first integer := floor(random() * v_names)::integer;
-    -- A worker limited to some tenants claims only their tasks (null: any tenant).
-    v_tenants text[] := public.zart_visible_tenants();
+    -- A worker limited to some tenants claims only their tasks (null: any tenant). The
+    -- setting is read first so that, with tenancy off, no other function is called.
+    v_tenants text[] := case when public.zart_tenancy_on() then public.zart_visible_tenants() end;
 begin
     if p_lease_ms is null or p_lease_ms < 1 or p_lease_ms > 3155760000000 then
         raise exception 'invalid lease: % ms is outside 1 ms to 100 years', p_lease_ms
@@ -643,6 +717,8 @@ begin
     if v_code = 'ZA006' then
         raise exception 'step "%" of execution "%" is already recorded', p_name, p_execution_id
             using errcode = 'ZA006';
+    elsif v_code like 'ZA004 %' then
+        raise exception '%', substr(v_code, 7) using errcode = 'ZA004';
     elsif v_code is not null then
         perform public.zart_raise_fence(p_bucket, p_execution_id, p_fence);
     end if;
@@ -697,7 +773,9 @@ begin
     select * into v_result
       from public.zart_try_complete_execution(p_bucket, p_execution_id, p_fence, p_status,
                                               p_output, p_error);
-    if v_result.code is not null then
+    if v_result.code like 'ZA004 %' then
+        raise exception '%', substr(v_result.code, 7) using errcode = 'ZA004';
+    elsif v_result.code is not null then
         perform public.zart_raise_fence(p_bucket, p_execution_id, p_fence);
     end if;
     return v_result.parent_queue;
@@ -740,15 +818,67 @@ begin
 end
 $$;
 
+-- Called by zart_commit_steps, inlined into its statement (sql, stable, one expression): why a
+-- step result is one the engine never writes, as a ZA004 message, or null when it is fine.
+-- p_limit: the payload limit. No locks. Raises nothing.
+create or replace function public.zart_step_problem(
+    p_status   text,
+    p_name     text,
+    p_seq      integer,
+    p_attempts integer,
+    p_output   jsonb,
+    p_error    jsonb,
+    p_limit    bigint
+) returns text
+language sql stable as $$
+    select case
+           when p_status is null or p_status not in ('completed', 'failed', 'retrying') then
+               format('invalid step status: %s is not completed, failed or retrying',
+                      coalesce('"' || p_status || '"', 'null'))
+           when p_name is null or octet_length(p_name) not between 1 and 255 then
+               format('invalid step name: %s is not 1 to 255 bytes',
+                      coalesce('"' || left(p_name, 40) || '"', 'null'))
+           when p_seq is null or p_seq < 0 or p_attempts is null or p_attempts < 0 then
+               format('invalid step position: seq %s, attempts %s', p_seq, p_attempts)
+           when octet_length(p_output::text) > p_limit then
+               format('invalid step output: %s bytes of JSON is over the limit of %s bytes',
+                      octet_length(p_output::text), p_limit)
+           when octet_length(p_error::text) > p_limit then
+               format('invalid step error: %s bytes of JSON is over the limit of %s bytes',
+                      octet_length(p_error::text), p_limit)
+           end
+$$;
+
+-- Called by zart_complete_executions, inlined: why a verdict is one the engine never writes, as
+-- a ZA004 message, or null. No locks. Raises nothing.
+create or replace function public.zart_verdict_problem(
+    p_status text,
+    p_output jsonb,
+    p_error  jsonb,
+    p_limit  bigint
+) returns text
+language sql stable as $$
+    select case
+           when p_status is null or p_status not in ('completed', 'failed') then
+               format('invalid status: %s is not a final status', coalesce('"' || p_status || '"', 'null'))
+           when octet_length(p_output::text) > p_limit then
+               format('invalid output: %s bytes of JSON is over the limit of %s bytes',
+                      octet_length(p_output::text), p_limit)
+           when octet_length(p_error::text) > p_limit then
+               format('invalid error: %s bytes of JSON is over the limit of %s bytes',
+                      octet_length(p_error::text), p_limit)
+           end
+$$;
+
 -- Called by PostgresScheduler's group commit (and, as a batch of one, by zart_commit_step):
 -- records many step results, from many executions, in one statement. Locks each task row FOR
 -- NO KEY UPDATE in key order (fence matching, lease held), so a concurrent claim skips it and
 -- emits and child verdicts wait, then writes the step rows. Returns one code per item: null
 -- when recorded, else ZA001 (cancelled), ZA002 (lease lost) or ZA006 (already recorded); an
 -- item's failure leaves the others recorded; the same step twice in one batch is recorded
--- once, from the first, and the second gets ZA006. Raises ZA004, writing nothing, for an item
--- the engine would never write (a status other than completed, failed or retrying, a bad
--- name or position, JSON over the payload limit); the caller then retries item by item.
+-- once, from the first, and the second gets ZA006. An item the engine would never write (a
+-- status other than completed, failed or retrying, a bad name or position, JSON over the
+-- payload limit) is not written and gets 'ZA004 <message>'. Raises nothing of its own.
 create or replace function public.zart_commit_steps(
     p_buckets       smallint[],
     p_execution_ids text[],
@@ -774,36 +904,12 @@ declare
     v_seen    text[] := '{}';
     v_key     text;
     v_codes   text[] := '{}';
-    v_limit   bigint := coalesce((select s.max_payload_bytes from public.zart_settings s), 1048576);
-    v_bad     text;
+    v_limit   bigint := public.zart_payload_limit();
+    v_problem text;
 begin
-    select b.reason into v_bad
-      from unnest(p_statuses, p_names, p_seqs, p_attempts, p_outputs, p_errors)
-               as u(status, name, seq, attempts, output, error)
-     cross join lateral (
-           select case
-                  when u.status is null or u.status not in ('completed', 'failed', 'retrying') then
-                      format('invalid step status: %s is not completed, failed or retrying',
-                             coalesce('"' || u.status || '"', 'null'))
-                  when u.name is null or octet_length(u.name) not between 1 and 255 then
-                      format('invalid step name: %s is not 1 to 255 bytes',
-                             coalesce('"' || left(u.name, 40) || '"', 'null'))
-                  when u.seq is null or u.seq < 0 or u.attempts is null or u.attempts < 0 then
-                      format('invalid step position: seq %s, attempts %s', u.seq, u.attempts)
-                  when octet_length(u.output::text) > v_limit then
-                      format('invalid step output: %s bytes of JSON is over the limit of %s bytes',
-                             octet_length(u.output::text), v_limit)
-                  when octet_length(u.error::text) > v_limit then
-                      format('invalid step error: %s bytes of JSON is over the limit of %s bytes',
-                             octet_length(u.error::text), v_limit)
-                  end as reason) b
-     where b.reason is not null
-     limit 1;
-    if v_bad is not null then
-        raise exception '%', v_bad using errcode = 'ZA004';
-    end if;
     -- One statement for the whole batch: lock each held task row (fence matches, lease held),
-    -- in key order, then write the step rows; a final result already recorded is left alone.
+    -- in key order, then write the step rows; a final result already recorded is left alone;
+    -- an item the engine would never write (zart_step_problem, inlined) is left out.
     -- LATERAL keeps the plan a key lookup per item whatever the statistics say.
     with held as (
         select i.*
@@ -812,6 +918,8 @@ begin
                               p_outputs, p_errors, p_attempts)
                            with ordinality
                            as u(bucket, execution_id, fence, name, seq, status, output, error, attempts, ord)
+                 where public.zart_step_problem(u.status, u.name, u.seq, u.attempts, u.output,
+                                                u.error, v_limit) is null
                  -- The same step twice in one batch: the first is written, the second is not.
                  order by u.bucket, u.execution_id, u.name, u.ord) i
          cross join lateral (
@@ -840,7 +948,11 @@ begin
     -- a result recorded before).
     for i in 1 .. v_n loop
         v_key := jsonb_build_array(p_execution_ids[i], p_names[i])::text;
-        if v_key = any (v_written) and not v_key = any (v_seen) then
+        v_problem := public.zart_step_problem(p_statuses[i], p_names[i], p_seqs[i], p_attempts[i],
+                                              p_outputs[i], p_errors[i], v_limit);
+        if v_problem is not null then
+            v_codes := v_codes || ('ZA004 ' || v_problem);
+        elsif v_key = any (v_written) and not v_key = any (v_seen) then
             v_seen := v_seen || v_key;
             v_codes := v_codes || null::text;
         else
@@ -858,9 +970,9 @@ $$;
 -- (fence matching, lease held; the delete is the lock), updates the execution rows, cancels
 -- the unfinished descendants of the failed ones (as cancelling them would; NOTIFY zart_done
 -- for each, in the transaction), then wakes parents waiting for these children. Returns one
--- row per item, in order: code null when recorded, else ZA001/ZA002; and the queue of a
--- parent it woke. Raises ZA004, writing nothing, for a status that is not final or JSON over
--- the payload limit (the caller then retries the items one by one).
+-- row per item, in order: code null when recorded, else ZA001/ZA002, or 'ZA004 <message>'
+-- for a verdict the engine would never write (not final, JSON over the payload limit), which
+-- is not written; and the queue of a parent it woke. Raises nothing of its own.
 create or replace function public.zart_complete_executions(
     p_buckets       smallint[],
     p_execution_ids text[],
@@ -880,31 +992,13 @@ as $$
 declare
     v_now      timestamptz := public.zart_current_time();
     v_n        integer := coalesce(cardinality(p_buckets), 0);
-    v_bad      text;
     v_finished text[];
     v_children text[];
     v_parents  text[];
     v_failed   text[];
     v_at       integer;
-    v_limit    bigint := coalesce((select s.max_payload_bytes from public.zart_settings s), 1048576);
+    v_limit    bigint := public.zart_payload_limit();
 begin
-    select case when u.status is null or u.status not in ('completed', 'failed') then
-                    format('invalid status: %s is not a final status', coalesce('"' || u.status || '"', 'null'))
-                when octet_length(u.output::text) > v_limit then
-                    format('invalid output: %s bytes of JSON is over the limit of %s bytes',
-                           octet_length(u.output::text), v_limit)
-                when octet_length(u.error::text) > v_limit then
-                    format('invalid error: %s bytes of JSON is over the limit of %s bytes',
-                           octet_length(u.error::text), v_limit)
-                end
-      into v_bad
-      from unnest(p_statuses, p_outputs, p_errors) as u(status, output, error)
-     where u.status is null or u.status not in ('completed', 'failed')
-        or octet_length(u.output::text) > v_limit or octet_length(u.error::text) > v_limit
-     limit 1;
-    if found then
-        raise exception '%', v_bad using errcode = 'ZA004';
-    end if;
     -- One statement for the whole batch: lock each held task row (fence matches, lease held) in
     -- key order, delete it, then record the verdict on its execution row. LATERAL keeps the plan
     -- a key lookup per item whatever the statistics say.
@@ -913,6 +1007,9 @@ begin
           from (select *
                   from unnest(p_buckets, p_execution_ids, p_fences, p_statuses, p_outputs, p_errors)
                            as u(bucket, execution_id, fence, status, output, error)
+                 -- A verdict the engine would never write is left out (zart_verdict_problem,
+                 -- inlined), and reported below.
+                 where public.zart_verdict_problem(u.status, u.output, u.error, v_limit) is null
                  order by u.bucket, u.execution_id) i
          cross join lateral (
                select 1 from public.zart_tasks t
@@ -969,7 +1066,9 @@ begin
             parent_queue := case when v_at is null then null
                                  else public.zart_wake_waiter(v_parents[v_at], 'child', p_execution_ids[i]) end;
         else
-            code := public.zart_fence_code(p_buckets[i], p_execution_ids[i]);
+            code := coalesce('ZA004 ' || public.zart_verdict_problem(p_statuses[i], p_outputs[i],
+                                                                    p_errors[i], v_limit),
+                             public.zart_fence_code(p_buckets[i], p_execution_ids[i]));
             parent_queue := null;
         end if;
         return next;
@@ -1124,7 +1223,7 @@ as $$
     select case when min(n.run_at) is null then null
                 else greatest(0, ceil(extract(epoch from (min(n.run_at) - public.zart_current_time()))
                                       * 1000))::bigint end
-      from (select public.zart_visible_tenants() as tenants) v
+      from (select case when public.zart_tenancy_on() then public.zart_visible_tenants() end as tenants) v
      cross join unnest(p_task_names) as names(task_name)
      cross join lateral (
            select t.run_at from public.zart_tasks t
@@ -1372,12 +1471,15 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
     v_now     timestamptz := public.zart_current_time();
-    v_tenants text[] := public.zart_visible_tenants();
+    v_tenants text[];
+    v_limit   bigint;
     v_status  text;
     v_queue   text;
 begin
     perform public.zart_check_text('event name', p_name);
-    perform public.zart_check_payload('event payload', p_payload);
+    v_tenants := case when public.zart_tenancy_on() then public.zart_visible_tenants() end;
+    v_limit := public.zart_payload_limit();
+    perform public.zart_check_payload('event payload', p_payload, v_limit);
     if p_bucket is distinct from public.zart_bucket(p_execution_id) then
         raise exception 'bucket % does not match execution "%"', p_bucket, p_execution_id
             using errcode = 'ZA005';
@@ -1465,7 +1567,7 @@ begin
                    p_execution_id, null,
                    (select e.tenant from public.zart_executions e
                      where e.bucket = p_bucket and e.id = p_execution_id),
-                   null) st;
+                   null, public.zart_payload_limit()) st;
     end if;
 
     select * into v_child from public.zart_executions e
@@ -1544,7 +1646,7 @@ language plpgsql security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-    v_tenants text[] := public.zart_visible_tenants();
+    v_tenants text[] := case when public.zart_tenancy_on() then public.zart_visible_tenants() end;
     v_status  text;
     v_parent  text;
     v_queue   text;
@@ -1617,7 +1719,7 @@ as $$
     select e.id, e.task_name, e.queue, e.status, e.input, e.output, e.error, e.attempts,
            e.created_at, e.started_at, e.finished_at
       from public.zart_executions e
-     cross join (select public.zart_visible_tenants() as tenants) v
+     cross join (select case when public.zart_tenancy_on() then public.zart_visible_tenants() end as tenants) v
      where e.bucket = p_bucket and e.id = p_id
        and (v.tenants is null or e.tenant = any (v.tenants))
 $$;

@@ -68,6 +68,7 @@ const INTERNAL_FUNCTIONS: &[&str] = &[
     "zart_open_wait",
     "zart_payload_limit",
     "zart_raise_fence",
+    "zart_session_tenants",
     "zart_settings_changed",
     "zart_sleep_is_over",
     "zart_start_tenant",

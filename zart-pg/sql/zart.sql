@@ -38,7 +38,8 @@
 --   zart_check_ms(..)            validates a duration in milliseconds (0..100 years), else ZA004
 --   zart_step_problem(..)        why a step result is one the engine never writes (inlined)
 --   zart_verdict_problem(..)     why a verdict is one the engine never writes (inlined)
---   zart_start_tenant()          the tenant a new top-level execution of this session belongs to
+--   zart_session_tenants()       the tenants this session may see (null: all); zart_visible_tenants's body
+--   zart_start_tenant(..)        the tenant a new top-level execution of this session belongs to
 --   zart_insert_execution(..)    inserts an execution and its task row once; conflict rules
 --   zart_fence_code(..)          why a fenced write failed: ZA001 (cancelled) or ZA002 (lease lost)
 --   zart_raise_fence(..)         raises ZA001 (cancelled) or ZA002 (lease lost)
@@ -91,6 +92,7 @@ end
 $$;
 -- Signatures that changed (a new parameter would otherwise leave the old one as an overload).
 drop function if exists public.zart_start_execution(smallint, text, text, jsonb, text, text);
+drop function if exists public.zart_start_tenant();
 drop function if exists public.zart_insert_execution(smallint, text, text, jsonb, text, text, bigint,
                                                      text, text[]);
 
@@ -219,15 +221,13 @@ begin
 end
 $$;
 
--- Called by RLS policies, the views and the entry points: the tenants this session may see and
--- act for. Null: every tenant (tenancy off; the owner of the Zart objects or a superuser; a role
+-- Called by the entry points (as their owner) and by zart_visible_tenants: the tenants this
+-- session may see and act for. Null: every tenant (tenancy off; the owner of the Zart objects or a superuser; a role
 -- granted '*'), narrowed to zart.tenant when that is set. A session is its login
 -- (session_user), which keeps its tenants inside SECURITY DEFINER functions and across SET
 -- ROLE. No locks. Raises 42501 when zart.tenant names a tenant the login is not granted.
-create or replace function public.zart_visible_tenants() returns text[]
-language plpgsql stable security definer
-set search_path = pg_catalog, pg_temp
-as $$
+create or replace function public.zart_session_tenants() returns text[]
+language plpgsql stable as $$
 declare
     v_pick    text := nullif(current_setting('zart.tenant', true), '');
     v_all     boolean;
@@ -256,19 +256,27 @@ begin
 end
 $$;
 
--- Called by zart_start_execution: the tenant a new top-level execution of this session belongs
--- to (null when tenancy is off): zart.tenant if set, else the login's one tenant. No locks.
+-- Entry point for every role (RLS policies, the views, SQL users): zart_session_tenants() for
+-- sessions that may not read zart_settings and zart_tenant_access themselves. No locks.
+-- Raises as zart_session_tenants.
+create or replace function public.zart_visible_tenants() returns text[]
+language sql stable security definer
+set search_path = pg_catalog, pg_temp
+as $$
+    select public.zart_session_tenants()
+$$;
+
+-- Called by zart_start_execution with tenancy on and the session's tenants (zart_session_tenants):
+-- the tenant a new top-level execution belongs to: zart.tenant if set, else the login's one
+-- tenant. No locks.
 -- Raises ZA004 when the session may act for several tenants (or all) and zart.tenant is not
 -- set, 42501 when it may act for none.
-create or replace function public.zart_start_tenant() returns text
+create or replace function public.zart_start_tenant(v_tenants text[]) returns text
 language plpgsql stable as $$
-declare
-    v_tenants text[];
 begin
-    if not public.zart_tenancy_on() then
-        return null;
+    if cardinality(v_tenants) = 1 then
+        return v_tenants[1];
     end if;
-    v_tenants := public.zart_visible_tenants();
     if v_tenants is null then
         raise exception 'invalid tenant: role "%" may act for every tenant; set zart.tenant to the tenant of the execution',
             session_user using errcode = 'ZA004';
@@ -491,11 +499,11 @@ begin
     v_tenancy := public.zart_tenancy_on();
     v_limit := public.zart_payload_limit();
     if coalesce(v_tenancy, false) then
-        v_tenants := public.zart_visible_tenants();
+        v_tenants := public.zart_session_tenants();
     end if;
     if p_parent_id is null then
         if coalesce(v_tenancy, false) then
-            v_tenant := public.zart_start_tenant();
+            v_tenant := public.zart_start_tenant(v_tenants);
         end if;
     else
         if p_parent_id = p_id then
@@ -590,7 +598,7 @@ declare
     v_first integer := floor(random() * v_names)::integer;
     -- A worker limited to some tenants claims only their tasks (null: any tenant). The
     -- setting is read first so that, with tenancy off, no other function is called.
-    v_tenants text[] := case when public.zart_tenancy_on() then public.zart_visible_tenants() end;
+    v_tenants text[] := case when public.zart_tenancy_on() then public.zart_session_tenants() end;
 begin
     if p_lease_ms is null or p_lease_ms < 1 or p_lease_ms > 3155760000000 then
         raise exception 'invalid lease: % ms is outside 1 ms to 100 years', p_lease_ms
@@ -1223,7 +1231,7 @@ as $$
     select case when min(n.run_at) is null then null
                 else greatest(0, ceil(extract(epoch from (min(n.run_at) - public.zart_current_time()))
                                       * 1000))::bigint end
-      from (select case when public.zart_tenancy_on() then public.zart_visible_tenants() end as tenants) v
+      from (select case when public.zart_tenancy_on() then public.zart_session_tenants() end as tenants) v
      cross join unnest(p_task_names) as names(task_name)
      cross join lateral (
            select t.run_at from public.zart_tasks t
@@ -1477,7 +1485,7 @@ declare
     v_queue   text;
 begin
     perform public.zart_check_text('event name', p_name);
-    v_tenants := case when public.zart_tenancy_on() then public.zart_visible_tenants() end;
+    v_tenants := case when public.zart_tenancy_on() then public.zart_session_tenants() end;
     v_limit := public.zart_payload_limit();
     perform public.zart_check_payload('event payload', p_payload, v_limit);
     if p_bucket is distinct from public.zart_bucket(p_execution_id) then
@@ -1646,7 +1654,7 @@ language plpgsql security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-    v_tenants text[] := case when public.zart_tenancy_on() then public.zart_visible_tenants() end;
+    v_tenants text[] := case when public.zart_tenancy_on() then public.zart_session_tenants() end;
     v_status  text;
     v_parent  text;
     v_queue   text;
@@ -1719,7 +1727,7 @@ as $$
     select e.id, e.task_name, e.queue, e.status, e.input, e.output, e.error, e.attempts,
            e.created_at, e.started_at, e.finished_at
       from public.zart_executions e
-     cross join (select case when public.zart_tenancy_on() then public.zart_visible_tenants() end as tenants) v
+     cross join (select case when public.zart_tenancy_on() then public.zart_session_tenants() end as tenants) v
      where e.bucket = p_bucket and e.id = p_id
        and (v.tenants is null or e.tenant = any (v.tenants))
 $$;

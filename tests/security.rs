@@ -20,6 +20,7 @@ use zart::{
 };
 use zart_pg::PostgresScheduler;
 use zart_tests::logins::Logins;
+use zart_tests::tasks::Echo;
 use zart_tests::{count, init_tracing, TestDb};
 
 const WAIT: Option<Duration> = Some(Duration::from_secs(30));
@@ -531,23 +532,6 @@ async fn column_of<T: tokio_postgres::types::FromSqlOwned>(client: &Client, sql:
         .iter()
         .map(|r| r.get(0))
         .collect()
-}
-
-/// Returns its input, so a test controls the size of the output.
-struct Echo;
-
-#[async_trait]
-impl TaskHandler for Echo {
-    type Data = serde_json::Value;
-    type Output = serde_json::Value;
-
-    async fn run(
-        &self,
-        _ctx: &mut TaskContext<impl Scheduler>,
-        data: serde_json::Value,
-    ) -> Result<serde_json::Value, TaskError> {
-        Ok(data)
-    }
 }
 
 /// Records a step whose output is `data["step"]` copies of "x", then returns `data["out"]`

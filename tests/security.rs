@@ -500,12 +500,12 @@ async fn the_worker_role_changes_nothing_it_holds_no_lease_on() {
             "invalid retry delay: 4000000000000 ms is outside 0 ms to 100 years",
         ),
         (
-            format!("select count(*) from zart_heartbeat('w-held', 0, array[{held_bucket}::smallint], array['held'], array[{fence}::bigint])"),
-            "invalid lease: 0 ms is outside 1 ms to 100 years",
+            format!("select count(*) from zart_heartbeat('w-held', -1, array[{held_bucket}::smallint], array['held'], array[{fence}::bigint])"),
+            "invalid lease: -1 ms is outside 0 ms to 100 years",
         ),
         (
             "select count(*) from zart_claim_tasks('w', 'default', array['beta'], 10, 4000000000000)".to_owned(),
-            "invalid lease: 4000000000000 ms is outside 1 ms to 100 years",
+            "invalid lease: 4000000000000 ms is outside 0 ms to 100 years",
         ),
     ];
     let before = state(&admin).await;

@@ -560,7 +560,8 @@ $$;
 -- Entry point for workers (claim_tasks), in a transaction of its own: it turns
 -- synchronous_commit off for the rest of the transaction it runs in. Locks up to p_limit due
 -- task rows (FOR UPDATE SKIP LOCKED) of the session's tenants, then their execution rows.
--- Raises ZA004 for a lease outside 1 ms to 100 years or a negative limit.
+-- Raises ZA004 for a lease outside 0 ms to 100 years or a negative limit (a lease of 0 ms
+-- expires at once: the task is due again, which benchmarks use to claim it over and over).
 create or replace function public.zart_claim_tasks(
     p_worker_id  text,
     p_queue      text,
@@ -600,8 +601,8 @@ declare
     -- setting is read first so that, with tenancy off, no other function is called.
     v_tenants text[] := case when public.zart_tenancy_on() then public.zart_session_tenants() end;
 begin
-    if p_lease_ms is null or p_lease_ms < 1 or p_lease_ms > 3155760000000 then
-        raise exception 'invalid lease: % ms is outside 1 ms to 100 years', p_lease_ms
+    if p_lease_ms is null or p_lease_ms < 0 or p_lease_ms > 3155760000000 then
+        raise exception 'invalid lease: % ms is outside 0 ms to 100 years', p_lease_ms
             using errcode = 'ZA004';
     end if;
     if p_limit is null or p_limit < 0 then
@@ -1177,8 +1178,8 @@ as $$
 declare
     v_now timestamptz := public.zart_current_time();
 begin
-    if p_lease_ms is null or p_lease_ms < 1 or p_lease_ms > 3155760000000 then
-        raise exception 'invalid lease: % ms is outside 1 ms to 100 years', p_lease_ms
+    if p_lease_ms is null or p_lease_ms < 0 or p_lease_ms > 3155760000000 then
+        raise exception 'invalid lease: % ms is outside 0 ms to 100 years', p_lease_ms
             using errcode = 'ZA004';
     end if;
     return query

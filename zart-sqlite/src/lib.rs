@@ -310,7 +310,7 @@ fn unexpected(reply: Reply) -> Error {
 #[async_trait]
 impl Scheduler for SqliteScheduler {
     async fn check_schema(&self) -> Result<(), Error> {
-        self.reads.read(|conn| schema::check(conn)).await
+        self.reads.read(schema::check).await
     }
 
     async fn start_execution(&self, p: StartExecutionParams) -> Result<StartOutcome, Error> {

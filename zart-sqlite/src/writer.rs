@@ -119,10 +119,11 @@ fn begin(conn: &Connection) -> Result<(), Error> {
 }
 
 fn commit(conn: &Connection) -> Result<(), Error> {
-    conn.execute_batch("commit").or_db(conn, "committing").map_err(|err| {
-        let _ = conn.execute_batch("rollback");
-        err
-    })
+    conn.execute_batch("commit")
+        .or_db(conn, "committing")
+        .inspect_err(|_| {
+            let _ = conn.execute_batch("rollback");
+        })
 }
 
 /// One operation in its own transaction.

@@ -32,12 +32,22 @@ fn migrate_start_and_status_on_sqlite() {
     assert!(stdout(&zart(&url, &["migrate"])).contains("schema is up to date (version 1)"));
     // --database-url works as DATABASE_URL does.
     let out = Command::new(env!("CARGO_BIN_EXE_zart"))
-        .args(["--database-url", &url, "start", "order-7", "checkout", r#"{"n": 7}"#])
+        .args([
+            "--database-url",
+            &url,
+            "start",
+            "order-7",
+            "checkout",
+            r#"{"n": 7}"#,
+        ])
         .output()
         .unwrap();
     assert!(stdout(&out).contains("started execution \"order-7\""));
-    assert!(stdout(&zart(&url, &["start", "order-7", "checkout", r#"{"n": 7}"#]))
-        .contains("already had"));
+    assert!(stdout(&zart(
+        &url,
+        &["start", "order-7", "checkout", r#"{"n": 7}"#]
+    ))
+    .contains("already had"));
     let status: serde_json::Value =
         serde_json::from_str(&stdout(&zart(&url, &["status", "order-7"]))).unwrap();
     assert_eq!(status["status"], "scheduled");

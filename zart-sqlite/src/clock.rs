@@ -128,7 +128,15 @@ mod tests {
 
     #[test]
     fn times_read_back_as_written_and_sort_as_text() {
-        for ms in [0, 1, 999, 86_399_999, 1_796_594_400_123, 951_782_400_000, MAX_MS] {
+        for ms in [
+            0,
+            1,
+            999,
+            86_399_999,
+            1_796_594_400_123,
+            951_782_400_000,
+            MAX_MS,
+        ] {
             assert_eq!(parse(&format(ms)), Some(ms), "{}", format(ms));
         }
         assert_eq!(format(1_796_594_400_123), "2026-12-06T22:00:00.123Z");

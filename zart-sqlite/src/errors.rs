@@ -37,9 +37,7 @@ pub(crate) fn from_sqlite(err: rusqlite::Error, db: &str, what: &str) -> Error {
             source: Some(Box::new(err)),
         },
         Some(ErrorCode::NotADatabase) => Error::Database {
-            message: format!(
-                "{what}: {db} is not a SQLite database (or is encrypted or damaged)"
-            ),
+            message: format!("{what}: {db} is not a SQLite database (or is encrypted or damaged)"),
             source: Some(Box::new(err)),
         },
         Some(ErrorCode::ReadOnly) => Error::Database {
@@ -91,7 +89,10 @@ pub(crate) fn to_json<T: serde::Serialize>(value: &T, what: &str) -> Result<Stri
 }
 
 /// Reads JSON text stored by Zart.
-pub(crate) fn from_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, Error> {
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
+    text: &str,
+    what: &str,
+) -> Result<T, Error> {
     serde_json::from_str(text).map_err(|source| Error::Serialization {
         action: "deserialize",
         what: what.to_owned(),

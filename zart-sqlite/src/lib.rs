@@ -304,7 +304,9 @@ impl SqliteScheduler {
 }
 
 fn unexpected(reply: Reply) -> Error {
-    internal(format!("the SQLite writer answered {reply:?} to another call"))
+    internal(format!(
+        "the SQLite writer answered {reply:?} to another call"
+    ))
 }
 
 #[async_trait]

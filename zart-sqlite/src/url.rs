@@ -102,8 +102,8 @@ impl Location {
                         path.display()
                     )));
                 }
-                let conn = Connection::open_with_flags(path, flags)
-                    .map_err(|e| open_error(self, e))?;
+                let conn =
+                    Connection::open_with_flags(path, flags).map_err(|e| open_error(self, e))?;
                 if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
                     return Err(read_only(path));
                 }

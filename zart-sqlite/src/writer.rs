@@ -105,7 +105,8 @@ impl Writer {
 /// Locks a connection; a poisoned lock is taken over (the transaction it held was rolled back
 /// or is rolled back by the next `begin`).
 pub(crate) fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
-    conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    conn.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Starts a write transaction, ending any left open first.
@@ -127,7 +128,11 @@ fn commit(conn: &Connection) -> Result<(), Error> {
 }
 
 /// One operation in its own transaction.
-fn write_one(conn: &Connection, settings: &Settings, op: &Op) -> Result<(Reply, Vec<Wakeup>), Error> {
+fn write_one(
+    conn: &Connection,
+    settings: &Settings,
+    op: &Op,
+) -> Result<(Reply, Vec<Wakeup>), Error> {
     begin(conn)?;
     let mut tx = Tx::new(conn, settings)?;
     match ops::run(&mut tx, op) {
@@ -144,7 +149,11 @@ fn write_one(conn: &Connection, settings: &Settings, op: &Op) -> Result<(Reply, 
 }
 
 /// Many operations in one transaction, each in its own savepoint.
-fn write_batch(conn: &Connection, settings: &Settings, items: &[Arc<Op>]) -> Result<Answers, Error> {
+fn write_batch(
+    conn: &Connection,
+    settings: &Settings,
+    items: &[Arc<Op>],
+) -> Result<Answers, Error> {
     begin(conn)?;
     let mut answers = Vec::with_capacity(items.len());
     let mut wakeups = Vec::new();

@@ -95,13 +95,15 @@ impl Fixture for Store {
         )
         .optional()
         .unwrap()
-        .map(|(status, output, error, attempts, parent_id)| ExecutionRow {
-            status: ExecutionStatus::parse(&status).unwrap(),
-            output: json(output),
-            error: error_record(error),
-            attempts: count(attempts),
-            parent_id,
-        })
+        .map(
+            |(status, output, error, attempts, parent_id)| ExecutionRow {
+                status: ExecutionStatus::parse(&status).unwrap(),
+                output: json(output),
+                error: error_record(error),
+                attempts: count(attempts),
+                parent_id,
+            },
+        )
     }
 
     async fn steps(&self, id: &str) -> Vec<StepRow> {
@@ -143,7 +145,10 @@ impl Fixture for Store {
 impl Drop for Store {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("keeping test database {} for inspection", self.dir.display());
+            eprintln!(
+                "keeping test database {} for inspection",
+                self.dir.display()
+            );
             return;
         }
         let _ = std::fs::remove_dir_all(&self.dir);

@@ -17,7 +17,9 @@ use crate::writer::Reply;
 pub(super) fn cancel_execution(tx: &mut Tx<'_>, id: &str) -> Result<Reply, Error> {
     let row: Option<(String, Option<String>)> = tx
         .conn
-        .query_row(queries::EXECUTION_STATUS, [id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(queries::EXECUTION_STATUS, [id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .optional()
         .or_db(tx.conn, "cancelling")?;
     let Some((status, parent)) = row else {
@@ -43,7 +45,11 @@ pub(super) fn cancel_execution(tx: &mut Tx<'_>, id: &str) -> Result<Reply, Error
 /// Cancels the unfinished executions of the tree under `root` (the root too when
 /// `include_root`): their tasks go and they become `cancelled`. Returns the ids cancelled,
 /// in walk order (the root first).
-pub(super) fn cancel_tree(tx: &Tx<'_>, root: &str, include_root: bool) -> Result<Vec<String>, Error> {
+pub(super) fn cancel_tree(
+    tx: &Tx<'_>,
+    root: &str,
+    include_root: bool,
+) -> Result<Vec<String>, Error> {
     let mut visited: HashSet<String> = HashSet::from([root.to_owned()]);
     let mut order = vec![root.to_owned()];
     let mut queue = VecDeque::from([root.to_owned()]);

@@ -140,7 +140,15 @@ fn claim_one(
     })
 }
 
-type StepRow = (String, i64, String, Option<String>, Option<String>, i64, String);
+type StepRow = (
+    String,
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    String,
+);
 
 fn recorded_steps(tx: &Tx<'_>, id: &str) -> Result<Vec<RecordedStep>, Error> {
     let mut stmt = tx

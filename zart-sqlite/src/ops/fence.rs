@@ -67,7 +67,13 @@ pub(super) fn suspend(
     tx.conn
         .execute(
             queries::SUSPEND_TASK,
-            rusqlite::params![lease.execution_id, lease.fence, run_at, wait_kind, wait_name],
+            rusqlite::params![
+                lease.execution_id,
+                lease.fence,
+                run_at,
+                wait_kind,
+                wait_name
+            ],
         )
         .or_db(tx.conn, "suspending an execution")?;
     Ok(())

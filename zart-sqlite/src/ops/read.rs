@@ -72,8 +72,19 @@ pub(crate) fn get_execution(conn: &Connection, id: &str) -> Result<Option<Execut
         })
         .optional()
         .or_db(conn, "reading an execution")?;
-    let Some((id, task_name, queue, status, input, output, error, attempts, created, started, finished)) =
-        row
+    let Some((
+        id,
+        task_name,
+        queue,
+        status,
+        input,
+        output,
+        error,
+        attempts,
+        created,
+        started,
+        finished,
+    )) = row
     else {
         return Ok(None);
     };

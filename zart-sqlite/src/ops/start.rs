@@ -59,7 +59,10 @@ pub(super) fn start_execution(tx: &mut Tx<'_>, p: &StartExecutionParams) -> Resu
 
 /// Inserts the execution and its task if the id is new; else returns the existing one's status
 /// when everything matches, or [`Error::Conflict`] saying what differs.
-pub(super) fn insert_execution(tx: &mut Tx<'_>, e: &NewExecution<'_>) -> Result<StartOutcome, Error> {
+pub(super) fn insert_execution(
+    tx: &mut Tx<'_>,
+    e: &NewExecution<'_>,
+) -> Result<StartOutcome, Error> {
     check_name("execution id", e.id)?;
     check_name("task name", e.task_name)?;
     check_name("queue", e.queue)?;
@@ -81,7 +84,15 @@ pub(super) fn insert_execution(tx: &mut Tx<'_>, e: &NewExecution<'_>) -> Result<
         .conn
         .execute(
             queries::INSERT_EXECUTION,
-            rusqlite::params![e.id, e.task_name, e.queue, input, e.parent_id, deadline_at, now],
+            rusqlite::params![
+                e.id,
+                e.task_name,
+                e.queue,
+                input,
+                e.parent_id,
+                deadline_at,
+                now
+            ],
         )
         .or_db(tx.conn, "starting an execution")?;
     if inserted == 1 {

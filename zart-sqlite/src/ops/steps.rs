@@ -6,8 +6,7 @@ use std::sync::Arc;
 use rusqlite::OptionalExtension;
 use zart::limits::check_name;
 use zart::scheduler::{
-    CommitStepParams, CompleteExecutionParams, Lease, Outcome, RetryStepParams, StepStatus,
-    Wakeup,
+    CommitStepParams, CompleteExecutionParams, Lease, Outcome, RetryStepParams, StepStatus, Wakeup,
 };
 use zart::{Error, ErrorRecord};
 
@@ -78,10 +77,7 @@ fn record_step(tx: &Tx<'_>, s: &StepResult<'_>) -> Result<(), Error> {
         ));
     }
     check_name("step name", s.name)?;
-    let output = s
-        .output
-        .map(|v| to_json(v, "a step output"))
-        .transpose()?;
+    let output = s.output.map(|v| to_json(v, "a step output")).transpose()?;
     if let Some(text) = &output {
         check_size(tx, "step output", text)?;
     }

@@ -103,10 +103,24 @@ pub(super) fn sleep(tx: &mut Tx<'_>, p: &SleepParams) -> Result<Reply, Error> {
     };
     if wake <= tx.now {
         let now = to_json(&tx.now_text(), "the time")?;
-        close_wait(tx, &p.lease.execution_id, &p.name, "completed", Some(now), None)?;
+        close_wait(
+            tx,
+            &p.lease.execution_id,
+            &p.name,
+            "completed",
+            Some(now),
+            None,
+        )?;
         return Ok(Reply::Slept(None));
     }
-    suspend(tx, &p.lease, clock::format(wake), "sleeping", "sleep", &p.name)?;
+    suspend(
+        tx,
+        &p.lease,
+        clock::format(wake),
+        "sleeping",
+        "sleep",
+        &p.name,
+    )?;
     tx.wake(Wakeup::Timer {
         queue: p.queue.clone(),
     });
@@ -173,7 +187,10 @@ pub(super) fn await_event(tx: &mut Tx<'_>, p: &AwaitEventParams) -> Result<Reply
         None => None,
     };
     if wake_ms.is_some_and(|at| at <= tx.now) {
-        let output = to_json(&EventWaitRecord::timed_out().to_output(), "an event wait record")?;
+        let output = to_json(
+            &EventWaitRecord::timed_out().to_output(),
+            "an event wait record",
+        )?;
         close_wait(tx, id, &p.name, "completed", Some(output), None)?;
         return Ok(Reply::Event(EventWait::TimedOut));
     }
@@ -218,9 +235,11 @@ pub(super) fn send_event(tx: &mut Tx<'_>, p: &SendEventParams) -> Result<Reply, 
         .or_db(tx.conn, "sending an event")?;
     let waiting: i64 = tx
         .conn
-        .query_row(queries::WAITS_FOR_EVENT, rusqlite::params![id, p.name], |r| {
-            r.get(0)
-        })
+        .query_row(
+            queries::WAITS_FOR_EVENT,
+            rusqlite::params![id, p.name],
+            |r| r.get(0),
+        )
         .or_db(tx.conn, "sending an event")?;
     if waiting == 0 {
         return Ok(Reply::Done);
@@ -247,7 +266,10 @@ pub(super) fn send_event(tx: &mut Tx<'_>, p: &SendEventParams) -> Result<Reply, 
 pub(super) fn start_child(tx: &mut Tx<'_>, p: &StartChildParams) -> Result<Reply, Error> {
     hold(tx, &p.lease)?;
     let id = &p.lease.execution_id;
-    let marker = to_json(&serde_json::json!({ "child_id": p.child_id }), "a child wait")?;
+    let marker = to_json(
+        &serde_json::json!({ "child_id": p.child_id }),
+        "a child wait",
+    )?;
     let (_, first) = open_wait(tx, &p.lease, &p.name, p.seq, "child", None, Some(marker))?;
     if first {
         if p.child_id == *id {

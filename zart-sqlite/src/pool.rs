@@ -15,8 +15,22 @@ use crate::errors::{internal, SqlResult};
 use crate::writer::lock;
 use crate::{SqliteOptions, Synchronous};
 
-/// Sets the write connection's pragmas.
+/// Sets the write connection's pragmas. Switching a new file to WAL needs the file to itself
+/// for a moment, and SQLite answers `SQLITE_BUSY` at once (without waiting) when two
+/// connections try it together; so a busy answer is tried again until the busy timeout.
 pub(crate) fn configure_writer(conn: &Connection, options: &SqliteOptions) -> Result<(), Error> {
+    let deadline = std::time::Instant::now() + options.busy_timeout;
+    loop {
+        match set_writer_pragmas(conn, options) {
+            Err(Error::Contention { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn set_writer_pragmas(conn: &Connection, options: &SqliteOptions) -> Result<(), Error> {
     // WAL persists in the file; an in-memory database answers "memory" and keeps it.
     let _mode: String = conn
         .query_row("pragma journal_mode = wal", [], |r| r.get(0))

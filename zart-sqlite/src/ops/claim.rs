@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use zart::scheduler::{ClaimTasksParams, ClaimedTask, Lease, RecordedStep};
 use zart::Error;
 
-use super::{parse_name, Tx};
+use super::{check_lease, parse_name, Tx};
 use crate::clock;
 use crate::errors::{error_record, from_json, to_json, SqlResult};
 use crate::queries;
@@ -19,13 +19,7 @@ fn new_fence() -> i64 {
 }
 
 pub(super) fn claim_tasks(tx: &mut Tx<'_>, p: &ClaimTasksParams) -> Result<Reply, Error> {
-    let lease_ms = clock::millis(p.lease);
-    if lease_ms < 1 || lease_ms > clock::millis(zart::limits::MAX_WAIT) {
-        return Err(Error::invalid(
-            "lease",
-            format!("{lease_ms} ms is outside 1 ms to 100 years"),
-        ));
-    }
+    let lease_ms = check_lease(p.lease)?;
     let mut names: Vec<&str> = Vec::with_capacity(p.task_names.len());
     for name in &p.task_names {
         if !names.contains(&name.as_str()) {

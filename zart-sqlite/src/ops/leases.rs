@@ -5,20 +5,14 @@ use std::time::Duration;
 use zart::scheduler::{HeartbeatParams, ReleaseTasksParams, Wakeup};
 use zart::Error;
 
-use super::Tx;
+use super::{check_lease, Tx};
 use crate::clock;
 use crate::errors::SqlResult;
 use crate::queries;
 use crate::writer::Reply;
 
 pub(super) fn heartbeat(tx: &mut Tx<'_>, p: &HeartbeatParams) -> Result<Reply, Error> {
-    let lease_ms = clock::millis(p.lease);
-    if lease_ms < 1 || lease_ms > clock::millis(zart::limits::MAX_WAIT) {
-        return Err(Error::invalid(
-            "lease",
-            format!("{lease_ms} ms is outside 1 ms to 100 years"),
-        ));
-    }
+    let lease_ms = check_lease(p.lease)?;
     let until = clock::format(tx.now.saturating_add(lease_ms));
     let mut renewed = Vec::new();
     for lease in &p.leases {

@@ -102,6 +102,18 @@ fn check_wait(field: &str, ms: i64) -> Result<(), Error> {
     Ok(())
 }
 
+/// A lease length in milliseconds, refused outside 1 ms to 100 years.
+fn check_lease(lease: std::time::Duration) -> Result<i64, Error> {
+    let ms = clock::millis(lease);
+    if ms < 1 || ms > clock::millis(zart::limits::MAX_WAIT) {
+        return Err(Error::invalid(
+            "lease",
+            format!("{ms} ms is outside 1 ms to 100 years"),
+        ));
+    }
+    Ok(ms)
+}
+
 /// Parses a stored status name with serde (step statuses and kinds).
 fn parse_name<T: serde::de::DeserializeOwned>(name: &str, what: &str) -> Result<T, Error> {
     serde_json::from_value(serde_json::Value::String(name.to_owned())).map_err(|source| {

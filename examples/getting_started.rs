@@ -1,5 +1,7 @@
 //! The getting-started workflow, end to end: register a task, run a worker, start an
-//! execution, wait for it. Run it with `ci/example` (it brings up PostgreSQL if needed).
+//! execution, wait for it. Run it with `ci/example` (it brings up PostgreSQL if needed), or
+//! on SQLite with `DATABASE_URL=sqlite://zart-example.db ci/example`: only the line that
+//! makes the scheduler depends on the backend.
 //!
 //! The billing call fails on its first attempt, so the run shows a durable retry: the attempt
 //! is recorded, the execution sleeps 2 s without holding a worker slot, and resumes.
@@ -10,11 +12,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use zart::scheduler::DynScheduler;
 use zart::{
     DurableScheduler, RetryConfig, Scheduler, TaskContext, TaskError, TaskHandler, TaskRegistry,
     Worker, WorkerConfig,
 };
 use zart_pg::{PgPool, PostgresScheduler};
+use zart_sqlite::SqliteScheduler;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct OnboardingData {
@@ -81,8 +85,13 @@ async fn main() -> anyhow::Result<()> {
     let url = std::env::var("DATABASE_URL")
         .map_err(|_| anyhow::anyhow!("set DATABASE_URL (or run ci/example, which does)"))?;
 
-    let pool = PgPool::connect(&url).await?;
-    let scheduler = Arc::new(PostgresScheduler::new(pool));
+    // The one line that depends on the backend: PostgreSQL, or SQLite embedded in this process.
+    let scheduler: DynScheduler = if url.starts_with("sqlite:") {
+        Arc::new(SqliteScheduler::connect(&url).await?)
+    } else {
+        Arc::new(PostgresScheduler::new(PgPool::connect(&url).await?))
+    };
+    let scheduler = Arc::new(scheduler);
 
     // 2. Register and run a worker
     let mut registry = TaskRegistry::new();

@@ -1,18 +1,23 @@
 //! The `zart` command: database migrations and a look at executions from the shell.
+//!
+//! The backend is chosen by the URL's scheme: `postgres://` (or `postgresql://`) for
+//! zart-pg, `sqlite://path.db` (or `sqlite::memory:`) for zart-sqlite.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use zart::scheduler::StartExecutionParams;
 use zart::Scheduler;
 use zart_pg::{PgPool, PostgresScheduler};
+use zart_sqlite::SqliteScheduler;
 
-/// Zart: durable workflows in PostgreSQL.
+/// Zart: durable workflows in PostgreSQL or SQLite.
 #[derive(Debug, Parser)]
 #[command(name = "zart", version, about)]
 struct Cli {
-    /// PostgreSQL connection URL, e.g. postgres://user:pass@localhost/mydb
+    /// Database URL: postgres://user:pass@localhost/mydb, or sqlite://path/to/zart.db
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     database_url: Option<String>,
 
@@ -29,7 +34,7 @@ enum Command {
         /// The execution id.
         id: String,
     },
-    /// Start an execution from the shell (through the SQL function zart_start).
+    /// Start an execution from the shell (on PostgreSQL through the SQL function zart_start).
     ///
     /// The task name is not checked against any registry here: a worker that registers it
     /// will run it.
@@ -67,31 +72,70 @@ async fn main() -> ExitCode {
     }
 }
 
+/// The backend a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    fn of(url: &str) -> anyhow::Result<Backend> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else {
+            let scheme = url.split(':').next().unwrap_or_default();
+            anyhow::bail!(
+                "unsupported database URL scheme {scheme:?}: use postgres://user:pass@host/db \
+                 or sqlite://path/to/zart.db"
+            )
+        }
+    }
+}
+
+/// The scheduler of a URL, checked against the schema.
+async fn scheduler(url: &str) -> anyhow::Result<Arc<dyn Scheduler>> {
+    let scheduler: Arc<dyn Scheduler> = match Backend::of(url)? {
+        Backend::Postgres => Arc::new(PostgresScheduler::new(PgPool::connect_lazy(url, 1)?)),
+        Backend::Sqlite => Arc::new(SqliteScheduler::connect(url).await?),
+    };
+    scheduler.check_schema().await?;
+    Ok(scheduler)
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let url = cli.database_url.context(
-        "no database given: set DATABASE_URL or pass --database-url postgres://user:pass@host/db",
+        "no database given: set DATABASE_URL or pass --database-url (postgres://user:pass@host/db \
+         or sqlite://path/to/zart.db)",
     )?;
+    let backend = Backend::of(&url)?;
     match cli.command {
         Command::Migrate => {
-            let pool = PgPool::connect_lazy(&url, 1)?;
-            let report = zart_pg::migrate(&pool).await?;
-            if report.applied.is_empty() {
-                println!(
-                    "zart: schema is up to date (version {})",
-                    report.schema_version
-                );
+            let (applied, version) = match backend {
+                Backend::Postgres => {
+                    let pool = PgPool::connect_lazy(&url, 1)?;
+                    let report = zart_pg::migrate(&pool).await?;
+                    (report.applied, i64::from(report.schema_version))
+                }
+                Backend::Sqlite => {
+                    let report = zart_sqlite::migrate(&url).await?;
+                    (report.applied, report.schema_version)
+                }
+            };
+            if applied.is_empty() {
+                println!("zart: schema is up to date (version {version})");
             } else {
                 println!(
-                    "zart: applied {} ({}); schema version {}",
-                    report.applied.len(),
-                    report.applied.join(", "),
-                    report.schema_version
+                    "zart: applied {} ({}); schema version {version}",
+                    applied.len(),
+                    applied.join(", ")
                 );
             }
         }
         Command::Status { id } => {
-            let scheduler = PostgresScheduler::new(PgPool::connect_lazy(&url, 1)?);
-            scheduler.check_schema().await?;
+            let scheduler = scheduler(&url).await?;
             let execution = scheduler
                 .get_execution(&id)
                 .await?
@@ -132,21 +176,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             zart::limits::check_name("task name", &task)?;
             zart::limits::check_name("queue", &queue)?;
             zart::limits::check_payload("input", &input, zart::limits::DEFAULT_MAX_PAYLOAD_BYTES)?;
-            let pool = PgPool::connect_lazy(&url, 1)?;
-            let scheduler = Arc::new(PostgresScheduler::new(pool.clone()));
-            scheduler.check_schema().await?;
-            let client = pool.pool().get().await.context("could not connect")?;
-            let created: bool = client
-                .query_one(zart_pg::queries::START, &[&id, &task, &input, &queue])
-                .await
-                .map_err(|e| match e.as_db_error() {
-                    // Zart's own refusals (ZA...) already name the field and the limit.
-                    Some(db) if db.code().code().starts_with("ZA") => {
-                        anyhow::anyhow!("{}", db.message())
-                    }
-                    _ => anyhow::Error::new(e).context("start failed"),
-                })?
-                .get(0);
+            let created = match backend {
+                Backend::Postgres => start_postgres(&url, &id, &task, &input, &queue).await?,
+                Backend::Sqlite => {
+                    // Workers in other processes see it through their change poller.
+                    let scheduler = scheduler(&url).await?;
+                    scheduler
+                        .start_execution(StartExecutionParams {
+                            id: id.clone(),
+                            task_name: task.clone(),
+                            input,
+                            queue,
+                            parent_id: None,
+                            deadline: None,
+                        })
+                        .await?
+                        .created
+                }
+            };
             println!(
                 "zart: {} execution {id:?} of task {task:?}",
                 if created { "started" } else { "already had" }
@@ -154,4 +201,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Starts through the SQL function `zart_start`, which also wakes workers (NOTIFY).
+async fn start_postgres(
+    url: &str,
+    id: &str,
+    task: &str,
+    input: &serde_json::Value,
+    queue: &str,
+) -> anyhow::Result<bool> {
+    let pool = PgPool::connect_lazy(url, 1)?;
+    let scheduler = Arc::new(PostgresScheduler::new(pool.clone()));
+    scheduler.check_schema().await?;
+    let client = pool.pool().get().await.context("could not connect")?;
+    let created: bool = client
+        .query_one(zart_pg::queries::START, &[&id, &task, input, &queue])
+        .await
+        .map_err(|e| match e.as_db_error() {
+            // Zart's own refusals (ZA...) already name the field and the limit.
+            Some(db) if db.code().code().starts_with("ZA") => {
+                anyhow::anyhow!("{}", db.message())
+            }
+            _ => anyhow::Error::new(e).context("start failed"),
+        })?
+        .get(0);
+    Ok(created)
 }

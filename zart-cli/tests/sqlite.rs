@@ -1,0 +1,65 @@
+//! The `zart` binary on a SQLite URL: migrate (idempotent), start, status; and a URL whose
+//! scheme no backend serves.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::process::{Command, Output};
+
+fn zart(url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_zart"))
+        .env("DATABASE_URL", url)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "zart failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+#[test]
+fn migrate_start_and_status_on_sqlite() {
+    let dir = std::env::temp_dir().join(format!("zart-cli-sqlite-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("zart.db").display());
+
+    assert!(stdout(&zart(&url, &["migrate"])).contains("applied 1 (V1__init)"));
+    assert!(stdout(&zart(&url, &["migrate"])).contains("schema is up to date (version 1)"));
+    // --database-url works as DATABASE_URL does.
+    let out = Command::new(env!("CARGO_BIN_EXE_zart"))
+        .args([
+            "--database-url",
+            &url,
+            "start",
+            "order-7",
+            "checkout",
+            r#"{"n": 7}"#,
+        ])
+        .output()
+        .unwrap();
+    assert!(stdout(&out).contains("started execution \"order-7\""));
+    assert!(stdout(&zart(
+        &url,
+        &["start", "order-7", "checkout", r#"{"n": 7}"#]
+    ))
+    .contains("already had"));
+    let status: serde_json::Value =
+        serde_json::from_str(&stdout(&zart(&url, &["status", "order-7"]))).unwrap();
+    assert_eq!(status["status"], "scheduled");
+    assert_eq!(status["input"], serde_json::json!({"n": 7}));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_unknown_scheme_names_the_ones_served() {
+    let out = zart("mysql://localhost/db", &["migrate"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sqlite://"), "{err}");
+    assert!(err.contains("postgres://"), "{err}");
+}

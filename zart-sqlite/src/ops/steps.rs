@@ -1,0 +1,165 @@
+//! Step results and verdicts (`zart_commit_step`, `zart_retry_step`,
+//! `zart_complete_execution`): fenced writes of a claimed run.
+
+use std::sync::Arc;
+
+use rusqlite::OptionalExtension;
+use zart::limits::check_name;
+use zart::scheduler::{
+    CommitStepParams, CompleteExecutionParams, Lease, Outcome, RetryStepParams, StepStatus, Wakeup,
+};
+use zart::{Error, ErrorRecord};
+
+use super::cancel::cancel_tree;
+use super::fence::{hold, refused, suspend, wake_waiter};
+use super::{check_size, check_wait, Tx};
+use crate::clock;
+use crate::errors::{to_json, SqlResult};
+use crate::queries;
+use crate::writer::Reply;
+
+/// One step result to record.
+struct StepResult<'a> {
+    lease: &'a Lease,
+    name: &'a str,
+    seq: u32,
+    status: StepStatus,
+    output: Option<&'a serde_json::Value>,
+    error: Option<&'a ErrorRecord>,
+    attempts: u32,
+}
+
+pub(super) fn commit_step(tx: &mut Tx<'_>, p: &CommitStepParams) -> Result<Reply, Error> {
+    record_step(
+        tx,
+        &StepResult {
+            lease: &p.lease,
+            name: &p.name,
+            seq: p.seq,
+            status: p.status,
+            output: p.output.as_ref(),
+            error: p.error.as_ref(),
+            attempts: p.attempts,
+        },
+    )?;
+    Ok(Reply::Done)
+}
+
+pub(super) fn retry_step(tx: &mut Tx<'_>, p: &RetryStepParams) -> Result<Reply, Error> {
+    let delay = clock::millis(p.delay);
+    check_wait("retry delay", delay)?;
+    record_step(
+        tx,
+        &StepResult {
+            lease: &p.lease,
+            name: &p.name,
+            seq: p.seq,
+            status: StepStatus::Retrying,
+            output: None,
+            error: Some(&p.error),
+            attempts: p.attempts,
+        },
+    )?;
+    let run_at = clock::format(tx.now.saturating_add(delay));
+    suspend(tx, &p.lease, run_at, "sleeping", "retry", &p.name)?;
+    tx.wake(Wakeup::Timer {
+        queue: p.queue.clone(),
+    });
+    Ok(Reply::Done)
+}
+
+/// Records a step result under a held lease; a final result is never overwritten.
+fn record_step(tx: &Tx<'_>, s: &StepResult<'_>) -> Result<(), Error> {
+    if s.status == StepStatus::Waiting {
+        return Err(Error::invalid(
+            "step status",
+            "\"waiting\" is not completed, failed or retrying",
+        ));
+    }
+    check_name("step name", s.name)?;
+    let output = s.output.map(|v| to_json(v, "a step output")).transpose()?;
+    if let Some(text) = &output {
+        check_size(tx, "step output", text)?;
+    }
+    let error = s.error.map(|e| to_json(e, "a step error")).transpose()?;
+    if let Some(text) = &error {
+        check_size(tx, "step error", text)?;
+    }
+    hold(tx, s.lease)?;
+    let written = tx
+        .conn
+        .execute(
+            queries::UPSERT_STEP,
+            rusqlite::params![
+                s.lease.execution_id,
+                s.name,
+                s.seq,
+                s.status.as_str(),
+                output,
+                error,
+                s.attempts,
+                tx.now_text()
+            ],
+        )
+        .or_db(tx.conn, "recording a step")?;
+    if written == 0 {
+        return Err(Error::StepAlreadyRecorded {
+            id: s.lease.execution_id.clone(),
+            step: s.name.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+pub(super) fn complete_execution(
+    tx: &mut Tx<'_>,
+    p: &CompleteExecutionParams,
+) -> Result<Reply, Error> {
+    let id = &p.lease.execution_id;
+    let (status, output, error) = match &p.outcome {
+        Outcome::Completed(value) => {
+            let text = to_json(value, "an output")?;
+            check_size(tx, "output", &text)?;
+            ("completed", Some(text), None)
+        }
+        Outcome::Failed(record) => {
+            let text = to_json(record, "an error record")?;
+            check_size(tx, "error", &text)?;
+            ("failed", None, Some(text))
+        }
+    };
+    let removed = tx
+        .conn
+        .execute(
+            queries::DELETE_HELD_TASK,
+            rusqlite::params![id, p.lease.fence],
+        )
+        .or_db(tx.conn, "recording a verdict")?;
+    if removed == 0 {
+        return Err(refused(tx, id)?);
+    }
+    let parent: Option<String> = tx
+        .conn
+        .query_row(
+            queries::FINISH_EXECUTION,
+            rusqlite::params![id, status, output, error, tx.now_text()],
+            |r| r.get(0),
+        )
+        .optional()
+        .or_db(tx.conn, "recording a verdict")?
+        .flatten();
+    let mut finished = vec![id.clone()];
+    if status == "failed" {
+        // A failed execution's unfinished descendants are cancelled, as a cancelled one's are.
+        finished.extend(cancel_tree(tx, id, false)?);
+    }
+    tx.wake(Wakeup::Finished {
+        execution_ids: Arc::from(finished),
+    });
+    if let Some(parent) = parent {
+        if let Some(queue) = wake_waiter(tx, &parent, "child", id)? {
+            tx.wake(Wakeup::Work { queue });
+        }
+    }
+    Ok(Reply::Done)
+}

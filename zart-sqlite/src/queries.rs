@@ -1,0 +1,177 @@
+//! Every SQL statement of the SQLite backend, one named const each.
+//!
+//! Parameters are numbered (`?1`); times are bound as Zart's fixed-width text
+//! ([`crate::clock::format`]), so text comparisons are time comparisons.
+
+// ---- schema -------------------------------------------------------------------------------
+
+/// The table that records applied migrations (created before the first one).
+pub const CREATE_SCHEMA_HISTORY: &str = "create table if not exists zart_schema_history (
+    version    integer not null primary key,
+    name       text    not null,
+    applied_on text    not null
+) strict";
+/// The highest applied migration, or null.
+pub const SCHEMA_VERSION: &str = "select max(version) from zart_schema_history";
+/// Whether the history table exists.
+pub const HAS_SCHEMA_HISTORY: &str =
+    "select count(*) from sqlite_master where type = 'table' and name = 'zart_schema_history'";
+/// Records one applied migration.
+pub const RECORD_MIGRATION: &str =
+    "insert into zart_schema_history (version, name, applied_on) values (?1, ?2, ?3)";
+
+// ---- clock --------------------------------------------------------------------------------
+
+/// The test clock's offset in milliseconds.
+pub const CLOCK_OFFSET: &str = "select clock_offset_ms from zart_clock where singleton = 1";
+/// Moves the test clock forward by ?1 milliseconds.
+pub const ADVANCE_CLOCK: &str = "insert into zart_clock (singleton, clock_offset_ms) values (1, ?1)
+    on conflict (singleton) do update
+    set clock_offset_ms = zart_clock.clock_offset_ms + excluded.clock_offset_ms";
+
+// ---- start --------------------------------------------------------------------------------
+
+/// Inserts an execution if its id is new.
+pub const INSERT_EXECUTION: &str = "insert into zart_executions
+    (id, task_name, queue, input, parent_id, deadline_at, created_at, updated_at)
+    values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+    on conflict (id) do nothing";
+/// Inserts the task row of a new execution, due at ?4.
+pub const INSERT_TASK: &str =
+    "insert into zart_tasks (execution_id, task_name, queue, run_at) values (?1, ?2, ?3, ?4)";
+/// What a repeated start is compared with.
+pub const EXISTING_EXECUTION: &str = "select task_name, input, queue, parent_id, deadline_at,
+    created_at, status from zart_executions where id = ?1";
+
+// ---- claims -------------------------------------------------------------------------------
+
+/// Due tasks of one name, earliest first (one range of the claim index).
+pub const DUE_TASKS: &str = "select execution_id, wait_kind, wait_name from zart_tasks
+    where queue = ?1 and task_name = ?2 and run_at <= ?3
+    order by run_at limit ?4";
+/// Leases one task: new fence, lease expiry as run_at, one more claim; a task still locked
+/// (its lease expired) is a recovery.
+pub const CLAIM_TASK: &str = "update zart_tasks
+    set locked_by = ?2, run_at = ?3, fence = ?4, claims = claims + 1,
+        recoveries = recoveries + (locked_by is not null), wait_kind = null, wait_name = null
+    where execution_id = ?1
+    returning task_name, queue, claims, recoveries";
+/// Ends the sleep a claimed task was woken from, when its time has come.
+pub const END_WOKEN_SLEEP: &str = "update zart_steps
+    set status = 'completed', output = ?3, attempts = 1, updated_at = ?4
+    where execution_id = ?1 and name = ?2 and kind = 'sleep' and status = 'waiting'
+      and wake_at <= ?4";
+/// Marks a claimed execution running.
+pub const START_RUNNING: &str = "update zart_executions
+    set status = 'running', attempts = ?2, started_at = coalesce(started_at, ?3), updated_at = ?3
+    where id = ?1
+    returning parent_id, input, deadline_at";
+/// The recorded steps of an execution, for replay.
+pub const RECORDED_STEPS: &str = "select name, seq, status, output, error, attempts, kind
+    from zart_steps where execution_id = ?1 order by seq";
+
+// ---- fencing ------------------------------------------------------------------------------
+
+/// Whether a lease is held: the task exists, has this fence, and is locked.
+pub const HELD_TASK: &str = "select count(*) from zart_tasks
+    where execution_id = ?1 and fence = ?2 and locked_by is not null";
+/// An execution's status.
+pub const EXECUTION_STATUS: &str = "select status, parent_id from zart_executions where id = ?1";
+
+// ---- steps and verdicts -------------------------------------------------------------------
+
+/// Records a step result; a row already recorded is overwritten only while `retrying`.
+pub const UPSERT_STEP: &str = "insert into zart_steps
+    (execution_id, name, seq, status, output, error, attempts, created_at, updated_at)
+    values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
+    on conflict (execution_id, name) do update
+    set status = excluded.status, output = excluded.output, error = excluded.error,
+        attempts = excluded.attempts, updated_at = excluded.updated_at
+    where zart_steps.status = 'retrying'";
+/// Sets a suspended execution's status; returns its deadline.
+pub const SUSPEND_EXECUTION: &str =
+    "update zart_executions set status = ?2, updated_at = ?3 where id = ?1 returning deadline_at";
+/// Gives a held lease up until ?3, recording what the task waits for.
+pub const SUSPEND_TASK: &str = "update zart_tasks
+    set locked_by = null, run_at = ?3, wait_kind = ?4, wait_name = ?5, recoveries = 0
+    where execution_id = ?1 and fence = ?2";
+/// Removes a held task (the verdict's fence check).
+pub const DELETE_HELD_TASK: &str =
+    "delete from zart_tasks where execution_id = ?1 and fence = ?2 and locked_by is not null";
+/// Records a verdict; returns the parent.
+pub const FINISH_EXECUTION: &str = "update zart_executions
+    set status = ?2, output = ?3, error = ?4, finished_at = ?5, updated_at = ?5
+    where id = ?1
+    returning parent_id";
+/// Makes an execution due if it waits for exactly this (kind, name); returns its queue.
+pub const WAKE_WAITER: &str = "update zart_tasks set run_at = ?4
+    where execution_id = ?1 and wait_kind = ?2 and wait_name = ?3 and locked_by is null
+    returning queue";
+
+// ---- cancellation -------------------------------------------------------------------------
+
+/// The unfinished children of an execution.
+pub const UNFINISHED_CHILDREN: &str = "select id from zart_executions
+    where parent_id = ?1 and status not in ('completed', 'failed', 'cancelled')";
+/// Removes an execution's task row.
+pub const DELETE_TASK: &str = "delete from zart_tasks where execution_id = ?1";
+/// Cancels an unfinished execution.
+pub const CANCEL_EXECUTION: &str = "update zart_executions
+    set status = 'cancelled', finished_at = ?2, updated_at = ?2, error = ?3
+    where id = ?1 and status not in ('completed', 'failed', 'cancelled')";
+
+// ---- leases -------------------------------------------------------------------------------
+
+/// Renews a lease held by worker ?3 until ?4.
+pub const RENEW_LEASE: &str = "update zart_tasks set run_at = ?4
+    where execution_id = ?1 and fence = ?2 and locked_by = ?3";
+/// Gives back a lease held by worker ?3; due at ?4.
+pub const RELEASE_TASK: &str = "update zart_tasks set locked_by = null, run_at = ?4
+    where execution_id = ?1 and fence = ?2 and locked_by = ?3";
+/// A released execution is scheduled again.
+pub const RESCHEDULE_EXECUTION: &str =
+    "update zart_executions set status = 'scheduled', updated_at = ?2 where id = ?1";
+
+// ---- waits --------------------------------------------------------------------------------
+
+/// The step row of a wait, if recorded.
+pub const FIND_WAIT: &str =
+    "select wake_at, status from zart_steps where execution_id = ?1 and name = ?2";
+/// Records a wait on first reach.
+pub const OPEN_WAIT: &str = "insert into zart_steps
+    (execution_id, name, seq, kind, status, wake_at, output, attempts, created_at, updated_at)
+    values (?1, ?2, ?3, ?4, 'waiting', ?5, ?6, 0, ?7, ?7)";
+/// Records how a wait ended.
+pub const CLOSE_WAIT: &str = "update zart_steps
+    set status = ?3, output = ?4, error = ?5, attempts = 1, updated_at = ?6
+    where execution_id = ?1 and name = ?2";
+/// The oldest unconsumed event of a name that arrived by ?3 (null: any time).
+pub const OLDEST_EVENT: &str = "select event_id, payload from zart_events
+    where execution_id = ?1 and name = ?2 and consumed_at is null
+      and (?3 is null or created_at <= ?3)
+    order by event_id limit 1";
+/// Consumes an event into wait step ?3.
+pub const CONSUME_EVENT: &str =
+    "update zart_events set consumed_at = ?2, consumed_by = ?3 where event_id = ?1";
+/// Buffers an event.
+pub const INSERT_EVENT: &str =
+    "insert into zart_events (execution_id, name, payload, created_at) values (?1, ?2, ?3, ?4)";
+/// Whether an execution is suspended waiting for exactly this event.
+pub const WAITS_FOR_EVENT: &str = "select count(*) from zart_tasks
+    where execution_id = ?1 and wait_kind = 'event' and wait_name = ?2 and locked_by is null";
+/// The timeout of an open event wait step.
+pub const OPEN_EVENT_WAIT: &str = "select wake_at from zart_steps
+    where execution_id = ?1 and name = ?2 and kind = 'event' and status = 'waiting'";
+/// A child's verdict.
+pub const CHILD_VERDICT: &str = "select status, output, error from zart_executions where id = ?1";
+
+// ---- reads --------------------------------------------------------------------------------
+
+/// The earliest timed run of one task name of a queue (waits without a time excluded).
+pub const NEXT_RUN_AT: &str = "select min(run_at) from zart_tasks
+    where queue = ?1 and task_name = ?2 and run_at < '9999-12-31T23:59:59.999Z'";
+/// One execution.
+pub const GET_EXECUTION: &str = "select id, task_name, queue, status, input, output, error,
+    attempts, created_at, started_at, finished_at from zart_executions where id = ?1";
+/// Changes whenever another connection commits.
+pub const DATA_VERSION: &str = "pragma data_version";

@@ -1,0 +1,154 @@
+//! The schema: embedded SQL migrations (`migrations/V<n>__<name>.sql`), applied in order and
+//! recorded in `zart_schema_history`, and the check that a database is migrated for this build.
+//!
+//! [`migrate`] runs in one `BEGIN IMMEDIATE` transaction: it is idempotent, two processes may
+//! run it at once (the second waits for the first, then finds nothing to do), and a failed
+//! migration leaves nothing behind. A database migrated by a newer Zart is refused, not
+//! touched.
+
+use rusqlite::Connection;
+use zart::Error;
+
+use crate::clock;
+use crate::errors::SqlResult;
+use crate::queries;
+use crate::url::Location;
+
+/// One embedded migration.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// Its version (the `n` of `V<n>__`).
+    pub version: i64,
+    /// Its name (`init`).
+    pub name: &'static str,
+    /// Its SQL.
+    pub sql: &'static str,
+}
+
+/// Every migration of this build, in order.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sql: include_str!("../migrations/V1__init.sql"),
+}];
+
+/// The schema version this build writes and needs.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// What [`migrate`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationReport {
+    /// The migrations applied by this run (`V1__init`), empty when the schema was up to date.
+    pub applied: Vec<String>,
+    /// The schema version after the run.
+    pub schema_version: i64,
+}
+
+/// Creates or upgrades the Zart tables in the database at `url` (`sqlite://path.db`; the file
+/// is created if missing, its directory is not).
+///
+/// # Errors
+/// [`Error::InvalidInput`] for a URL that is not `sqlite:`; [`Error::Database`] naming the path
+/// for a missing directory, a read-only file or one that is not a database;
+/// [`Error::Contention`] when another program keeps the database locked past the busy timeout;
+/// [`Error::Schema`] when the database was migrated by a newer Zart.
+///
+/// # Examples
+/// ```no_run
+/// # async fn example() -> Result<(), zart::Error> {
+/// let report = zart_sqlite::migrate("sqlite://zart.db").await?;
+/// println!("schema version {}", report.schema_version);
+/// # Ok(()) }
+/// ```
+pub async fn migrate(url: &str) -> Result<MigrationReport, Error> {
+    let location = Location::parse(url)?;
+    let options = crate::SqliteOptions::default();
+    tokio::task::spawn_blocking(move || {
+        let conn = location.open(true, options.busy_timeout)?;
+        crate::pool::configure_writer(&conn, &options)?;
+        migrate_connection(&conn)
+    })
+    .await
+    .map_err(|e| crate::errors::internal(format!("the migration task failed: {e}")))?
+}
+
+/// Applies the missing migrations on `conn` in one `BEGIN IMMEDIATE` transaction.
+pub(crate) fn migrate_connection(conn: &Connection) -> Result<MigrationReport, Error> {
+    conn.execute_batch("begin immediate")
+        .or_db(conn, "starting the migration")?;
+    let result = apply(conn);
+    match result {
+        Ok(report) => {
+            conn.execute_batch("commit")
+                .or_db(conn, "committing the migration")?;
+            Ok(report)
+        }
+        Err(err) => {
+            let _ = conn.execute_batch("rollback");
+            Err(err)
+        }
+    }
+}
+
+fn apply(conn: &Connection) -> Result<MigrationReport, Error> {
+    conn.execute_batch(queries::CREATE_SCHEMA_HISTORY)
+        .or_db(conn, "creating zart_schema_history")?;
+    let found: i64 = conn
+        .query_row(queries::SCHEMA_VERSION, [], |r| r.get::<_, Option<i64>>(0))
+        .or_db(conn, "reading the schema version")?
+        .unwrap_or(0);
+    if found > SCHEMA_VERSION {
+        return Err(newer(conn, found));
+    }
+    let now = clock::format(clock::system_ms(std::time::SystemTime::now()));
+    let mut applied = Vec::new();
+    for m in MIGRATIONS.iter().filter(|m| m.version > found) {
+        let label = format!("V{}__{}", m.version, m.name);
+        conn.execute_batch(m.sql)
+            .or_db(conn, &format!("applying migration {label}"))?;
+        conn.execute(
+            queries::RECORD_MIGRATION,
+            rusqlite::params![m.version, m.name, now],
+        )
+        .or_db(conn, "recording a migration")?;
+        applied.push(label);
+    }
+    Ok(MigrationReport {
+        applied,
+        schema_version: SCHEMA_VERSION.max(found),
+    })
+}
+
+/// Checks that the database on `conn` has this build's schema. Reads only.
+pub(crate) fn check(conn: &Connection) -> Result<(), Error> {
+    let db = crate::errors::db_name(conn);
+    let has_history: i64 = conn
+        .query_row(queries::HAS_SCHEMA_HISTORY, [], |r| r.get(0))
+        .or_db(conn, "checking the schema")?;
+    let found = if has_history == 0 {
+        None
+    } else {
+        conn.query_row(queries::SCHEMA_VERSION, [], |r| r.get::<_, Option<i64>>(0))
+            .or_db(conn, "checking the schema")?
+    };
+    match found {
+        None => Err(Error::Schema(format!(
+            "the Zart schema is missing from database {db}: run `zart migrate --database-url \
+             sqlite://{db}`"
+        ))),
+        Some(v) if v < SCHEMA_VERSION => Err(Error::Schema(format!(
+            "the Zart schema in database {db} is version {v}, but this build needs version \
+             {SCHEMA_VERSION}: run `zart migrate --database-url sqlite://{db}`"
+        ))),
+        Some(v) if v > SCHEMA_VERSION => Err(newer(conn, v)),
+        Some(_) => Ok(()),
+    }
+}
+
+fn newer(conn: &Connection, found: i64) -> Error {
+    Error::Schema(format!(
+        "database {} was migrated by a newer Zart (schema version {found}; this build knows up \
+         to {SCHEMA_VERSION}): upgrade this program, or use another database file",
+        crate::errors::db_name(conn)
+    ))
+}

@@ -478,20 +478,34 @@ impl<S: Scheduler> TaskContext<S> {
             Ok(output) => (StepStatus::Completed, Some(output), None),
             Err(error) => (StepStatus::Failed, None, Some(error)),
         };
-        self.scheduler
-            .commit_step(CommitStepParams {
-                lease: self.lease.clone(),
-                name: name.to_owned(),
-                seq,
-                status,
-                output,
-                error,
-                attempts,
-            })
-            .await?;
+        let params = CommitStepParams {
+            lease: self.lease.clone(),
+            name: name.to_owned(),
+            seq,
+            status,
+            output,
+            error,
+            attempts,
+        };
+        // A serialization failure or a deadlock rolled the write back, so trying it again is
+        // safe (a dropped connection is not: the write may have committed, and the run is
+        // abandoned to its lease instead).
+        let mut backoff = crate::backoff::Backoff::new();
+        for _ in 1..CONTENTION_RETRIES {
+            match self.scheduler.commit_step(params.clone()).await {
+                Err(crate::Error::Contention { .. }) => {
+                    tokio::time::sleep(backoff.next()).await;
+                }
+                other => return Ok(other?),
+            }
+        }
+        self.scheduler.commit_step(params).await?;
         Ok(())
     }
 }
+
+/// How many times a step commit is tried when it keeps failing on contention.
+const CONTENTION_RETRIES: u32 = 5;
 
 fn kind_name(kind: StepKind) -> &'static str {
     match kind {

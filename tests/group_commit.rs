@@ -1,4 +1,4 @@
-//! Group commit: many executions' step results and verdicts share a transaction, and one
+//! Group commit: many executions' step results and outcomes share a transaction, and one
 //! item's stale lease fails only that item.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -134,18 +134,18 @@ async fn concurrent_commits_share_batches_and_a_stale_lease_fails_only_its_own_i
             assert!(result.is_ok(), "item {i}: {result:?}");
         }
     }
-    let verdicts = join_all(claimed.iter().map(|t| {
+    let outcomes = join_all(claimed.iter().map(|t| {
         h.scheduler.complete_execution(CompleteExecutionParams {
             lease: t.lease.clone(),
             outcome: Outcome::Completed(serde_json::json!("done")),
         })
     }))
     .await;
-    assert_eq!(verdicts.iter().filter(|r| r.is_ok()).count(), 39);
+    assert_eq!(outcomes.iter().filter(|r| r.is_ok()).count(), 39);
     assert!(
-        matches!(verdicts[7], Err(Error::LeaseLost { .. })),
+        matches!(outcomes[7], Err(Error::LeaseLost { .. })),
         "{:?}",
-        verdicts[7]
+        outcomes[7]
     );
 
     let client = h.db.client().await;
@@ -248,7 +248,7 @@ async fn the_batch_functions_report_each_item_on_its_own() {
 }
 
 /// A heartbeat that updates a task row while a batch waits for that row's lock must not make
-/// the batch miss it (a delete addressed by the row's old ctid once did: the verdict came back
+/// the batch miss it (a delete addressed by the row's old ctid once did: the outcome came back
 /// "lease lost" and the execution sat until its lease ran out).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_that_wait_behind_a_heartbeat_still_record_their_items() {
@@ -280,7 +280,7 @@ async fn batches_that_wait_behind_a_heartbeat_still_record_their_items() {
                  array[null]::jsonb[], array[1]))[1]",
         ),
         (
-            "the verdict",
+            "the outcome",
             "select code from zart_complete_executions(array[zart_bucket('hb')], array['hb'],
                  array[$1::bigint], array['completed'], array['\"ok\"']::jsonb[],
                  array[null]::jsonb[])",
@@ -404,11 +404,11 @@ async fn heartbeats_and_releases_lock_in_key_order_so_they_never_deadlock_with_a
     h.stop().await;
 }
 
-/// A verdict batch takes the wait lock of each finished child's parent. Two batches finishing
+/// A outcome batch takes the wait lock of each finished child's parent. Two batches finishing
 /// children of the same two parents, listed in opposite orders, would deadlock if each took
 /// those locks in list order; they take them in one order, so one waits for the other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn verdict_batches_take_parent_wait_locks_in_one_order_so_they_never_deadlock() {
+async fn outcome_batches_take_parent_wait_locks_in_one_order_so_they_never_deadlock() {
     init_tracing();
     let h = echo_harness().await;
     let mut holder = h.db.client().await;

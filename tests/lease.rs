@@ -99,7 +99,7 @@ async fn an_expired_lease_is_taken_over_and_the_late_commit_is_refused() {
         .await
         .unwrap();
 
-    // A late verdict from the zombie after completion is refused as well.
+    // A late outcome from the zombie after completion is refused as well.
     let err = scheduler
         .complete_execution(CompleteExecutionParams {
             lease: zombie[0].lease.clone(),

@@ -79,7 +79,7 @@ async fn claim_one(
     (rows[0].get(0), rows[0].get(2), rows[0].get(3))
 }
 
-const AWAIT: &str = "select outcome, payload
+const AWAIT: &str = "select state, payload
                        from zart_await_event($1, $2, $3, 'event:go', 0, 'go', null)";
 
 /// What one iteration saw.
@@ -173,14 +173,14 @@ async fn race_lane(url: String, lane: usize, iterations: usize) -> LaneStats {
             (w, s)
         };
         locker.batch_execute("commit").await.unwrap();
-        let (outcome, got) = wait_call.await.unwrap();
+        let (state, got) = wait_call.await.unwrap();
         let woken = send_call.await.unwrap();
 
         // Never missed: the wait got the event, or it is registered and due again now, with
         // the event handed over into its wait step.
         let mut fence = fence;
         let mut receipts = 0;
-        match outcome.as_str() {
+        match state.as_str() {
             "received" => {
                 assert_eq!(got.as_ref(), Some(&payload), "{id}");
                 assert_eq!(woken, None, "{id}: nothing to wake, the event was found");
@@ -226,15 +226,15 @@ async fn race_lane(url: String, lane: usize, iterations: usize) -> LaneStats {
                 receipts += 1;
                 stats.woken += 1;
             }
-            other => panic!("{id}: unexpected outcome {other}"),
+            other => panic!("{id}: unexpected state {other}"),
         }
         assert_eq!(receipts, 1, "{id}: exactly one payload");
         // And the interleaving was the one forced: a waiter that got the row first registered
         // its wait and was woken; a sender that got it first left the event for the waiter.
         assert_eq!(
-            outcome == "waiting",
+            state == "waiting",
             waiter_first,
-            "{id}: waiter first: {waiter_first}, outcome {outcome}"
+            "{id}: waiter first: {waiter_first}, state {state}"
         );
         locker
             .query(

@@ -79,7 +79,7 @@ const INTERNAL_FUNCTIONS: &[&str] = &[
     "zart_try_commit_step",
     "zart_try_complete_execution",
     "zart_try_lock_task",
-    "zart_verdict_problem",
+    "zart_outcome_problem",
     "zart_wait_lock",
     "zart_wake_waiter",
 ];

@@ -295,7 +295,7 @@ async fn the_client_role_cannot_write_a_table_or_reach_past_its_entry_points() {
             "update zart_events set created_at = '2000-01-01'",
             "select * from zart_take_event(zart_bucket('waiting'), 'waiting', 'event:go', 'go', null, now())",
             "select zart_deliver_event(zart_bucket('waiting'), 'waiting', 'go')",
-            // Forge a step result or a verdict.
+            // Forge a step result or a outcome.
             "insert into zart_steps (bucket, execution_id, name, seq, status, attempts, created_at, updated_at)
              values (zart_bucket('asleep'), 'asleep', 'forged', 9, 'completed', 1, now(), now())",
             "select zart_commit_step(zart_bucket('asleep'), 'asleep', 1, 'x', 1, 'completed', '1', null, 1)",
@@ -560,7 +560,7 @@ impl TaskHandler for BigStep {
 }
 
 /// The payload limit is the owner's (zart_settings), not a session's, and every entry point
-/// that stores JSON checks it: starts, children, events, step results, verdicts.
+/// that stores JSON checks it: starts, children, events, step results, outcomes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_payload_limit_is_the_owners_and_holds_in_every_entry_point() {
     let db = database("the_payload_limit_is_the_owners_and_holds_in_every_entry_point").await;
@@ -645,7 +645,7 @@ async fn the_payload_limit_is_the_owners_and_holds_in_every_entry_point() {
 
     // The owner lowers it, and it holds at once, in sessions that ran these functions before
     // (their cached plans had the old limit folded in) and for the Rust paths: a start, a
-    // step, a verdict.
+    // step, a outcome.
     client
         .batch_execute(
             "select zart_emit_event('waiting', 'warm', jsonb_build_object('k', repeat('x', 1500)))",
@@ -700,7 +700,7 @@ async fn the_payload_limit_is_the_owners_and_holds_in_every_entry_point() {
         message.contains(&over("step output", 2002, 1000)),
         "{message}"
     );
-    // A verdict over the limit fails the execution rather than retrying it forever.
+    // A outcome over the limit fails the execution rather than retrying it forever.
     durable
         .start(
             "out-big",
@@ -897,7 +897,7 @@ async fn a_failed_parent_cancels_its_unfinished_children() {
     let (b, f) = claim(&worker, "parent", "alpha").await;
     let outcome: String = worker
         .query_one(
-            "select outcome from zart_start_child($1, 'parent', $2, 'kid', 0, 'parent/kid', 'beta', '{}', 'default')",
+            "select state from zart_start_child($1, 'parent', $2, 'kid', 0, 'parent/kid', 'beta', '{}', 'default')",
             &[&b, &f],
         )
         .await
@@ -971,7 +971,7 @@ async fn a_failed_parent_cancels_its_unfinished_children() {
     let (b, f) = claim(&worker, "parent2", "alpha").await;
     worker
         .execute(
-            "select outcome from zart_start_child($1, 'parent2', $2, 'kid', 0, 'parent2/kid', 'beta', '{}', 'default')",
+            "select state from zart_start_child($1, 'parent2', $2, 'kid', 0, 'parent2/kid', 'beta', '{}', 'default')",
             &[&b, &f],
         )
         .await

@@ -113,12 +113,12 @@ impl TaskHandler for ApproveOrder {
             .received()
             .ok_or_else(|| TaskError::failed("an approval without timeout cannot time out"))?;
         ctx.step("record-decision", || async move {
-            let verdict = if approval.approved {
+            let outcome = if approval.approved {
                 "approved"
             } else {
                 "rejected"
             };
-            Ok::<_, std::io::Error>(format!("order {} {verdict}", order.order_id))
+            Ok::<_, std::io::Error>(format!("order {} {outcome}", order.order_id))
         })
         .await
     }

@@ -269,7 +269,7 @@ async fn a_panicking_step_fails_the_execution_and_releases_the_lease() {
     assert_eq!(
         count(&client, "select count(*) from zart_tasks").await,
         0,
-        "the lease is released with the verdict"
+        "the lease is released with the outcome"
     );
     let boom: String = client
         .query_one(
@@ -591,7 +591,7 @@ async fn a_swallowed_suspension_does_not_complete_the_execution() {
         },
     )
     .await;
-    // Give the (wrong) verdict time to be attempted, then check nothing was recorded.
+    // Give the (wrong) outcome time to be attempted, then check nothing was recorded.
     let err = h
         .durable
         .wait("swallower", Some(Duration::from_millis(500)))

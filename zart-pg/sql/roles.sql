@@ -3,7 +3,7 @@
 -- executable by PUBLIC. docs/roles.md explains each grant; docs/security.md the threat model.
 --
 --   zart_worker  runs workflows: claims, records steps, sleeps, waits, starts children,
---                heartbeats, releases, records verdicts
+--                heartbeats, releases, records outcomes
 --   zart_client  starts executions, sends events, cancels, reads one execution
 --   zart_reader  reads the tables and views; changes nothing
 --

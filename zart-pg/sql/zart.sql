@@ -22,13 +22,13 @@
 --   zart_commit_steps(..)        entry (worker) group commit: many step results in one transaction
 --   zart_retry_step(..)          entry (worker) records a failed attempt, suspends for the back-off
 --   zart_complete_execution(..)  entry (worker) records the final output or error
---   zart_complete_executions(..) entry (worker) group commit: many verdicts in one transaction
+--   zart_complete_executions(..) entry (worker) group commit: many outcomes in one transaction
 --   zart_heartbeat(..)           entry (worker) renews the leases of one worker in one statement
 --   zart_release_tasks(..)       entry (worker) gives leases back so another worker can claim
 --   zart_next_run_at(..)         entry (worker) how long until the next task of a queue is due
 --   zart_sleep(..)               entry (worker) a durable sleep: records the wake time, suspends
 --   zart_await_event(..)         entry (worker) consumes a buffered event, or suspends / times out
---   zart_start_child(..)         entry (worker) starts a child execution and waits for its verdict
+--   zart_start_child(..)         entry (worker) starts a child execution and waits for its outcome
 --   zart_apply_settings()        writes zart_settings into the two functions below (and trigger)
 --   zart_settings_changed()      the trigger function on zart_settings
 --   zart_payload_limit()         the payload limit, as a constant (generated)
@@ -37,7 +37,7 @@
 --   zart_check_payload(..)       validates JSON size against zart_settings, else ZA004
 --   zart_check_ms(..)            validates a duration in milliseconds (0..100 years), else ZA004
 --   zart_step_problem(..)        why a step result is one the engine never writes (inlined)
---   zart_verdict_problem(..)     why a verdict is one the engine never writes (inlined)
+--   zart_outcome_problem(..)     why a outcome is one the engine never writes (inlined)
 --   zart_session_tenants()       the tenants this session may see (null: all); zart_visible_tenants's body
 --   zart_start_tenant(..)        the tenant a new top-level execution of this session belongs to
 --   zart_insert_execution(..)    inserts an execution and its task row once; conflict rules
@@ -47,7 +47,7 @@
 --   zart_try_lock_task(..)       locks a claimed task row by its fence, or says why not
 --   zart_lock_task(..)           locks a claimed task row by its fence, or raises ZA001/ZA002
 --   zart_try_commit_step(..)     records one step result, or says why not (ZA001/ZA002/ZA006)
---   zart_try_complete_execution(..) records one verdict, or says why not (ZA001/ZA002)
+--   zart_try_complete_execution(..) records one outcome, or says why not (ZA001/ZA002)
 --   zart_lock_leases(..)         locks a worker's leased task rows in key order
 --   zart_suspend(..)             releases a claimed task until a time, recording what it waits for
 --   zart_open_wait(..)           finds or records the step row of a sleep, event wait or child
@@ -82,7 +82,10 @@ begin
                       || 'input jsonb, deadline_in_ms bigint, steps jsonb)'),
                   ('zart_complete_execution', 'text'),
                   ('zart_retry_step', 'bigint'),
-                  ('zart_deliver_event', 'void')
+                  ('zart_deliver_event', 'void'),
+                  ('zart_await_event', 'TABLE(state text, payload jsonb, wake_in_ms bigint)'),
+                  ('zart_start_child', 'TABLE(state text, created boolean, child_status text, '
+                      || 'output jsonb, error jsonb)')
                ) as want(name, result) on want.name = p.proname
          where n.nspname = 'public' and pg_get_function_result(p.oid) <> want.result
     loop
@@ -190,7 +193,7 @@ end
 $$;
 
 -- Called by every entry point that stores JSON from a caller (inputs, event payloads, step
--- outputs and errors, verdicts). The limit is zart_settings.max_payload_bytes (bytes of JSON
+-- outputs and errors, outcomes). The limit is zart_settings.max_payload_bytes (bytes of JSON
 -- text, default 1 MiB), which only the owner can change: a session's SET cannot raise it.
 -- p_limit: the limit if the caller read it already. No locks. Raises ZA004 naming the field.
 create or replace function public.zart_check_payload(p_field text, p_value jsonb,
@@ -338,7 +341,7 @@ end
 $$;
 
 -- Called by every fenced single-item function first. Locks the task row FOR NO KEY UPDATE (a
--- concurrent claim skips it; emits and child verdicts wait for it). Raises ZA001/ZA002 if the
+-- concurrent claim skips it; emits and child outcomes wait for it). Raises ZA001/ZA002 if the
 -- fence is stale or the lease was given up (a suspended or released run writes nothing more).
 create or replace function public.zart_lock_task(p_bucket smallint, p_execution_id text, p_fence bigint)
 returns void
@@ -806,7 +809,7 @@ begin
 end
 $$;
 
--- Called when something an execution may wait for happens (an event, a child's verdict).
+-- Called when something an execution may wait for happens (an event, a child's outcome).
 -- Takes the waiter's wait lock first, so a waiter that is registering its wait right now is
 -- seen once it commits; then makes it due if it waits for exactly this (locking its task row
 -- only then: a suspended task is held by no worker). Returns its queue, else null.
@@ -858,9 +861,9 @@ language sql stable as $$
            end
 $$;
 
--- Called by zart_complete_executions, inlined: why a verdict is one the engine never writes, as
+-- Called by zart_complete_executions, inlined: why a outcome is one the engine never writes, as
 -- a ZA004 message, or null. No locks. Raises nothing.
-create or replace function public.zart_verdict_problem(
+create or replace function public.zart_outcome_problem(
     p_status text,
     p_output jsonb,
     p_error  jsonb,
@@ -882,7 +885,7 @@ $$;
 -- Called by PostgresScheduler's group commit (and, as a batch of one, by zart_commit_step):
 -- records many step results, from many executions, in one statement. Locks each task row FOR
 -- NO KEY UPDATE in key order (fence matching, lease held), so a concurrent claim skips it and
--- emits and child verdicts wait, then writes the step rows. Returns one code per item: null
+-- emits and child outcomes wait, then writes the step rows. Returns one code per item: null
 -- when recorded, else ZA001 (cancelled), ZA002 (lease lost) or ZA006 (already recorded); an
 -- item's failure leaves the others recorded; the same step twice in one batch is recorded
 -- once, from the first, and the second gets ZA006. An item the engine would never write (a
@@ -975,12 +978,12 @@ end
 $$;
 
 -- Called by PostgresScheduler's group commit (and, as a batch of one, by
--- zart_complete_execution): records many verdicts in one statement. Deletes each task row
+-- zart_complete_execution): records many outcomes in one statement. Deletes each task row
 -- (fence matching, lease held; the delete is the lock), updates the execution rows, cancels
 -- the unfinished descendants of the failed ones (as cancelling them would; NOTIFY zart_done
 -- for each, in the transaction), then wakes parents waiting for these children. Returns one
 -- row per item, in order: code null when recorded, else ZA001/ZA002, or 'ZA004 <message>'
--- for a verdict the engine would never write (not final, JSON over the payload limit), which
+-- for a outcome the engine would never write (not final, JSON over the payload limit), which
 -- is not written; and the queue of a parent it woke. Raises nothing of its own.
 create or replace function public.zart_complete_executions(
     p_buckets       smallint[],
@@ -1009,16 +1012,16 @@ declare
     v_limit    bigint := public.zart_payload_limit();
 begin
     -- One statement for the whole batch: lock each held task row (fence matches, lease held) in
-    -- key order, delete it, then record the verdict on its execution row. LATERAL keeps the plan
+    -- key order, delete it, then record the outcome on its execution row. LATERAL keeps the plan
     -- a key lookup per item whatever the statistics say.
     with held as (
         select i.*
           from (select *
                   from unnest(p_buckets, p_execution_ids, p_fences, p_statuses, p_outputs, p_errors)
                            as u(bucket, execution_id, fence, status, output, error)
-                 -- A verdict the engine would never write is left out (zart_verdict_problem,
+                 -- A outcome the engine would never write is left out (zart_outcome_problem,
                  -- inlined), and reported below.
-                 where public.zart_verdict_problem(u.status, u.output, u.error, v_limit) is null
+                 where public.zart_outcome_problem(u.status, u.output, u.error, v_limit) is null
                  order by u.bucket, u.execution_id) i
          cross join lateral (
                select 1 from public.zart_tasks t
@@ -1075,7 +1078,7 @@ begin
             parent_queue := case when v_at is null then null
                                  else public.zart_wake_waiter(v_parents[v_at], 'child', p_execution_ids[i]) end;
         else
-            code := coalesce('ZA004 ' || public.zart_verdict_problem(p_statuses[i], p_outputs[i],
+            code := coalesce('ZA004 ' || public.zart_outcome_problem(p_statuses[i], p_outputs[i],
                                                                     p_errors[i], v_limit),
                              public.zart_fence_code(p_buckets[i], p_execution_ids[i]));
             parent_queue := null;
@@ -1105,7 +1108,7 @@ language sql as $$
                                      array[p_output], array[p_error], array[p_attempts]))[1]
 $$;
 
--- Called by zart_complete_execution. A batch of one: recording a verdict is defined once, in
+-- Called by zart_complete_execution. A batch of one: recording a outcome is defined once, in
 -- zart_complete_executions. Returns code null when recorded, else ZA001/ZA002; and the queue
 -- of a woken parent. Raises ZA004 for a status that is not final.
 create or replace function public.zart_try_complete_execution(
@@ -1415,7 +1418,7 @@ $$;
 -- Called by TaskContext::wait_for_event. Takes the execution's wait lock, locks the task row
 -- (fenced), then the oldest unconsumed event of that name. Records the wait (and its timeout) on first reach; consumes the event if
 -- one is buffered; times out once the timeout has passed; else releases the task until an event
--- or the timeout. Returns (outcome 'received' | 'timed_out' | 'waiting', payload, wake_in_ms).
+-- or the timeout. Returns (state 'received' | 'timed_out' | 'waiting', payload, wake_in_ms).
 -- Raises ZA001/ZA002/ZA006.
 create or replace function public.zart_await_event(
     p_bucket       smallint,
@@ -1425,7 +1428,7 @@ create or replace function public.zart_await_event(
     p_seq          integer,
     p_event_name   text,
     p_timeout_ms   bigint
-) returns table (outcome text, payload jsonb, wake_in_ms bigint)
+) returns table (state text, payload jsonb, wake_in_ms bigint)
 language plpgsql security definer
 set search_path = pg_catalog, pg_temp
 as $$
@@ -1500,7 +1503,7 @@ begin
     if not found then
         raise exception 'execution "%" not found', p_execution_id using errcode = 'ZA007';
     end if;
-    -- Nothing would ever consume it. (An event that races the verdict's commit may still be
+    -- Nothing would ever consume it. (An event that races the outcome's commit may still be
     -- stored; it goes with the execution's history.)
     if v_status in ('completed', 'failed', 'cancelled') then
         raise exception 'execution "%" has finished (%): the event was not stored', p_execution_id, v_status
@@ -1541,8 +1544,8 @@ $$;
 
 -- Called by TaskContext::child. Takes the parent's wait lock, then locks its task row (fenced). On first reach starts the
 -- child (idempotent, same rules as zart_start_execution) and records the wait; then, if the
--- child has finished, records its verdict as the step's result, else releases the parent until
--- the child's verdict wakes it. Returns (outcome 'finished' | 'waiting', created, the child's
+-- child has finished, records its outcome as the step's result, else releases the parent until
+-- the child's outcome wakes it. Returns (state 'finished' | 'waiting', created, the child's
 -- status, output and error). Raises ZA001/ZA002/ZA003/ZA004/ZA006.
 create or replace function public.zart_start_child(
     p_bucket       smallint,
@@ -1554,7 +1557,7 @@ create or replace function public.zart_start_child(
     p_task_name    text,
     p_input        jsonb,
     p_queue        text
-) returns table (outcome text, created boolean, child_status text, output jsonb, error jsonb)
+) returns table (state text, created boolean, child_status text, output jsonb, error jsonb)
 language plpgsql security definer
 set search_path = pg_catalog, pg_temp
 as $$

@@ -1,4 +1,4 @@
-//! Group commit: step results and verdicts from many executions share transactions.
+//! Group commit: step results and outcomes from many executions share transactions.
 //!
 //! Callers queue their write and wait for its own result; a background task takes everything
 //! queued, writes it with one statement in one transaction (`zart_commit_steps`,
@@ -21,11 +21,11 @@ use crate::errors::{from_pg, Call};
 use crate::queries;
 use crate::{int4, query};
 
-/// The two batchers (steps, verdicts) over one pool; their writer tasks stop when this is
+/// The two batchers (steps, outcomes) over one pool; their writer tasks stop when this is
 /// dropped.
 pub(crate) struct GroupCommit {
     steps: Batcher<CommitStepParams, ()>,
-    verdicts: Batcher<CompleteExecutionParams, Option<String>>,
+    outcomes: Batcher<CompleteExecutionParams, Option<String>>,
 }
 
 impl GroupCommit {
@@ -33,7 +33,7 @@ impl GroupCommit {
     pub(crate) fn start(pool: Pool) -> Self {
         GroupCommit {
             steps: Batcher::start("steps", Arc::new(Steps(pool.clone())), DEFAULT_MAX_BATCH),
-            verdicts: Batcher::start("verdicts", Arc::new(Verdicts(pool)), DEFAULT_MAX_BATCH),
+            outcomes: Batcher::start("outcomes", Arc::new(Outcomes(pool)), DEFAULT_MAX_BATCH),
         }
     }
 
@@ -42,12 +42,12 @@ impl GroupCommit {
         self.steps.submit(params).await
     }
 
-    /// Records one verdict; returns the queue of a parent it woke.
+    /// Records one outcome; returns the queue of a parent it woke.
     pub(crate) async fn complete(
         &self,
         params: CompleteExecutionParams,
     ) -> Result<Option<String>, Error> {
-        self.verdicts.submit(params).await
+        self.outcomes.submit(params).await
     }
 }
 
@@ -68,20 +68,20 @@ impl BatchWriter<CommitStepParams, ()> for Steps {
     }
 }
 
-/// Verdicts: `zart_complete_executions`, or `zart_complete_execution` one by one.
-struct Verdicts(Pool);
+/// Outcomes: `zart_complete_executions`, or `zart_complete_execution` one by one.
+struct Outcomes(Pool);
 
 #[async_trait]
-impl BatchWriter<CompleteExecutionParams, Option<String>> for Verdicts {
+impl BatchWriter<CompleteExecutionParams, Option<String>> for Outcomes {
     async fn write_batch(
         &self,
         items: &[CompleteExecutionParams],
     ) -> Result<Vec<Result<Option<String>, Error>>, Error> {
-        write_verdicts_batch(&self.0, items).await
+        write_outcomes_batch(&self.0, items).await
     }
 
     async fn write_one(&self, item: &CompleteExecutionParams) -> Result<Option<String>, Error> {
-        write_verdict(&self.0, item).await
+        write_outcome(&self.0, item).await
     }
 }
 
@@ -193,7 +193,7 @@ async fn write_step(pool: &Pool, p: &CommitStepParams) -> Result<(), Error> {
     Ok(())
 }
 
-fn verdict_parts(
+fn outcome_parts(
     p: &CompleteExecutionParams,
 ) -> Result<
     (
@@ -209,7 +209,7 @@ fn verdict_parts(
     })
 }
 
-async fn write_verdicts_batch(
+async fn write_outcomes_batch(
     pool: &Pool,
     items: &[CompleteExecutionParams],
 ) -> Result<Vec<Result<Option<String>, Error>>, Error> {
@@ -221,7 +221,7 @@ async fn write_verdicts_batch(
     let mut outputs = Vec::with_capacity(n);
     let mut errors = Vec::with_capacity(n);
     for p in items {
-        let (status, output, error) = verdict_parts(p)?;
+        let (status, output, error) = outcome_parts(p)?;
         buckets.push(crate::bucket_of(&p.lease)?);
         ids.push(p.lease.execution_id.as_str());
         fences.push(p.lease.fence);
@@ -265,9 +265,9 @@ async fn write_verdicts_batch(
         .collect()
 }
 
-async fn write_verdict(pool: &Pool, p: &CompleteExecutionParams) -> Result<Option<String>, Error> {
+async fn write_outcome(pool: &Pool, p: &CompleteExecutionParams) -> Result<Option<String>, Error> {
     let call = Call::execution("completing an execution", &p.lease.execution_id);
-    let (status, output, error) = verdict_parts(p)?;
+    let (status, output, error) = outcome_parts(p)?;
     let rows = query(
         pool,
         queries::COMPLETE_EXECUTION,

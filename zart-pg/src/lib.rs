@@ -455,8 +455,8 @@ impl Scheduler for PostgresScheduler {
             .await?;
         let row = rows.first().ok_or_else(|| no_row("zart_await_event"))?;
         let get_err = |e| from_pg(e, call);
-        let outcome: String = row.try_get("outcome").map_err(get_err)?;
-        Ok(match outcome.as_str() {
+        let state: String = row.try_get("state").map_err(get_err)?;
+        Ok(match state.as_str() {
             "received" => EventWait::Received(
                 row.try_get::<_, Option<serde_json::Value>>("payload")
                     .map_err(get_err)?
@@ -526,8 +526,8 @@ impl Scheduler for PostgresScheduler {
         if created {
             self.notify_after_commit(queries::CHANNEL_WORK, &p.queue);
         }
-        let outcome: String = row.try_get("outcome").map_err(get_err)?;
-        if outcome != "finished" {
+        let state: String = row.try_get("state").map_err(get_err)?;
+        if state != "finished" {
             return Ok(ChildWait::Waiting);
         }
         let status: String = row.try_get("child_status").map_err(get_err)?;

@@ -51,7 +51,7 @@ pub const COMPLETE_EXECUTION: &str =
 pub const SLEEP: &str = "select public.zart_sleep($1, $2, $3, $4, $5, $6, $7)";
 
 /// `zart_await_event`. Params: bucket, execution_id, fence, name, seq, event_name, timeout_ms.
-pub const AWAIT_EVENT: &str = "select outcome, payload, wake_in_ms \
+pub const AWAIT_EVENT: &str = "select state, payload, wake_in_ms \
      from public.zart_await_event($1, $2, $3, $4, $5, $6, $7)";
 
 /// `zart_send_event` with the bucket computed from the id. Params: execution_id, name, payload.
@@ -66,7 +66,7 @@ pub const SEND_EVENT_NOTIFY: &str = "select w.queue, \
 
 /// `zart_start_child`. Params: bucket, execution_id, fence, name, seq, child_id, task_name,
 /// input, queue.
-pub const START_CHILD: &str = "select outcome, created, child_status, output, error \
+pub const START_CHILD: &str = "select state, created, child_status, output, error \
      from public.zart_start_child($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
 /// `zart_cancel_execution` with the bucket computed from the id. Params: execution_id.

@@ -78,7 +78,7 @@ pub const HELD_TASK: &str = "select count(*) from zart_tasks
 /// An execution's status.
 pub const EXECUTION_STATUS: &str = "select status, parent_id from zart_executions where id = ?1";
 
-// ---- steps and verdicts -------------------------------------------------------------------
+// ---- steps and outcomes -------------------------------------------------------------------
 
 /// Records a step result; a row already recorded is overwritten only while `retrying`.
 pub const UPSERT_STEP: &str = "insert into zart_steps
@@ -95,10 +95,10 @@ pub const SUSPEND_EXECUTION: &str =
 pub const SUSPEND_TASK: &str = "update zart_tasks
     set locked_by = null, run_at = ?3, wait_kind = ?4, wait_name = ?5, recoveries = 0
     where execution_id = ?1 and fence = ?2";
-/// Removes a held task (the verdict's fence check).
+/// Removes a held task (the outcome's fence check).
 pub const DELETE_HELD_TASK: &str =
     "delete from zart_tasks where execution_id = ?1 and fence = ?2 and locked_by is not null";
-/// Records a verdict; returns the parent.
+/// Records a outcome; returns the parent.
 pub const FINISH_EXECUTION: &str = "update zart_executions
     set status = ?2, output = ?3, error = ?4, finished_at = ?5, updated_at = ?5
     where id = ?1
@@ -162,8 +162,8 @@ pub const WAITS_FOR_EVENT: &str = "select count(*) from zart_tasks
 /// The timeout of an open event wait step.
 pub const OPEN_EVENT_WAIT: &str = "select wake_at from zart_steps
     where execution_id = ?1 and name = ?2 and kind = 'event' and status = 'waiting'";
-/// A child's verdict.
-pub const CHILD_VERDICT: &str = "select status, output, error from zart_executions where id = ?1";
+/// A child's outcome.
+pub const CHILD_OUTCOME: &str = "select status, output, error from zart_executions where id = ?1";
 
 // ---- reads --------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@
 //! [`BatchWriter::write_one`], so one bad item cannot fail the others. An answer is sent only
 //! once the item's transaction has committed.
 //!
-//! zart-pg writes step results and verdicts through two batchers; a backend with one writer
+//! zart-pg writes step results and outcomes through two batchers; a backend with one writer
 //! connection (SQLite) may send every write through one.
 
 use std::sync::Arc;

@@ -166,7 +166,7 @@ pub trait Scheduler: Send + Sync + 'static {
     /// payload over the backend's payload limit.
     async fn send_event(&self, params: SendEventParams) -> Result<(), Error>;
 
-    /// Starts a child execution (idempotently) and reports its verdict, or suspends the parent
+    /// Starts a child execution (idempotently) and reports its outcome, or suspends the parent
     /// until the child finishes (`zart_start_child`).
     ///
     /// Fenced, and atomic. The first call records the wait step (kind `child`, `waiting`) and
@@ -175,7 +175,7 @@ pub trait Scheduler: Send + Sync + 'static {
     /// reused). If the child has finished, the step is recorded `completed` with its output, or
     /// `failed` (kind `child_failed`, the child's message) when it failed or was cancelled, and
     /// the lease is kept. Otherwise the parent becomes `waiting`, the lease is given up, and the
-    /// child's verdict (or cancellation) makes the parent due.
+    /// child's outcome (or cancellation) makes the parent due.
     ///
     /// # Errors
     /// [`Error::LeaseLost`] or [`Error::Cancelled`] when the lease is not held;

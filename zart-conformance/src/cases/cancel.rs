@@ -115,11 +115,11 @@ pub async fn cancel_refuses_every_write_of_a_claimed_run(backend: &impl Backend)
         until: WakeAt::After(HOUR),
     });
     cancelled("sleep", sleep.await.unwrap_err());
-    let verdict = env.scheduler.complete_execution(CompleteExecutionParams {
+    let outcome = env.scheduler.complete_execution(CompleteExecutionParams {
         lease: task.lease.clone(),
         outcome: Outcome::Completed(json!(1)),
     });
-    cancelled("complete_execution", verdict.await.unwrap_err());
+    cancelled("complete_execution", outcome.await.unwrap_err());
     let held = env
         .scheduler
         .heartbeat(HeartbeatParams {

@@ -109,7 +109,7 @@ async fn every_fenced_write_is_lease_lost(env: &Env, task: &ClaimedTask, worker:
 }
 
 /// After a take-over, every write of the old lease (step, retry, sleep, event wait, child,
-/// verdict, heartbeat, release) is refused with `LeaseLost` and changes nothing, while the new
+/// outcome, heartbeat, release) is refused with `LeaseLost` and changes nothing, while the new
 /// holder's writes go through.
 pub async fn a_stale_lease_writes_nothing(backend: &impl Backend) {
     let env = Env::new(backend).await;
@@ -146,7 +146,7 @@ pub async fn a_stale_lease_writes_nothing(backend: &impl Backend) {
         })
         .await
         .unwrap();
-    // After the verdict, the zombie's verdict is refused too.
+    // After the outcome, the zombie's outcome is refused too.
     let late = env.scheduler.complete_execution(CompleteExecutionParams {
         lease: zombie.lease.clone(),
         outcome: Outcome::Completed(json!("zombie")),
@@ -178,12 +178,12 @@ pub async fn a_released_lease_writes_nothing_and_the_task_is_due_at_once(backend
         .await
         .unwrap_err();
     assert!(matches!(err, Error::LeaseLost { .. }), "{err:?}");
-    let verdict = env.scheduler.complete_execution(CompleteExecutionParams {
+    let outcome = env.scheduler.complete_execution(CompleteExecutionParams {
         lease: first.lease.clone(),
         outcome: Outcome::Completed(json!(null)),
     });
     assert!(matches!(
-        verdict.await.unwrap_err(),
+        outcome.await.unwrap_err(),
         Error::LeaseLost { .. }
     ));
     assert_eq!(env.steps("given-back").await.len(), 1);

@@ -1,4 +1,4 @@
-//! Step results and verdicts (`zart_commit_step`, `zart_retry_step`,
+//! Step results and outcomes (`zart_commit_step`, `zart_retry_step`,
 //! `zart_complete_execution`): fenced writes of a claimed run.
 
 use std::sync::Arc;
@@ -134,7 +134,7 @@ pub(super) fn complete_execution(
             queries::DELETE_HELD_TASK,
             rusqlite::params![id, p.lease.fence],
         )
-        .or_db(tx.conn, "recording a verdict")?;
+        .or_db(tx.conn, "recording a outcome")?;
     if removed == 0 {
         return Err(refused(tx, id)?);
     }
@@ -146,7 +146,7 @@ pub(super) fn complete_execution(
             |r| r.get(0),
         )
         .optional()
-        .or_db(tx.conn, "recording a verdict")?
+        .or_db(tx.conn, "recording a outcome")?
         .flatten();
     let mut finished = vec![id.clone()];
     if status == "failed" {

@@ -292,7 +292,7 @@ pub(super) fn start_child(tx: &mut Tx<'_>, p: &StartChildParams) -> Result<Reply
     }
     let child: Option<(String, Option<String>, Option<String>)> = tx
         .conn
-        .query_row(queries::CHILD_VERDICT, [&p.child_id], |r| {
+        .query_row(queries::CHILD_OUTCOME, [&p.child_id], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
         .optional()

@@ -51,7 +51,7 @@ impl ShutdownHandle {
     }
 }
 
-/// Runs registered tasks: claims due executions and drives them to a verdict.
+/// Runs registered tasks: claims due executions and drives them to a outcome.
 ///
 /// # Examples
 /// ```no_run

@@ -1,9 +1,9 @@
-//! Running one claimed execution: the pre-run checks, the handler call and the verdict write.
+//! Running one claimed execution: the pre-run checks, the handler call and the outcome write.
 //!
 //! A run fails the execution, rather than running it, when its task is unknown, its deadline
 //! has passed or it was recovered too often; a handler that panics or overruns its deadline
-//! fails it too. The verdict write is retried while its error is transient (up to five tries);
-//! a suspended or abandoned run writes no verdict. However a run ends, even aborted, the
+//! fails it too. The outcome write is retried while its error is transient (up to five tries);
+//! a suspended or abandoned run writes no outcome. However a run ends, even aborted, the
 //! worker is told.
 
 use std::panic::AssertUnwindSafe;
@@ -80,7 +80,7 @@ struct RunLimits {
     max_recoveries: u32,
 }
 
-/// Runs one claimed execution to a verdict (or to a suspension or abandonment).
+/// Runs one claimed execution to a outcome (or to a suspension or abandonment).
 async fn run_execution(
     scheduler: DynScheduler,
     registry: Arc<TaskRegistry>,
@@ -133,7 +133,7 @@ async fn run_execution(
         guard.due_again_in = ctx.due_again_in();
         if ctx.is_suspended() && !matches!(result, Ok(Err(TaskError::Suspended))) {
             // The handler swallowed a suspension instead of propagating it: the execution is
-            // suspended all the same, and its verdict must not be recorded now.
+            // suspended all the same, and its outcome must not be recorded now.
             tracing::warn!("the handler did not propagate TaskError::Suspended; use `?` on waits");
             return None;
         }
@@ -202,7 +202,7 @@ async fn run_execution(
                 span.in_scope(|| {
                     tracing::warn!(
                         error = %crate::error::error_chain(&err),
-                        "could not record the verdict; another run will redo it"
+                        "could not record the outcome; another run will redo it"
                     )
                 });
                 return;

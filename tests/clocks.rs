@@ -96,7 +96,7 @@ async fn spawn_skewed_worker(h: &Harness) -> (tokio::process::Child, i32) {
 async fn task_row(client: &tokio_postgres::Client, id: &str) -> (Option<String>, i64, i32, bool) {
     let row = client
         .query_one(
-            "select locked_by, fence, claims, run_at > zart_current_time()
+            "select locked_by, fence, attempts, run_at > zart_current_time()
                from zart_tasks where execution_id = $1",
             &[&id],
         )

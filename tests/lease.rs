@@ -65,7 +65,7 @@ async fn an_expired_lease_is_taken_over_and_the_late_commit_is_refused() {
     })
     .await;
     assert_ne!(successor[0].lease.fence, zombie[0].lease.fence);
-    assert_eq!(successor[0].claims, 2);
+    assert_eq!(successor[0].attempts, 2);
 
     // The zombie wakes up and tries to write: every write is refused.
     let err = scheduler

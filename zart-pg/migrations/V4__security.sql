@@ -41,3 +41,7 @@ alter table public.zart_executions enable row level security;
 alter table public.zart_tasks enable row level security;
 alter table public.zart_steps enable row level security;
 alter table public.zart_events enable row level security;
+
+-- One name per concept: a claim of an execution is an attempt, as zart_executions.attempts
+-- already says (each claim sets it to this count).
+alter table public.zart_tasks rename column claims to attempts;

@@ -78,7 +78,7 @@ begin
           join pg_namespace n on n.oid = p.pronamespace
           join (values
                   ('zart_claim_tasks', 'TABLE(bucket smallint, execution_id text, task_name text, '
-                      || 'queue text, parent_id text, fence bigint, claims integer, recoveries integer, '
+                      || 'queue text, parent_id text, fence bigint, attempts integer, recoveries integer, '
                       || 'input jsonb, deadline_in_ms bigint, steps jsonb)'),
                   ('zart_complete_execution', 'text'),
                   ('zart_retry_step', 'bigint'),
@@ -579,7 +579,7 @@ create or replace function public.zart_claim_tasks(
     queue        text,
     parent_id    text,
     fence          bigint,
-    claims         integer,
+    attempts       integer,
     recoveries     integer,
     input          jsonb,
     deadline_in_ms bigint,
@@ -648,14 +648,14 @@ begin
                    -- an earlier claim, however that claim ended.
                    fence     = (floor(random() * 2147483648)::bigint << 31)
                                | floor(random() * 2147483648)::bigint,
-                   claims    = t.claims + 1,
+                   attempts  = t.attempts + 1,
                    -- Still locked at claim time: its lease expired, so this is a recovery.
                    recoveries = t.recoveries + case when t.locked_by is null then 0 else 1 end,
                    wait_kind = null,
                    wait_name = null
               from due
              where t.bucket = due.bucket and t.execution_id = due.execution_id
-            returning t.bucket, t.execution_id, t.task_name, t.queue, t.fence, t.claims, t.recoveries,
+            returning t.bucket, t.execution_id, t.task_name, t.queue, t.fence, t.attempts, t.recoveries,
                       due.wait_kind, due.wait_name
         ), woken as (
             -- A sleep that is over ends here, as zart_sleep would end it, so the replay finds
@@ -671,19 +671,19 @@ begin
         ), started as (
             update public.zart_executions e
                set status     = 'running',
-                   attempts   = c.claims,
+                   attempts   = c.attempts,
                    started_at = coalesce(e.started_at, v_now),
                    updated_at = v_now
               from claimed c
              where e.bucket = c.bucket and e.id = c.execution_id
-            returning c.bucket, c.execution_id, c.task_name, c.queue, e.parent_id, c.fence, c.claims,
+            returning c.bucket, c.execution_id, c.task_name, c.queue, e.parent_id, c.fence, c.attempts,
                       c.recoveries, e.input, e.deadline_at, c.wait_kind, c.wait_name
         )
-        select s.bucket, s.execution_id, s.task_name, s.queue, s.parent_id, s.fence, s.claims,
+        select s.bucket, s.execution_id, s.task_name, s.queue, s.parent_id, s.fence, s.attempts,
                s.recoveries, s.input,
                floor(extract(epoch from (s.deadline_at - v_now)) * 1000)::bigint,
                -- Steps are written only under a claim, so a first claim has none to read.
-               case when s.claims = 1 then '[]'::jsonb
+               case when s.attempts = 1 then '[]'::jsonb
                -- The statement reads steps as they were before it, so the sleep `woken` ended
                -- is shown ended here too.
                else coalesce((select jsonb_agg(jsonb_build_object(

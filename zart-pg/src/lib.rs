@@ -333,7 +333,7 @@ impl Scheduler for PostgresScheduler {
             .map(|row| {
                 let get_err = |e| row_error(e, "reading a claimed task");
                 let execution_id: String = row.try_get("execution_id").map_err(get_err)?;
-                let claims: i32 = row.try_get("claims").map_err(get_err)?;
+                let attempts: i32 = row.try_get("attempts").map_err(get_err)?;
                 let steps: serde_json::Value = row.try_get("steps").map_err(get_err)?;
                 let steps: Vec<RecordedStep> =
                     serde_json::from_value(steps).map_err(|source| Error::Serialization {
@@ -350,7 +350,7 @@ impl Scheduler for PostgresScheduler {
                     task_name: row.try_get("task_name").map_err(get_err)?,
                     queue: row.try_get("queue").map_err(get_err)?,
                     parent_id: row.try_get("parent_id").map_err(get_err)?,
-                    claims: u32::try_from(claims).unwrap_or(0),
+                    attempts: u32::try_from(attempts).unwrap_or(0),
                     recoveries: u32::try_from(
                         row.try_get::<_, i32>("recoveries").map_err(get_err)?,
                     )

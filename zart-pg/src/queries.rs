@@ -22,7 +22,7 @@ pub const START: &str = "select public.zart_start($1, $2, $3, $4)";
 
 /// `zart_claim_tasks`. Params: worker_id, queue, task_names, limit, lease_ms.
 pub const CLAIM_TASKS: &str =
-    "select bucket, execution_id, task_name, queue, parent_id, fence, claims, recoveries, input, \
+    "select bucket, execution_id, task_name, queue, parent_id, fence, attempts, recoveries, input, \
             deadline_in_ms, steps \
      from public.zart_claim_tasks($1, $2, $3, $4, $5)";
 

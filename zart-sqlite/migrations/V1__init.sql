@@ -36,7 +36,7 @@ create table zart_tasks (
     run_at       text    not null,
     locked_by    text,
     fence        integer not null default 0,
-    claims       integer not null default 0,
+    attempts     integer not null default 0,
     recoveries   integer not null default 0,
     wait_kind    text
         constraint zart_tasks_wait_kind_check check (wait_kind in ('sleep', 'retry', 'event', 'child')),

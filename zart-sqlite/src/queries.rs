@@ -52,10 +52,10 @@ pub const DUE_TASKS: &str = "select execution_id, wait_kind, wait_name from zart
 /// Leases one task: new fence, lease expiry as run_at, one more claim; a task still locked
 /// (its lease expired) is a recovery.
 pub const CLAIM_TASK: &str = "update zart_tasks
-    set locked_by = ?2, run_at = ?3, fence = ?4, claims = claims + 1,
+    set locked_by = ?2, run_at = ?3, fence = ?4, attempts = attempts + 1,
         recoveries = recoveries + (locked_by is not null), wait_kind = null, wait_name = null
     where execution_id = ?1
-    returning task_name, queue, claims, recoveries";
+    returning task_name, queue, attempts, recoveries";
 /// Ends the sleep a claimed task was woken from, when its time has come.
 pub const END_WOKEN_SLEEP: &str = "update zart_steps
     set status = 'completed', output = ?3, attempts = 1, updated_at = ?4

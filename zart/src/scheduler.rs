@@ -424,8 +424,8 @@ pub struct ClaimedTask {
     pub queue: String,
     /// The parent execution, for a child workflow.
     pub parent_id: Option<String>,
-    /// How many times it has been claimed, this claim included.
-    pub claims: u32,
+    /// How many times it has been claimed (its attempts), this claim included.
+    pub attempts: u32,
     /// How many of those claims took it over from an expired lease (a worker that died or
     /// stalled) since it last suspended.
     pub recoveries: u32,

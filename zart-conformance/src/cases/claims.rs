@@ -37,7 +37,7 @@ pub async fn claims_take_only_due_tasks_of_the_names_asked_for(backend: &impl Ba
     let other = env.claim("w3", &["steps"], 10).await;
     assert_eq!(other.len(), 1);
     assert_eq!(other[0].lease.execution_id, "s1");
-    assert_eq!(other[0].claims, 1);
+    assert_eq!(other[0].attempts, 1);
     assert_eq!(other[0].recoveries, 0);
     for task in first.iter().chain(&rest).chain(&other) {
         assert_eq!(
@@ -66,7 +66,7 @@ pub async fn a_claim_returns_the_recorded_steps_for_replay(backend: &impl Backen
     assert_eq!(env.release("w1", &first).await, 1);
 
     let second = env.claim_one("w2", "steps").await;
-    assert_eq!(second.claims, 2);
+    assert_eq!(second.attempts, 2);
     assert_eq!(second.recoveries, 0, "a released task is not a recovery");
     assert_eq!(
         second.steps,
@@ -185,6 +185,6 @@ pub async fn next_run_at_reports_the_earliest_due_task(backend: &impl Backend) {
     env.advance_clock(Duration::from_secs(3601)).await;
     assert_eq!(next().await.unwrap(), Some(Duration::ZERO));
     let woken = env.claim_one("w2", "sleeper").await;
-    assert_eq!(woken.claims, 2);
+    assert_eq!(woken.attempts, 2);
     assert_eq!(woken.recoveries, 0, "a suspension is not a recovery");
 }

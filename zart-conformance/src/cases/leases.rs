@@ -123,7 +123,7 @@ pub async fn a_stale_lease_writes_nothing(backend: &impl Backend) {
     env.advance_clock(FAKE_LEASE + Duration::from_secs(1)).await;
     let successor = env.claim_one("successor", "echo").await;
     assert_ne!(successor.lease.fence, zombie.lease.fence);
-    assert_eq!(successor.claims, 2);
+    assert_eq!(successor.attempts, 2);
     assert_eq!(successor.recoveries, 1, "taken over from an expired lease");
 
     every_fenced_write_is_lease_lost(&env, &zombie, "zombie").await;
@@ -189,7 +189,7 @@ pub async fn a_released_lease_writes_nothing_and_the_task_is_due_at_once(backend
     assert_eq!(env.steps("given-back").await.len(), 1);
 
     let second = env.claim_one("w2", "steps").await;
-    assert_eq!(second.claims, 2);
+    assert_eq!(second.attempts, 2);
     assert_eq!(second.recoveries, 0);
     assert_eq!(second.steps.len(), 1);
 }
@@ -236,7 +236,7 @@ pub async fn the_recovery_limit_fails_a_poison_execution(backend: &impl Backend)
     // Three workers in a row claim it and die (their leases expire).
     for i in 0..3 {
         let task = env.claim_one("crasher", "steps").await;
-        assert_eq!(task.claims, i + 1);
+        assert_eq!(task.attempts, i + 1);
         assert_eq!(task.recoveries, i);
         env.advance_clock(FAKE_LEASE + Duration::from_secs(1)).await;
     }

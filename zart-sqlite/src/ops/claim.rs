@@ -79,7 +79,7 @@ fn claim_one(
 ) -> Result<ClaimedTask, Error> {
     let now = tx.now_text();
     let fence = new_fence();
-    let (task_name, queue, claims, recoveries): (String, String, i64, i64) = tx
+    let (task_name, queue, attempts, recoveries): (String, String, i64, i64) = tx
         .conn
         .query_row(
             queries::CLAIM_TASK,
@@ -101,7 +101,7 @@ fn claim_one(
         .conn
         .query_row(
             queries::START_RUNNING,
-            rusqlite::params![id, claims, now],
+            rusqlite::params![id, attempts, now],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .or_db(tx.conn, "claiming")?;
@@ -112,7 +112,7 @@ fn claim_one(
         None => None,
     };
     // Steps are written only under a claim, so a first claim has none to read.
-    let steps = if claims <= 1 {
+    let steps = if attempts <= 1 {
         Vec::new()
     } else {
         recorded_steps(tx, id)?
@@ -126,7 +126,7 @@ fn claim_one(
         task_name,
         queue,
         parent_id,
-        claims: u32::try_from(claims).unwrap_or(u32::MAX),
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
         recoveries: u32::try_from(recoveries).unwrap_or(u32::MAX),
         input: from_json(&input, &format!("the input of execution {id:?}"))?,
         deadline_in,

@@ -38,7 +38,7 @@ pub struct TaskContext<S: Scheduler> {
     lease: Lease,
     task_name: String,
     queue: String,
-    claims: u32,
+    attempts: u32,
     recorded: HashMap<String, RecordedStep>,
     recorded_by_seq: HashMap<u32, String>,
     used: HashSet<String>,
@@ -53,7 +53,7 @@ impl<S: Scheduler> std::fmt::Debug for TaskContext<S> {
         f.debug_struct("TaskContext")
             .field("execution_id", &self.lease.execution_id)
             .field("task_name", &self.task_name)
-            .field("claims", &self.claims)
+            .field("attempts", &self.attempts)
             .field("recorded_steps", &self.recorded.len())
             .field("next_seq", &self.next_seq)
             .field("suspended", &self.suspended)
@@ -85,7 +85,7 @@ impl<S: Scheduler> TaskContext<S> {
             lease: task.lease.clone(),
             task_name: task.task_name.clone(),
             queue: task.queue.clone(),
-            claims: task.claims,
+            attempts: task.attempts,
             recorded: task
                 .steps
                 .iter()
@@ -117,7 +117,7 @@ impl<S: Scheduler> TaskContext<S> {
 
     /// How many times this execution has been claimed, this run included (1 on the first run).
     pub fn attempt(&self) -> u32 {
-        self.claims
+        self.attempts
     }
 
     /// The lease this run holds.

@@ -92,7 +92,7 @@ async fn run_execution(
         "zart.task.run",
         execution.id = %task.lease.execution_id,
         task.name = %task.task_name,
-        claims = task.claims,
+        attempts = task.attempts,
     );
     let lease = task.lease.clone();
     let started = Instant::now();

@@ -529,40 +529,20 @@ async fn run(args: &Args) -> Result<()> {
             args.compare.as_deref().unwrap_or(Path::new("-")).display()
         ));
     }
-    let (json_path, md_path) = output_paths(args, report.unix_time);
-    for (path, text) in [
+    let (json_path, md_path) = report::output_paths(
+        "zart-load",
+        args.json.as_deref(),
+        args.markdown.as_deref(),
+        report.unix_time,
+    );
+    report::write_files(&[
         (&json_path, serde_json::to_string_pretty(&report)? + "\n"),
         (&md_path, markdown),
-    ] {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
-        println!("wrote {}", path.display());
-    }
+    ])?;
     if !report.problems.is_empty() {
         bail!("{}", report.problems.join("; "));
     }
     Ok(())
-}
-
-/// `--json` / `--markdown`, or `<target>/zart-load/zart-load-<UTC time>.{json,md}` (target:
-/// `$CARGO_TARGET_DIR`, else `target` under the current directory).
-fn output_paths(args: &Args, unix: u64) -> (PathBuf, PathBuf) {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("target"));
-    let stamp = report::utc_stamps(unix).0;
-    let default = target.join("zart-load").join(format!("zart-load-{stamp}"));
-    let json = args
-        .json
-        .clone()
-        .unwrap_or_else(|| default.with_extension("json"));
-    let markdown = args.markdown.clone().unwrap_or_else(|| match &args.json {
-        Some(json) => json.with_extension("md"),
-        None => default.with_extension("md"),
-    });
-    (json, markdown)
 }
 
 /// Prints a phase's result line (after its bar is gone).

@@ -434,12 +434,10 @@ fn main() -> ExitCode {
 
 /// `zart-load compare OLD NEW`.
 fn compare_files(old: &Path, new: &Path) -> Result<()> {
-    let read = |path: &Path| -> Result<serde_json::Value> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
-    };
-    println!("{}", report::compare(&read(old)?, &read(new)?));
+    println!(
+        "{}",
+        report::compare(&report::read_json(old)?, &report::read_json(new)?)
+    );
     Ok(())
 }
 
@@ -450,17 +448,7 @@ async fn run(args: &Args) -> Result<()> {
         .database_url
         .clone()
         .context("--database-url or DATABASE_URL is required")?;
-    let old = match &args.compare {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            Some(
-                serde_json::from_str::<serde_json::Value>(&text)
-                    .with_context(|| format!("parsing {}", path.display()))?,
-            )
-        }
-        None => None,
-    };
+    let old = args.compare.as_deref().map(report::read_json).transpose()?;
     let server = server_config(&url, "zart-load")?;
     let name = unique_name("zart_load");
     // The logins of Z1t and Z2t, made once the scratch database is migrated (the group roles

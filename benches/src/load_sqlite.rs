@@ -25,7 +25,7 @@ use zart_benches::progress::{stdout_is_terminal, Bar};
 use zart_benches::report::{self, format_value, Metric};
 use zart_benches::sqlite::child::{self, WorkerProcess};
 use zart_benches::sqlite::idle::{self, IdleCost};
-use zart_benches::sqlite::pickup::{self, Pickups};
+use zart_benches::sqlite::pickup::{self, PickupPlan, Pickups};
 use zart_benches::sqlite::{drain, pragma_value, raw, Blocking, ScratchFile};
 use zart_benches::stats::{self, Figure, Gap, Host, Rng, Summary};
 
@@ -322,17 +322,11 @@ fn main() -> ExitCode {
 /// Measures on a scratch file (deleted afterwards), then prints and writes the report.
 async fn run(args: &Args) -> Result<()> {
     let plan = Plan::new(args);
-    let pg = match &args.compare_pg {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            Some(
-                serde_json::from_str::<serde_json::Value>(&text)
-                    .with_context(|| format!("parsing {}", path.display()))?,
-            )
-        }
-        None => None,
-    };
+    let pg = args
+        .compare_pg
+        .as_deref()
+        .map(report::read_json)
+        .transpose()?;
     let mut rng = Rng::from_clock();
     let nonce = format!("{:08x}", rng.next_u64() as u32);
     let r = {
@@ -497,29 +491,16 @@ async fn measure(
     }
     drop(watch);
 
-    let gap = Gap::ms(plan.pickup_gap_ms.0, plan.pickup_gap_ms.1);
-    let samples = plan.warmup + plan.pickup_samples;
-    let bar = Bar::new(bars, samples as u64, "Q4", "pickup, in-process");
-    let q4 = pickup::in_process(
-        &url,
-        sync,
+    let pickups = PickupPlan {
         nonce,
-        plan.warmup,
-        plan.pickup_samples,
-        gap,
-        rng,
-        &bar,
-    )
-    .await?;
-    let s = Summary::of(&q4.pickups)?;
-    say(
-        &bar,
-        format!(
-            "Q4  pickup, in-process: p50 {:.3} ms, p99 {:.3} ms",
-            stats::ms(s.p50),
-            stats::ms(s.p99)
-        ),
-    );
+        warmup: plan.warmup,
+        samples: plan.pickup_samples,
+        gap: Gap::ms(plan.pickup_gap_ms.0, plan.pickup_gap_ms.1),
+    };
+    let samples = (plan.warmup + plan.pickup_samples) as u64;
+    let bar = Bar::new(bars, samples, "Q4", "pickup, in-process");
+    let q4 = pickup::in_process(&url, sync, pickups, rng, &bar).await?;
+    say(&bar, pickup_line("Q4 ", "in-process", &q4)?);
     r.q4 = Some(q4);
 
     let idle_len = plan.idle_settle_secs + plan.idle_secs;
@@ -529,28 +510,9 @@ async fn measure(
     r.q6 = Some(q6);
 
     let mut process = WorkerProcess::spawn(&path, sync).await?;
-    let bar = Bar::new(bars, samples as u64, "Q4x", "pickup, other process");
-    let q4x = child::pickups(
-        &url,
-        sync,
-        &mut process,
-        nonce,
-        plan.warmup,
-        plan.pickup_samples,
-        gap,
-        rng,
-        &bar,
-    )
-    .await?;
-    let s = Summary::of(&q4x.pickups)?;
-    say(
-        &bar,
-        format!(
-            "Q4x pickup, other process: p50 {:.3} ms, p99 {:.3} ms",
-            stats::ms(s.p50),
-            stats::ms(s.p99)
-        ),
-    );
+    let bar = Bar::new(bars, samples, "Q4x", "pickup, other process");
+    let q4x = child::pickups(&url, sync, &mut process, pickups, rng, &bar).await?;
+    say(&bar, pickup_line("Q4x", "other process", &q4x)?);
     r.q4x = Some(q4x);
     let bar = Bar::new(bars, idle_len, "Q6x", "idle worker, other process");
     let q6x =
@@ -568,6 +530,15 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .context("a raw baseline's task failed")?
+}
+
+fn pickup_line(key: &str, where_: &str, p: &Pickups) -> Result<String> {
+    let s = Summary::of(&p.pickups)?;
+    Ok(format!(
+        "{key} pickup, {where_}: p50 {:.3} ms, p99 {:.3} ms",
+        stats::ms(s.p50),
+        stats::ms(s.p99)
+    ))
 }
 
 fn idle_line(key: &str, where_: &str, c: &IdleCost) -> String {

@@ -448,6 +448,17 @@ pub fn output_paths(
     (json, markdown)
 }
 
+/// Reads a saved run's JSON file.
+///
+/// # Errors
+/// When the file cannot be read or is not JSON.
+pub fn read_json(path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+    use anyhow::Context;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
 /// Writes each `(path, text)`, creating missing directories, and prints `wrote <path>`.
 ///
 /// # Errors

@@ -88,11 +88,11 @@ fn on_statement(event: TraceEvent<'_>) {
     });
 }
 
-/// Whether a statement names a Zart table (every Zart object starts with `zart_`; savepoint
-/// names such as `zart_item` are transaction control).
+/// Whether a statement names a Zart table (every Zart object starts with `zart_`, and Zart's
+/// SQL is lowercase; savepoint names such as `zart_item` are transaction control). Allocates
+/// nothing: it runs for every statement.
 fn names_zart_object(sql: &str) -> bool {
-    let lower = sql.trim_start().to_ascii_lowercase();
-    let control = [
+    const CONTROL: [&str; 7] = [
         "begin",
         "commit",
         "end",
@@ -101,7 +101,11 @@ fn names_zart_object(sql: &str) -> bool {
         "release",
         "pragma",
     ];
-    !control.iter().any(|c| lower.starts_with(c)) && lower.contains("zart_")
+    let first = sql
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or("");
+    !CONTROL.iter().any(|c| first.eq_ignore_ascii_case(c)) && sql.contains("zart_")
 }
 
 #[cfg(test)]
@@ -113,6 +117,11 @@ mod tests {
         let conn = Connection::open_in_memory()?;
         hook(&conn);
         conn.execute_batch("create table zart_x (a integer)")?;
+        assert!(!names_zart_object("ROLLBACK TO zart_item"));
+        assert!(!names_zart_object("pragma data_version"));
+        assert!(names_zart_object(
+            "with d as (select 1) delete from zart_tasks"
+        ));
         let counters = Arc::new(Counters::default());
         counting(&counters, || -> rusqlite::Result<()> {
             conn.execute_batch("begin; savepoint zart_item")?;

@@ -13,7 +13,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -23,10 +23,10 @@ use tokio::task::JoinHandle;
 use zart::{DurableScheduler, TaskRegistry};
 use zart_sqlite::{StatementCounts, Synchronous};
 
-use super::pickup::{self, FirstStep, Pickups, PICKUP_TASK};
+use super::pickup::{self, FirstStep, PickupPlan, Pickups, PICKUP_TASK};
 use super::{default_worker, pragma_value, scheduler, stopped, url_of};
 use crate::progress::Bar;
-use crate::stats::{Gap, Rng};
+use crate::stats::Rng;
 
 /// What a worker process has run so far.
 #[derive(Debug, Clone, Copy, Default)]
@@ -202,21 +202,16 @@ impl WorkerProcess {
     }
 }
 
-/// Q4x: `warmup + samples` pickups by the worker in `process`, started from this process,
-/// each after a random `gap` and awaited to completion (untimed) before the next. A pickup is
-/// the wall-clock time from just before `start` here to the child's first-step report.
+/// Q4x: pickups by the worker in `process`, started from this process. A pickup is the
+/// wall-clock time from just before `start` here to the child's first-step report.
 ///
 /// # Errors
-/// When a start fails, a pickup or completion times out, or the child fails.
-#[allow(clippy::too_many_arguments)]
+/// As [`pickup::sample`].
 pub async fn pickups(
     url: &str,
     sync: Synchronous,
     process: &mut WorkerProcess,
-    nonce: &str,
-    warmup: usize,
-    samples: usize,
-    gap: Gap,
+    plan: PickupPlan<'_>,
     rng: &mut Rng,
     bar: &Bar,
 ) -> Result<Pickups> {
@@ -224,23 +219,15 @@ pub async fn pickups(
     let mut registry = TaskRegistry::new();
     registry.register(PICKUP_TASK, FirstStep::new(Arc::new(|_: &str| {})));
     let durable = DurableScheduler::new(scheduler, Arc::new(registry));
-    let mut out = Pickups::default();
-    for i in 0..warmup + samples {
-        gap.sleep(rng).await;
-        let id = format!("q4x-{nonce}-{i}");
-        let (clock, started) = (unix_nanos(), Instant::now());
-        pickup::begin(&durable, &id).await?;
-        let returned = started.elapsed();
-        let at = pickup::receive(&mut process.entered, &id)
-            .await
-            .with_context(|| format!("Q4x: sample {i}"))?;
-        pickup::finish(&durable, &id).await?;
-        if i >= warmup {
-            let nanos = u64::try_from((at - clock).max(0)).unwrap_or(u64::MAX);
-            out.pickups.push(Duration::from_nanos(nanos));
-            out.starts.push(returned);
-        }
-        bar.inc(1);
-    }
-    Ok(out)
+    pickup::sample(
+        &durable,
+        "q4x",
+        plan,
+        rng,
+        bar,
+        &mut process.entered,
+        unix_nanos,
+        |started, at| Duration::from_nanos(u64::try_from(at - started).unwrap_or(0)),
+    )
+    .await
 }

@@ -102,19 +102,65 @@ pub async fn finish<S: Scheduler>(durable: &DurableScheduler<S>, id: &str) -> Re
     Ok(())
 }
 
-/// Q4: `warmup + samples` pickups by a default worker sharing one scheduler with the client,
-/// each after a random `gap` and awaited to completion (untimed) before the next.
+/// The samples of a pickup phase: ids `<prefix>-<nonce>-<i>`, `warmup` unmeasured first, each
+/// start after a random `gap`.
+#[derive(Debug, Clone, Copy)]
+pub struct PickupPlan<'a> {
+    /// Makes the ids unique to the run.
+    pub nonce: &'a str,
+    /// Unmeasured samples first.
+    pub warmup: usize,
+    /// Measured samples.
+    pub samples: usize,
+    /// The idle gap before each start.
+    pub gap: Gap,
+}
+
+/// Runs a pickup phase: for each sample, sleeps a random gap, takes `mark()` and starts the
+/// probe through `durable`, waits for its report on `entered`, then awaits its completion
+/// (untimed). A pickup is `since(&mark, reported)`.
 ///
 /// # Errors
-/// When a start or a pickup fails or times out, or the worker fails.
+/// When a start, a report or a completion fails or times out.
 #[allow(clippy::too_many_arguments)]
+pub async fn sample<S: Scheduler, M, T>(
+    durable: &DurableScheduler<S>,
+    prefix: &str,
+    plan: PickupPlan<'_>,
+    rng: &mut Rng,
+    bar: &Bar,
+    entered: &mut mpsc::UnboundedReceiver<(String, T)>,
+    mark: impl Fn() -> M,
+    since: impl Fn(&M, T) -> Duration,
+) -> Result<Pickups> {
+    let mut out = Pickups::default();
+    for i in 0..plan.warmup + plan.samples {
+        plan.gap.sleep(rng).await;
+        let id = format!("{prefix}-{}-{i}", plan.nonce);
+        let (marked, started) = (mark(), Instant::now());
+        begin(durable, &id).await?;
+        let returned = started.elapsed();
+        let at = receive(entered, &id)
+            .await
+            .with_context(|| format!("{prefix}: sample {i}"))?;
+        finish(durable, &id).await?;
+        if i >= plan.warmup {
+            out.pickups.push(since(&marked, at));
+            out.starts.push(returned);
+        }
+        bar.inc(1);
+    }
+    Ok(out)
+}
+
+/// Q4: pickups by a default worker sharing one scheduler with the client.
+///
+/// # Errors
+/// As [`sample`], or when the worker fails.
 pub async fn in_process(
     url: &str,
     sync: Synchronous,
-    nonce: &str,
-    warmup: usize,
-    samples: usize,
-    gap: Gap,
+    plan: PickupPlan<'_>,
     rng: &mut Rng,
     bar: &Bar,
 ) -> Result<Pickups> {
@@ -134,24 +180,16 @@ pub async fn in_process(
     let worker = default_worker(scheduler, registry, None);
     let stop = worker.shutdown_handle();
     let handle = tokio::spawn(worker.run());
-    let measured = async {
-        let mut out = Pickups::default();
-        for i in 0..warmup + samples {
-            gap.sleep(rng).await;
-            let id = format!("q4-{nonce}-{i}");
-            let started = Instant::now();
-            begin(&durable, &id).await?;
-            let returned = started.elapsed();
-            let at = receive(&mut entered, &id).await?;
-            finish(&durable, &id).await?;
-            if i >= warmup {
-                out.pickups.push(at.saturating_duration_since(started));
-                out.starts.push(returned);
-            }
-            bar.inc(1);
-        }
-        Ok::<_, anyhow::Error>(out)
-    }
+    let measured = sample(
+        &durable,
+        "q4",
+        plan,
+        rng,
+        bar,
+        &mut entered,
+        Instant::now,
+        |started, at| at.saturating_duration_since(*started),
+    )
     .await;
     stop.shutdown();
     let ended = stopped("Q4", handle).await;

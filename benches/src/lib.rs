@@ -1,6 +1,6 @@
 //! Shared code of Zart's benchmarks: the `zart-bench` latency driver, the `zart-load` driver
-//! that measures every figure of issue #8 in one run, and the criterion micro-benches in
-//! `benches/benches/`.
+//! that measures every figure of issue #8 in one run, its SQLite counterpart `zart-load-sqlite`
+//! ([`sqlite`], issue #15), and the criterion micro-benches in `benches/benches/`.
 //!
 //! Everything here talks to a scratch database ([`scratch`]) that a run creates, migrates and
 //! drops again. See `benches/README.md` for the figures and how to read them.
@@ -14,6 +14,7 @@ pub mod progress;
 pub mod raw;
 pub mod report;
 pub mod scratch;
+pub mod sqlite;
 pub mod stats;
 pub mod tenancy;
 pub mod throughput;

@@ -434,12 +434,10 @@ fn main() -> ExitCode {
 
 /// `zart-load compare OLD NEW`.
 fn compare_files(old: &Path, new: &Path) -> Result<()> {
-    let read = |path: &Path| -> Result<serde_json::Value> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
-    };
-    println!("{}", report::compare(&read(old)?, &read(new)?));
+    println!(
+        "{}",
+        report::compare(&report::read_json(old)?, &report::read_json(new)?)
+    );
     Ok(())
 }
 
@@ -450,17 +448,7 @@ async fn run(args: &Args) -> Result<()> {
         .database_url
         .clone()
         .context("--database-url or DATABASE_URL is required")?;
-    let old = match &args.compare {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            Some(
-                serde_json::from_str::<serde_json::Value>(&text)
-                    .with_context(|| format!("parsing {}", path.display()))?,
-            )
-        }
-        None => None,
-    };
+    let old = args.compare.as_deref().map(report::read_json).transpose()?;
     let server = server_config(&url, "zart-load")?;
     let name = unique_name("zart_load");
     // The logins of Z1t and Z2t, made once the scratch database is migrated (the group roles
@@ -529,40 +517,20 @@ async fn run(args: &Args) -> Result<()> {
             args.compare.as_deref().unwrap_or(Path::new("-")).display()
         ));
     }
-    let (json_path, md_path) = output_paths(args, report.unix_time);
-    for (path, text) in [
+    let (json_path, md_path) = report::output_paths(
+        "zart-load",
+        args.json.as_deref(),
+        args.markdown.as_deref(),
+        report.unix_time,
+    );
+    report::write_files(&[
         (&json_path, serde_json::to_string_pretty(&report)? + "\n"),
         (&md_path, markdown),
-    ] {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
-        println!("wrote {}", path.display());
-    }
+    ])?;
     if !report.problems.is_empty() {
         bail!("{}", report.problems.join("; "));
     }
     Ok(())
-}
-
-/// `--json` / `--markdown`, or `<target>/zart-load/zart-load-<UTC time>.{json,md}` (target:
-/// `$CARGO_TARGET_DIR`, else `target` under the current directory).
-fn output_paths(args: &Args, unix: u64) -> (PathBuf, PathBuf) {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("target"));
-    let stamp = report::utc_stamps(unix).0;
-    let default = target.join("zart-load").join(format!("zart-load-{stamp}"));
-    let json = args
-        .json
-        .clone()
-        .unwrap_or_else(|| default.with_extension("json"));
-    let markdown = args.markdown.clone().unwrap_or_else(|| match &args.json {
-        Some(json) => json.with_extension("md"),
-        None => default.with_extension("md"),
-    });
-    (json, markdown)
 }
 
 /// Prints a phase's result line (after its bar is gone).

@@ -422,6 +422,59 @@ pub fn compare(old: &serde_json::Value, new: &serde_json::Value) -> String {
     out
 }
 
+/// `--json` / `--markdown` of a driver, or `<target>/zart-load/<tool>-<UTC time>.{json,md}`
+/// (target: `$CARGO_TARGET_DIR`, else `target` under the current directory); the markdown goes
+/// next to `--json` when only that is given.
+pub fn output_paths(
+    tool: &str,
+    json: Option<&std::path::Path>,
+    markdown: Option<&std::path::Path>,
+    unix: u64,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from("target"));
+    let stamp = utc_stamps(unix).0;
+    let default = target.join("zart-load").join(format!("{tool}-{stamp}"));
+    let markdown = markdown
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| {
+            json.map_or_else(|| default.with_extension("md"), |j| j.with_extension("md"))
+        });
+    let json = json.map_or_else(
+        || default.with_extension("json"),
+        std::path::Path::to_path_buf,
+    );
+    (json, markdown)
+}
+
+/// Reads a saved run's JSON file.
+///
+/// # Errors
+/// When the file cannot be read or is not JSON.
+pub fn read_json(path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+    use anyhow::Context;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Writes each `(path, text)`, creating missing directories, and prints `wrote <path>`.
+///
+/// # Errors
+/// When a directory or file cannot be written.
+pub fn write_files(files: &[(&std::path::Path, String)]) -> anyhow::Result<()> {
+    use anyhow::Context;
+    for (path, text) in files {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
 /// `YYYYMMDD-HHMMSS` and `YYYY-MM-DD HH:MM:SS UTC` for a Unix time.
 pub fn utc_stamps(unix: u64) -> (String, String) {
     let days = i64::try_from(unix / 86_400).unwrap_or(0);

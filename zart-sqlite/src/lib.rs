@@ -28,6 +28,9 @@
 //! - **Wake-ups**: this process's writes wake its workers and `wait()` calls at once (sent
 //!   after commit); writes of other processes are seen by polling `PRAGMA data_version` (see
 //!   [`SqliteScheduler::poll_count`]).
+//! - **Statement counts** (off by default): with [`SqliteOptions::count_statements`],
+//!   [`SqliteScheduler::statement_counts`] reports the statements the write and read
+//!   connections ran (an SQLite trace hook).
 //! - **Tables** have the names and columns of zart-pg's where the types allow (JSON as text,
 //!   times as ISO-8601 UTC text), so `sqlite3 zart.db "select * from zart_executions"` reads
 //!   well. There is no `bucket` and no tenancy.
@@ -46,6 +49,7 @@
 //! ```
 
 pub mod clock;
+mod counting;
 mod errors;
 mod ops;
 mod pool;
@@ -71,10 +75,12 @@ use zart::scheduler::{
 use zart::wakeups::Poller;
 use zart::{Error, Execution, Scheduler};
 
+pub use counting::StatementCounts;
 pub use schema::{migrate, Migration, MigrationReport, MIGRATIONS, SCHEMA_VERSION};
 pub use url::Location;
 pub use wakeups::POLL_SETTINGS;
 
+use counting::Counters;
 use errors::internal;
 use pool::ReadPool;
 use writer::{Op, Reply, Writer};
@@ -102,6 +108,7 @@ pub struct SqliteOptions {
     read_connections: usize,
     busy_timeout: Duration,
     max_batch: usize,
+    count_statements: bool,
 }
 
 impl Default for SqliteOptions {
@@ -113,6 +120,7 @@ impl Default for SqliteOptions {
             read_connections: 4,
             busy_timeout: Duration::from_secs(5),
             max_batch: DEFAULT_MAX_BATCH,
+            count_statements: false,
         }
     }
 }
@@ -149,6 +157,14 @@ impl SqliteOptions {
         self.busy_timeout = timeout;
         self
     }
+
+    /// Counts the statements the write and read connections run, for
+    /// [`SqliteScheduler::statement_counts`] (off by default: each statement then calls an
+    /// SQLite trace hook, a small cost per statement).
+    pub fn count_statements(mut self, on: bool) -> Self {
+        self.count_statements = on;
+        self
+    }
 }
 
 /// What every operation needs to know about the scheduler's settings.
@@ -167,6 +183,7 @@ pub struct SqliteScheduler {
     wakeups: broadcast::Sender<Wakeup>,
     probe: Option<Arc<Mutex<Connection>>>,
     poller: OnceLock<Poller>,
+    counters: Arc<Counters>,
 }
 
 impl std::fmt::Debug for SqliteScheduler {
@@ -189,6 +206,9 @@ fn open(location: &Location, options: &SqliteOptions) -> Result<Opened, Error> {
     let memory = location.is_memory();
     let writer = location.open(memory, options.busy_timeout)?;
     pool::configure_writer(&writer, options)?;
+    if options.count_statements {
+        counting::hook(&writer);
+    }
     if memory {
         // Nothing else can reach a private in-memory database: create its schema now.
         schema::migrate_connection(&writer)?;
@@ -210,8 +230,15 @@ fn open(location: &Location, options: &SqliteOptions) -> Result<Opened, Error> {
         pool::configure_reader(&conn)?;
         Ok(Arc::new(Mutex::new(conn)))
     };
+    let hooked_reader = || -> Result<Arc<Mutex<Connection>>, Error> {
+        let conn = reader()?;
+        if options.count_statements {
+            counting::hook(&writer::lock(&conn));
+        }
+        Ok(conn)
+    };
     let readers = (0..options.read_connections.max(1))
-        .map(|_| reader())
+        .map(|_| hooked_reader())
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Opened {
         writer,
@@ -264,15 +291,22 @@ impl SqliteScheduler {
             max_payload_bytes: options.max_payload_bytes,
         };
         let (wakeups, _) = broadcast::channel(WAKEUP_BUFFER);
-        let writer = Writer::new(opened.writer, settings.clone(), wakeups.clone());
+        let counters = Arc::new(Counters::default());
+        let writer = Writer::new(
+            opened.writer,
+            settings.clone(),
+            wakeups.clone(),
+            counters.clone(),
+        );
         Ok(SqliteScheduler {
             location,
             writer: Batcher::start("sqlite", Arc::new(writer), options.max_batch),
-            reads: ReadPool::new(opened.readers),
+            reads: ReadPool::new(opened.readers, counters.clone()),
             settings,
             wakeups,
             probe: opened.probe,
             poller: OnceLock::new(),
+            counters,
         })
     }
 
@@ -286,6 +320,14 @@ impl SqliteScheduler {
     /// which have no other process to watch.
     pub fn poll_count(&self) -> u64 {
         self.poller.get().map_or(0, Poller::polls)
+    }
+
+    /// How many statements this scheduler's write and read connections have run since it was
+    /// opened, on Zart's tables and otherwise (transaction control, pragmas); all zero unless
+    /// built with [`SqliteOptions::count_statements`]. The `data_version` probe is not
+    /// counted here: see [`SqliteScheduler::poll_count`].
+    pub fn statement_counts(&self) -> StatementCounts {
+        self.counters.get()
     }
 
     /// Moves the test clock forward by `by` for every connection and process using this

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 use zart::Error;
 
+use crate::counting::{counting, Counters};
 use crate::errors::{internal, SqlResult};
 use crate::writer::lock;
 use crate::{SqliteOptions, Synchronous};
@@ -58,13 +59,15 @@ pub(crate) fn configure_reader(conn: &Connection) -> Result<(), Error> {
 pub(crate) struct ReadPool {
     conns: Vec<Arc<Mutex<Connection>>>,
     next: AtomicUsize,
+    counters: Arc<Counters>,
 }
 
 impl ReadPool {
-    pub(crate) fn new(conns: Vec<Arc<Mutex<Connection>>>) -> Self {
+    pub(crate) fn new(conns: Vec<Arc<Mutex<Connection>>>, counters: Arc<Counters>) -> Self {
         ReadPool {
             conns,
             next: AtomicUsize::new(0),
+            counters,
         }
     }
 
@@ -79,7 +82,8 @@ impl ReadPool {
             .get(n % self.conns.len().max(1))
             .ok_or_else(|| internal("no read connection"))?
             .clone();
-        tokio::task::spawn_blocking(move || read(&lock(&conn)))
+        let counters = self.counters.clone();
+        tokio::task::spawn_blocking(move || counting(&counters, || read(&lock(&conn))))
             .await
             .map_err(|e| internal(format!("a SQLite read task failed: {e}")))?
     }

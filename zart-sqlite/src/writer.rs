@@ -23,6 +23,7 @@ use zart::scheduler::{
 };
 use zart::Error;
 
+use crate::counting::{counting, Counters};
 use crate::errors::{internal, SqlResult};
 use crate::ops::{self, Tx};
 use crate::Settings;
@@ -64,6 +65,7 @@ pub(crate) struct Writer {
     conn: Arc<Mutex<Connection>>,
     settings: Settings,
     wakeups: broadcast::Sender<Wakeup>,
+    counters: Arc<Counters>,
 }
 
 type Answers = (Vec<Result<Reply, Error>>, Vec<Wakeup>);
@@ -73,11 +75,13 @@ impl Writer {
         conn: Arc<Mutex<Connection>>,
         settings: Settings,
         wakeups: broadcast::Sender<Wakeup>,
+        counters: Arc<Counters>,
     ) -> Self {
         Writer {
             conn,
             settings,
             wakeups,
+            counters,
         }
     }
 
@@ -89,9 +93,9 @@ impl Writer {
     ) -> Result<T, Error> {
         let conn = self.conn.clone();
         let settings = self.settings.clone();
+        let counters = self.counters.clone();
         let (value, wakeups) = tokio::task::spawn_blocking(move || {
-            let conn = lock(&conn);
-            work(&conn, &settings)
+            counting(&counters, || work(&lock(&conn), &settings))
         })
         .await
         .map_err(|e| internal(format!("the SQLite writer task failed: {e}")))??;

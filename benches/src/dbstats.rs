@@ -237,7 +237,7 @@ impl Watcher {
     }
 
     /// True once no task of `task` (of `tenant`, if given) is left in `zart_tasks` (an
-    /// execution leaves it when its verdict commits). One cheap statement; counted as the
+    /// execution leaves it when its outcome commits). One cheap statement; counted as the
     /// watcher's own.
     ///
     /// # Errors

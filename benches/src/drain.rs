@@ -4,7 +4,7 @@
 //! Waiting for the end must not disturb what is measured: the handler counts its entries, the
 //! driver sleeps until all executions have been entered (no database traffic), and only then
 //! polls `not exists (select 1 from zart_tasks where task_name = $1)` every 10 ms until the
-//! last verdicts have committed (an execution leaves `zart_tasks` with its verdict).
+//! last outcomes have committed (an execution leaves `zart_tasks` with its outcome).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -182,7 +182,7 @@ pub async fn check_completed(
 /// The outcome of one drain.
 #[derive(Debug, Clone, Copy)]
 pub struct Drained {
-    /// From the worker's spawn to the last verdict seen committed.
+    /// From the worker's spawn to the last outcome seen committed.
     pub elapsed: Duration,
     /// Executions per second.
     pub rate: f64,
@@ -296,7 +296,7 @@ pub async fn wait_drained(
     while !watcher.drained(task, tenant).await? {
         if tokio::time::Instant::now() >= deadline {
             return Err(anyhow!(
-                "{task}: drain did not finish in {} minutes (all entered, some verdicts missing)",
+                "{task}: drain did not finish in {} minutes (all entered, some outcomes missing)",
                 DRAIN_TIMEOUT.as_secs() / 60
             ));
         }

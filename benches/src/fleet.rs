@@ -127,7 +127,7 @@ pub struct FleetResult {
     pub workers: u32,
     /// Executions pre-filled.
     pub count: u32,
-    /// From `go` to the last verdict seen committed, seconds.
+    /// From `go` to the last outcome seen committed, seconds.
     pub secs: f64,
     /// Executions per second.
     pub rate: f64,

@@ -267,7 +267,7 @@ struct Report {
     pg_stat_statements: bool,
     /// Sizes and samples.
     plan: Plan,
-    /// One row per measured number, with baseline, ratio, target and verdict.
+    /// One row per measured number, with baseline, ratio, target and outcome.
     metrics: Vec<Metric>,
     /// Percentiles of the latency figures (F, Z4, Z5).
     latencies: Vec<Figure>,

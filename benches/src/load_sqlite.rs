@@ -191,7 +191,7 @@ struct Report {
     smoke: bool,
     /// Sizes and samples.
     plan: Plan,
-    /// One row per measured number, with baseline, ratio, target and verdict.
+    /// One row per measured number, with baseline, ratio, target and outcome.
     metrics: Vec<Metric>,
     /// Percentiles of Q4 and Q4x.
     latencies: Vec<Figure>,

@@ -29,7 +29,7 @@ pub struct Metric {
     /// The target of issue #8, as text.
     pub target: Option<String>,
     /// `met`, `not met`, or `n/a` (baseline not measured).
-    pub verdict: Option<String>,
+    pub outcome: Option<String>,
 }
 
 impl Metric {
@@ -44,7 +44,7 @@ impl Metric {
             baseline_value: None,
             ratio: None,
             target: None,
-            verdict: None,
+            outcome: None,
         }
     }
 
@@ -66,7 +66,7 @@ impl Metric {
             text.push_str(&format!(" (stretch {s}×{label})"));
         }
         self.target = Some(text);
-        self.verdict = Some(match self.ratio {
+        self.outcome = Some(match self.ratio {
             None => "n/a".to_owned(),
             Some(r) => match (r >= factor, stretch) {
                 (false, _) => "not met".to_owned(),
@@ -82,7 +82,7 @@ impl Metric {
     pub fn at_most_ratio(mut self, factor: f64) -> Metric {
         let label = self.baseline.clone().unwrap_or_default();
         self.target = Some(format!("≤ {factor}×{label}"));
-        self.verdict = Some(match self.ratio {
+        self.outcome = Some(match self.ratio {
             None => "n/a".to_owned(),
             Some(r) => met(r <= factor),
         });
@@ -92,14 +92,14 @@ impl Metric {
     /// Target: at most `limit` (in the metric's unit).
     pub fn at_most(mut self, limit: f64) -> Metric {
         self.target = Some(format!("≤ {limit} {}", self.unit).trim_end().to_owned());
-        self.verdict = Some(met(self.value <= limit));
+        self.outcome = Some(met(self.value <= limit));
         self
     }
 
     /// Target: exactly `want`.
     pub fn exactly(mut self, want: f64) -> Metric {
         self.target = Some(format!("= {want} {}", self.unit).trim_end().to_owned());
-        self.verdict = Some(met(self.value == want));
+        self.outcome = Some(met(self.value == want));
         self
     }
 
@@ -117,7 +117,7 @@ impl Metric {
             baseline,
             self.ratio.map_or_else(dash, |r| format!("{r:.2}×")),
             self.target.clone().unwrap_or_else(dash),
-            self.verdict.clone().unwrap_or_else(dash),
+            self.outcome.clone().unwrap_or_else(dash),
         ]
     }
 }
@@ -166,7 +166,7 @@ pub fn thousands(value: f64) -> String {
     }
 }
 
-const METRIC_HEADERS: [&str; 6] = ["figure", "value", "baseline", "ratio", "target", "verdict"];
+const METRIC_HEADERS: [&str; 6] = ["figure", "value", "baseline", "ratio", "target", "outcome"];
 
 /// The figures as a markdown table.
 pub fn metrics_markdown(metrics: &[Metric]) -> String {
@@ -501,7 +501,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn formats_and_verdicts() {
+    fn formats_and_outcomes() {
         assert_eq!(thousands(1_234_567.4), "1,234,567");
         assert_eq!(thousands(999.0), "999");
         assert_eq!(format_value(12_345.6, "rows/s"), "12,346 rows/s");
@@ -511,13 +511,13 @@ mod tests {
             .against("B", Some(10_000.0))
             .at_least(0.4, Some(0.55));
         assert_eq!(m.ratio, Some(0.5));
-        assert_eq!(m.verdict.as_deref(), Some("met, stretch not met"));
+        assert_eq!(m.outcome.as_deref(), Some("met, stretch not met"));
         let m = Metric::new("z1", "start", 1.0, "starts/s")
             .against("C", None)
             .at_least(0.5, None);
-        assert_eq!(m.verdict.as_deref(), Some("n/a"));
+        assert_eq!(m.outcome.as_deref(), Some("n/a"));
         let m = Metric::new("z4.p99", "p99", 5.0, "ms").at_most(4.0);
-        assert_eq!(m.verdict.as_deref(), Some("not met"));
+        assert_eq!(m.outcome.as_deref(), Some("not met"));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! The drain's timer starts when the worker is spawned. Its end is found as `zart-load` finds
 //! it: the handler counts its entries and the driver sleeps until all have been entered, then
 //! reads `not exists (select 1 from zart_tasks where task_name = ?)` every 10 ms on a
-//! connection of its own (an execution leaves `zart_tasks` with its verdict). Afterwards one
+//! connection of its own (an execution leaves `zart_tasks` with its outcome). Afterwards one
 //! query checks that all of them completed.
 
 use std::sync::Arc;
@@ -63,7 +63,7 @@ pub async fn prefill(
 }
 
 /// Drains the `count` pre-filled executions of `task` with one default worker (or one of
-/// `concurrency` slots) and returns the time from its spawn to the last verdict seen
+/// `concurrency` slots) and returns the time from its spawn to the last outcome seen
 /// committed, after checking every execution completed.
 ///
 /// # Errors
@@ -107,7 +107,7 @@ pub async fn drain(
         bar.set(entries.count());
         while !drained(watch, task).await? {
             if Instant::now() >= deadline {
-                bail!("{task}: the drain did not finish (all entered, some verdicts missing)");
+                bail!("{task}: the drain did not finish (all entered, some outcomes missing)");
             }
             tokio::time::sleep(POLL).await;
         }

@@ -6,6 +6,7 @@
 //! system time, plus the offset in `zart_clock` when the scheduler was built with a test clock;
 //! it is read inside each transaction, so moving it applies to every connection at once.
 
+use crate::ops::Cached;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension};
@@ -30,7 +31,7 @@ pub(crate) fn now(conn: &Connection, test_clock: bool) -> Result<i64, Error> {
         return Ok(system);
     }
     let offset: Option<i64> = conn
-        .query_row(queries::CLOCK_OFFSET, [], |r| r.get(0))
+        .row_cached(queries::CLOCK_OFFSET, [], |r| r.get(0))
         .optional()
         .or_db(conn, "reading the test clock")?;
     Ok(system.saturating_add(offset.unwrap_or(0)))

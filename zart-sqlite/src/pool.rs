@@ -44,13 +44,19 @@ fn set_writer_pragmas(conn: &Connection, options: &SqliteOptions) -> Result<(), 
         .or_db(conn, "setting synchronous")?;
     conn.pragma_update(None, "foreign_keys", "off")
         .or_db(conn, "setting foreign_keys")?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(())
 }
+
+/// Prepared statements kept per connection: more than the writer's distinct statements (all
+/// constants in `queries.rs`), so none is parsed twice.
+const STATEMENT_CACHE: usize = 96;
 
 /// Sets a read connection's pragmas.
 pub(crate) fn configure_reader(conn: &Connection) -> Result<(), Error> {
     conn.pragma_update(None, "foreign_keys", "off")
         .or_db(conn, "setting foreign_keys")?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.pragma_update(None, "query_only", "on")
         .or_db(conn, "setting query_only")
 }

@@ -25,7 +25,7 @@ use zart::Error;
 
 use crate::counting::{counting, Counters};
 use crate::errors::{internal, SqlResult};
-use crate::ops::{self, Tx};
+use crate::ops::{self, Cached, Tx};
 use crate::Settings;
 
 /// One write, as queued for the writer.
@@ -163,16 +163,17 @@ fn write_batch(
     let mut wakeups = Vec::new();
     for op in items {
         let step = (|| {
-            conn.execute_batch("savepoint zart_item")
+            conn.exec_cached("savepoint zart_item", [])
                 .or_db(conn, "opening a savepoint")?;
             let mut tx = Tx::new(conn, settings)?;
             let answer = ops::run(&mut tx, op);
-            let sql = if answer.is_ok() {
-                "release zart_item"
+            if answer.is_ok() {
+                conn.exec_cached("release zart_item", [])
+                    .or_db(conn, "closing a savepoint")?;
             } else {
-                "rollback to zart_item; release zart_item"
-            };
-            conn.execute_batch(sql).or_db(conn, "closing a savepoint")?;
+                conn.execute_batch("rollback to zart_item; release zart_item")
+                    .or_db(conn, "closing a savepoint")?;
+            }
             Ok::<_, Error>((answer, tx.into_wakeups()))
         })();
         match step {

@@ -1,6 +1,7 @@
 //! Cancellation (`zart_cancel_execution`, `zart_cancel_tree`): an execution and its unfinished
 //! descendants, walked with a visited set so that the walk ends on any data, cycles included.
 
+use super::Cached;
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use crate::writer::Reply;
 pub(super) fn cancel_execution(tx: &mut Tx<'_>, id: &str) -> Result<Reply, Error> {
     let row: Option<(String, Option<String>)> = tx
         .conn
-        .query_row(queries::EXECUTION_STATUS, [id], |r| {
+        .row_cached(queries::EXECUTION_STATUS, [id], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
         .optional()
@@ -83,11 +84,11 @@ pub(super) fn cancel_tree(
     let mut cancelled = Vec::new();
     for id in order.into_iter().skip(usize::from(!include_root)) {
         tx.conn
-            .execute(queries::DELETE_TASK, [&id])
+            .exec_cached(queries::DELETE_TASK, [&id])
             .or_db(tx.conn, "cancelling")?;
         let marked = tx
             .conn
-            .execute(queries::CANCEL_EXECUTION, rusqlite::params![id, now, error])
+            .exec_cached(queries::CANCEL_EXECUTION, rusqlite::params![id, now, error])
             .or_db(tx.conn, "cancelling")?;
         if marked > 0 {
             cancelled.push(id);

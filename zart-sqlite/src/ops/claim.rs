@@ -2,6 +2,7 @@
 //! first one, each leased with a new random 62-bit fence; a claim ends the sleep its task was
 //! woken from and returns everything a replay needs.
 
+use super::Cached;
 use std::collections::HashSet;
 
 use zart::scheduler::{ClaimTasksParams, ClaimedTask, Lease, RecordedStep};
@@ -81,7 +82,7 @@ fn claim_one(
     let fence = new_fence();
     let (task_name, queue, attempts, recoveries): (String, String, i64, i64) = tx
         .conn
-        .query_row(
+        .row_cached(
             queries::CLAIM_TASK,
             rusqlite::params![id, p.worker_id, lease_until, fence],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
@@ -91,7 +92,7 @@ fn claim_one(
         // A sleep that is over ends here, as `sleep` would end it, so the replay finds it
         // completed (written under this claim: if the claim is lost, so is this).
         tx.conn
-            .execute(
+            .exec_cached(
                 queries::END_WOKEN_SLEEP,
                 rusqlite::params![id, wait_name, to_json(&now, "the time")?, now],
             )
@@ -99,7 +100,7 @@ fn claim_one(
     }
     let (parent_id, input, deadline_at): (Option<String>, String, Option<String>) = tx
         .conn
-        .query_row(
+        .row_cached(
             queries::START_RUNNING,
             rusqlite::params![id, attempts, now],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),

@@ -1,6 +1,7 @@
 //! Fencing and suspension: whether a lease is held, why a fenced write is refused, and giving
 //! a held lease up until a time (`zart_lock_task`, `zart_fence_code`, `zart_suspend`).
 
+use super::Cached;
 use rusqlite::OptionalExtension;
 use zart::scheduler::Lease;
 use zart::Error;
@@ -14,7 +15,7 @@ use crate::queries;
 pub(super) fn hold(tx: &Tx<'_>, lease: &Lease) -> Result<(), Error> {
     let held: i64 = tx
         .conn
-        .query_row(
+        .row_cached(
             queries::HELD_TASK,
             rusqlite::params![lease.execution_id, lease.fence],
             |r| r.get(0),
@@ -30,7 +31,7 @@ pub(super) fn hold(tx: &Tx<'_>, lease: &Lease) -> Result<(), Error> {
 pub(super) fn refused(tx: &Tx<'_>, id: &str) -> Result<Error, Error> {
     let status: Option<String> = tx
         .conn
-        .query_row(queries::EXECUTION_STATUS, [id], |r| r.get(0))
+        .row_cached(queries::EXECUTION_STATUS, [id], |r| r.get(0))
         .optional()
         .or_db(tx.conn, "checking a lease")?;
     Ok(if status.as_deref() == Some("cancelled") {
@@ -52,7 +53,7 @@ pub(super) fn suspend(
 ) -> Result<(), Error> {
     let deadline: Option<String> = tx
         .conn
-        .query_row(
+        .row_cached(
             queries::SUSPEND_EXECUTION,
             rusqlite::params![lease.execution_id, status, tx.now_text()],
             |r| r.get(0),
@@ -65,7 +66,7 @@ pub(super) fn suspend(
         _ => run_at,
     };
     tx.conn
-        .execute(
+        .exec_cached(
             queries::SUSPEND_TASK,
             rusqlite::params![
                 lease.execution_id,
@@ -88,7 +89,7 @@ pub(super) fn wake_waiter(
     wait_name: &str,
 ) -> Result<Option<String>, Error> {
     tx.conn
-        .query_row(
+        .row_cached(
             queries::WAKE_WAITER,
             rusqlite::params![id, wait_kind, wait_name, tx.now_text()],
             |r| r.get(0),

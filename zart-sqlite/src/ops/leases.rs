@@ -1,5 +1,6 @@
 //! Leases without a step (`zart_heartbeat`, `zart_release_tasks`), and the test clock.
 
+use super::Cached;
 use std::time::Duration;
 
 use zart::scheduler::{HeartbeatParams, ReleaseTasksParams, Wakeup};
@@ -18,7 +19,7 @@ pub(super) fn heartbeat(tx: &mut Tx<'_>, p: &HeartbeatParams) -> Result<Reply, E
     for lease in &p.leases {
         let n = tx
             .conn
-            .execute(
+            .exec_cached(
                 queries::RENEW_LEASE,
                 rusqlite::params![lease.execution_id, lease.fence, p.worker_id, until],
             )
@@ -36,14 +37,14 @@ pub(super) fn release_tasks(tx: &mut Tx<'_>, p: &ReleaseTasksParams) -> Result<R
     for lease in &p.leases {
         let n = tx
             .conn
-            .execute(
+            .exec_cached(
                 queries::RELEASE_TASK,
                 rusqlite::params![lease.execution_id, lease.fence, p.worker_id, now],
             )
             .or_db(tx.conn, "releasing leases")?;
         if n > 0 {
             tx.conn
-                .execute(
+                .exec_cached(
                     queries::RESCHEDULE_EXECUTION,
                     rusqlite::params![lease.execution_id, now],
                 )
@@ -70,7 +71,7 @@ pub(super) fn advance_clock(tx: &mut Tx<'_>, by: Duration) -> Result<Reply, Erro
         ));
     }
     tx.conn
-        .execute(queries::ADVANCE_CLOCK, [clock::millis(by)])
+        .exec_cached(queries::ADVANCE_CLOCK, [clock::millis(by)])
         .or_db(tx.conn, "moving the test clock")?;
     tx.wake(Wakeup::Resync);
     Ok(Reply::Done)

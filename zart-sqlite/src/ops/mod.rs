@@ -15,13 +15,43 @@ mod start;
 mod steps;
 mod waits;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, Params, Row};
 use zart::scheduler::Wakeup;
 use zart::Error;
 
 use crate::clock;
 use crate::writer::{Op, Reply};
 use crate::Settings;
+
+/// Statements through the connection's prepared-statement cache: every statement Zart runs is
+/// one of a few dozen constants in `queries.rs`, so each is parsed once per connection rather
+/// than once per call.
+pub(crate) trait Cached {
+    /// [`Connection::execute`], with the statement from the cache.
+    fn exec_cached<P: Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+    /// [`Connection::query_row`], with the statement from the cache.
+    fn row_cached<T, P: Params, F: FnOnce(&Row<'_>) -> rusqlite::Result<T>>(
+        &self,
+        sql: &str,
+        params: P,
+        f: F,
+    ) -> rusqlite::Result<T>;
+}
+
+impl Cached for Connection {
+    fn exec_cached<P: Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn row_cached<T, P: Params, F: FnOnce(&Row<'_>) -> rusqlite::Result<T>>(
+        &self,
+        sql: &str,
+        params: P,
+        f: F,
+    ) -> rusqlite::Result<T> {
+        self.prepare_cached(sql)?.query_row(params, f)
+    }
+}
 
 /// One operation's view of the write transaction: the connection, the time (read once, inside
 /// the transaction), the settings, and the wake-ups to send once it commits.

@@ -1,5 +1,6 @@
 //! The reads (`zart_next_run_at`, `zart_get_execution`), run on a read connection.
 
+use super::Cached;
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension};
@@ -55,7 +56,7 @@ pub(crate) fn get_execution(conn: &Connection, id: &str) -> Result<Option<Execut
         Option<String>,
     );
     let row: Option<Row> = conn
-        .query_row(queries::GET_EXECUTION, [id], |r| {
+        .row_cached(queries::GET_EXECUTION, [id], |r| {
             Ok((
                 r.get(0)?,
                 r.get(1)?,
@@ -106,7 +107,7 @@ pub(crate) fn get_execution(conn: &Connection, id: &str) -> Result<Option<Execut
 /// `PRAGMA data_version`: changes whenever another connection commits.
 pub(crate) fn data_version(conn: &Connection) -> Result<u64, Error> {
     let version: i64 = conn
-        .query_row(queries::DATA_VERSION, [], |r| r.get(0))
+        .row_cached(queries::DATA_VERSION, [], |r| r.get(0))
         .or_db(conn, "reading data_version")?;
     Ok(u64::try_from(version).unwrap_or(0))
 }

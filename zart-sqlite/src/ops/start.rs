@@ -1,6 +1,7 @@
 //! Starting executions (`zart_start_execution`, `zart_insert_execution`): idempotent by id,
 //! with the conflict rules of task, input, queue, parent and deadline.
 
+use super::Cached;
 use rusqlite::OptionalExtension;
 use zart::limits::check_name;
 use zart::scheduler::{StartExecutionParams, StartOutcome, Wakeup};
@@ -32,7 +33,7 @@ pub(super) fn start_execution(tx: &mut Tx<'_>, p: &StartExecutionParams) -> Resu
         }
         let exists: Option<String> = tx
             .conn
-            .query_row(queries::EXECUTION_STATUS, [parent], |r| r.get(0))
+            .row_cached(queries::EXECUTION_STATUS, [parent], |r| r.get(0))
             .optional()
             .or_db(tx.conn, "starting an execution")?;
         if exists.is_none() {
@@ -82,7 +83,7 @@ pub(super) fn insert_execution(
         .map(|ms| clock::format(tx.now.saturating_add(ms)));
     let inserted = tx
         .conn
-        .execute(
+        .exec_cached(
             queries::INSERT_EXECUTION,
             rusqlite::params![
                 e.id,
@@ -97,7 +98,7 @@ pub(super) fn insert_execution(
         .or_db(tx.conn, "starting an execution")?;
     if inserted == 1 {
         tx.conn
-            .execute(
+            .exec_cached(
                 queries::INSERT_TASK,
                 rusqlite::params![e.id, e.task_name, e.queue, now],
             )
@@ -112,7 +113,7 @@ pub(super) fn insert_execution(
     }
     let existing = tx
         .conn
-        .query_row(queries::EXISTING_EXECUTION, [e.id], |r| {
+        .row_cached(queries::EXISTING_EXECUTION, [e.id], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,

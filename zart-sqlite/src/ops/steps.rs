@@ -1,6 +1,7 @@
 //! Step results and outcomes (`zart_commit_step`, `zart_retry_step`,
 //! `zart_complete_execution`): fenced writes of a claimed run.
 
+use super::Cached;
 use std::sync::Arc;
 
 use rusqlite::OptionalExtension;
@@ -88,7 +89,7 @@ fn record_step(tx: &Tx<'_>, s: &StepResult<'_>) -> Result<(), Error> {
     hold(tx, s.lease)?;
     let written = tx
         .conn
-        .execute(
+        .exec_cached(
             queries::UPSERT_STEP,
             rusqlite::params![
                 s.lease.execution_id,
@@ -130,7 +131,7 @@ pub(super) fn complete_execution(
     };
     let removed = tx
         .conn
-        .execute(
+        .exec_cached(
             queries::DELETE_HELD_TASK,
             rusqlite::params![id, p.lease.fence],
         )
@@ -140,7 +141,7 @@ pub(super) fn complete_execution(
     }
     let parent: Option<String> = tx
         .conn
-        .query_row(
+        .row_cached(
             queries::FINISH_EXECUTION,
             rusqlite::params![id, status, output, error, tx.now_text()],
             |r| r.get(0),

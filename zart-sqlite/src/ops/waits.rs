@@ -6,6 +6,7 @@
 //! registered and an event being sent are serialised without a lock of their own: the event
 //! is seen either by the wait or by the sender's wake-up, never lost between them.
 
+use super::Cached;
 use rusqlite::OptionalExtension;
 use zart::limits::check_name;
 use zart::scheduler::{
@@ -37,7 +38,7 @@ fn open_wait(
     let id = &lease.execution_id;
     let found: Option<(Option<String>, String)> = tx
         .conn
-        .query_row(queries::FIND_WAIT, rusqlite::params![id, name], |r| {
+        .row_cached(queries::FIND_WAIT, rusqlite::params![id, name], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
         .optional()
@@ -45,7 +46,7 @@ fn open_wait(
     match found {
         None => {
             tx.conn
-                .execute(
+                .exec_cached(
                     queries::OPEN_WAIT,
                     rusqlite::params![id, name, seq, kind, wake_at, output, tx.now_text()],
                 )
@@ -70,7 +71,7 @@ fn close_wait(
     error: Option<String>,
 ) -> Result<(), Error> {
     tx.conn
-        .execute(
+        .exec_cached(
             queries::CLOSE_WAIT,
             rusqlite::params![id, name, status, output, error, tx.now_text()],
         )
@@ -138,7 +139,7 @@ fn take_event(
 ) -> Result<Option<serde_json::Value>, Error> {
     let event: Option<(i64, String)> = tx
         .conn
-        .query_row(
+        .row_cached(
             queries::OLDEST_EVENT,
             rusqlite::params![id, event_name, wake],
             |r| Ok((r.get(0)?, r.get(1)?)),
@@ -149,7 +150,7 @@ fn take_event(
         return Ok(None);
     };
     tx.conn
-        .execute(
+        .exec_cached(
             queries::CONSUME_EVENT,
             rusqlite::params![event_id, tx.now_text(), step],
         )
@@ -213,7 +214,7 @@ pub(super) fn send_event(tx: &mut Tx<'_>, p: &SendEventParams) -> Result<Reply, 
     let id = &p.execution_id;
     let status: Option<String> = tx
         .conn
-        .query_row(queries::EXECUTION_STATUS, [id], |r| r.get(0))
+        .row_cached(queries::EXECUTION_STATUS, [id], |r| r.get(0))
         .optional()
         .or_db(tx.conn, "sending an event")?;
     let Some(status) = status else {
@@ -228,14 +229,14 @@ pub(super) fn send_event(tx: &mut Tx<'_>, p: &SendEventParams) -> Result<Reply, 
         });
     }
     tx.conn
-        .execute(
+        .exec_cached(
             queries::INSERT_EVENT,
             rusqlite::params![id, p.name, payload, tx.now_text()],
         )
         .or_db(tx.conn, "sending an event")?;
     let waiting: i64 = tx
         .conn
-        .query_row(
+        .row_cached(
             queries::WAITS_FOR_EVENT,
             rusqlite::params![id, p.name],
             |r| r.get(0),
@@ -249,7 +250,7 @@ pub(super) fn send_event(tx: &mut Tx<'_>, p: &SendEventParams) -> Result<Reply, 
     let step = format!("event:{}", p.name);
     let wake: Option<Option<String>> = tx
         .conn
-        .query_row(queries::OPEN_EVENT_WAIT, rusqlite::params![id, step], |r| {
+        .row_cached(queries::OPEN_EVENT_WAIT, rusqlite::params![id, step], |r| {
             r.get(0)
         })
         .optional()
@@ -292,7 +293,7 @@ pub(super) fn start_child(tx: &mut Tx<'_>, p: &StartChildParams) -> Result<Reply
     }
     let child: Option<(String, Option<String>, Option<String>)> = tx
         .conn
-        .query_row(queries::CHILD_OUTCOME, [&p.child_id], |r| {
+        .row_cached(queries::CHILD_OUTCOME, [&p.child_id], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
         .optional()

@@ -404,7 +404,7 @@ async fn heartbeats_and_releases_lock_in_key_order_so_they_never_deadlock_with_a
     h.stop().await;
 }
 
-/// A outcome batch takes the wait lock of each finished child's parent. Two batches finishing
+/// An outcome batch takes the wait lock of each finished child's parent. Two batches finishing
 /// children of the same two parents, listed in opposite orders, would deadlock if each took
 /// those locks in list order; they take them in one order, so one waits for the other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,7 +21,7 @@ use zart::{
 use zart_pg::PostgresScheduler;
 use zart_tests::logins::Logins;
 use zart_tests::tasks::Echo;
-use zart_tests::{count, init_tracing, TestDb};
+use zart_tests::{column, count, init_tracing, TestDb};
 
 const WAIT: Option<Duration> = Some(Duration::from_secs(30));
 
@@ -295,7 +295,7 @@ async fn the_client_role_cannot_write_a_table_or_reach_past_its_entry_points() {
             "update zart_events set created_at = '2000-01-01'",
             "select * from zart_take_event(zart_bucket('waiting'), 'waiting', 'event:go', 'go', null, now())",
             "select zart_deliver_event(zart_bucket('waiting'), 'waiting', 'go')",
-            // Forge a step result or a outcome.
+            // Forge a step result or an outcome.
             "insert into zart_steps (bucket, execution_id, name, seq, status, attempts, created_at, updated_at)
              values (zart_bucket('asleep'), 'asleep', 'forged', 9, 'completed', 1, now(), now())",
             "select zart_commit_step(zart_bucket('asleep'), 'asleep', 1, 'x', 1, 'completed', '1', null, 1)",
@@ -408,13 +408,14 @@ async fn the_worker_role_changes_nothing_it_holds_no_lease_on() {
         .unwrap()
         .get(0);
     assert_eq!(codes, vec![Some("ZA002".to_owned())]);
-    let codes: Vec<Option<String>> = column_of(
+    let codes: Vec<Option<String>> = column(
         &worker,
         &format!(
             "select code from zart_complete_executions(array[zart_bucket('other')], array['other'],
                                                        array[{fence}::bigint], array['completed'],
                                                        array['1'::jsonb], array[null::jsonb])"
         ),
+        &[],
     )
     .await;
     assert_eq!(codes, vec![Some("ZA002".to_owned())]);
@@ -522,16 +523,6 @@ async fn the_worker_role_changes_nothing_it_holds_no_lease_on() {
         .batch_execute(&with_lease("'s', 0, 'completed', '1', null, 1"))
         .await
         .unwrap();
-}
-
-async fn column_of<T: tokio_postgres::types::FromSqlOwned>(client: &Client, sql: &str) -> Vec<T> {
-    client
-        .query(sql, &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
 }
 
 /// Records a step whose output is `data["step"]` copies of "x", then returns `data["out"]`
@@ -645,7 +636,7 @@ async fn the_payload_limit_is_the_owners_and_holds_in_every_entry_point() {
 
     // The owner lowers it, and it holds at once, in sessions that ran these functions before
     // (their cached plans had the old limit folded in) and for the Rust paths: a start, a
-    // step, a outcome.
+    // step, an outcome.
     client
         .batch_execute(
             "select zart_emit_event('waiting', 'warm', jsonb_build_object('k', repeat('x', 1500)))",
@@ -700,7 +691,7 @@ async fn the_payload_limit_is_the_owners_and_holds_in_every_entry_point() {
         message.contains(&over("step output", 2002, 1000)),
         "{message}"
     );
-    // A outcome over the limit fails the execution rather than retrying it forever.
+    // An outcome over the limit fails the execution rather than retrying it forever.
     durable
         .start(
             "out-big",
@@ -1164,9 +1155,10 @@ async fn tenants_cannot_see_signal_cancel_or_parent_each_other() {
 
     // B cannot see, signal, cancel, parent or take over A's execution; nothing changes.
     let before = state(&admin).await;
-    let none: Vec<String> = column_of(
+    let none: Vec<String> = column(
         &client_b,
         "select id from zart_get_execution(zart_bucket('xa'), 'xa')",
+        &[],
     )
     .await;
     assert!(none.is_empty());
@@ -1206,16 +1198,17 @@ async fn tenants_cannot_see_signal_cancel_or_parent_each_other() {
         );
     }
     assert_eq!(
-        column_of::<String>(&reader_a, "select id from zart_executions").await,
+        column::<String>(&reader_a, "select id from zart_executions", &[]).await,
         vec!["xa".to_owned()]
     );
 
     // A's worker claims A's work only, and its idle look-up ignores B's (due now): the next
     // thing due for it is its own lease's expiry, a minute away.
     let (b, f) = claim(&worker_a, "xa", "alpha").await;
-    let claimed: Vec<String> = column_of(
+    let claimed: Vec<String> = column(
         &worker_a,
         "select execution_id from zart_claim_tasks('wa', 'default', array['alpha'], 10, 60000)",
+        &[],
     )
     .await;
     assert!(claimed.is_empty(), "{claimed:?}");
@@ -1242,13 +1235,13 @@ async fn tenants_cannot_see_signal_cancel_or_parent_each_other() {
         "a"
     );
     assert_eq!(
-        column_of::<String>(&worker_b, "select execution_id from zart_claim_tasks('wb', 'default', array['alpha', 'beta'], 10, 60000)").await,
+        column::<String>(&worker_b, "select execution_id from zart_claim_tasks('wb', 'default', array['alpha', 'beta'], 10, 60000)", &[]).await,
         vec!["xb".to_owned()]
     );
     // A login granted '*' serves every tenant.
     let worker_all = c("worker_all").await;
     assert_eq!(
-        column_of::<String>(&worker_all, "select execution_id from zart_claim_tasks('wall', 'default', array['beta'], 10, 60000)").await,
+        column::<String>(&worker_all, "select execution_id from zart_claim_tasks('wall', 'default', array['beta'], 10, 60000)", &[]).await,
         vec!["xa/kid".to_owned()]
     );
 

@@ -2,7 +2,7 @@
 -- `zart migrate` applies this file after the V-migrations, in one transaction, on every run.
 --
 -- Map of objects (tables are in migrations/). "entry" marks the functions a role may be granted
--- (docs/roles.sql): each is SECURITY DEFINER with search_path pinned, and no role has any
+-- (sql/roles.sql): each is SECURITY DEFINER with search_path pinned, and no role has any
 -- write privilege on a table, so what a role can do is exactly what its entry points do. Every
 -- other function is internal: no role may call it on its own.
 --   zart_schema_version()        entry (all)  the schema version this file belongs to
@@ -37,7 +37,7 @@
 --   zart_check_payload(..)       validates JSON size against zart_settings, else ZA004
 --   zart_check_ms(..)            validates a duration in milliseconds (0..100 years), else ZA004
 --   zart_step_problem(..)        why a step result is one the engine never writes (inlined)
---   zart_outcome_problem(..)     why a outcome is one the engine never writes (inlined)
+--   zart_outcome_problem(..)     why an outcome is one the engine never writes (inlined)
 --   zart_session_tenants()       the tenants this session may see (null: all); zart_visible_tenants's body
 --   zart_start_tenant(..)        the tenant a new top-level execution of this session belongs to
 --   zart_insert_execution(..)    inserts an execution and its task row once; conflict rules
@@ -289,11 +289,8 @@ begin
             using errcode = '42501',
                   hint = 'grant it one with: insert into zart_tenant_access (role_name, tenant) values (..)';
     end if;
-    if cardinality(v_tenants) > 1 then
-        raise exception 'invalid tenant: role "%" acts for several tenants (%); set zart.tenant to one of them',
-            session_user, array_to_string(v_tenants, ', ') using errcode = 'ZA004';
-    end if;
-    return v_tenants[1];
+    raise exception 'invalid tenant: role "%" acts for several tenants (%); set zart.tenant to one of them',
+        session_user, array_to_string(v_tenants, ', ') using errcode = 'ZA004';
 end
 $$;
 
@@ -493,19 +490,15 @@ language plpgsql security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-    v_tenancy boolean;
-    v_limit   bigint;
     v_tenants text[];
     v_tenant  text;
 begin
-    -- One read of the settings; with tenancy off no tenant function is called.
-    v_tenancy := public.zart_tenancy_on();
-    v_limit := public.zart_payload_limit();
-    if coalesce(v_tenancy, false) then
+    -- With tenancy off (a constant) no tenant function is called.
+    if public.zart_tenancy_on() then
         v_tenants := public.zart_session_tenants();
     end if;
     if p_parent_id is null then
-        if coalesce(v_tenancy, false) then
+        if public.zart_tenancy_on() then
             v_tenant := public.zart_start_tenant(v_tenants);
         end if;
     else
@@ -524,7 +517,8 @@ begin
     return query
     select i.created, i.status
       from public.zart_insert_execution(p_bucket, p_id, p_task_name, p_input, p_queue, p_parent_id,
-                                        p_deadline_ms, v_tenant, v_tenants, v_limit) i;
+                                        p_deadline_ms, v_tenant, v_tenants,
+                                        public.zart_payload_limit()) i;
 end
 $$;
 
@@ -861,7 +855,7 @@ language sql stable as $$
            end
 $$;
 
--- Called by zart_complete_executions, inlined: why a outcome is one the engine never writes, as
+-- Called by zart_complete_executions, inlined: why an outcome is one the engine never writes, as
 -- a ZA004 message, or null. No locks. Raises nothing.
 create or replace function public.zart_outcome_problem(
     p_status text,
@@ -983,7 +977,7 @@ $$;
 -- the unfinished descendants of the failed ones (as cancelling them would; NOTIFY zart_done
 -- for each, in the transaction), then wakes parents waiting for these children. Returns one
 -- row per item, in order: code null when recorded, else ZA001/ZA002, or 'ZA004 <message>'
--- for a outcome the engine would never write (not final, JSON over the payload limit), which
+-- for an outcome the engine would never write (not final, JSON over the payload limit), which
 -- is not written; and the queue of a parent it woke. Raises nothing of its own.
 create or replace function public.zart_complete_executions(
     p_buckets       smallint[],
@@ -1008,6 +1002,7 @@ declare
     v_children text[];
     v_parents  text[];
     v_failed   text[];
+    v_failed_buckets smallint[];
     v_at       integer;
     v_limit    bigint := public.zart_payload_limit();
 begin
@@ -1019,7 +1014,7 @@ begin
           from (select *
                   from unnest(p_buckets, p_execution_ids, p_fences, p_statuses, p_outputs, p_errors)
                            as u(bucket, execution_id, fence, status, output, error)
-                 -- A outcome the engine would never write is left out (zart_outcome_problem,
+                 -- An outcome the engine would never write is left out (zart_outcome_problem,
                  -- inlined), and reported below.
                  where public.zart_outcome_problem(u.status, u.output, u.error, v_limit) is null
                  order by u.bucket, u.execution_id) i
@@ -1047,8 +1042,9 @@ begin
     select array_agg(f.id),
            array_agg(f.id) filter (where f.parent_id is not null),
            array_agg(f.parent_id) filter (where f.parent_id is not null),
-           array_agg(f.id) filter (where f.status = 'failed')
-      into v_finished, v_children, v_parents, v_failed
+           array_agg(f.id) filter (where f.status = 'failed'),
+           array_agg(f.bucket) filter (where f.status = 'failed')
+      into v_finished, v_children, v_parents, v_failed, v_failed_buckets
       from finished f;
 
     -- A failed execution's unfinished children are cancelled, as a cancelled one's are.
@@ -1057,9 +1053,7 @@ begin
                     where c.parent_id = any (v_failed)
                       and c.status not in ('completed', 'failed', 'cancelled')) then
         perform pg_notify('zart_done', jsonb_build_array(c.execution_id)::text)
-           from public.zart_cancel_tree(
-                    (select array_agg(public.zart_bucket(f)) from unnest(v_failed) f), v_failed,
-                    false) c;
+           from public.zart_cancel_tree(v_failed_buckets, v_failed, false) c;
     end if;
 
     if coalesce(cardinality(v_finished), 0) = v_n and v_parents is null then
@@ -1108,7 +1102,7 @@ language sql as $$
                                      array[p_output], array[p_error], array[p_attempts]))[1]
 $$;
 
--- Called by zart_complete_execution. A batch of one: recording a outcome is defined once, in
+-- Called by zart_complete_execution. A batch of one: recording an outcome is defined once, in
 -- zart_complete_executions. Returns code null when recorded, else ZA001/ZA002; and the queue
 -- of a woken parent. Raises ZA004 for a status that is not final.
 create or replace function public.zart_try_complete_execution(

@@ -61,6 +61,16 @@ impl<'a> Call<'a> {
     }
 }
 
+/// A `ZA004` message (`invalid <field>: <reason>`, as every refusal in zart.sql words it) as
+/// [`Error::InvalidInput`]; a message of another shape is the reason, for field `argument`.
+pub(crate) fn invalid_input(message: &str) -> Error {
+    message
+        .strip_prefix("invalid ")
+        .and_then(|rest| rest.split_once(": "))
+        .map(|(field, reason)| Error::invalid(field, reason))
+        .unwrap_or_else(|| Error::invalid("argument", message))
+}
+
 /// Maps a tokio-postgres error.
 pub(crate) fn from_pg(err: tokio_postgres::Error, call: Call<'_>) -> Error {
     if let Some(db) = err.as_db_error() {
@@ -99,14 +109,7 @@ fn from_sqlstate(code: &str, message: String, call: Call<'_>, err: BoxError) -> 
             id: id(),
             detail: message,
         },
-        sqlstate::INVALID_INPUT => {
-            let (field, reason) = message
-                .strip_prefix("invalid ")
-                .and_then(|rest| rest.split_once(": "))
-                .map(|(f, r)| (f.to_owned(), r.to_owned()))
-                .unwrap_or_else(|| ("argument".to_owned(), message.clone()));
-            Error::InvalidInput { field, reason }
-        }
+        sqlstate::INVALID_INPUT => invalid_input(&message),
         sqlstate::NOT_FOUND => Error::NotFound { id: id() },
         sqlstate::FINISHED => {
             // "execution "x" has finished (completed): the event was not stored"

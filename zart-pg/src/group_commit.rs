@@ -90,14 +90,9 @@ fn item_result(code: Option<&str>, id: &str, step: Option<&str>) -> Result<(), E
     match code {
         None => Ok(()),
         // "ZA004 invalid <field>: <reason>": an item the engine would never write.
-        Some(c) if c.starts_with(crate::sqlstate::INVALID_INPUT) => {
-            let message = c[crate::sqlstate::INVALID_INPUT.len()..].trim_start();
-            Err(message
-                .strip_prefix("invalid ")
-                .and_then(|rest| rest.split_once(": "))
-                .map(|(field, reason)| Error::invalid(field, reason))
-                .unwrap_or_else(|| Error::invalid("argument", message)))
-        }
+        Some(c) if c.starts_with(crate::sqlstate::INVALID_INPUT) => Err(
+            crate::errors::invalid_input(c[crate::sqlstate::INVALID_INPUT.len()..].trim_start()),
+        ),
         Some(crate::sqlstate::CANCELLED) => Err(Error::Cancelled { id: id.to_owned() }),
         Some(crate::sqlstate::STEP_RECORDED) => Err(Error::StepAlreadyRecorded {
             id: id.to_owned(),

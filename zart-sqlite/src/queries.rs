@@ -98,7 +98,7 @@ pub const SUSPEND_TASK: &str = "update zart_tasks
 /// Removes a held task (the outcome's fence check).
 pub const DELETE_HELD_TASK: &str =
     "delete from zart_tasks where execution_id = ?1 and fence = ?2 and locked_by is not null";
-/// Records a outcome; returns the parent.
+/// Records an outcome; returns the parent.
 pub const FINISH_EXECUTION: &str = "update zart_executions
     set status = ?2, output = ?3, error = ?4, finished_at = ?5, updated_at = ?5
     where id = ?1

@@ -229,7 +229,7 @@ pub enum TaskError {
         #[source]
         source: serde_json::Error,
     },
-    /// The step result could not be stored. The run stops without a outcome; the lease expires
+    /// The step result could not be stored. The run stops without an outcome; the lease expires
     /// and another attempt resumes from the last recorded step.
     #[error("storage error: {0}")]
     Storage(#[source] Error),
@@ -243,7 +243,7 @@ impl TaskError {
         }
     }
 
-    /// True for the control-flow outcomes that end a run without a outcome on the execution:
+    /// True for the control-flow outcomes that end a run without an outcome on the execution:
     /// suspension, lease loss, cancellation and storage failures.
     pub fn is_control_flow(&self) -> bool {
         matches!(

@@ -135,7 +135,7 @@ pub(super) fn complete_execution(
             queries::DELETE_HELD_TASK,
             rusqlite::params![id, p.lease.fence],
         )
-        .or_db(tx.conn, "recording a outcome")?;
+        .or_db(tx.conn, "recording an outcome")?;
     if removed == 0 {
         return Err(refused(tx, id)?);
     }
@@ -147,7 +147,7 @@ pub(super) fn complete_execution(
             |r| r.get(0),
         )
         .optional()
-        .or_db(tx.conn, "recording a outcome")?
+        .or_db(tx.conn, "recording an outcome")?
         .flatten();
     let mut finished = vec![id.clone()];
     if status == "failed" {

@@ -51,7 +51,7 @@ impl ShutdownHandle {
     }
 }
 
-/// Runs registered tasks: claims due executions and drives them to a outcome.
+/// Runs registered tasks: claims due executions and drives them to an outcome.
 ///
 /// # Examples
 /// ```no_run

@@ -80,7 +80,7 @@ struct RunLimits {
     max_recoveries: u32,
 }
 
-/// Runs one claimed execution to a outcome (or to a suspension or abandonment).
+/// Runs one claimed execution to an outcome (or to a suspension or abandonment).
 async fn run_execution(
     scheduler: DynScheduler,
     registry: Arc<TaskRegistry>,

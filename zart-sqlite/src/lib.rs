@@ -340,6 +340,28 @@ impl SqliteScheduler {
         self.write(Op::AdvanceClock(by)).await.map(|_| ())
     }
 
+    /// Closes the database: writes what is already queued, stops watching for other
+    /// processes' changes, and closes every connection. The last connection to a file folds
+    /// the write-ahead log back into it and removes the `-wal` and `-shm` files, so the file
+    /// can then be copied, moved or deleted on its own. Dropping the scheduler instead closes
+    /// its connections in the background, abandoning queued writes. A scheduler shared in an
+    /// `Arc` is closed with `Arc::into_inner(scheduler)` once the workers using it have
+    /// stopped.
+    pub async fn close(self) {
+        let SqliteScheduler {
+            writer,
+            reads,
+            probe,
+            mut poller,
+            ..
+        } = self;
+        writer.close().await;
+        if let Some(poller) = poller.take() {
+            poller.stop().await;
+        }
+        drop((reads, probe));
+    }
+
     async fn write(&self, op: Op) -> Result<Reply, Error> {
         self.writer.submit(Arc::new(op)).await
     }

@@ -46,16 +46,19 @@ pub const EXISTING_EXECUTION: &str = "select task_name, input, queue, parent_id,
 // ---- claims -------------------------------------------------------------------------------
 
 /// Due tasks of one name, earliest first (one range of the claim index).
-pub const DUE_TASKS: &str = "select execution_id, wait_kind, wait_name from zart_tasks
+pub const DUE_TASKS: &str = "select execution_id, wait_kind, wait_name, task_name, attempts,
+        recoveries + (locked_by is not null)
+    from zart_tasks
     where queue = ?1 and task_name = ?2 and run_at <= ?3
     order by run_at limit ?4";
-/// Leases one task: new fence, lease expiry as run_at, one more claim; a task still locked
-/// (its lease expired) is a recovery.
+/// Leases one task read by [`DUE_TASKS`] (in the same write transaction): new fence, lease
+/// expiry as run_at, its claim count and recoveries as read plus this claim (a task still
+/// locked, its lease expired, is a recovery). No `returning`: SQLite would build a temporary
+/// table for it on every claim.
 pub const CLAIM_TASK: &str = "update zart_tasks
-    set locked_by = ?2, run_at = ?3, fence = ?4, attempts = attempts + 1,
-        recoveries = recoveries + (locked_by is not null), wait_kind = null, wait_name = null
-    where execution_id = ?1
-    returning task_name, queue, attempts, recoveries";
+    set locked_by = ?2, run_at = ?3, fence = ?4, attempts = ?5, recoveries = ?6,
+        wait_kind = null, wait_name = null
+    where execution_id = ?1";
 /// Ends the sleep a claimed task was woken from, when its time has come.
 pub const END_WOKEN_SLEEP: &str = "update zart_steps
     set status = 'completed', output = ?3, attempts = 1, updated_at = ?4
@@ -64,8 +67,10 @@ pub const END_WOKEN_SLEEP: &str = "update zart_steps
 /// Marks a claimed execution running.
 pub const START_RUNNING: &str = "update zart_executions
     set status = 'running', attempts = ?2, started_at = coalesce(started_at, ?3), updated_at = ?3
-    where id = ?1
-    returning parent_id, input, deadline_at";
+    where id = ?1";
+/// What a claim hands the worker from the execution row.
+pub const CLAIMED_EXECUTION: &str =
+    "select parent_id, input, deadline_at from zart_executions where id = ?1";
 /// The recorded steps of an execution, for replay.
 pub const RECORDED_STEPS: &str = "select name, seq, status, output, error, attempts, kind
     from zart_steps where execution_id = ?1 order by seq";
@@ -80,17 +85,23 @@ pub const EXECUTION_STATUS: &str = "select status, parent_id from zart_execution
 
 // ---- steps and outcomes -------------------------------------------------------------------
 
-/// Records a step result; a row already recorded is overwritten only while `retrying`.
+/// Records a step result while the lease with fence ?9 is held (no row is written otherwise);
+/// a row already recorded is overwritten only while `retrying`.
 pub const UPSERT_STEP: &str = "insert into zart_steps
     (execution_id, name, seq, status, output, error, attempts, created_at, updated_at)
-    values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
+    select ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8
+    where exists (select 1 from zart_tasks
+        where execution_id = ?1 and fence = ?9 and locked_by is not null)
     on conflict (execution_id, name) do update
     set status = excluded.status, output = excluded.output, error = excluded.error,
         attempts = excluded.attempts, updated_at = excluded.updated_at
     where zart_steps.status = 'retrying'";
-/// Sets a suspended execution's status; returns its deadline.
+/// Sets a suspended execution's status.
 pub const SUSPEND_EXECUTION: &str =
-    "update zart_executions set status = ?2, updated_at = ?3 where id = ?1 returning deadline_at";
+    "update zart_executions set status = ?2, updated_at = ?3 where id = ?1";
+/// An execution's deadline and parent.
+pub const DEADLINE_AND_PARENT: &str =
+    "select deadline_at, parent_id from zart_executions where id = ?1";
 /// Gives a held lease up until ?3, recording what the task waits for.
 pub const SUSPEND_TASK: &str = "update zart_tasks
     set locked_by = null, run_at = ?3, wait_kind = ?4, wait_name = ?5, recoveries = 0
@@ -98,11 +109,10 @@ pub const SUSPEND_TASK: &str = "update zart_tasks
 /// Removes a held task (the outcome's fence check).
 pub const DELETE_HELD_TASK: &str =
     "delete from zart_tasks where execution_id = ?1 and fence = ?2 and locked_by is not null";
-/// Records an outcome; returns the parent.
+/// Records an outcome.
 pub const FINISH_EXECUTION: &str = "update zart_executions
     set status = ?2, output = ?3, error = ?4, finished_at = ?5, updated_at = ?5
-    where id = ?1
-    returning parent_id";
+    where id = ?1";
 /// Makes an execution due if it waits for exactly this (kind, name); returns its queue.
 pub const WAKE_WAITER: &str = "update zart_tasks set run_at = ?4
     where execution_id = ?1 and wait_kind = ?2 and wait_name = ?3 and locked_by is null

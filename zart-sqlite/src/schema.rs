@@ -26,14 +26,21 @@ pub struct Migration {
 }
 
 /// Every migration of this build, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../migrations/V1__init.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../migrations/V1__init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "check_without_in_lists",
+        sql: include_str!("../migrations/V2__check_without_in_lists.sql"),
+    },
+];
 
 /// The schema version this build writes and needs.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// What [`migrate`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,4 +158,86 @@ fn newer(conn: &Connection, found: i64) -> Error {
          to {SCHEMA_VERSION}): upgrade this program, or use another database file",
         crate::errors::db_name(conn)
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const T: &str = "2026-12-07T00:00:00.000Z";
+
+    /// A database at version 1 with a row in each table, upgraded by `migrate_connection`,
+    /// keeps its rows, its indexes and its constraints.
+    #[test]
+    fn version_2_keeps_the_rows_indexes_and_checks_of_version_1() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(queries::CREATE_SCHEMA_HISTORY).unwrap();
+        conn.execute_batch(MIGRATIONS[0].sql).unwrap();
+        conn.execute(queries::RECORD_MIGRATION, rusqlite::params![1, "init", T])
+            .unwrap();
+        conn.execute_batch(&format!(
+            "insert into zart_executions (id, task_name, queue, input, status, parent_id,
+                 created_at, updated_at)
+                 values ('e1', 't', 'q', '{{}}', 'waiting', 'p', '{T}', '{T}');
+             insert into zart_tasks (execution_id, task_name, queue, run_at, fence, wait_kind,
+                 wait_name) values ('e1', 't', 'q', '{T}', 7, 'event', 'go');
+             insert into zart_steps (execution_id, name, seq, kind, status, output, attempts,
+                 created_at, updated_at) values ('e1', 's', 0, 'step', 'completed', '1', 1,
+                 '{T}', '{T}');"
+        ))
+        .unwrap();
+
+        let report = migrate_connection(&conn).unwrap();
+        assert_eq!(
+            report.applied,
+            vec!["V2__check_without_in_lists".to_owned()]
+        );
+        check(&conn).unwrap();
+
+        let row: (String, String, i64, String) = conn
+            .query_row(
+                "select e.status, e.parent_id, t.fence, t.wait_name
+                 from zart_executions e join zart_tasks t on t.execution_id = e.id",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(row, ("waiting".into(), "p".into(), 7, "go".into()));
+        let steps: i64 = conn
+            .query_row("select count(*) from zart_steps", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(steps, 1);
+
+        let indexes: Vec<String> = conn
+            .prepare(
+                "select name from sqlite_master
+                 where type = 'index' and sql is not null order by name",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            indexes,
+            [
+                "zart_events_pending_idx",
+                "zart_executions_parent_id_idx",
+                "zart_tasks_queue_task_name_run_at_idx"
+            ]
+        );
+
+        for bad in [
+            "update zart_executions set status = 'paused'",
+            "update zart_tasks set wait_kind = 'nap'",
+            "update zart_steps set status = 'done'",
+            "update zart_steps set kind = 'job'",
+        ] {
+            let err = conn.execute(bad, []).unwrap_err().to_string();
+            assert!(err.contains("CHECK constraint failed"), "{bad}: {err}");
+        }
+        conn.execute("update zart_tasks set wait_kind = null", [])
+            .unwrap();
+    }
 }

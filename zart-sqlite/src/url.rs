@@ -141,6 +141,36 @@ fn check_directory(path: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// Whether `location` is an existing file in a directory this process cannot create files
+/// in (tried with a probe file, removed at once; only on the error path).
+fn directory_is_read_only(location: &Location) -> bool {
+    let Location::File(path) = location else {
+        return false;
+    };
+    if !path.is_file() {
+        return false;
+    }
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let probe = dir.join(format!(".zart-write-probe-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            false
+        }
+        Err(err) => matches!(
+            err.kind(),
+            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+        ),
+    }
+}
+
 fn read_only(path: &Path) -> Error {
     Error::Database {
         message: format!(
@@ -161,6 +191,18 @@ fn open_error(location: &Location, err: rusqlite::Error) -> Error {
             "{name} is not a SQLite database (or is encrypted or damaged): point the URL at a \
              Zart database or at a new file"
         ),
+        Some(ErrorCode::CannotOpen) if directory_is_read_only(location) => {
+            let dir = match location {
+                Location::File(path) => path.parent().map(|d| d.display().to_string()),
+                Location::Memory(_) => None,
+            }
+            .unwrap_or_default();
+            format!(
+                "cannot open database {name}: its directory {dir} is read-only, and SQLite \
+                 keeps the -wal and -shm files of a database beside it; make the directory \
+                 writable"
+            )
+        }
         Some(ErrorCode::CannotOpen) => format!(
             "cannot open database {name}: check that the path is a file you may read and write"
         ),

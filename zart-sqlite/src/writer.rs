@@ -2,8 +2,9 @@
 //! to the single write connection.
 //!
 //! [`Writer::write_batch`] runs the queued operations in one `BEGIN IMMEDIATE` transaction,
-//! each inside its own `SAVEPOINT`, so an operation that is refused (a lost lease, a conflict)
-//! rolls back alone and the others commit; [`Writer::write_one`] runs one operation in a
+//! each inside its own `SAVEPOINT` (except step results, which write one statement after their
+//! checks), so an operation that is refused (a lost lease, a conflict) rolls back alone and
+//! the others commit; [`Writer::write_one`] runs one operation in a
 //! transaction of its own (the batcher's fallback when a whole batch fails). The blocking
 //! rusqlite work runs on tokio's blocking pool, one batch at a time, with the connection
 //! behind a mutex. Wake-ups of an operation are sent only after its transaction commits.
@@ -44,6 +45,15 @@ pub(crate) enum Op {
     Heartbeat(HeartbeatParams),
     Release(ReleaseTasksParams),
     AdvanceClock(Duration),
+}
+
+impl Op {
+    /// Whether the operation writes with at most one statement, after any check that can
+    /// refuse it: it needs no savepoint of its own in a batch, since SQLite undoes a failed
+    /// statement by itself. Step results are most writes, so this is most of a batch.
+    fn writes_once(&self) -> bool {
+        matches!(self, Op::Commit(_))
+    }
 }
 
 /// What a write answers.
@@ -152,7 +162,7 @@ fn write_one(
     }
 }
 
-/// Many operations in one transaction, each in its own savepoint.
+/// Many operations in one transaction, each in its own savepoint (but those that write once).
 fn write_batch(
     conn: &Connection,
     settings: &Settings,
@@ -163,6 +173,11 @@ fn write_batch(
     let mut wakeups = Vec::new();
     for op in items {
         let step = (|| {
+            if op.writes_once() {
+                let mut tx = Tx::new(conn, settings)?;
+                let answer = ops::run(&mut tx, op);
+                return Ok::<_, Error>((answer, tx.into_wakeups()));
+            }
             conn.exec_cached("savepoint zart_item", [])
                 .or_db(conn, "opening a savepoint")?;
             let mut tx = Tx::new(conn, settings)?;

@@ -78,6 +78,86 @@ async fn a_file_that_is_not_a_database_is_refused_and_left_alone() {
     assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
 }
 
+/// Makes `path` unwritable for this process: mode 0444 for an ordinary user; for root, who
+/// writes through file modes, the immutable attribute (`chattr +i`). Returns how to undo it.
+fn make_read_only(path: &std::path::Path) -> impl FnOnce() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false);
+    let owned = path.to_owned();
+    if root {
+        let status = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(path)
+            .status()
+            .expect("chattr (e2fsprogs) runs");
+        assert!(status.success(), "chattr +i {} failed", path.display());
+        Box::new(move || {
+            let _ = std::process::Command::new("chattr")
+                .arg("-i")
+                .arg(&owned)
+                .status();
+        }) as Box<dyn FnOnce()>
+    } else {
+        let mode = std::fs::metadata(path).unwrap().permissions().mode();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o444 & mode)).unwrap();
+        Box::new(move || {
+            let _ = std::fs::set_permissions(&owned, std::fs::Permissions::from_mode(mode));
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_read_only_file_or_directory_is_named_and_what_it_holds_is_kept() {
+    let base = dir();
+    let file = base.join("zart.db");
+    zart_sqlite::migrate(&url(&file)).await.unwrap();
+    let scheduler = SqliteScheduler::connect(&url(&file)).await.unwrap();
+    scheduler
+        .start_execution(start("kept", serde_json::json!({"n": 1})))
+        .await
+        .unwrap();
+    scheduler.close().await;
+    assert!(
+        !base.join("zart.db-wal").exists(),
+        "close removes the -wal file"
+    );
+
+    // The file itself.
+    let undo = make_read_only(&file);
+    let errors = [
+        SqliteScheduler::connect(&url(&file)).await.map(|_| ()),
+        zart_sqlite::migrate(&url(&file)).await.map(|_| ()),
+    ];
+    undo();
+    for err in errors {
+        let message = err.unwrap_err().to_string();
+        assert!(message.contains("read-only"), "{message}");
+        assert!(message.contains(&file.display().to_string()), "{message}");
+    }
+
+    // The directory: SQLite cannot create the -wal and -shm files beside the database.
+    let undo = make_read_only(&base);
+    let err = match SqliteScheduler::connect(&url(&file)).await {
+        Err(err) => err,
+        Ok(s) => s
+            .get_execution("kept")
+            .await
+            .expect_err("a database in a read-only directory was read"),
+    };
+    undo();
+    let message = err.to_string();
+    assert!(message.contains("read-only"), "{message}");
+    assert!(message.contains(&base.display().to_string()), "{message}");
+
+    let scheduler = SqliteScheduler::connect(&url(&file)).await.unwrap();
+    let kept = scheduler.get_execution("kept").await.unwrap().unwrap();
+    assert_eq!(kept.input, serde_json::json!({"n": 1}));
+}
+
 #[tokio::test]
 async fn a_database_migrated_by_a_newer_zart_is_refused() {
     let file = dir().join("zart.db");
@@ -104,7 +184,11 @@ async fn migrate_is_idempotent_and_safe_from_two_callers_at_once() {
     let u = url(&file);
     let (a, b) = tokio::join!(zart_sqlite::migrate(&u), zart_sqlite::migrate(&u));
     let (a, b) = (a.unwrap(), b.unwrap());
-    assert_eq!(a.applied.len() + b.applied.len(), 1, "{a:?} {b:?}");
+    assert_eq!(
+        a.applied.len() + b.applied.len(),
+        zart_sqlite::MIGRATIONS.len(),
+        "{a:?} {b:?}"
+    );
     let again = zart_sqlite::migrate(&u).await.unwrap();
     assert!(again.applied.is_empty());
     assert_eq!(again.schema_version, zart_sqlite::SCHEMA_VERSION);

@@ -93,6 +93,14 @@ where
         self.max_batch
     }
 
+    /// Stops taking items, writes those already queued, and returns once the writer task has
+    /// ended (and dropped its writer). Dropping the batcher instead abandons queued items.
+    pub async fn close(mut self) {
+        let (closed, _) = mpsc::unbounded_channel();
+        drop(std::mem::replace(&mut self.queue, closed));
+        let _ = (&mut self.task).await;
+    }
+
     /// Queues `item` and waits until it is written (committed) or refused.
     ///
     /// # Errors

@@ -86,6 +86,12 @@ impl Poller {
         }
     }
 
+    /// Stops polling and returns once the task has ended (and dropped its probe).
+    pub async fn stop(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+
     /// How many times the probe has been read.
     pub fn polls(&self) -> u64 {
         self.polls.load(Ordering::Relaxed)

@@ -36,7 +36,7 @@ pub(super) fn claim_tasks(tx: &mut Tx<'_>, p: &ClaimTasksParams) -> Result<Reply
 
     let now = tx.now_text();
     let limit = usize::try_from(p.limit).unwrap_or(usize::MAX);
-    let mut due: Vec<(String, Option<String>, Option<String>)> = Vec::new();
+    let mut due: Vec<Due> = Vec::new();
     let mut seen = HashSet::new();
     let mut select = tx
         .conn
@@ -50,12 +50,21 @@ pub(super) fn claim_tasks(tx: &mut Tx<'_>, p: &ClaimTasksParams) -> Result<Reply
         let rows = select
             .query_map(
                 rusqlite::params![p.queue, name, now, i64::try_from(left).unwrap_or(i64::MAX)],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| {
+                    Ok(Due {
+                        id: r.get(0)?,
+                        wait_kind: r.get(1)?,
+                        wait_name: r.get(2)?,
+                        task_name: r.get(3)?,
+                        attempts: r.get::<_, i64>(4)?.saturating_add(1),
+                        recoveries: r.get(5)?,
+                    })
+                },
             )
             .or_db(tx.conn, "claiming")?;
         for row in rows {
-            let row: (String, Option<String>, Option<String>) = row.or_db(tx.conn, "claiming")?;
-            if seen.insert(row.0.clone()) {
+            let row = row.or_db(tx.conn, "claiming")?;
+            if seen.insert(row.id.clone()) {
                 due.push(row);
             }
         }
@@ -64,28 +73,43 @@ pub(super) fn claim_tasks(tx: &mut Tx<'_>, p: &ClaimTasksParams) -> Result<Reply
 
     let lease_until = clock::format(tx.now.saturating_add(lease_ms));
     let mut claimed = Vec::with_capacity(due.len());
-    for (id, wait_kind, wait_name) in due {
-        claimed.push(claim_one(tx, p, &id, &lease_until, wait_kind, wait_name)?);
+    for task in due {
+        claimed.push(claim_one(tx, p, task, &lease_until)?);
     }
     Ok(Reply::Claimed(claimed))
+}
+
+/// A due task as the claim read it: the claim count and recoveries it will have once claimed.
+struct Due {
+    id: String,
+    wait_kind: Option<String>,
+    wait_name: Option<String>,
+    task_name: String,
+    attempts: i64,
+    recoveries: i64,
 }
 
 fn claim_one(
     tx: &Tx<'_>,
     p: &ClaimTasksParams,
-    id: &str,
+    task: Due,
     lease_until: &str,
-    wait_kind: Option<String>,
-    wait_name: Option<String>,
 ) -> Result<ClaimedTask, Error> {
+    let Due {
+        id,
+        wait_kind,
+        wait_name,
+        task_name,
+        attempts,
+        recoveries,
+    } = task;
+    let id = id.as_str();
     let now = tx.now_text();
     let fence = new_fence();
-    let (task_name, queue, attempts, recoveries): (String, String, i64, i64) = tx
-        .conn
-        .row_cached(
+    tx.conn
+        .exec_cached(
             queries::CLAIM_TASK,
-            rusqlite::params![id, p.worker_id, lease_until, fence],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            rusqlite::params![id, p.worker_id, lease_until, fence, attempts, recoveries],
         )
         .or_db(tx.conn, "claiming")?;
     if wait_kind.as_deref() == Some("sleep") {
@@ -98,13 +122,14 @@ fn claim_one(
             )
             .or_db(tx.conn, "claiming")?;
     }
+    tx.conn
+        .exec_cached(queries::START_RUNNING, rusqlite::params![id, attempts, now])
+        .or_db(tx.conn, "claiming")?;
     let (parent_id, input, deadline_at): (Option<String>, String, Option<String>) = tx
         .conn
-        .row_cached(
-            queries::START_RUNNING,
-            rusqlite::params![id, attempts, now],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
+        .row_cached(queries::CLAIMED_EXECUTION, [id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
         .or_db(tx.conn, "claiming")?;
     let deadline_in = match deadline_at {
         Some(at) => Some(clock::duration(
@@ -125,7 +150,7 @@ fn claim_one(
             fence,
         },
         task_name,
-        queue,
+        queue: p.queue.clone(),
         parent_id,
         attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
         recoveries: u32::try_from(recoveries).unwrap_or(u32::MAX),

@@ -53,14 +53,18 @@ pub(super) fn suspend(
 ) -> Result<(), Error> {
     let deadline: Option<String> = tx
         .conn
-        .row_cached(
-            queries::SUSPEND_EXECUTION,
-            rusqlite::params![lease.execution_id, status, tx.now_text()],
-            |r| r.get(0),
-        )
+        .row_cached(queries::DEADLINE_AND_PARENT, [&lease.execution_id], |r| {
+            r.get(0)
+        })
         .optional()
         .or_db(tx.conn, "suspending an execution")?
         .flatten();
+    tx.conn
+        .exec_cached(
+            queries::SUSPEND_EXECUTION,
+            rusqlite::params![lease.execution_id, status, tx.now_text()],
+        )
+        .or_db(tx.conn, "suspending an execution")?;
     let run_at = match deadline {
         Some(deadline) if deadline < run_at => deadline,
         _ => run_at,

@@ -86,7 +86,6 @@ fn record_step(tx: &Tx<'_>, s: &StepResult<'_>) -> Result<(), Error> {
     if let Some(text) = &error {
         check_size(tx, "step error", text)?;
     }
-    hold(tx, s.lease)?;
     let written = tx
         .conn
         .exec_cached(
@@ -99,11 +98,14 @@ fn record_step(tx: &Tx<'_>, s: &StepResult<'_>) -> Result<(), Error> {
                 output,
                 error,
                 s.attempts,
-                tx.now_text()
+                tx.now_text(),
+                s.lease.fence
             ],
         )
         .or_db(tx.conn, "recording a step")?;
     if written == 0 {
+        // Nothing written: the lease is not held, or the step has its final result.
+        hold(tx, s.lease)?;
         return Err(Error::StepAlreadyRecorded {
             id: s.lease.execution_id.clone(),
             step: s.name.to_owned(),
@@ -141,14 +143,16 @@ pub(super) fn complete_execution(
     }
     let parent: Option<String> = tx
         .conn
-        .row_cached(
-            queries::FINISH_EXECUTION,
-            rusqlite::params![id, status, output, error, tx.now_text()],
-            |r| r.get(0),
-        )
+        .row_cached(queries::DEADLINE_AND_PARENT, [id], |r| r.get(1))
         .optional()
         .or_db(tx.conn, "recording an outcome")?
         .flatten();
+    tx.conn
+        .exec_cached(
+            queries::FINISH_EXECUTION,
+            rusqlite::params![id, status, output, error, tx.now_text()],
+        )
+        .or_db(tx.conn, "recording an outcome")?;
     let mut finished = vec![id.clone()];
     if status == "failed" {
         // A failed execution's unfinished descendants are cancelled, as a cancelled one's are.

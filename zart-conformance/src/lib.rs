@@ -64,6 +64,15 @@ pub trait Backend: Send + Sync + 'static {
     /// its own test clock starting at the real time, and a read-only view of it. Each case
     /// calls this once; stores must not share state.
     async fn fresh(&self) -> Harness;
+
+    /// Cases this backend does not run, each with the reason (a behaviour the backend cannot
+    /// offer, which its docs must say). Empty by default; every name must be a case of the
+    /// suite ([`cases::names`]), which the generated test `conformance_skips_are_real_cases`
+    /// checks and which it prints with the reasons. A skipped case passes without running,
+    /// so keep this list short and documented.
+    fn skips(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
 }
 
 /// What a test may do to a store besides the [`zart::Scheduler`] calls: move its clock and read
@@ -115,6 +124,9 @@ pub struct StepRow {
     pub output: Option<serde_json::Value>,
     /// The recorded error.
     pub error: Option<ErrorRecord>,
+    /// The recorded error as stored, with the fields [`ErrorRecord`] does not hold (a failed
+    /// child's `child_id`).
+    pub error_json: Option<serde_json::Value>,
 }
 
 /// A fresh store as a case sees it: the scheduler under test and its [`Fixture`].
@@ -157,7 +169,46 @@ impl std::fmt::Debug for Harness {
 macro_rules! suite {
     ($backend:expr) => {
         $crate::__for_each_case!($crate::__case_test, $backend);
+
+        /// Every skipped case names a real case and gives a reason; the list is printed.
+        #[test]
+        fn conformance_skips_are_real_cases() {
+            $crate::check_skips(&$backend);
+        }
     };
+}
+
+/// Checks a backend's [`Backend::skips`]: each is a case of the suite, named once, with a
+/// reason; prints them.
+///
+/// # Panics
+/// On an unknown or repeated name, or an empty reason.
+pub fn check_skips(backend: &impl Backend) {
+    let names = cases::names();
+    let mut seen = Vec::new();
+    for (case, reason) in backend.skips() {
+        assert!(
+            names.contains(case),
+            "skipped case {case:?} is not a case of the suite"
+        );
+        assert!(!seen.contains(case), "case {case:?} is skipped twice");
+        assert!(
+            !reason.trim().is_empty(),
+            "skipped case {case:?} gives no reason"
+        );
+        seen.push(case);
+        eprintln!("conformance: {case} skipped: {reason}");
+    }
+}
+
+/// The reason `case` is skipped by `backend`, if it is.
+#[doc(hidden)]
+pub fn skip_reason(backend: &impl Backend, case: &str) -> Option<&'static str> {
+    backend
+        .skips()
+        .iter()
+        .find(|(name, _)| *name == case)
+        .map(|(_, reason)| *reason)
 }
 
 #[doc(hidden)]
@@ -167,7 +218,12 @@ macro_rules! __case_test {
         $(#[$meta])*
         #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $name() {
-            $crate::cases::$name(&$backend).await;
+            let backend = $backend;
+            if let Some(reason) = $crate::skip_reason(&backend, stringify!($name)) {
+                eprintln!("conformance: {} skipped: {reason}", stringify!($name));
+                return;
+            }
+            $crate::cases::$name(&backend).await;
         }
     };
 }

@@ -135,7 +135,8 @@ impl Fixture for Store {
                 kind: serde_json::from_value::<StepKind>(serde_json::json!(kind)).unwrap(),
                 attempts: count(attempts),
                 output: json(output),
-                error: error_record(error),
+                error: error_record(error.clone()),
+                error_json: json(error),
             }
         })
         .collect()

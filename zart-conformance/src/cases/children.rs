@@ -58,8 +58,8 @@ pub async fn a_child_output_is_returned_to_the_waiting_parent(backend: &impl Bac
     env.stop().await;
 }
 
-/// A failed child fails the parent's child step (kind `child_failed`, the child's message),
-/// which the parent may handle.
+/// A failed child fails the parent's child step (kind `child_failed`, the child's message and
+/// id), which the parent may handle.
 pub async fn a_failed_child_fails_the_parent_step(backend: &impl Backend) {
     let env = Env::new(backend).await;
     env.spawn_worker();
@@ -90,6 +90,11 @@ pub async fn a_failed_child_fails_the_parent_step(backend: &impl Backend) {
     let error = step.error.unwrap();
     assert_eq!(error.kind, "child_failed");
     assert_eq!(error.message, "card declined");
+    assert_eq!(
+        step.error_json.unwrap()["child_id"],
+        json!("checkout/kid"),
+        "the stored record names the child"
+    );
     env.stop().await;
 }
 

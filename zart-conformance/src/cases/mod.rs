@@ -109,6 +109,43 @@ pub fn names() -> Vec<&'static str> {
 
 #[cfg(test)]
 mod tests {
+    use crate::{check_skips, Backend, Harness};
+
+    struct Skips(&'static [(&'static str, &'static str)]);
+
+    #[async_trait::async_trait]
+    impl Backend for Skips {
+        async fn fresh(&self) -> Harness {
+            unreachable!("only the skip list is read")
+        }
+        fn skips(&self) -> &'static [(&'static str, &'static str)] {
+            self.0
+        }
+    }
+
+    #[test]
+    fn a_skip_names_a_case_with_a_reason() {
+        check_skips(&Skips(&[(
+            "wait_times_out_on_an_unfinished_execution",
+            "no clock",
+        )]));
+    }
+
+    #[test]
+    #[should_panic(expected = "is not a case of the suite")]
+    fn a_skip_of_an_unknown_case_is_refused() {
+        check_skips(&Skips(&[("wait_times_out", "a typo")]));
+    }
+
+    #[test]
+    #[should_panic(expected = "gives no reason")]
+    fn a_skip_without_a_reason_is_refused() {
+        check_skips(&Skips(&[(
+            "wait_times_out_on_an_unfinished_execution",
+            " ",
+        )]));
+    }
+
     /// docs/backends.md lists exactly the cases of the suite, so the page cannot go stale.
     #[test]
     fn docs_backends_lists_every_case() {

@@ -314,7 +314,8 @@ pub(super) fn start_child(tx: &mut Tx<'_>, p: &StartChildParams) -> Result<Reply
                 close_wait(tx, id, &p.name, "completed", text, None)?;
             } else {
                 // Recorded as the parent's own failure (kind child_failed, the child's
-                // message), so a replay sees exactly what the first run saw.
+                // message, and the child's id as zart-pg stores it), so a replay sees exactly
+                // what the first run saw.
                 let record = ErrorRecord {
                     kind: "child_failed".to_owned(),
                     message: error.as_ref().map_or_else(
@@ -324,7 +325,13 @@ pub(super) fn start_child(tx: &mut Tx<'_>, p: &StartChildParams) -> Result<Reply
                     step: Some(p.name.clone()),
                     attempts: Some(1),
                 };
-                let text = to_json(&record, "a child failure")?;
+                let text = to_json(
+                    &ChildFailure {
+                        record,
+                        child_id: &p.child_id,
+                    },
+                    "a child failure",
+                )?;
                 close_wait(tx, id, &p.name, "failed", None, Some(text))?;
             }
             return Ok(Reply::Child(ChildWait::Finished {
@@ -343,4 +350,12 @@ pub(super) fn start_child(tx: &mut Tx<'_>, p: &StartChildParams) -> Result<Reply
         &p.child_id,
     )?;
     Ok(Reply::Child(ChildWait::Waiting))
+}
+
+/// A child's failure as its parent's wait records it: the error record and the child's id.
+#[derive(serde::Serialize)]
+struct ChildFailure<'a> {
+    #[serde(flatten)]
+    record: ErrorRecord,
+    child_id: &'a str,
 }

@@ -65,13 +65,24 @@ pub fn format(ms: i64) -> String {
     let ms = ms.clamp(0, MAX_MS);
     let (y, m, d) = civil_from_days(ms.div_euclid(DAY_MS));
     let rem = ms.rem_euclid(DAY_MS);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3_600_000,
-        rem / 60_000 % 60,
-        rem / 1000 % 60,
-        rem % 1000
-    )
+    // Digit by digit into a fixed buffer: `format!` with padding cost ~3,000 instructions a
+    // call, and every write formats the time at least once.
+    let mut out = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, value: i64| {
+        let mut v = value;
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + u8::try_from(v % 10).unwrap_or(0);
+            v /= 10;
+        }
+    };
+    put(0, 4, y);
+    put(5, 2, m);
+    put(8, 2, d);
+    put(11, 2, rem / 3_600_000);
+    put(14, 2, rem / 60_000 % 60);
+    put(17, 2, rem / 1000 % 60);
+    put(20, 3, rem % 1000);
+    out.iter().map(|&b| char::from(b)).collect()
 }
 
 /// Reads a stored time back; `None` if it is not in the stored format.

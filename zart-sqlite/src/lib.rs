@@ -300,7 +300,7 @@ impl SqliteScheduler {
         );
         Ok(SqliteScheduler {
             location,
-            writer: Batcher::start("sqlite", Arc::new(writer), options.max_batch),
+            writer: Batcher::start_blocking("sqlite", writer, options.max_batch)?,
             reads: ReadPool::new(opened.readers, counters.clone()),
             settings,
             wakeups,

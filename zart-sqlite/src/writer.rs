@@ -3,19 +3,19 @@
 //!
 //! [`Writer::write_batch`] runs the queued operations in one `BEGIN IMMEDIATE` transaction,
 //! each inside its own `SAVEPOINT` (except step results, which write one statement after their
-//! checks), so an operation that is refused (a lost lease, a conflict) rolls back alone and
-//! the others commit; [`Writer::write_one`] runs one operation in a
-//! transaction of its own (the batcher's fallback when a whole batch fails). The blocking
-//! rusqlite work runs on tokio's blocking pool, one batch at a time, with the connection
-//! behind a mutex. Wake-ups of an operation are sent only after its transaction commits.
+//! checks), so an operation that is refused (a lost lease, a conflict) rolls back alone and the
+//! others commit; [`Writer::write_one`] runs one operation in a transaction of its own (the
+//! batcher's fallback when a whole batch fails). The batcher runs on a thread of its own
+//! (`Batcher::start_blocking`) that calls rusqlite directly, one batch at a time, with the
+//! connection behind a mutex (shared with reads for `sqlite::memory:`). Wake-ups of an
+//! operation are sent only after its transaction commits.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use rusqlite::Connection;
 use tokio::sync::broadcast;
-use zart::group_commit::BatchWriter;
+use zart::group_commit::BlockingBatchWriter;
 use zart::scheduler::{
     AwaitEventParams, ChildWait, ClaimTasksParams, ClaimedTask, CommitStepParams,
     CompleteExecutionParams, EventWait, HeartbeatParams, Lease, ReleaseTasksParams,
@@ -25,7 +25,7 @@ use zart::scheduler::{
 use zart::Error;
 
 use crate::counting::{counting, Counters};
-use crate::errors::{internal, SqlResult};
+use crate::errors::SqlResult;
 use crate::ops::{self, Cached, Tx};
 use crate::Settings;
 
@@ -95,20 +95,14 @@ impl Writer {
         }
     }
 
-    /// Runs `work` on the blocking pool with the write connection, then sends the wake-ups of
-    /// what committed.
-    async fn run<T: Send + 'static>(
+    /// Runs `work` with the write connection (on the batcher's writer thread), then sends the
+    /// wake-ups of what committed.
+    fn run<T>(
         &self,
-        work: impl FnOnce(&Connection, &Settings) -> Result<(T, Vec<Wakeup>), Error> + Send + 'static,
+        work: impl FnOnce(&Connection, &Settings) -> Result<(T, Vec<Wakeup>), Error>,
     ) -> Result<T, Error> {
-        let conn = self.conn.clone();
-        let settings = self.settings.clone();
-        let counters = self.counters.clone();
-        let (value, wakeups) = tokio::task::spawn_blocking(move || {
-            counting(&counters, || work(&lock(&conn), &settings))
-        })
-        .await
-        .map_err(|e| internal(format!("the SQLite writer task failed: {e}")))??;
+        let (value, wakeups) =
+            counting(&self.counters, || work(&lock(&self.conn), &self.settings))?;
         for wakeup in wakeups {
             let _ = self.wakeups.send(wakeup);
         }
@@ -208,17 +202,12 @@ fn write_batch(
     Ok((answers, wakeups))
 }
 
-#[async_trait]
-impl BatchWriter<Arc<Op>, Reply> for Writer {
-    async fn write_batch(&self, items: &[Arc<Op>]) -> Result<Vec<Result<Reply, Error>>, Error> {
-        let items = items.to_vec();
-        self.run(move |conn, settings| write_batch(conn, settings, &items))
-            .await
+impl BlockingBatchWriter<Arc<Op>, Reply> for Writer {
+    fn write_batch(&mut self, items: &[Arc<Op>]) -> Result<Vec<Result<Reply, Error>>, Error> {
+        self.run(|conn, settings| write_batch(conn, settings, items))
     }
 
-    async fn write_one(&self, item: &Arc<Op>) -> Result<Reply, Error> {
-        let item = item.clone();
-        self.run(move |conn, settings| write_one(conn, settings, &item))
-            .await
+    fn write_one(&mut self, item: &Arc<Op>) -> Result<Reply, Error> {
+        self.run(|conn, settings| write_one(conn, settings, item))
     }
 }

@@ -10,7 +10,11 @@
 //! once the item's transaction has committed.
 //!
 //! zart-pg writes step results and outcomes through two batchers; a backend with one writer
-//! connection (SQLite) may send every write through one.
+//! connection (SQLite) may send every write through one. A backend whose driver blocks
+//! implements [`BlockingBatchWriter`] instead and starts the batcher with
+//! [`Batcher::start_blocking`]: the same loop then runs on a thread of its own, which calls the
+//! driver directly, so a lone write crosses threads twice (to the writer and back) rather than
+//! through a task and a blocking-pool hand-off as well.
 
 use std::sync::Arc;
 
@@ -46,13 +50,39 @@ where
     async fn write_one(&self, item: &I) -> Result<O, Error>;
 }
 
+/// How a backend whose driver blocks writes the items a [`Batcher`] collects: called on the
+/// batcher's own thread ([`Batcher::start_blocking`]), one batch at a time. The rules are
+/// those of [`BatchWriter`].
+pub trait BlockingBatchWriter<I, O>: Send + 'static {
+    /// Writes `items` in one transaction; one result per item, in order.
+    ///
+    /// # Errors
+    /// When nothing of the batch committed: the items are then written one by one.
+    fn write_batch(&mut self, items: &[I]) -> Result<Vec<Result<O, Error>>, Error>;
+
+    /// Writes one item in a transaction of its own.
+    ///
+    /// # Errors
+    /// The item's own error.
+    fn write_one(&mut self, item: &I) -> Result<O, Error>;
+}
+
 type Reply<O> = oneshot::Sender<Result<O, Error>>;
+
+/// Where the writing loop runs.
+enum Runner {
+    /// A tokio task ([`Batcher::start`]).
+    Task(JoinHandle<()>),
+    /// A thread of its own ([`Batcher::start_blocking`]); it ends when the queue closes, and
+    /// says so on the receiver.
+    Thread(Option<oneshot::Receiver<()>>),
+}
 
 /// A queue of writes and the task that writes them in batches; the task stops when the
 /// batcher is dropped.
 pub struct Batcher<I, O> {
     queue: mpsc::UnboundedSender<(I, Reply<O>)>,
-    task: JoinHandle<()>,
+    runner: Runner,
     max_batch: usize,
 }
 
@@ -66,7 +96,10 @@ impl<I, O> std::fmt::Debug for Batcher<I, O> {
 
 impl<I, O> Drop for Batcher<I, O> {
     fn drop(&mut self) {
-        self.task.abort();
+        // A writer thread ends by itself once the queue closes, after what is queued.
+        if let Runner::Task(task) = &self.runner {
+            task.abort();
+        }
     }
 }
 
@@ -83,9 +116,54 @@ where
         let task = tokio::spawn(write_loop(name, writer, rx, max_batch));
         Batcher {
             queue,
-            task,
+            runner: Runner::Task(task),
             max_batch,
         }
+    }
+
+    /// Starts the writing loop on a new thread named `zart-{name}-writer`, calling `writer`
+    /// there; the thread ends when the batcher is dropped or closed, after writing what is
+    /// queued. Needs no runtime.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when the thread cannot be started.
+    pub fn start_blocking(
+        name: &'static str,
+        mut writer: impl BlockingBatchWriter<I, O>,
+        max_batch: usize,
+    ) -> Result<Self, Error> {
+        let (queue, mut rx) = mpsc::unbounded_channel::<(I, Reply<O>)>();
+        let max_batch = max_batch.max(1);
+        let (done, ended) = oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("zart-{name}-writer"))
+            .spawn(move || {
+                let mut queued = Vec::with_capacity(64);
+                while let Some(first) = rx.blocking_recv() {
+                    queued.push(first);
+                    while queued.len() < max_batch {
+                        match rx.try_recv() {
+                            Ok(next) => queued.push(next),
+                            Err(_) => break,
+                        }
+                    }
+                    let (items, replies): (Vec<I>, Vec<Reply<O>>) = queued.drain(..).unzip();
+                    record_batch(name, items.len());
+                    let results = write_blocking(&mut writer, &items);
+                    answer(replies, results);
+                }
+                drop(writer);
+                let _ = done.send(());
+            })
+            .map_err(|e| Error::Unavailable {
+                message: format!("cannot start the {name} writer thread: {e}"),
+                source: None,
+            })?;
+        Ok(Batcher {
+            queue,
+            runner: Runner::Thread(Some(ended)),
+            max_batch,
+        })
     }
 
     /// The most items one batch holds.
@@ -98,7 +176,16 @@ where
     pub async fn close(mut self) {
         let (closed, _) = mpsc::unbounded_channel();
         drop(std::mem::replace(&mut self.queue, closed));
-        let _ = (&mut self.task).await;
+        match &mut self.runner {
+            Runner::Task(task) => {
+                let _ = task.await;
+            }
+            Runner::Thread(ended) => {
+                if let Some(ended) = ended.take() {
+                    let _ = ended.await;
+                }
+            }
+        }
     }
 
     /// Queues `item` and waits until it is written (committed) or refused.
@@ -132,13 +219,52 @@ async fn write_loop<I, O>(
     let mut queued = Vec::with_capacity(64);
     while rx.recv_many(&mut queued, max_batch).await > 0 {
         let (items, replies): (Vec<I>, Vec<Reply<O>>) = queued.drain(..).unzip();
-        metrics::histogram!("zart_group_commit_batch_size", "kind" => name)
-            .record(items.len() as f64);
+        record_batch(name, items.len());
         let results = write(&*writer, &items).await;
-        for (reply, result) in replies.into_iter().zip(results) {
-            let _ = reply.send(result);
+        answer(replies, results);
+    }
+}
+
+fn record_batch(name: &'static str, size: usize) {
+    metrics::histogram!("zart_group_commit_batch_size", "kind" => name).record(size as f64);
+}
+
+fn answer<O>(replies: Vec<Reply<O>>, results: Vec<Result<O, Error>>) {
+    for (reply, result) in replies.into_iter().zip(results) {
+        let _ = reply.send(result);
+    }
+}
+
+/// A whole batch's answer, if it can stand: one result per item.
+fn batch_answer<O>(
+    items: usize,
+    written: Result<Vec<Result<O, Error>>, Error>,
+) -> Option<Vec<Result<O, Error>>> {
+    match written {
+        Ok(results) if results.len() == items => return Some(results),
+        Ok(results) => tracing::warn!(
+            items,
+            results = results.len(),
+            "a batch write answered the wrong number of items; writing them one by one"
+        ),
+        Err(err) => tracing::debug!(
+            error = %crate::error::error_chain(&err),
+            "a batch write failed; writing its items one by one"
+        ),
+    }
+    None
+}
+
+fn write_blocking<I, O>(
+    writer: &mut impl BlockingBatchWriter<I, O>,
+    items: &[I],
+) -> Vec<Result<O, Error>> {
+    if items.len() > 1 {
+        if let Some(results) = batch_answer(items.len(), writer.write_batch(items)) {
+            return results;
         }
     }
+    items.iter().map(|item| writer.write_one(item)).collect()
 }
 
 async fn write<I, O>(writer: &dyn BatchWriter<I, O>, items: &[I]) -> Vec<Result<O, Error>>
@@ -147,17 +273,8 @@ where
     O: Send + 'static,
 {
     if items.len() > 1 {
-        match writer.write_batch(items).await {
-            Ok(results) if results.len() == items.len() => return results,
-            Ok(results) => tracing::warn!(
-                items = items.len(),
-                results = results.len(),
-                "a batch write answered the wrong number of items; writing them one by one"
-            ),
-            Err(err) => tracing::debug!(
-                error = %crate::error::error_chain(&err),
-                "a batch write failed; writing its items one by one"
-            ),
+        if let Some(results) = batch_answer(items.len(), writer.write_batch(items).await) {
+            return results;
         }
     }
     let mut results = Vec::with_capacity(items.len());
@@ -257,11 +374,56 @@ mod tests {
         }
     }
 
+    impl BlockingBatchWriter<u32, u32> for Arc<Odd> {
+        fn write_batch(&mut self, items: &[u32]) -> Result<Vec<Result<u32, Error>>, Error> {
+            self.batches.lock().unwrap().push(items.len());
+            if items.contains(&13) {
+                return Err(Error::invalid("batch", "holds 13"));
+            }
+            Ok(items.iter().map(|i| check(*i)).collect())
+        }
+
+        fn write_one(&mut self, item: &u32) -> Result<u32, Error> {
+            self.singles.fetch_add(1, Ordering::SeqCst);
+            check(*item)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_writer_thread_answers_each_caller_and_falls_back_item_by_item() {
+        let writer = Arc::new(Odd::default());
+        let batcher = Arc::new(Batcher::start_blocking("test", writer.clone(), 8).unwrap());
+        let calls: Vec<_> = (0..40u32)
+            .map(|i| {
+                let b = batcher.clone();
+                tokio::spawn(async move { (i, b.submit(i).await) })
+            })
+            .collect();
+        for call in calls {
+            let (i, result) = call.await.unwrap();
+            match result {
+                Ok(v) => assert_eq!(v, i * 10),
+                Err(e) => assert_eq!(e.to_string(), format!("invalid item: {i} is odd")),
+            }
+        }
+        let batches = writer.batches.lock().unwrap().clone();
+        assert!(batches.iter().all(|n| *n <= 8), "{batches:?}");
+        let batcher = Arc::into_inner(batcher).unwrap();
+        batcher.close().await;
+        assert_eq!(
+            Arc::strong_count(&writer),
+            1,
+            "close ends the thread and drops its writer"
+        );
+    }
+
     #[tokio::test]
     async fn a_stopped_writer_is_unavailable() {
         let writer = Arc::new(Odd::default());
         let batcher = Batcher::start("test", writer, 4);
-        batcher.task.abort();
+        if let Runner::Task(task) = &batcher.runner {
+            task.abort();
+        }
         tokio::task::yield_now().await;
         let err = batcher.submit(2).await.unwrap_err();
         assert!(err.is_transient(), "{err:?}");

@@ -172,6 +172,8 @@ impl SqliteOptions {
 pub(crate) struct Settings {
     pub(crate) test_clock: bool,
     pub(crate) max_payload_bytes: usize,
+    /// Commits wait for the disk (`synchronous=FULL`); lease-only batches then relax it.
+    pub(crate) full_sync: bool,
 }
 
 /// The SQLite [`Scheduler`].
@@ -289,6 +291,7 @@ impl SqliteScheduler {
         let settings = Settings {
             test_clock: options.test_clock,
             max_payload_bytes: options.max_payload_bytes,
+            full_sync: options.synchronous == Synchronous::Full,
         };
         let (wakeups, _) = broadcast::channel(WAKEUP_BUFFER);
         let counters = Arc::new(Counters::default());

@@ -54,6 +54,40 @@ impl Op {
     fn writes_once(&self) -> bool {
         matches!(self, Op::Commit(_))
     }
+
+    /// Whether the operation only takes or extends leases (a claim, a heartbeat). A batch of
+    /// nothing else commits without waiting for the disk (see [`relaxed`]).
+    fn leases_only(&self) -> bool {
+        matches!(self, Op::Claim(_) | Op::Heartbeat(_))
+    }
+}
+
+/// Runs `work` with `synchronous=NORMAL` when `relax` (a batch of claims and heartbeats
+/// under `synchronous=FULL`), and sets FULL again after, whatever `work` returned.
+///
+/// A lease that a power cut takes back is safe to lose: SQLite runs on one machine, so the
+/// cut also stopped every worker that could hold it, and the next commit that waits for the
+/// disk writes the WAL in order, the claim before anything done under it. So no step result
+/// can outlive the claim it was written under. What can be lost is the claim itself, with the
+/// claim count and recovery count it added, and a sleep it ended: after the restart the task
+/// is due as before the claim and is claimed again. A process crash loses nothing either way.
+fn relaxed<T>(
+    conn: &Connection,
+    relax: bool,
+    work: impl FnOnce() -> Result<T, Error>,
+) -> Result<T, Error> {
+    if !relax {
+        return work();
+    }
+    conn.exec_cached("pragma synchronous = normal", [])
+        .or_db(conn, "relaxing synchronous for a claim")?;
+    let result = work();
+    let restored = conn
+        .exec_cached("pragma synchronous = full", [])
+        .or_db(conn, "setting synchronous back to full");
+    let value = result?;
+    restored?;
+    Ok(value)
 }
 
 /// What a write answers.
@@ -204,10 +238,41 @@ fn write_batch(
 
 impl BlockingBatchWriter<Arc<Op>, Reply> for Writer {
     fn write_batch(&mut self, items: &[Arc<Op>]) -> Result<Vec<Result<Reply, Error>>, Error> {
-        self.run(|conn, settings| write_batch(conn, settings, items))
+        let relax = self.settings.full_sync && items.iter().all(|op| op.leases_only());
+        self.run(|conn, settings| relaxed(conn, relax, || write_batch(conn, settings, items)))
     }
 
     fn write_one(&mut self, item: &Arc<Op>) -> Result<Reply, Error> {
-        self.run(|conn, settings| write_one(conn, settings, item))
+        let relax = self.settings.full_sync && item.leases_only();
+        self.run(|conn, settings| relaxed(conn, relax, || write_one(conn, settings, item)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn synchronous(conn: &Connection) -> i64 {
+        conn.query_row("pragma synchronous", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// A lease-only batch commits with NORMAL (1); FULL (2) is back after it, even when the
+    /// batch failed; other batches never change it.
+    #[test]
+    fn relaxed_batches_set_full_again_whatever_happened() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "synchronous", "full").unwrap();
+        let seen = relaxed(&conn, true, || Ok(synchronous(&conn))).unwrap();
+        assert_eq!((seen, synchronous(&conn)), (1, 2));
+        let failed = relaxed(&conn, true, || {
+            assert_eq!(synchronous(&conn), 1);
+            Err::<(), _>(Error::invalid("claim", "refused"))
+        });
+        assert!(failed.is_err());
+        assert_eq!(synchronous(&conn), 2);
+        let seen = relaxed(&conn, false, || Ok(synchronous(&conn))).unwrap();
+        assert_eq!(seen, 2);
     }
 }

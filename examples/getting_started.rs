@@ -95,7 +95,7 @@ async fn main() -> anyhow::Result<()> {
 
     // 2. Register and run a worker
     let mut registry = TaskRegistry::new();
-    registry.register("onboarding", OnboardingTask);
+    registry.register("onboarding", OnboardingTask)?;
     let registry = Arc::new(registry);
     let worker = Worker::new(scheduler.clone(), registry.clone(), WorkerConfig::default());
     let stop = worker.shutdown_handle();

@@ -8,18 +8,18 @@
 //! It also shows replay-aware logging: `zart::durable_info!` logs once per real run, not again
 //! when the execution resumes after its durable retry and re-runs the code before it.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+#[path = "common.rs"]
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{send_welcome_email, setup_stripe_customer};
 use serde::{Deserialize, Serialize};
-use zart::scheduler::DynScheduler;
 use zart::{
     zart_durable, DurableScheduler, RetryConfig, Scheduler, TaskContext, TaskError, TaskRegistry,
     Worker, WorkerConfig,
 };
-use zart_pg::{PgPool, PostgresScheduler};
-use zart_sqlite::SqliteScheduler;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct OnboardingData {
@@ -57,40 +57,11 @@ async fn onboarding(
     Ok(customer)
 }
 
-async fn send_welcome_email(email: &str) -> Result<(), std::io::Error> {
-    println!("  [step] sending the welcome email to {email}");
-    Ok(())
-}
-
-static BILLING_CALLS: AtomicU32 = AtomicU32::new(0);
-
-async fn setup_stripe_customer(email: &str) -> Result<String, std::io::Error> {
-    let call = BILLING_CALLS.fetch_add(1, Ordering::SeqCst) + 1;
-    if call == 1 {
-        println!("  [step] billing for {email}: attempt {call} fails (simulated outage)");
-        return Err(std::io::Error::other("billing API unavailable (simulated)"));
-    }
-    println!("  [step] billing for {email}: attempt {call} creates the customer");
-    Ok(format!("cus_{}", email.len()))
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("warn,getting_started_macros=info")
-            }),
-        )
-        .init();
-    let url = std::env::var("DATABASE_URL")
-        .map_err(|_| anyhow::anyhow!("set DATABASE_URL (or run ci/example, which does)"))?;
-    let scheduler: DynScheduler = if url.starts_with("sqlite:") {
-        Arc::new(SqliteScheduler::connect(&url).await?)
-    } else {
-        Arc::new(PostgresScheduler::new(PgPool::connect(&url).await?))
-    };
-    let scheduler = Arc::new(scheduler);
+    common::init_tracing("warn,getting_started_macros=info");
+    // PostgreSQL or SQLite, by the URL: the only code that depends on the backend.
+    let scheduler = common::scheduler_from_env().await?;
 
     // 2. Register and run a worker: the name comes from the task.
     let mut registry = TaskRegistry::new();

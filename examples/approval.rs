@@ -104,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
     sql.batch_execute(SETUP_SQL).await?;
 
     let mut registry = TaskRegistry::new();
-    registry.register("approve-order", ApproveOrder);
+    registry.register("approve-order", ApproveOrder)?;
     let registry = Arc::new(registry);
     let worker = Worker::new(scheduler.clone(), registry.clone(), WorkerConfig::default());
     let stop = worker.shutdown_handle();

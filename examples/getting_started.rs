@@ -1,24 +1,25 @@
 //! The getting-started workflow, end to end: register a task, run a worker, start an
 //! execution, wait for it. Run it with `ci/example` (it brings up PostgreSQL if needed), or
-//! on SQLite with `DATABASE_URL=sqlite://zart-example.db ci/example`: only the line that
-//! makes the scheduler depends on the backend.
+//! on SQLite with `DATABASE_URL=sqlite://zart-example.db ci/example`: only
+//! `common::scheduler_from_env` depends on the backend. `getting_started_macros.rs` is the same
+//! task written with `#[zart_durable]`.
 //!
 //! The billing call fails on its first attempt, so the run shows a durable retry: the attempt
 //! is recorded, the execution sleeps 2 s without holding a worker slot, and resumes.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+#[path = "common.rs"]
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use common::{send_welcome_email, setup_stripe_customer};
 use serde::{Deserialize, Serialize};
-use zart::scheduler::DynScheduler;
 use zart::{
     DurableScheduler, RetryConfig, Scheduler, TaskContext, TaskError, TaskHandler, TaskRegistry,
     Worker, WorkerConfig,
 };
-use zart_pg::{PgPool, PostgresScheduler};
-use zart_sqlite::SqliteScheduler;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct OnboardingData {
@@ -57,45 +58,15 @@ impl TaskHandler for OnboardingTask {
     }
 }
 
-async fn send_welcome_email(email: &str) -> Result<(), std::io::Error> {
-    println!("  [step] sending the welcome email to {email}");
-    Ok(())
-}
-
-static BILLING_CALLS: AtomicU32 = AtomicU32::new(0);
-
-async fn setup_stripe_customer(email: &str) -> Result<String, std::io::Error> {
-    let call = BILLING_CALLS.fetch_add(1, Ordering::SeqCst) + 1;
-    if call == 1 {
-        println!("  [step] billing for {email}: attempt {call} fails (simulated outage)");
-        return Err(std::io::Error::other("billing API unavailable (simulated)"));
-    }
-    println!("  [step] billing for {email}: attempt {call} creates the customer");
-    Ok(format!("cus_{}", email.len()))
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
-    let url = std::env::var("DATABASE_URL")
-        .map_err(|_| anyhow::anyhow!("set DATABASE_URL (or run ci/example, which does)"))?;
-
-    // The one line that depends on the backend: PostgreSQL, or SQLite embedded in this process.
-    let scheduler: DynScheduler = if url.starts_with("sqlite:") {
-        Arc::new(SqliteScheduler::connect(&url).await?)
-    } else {
-        Arc::new(PostgresScheduler::new(PgPool::connect(&url).await?))
-    };
-    let scheduler = Arc::new(scheduler);
+    common::init_tracing("warn");
+    // PostgreSQL or SQLite, by the URL: the only code that depends on the backend.
+    let scheduler = common::scheduler_from_env().await?;
 
     // 2. Register and run a worker
     let mut registry = TaskRegistry::new();
-    registry.register("onboarding", OnboardingTask);
+    registry.register("onboarding", OnboardingTask)?;
     let registry = Arc::new(registry);
     let worker = Worker::new(scheduler.clone(), registry.clone(), WorkerConfig::default());
     let stop = worker.shutdown_handle();

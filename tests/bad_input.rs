@@ -154,11 +154,15 @@ fn registry() -> TaskRegistry {
     let mut registry = TaskRegistry::new();
     registry
         .register("echo", tasks::Echo)
+        .unwrap()
         .register("odd-names", OddNames)
+        .unwrap()
         .register("order", Order)
-        .register("decide", Decide);
+        .unwrap()
+        .register("decide", Decide)
+        .unwrap();
     for name in odd_strings() {
-        registry.register(name, tasks::Echo);
+        registry.register(name, tasks::Echo).unwrap();
     }
     registry
 }

@@ -41,7 +41,7 @@ impl TaskHandler for Slow {
 
 async fn harness() -> Harness {
     let mut registry = TaskRegistry::new();
-    registry.register("slow", Slow);
+    registry.register("slow", Slow).unwrap();
     let h = Harness::with_registry(registry).await;
     h.spawn_worker(WorkerConfig::default());
     h

@@ -191,12 +191,14 @@ impl TaskHandler for Rendezvous {
 async fn parallel_bodies_run_concurrently_and_return_in_added_order() {
     init_tracing();
     let mut registry = TaskRegistry::new();
-    registry.register(
-        "rendezvous",
-        Rendezvous {
-            barrier: Arc::new(Barrier::new(2)),
-        },
-    );
+    registry
+        .register(
+            "rendezvous",
+            Rendezvous {
+                barrier: Arc::new(Barrier::new(2)),
+            },
+        )
+        .unwrap();
     let h = Harness::with_registry(registry).await;
     h.spawn_worker(WorkerConfig::default());
     h.durable
@@ -267,7 +269,9 @@ async fn parallel_steps_are_each_recorded_and_run_once() {
     init_tracing();
     let runs = counters(3);
     let mut registry = TaskRegistry::new();
-    registry.register("fanout", Fanout { runs: runs.clone() });
+    registry
+        .register("fanout", Fanout { runs: runs.clone() })
+        .unwrap();
     let h = Harness::with_registry(registry).await;
     h.spawn_worker(WorkerConfig::default());
     h.durable.start_typed("fan-1", "fanout", &()).await.unwrap();
@@ -292,7 +296,9 @@ async fn after_a_crash_only_the_unfinished_parallel_steps_run_again() {
     init_tracing();
     let runs = counters(3);
     let mut registry = TaskRegistry::new();
-    registry.register("fanout", Fanout { runs: runs.clone() });
+    registry
+        .register("fanout", Fanout { runs: runs.clone() })
+        .unwrap();
     let h = Harness::with_registry(registry).await;
     let (db, durable, scheduler) = (&h.db, &h.durable, &h.scheduler);
     durable
@@ -402,7 +408,9 @@ async fn a_failing_parallel_step_keeps_its_kind_and_the_others_are_recorded() {
     init_tracing();
     let runs = counters(4);
     let mut registry = TaskRegistry::new();
-    registry.register("mixed", Mixed { runs: runs.clone() });
+    registry
+        .register("mixed", Mixed { runs: runs.clone() })
+        .unwrap();
     let h = Harness::with_registry(registry).await;
     h.spawn_worker(WorkerConfig::default());
     let (db, durable) = (&h.db, &h.durable);
@@ -601,13 +609,15 @@ async fn a_waiting_parent_holds_no_slot_and_gets_the_child_output() {
                 before_runs: before_runs.clone(),
             },
         )
+        .unwrap()
         .register(
             "gated",
             Gated {
                 started: started.clone(),
                 gate: gate.clone(),
             },
-        );
+        )
+        .unwrap();
     let h = Harness::with_registry(registry).await;
     // One slot: the child can only run if the waiting parent gave its slot up.
     h.spawn_worker(WorkerConfig::default().with_concurrency(1));
@@ -707,12 +717,14 @@ async fn replaying_a_parent_reuses_the_child_it_started() {
                 before_runs: before_runs.clone(),
             },
         )
+        .unwrap()
         .register(
             "double",
             Double {
                 runs: doubles.clone(),
             },
-        );
+        )
+        .unwrap();
     let h = Harness::with_registry(registry).await;
     let (db, durable, scheduler) = (&h.db, &h.durable, &h.scheduler);
     let input = ParentInput {
@@ -888,7 +900,9 @@ async fn a_failed_child_fails_the_parent_step_with_its_message_and_can_be_handle
     let mut registry = TaskRegistry::new();
     registry
         .register("handles", Handles { seen: seen.clone() })
-        .register("fails", Fails);
+        .unwrap()
+        .register("fails", Fails)
+        .unwrap();
     let h = Harness::with_registry(registry).await;
     h.spawn_worker(WorkerConfig::default());
     let (db, durable) = (&h.db, &h.durable);
@@ -945,7 +959,9 @@ async fn an_unhandled_child_failure_fails_the_parent_with_kind_child_failed() {
                 before_runs: Arc::default(),
             },
         )
-        .register("fails", Fails);
+        .unwrap()
+        .register("fails", Fails)
+        .unwrap();
     let h = Harness::with_registry(registry).await;
     h.spawn_worker(WorkerConfig::default());
     let durable = &h.durable;
@@ -975,7 +991,9 @@ async fn a_cancelled_child_fails_the_waiting_parent_step_with_kind_child() {
     let mut registry = TaskRegistry::new();
     registry
         .register("handles", Handles { seen: seen.clone() })
-        .register("nest", Nest { woke: woke.clone() });
+        .unwrap()
+        .register("nest", Nest { woke: woke.clone() })
+        .unwrap();
     let h = Harness::with_registry(registry).await;
     h.spawn_worker(WorkerConfig::default());
     let (db, durable) = (&h.db, &h.durable);
@@ -1034,7 +1052,9 @@ async fn a_handled_child_failure_replays_as_the_same_failure() {
     let mut registry = TaskRegistry::new();
     registry
         .register("handles", Handles { seen: seen.clone() })
-        .register("fails", Fails);
+        .unwrap()
+        .register("fails", Fails)
+        .unwrap();
     let h = Harness::with_registry(registry).await;
     h.spawn_worker(WorkerConfig::default());
     let (db, durable) = (&h.db, &h.durable);
@@ -1119,7 +1139,9 @@ fn nest_registry(woke: &Arc<AtomicU32>) -> TaskRegistry {
     let mut registry = TaskRegistry::new();
     registry
         .register("nest", Nest { woke: woke.clone() })
-        .register("echo", tasks::Echo);
+        .unwrap()
+        .register("echo", tasks::Echo)
+        .unwrap();
     registry
 }
 
@@ -1232,7 +1254,9 @@ async fn cancelling_a_running_execution_refuses_its_next_commit() {
                 gate: gate.clone(),
             },
         )
-        .register("echo", tasks::Echo);
+        .unwrap()
+        .register("echo", tasks::Echo)
+        .unwrap();
     let h = Harness::with_registry(registry).await;
     // One slot, so the marker below runs only once the cancelled run has ended; a heartbeat
     // far away, so it is the commit, not a lost lease, that stops the run.
@@ -1288,7 +1312,7 @@ async fn cancelling_a_running_execution_refuses_its_next_commit() {
 async fn every_write_of_a_cancelled_run_is_refused_as_cancelled() {
     init_tracing();
     let mut registry = TaskRegistry::new();
-    registry.register("echo", tasks::Echo);
+    registry.register("echo", tasks::Echo).unwrap();
     let h = Harness::with_registry(registry).await;
     let (durable, scheduler) = (&h.durable, &h.scheduler);
     durable.start("fenced", "echo", json!(1)).await.unwrap();
@@ -1590,7 +1614,7 @@ impl TaskHandler for Hangs {
 async fn a_step_past_its_timeout_fails_the_execution_with_kind_timeout() {
     init_tracing();
     let mut registry = TaskRegistry::new();
-    registry.register("hangs", Hangs);
+    registry.register("hangs", Hangs).unwrap();
     let h = Harness::with_registry(registry).await;
     h.spawn_worker(WorkerConfig::default());
     let (db, durable) = (&h.db, &h.durable);
@@ -1655,13 +1679,15 @@ async fn a_timed_out_attempt_is_retried_and_the_next_one_succeeds() {
     let attempts = Arc::new(AtomicU32::new(0));
     let seen = Arc::new(Mutex::new(Vec::new()));
     let mut registry = TaskRegistry::new();
-    registry.register(
-        "slow-once",
-        SlowOnce {
-            attempts: attempts.clone(),
-            seen: seen.clone(),
-        },
-    );
+    registry
+        .register(
+            "slow-once",
+            SlowOnce {
+                attempts: attempts.clone(),
+                seen: seen.clone(),
+            },
+        )
+        .unwrap();
     let h = Harness::with_registry(registry).await;
     h.spawn_worker(WorkerConfig::default());
     let (db, durable) = (&h.db, &h.durable);

@@ -14,7 +14,7 @@ use zart_tests::{column, count, init_tracing, tasks, Harness};
 
 async fn echo_harness() -> Harness {
     let mut registry = TaskRegistry::new();
-    registry.register("echo", tasks::Echo);
+    registry.register("echo", tasks::Echo).unwrap();
     Harness::with_registry(registry).await
 }
 

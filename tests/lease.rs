@@ -207,7 +207,7 @@ async fn heartbeats_keep_a_long_step_from_being_taken_over() {
 
 async fn echo_harness() -> Harness {
     let mut registry = zart::TaskRegistry::new();
-    registry.register("echo", tasks::Echo);
+    registry.register("echo", tasks::Echo).unwrap();
     Harness::with_registry(registry).await
 }
 

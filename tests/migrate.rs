@@ -65,7 +65,7 @@ async fn an_unmigrated_database_is_refused_with_a_hint_to_migrate() {
     let db = TestDb::empty().await;
     let scheduler = db.scheduler().await;
     let mut registry = zart::TaskRegistry::new();
-    registry.register("echo", tasks::Echo);
+    registry.register("echo", tasks::Echo).unwrap();
     let registry = Arc::new(registry);
 
     let worker = Worker::new(
@@ -98,7 +98,7 @@ async fn an_older_schema_is_refused_with_a_hint_to_migrate() {
         .await
         .unwrap();
     let mut registry = zart::TaskRegistry::new();
-    registry.register("echo", tasks::Echo);
+    registry.register("echo", tasks::Echo).unwrap();
     let worker = Worker::new(
         db.scheduler().await,
         Arc::new(registry),

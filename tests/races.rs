@@ -458,7 +458,7 @@ async fn inserter(url: String, inserter: usize) {
 async fn a_trigger_under_concurrent_inserts_delivers_one_event_per_committed_row() {
     init_tracing();
     let mut registry = TaskRegistry::new();
-    registry.register("collector", Collector);
+    registry.register("collector", Collector).unwrap();
     let h = Harness::with_registry(registry).await;
     h.spawn_worker(WorkerConfig::default().with_concurrency(4));
     let client = h.db.client().await;

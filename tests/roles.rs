@@ -524,7 +524,9 @@ async fn a_worker_and_a_client_run_a_full_workflow_under_their_roles() {
     let mut registry = TaskRegistry::new();
     registry
         .register("fulfil", Fulfil { runs: runs.clone() })
-        .register("invoice", tasks::Echo);
+        .unwrap()
+        .register("invoice", tasks::Echo)
+        .unwrap();
     let registry = Arc::new(registry);
 
     // The worker connects as the worker role's user only.

@@ -658,7 +658,9 @@ async fn the_payload_limit_is_the_owners_and_holds_in_every_entry_point() {
     let mut registry = TaskRegistry::new();
     registry
         .register("echo", Echo)
-        .register("big-step", BigStep);
+        .unwrap()
+        .register("big-step", BigStep)
+        .unwrap();
     let registry = Arc::new(registry);
     let client_scheduler = Arc::new(PostgresScheduler::new(logins.pool("client")));
     let durable =
@@ -843,7 +845,7 @@ async fn events_for_finished_executions_are_refused_and_do_not_pile_up() {
         .await
         .unwrap();
     let mut registry = TaskRegistry::new();
-    registry.register("alpha", Echo);
+    registry.register("alpha", Echo).unwrap();
     let durable = DurableScheduler::new(
         Arc::new(PostgresScheduler::new(logins.pool("client"))),
         Arc::new(registry),

@@ -99,7 +99,7 @@ fn text(v: &str) -> Option<String> {
 async fn every_example_in_the_sql_guide_runs_and_shows_the_state() {
     init_tracing();
     let mut registry = TaskRegistry::new();
-    registry.register("fulfil-order", FulfilOrder);
+    registry.register("fulfil-order", FulfilOrder).unwrap();
     let h = Harness::with_registry(registry).await;
     h.spawn_worker(WorkerConfig::default());
     let client = h.db.client().await;

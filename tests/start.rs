@@ -9,8 +9,8 @@ use zart_tests::{count, init_tracing, tasks, TestDb};
 
 fn registry() -> Arc<TaskRegistry> {
     let mut registry = TaskRegistry::new();
-    registry.register("echo", tasks::Echo);
-    registry.register("echo-too", tasks::Echo);
+    registry.register("echo", tasks::Echo).unwrap();
+    registry.register("echo-too", tasks::Echo).unwrap();
     Arc::new(registry)
 }
 
@@ -199,15 +199,17 @@ async fn start_typed_refuses_an_input_of_the_wrong_type() {
     init_tracing();
     let db = TestDb::new().await;
     let mut registry = TaskRegistry::new();
-    registry.register(
-        "counted",
-        tasks::Counted {
-            pool: zart_pg::PgPool::connect_lazy(&db.url, 1)
-                .unwrap()
-                .pool()
-                .clone(),
-        },
-    );
+    registry
+        .register(
+            "counted",
+            tasks::Counted {
+                pool: zart_pg::PgPool::connect_lazy(&db.url, 1)
+                    .unwrap()
+                    .pool()
+                    .clone(),
+            },
+        )
+        .unwrap();
     let durable = DurableScheduler::new(db.scheduler().await, Arc::new(registry));
     let err = durable
         .start_typed("typed", "counted", &"not a CountedInput".to_owned())

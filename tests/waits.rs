@@ -129,9 +129,13 @@ fn local_registry() -> TaskRegistry {
     let mut registry = TaskRegistry::new();
     registry
         .register("sleep-until", SleepUntil)
+        .unwrap()
         .register("waiter", Waiter)
+        .unwrap()
         .register("approve-order", ApproveOrder)
-        .register("echo", tasks::Echo);
+        .unwrap()
+        .register("echo", tasks::Echo)
+        .unwrap();
     registry
 }
 
@@ -703,13 +707,15 @@ async fn an_event_sent_while_the_workflow_runs_before_its_wait_is_not_lost() {
     let entered = Arc::new(Notify::new());
     let release = Arc::new(Notify::new());
     let mut registry = local_registry();
-    registry.register(
-        "gated",
-        Gated {
-            entered: entered.clone(),
-            release: release.clone(),
-        },
-    );
+    registry
+        .register(
+            "gated",
+            Gated {
+                entered: entered.clone(),
+                release: release.clone(),
+            },
+        )
+        .unwrap();
     let h = Harness::with_registry(registry).await;
     h.spawn_worker(notify_only_worker());
     let client = h.db.client().await;

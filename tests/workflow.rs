@@ -68,13 +68,15 @@ async fn seed_workflow_completes_and_wait_returns_final_status() {
     let emails = Arc::new(AtomicU32::new(0));
     let billing = Arc::new(AtomicU32::new(0));
     let mut registry = TaskRegistry::new();
-    registry.register(
-        "onboarding",
-        OnboardingTask {
-            emails: emails.clone(),
-            billing: billing.clone(),
-        },
-    );
+    registry
+        .register(
+            "onboarding",
+            OnboardingTask {
+                emails: emails.clone(),
+                billing: billing.clone(),
+            },
+        )
+        .unwrap();
     let h = Harness::with_registry(registry).await;
     h.spawn_worker(WorkerConfig::default());
     let (db, durable) = (&h.db, &h.durable);
@@ -296,7 +298,7 @@ async fn a_panicking_step_fails_the_execution_and_releases_the_lease() {
 async fn a_worker_never_claims_a_task_name_it_has_not_registered() {
     init_tracing();
     let mut registry = TaskRegistry::new();
-    registry.register("echo", tasks::Echo);
+    registry.register("echo", tasks::Echo).unwrap();
     let h = Harness::with_registry(registry).await;
     h.spawn_worker(WorkerConfig::default());
     let (db, durable) = (&h.db, &h.durable);
@@ -506,7 +508,7 @@ impl TaskHandler for Repeats {
 async fn a_step_name_used_twice_fails_the_execution_clearly() {
     init_tracing();
     let mut registry = TaskRegistry::new();
-    registry.register("repeats", Repeats);
+    registry.register("repeats", Repeats).unwrap();
     let h = Harness::with_registry(registry).await;
     h.spawn_worker(WorkerConfig::default());
     let durable = &h.durable;
@@ -574,7 +576,7 @@ impl TaskHandler for SwallowsSuspension {
 async fn a_swallowed_suspension_does_not_complete_the_execution() {
     init_tracing();
     let mut registry = TaskRegistry::new();
-    registry.register("swallows", SwallowsSuspension);
+    registry.register("swallows", SwallowsSuspension).unwrap();
     let h = Harness::with_registry(registry).await;
     h.spawn_worker(WorkerConfig::default());
     h.durable
@@ -641,7 +643,7 @@ async fn transactions(client: &tokio_postgres::Client) -> i64 {
 async fn an_idle_worker_does_not_poll() {
     init_tracing();
     let mut registry = TaskRegistry::new();
-    registry.register("echo", tasks::Echo);
+    registry.register("echo", tasks::Echo).unwrap();
     let h = Harness::with_registry(registry).await;
     h.spawn_worker(WorkerConfig::default().with_sweep_interval(Duration::from_secs(60)));
     // Proof that it runs; afterwards the queue is empty and the worker idle.

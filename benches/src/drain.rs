@@ -213,7 +213,7 @@ pub async fn drain(
         let pool = PgPool::from_config(config.clone(), zart_pg::DEFAULT_POOL_SIZE)?;
         let scheduler = Arc::new(PostgresScheduler::new(pool));
         let mut registry = TaskRegistry::new();
-        registry.register(task, NoOp::new(entries.clone(), None));
+        registry.register(task, NoOp::new(entries.clone(), None))?;
         let mut worker_config = WorkerConfig::default().with_handle_signals(false);
         if let Some(concurrency) = concurrency {
             worker_config = worker_config.with_concurrency(concurrency);

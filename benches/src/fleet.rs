@@ -50,7 +50,7 @@ pub async fn run_child(config: Config, task: &str, concurrency: Option<usize>) -
     let entries = Arc::new(Entries::new(u64::MAX));
     let ids = Arc::new(Mutex::new(Vec::new()));
     let mut registry = TaskRegistry::new();
-    registry.register(task, NoOp::new(entries.clone(), Some(ids.clone())));
+    registry.register(task, NoOp::new(entries.clone(), Some(ids.clone())))?;
     let mut worker_config = WorkerConfig::default().with_handle_signals(false);
     if let Some(concurrency) = concurrency {
         worker_config = worker_config.with_concurrency(concurrency);

@@ -1141,7 +1141,7 @@ async fn starts(
             .await
             .context("Z1: opening the pool")?;
         let mut registry = TaskRegistry::new();
-        registry.register(task, NoOp::new(Arc::new(Entries::new(u64::MAX)), None));
+        registry.register(task, NoOp::new(Arc::new(Entries::new(u64::MAX)), None))?;
         let durable = DurableScheduler::new(scheduler, Arc::new(registry));
         mark = watcher.begin(false).await?;
         let started = Instant::now();
@@ -1197,7 +1197,7 @@ async fn idle(
         let pool = PgPool::from_config(config.clone(), zart_pg::DEFAULT_POOL_SIZE)?;
         let scheduler = Arc::new(PostgresScheduler::new(pool));
         let mut registry = TaskRegistry::new();
-        registry.register("z6-idle", NoOp::new(Arc::new(Entries::new(u64::MAX)), None));
+        registry.register("z6-idle", NoOp::new(Arc::new(Entries::new(u64::MAX)), None))?;
         let worker = Worker::new(
             scheduler,
             Arc::new(registry),

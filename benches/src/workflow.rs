@@ -191,16 +191,16 @@ impl Harness {
         let (received_tx, received) = mpsc::unbounded_channel();
         let reached = Reached::default();
         let mut registry = TaskRegistry::new();
-        registry.register(PICKUP_TASK, PickupProbe { entered: tx });
-        registry.register(ONE_STEP_TASK, OneStep);
+        registry.register(PICKUP_TASK, PickupProbe { entered: tx })?;
+        registry.register(ONE_STEP_TASK, OneStep)?;
         registry.register(
             SLEEP_TASK,
             SleepProbe {
                 reached: reached.clone(),
                 woke: slept_tx,
             },
-        );
-        registry.register(EVENT_TASK, EventProbe { woke: received_tx });
+        )?;
+        registry.register(EVENT_TASK, EventProbe { woke: received_tx })?;
         let registry = Arc::new(registry);
         let worker = Worker::new(
             scheduler.clone(),

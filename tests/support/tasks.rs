@@ -303,11 +303,18 @@ pub fn registry(pool: deadpool_postgres::Pool) -> TaskRegistry {
     let mut registry = TaskRegistry::new();
     registry
         .register("counted", Counted { pool: pool.clone() })
+        .unwrap()
         .register("echo", Echo)
+        .unwrap()
         .register("panicky", Panicky)
+        .unwrap()
         .register("flaky", Flaky { pool: pool.clone() })
+        .unwrap()
         .register("sleeper", Sleeper { pool: pool.clone() })
+        .unwrap()
         .register("approver", Approver { pool })
-        .register("poison", Poison);
+        .unwrap()
+        .register("poison", Poison)
+        .unwrap();
     registry
 }

@@ -83,18 +83,33 @@ pub fn registry(counts: &Counts) -> TaskRegistry {
     let mut registry = TaskRegistry::new();
     registry
         .register("echo", Echo(c()))
+        .unwrap()
         .register("steps", Steps(c()))
+        .unwrap()
         .register("flaky", Flaky(c()))
+        .unwrap()
         .register("sleeper", Sleeper(c()))
+        .unwrap()
         .register("waiter", Waiter(c()))
+        .unwrap()
         .register("parent", Parent(c()))
+        .unwrap()
         .register("fails", Fails(c()))
+        .unwrap()
         .register("nest", Nest(c()))
+        .unwrap()
         .register("parallel", ParallelSteps(c()))
+        .unwrap()
         .register("hangs", Hangs(c()))
+        .unwrap()
         .register("slow-once", SlowOnce(c()))
+        .unwrap()
         .register("gated", Gated(c()))
-        .register("repeats", Repeats);
+        .unwrap()
+        .register("repeats", Repeats)
+        .unwrap()
+        .register("replay-aware", ReplayAware(c()))
+        .unwrap();
     registry
 }
 
@@ -212,6 +227,40 @@ impl TaskHandler for Sleeper {
             }
         }
         counted(ctx, &self.0, "after", "woke".to_owned()).await
+    }
+}
+
+/// `replay-aware`: step `first`, the durable sleep `pause` (`input` seconds), step `second`.
+/// At four points (`start`, `after-first`, `after-pause`, `after-second`) it counts
+/// `replaying@<point>=<ctx.is_replaying()>`, and each time it is not replaying,
+/// `quiet@<point>`: what a replay-aware log line would do.
+pub struct ReplayAware(Counts);
+
+impl ReplayAware {
+    fn note(&self, ctx: &TaskContext<impl Scheduler>, point: &str) {
+        let id = ctx.execution_id();
+        let replaying = ctx.is_replaying();
+        self.0.hit(id, &format!("replaying@{point}={replaying}"));
+        if !replaying {
+            self.0.hit(id, &format!("quiet@{point}"));
+        }
+    }
+}
+
+#[async_trait]
+impl TaskHandler for ReplayAware {
+    type Data = u64;
+    type Output = ();
+
+    async fn run(&self, ctx: &mut TaskContext<impl Scheduler>, secs: u64) -> Result<(), TaskError> {
+        self.note(ctx, "start");
+        counted(ctx, &self.0, "first", ()).await?;
+        self.note(ctx, "after-first");
+        ctx.sleep("pause", Duration::from_secs(secs)).await?;
+        self.note(ctx, "after-pause");
+        counted(ctx, &self.0, "second", ()).await?;
+        self.note(ctx, "after-second");
+        Ok(())
     }
 }
 

@@ -108,7 +108,7 @@ async fn a_step_commit_that_hits_contention_is_tried_again() {
     });
     let runs = Arc::new(AtomicU32::new(0));
     let mut registry = TaskRegistry::new();
-    registry.register("counted", Counted(runs.clone()));
+    registry.register("counted", Counted(runs.clone())).unwrap();
     let registry = Arc::new(registry);
     let worker = Worker::new(
         scheduler.clone(),

@@ -56,7 +56,7 @@ impl TaskHandler for Crashy {
 
 fn registry() -> Arc<TaskRegistry> {
     let mut registry = TaskRegistry::new();
-    registry.register("crashy", Crashy);
+    registry.register("crashy", Crashy).unwrap();
     Arc::new(registry)
 }
 

@@ -51,7 +51,7 @@ impl TaskHandler for Logged {
 
 fn registry() -> Arc<TaskRegistry> {
     let mut registry = TaskRegistry::new();
-    registry.register("logged", Logged);
+    registry.register("logged", Logged).unwrap();
     Arc::new(registry)
 }
 

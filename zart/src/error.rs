@@ -26,6 +26,12 @@ pub enum Error {
         /// The name that was asked for.
         name: String,
     },
+    /// A second handler was registered under a task name that already has one.
+    #[error("task {name:?} is registered twice: a task name takes exactly one handler")]
+    DuplicateTask {
+        /// The task name registered twice.
+        name: String,
+    },
     /// An argument was refused before anything was written.
     #[error("invalid {field}: {reason}")]
     InvalidInput {
@@ -39,6 +45,17 @@ pub enum Error {
     NotFound {
         /// The id that was looked up.
         id: String,
+    },
+    /// The execution ended failed or cancelled where its output was asked for (a typed wait
+    /// of a `#[zart_durable]` task, or [`crate::Execution::result_as`]).
+    #[error("execution {id:?} ended {status}{}", error.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]
+    ExecutionFailed {
+        /// The execution.
+        id: String,
+        /// Its final status (`failed` or `cancelled`).
+        status: crate::ExecutionStatus,
+        /// Its recorded error, if one was recorded.
+        error: Option<crate::ErrorRecord>,
     },
     /// [`crate::DurableScheduler::wait`] gave up before the execution finished.
     #[error("execution {id:?} did not finish within {waited:?}")]
@@ -154,8 +171,10 @@ impl Error {
         match self {
             Error::Conflict { .. } => "conflict",
             Error::UnknownTask { .. } => "unknown_task",
+            Error::DuplicateTask { .. } => "duplicate_task",
             Error::InvalidInput { .. } => "invalid_input",
             Error::NotFound { .. } => "not_found",
+            Error::ExecutionFailed { .. } => "execution_failed",
             Error::WaitTimeout { .. } => "wait_timeout",
             Error::LeaseLost { .. } => "lease_lost",
             Error::Cancelled { .. } => "cancelled",
@@ -358,8 +377,14 @@ mod tests {
                 detail: "d".into(),
             },
             Error::UnknownTask { name: "t".into() },
+            Error::DuplicateTask { name: "t".into() },
             Error::invalid("f", "r"),
             Error::NotFound { id: "a".into() },
+            Error::ExecutionFailed {
+                id: "a".into(),
+                status: crate::ExecutionStatus::Failed,
+                error: None,
+            },
             Error::WaitTimeout {
                 id: "a".into(),
                 waited: Duration::from_secs(1),
@@ -399,8 +424,10 @@ mod tests {
             [
                 "conflict",
                 "unknown_task",
+                "duplicate_task",
                 "invalid_input",
                 "not_found",
+                "execution_failed",
                 "wait_timeout",
                 "lease_lost",
                 "cancelled",

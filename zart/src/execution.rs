@@ -150,6 +150,46 @@ impl Execution {
         }
     }
 
+    /// The execution's result as `T`: its output once completed, its error once failed or
+    /// cancelled. A completed execution without a stored output reads as JSON `null` (the
+    /// output of a task returning `()`).
+    ///
+    /// # Errors
+    /// [`Error::ExecutionFailed`] with the recorded error when it failed or was cancelled;
+    /// [`Error::InvalidInput`] when it has not finished; [`Error::Serialization`] when the
+    /// output does not fit `T`.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use zart::{DurableScheduler, Scheduler};
+    /// # async fn example<S: Scheduler>(durable: DurableScheduler<S>) -> Result<(), zart::Error> {
+    /// let finished = durable.wait("invoice-7", Some(Duration::from_secs(30))).await?;
+    /// let total: u64 = finished.result_as()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn result_as<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        match self.status {
+            ExecutionStatus::Completed => {
+                serde_json::from_value(self.output.clone().unwrap_or(serde_json::Value::Null))
+                    .map_err(|source| Error::Serialization {
+                        action: "deserialize",
+                        what: format!("output of execution {:?}", self.id),
+                        source,
+                    })
+            }
+            ExecutionStatus::Failed | ExecutionStatus::Cancelled => Err(Error::ExecutionFailed {
+                id: self.id.clone(),
+                status: self.status,
+                error: self.error.clone(),
+            }),
+            status => Err(Error::invalid(
+                "execution",
+                format!("execution {:?} has not finished (status {status})", self.id),
+            )),
+        }
+    }
+
     /// Deserializes the output into the task's `Output` type.
     ///
     /// # Errors
@@ -170,5 +210,44 @@ impl Execution {
             what: format!("output of execution {:?}", self.id),
             source,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn execution(status: ExecutionStatus, output: Option<serde_json::Value>) -> Execution {
+        let mut e = Execution::new("e-1".into(), "t".into(), status);
+        e.output = output;
+        e
+    }
+
+    #[test]
+    fn result_as_gives_the_output_or_the_recorded_failure() {
+        let done = execution(ExecutionStatus::Completed, Some(serde_json::json!(7)));
+        assert_eq!(done.result_as::<u64>().unwrap(), 7);
+        let unit = execution(ExecutionStatus::Completed, None);
+        unit.result_as::<()>().unwrap();
+
+        let mut failed = execution(ExecutionStatus::Failed, None);
+        failed.error = Some(ErrorRecord {
+            kind: "step_failed".into(),
+            message: "card declined".into(),
+            step: Some("charge".into()),
+            attempts: Some(3),
+        });
+        let err = failed.result_as::<u64>().unwrap_err();
+        assert_eq!(err.code(), "execution_failed");
+        assert_eq!(
+            err.to_string(),
+            "execution \"e-1\" ended failed: card declined (step \"charge\", step_failed)"
+        );
+        let running = execution(ExecutionStatus::Running, None);
+        assert_eq!(
+            running.result_as::<u64>().unwrap_err().to_string(),
+            "invalid execution: execution \"e-1\" has not finished (status running)"
+        );
     }
 }

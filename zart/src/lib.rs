@@ -41,7 +41,7 @@
 //!
 //! # async fn example<S: Scheduler>(scheduler: Arc<S>) -> Result<(), zart::Error> {
 //! let mut registry = TaskRegistry::new();
-//! registry.register("onboarding", OnboardingTask);
+//! registry.register("onboarding", OnboardingTask)?;
 //! let registry = Arc::new(registry);
 //!
 //! let durable = DurableScheduler::new(scheduler.clone(), registry.clone());
@@ -63,6 +63,7 @@ mod execution;
 pub mod group_commit;
 mod handler;
 pub mod limits;
+mod log;
 mod registry;
 mod retry;
 pub mod scheduler;
@@ -82,3 +83,36 @@ pub use worker::{ShutdownHandle, Worker, WorkerConfig};
 
 /// Re-exported so handlers can write `#[zart::async_trait]` without naming the crate.
 pub use async_trait::async_trait;
+
+/// Re-exported with the `macros` feature: `#[zart_durable]` turns an `async fn` into a task
+/// (see the `zart-macros` crate and docs/authoring.md).
+#[cfg(feature = "macros")]
+pub use zart_macros::zart_durable;
+
+/// What the exported macros expand to; not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    pub use tracing;
+
+    /// The output of `execution` as `T`, if it is an execution of `task` (the typed `wait` of
+    /// `#[zart_durable]` tasks).
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidInput`] for another task's execution; as
+    /// [`crate::Execution::result_as`] otherwise.
+    pub fn output_of<T: serde::de::DeserializeOwned>(
+        execution: &crate::Execution,
+        task: &str,
+    ) -> Result<T, crate::Error> {
+        if execution.task_name != task {
+            return Err(crate::Error::invalid(
+                "execution",
+                format!(
+                    "execution {:?} runs task {:?}, not {task:?}",
+                    execution.id, execution.task_name
+                ),
+            ));
+        }
+        execution.result_as()
+    }
+}

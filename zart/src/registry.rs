@@ -6,6 +6,7 @@
 //! once, for every backend.
 
 use std::any::TypeId;
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -73,9 +74,10 @@ impl<H: TaskHandler> ErasedHandler for Adapter<H> {
 /// use zart::TaskRegistry;
 ///
 /// let mut registry = TaskRegistry::new();
-/// registry.register("onboarding", Onboarding);
+/// registry.register("onboarding", Onboarding)?;
 /// assert!(registry.contains("onboarding"));
 /// assert_eq!(registry.task_names(), vec!["onboarding".to_string()]);
+/// # Ok::<(), zart::Error>(())
 /// ```
 #[derive(Default, Clone)]
 pub struct TaskRegistry {
@@ -96,12 +98,45 @@ impl TaskRegistry {
         TaskRegistry::default()
     }
 
-    /// Registers `handler` under `name`, replacing any handler registered under it before.
-    /// The name is checked (1 to 255 bytes, no NUL) when a worker or client uses the registry.
-    pub fn register<H: TaskHandler>(&mut self, name: impl Into<String>, handler: H) -> &mut Self {
-        self.handlers
-            .insert(name.into(), Arc::new(Adapter(handler)));
-        self
+    /// Registers `handler` under `name`. Returns the registry, so registrations chain with
+    /// `?`. The name is checked (1 to 255 bytes, no NUL) when a worker or client uses the
+    /// registry.
+    ///
+    /// # Errors
+    /// [`Error::DuplicateTask`] when a handler is already registered under `name`; the
+    /// registry is left as it was. A worker runs one handler per name, so a second one would
+    /// silently replace the first.
+    ///
+    /// # Examples
+    /// ```
+    /// # use zart::{Scheduler, TaskContext, TaskError, TaskHandler, TaskRegistry};
+    /// # struct Onboarding;
+    /// # #[zart::async_trait]
+    /// # impl TaskHandler for Onboarding {
+    /// #     type Data = ();
+    /// #     type Output = ();
+    /// #     async fn run(&self, _: &mut TaskContext<impl Scheduler>, _: ()) -> Result<(), TaskError> { Ok(()) }
+    /// # }
+    /// let mut registry = TaskRegistry::new();
+    /// registry.register("onboarding", Onboarding)?;
+    /// let err = registry.register("onboarding", Onboarding).unwrap_err();
+    /// assert_eq!(err.code(), "duplicate_task");
+    /// # Ok::<(), zart::Error>(())
+    /// ```
+    pub fn register<H: TaskHandler>(
+        &mut self,
+        name: impl Into<String>,
+        handler: H,
+    ) -> Result<&mut Self, Error> {
+        match self.handlers.entry(name.into()) {
+            Entry::Occupied(taken) => Err(Error::DuplicateTask {
+                name: taken.key().clone(),
+            }),
+            Entry::Vacant(slot) => {
+                slot.insert(Arc::new(Adapter(handler)));
+                Ok(self)
+            }
+        }
     }
 
     /// True if a handler is registered under `name`.
@@ -137,5 +172,45 @@ impl TaskRegistry {
 
     pub(crate) fn get(&self, name: &str) -> Option<Arc<dyn ErasedHandler>> {
         self.handlers.get(name).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::Scheduler;
+
+    struct Returns(u32);
+
+    #[async_trait::async_trait]
+    impl TaskHandler for Returns {
+        type Data = ();
+        type Output = u32;
+        async fn run(&self, _: &mut TaskContext<impl Scheduler>, _: ()) -> Result<u32, TaskError> {
+            Ok(self.0)
+        }
+    }
+
+    #[test]
+    fn a_second_handler_under_one_name_is_refused_and_the_first_kept() {
+        let mut registry = TaskRegistry::new();
+        registry
+            .register("a", Returns(1))
+            .unwrap()
+            .register("b", Returns(2))
+            .unwrap();
+        let err = registry.register("a", Returns(3)).unwrap_err();
+        assert_eq!(err.code(), "duplicate_task");
+        assert_eq!(
+            err.to_string(),
+            "task \"a\" is registered twice: a task name takes exactly one handler"
+        );
+        assert_eq!(registry.task_names(), ["a", "b"]);
+        assert_eq!(
+            registry.data_type("a").map(|(_, name)| name),
+            Some("()"),
+            "the first handler stays"
+        );
     }
 }

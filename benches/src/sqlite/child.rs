@@ -66,7 +66,7 @@ pub async fn run_child(path: &Path, sync: Synchronous) -> Result<()> {
             // Nothing to do if the driver has gone.
             let _ = say(&format!("entered {id} {}", unix_nanos()));
         })),
-    );
+    )?;
     let worker = default_worker(scheduler.clone(), Arc::new(registry), None);
     let stop = worker.shutdown_handle();
     let handle = tokio::spawn(worker.run());
@@ -217,7 +217,7 @@ pub async fn pickups(
 ) -> Result<Pickups> {
     let scheduler = scheduler(url, sync, false).await?;
     let mut registry = TaskRegistry::new();
-    registry.register(PICKUP_TASK, FirstStep::new(Arc::new(|_: &str| {})));
+    registry.register(PICKUP_TASK, FirstStep::new(Arc::new(|_: &str| {})))?;
     let durable = DurableScheduler::new(scheduler, Arc::new(registry));
     pickup::sample(
         &durable,

@@ -40,7 +40,7 @@ pub async fn prefill(
 ) -> Result<()> {
     let scheduler = scheduler(url, sync, false).await?;
     let mut registry = TaskRegistry::new();
-    registry.register(task, NoOp::new(Arc::new(Entries::new(u64::MAX)), None));
+    registry.register(task, NoOp::new(Arc::new(Entries::new(u64::MAX)), None))?;
     let durable = DurableScheduler::new(scheduler, Arc::new(registry));
     futures_util::stream::iter(1..=count)
         .map(|i| {
@@ -81,7 +81,7 @@ pub async fn drain(
     let entries = Arc::new(Entries::new(u64::from(count)));
     let scheduler = scheduler(url, sync, false).await?;
     let mut registry = TaskRegistry::new();
-    registry.register(task, NoOp::new(entries.clone(), None));
+    registry.register(task, NoOp::new(entries.clone(), None))?;
     let worker = default_worker(scheduler, Arc::new(registry), concurrency);
     let stop = worker.shutdown_handle();
     let started = Instant::now();

@@ -66,7 +66,7 @@ pub async fn in_process(
 ) -> Result<IdleCost> {
     let scheduler = scheduler(url, sync, true).await?;
     let mut registry = TaskRegistry::new();
-    registry.register("q6-idle", NoOp::new(Arc::new(Entries::new(u64::MAX)), None));
+    registry.register("q6-idle", NoOp::new(Arc::new(Entries::new(u64::MAX)), None))?;
     let worker = default_worker(scheduler.clone(), Arc::new(registry), None);
     let stop = worker.shutdown_handle();
     let handle = tokio::spawn(worker.run());

@@ -174,7 +174,7 @@ pub async fn in_process(
             // Fails only once the driver has stopped listening.
             let _ = tx.send((id.to_owned(), at));
         })),
-    );
+    )?;
     let registry = Arc::new(registry);
     let durable = DurableScheduler::new(scheduler.clone(), registry.clone());
     let worker = default_worker(scheduler, registry, None);

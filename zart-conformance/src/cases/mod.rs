@@ -49,6 +49,7 @@ macro_rules! __for_each_case {
             a_run_whose_lease_expired_is_resumed_without_rerunning_steps,
             replay_that_meets_another_step_fails_with_non_determinism,
             a_step_name_used_twice_fails_the_execution,
+            is_replaying_is_true_until_the_last_recorded_step,
             // leases
             a_stale_lease_writes_nothing,
             a_released_lease_writes_nothing_and_the_task_is_due_at_once,

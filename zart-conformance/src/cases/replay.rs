@@ -125,3 +125,51 @@ pub async fn a_step_name_used_twice_fails_the_execution(backend: &impl Backend) 
     );
     env.stop().await;
 }
+
+/// `is_replaying` is false all through a first run, and on a resumed run true up to the last
+/// step recorded before it (here, the sleep it was suspended on) and false after it; code that
+/// runs only when not replaying runs once per point across the two runs.
+pub async fn is_replaying_is_true_until_the_last_recorded_step(backend: &impl Backend) {
+    let env = Env::new(backend).await;
+    env.spawn_worker();
+    env.start("aware", "replay-aware", json!(3600)).await;
+    env.wait_status("aware", ExecutionStatus::Sleeping).await;
+    let notes = |point: &str, replaying: bool| {
+        env.counts
+            .get("aware", &format!("replaying@{point}={replaying}"))
+    };
+    // The first run, up to the sleep.
+    assert_eq!((notes("start", false), notes("start", true)), (1, 0));
+    assert_eq!(
+        (notes("after-first", false), notes("after-first", true)),
+        (1, 0)
+    );
+
+    env.advance_clock(Duration::from_secs(3601)).await;
+    let done = env.finished("aware").await;
+    assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
+    assert_eq!(done.attempts, 2);
+    // The resumed run replays "first" and the sleep, then runs on.
+    assert_eq!(notes("start", true), 1, "resumed before the recorded steps");
+    assert_eq!(
+        notes("after-first", true),
+        1,
+        "the sleep after it was recorded too"
+    );
+    assert_eq!(
+        (notes("after-pause", false), notes("after-pause", true)),
+        (1, 0),
+        "past the last recorded step"
+    );
+    assert_eq!(notes("after-second", false), 1);
+    for point in ["start", "after-first", "after-pause", "after-second"] {
+        assert_eq!(
+            env.counts.get("aware", &format!("quiet@{point}")),
+            1,
+            "the quiet path at {point} ran once in two runs"
+        );
+    }
+    assert_eq!(env.counts.get("aware", "first"), 1);
+    assert_eq!(env.counts.get("aware", "second"), 1);
+    env.stop().await;
+}

@@ -43,6 +43,8 @@ pub struct TaskContext<S: Scheduler> {
     recorded_by_seq: HashMap<u32, String>,
     used: HashSet<String>,
     next_seq: u32,
+    /// One past the highest position recorded before this run began (0 when none was).
+    replay_until: u32,
     durable_backoff_threshold: Duration,
     suspended: bool,
     due_again_in: Option<Duration>,
@@ -56,6 +58,7 @@ impl<S: Scheduler> std::fmt::Debug for TaskContext<S> {
             .field("attempts", &self.attempts)
             .field("recorded_steps", &self.recorded.len())
             .field("next_seq", &self.next_seq)
+            .field("replaying", &self.is_replaying())
             .field("suspended", &self.suspended)
             .finish()
     }
@@ -94,6 +97,7 @@ impl<S: Scheduler> TaskContext<S> {
             recorded_by_seq: task.steps.iter().map(|s| (s.seq, s.name.clone())).collect(),
             used: HashSet::new(),
             next_seq: 0,
+            replay_until: task.steps.iter().map(|s| s.seq + 1).max().unwrap_or(0),
             durable_backoff_threshold,
             suspended: false,
             due_again_in: None,
@@ -123,6 +127,36 @@ impl<S: Scheduler> TaskContext<S> {
     /// The lease this run holds.
     pub fn lease(&self) -> &Lease {
         &self.lease
+    }
+
+    /// True while this run is re-running workflow code that an earlier run of the execution
+    /// already got past: the step it will reach next, or a later one, was recorded before this
+    /// run began.
+    ///
+    /// Precisely: with `n` the number of step positions this run has reached so far and `r`
+    /// one past the highest position recorded when the run was claimed, it is `n < r`. Any kind
+    /// of record counts: a result, a failed attempt waiting for its retry, an open sleep or
+    /// wait. So it is true from the start of a resumed run up to the last recorded step, and
+    /// false from there on; on a first run it is always false. Code after the last recorded
+    /// step reads false even if a run that crashed before its next commit ran it once already:
+    /// like a step body, it runs at least once.
+    ///
+    /// Use it to keep logs and metrics in workflow code to one per real run (the
+    /// [`crate::durable_info!`] family does it for `tracing`). Never branch on it to take
+    /// other steps: that is non-determinism.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # use zart::{Scheduler, TaskContext, TaskError};
+    /// # async fn example(ctx: &mut TaskContext<impl Scheduler>) -> Result<(), TaskError> {
+    /// let order: u64 = ctx.step("create-order", || async { Ok::<_, std::io::Error>(7) }).await?;
+    /// if !ctx.is_replaying() {
+    ///     metrics::counter!("orders_created_total").increment(1);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn is_replaying(&self) -> bool {
+        self.next_seq < self.replay_until
     }
 
     /// True once the run has suspended itself (a durable back-off, sleep or wait).

@@ -20,7 +20,8 @@ pub const NOTIFY_TIMEOUT: Duration = Duration::from_secs(2);
 /// A clock difference between this machine and the server above which doctor warns.
 pub const CLOCK_SKEW_WARNING: Duration = Duration::from_secs(1);
 
-/// The entry points a client calls (`zart_client`'s grants in `sql/roles.sql`).
+/// The entry points only a client calls (`zart_client`'s grants in `sql/roles.sql`; the ones
+/// every role has, such as `zart_get_execution`, are left out).
 pub const CLIENT_ENTRY_POINTS: &[&str] = &[
     "zart_start_execution",
     "zart_start",
@@ -28,10 +29,9 @@ pub const CLIENT_ENTRY_POINTS: &[&str] = &[
     "zart_emit_event",
     "zart_cancel_execution",
     "zart_cancel",
-    "zart_get_execution",
 ];
 
-/// The entry points a worker calls (`zart_worker`'s grants in `sql/roles.sql`).
+/// The entry points only a worker calls (`zart_worker`'s grants in `sql/roles.sql`).
 pub const WORKER_ENTRY_POINTS: &[&str] = &[
     "zart_claim_tasks",
     "zart_commit_step",
@@ -45,7 +45,6 @@ pub const WORKER_ENTRY_POINTS: &[&str] = &[
     "zart_sleep",
     "zart_await_event",
     "zart_start_child",
-    "zart_get_execution",
 ];
 
 /// How a check came out.
@@ -145,13 +144,27 @@ pub async fn doctor(pool: &PgPool) -> Result<DoctorReport, Error> {
         ),
     ));
 
-    let installed: Option<i32> = client
-        .query_one(queries::INSTALLED_SCHEMA_VERSION, &[])
+    let installed = client
+        .query_opt(queries::INSTALLED_SCHEMA_VERSION, &[])
         .await
         .map_err(pg)?
-        .try_get(0)
-        .map_err(pg)?;
-    checks.push(schema_check(installed));
+        .map(|row| -> Result<(Option<i32>, bool), Error> {
+            Ok((row.try_get(0).map_err(pg)?, row.try_get(1).map_err(pg)?))
+        })
+        .transpose()?;
+    checks.push(match installed {
+        Some((version, false)) => Check::new(
+            "schema",
+            Level::Fail,
+            format!(
+                "version {}, but {user} may not execute zart_schema_version(), which every \
+                 Zart process calls at start: grant it a Zart role (docs/roles.md)",
+                version.map_or_else(|| "unknown".to_owned(), |v| v.to_string())
+            ),
+        ),
+        Some((version, true)) => schema_check(version),
+        None => schema_check(None),
+    });
 
     let roles: Vec<String> = client
         .query(queries::ROLE_MEMBERSHIPS, &[])

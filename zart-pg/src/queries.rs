@@ -174,11 +174,13 @@ pub const APPLIED_MIGRATIONS: &str =
 /// Whether the migration history table exists.
 pub const HISTORY_EXISTS: &str = "select to_regclass('public.zart_schema_history') is not null";
 
-/// The installed schema version, or null when the function is missing (for `zart doctor`).
-pub const INSTALLED_SCHEMA_VERSION: &str =
-    "select case when to_regprocedure('public.zart_schema_version()') is not null \
-                 and has_function_privilege('public.zart_schema_version()', 'execute') \
-            then public.zart_schema_version() end";
+/// The installed schema version, read from the source of `zart_schema_version()` in the
+/// catalog (so a login without EXECUTE on it still learns it), and whether the session may
+/// execute it; no row when the function is missing (for `zart doctor`).
+pub const INSTALLED_SCHEMA_VERSION: &str = "select substring(p.prosrc from '[0-9]+')::integer, \
+            pg_catalog.has_function_privilege(p.oid, 'execute') \
+       from pg_catalog.pg_proc p \
+      where p.oid = to_regprocedure('public.zart_schema_version()')";
 
 /// Who this session is and the server's clock (for `zart doctor`).
 pub const SESSION: &str = "select current_user::text, \

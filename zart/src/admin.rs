@@ -395,11 +395,17 @@ impl ExecutionDetail {
                     step: name,
                     until: task.run_at.unwrap_or(self.now),
                 }),
-                Some("event") => reasons.push(WaitReason::Event {
-                    since: self.open_wait_since("event"),
-                    name,
-                    timeout_at: task.run_at,
-                }),
+                // A sent event may already have been handed into the wait (zart-pg does):
+                // then the wait is over and the execution only waits to be claimed.
+                Some("event") => {
+                    if let Some(since) = self.open_wait_since("event") {
+                        reasons.push(WaitReason::Event {
+                            name,
+                            since: Some(since),
+                            timeout_at: task.run_at,
+                        });
+                    }
+                }
                 Some("child") => reasons.push(WaitReason::Child {
                     since: self.open_wait_since("child"),
                     child_id: name,

@@ -1,25 +1,66 @@
-//! The `zart` command: database migrations and a look at executions from the shell.
+//! The `zart` command: database migrations, a look at executions, events and cancellation
+//! from the shell, and a check of a database and login (`doctor`).
 //!
 //! The backend is chosen by the URL's scheme: `postgres://` (or `postgresql://`) for
-//! zart-pg, `sqlite://path.db` (or `sqlite::memory:`) for zart-sqlite.
+//! zart-pg, `sqlite://path.db` (or `sqlite::memory:`) for zart-sqlite. Every command prints
+//! text for people, or JSON with `--json`; the exit codes are in [`exit`] and `docs/cli.md`.
+
+mod exit;
+mod inspect;
+mod text;
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use zart::scheduler::StartExecutionParams;
-use zart::Scheduler;
+use serde_json::json;
+use zart::admin::{Admin, ListExecutionsParams};
+use zart::scheduler::{SendEventParams, StartExecutionParams};
+use zart::{ExecutionStatus, Scheduler};
 use zart_pg::{PgPool, PostgresScheduler};
 use zart_sqlite::SqliteScheduler;
 
+use exit::Usage;
+
+/// `print!` that ends the process quietly when standard output is closed (`zart ... | head`)
+/// instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::write_out(&format!($($arg)*)) };
+}
+
+/// `println!` as [`out!`] does it.
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::write_out(&format!("{}\n", format_args!($($arg)*))) };
+}
+
+fn write_out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("zart: could not write to standard output: {e}");
+            std::process::exit(i32::from(exit::ERROR));
+        }
+        std::process::exit(i32::from(exit::OK));
+    }
+}
+
 /// Zart: durable workflows in PostgreSQL or SQLite.
 #[derive(Debug, Parser)]
-#[command(name = "zart", version, about)]
+#[command(name = "zart", version, about, after_help = exit::HELP)]
 struct Cli {
     /// Database URL: postgres://user:pass@localhost/mydb, or sqlite://path/to/zart.db
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     database_url: Option<String>,
+
+    /// Print JSON instead of text (one document on standard output).
+    #[arg(long, global = true)]
+    json: bool,
 
     #[command(subcommand)]
     command: Command,
@@ -28,7 +69,62 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Create or upgrade the Zart tables and functions (idempotent; safe to run concurrently).
-    Migrate,
+    Migrate {
+        /// Print the SQL that would run (pending migrations, sql/zart.sql, sql/roles.sql)
+        /// without running it (PostgreSQL only).
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List executions, newest first.
+    List {
+        /// Only this status (scheduled, running, sleeping, waiting, completed, failed,
+        /// cancelled); repeat or separate with commas for several.
+        #[arg(long, value_delimiter = ',', value_parser = parse_status)]
+        status: Vec<ExecutionStatus>,
+        /// Only this task name.
+        #[arg(long)]
+        task: Option<String>,
+        /// Only this queue.
+        #[arg(long)]
+        queue: Option<String>,
+        /// Only executions created at or after this time: 2026-12-06, 2026-12-06T22:00:00Z
+        /// (UTC), or an age such as 90s, 15m, 2h, 7d.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only executions created before this time (same forms as --since).
+        #[arg(long)]
+        until: Option<String>,
+        /// The most to print (1 to 10000).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// The page after this execution id (printed under a full page as `more: --after`).
+        #[arg(long)]
+        after: Option<String>,
+    },
+    /// Show one execution: its steps as a timeline, children, unconsumed events, and why it
+    /// is waiting.
+    Show {
+        /// The execution id.
+        id: String,
+    },
+    /// Send an event to an execution; a wait for it resumes.
+    SendEvent {
+        /// The execution id.
+        id: String,
+        /// The event name.
+        name: String,
+        /// The payload as JSON (default null); `-` reads it from standard input.
+        #[arg(default_value = "null")]
+        payload: String,
+    },
+    /// Cancel an execution and its unfinished children.
+    Cancel {
+        /// The execution id.
+        id: String,
+    },
+    /// Check the database and login: schema version, roles and grants, clock skew,
+    /// LISTEN/NOTIFY (PostgreSQL only).
+    Doctor,
     /// Show one execution as JSON.
     Status {
         /// The execution id.
@@ -64,12 +160,47 @@ async fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(err) => {
+            let code = exit::code_of(&err);
             eprintln!("zart: {err:#}");
-            ExitCode::FAILURE
+            if let Some(hint) = exit::hint(code) {
+                eprintln!("zart: {hint}");
+            }
+            ExitCode::from(code)
         }
     }
+}
+
+fn parse_status(text: &str) -> Result<ExecutionStatus, String> {
+    ExecutionStatus::parse(text).map_err(|_| {
+        "one of scheduled, running, sleeping, waiting, completed, failed, cancelled".to_owned()
+    })
+}
+
+/// A JSON argument, or standard input for `-`.
+fn json_arg(field: &str, text: String) -> anyhow::Result<serde_json::Value> {
+    let text = if text == "-" {
+        let mut input = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut input).map_err(|_| {
+            Usage(format!(
+                "invalid {field}: could not read standard input as UTF-8"
+            ))
+        })?;
+        input
+    } else {
+        text
+    };
+    serde_json::from_str(&text).map_err(|_| {
+        let shown: String = text.chars().take(80).collect();
+        Usage(format!("invalid {field}: {shown:?} is not valid JSON")).into()
+    })
+}
+
+/// Prints a JSON document (pretty) on standard output.
+fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    outln!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
 }
 
 /// The backend a URL names.
@@ -95,6 +226,22 @@ impl Backend {
     }
 }
 
+/// The operator reads of a URL's backend, checked against the schema.
+async fn admin(url: &str) -> anyhow::Result<Box<dyn Admin>> {
+    Ok(match Backend::of(url)? {
+        Backend::Postgres => {
+            let scheduler = PostgresScheduler::new(PgPool::connect_lazy(url, 1)?);
+            scheduler.check_schema().await?;
+            Box::new(scheduler)
+        }
+        Backend::Sqlite => {
+            let scheduler = SqliteScheduler::connect(url).await?;
+            scheduler.check_schema().await?;
+            Box::new(scheduler)
+        }
+    })
+}
+
 /// The scheduler of a URL, checked against the schema.
 async fn scheduler(url: &str) -> anyhow::Result<Arc<dyn Scheduler>> {
     let scheduler: Arc<dyn Scheduler> = match Backend::of(url)? {
@@ -105,14 +252,49 @@ async fn scheduler(url: &str) -> anyhow::Result<Arc<dyn Scheduler>> {
     Ok(scheduler)
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let url = cli.database_url.context(
-        "no database given: set DATABASE_URL or pass --database-url (postgres://user:pass@host/db \
-         or sqlite://path/to/zart.db)",
-    )?;
+/// Runs a command; the exit code on success (doctor's is 1 when a check failed).
+async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let url = cli.database_url.ok_or_else(|| {
+        Usage(
+            "no database given: set DATABASE_URL or pass --database-url \
+             (postgres://user:pass@host/db or sqlite://path/to/zart.db)"
+                .to_owned(),
+        )
+    })?;
     let backend = Backend::of(&url)?;
+    let json = cli.json;
     match cli.command {
-        Command::Migrate => {
+        Command::Migrate { dry_run: true } => {
+            if backend != Backend::Postgres {
+                return Err(Usage(
+                    "migrate --dry-run reads PostgreSQL only; a SQLite file is migrated by \
+                     `zart migrate` alone"
+                        .to_owned(),
+                )
+                .into());
+            }
+            let pool = PgPool::connect_lazy(&url, 1)?;
+            let plan = zart_pg::migration_plan(&pool).await?;
+            if json {
+                print_json(&json!({
+                    "pending": plan.pending.iter().map(|m| &m.name).collect::<Vec<_>>(),
+                    "sql": plan.sql(),
+                }))?;
+            } else {
+                let names: Vec<&str> = plan.pending.iter().map(|m| m.name.as_str()).collect();
+                outln!(
+                    "-- zart migrate --dry-run: pending migrations: {}; then sql/zart.sql and \
+                     sql/roles.sql, in one transaction",
+                    if names.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
+                );
+                out!("{}", plan.sql());
+            }
+        }
+        Command::Migrate { dry_run: false } => {
             let (applied, version) = match backend {
                 Backend::Postgres => {
                     let pool = PgPool::connect_lazy(&url, 1)?;
@@ -124,10 +306,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     (report.applied, report.schema_version)
                 }
             };
-            if applied.is_empty() {
-                println!("zart: schema is up to date (version {version})");
+            if json {
+                print_json(&json!({"applied": applied, "schema_version": version}))?;
+            } else if applied.is_empty() {
+                outln!("zart: schema is up to date (version {version})");
             } else {
-                println!(
+                outln!(
                     "zart: applied {} ({}); schema version {version}",
                     applied.len(),
                     applied.join(", ")
@@ -152,7 +336,118 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "kind": e.kind, "message": e.message, "step": e.step, "attempts": e.attempts,
                 })),
             });
-            println!("{}", serde_json::to_string_pretty(&json)?);
+            outln!("{}", serde_json::to_string_pretty(&json)?);
+        }
+        Command::List {
+            status,
+            task,
+            queue,
+            since,
+            until,
+            limit,
+            after,
+        } => {
+            let now = SystemTime::now();
+            let time = |flag: &str, text: Option<String>| -> anyhow::Result<_> {
+                text.map(|t| {
+                    text::parse_time(&t, now).map_err(|e| Usage(format!("invalid --{flag}: {e}")))
+                })
+                .transpose()
+                .map_err(anyhow::Error::from)
+            };
+            let mut params = ListExecutionsParams::new(limit);
+            params.statuses = status;
+            params.task_name = task;
+            params.queue = queue;
+            params.created_since = time("since", since)?;
+            params.created_until = time("until", until)?;
+            params.after = after;
+            params.check()?;
+            let page = admin(&url).await?.list_executions(params).await?;
+            if json {
+                print_json(&inspect::page_json(&page))?;
+            } else {
+                out!("{}", inspect::page_text(&page));
+            }
+        }
+        Command::Show { id } => {
+            let detail = admin(&url)
+                .await?
+                .describe_execution(&id)
+                .await?
+                .ok_or(zart::Error::NotFound { id })?;
+            if json {
+                print_json(&inspect::detail_json(&detail))?;
+            } else {
+                out!("{}", inspect::detail_text(&detail));
+            }
+        }
+        Command::SendEvent { id, name, payload } => {
+            let payload = json_arg("payload", payload)?;
+            zart::limits::check_name("execution id", &id)?;
+            zart::limits::check_name("event name", &name)?;
+            zart::limits::check_payload(
+                "payload",
+                &payload,
+                zart::limits::DEFAULT_MAX_PAYLOAD_BYTES,
+            )?;
+            // A lone send from a fresh process NOTIFYs inside its own statement (zart-pg), so
+            // the waiting worker is woken at commit, before this process exits.
+            scheduler(&url)
+                .await?
+                .send_event(SendEventParams {
+                    execution_id: id.clone(),
+                    name: name.clone(),
+                    payload,
+                })
+                .await?;
+            if json {
+                print_json(&json!({"id": id, "event": name, "sent": true}))?;
+            } else {
+                outln!("zart: sent event {name:?} to execution {id:?}");
+            }
+        }
+        Command::Cancel { id } => {
+            zart::limits::check_name("execution id", &id)?;
+            let cancelled = match backend {
+                Backend::Postgres => cancel_postgres(&url, &id).await?,
+                Backend::Sqlite => scheduler(&url).await?.cancel_execution(&id).await?,
+            };
+            if json {
+                print_json(&json!({"id": id, "cancelled": cancelled}))?;
+            } else if cancelled.is_empty() {
+                outln!("zart: execution {id:?} had already finished; nothing cancelled");
+            } else {
+                outln!(
+                    "zart: cancelled {} execution(s): {}",
+                    cancelled.len(),
+                    cancelled.join(", ")
+                );
+            }
+        }
+        Command::Doctor => {
+            if backend != Backend::Postgres {
+                return Err(
+                    Usage("zart doctor checks PostgreSQL databases only".to_owned()).into(),
+                );
+            }
+            let pool = PgPool::connect_lazy(&url, 1)?;
+            let report = zart_pg::doctor::doctor(&pool).await?;
+            if json {
+                print_json(&json!({
+                    "passed": report.passed(),
+                    "checks": report.checks.iter().map(|c| json!({
+                        "name": c.name, "level": c.level.as_str(), "detail": c.detail,
+                    })).collect::<Vec<_>>(),
+                }))?;
+            } else {
+                for c in &report.checks {
+                    outln!("{:<5} {:<7} {}", c.level.as_str(), c.name, c.detail);
+                }
+            }
+            if !report.passed() {
+                return Ok(exit::ERROR);
+            }
         }
         Command::Start {
             id,
@@ -160,18 +455,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             input,
             queue,
         } => {
-            let input = if input == "-" {
-                let mut text = String::new();
-                std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
-                    .context("invalid input: could not read standard input as UTF-8")?;
-                text
-            } else {
-                input
-            };
-            let input: serde_json::Value = serde_json::from_str(&input).with_context(|| {
-                let shown: String = input.chars().take(80).collect();
-                format!("invalid input: {shown:?} is not valid JSON")
-            })?;
+            let input = json_arg("input", input)?;
             zart::limits::check_name("execution id", &id)?;
             zart::limits::check_name("task name", &task)?;
             zart::limits::check_name("queue", &queue)?;
@@ -194,13 +478,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         .created
                 }
             };
-            println!(
-                "zart: {} execution {id:?} of task {task:?}",
-                if created { "started" } else { "already had" }
-            );
+            if json {
+                print_json(&json!({"id": id, "task": task, "created": created}))?;
+            } else {
+                outln!(
+                    "zart: {} execution {id:?} of task {task:?}",
+                    if created { "started" } else { "already had" }
+                );
+            }
         }
     }
-    Ok(())
+    Ok(exit::OK)
+}
+
+/// Cancels with the wake-ups sent in the cancelling statement (as `zart_cancel` does), so
+/// `wait()` callers and a waiting parent's workers hear of it even though this process exits
+/// at once; returns the ids cancelled, the one asked for first.
+async fn cancel_postgres(url: &str, id: &str) -> anyhow::Result<Vec<String>> {
+    let pool = PgPool::connect_lazy(url, 1)?;
+    PostgresScheduler::new(pool.clone()).check_schema().await?;
+    Ok(zart_pg::admin::cancel(&pool, id).await?)
 }
 
 /// Starts through the SQL function `zart_start`, which also wakes workers (NOTIFY).

@@ -1,5 +1,5 @@
-//! The `zart` binary on a SQLite URL: migrate (idempotent), start, status; and a URL whose
-//! scheme no backend serves.
+//! The `zart` binary on a SQLite URL: migrate (idempotent), start, status, list, show, cancel;
+//! and a URL whose scheme no backend serves.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::process::{Command, Output};
@@ -52,6 +52,24 @@ fn migrate_start_and_status_on_sqlite() {
         serde_json::from_str(&stdout(&zart(&url, &["status", "order-7"]))).unwrap();
     assert_eq!(status["status"], "scheduled");
     assert_eq!(status["input"], serde_json::json!({"n": 7}));
+
+    // list and show read SQLite through the same Admin trait.
+    assert!(stdout(&zart(&url, &["start", "order-8", "refund"])).contains("started"));
+    let page: serde_json::Value =
+        serde_json::from_str(&stdout(&zart(&url, &["list", "--json", "--limit", "1"]))).unwrap();
+    assert_eq!(page["executions"][0]["id"], "order-8");
+    assert_eq!(page["next_after"], "order-8");
+    let page: serde_json::Value = serde_json::from_str(&stdout(&zart(
+        &url,
+        &["list", "--json", "--after", "order-8", "--task", "checkout"],
+    )))
+    .unwrap();
+    assert_eq!(page["executions"][0]["id"], "order-7");
+    let shown: serde_json::Value =
+        serde_json::from_str(&stdout(&zart(&url, &["show", "order-7", "--json"]))).unwrap();
+    assert_eq!(shown["waiting"][0]["reason"], "due");
+    assert!(stdout(&zart(&url, &["cancel", "order-7"])).contains("cancelled 1 execution"));
+    assert_eq!(zart(&url, &["show", "nope"]).status.code(), Some(3));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -21,6 +21,8 @@
 //! # Ok(()) }
 //! ```
 
+pub mod admin;
+pub mod doctor;
 mod errors;
 mod group_commit;
 mod listener;
@@ -47,8 +49,8 @@ use zart::{Error, ErrorRecord, Execution, ExecutionStatus, Scheduler};
 
 pub use errors::sqlstate;
 pub use migrate::{
-    migrate, migration_names, MigrateTarget, MigrationReport, FUNCTIONS_SQL, HISTORY_TABLE,
-    REQUIRED_SCHEMA_VERSION, ROLES_SQL,
+    migrate, migration_names, migration_plan, MigrateTarget, MigrationPlan, MigrationReport,
+    PendingMigration, FUNCTIONS_SQL, HISTORY_TABLE, REQUIRED_SCHEMA_VERSION, ROLES_SQL,
 };
 pub use pool::{PgPool, DEFAULT_POOL_SIZE};
 pub use tls::{split_url, SslMode, Tls};

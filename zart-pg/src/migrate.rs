@@ -76,19 +76,111 @@ impl<'a> From<&'a tokio_postgres::Config> for MigrateTarget<'a> {
 /// handshake failed" and why when TLS is refused; [`Error::Database`] with the server's message
 /// (the whole source chain) when a migration fails.
 pub async fn migrate<'a>(target: impl Into<MigrateTarget<'a>>) -> Result<MigrationReport, Error> {
-    let call = crate::errors::Call::new("migrate");
-    let target = target.into();
+    let (mut client, conn_task) = connect(target.into(), "migrate").await?;
+    let result = migrate_locked(&mut client).await;
+    drop(client);
+    let _ = conn_task.await;
+    result
+}
+
+/// Opens the connection of `target` and drives it on a task of its own.
+async fn connect(
+    target: MigrateTarget<'_>,
+    what: &'static str,
+) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), Error> {
     let tls = match target.tls {
         Some(tls) => tls,
         None => Cow::Owned(Tls::from_config(target.config)?),
     };
-    let (mut client, connection) = target
+    let (client, connection) = target
         .config
         .connect(tls.connector())
         .await
-        .map_err(|e| crate::errors::from_pg(e, call))?;
-    let conn_task = tokio::spawn(connection);
-    let result = migrate_locked(&mut client).await;
+        .map_err(|e| crate::errors::from_pg(e, crate::errors::Call::new(what)))?;
+    let conn_task = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok((client, conn_task))
+}
+
+/// A V-migration that [`migrate`] would apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingMigration {
+    /// Its name (`V5__retention`).
+    pub name: String,
+    /// Its SQL, as embedded in this build.
+    pub sql: String,
+}
+
+/// What [`migrate`] would run on a database now: the pending V-migrations, then
+/// [`FUNCTIONS_SQL`] and [`ROLES_SQL`] (applied on every run).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationPlan {
+    /// The V-migrations not recorded in [`HISTORY_TABLE`], in order.
+    pub pending: Vec<PendingMigration>,
+}
+
+impl MigrationPlan {
+    /// The SQL [`migrate`] would run, in order, each part under a comment naming it; refinery's
+    /// own bookkeeping (creating [`HISTORY_TABLE`] and recording each migration) is left out.
+    pub fn sql(&self) -> String {
+        let mut out = String::new();
+        for m in &self.pending {
+            out.push_str(&format!("-- ==== migration {} ====\n", m.name));
+            out.push_str(m.sql.trim_end());
+            out.push_str("\n\n");
+        }
+        out.push_str("-- ==== sql/zart.sql (every run) ====\n");
+        out.push_str(FUNCTIONS_SQL.trim_end());
+        out.push_str("\n\n-- ==== sql/roles.sql (every run) ====\n");
+        out.push_str(ROLES_SQL.trim_end());
+        out.push('\n');
+        out
+    }
+}
+
+/// Works out what [`migrate`] would run on the database of `target`, changing nothing.
+///
+/// # Errors
+/// As [`migrate`] when the server cannot be reached; [`Error::Database`] when the history
+/// table cannot be read.
+pub async fn migration_plan<'a>(
+    target: impl Into<MigrateTarget<'a>>,
+) -> Result<MigrationPlan, Error> {
+    let call = crate::errors::Call::new("reading the migration history");
+    let (client, conn_task) = connect(target.into(), "reading the migration history").await?;
+    let result = async {
+        let exists: bool = client
+            .query_one(queries::HISTORY_EXISTS, &[])
+            .await
+            .map_err(|e| crate::errors::from_pg(e, call))?
+            .try_get(0)
+            .map_err(|e| crate::errors::from_pg(e, call))?;
+        let mut applied = std::collections::HashSet::new();
+        if exists {
+            for row in client
+                .query(queries::APPLIED_MIGRATIONS, &[])
+                .await
+                .map_err(|e| crate::errors::from_pg(e, call))?
+            {
+                let version: i32 = row
+                    .try_get(1)
+                    .map_err(|e| crate::errors::from_pg(e, call))?;
+                applied.insert(i64::from(version));
+            }
+        }
+        let pending = embedded::migrations::runner()
+            .get_migrations()
+            .iter()
+            .filter(|m| !applied.contains(&i64::from(m.version())))
+            .map(|m| PendingMigration {
+                name: m.to_string(),
+                sql: m.sql().unwrap_or_default().to_owned(),
+            })
+            .collect();
+        Ok(MigrationPlan { pending })
+    }
+    .await;
     drop(client);
     let _ = conn_task.await;
     result

@@ -108,3 +108,114 @@ pub const CHANNEL_DONE: &str = "zart_done";
 pub const MIGRATE_LOCK: &str = "select pg_advisory_lock(7215201001)";
 /// Releases [`MIGRATE_LOCK`].
 pub const MIGRATE_UNLOCK: &str = "select pg_advisory_unlock(7215201001)";
+
+/// One page of executions, newest first ([`zart::admin::Admin::list_executions`]); reads the
+/// table (zart_reader). Params: statuses (null: any), task_name, queue, created_since,
+/// created_until, cursor created_at, cursor id (both null: the first page), limit.
+pub const LIST_EXECUTIONS: &str =
+    "select e.id, e.task_name, e.queue, e.status, e.attempts, e.parent_id, \
+            e.created_at, e.started_at, e.finished_at \
+       from public.zart_executions e \
+      where ($1::text[] is null or e.status = any ($1)) \
+        and ($2::text is null or e.task_name = $2) \
+        and ($3::text is null or e.queue = $3) \
+        and ($4::timestamptz is null or e.created_at >= $4) \
+        and ($5::timestamptz is null or e.created_at < $5) \
+        and ($6::timestamptz is null or (e.created_at, e.id) < ($6, $7)) \
+      order by e.created_at desc, e.id desc \
+      limit $8";
+
+/// Where a page of [`LIST_EXECUTIONS`] after an execution starts. Params: id.
+pub const LIST_CURSOR: &str = "select e.created_at from public.zart_executions e \
+      where e.bucket = public.zart_bucket($1) and e.id = $1";
+
+/// One execution in full, with the database clock ([`zart::admin::Admin::describe_execution`]).
+/// Params: id.
+pub const DESCRIBE_EXECUTION: &str =
+    "select e.id, e.task_name, e.queue, e.status, e.input, e.output, e.error, e.attempts, \
+            e.parent_id, e.deadline_at, e.created_at, e.started_at, e.updated_at, e.finished_at, \
+            public.zart_current_time() as now \
+       from public.zart_executions e \
+      where e.bucket = public.zart_bucket($1) and e.id = $1";
+
+/// The task row of an execution (none once finished). Params: id.
+pub const DESCRIBE_TASK: &str =
+    "select nullif(t.run_at, 'infinity') as run_at, t.locked_by, t.wait_kind, t.wait_name, \
+            t.recoveries \
+       from public.zart_tasks t \
+      where t.bucket = public.zart_bucket($1) and t.execution_id = $1";
+
+/// The steps of an execution in call order. Params: id.
+pub const DESCRIBE_STEPS: &str =
+    "select s.seq, s.name, s.kind, s.status, s.attempts, s.output, s.error, \
+            nullif(s.wake_at, 'infinity') as wake_at, s.created_at, s.updated_at \
+       from public.zart_steps s \
+      where s.bucket = public.zart_bucket($1) and s.execution_id = $1 \
+      order by s.seq";
+
+/// The children of an execution, oldest first. Params: id.
+pub const DESCRIBE_CHILDREN: &str =
+    "select e.id, e.task_name, e.queue, e.status, e.attempts, e.parent_id, \
+            e.created_at, e.started_at, e.finished_at \
+       from public.zart_executions e \
+      where e.parent_id = $1 \
+      order by e.created_at, e.id";
+
+/// The unconsumed events of an execution, oldest first. Params: id.
+pub const DESCRIBE_EVENTS: &str = "select v.name, v.payload, v.created_at \
+       from public.zart_events v \
+      where v.bucket = public.zart_bucket($1) and v.execution_id = $1 and v.consumed_at is null \
+      order by v.event_id";
+
+/// The names of the V-migrations recorded as applied, if the history table exists.
+pub const APPLIED_MIGRATIONS: &str =
+    "select h.name, h.version from public.zart_schema_history h order by h.version";
+
+/// Whether the migration history table exists.
+pub const HISTORY_EXISTS: &str = "select to_regclass('public.zart_schema_history') is not null";
+
+/// The installed schema version, read from the source of `zart_schema_version()` in the
+/// catalog (so a login without EXECUTE on it still learns it), and whether the session may
+/// execute it; no row when the function is missing (for `zart doctor`).
+pub const INSTALLED_SCHEMA_VERSION: &str = "select substring(p.prosrc from '[0-9]+')::integer, \
+            pg_catalog.has_function_privilege(p.oid, 'execute') \
+       from pg_catalog.pg_proc p \
+      where p.oid = to_regprocedure('public.zart_schema_version()')";
+
+/// Who this session is and the server's clock (for `zart doctor`).
+pub const SESSION: &str = "select current_user::text, \
+            (select r.rolsuper from pg_catalog.pg_roles r where r.rolname = current_user), \
+            current_setting('server_version'), clock_timestamp()";
+
+/// Which Zart group roles the session's user is a member of (for `zart doctor`).
+pub const ROLE_MEMBERSHIPS: &str = "select r.rolname::text, \
+            pg_catalog.pg_has_role(current_user, r.oid, 'member') \
+       from pg_catalog.pg_roles r \
+      where r.rolname in ('zart_worker', 'zart_client', 'zart_reader') \
+      order by r.rolname";
+
+/// Whether the session may execute each of the named `public` functions (for `zart doctor`).
+/// Params: function names.
+pub const FUNCTION_PRIVILEGES: &str = "select p.proname::text, \
+            bool_and(pg_catalog.has_function_privilege(p.oid, 'execute')) \
+       from pg_catalog.pg_proc p \
+      where p.pronamespace = 'public'::regnamespace and p.proname = any ($1) \
+      group by p.proname order by p.proname";
+
+/// Whether the session may read `zart_executions` (the reader's grant; for `zart doctor`).
+pub const CAN_READ_EXECUTIONS: &str = "select to_regclass('public.zart_executions') is not null \
+        and pg_catalog.has_table_privilege('public.zart_executions', 'select')";
+
+/// The channel `zart doctor` checks LISTEN/NOTIFY with (each run sends its own payload).
+pub const DOCTOR_LISTEN: &str = "listen zart_doctor";
+/// Sends `zart doctor`'s probe. Params: payload.
+pub const DOCTOR_NOTIFY: &str = "select pg_notify('zart_doctor', $1)";
+
+/// [`CANCEL_EXECUTION`] with its wake-ups sent in the same statement, as `zart_cancel` does:
+/// `zart_done` for each cancelled execution, `zart_work` for a woken parent's queue. For
+/// short-lived processes that cannot count on an after-commit wake-up. Params: execution_id.
+pub const CANCEL_EXECUTION_NOTIFY: &str = "select c.execution_id, c.cancelled, \
+            case when c.cancelled \
+                 then pg_notify('zart_done', jsonb_build_array(c.execution_id)::text) \
+                 else pg_notify('zart_work', c.woken_queue) end \
+       from public.zart_cancel_execution(public.zart_bucket($1), $1) c";

@@ -377,6 +377,29 @@ fn unexpected(reply: Reply) -> Error {
 }
 
 #[async_trait]
+impl zart::admin::Admin for SqliteScheduler {
+    async fn list_executions(
+        &self,
+        params: zart::admin::ListExecutionsParams,
+    ) -> Result<zart::admin::ExecutionPage, Error> {
+        self.reads
+            .read(move |conn| ops::admin::list_executions(conn, &params))
+            .await
+    }
+
+    async fn describe_execution(
+        &self,
+        id: &str,
+    ) -> Result<Option<zart::admin::ExecutionDetail>, Error> {
+        let id = id.to_owned();
+        let settings = self.settings.clone();
+        self.reads
+            .read(move |conn| ops::admin::describe_execution(conn, &settings, &id))
+            .await
+    }
+}
+
+#[async_trait]
 impl Scheduler for SqliteScheduler {
     async fn check_schema(&self) -> Result<(), Error> {
         self.reads.read(schema::check).await

@@ -185,3 +185,46 @@ pub const GET_EXECUTION: &str = "select id, task_name, queue, status, input, out
     attempts, created_at, started_at, finished_at from zart_executions where id = ?1";
 /// Changes whenever another connection commits.
 pub const DATA_VERSION: &str = "pragma data_version";
+
+/// One page of executions, newest first (`Admin::list_executions`). Params: statuses as a
+/// JSON array (null: any), task_name, queue, created_since, created_until, cursor created_at,
+/// cursor id (both null: the first page), limit.
+pub const LIST_EXECUTIONS: &str =
+    "select id, task_name, queue, status, attempts, parent_id, created_at, started_at, finished_at
+       from zart_executions
+      where (?1 is null or status in (select value from json_each(?1)))
+        and (?2 is null or task_name = ?2)
+        and (?3 is null or queue = ?3)
+        and (?4 is null or created_at >= ?4)
+        and (?5 is null or created_at < ?5)
+        and (?6 is null or created_at < ?6 or (created_at = ?6 and id < ?7))
+      order by created_at desc, id desc
+      limit ?8";
+
+/// Where a page of [`LIST_EXECUTIONS`] after an execution starts. Params: id.
+pub const LIST_CURSOR: &str = "select created_at from zart_executions where id = ?1";
+
+/// One execution in full (`Admin::describe_execution`). Params: id.
+pub const DESCRIBE_EXECUTION: &str =
+    "select id, task_name, queue, status, input, output, error, attempts, parent_id, deadline_at,
+            created_at, started_at, updated_at, finished_at
+       from zart_executions where id = ?1";
+
+/// The task row of an execution (none once finished); run_at null for "never". Params: id.
+pub const DESCRIBE_TASK: &str =
+    "select nullif(run_at, '9999-12-31T23:59:59.999Z'), locked_by, wait_kind, wait_name, recoveries
+       from zart_tasks where execution_id = ?1";
+
+/// The steps of an execution in call order. Params: id.
+pub const DESCRIBE_STEPS: &str = "select seq, name, kind, status, attempts, output, error,
+            nullif(wake_at, '9999-12-31T23:59:59.999Z'), created_at, updated_at
+       from zart_steps where execution_id = ?1 order by seq";
+
+/// The children of an execution, oldest first. Params: id.
+pub const DESCRIBE_CHILDREN: &str =
+    "select id, task_name, queue, status, attempts, parent_id, created_at, started_at, finished_at
+       from zart_executions where parent_id = ?1 order by created_at, id";
+
+/// The unconsumed events of an execution, oldest first. Params: id.
+pub const DESCRIBE_EVENTS: &str = "select name, payload, created_at from zart_events
+      where execution_id = ?1 and consumed_at is null order by event_id";

@@ -55,6 +55,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod admin;
 mod backoff;
 mod client;
 mod context;

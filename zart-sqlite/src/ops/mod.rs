@@ -6,6 +6,7 @@
 //! operation that returns an error may have written part of its work: the writer rolls its
 //! savepoint (or transaction) back, so nothing of it is stored.
 
+pub(crate) mod admin;
 mod cancel;
 mod claim;
 mod fence;

@@ -1,0 +1,374 @@
+//! `zart doctor`: checks that a database and a login are ready for Zart, and says what is not.
+//!
+//! Every check reads only, except the LISTEN/NOTIFY probe, which sends one notification on the
+//! channel `zart_doctor`. [`doctor`] fails only when the server cannot be reached at all; every
+//! other problem is a [`Check`] with [`Level::Fail`] or [`Level::Warn`] in the report.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use postgres_types::Type;
+use tokio_postgres::AsyncMessage;
+use zart::Error;
+
+use crate::errors::{from_pg, from_pool, Call};
+use crate::{queries, PgPool, REQUIRED_SCHEMA_VERSION};
+
+/// How long the LISTEN/NOTIFY probe waits for its notification.
+pub const NOTIFY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A clock difference between this machine and the server above which doctor warns.
+pub const CLOCK_SKEW_WARNING: Duration = Duration::from_secs(1);
+
+/// The entry points only a client calls (`zart_client`'s grants in `sql/roles.sql`; the ones
+/// every role has, such as `zart_get_execution`, are left out).
+pub const CLIENT_ENTRY_POINTS: &[&str] = &[
+    "zart_start_execution",
+    "zart_start",
+    "zart_send_event",
+    "zart_emit_event",
+    "zart_cancel_execution",
+    "zart_cancel",
+];
+
+/// The entry points only a worker calls (`zart_worker`'s grants in `sql/roles.sql`).
+pub const WORKER_ENTRY_POINTS: &[&str] = &[
+    "zart_claim_tasks",
+    "zart_commit_step",
+    "zart_commit_steps",
+    "zart_retry_step",
+    "zart_complete_execution",
+    "zart_complete_executions",
+    "zart_heartbeat",
+    "zart_release_tasks",
+    "zart_next_run_at",
+    "zart_sleep",
+    "zart_await_event",
+    "zart_start_child",
+];
+
+/// How a check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Level {
+    /// As it should be.
+    Ok,
+    /// Worth knowing, not a problem (a login that is not a worker cannot claim).
+    Info,
+    /// Works, but probably not as intended.
+    Warn,
+    /// Zart cannot work this way.
+    Fail,
+}
+
+impl Level {
+    /// The level's name: `ok`, `info`, `warn` or `fail`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Ok => "ok",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Fail => "fail",
+        }
+    }
+}
+
+/// One check of a [`DoctorReport`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Check {
+    /// What was checked: `server`, `schema`, `roles`, `client`, `worker`, `reader`, `clock`,
+    /// `notify`.
+    pub name: &'static str,
+    /// How it came out.
+    pub level: Level,
+    /// What was found, in a sentence.
+    pub detail: String,
+}
+
+impl Check {
+    fn new(name: &'static str, level: Level, detail: impl Into<String>) -> Self {
+        Check {
+            name,
+            level,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Everything [`doctor`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DoctorReport {
+    /// The checks, in the order run.
+    pub checks: Vec<Check>,
+}
+
+impl DoctorReport {
+    /// True when no check failed.
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.level != Level::Fail)
+    }
+}
+
+/// Checks the database and login of `pool`: the schema version against this build, the Zart
+/// roles the login is a member of and the entry points it may execute, the clock difference
+/// between this machine and the server, and whether LISTEN/NOTIFY works through the
+/// connection (it does not behind a transaction-mode pooler).
+///
+/// # Errors
+/// [`Error::Unavailable`] when the server cannot be reached; [`Error::Database`] when a
+/// catalog query fails.
+pub async fn doctor(pool: &PgPool) -> Result<DoctorReport, Error> {
+    let call = Call::new("zart doctor");
+    let client = pool.pool().get().await.map_err(|e| from_pool(e, call))?;
+    let mut checks = Vec::new();
+    let pg = |e| from_pg(e, call);
+
+    let sent = SystemTime::now();
+    let started = Instant::now();
+    let row = client.query_one(queries::SESSION, &[]).await.map_err(pg)?;
+    let round_trip = started.elapsed();
+    let user: String = row.try_get(0).map_err(pg)?;
+    let superuser: Option<bool> = row.try_get(1).map_err(pg)?;
+    let superuser = superuser.unwrap_or(false);
+    let version: String = row.try_get(2).map_err(pg)?;
+    let server_time: SystemTime = row.try_get(3).map_err(pg)?;
+    checks.push(Check::new(
+        "server",
+        Level::Ok,
+        format!(
+            "PostgreSQL {version}, connected as {user}{}, round trip {} ms",
+            if superuser { " (superuser)" } else { "" },
+            round_trip.as_millis()
+        ),
+    ));
+
+    let installed = client
+        .query_opt(queries::INSTALLED_SCHEMA_VERSION, &[])
+        .await
+        .map_err(pg)?
+        .map(|row| -> Result<(Option<i32>, bool), Error> {
+            Ok((row.try_get(0).map_err(pg)?, row.try_get(1).map_err(pg)?))
+        })
+        .transpose()?;
+    checks.push(match installed {
+        Some((version, false)) => Check::new(
+            "schema",
+            Level::Fail,
+            format!(
+                "version {}, but {user} may not execute zart_schema_version(), which every \
+                 Zart process calls at start: grant it a Zart role (docs/roles.md)",
+                version.map_or_else(|| "unknown".to_owned(), |v| v.to_string())
+            ),
+        ),
+        Some((version, true)) => schema_check(version),
+        None => schema_check(None),
+    });
+
+    let roles: Vec<String> = client
+        .query(queries::ROLE_MEMBERSHIPS, &[])
+        .await
+        .map_err(pg)?
+        .iter()
+        .filter(|r| r.try_get::<_, bool>(1).unwrap_or(false))
+        .filter_map(|r| r.try_get::<_, String>(0).ok())
+        .collect();
+    checks.push(if superuser {
+        Check::new("roles", Level::Ok, format!("{user} is a superuser: every privilege"))
+    } else if roles.is_empty() {
+        Check::new(
+            "roles",
+            Level::Warn,
+            format!("{user} is a member of no Zart role (zart_worker, zart_client, zart_reader): grant one (docs/roles.md)"),
+        )
+    } else {
+        Check::new("roles", Level::Ok, format!("{user} is a member of {}", roles.join(", ")))
+    });
+
+    for (name, functions) in [
+        ("client", CLIENT_ENTRY_POINTS),
+        ("worker", WORKER_ENTRY_POINTS),
+    ] {
+        let names: Vec<&str> = functions.to_vec();
+        let rows = client
+            .query_typed(queries::FUNCTION_PRIVILEGES, &[(&names, Type::TEXT_ARRAY)])
+            .await
+            .map_err(pg)?;
+        let allowed: Vec<String> = rows
+            .iter()
+            .filter(|r| r.try_get::<_, bool>(1).unwrap_or(false))
+            .filter_map(|r| r.try_get::<_, String>(0).ok())
+            .collect();
+        let missing: Vec<&str> = functions
+            .iter()
+            .copied()
+            .filter(|f| !allowed.iter().any(|a| a == f))
+            .collect();
+        checks.push(entry_point_check(name, &missing, functions.len()));
+    }
+
+    let can_read: bool = client
+        .query_one(queries::CAN_READ_EXECUTIONS, &[])
+        .await
+        .map_err(pg)?
+        .try_get(0)
+        .map_err(pg)?;
+    checks.push(if can_read {
+        Check::new(
+            "reader",
+            Level::Ok,
+            "may read the tables (zart list, zart show)",
+        )
+    } else {
+        Check::new(
+            "reader",
+            Level::Info,
+            "may not read the tables: zart list and zart show need zart_reader",
+        )
+    });
+
+    checks.push(clock_check(sent, round_trip, server_time));
+    drop(client);
+    checks.push(notify_check(pool).await);
+    Ok(DoctorReport { checks })
+}
+
+fn schema_check(installed: Option<i32>) -> Check {
+    match installed {
+        None => Check::new(
+            "schema",
+            Level::Fail,
+            "no Zart schema in this database (or this login may not see it): run `zart migrate`",
+        ),
+        Some(v) if v < REQUIRED_SCHEMA_VERSION => Check::new(
+            "schema",
+            Level::Fail,
+            format!("version {v}, older than this binary's {REQUIRED_SCHEMA_VERSION}: run `zart migrate`"),
+        ),
+        Some(v) if v > REQUIRED_SCHEMA_VERSION => Check::new(
+            "schema",
+            Level::Warn,
+            format!("version {v}, newer than this binary's {REQUIRED_SCHEMA_VERSION}: upgrade the zart binary"),
+        ),
+        Some(v) => Check::new("schema", Level::Ok, format!("version {v}, as this binary needs")),
+    }
+}
+
+fn entry_point_check(name: &'static str, missing: &[&str], all: usize) -> Check {
+    if missing.is_empty() {
+        Check::new(
+            name,
+            Level::Ok,
+            format!("may execute every {name} entry point"),
+        )
+    } else if missing.len() == all {
+        Check::new(
+            name,
+            Level::Info,
+            format!("may execute no {name} entry point (not a zart_{name} login)"),
+        )
+    } else {
+        Check::new(
+            name,
+            Level::Warn,
+            format!(
+                "may not execute {}: grant zart_{name} (docs/roles.md)",
+                missing.join(", ")
+            ),
+        )
+    }
+}
+
+fn clock_check(sent: SystemTime, round_trip: Duration, server: SystemTime) -> Check {
+    let local = sent + round_trip / 2;
+    let (ahead, skew) = match server.duration_since(local) {
+        Ok(d) => ("ahead of", d),
+        Err(e) => ("behind", e.duration()),
+    };
+    let detail = format!(
+        "the server's clock is {} ms {ahead} this machine's (Zart times everything by the database clock)",
+        skew.as_millis()
+    );
+    let level = if skew > CLOCK_SKEW_WARNING {
+        Level::Warn
+    } else {
+        Level::Ok
+    };
+    Check::new("clock", level, detail)
+}
+
+/// LISTENs on a dedicated connection, NOTIFYs through it, and waits for the notification.
+async fn notify_check(pool: &PgPool) -> Check {
+    match notify_round_trip(pool).await {
+        Ok(Some(took)) => Check::new(
+            "notify",
+            Level::Ok,
+            format!("LISTEN/NOTIFY works through this connection ({} ms)", took.as_millis()),
+        ),
+        Ok(None) => Check::new(
+            "notify",
+            Level::Fail,
+            format!(
+                "no notification within {} s: LISTEN/NOTIFY does not work through this connection \
+                 (a transaction-mode pooler such as PgBouncer drops it); point workers at the server \
+                 or a session-mode pool",
+                NOTIFY_TIMEOUT.as_secs()
+            ),
+        ),
+        Err(e) => Check::new("notify", Level::Fail, format!("LISTEN/NOTIFY failed: {e}")),
+    }
+}
+
+async fn notify_round_trip(pool: &PgPool) -> Result<Option<Duration>, Error> {
+    let call = Call::new("checking LISTEN/NOTIFY");
+    let (client, mut connection) = pool
+        .config()
+        .connect(pool.tls().connector())
+        .await
+        .map_err(|e| from_pg(e, call))?;
+    let token = format!(
+        "{}-{}",
+        std::process::id(),
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = messages.next().await {
+            if let AsyncMessage::Notification(n) = message {
+                let _ = tx.send(n.payload().to_owned());
+            }
+        }
+    });
+    let result = async {
+        client
+            .batch_execute(queries::DOCTOR_LISTEN)
+            .await
+            .map_err(|e| from_pg(e, call))?;
+        let started = Instant::now();
+        client
+            .query_typed(queries::DOCTOR_NOTIFY, &[(&token, Type::TEXT)])
+            .await
+            .map_err(|e| from_pg(e, call))?;
+        let wait = async {
+            while let Some(payload) = rx.recv().await {
+                if payload == token {
+                    return true;
+                }
+            }
+            false
+        };
+        Ok(match tokio::time::timeout(NOTIFY_TIMEOUT, wait).await {
+            Ok(true) => Some(started.elapsed()),
+            _ => None,
+        })
+    }
+    .await;
+    drop(client);
+    let _ = driver.await;
+    result
+}

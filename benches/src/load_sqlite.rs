@@ -4,7 +4,8 @@
 //!
 //! Raw baselines (rusqlite, one connection): **S1** single-row insert commits, **SB**
 //! claim-100 + delete. Zart at `WorkerConfig::default()`: **Q2** drain of one-step no-op
-//! executions, **Q3** three-step workflows (steps per second), **Q4** pickup on an idle worker
+//! executions, **Q3** three-step workflows (steps per second), **S0** a raw commit after an
+//! idle gap (the floor under Q4's `start()`), **Q4** pickup on an idle worker
 //! in this process, **Q4x** pickup by a worker in another process, **Q6** and **Q6x** an idle
 //! worker's statements and `data_version` polls per second, in this process and in another.
 //!
@@ -27,7 +28,7 @@ use zart_benches::sqlite::child::{self, WorkerProcess};
 use zart_benches::sqlite::idle::{self, IdleCost};
 use zart_benches::sqlite::pickup::{self, PickupPlan, Pickups};
 use zart_benches::sqlite::{drain, pragma_value, raw, Blocking, ScratchFile};
-use zart_benches::stats::{self, Figure, Gap, Host, Rng, Summary};
+use zart_benches::stats::{self, ms, Figure, Gap, Host, Rng, Summary};
 
 /// `PRAGMA synchronous` for every connection of the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -150,6 +151,7 @@ impl Plan {
 /// The numbers gathered while measuring.
 #[derive(Debug, Default)]
 struct Results {
+    s0: Option<Vec<std::time::Duration>>,
     s1: Option<f64>,
     sb: Option<f64>,
     q2: Option<f64>,
@@ -498,6 +500,26 @@ async fn measure(
         gap: Gap::ms(plan.pickup_gap_ms.0, plan.pickup_gap_ms.1),
     };
     let samples = (plan.warmup + plan.pickup_samples) as u64;
+    let bar = Bar::new(bars, 1, "S0", "raw idle commits");
+    let s0 = raw::idle_commits(
+        &path,
+        sync,
+        plan.warmup,
+        plan.pickup_samples,
+        pickups.gap,
+        rng,
+    )
+    .await?;
+    let s0_summary = Summary::of(&s0)?;
+    say(
+        &bar,
+        format!(
+            "S0  raw commit after an idle gap: p50 {:.3} ms, p99 {:.3} ms",
+            ms(s0_summary.p50),
+            ms(s0_summary.p99)
+        ),
+    );
+    r.s0 = Some(s0);
     let bar = Bar::new(bars, samples, "Q4", "pickup, in-process");
     let q4 = pickup::in_process(&url, sync, pickups, rng, &bar).await?;
     say(&bar, pickup_line("Q4 ", "in-process", &q4)?);
@@ -553,6 +575,18 @@ fn idle_line(key: &str, where_: &str, c: &IdleCost) -> String {
 fn metrics(r: &Results) -> Vec<Metric> {
     let ms = stats::ms;
     let mut m = Vec::new();
+    let s0_p50 =
+        r.s0.as_deref()
+            .and_then(|s| Summary::of(s).ok())
+            .map(|s| ms(s.p50));
+    if let Some(p50) = s0_p50 {
+        m.push(Metric::new(
+            "s0.p50",
+            "raw single-row commit after an idle gap, p50",
+            p50,
+            "ms",
+        ));
+    }
     if let Some(s1) = r.s1 {
         m.push(Metric::new(
             "s1",
@@ -603,7 +637,7 @@ fn metrics(r: &Results) -> Vec<Metric> {
             "ms",
         );
         if key == "q4" {
-            m.push(p50.at_most(1.0));
+            m.push(p50.against("S0 p50", s0_p50).at_most(1.0));
             m.push(p99);
         } else {
             m.push(p50);
@@ -671,6 +705,14 @@ fn pg_rows(metrics: &[Metric], pg: &serde_json::Value) -> Vec<PgRow> {
 /// The percentiles of Q4 and Q4x, and of their `start()` calls.
 fn latency_figures(r: &Results) -> Result<Vec<Figure>> {
     let mut out = Vec::new();
+    if let Some(s0) = &r.s0 {
+        out.push(Figure::new(
+            "s0",
+            "S0: raw commit after an idle gap",
+            &Summary::of(s0)?,
+            None,
+        ));
+    }
     let rows = [
         (
             "q4",

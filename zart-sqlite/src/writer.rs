@@ -1,11 +1,12 @@
 //! The one writer: every write (claims included) goes through a [`zart::group_commit::Batcher`]
 //! to the single write connection.
 //!
-//! [`Writer::write_batch`] runs the queued operations in one `BEGIN IMMEDIATE` transaction,
-//! each inside its own `SAVEPOINT` (except step results, which write one statement after their
-//! checks), so an operation that is refused (a lost lease, a conflict) rolls back alone and the
-//! others commit; [`Writer::write_one`] runs one operation in a transaction of its own (the
-//! batcher's fallback when a whole batch fails). The batcher runs on a thread of its own
+//! [`Writer::write_batch`] runs the queued operations in one `BEGIN IMMEDIATE` transaction. An
+//! operation that is refused (a lost lease, a conflict) has written nothing, so it gets its
+//! error and the others commit; one that fails after writing (the connection's change count
+//! moved) rolls the whole batch back. [`Writer::write_one`] runs one operation in a
+//! transaction of its own: the batcher's fallback when a whole batch fails, so no item is
+//! lost to another's failure and none is half-written. The batcher runs on a thread of its own
 //! (`Batcher::start_blocking`) that calls rusqlite directly, one batch at a time, with the
 //! connection behind a mutex (shared with reads for `sqlite::memory:`). Wake-ups of an
 //! operation are sent only after its transaction commits.
@@ -48,13 +49,6 @@ pub(crate) enum Op {
 }
 
 impl Op {
-    /// Whether the operation writes with at most one statement, after any check that can
-    /// refuse it: it needs no savepoint of its own in a batch, since SQLite undoes a failed
-    /// statement by itself. Step results are most writes, so this is most of a batch.
-    fn writes_once(&self) -> bool {
-        matches!(self, Op::Commit(_))
-    }
-
     /// Whether the operation only takes or extends leases (a claim, a heartbeat). A batch of
     /// nothing else commits without waiting for the disk (see [`relaxed`]).
     fn leases_only(&self) -> bool {
@@ -190,7 +184,10 @@ fn write_one(
     }
 }
 
-/// Many operations in one transaction, each in its own savepoint (but those that write once).
+/// Many operations in one transaction, without savepoints: an operation that is refused has
+/// written nothing (every operation checks before it writes, and a statement that fails is
+/// undone by SQLite), which the connection's change count confirms; one that fails after
+/// writing fails the batch, and the batcher then writes each item on its own.
 fn write_batch(
     conn: &Connection,
     settings: &Settings,
@@ -200,33 +197,22 @@ fn write_batch(
     let mut answers = Vec::with_capacity(items.len());
     let mut wakeups = Vec::new();
     for op in items {
-        let step = (|| {
-            if op.writes_once() {
-                let mut tx = Tx::new(conn, settings)?;
-                let answer = ops::run(&mut tx, op);
-                return Ok::<_, Error>((answer, tx.into_wakeups()));
-            }
-            conn.exec_cached("savepoint zart_item", [])
-                .or_db(conn, "opening a savepoint")?;
-            let mut tx = Tx::new(conn, settings)?;
+        let before = conn.total_changes();
+        let answer = Tx::new(conn, settings).and_then(|mut tx| {
             let answer = ops::run(&mut tx, op);
-            if answer.is_ok() {
-                conn.exec_cached("release zart_item", [])
-                    .or_db(conn, "closing a savepoint")?;
-            } else {
-                conn.execute_batch("rollback to zart_item; release zart_item")
-                    .or_db(conn, "closing a savepoint")?;
+            Ok((answer, tx.into_wakeups()))
+        });
+        match answer {
+            Ok((Ok(reply), item_wakeups)) => {
+                wakeups.extend(item_wakeups);
+                answers.push(Ok(reply));
             }
-            Ok::<_, Error>((answer, tx.into_wakeups()))
-        })();
-        match step {
-            Ok((answer, item_wakeups)) => {
-                if answer.is_ok() {
-                    wakeups.extend(item_wakeups);
-                }
-                answers.push(answer);
-            }
-            Err(err) => {
+            // Refused before it wrote anything (a lost lease, a conflict, bad input): its
+            // answer, and the batch goes on.
+            Ok((Err(err), _)) if conn.total_changes() == before => answers.push(Err(err)),
+            // Failed after writing: nothing can undo it alone, so the batch is rolled back and
+            // the batcher writes each item in a transaction of its own.
+            Ok((Err(err), _)) | Err(err) => {
                 let _ = conn.execute_batch("rollback");
                 return Err(err);
             }

@@ -277,3 +277,89 @@ async fn memory_databases_are_private_to_their_scheduler() {
     assert_eq!(seen.input, serde_json::json!({"n": 1}));
     assert!(b.get_execution("x").await.unwrap().is_none());
 }
+
+/// A claim that fails after it has written (an input that no longer parses, damaged by hand)
+/// leaves nothing of itself behind, even inside a batch with other writes: the batch is rolled
+/// back and each item written on its own, so the others still succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_fails_halfway_leaves_nothing_and_spares_its_batch() {
+    let file = dir().join("zart.db");
+    zart_sqlite::migrate(&url(&file)).await.unwrap();
+    let scheduler = std::sync::Arc::new(SqliteScheduler::connect(&url(&file)).await.unwrap());
+    scheduler
+        .start_execution(start("damaged", serde_json::json!({"n": 1})))
+        .await
+        .unwrap();
+    let raw = rusqlite::Connection::open(&file).unwrap();
+    raw.execute(
+        "update zart_executions set input = 'not json' where id = 'damaged'",
+        [],
+    )
+    .unwrap();
+
+    // Hold the write lock so that the writer stalls on a first write while the claim and the
+    // starts queue up behind it; they then go out as one batch.
+    raw.execute_batch("begin immediate").unwrap();
+    let first = {
+        let scheduler = scheduler.clone();
+        tokio::spawn(async move {
+            scheduler
+                .start_execution(start("first", serde_json::json!({})))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let claim = {
+        let scheduler = scheduler.clone();
+        tokio::spawn(async move {
+            scheduler
+                .claim_tasks(zart::scheduler::ClaimTasksParams {
+                    worker_id: "w".to_owned(),
+                    queue: "default".to_owned(),
+                    task_names: vec!["t".to_owned()],
+                    limit: 10,
+                    lease: Duration::from_secs(30),
+                })
+                .await
+        })
+    };
+    let starts: Vec<_> = (0..20)
+        .map(|i| {
+            let scheduler = scheduler.clone();
+            tokio::spawn(async move {
+                let mut params = start(&format!("other-{i}"), serde_json::json!({ "i": i }));
+                params.task_name = "u".to_owned();
+                scheduler.start_execution(params).await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    raw.execute_batch("commit").unwrap();
+    first.await.unwrap().unwrap();
+    let err = claim.await.unwrap().unwrap_err();
+    assert!(err.to_string().contains("damaged"), "{err}");
+    for s in starts {
+        assert!(s.await.unwrap().unwrap().created);
+    }
+
+    let (locked_by, attempts, status): (Option<String>, i64, String) = raw
+        .query_row(
+            "select t.locked_by, t.attempts, e.status from zart_tasks t
+             join zart_executions e on e.id = t.execution_id where e.id = 'damaged'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (locked_by, attempts, status.as_str()),
+        (None, 0, "scheduled")
+    );
+    let others: i64 = raw
+        .query_row(
+            "select count(*) from zart_executions where id like 'other-%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(others, 20);
+}

@@ -1,4 +1,6 @@
 //! The raw SQLite baselines, plain rusqlite on one connection with Zart's settings, no Zart:
+//! **S0**, one single-row insert commit after an idle gap, as a pickup's `start()` comes (the
+//! floor under any durable start on an idle machine);
 //! **S1**, single-row inserts, one row per transaction (commits/s); **SB**, a job queue with an
 //! index on `run_at`, drained 100 rows per transaction: select the 100 most overdue rows,
 //! delete them one by one with a prepared statement, commit (rows/s).
@@ -10,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use zart_sqlite::Synchronous;
+
+use crate::stats::{Gap, Rng};
 
 use super::raw_connection;
 
@@ -96,4 +100,38 @@ pub fn claims(path: &Path, sync: Synchronous, count: u32) -> Result<(u64, Durati
         bail!("SB: {done} of {count} rows were done");
     }
     Ok((done, took))
+}
+
+/// S0: `warmup + samples` single-row insert commits, each after a random idle `gap` (the
+/// pickup phases' gaps); returns the measured ones. The commit runs on the calling thread,
+/// as the raw floor under Zart's `start()`.
+///
+/// # Errors
+/// When a statement fails.
+pub async fn idle_commits(
+    path: &Path,
+    sync: Synchronous,
+    warmup: usize,
+    samples: usize,
+    gap: Gap,
+    rng: &mut Rng,
+) -> Result<Vec<Duration>> {
+    let conn = raw_connection(path, sync)?;
+    conn.execute_batch(
+        "drop table if exists bench_s0;
+         create table bench_s0 (id integer primary key, payload text not null)",
+    )?;
+    let mut out = Vec::with_capacity(samples);
+    for i in 0..warmup + samples {
+        gap.sleep(rng).await;
+        let started = Instant::now();
+        conn.prepare_cached("insert into bench_s0 (payload) values (?1)")?
+            .execute([format!("{{\"n\":{i}}}")])?;
+        let took = started.elapsed();
+        if i >= warmup {
+            out.push(took);
+        }
+    }
+    conn.execute_batch("drop table bench_s0")?;
+    Ok(out)
 }

@@ -2,9 +2,10 @@
 //! inside its transaction (see [`crate::writer`]); and what they share: the transaction's
 //! clock and wake-ups ([`Tx`]), validation, and fencing ([`fence`]).
 //!
-//! Each operation follows the function of the same name in `zart-pg/sql/zart.sql`. An
-//! operation that returns an error may have written part of its work: the writer rolls its
-//! savepoint (or transaction) back, so nothing of it is stored.
+//! Each operation follows the function of the same name in `zart-pg/sql/zart.sql`, and checks
+//! everything that can refuse it before its first write. An operation that still returns an
+//! error after writing part of its work (a damaged row, a full disk) makes the writer roll the
+//! transaction back, so nothing of it is stored.
 
 pub(crate) mod admin;
 mod cancel;

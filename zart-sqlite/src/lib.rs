@@ -180,6 +180,8 @@ pub(crate) struct Settings {
 pub struct SqliteScheduler {
     location: Location,
     writer: Batcher<Arc<Op>, Reply>,
+    /// The same writer, for a lone write on the caller's thread (see `write`).
+    inline_writer: Writer,
     reads: ReadPool,
     settings: Settings,
     wakeups: broadcast::Sender<Wakeup>,
@@ -303,6 +305,7 @@ impl SqliteScheduler {
         );
         Ok(SqliteScheduler {
             location,
+            inline_writer: writer.clone(),
             writer: Batcher::start_blocking("sqlite", writer, options.max_batch)?,
             reads: ReadPool::new(opened.readers, counters.clone()),
             settings,
@@ -353,6 +356,7 @@ impl SqliteScheduler {
     pub async fn close(self) {
         let SqliteScheduler {
             writer,
+            inline_writer,
             reads,
             probe,
             mut poller,
@@ -362,12 +366,32 @@ impl SqliteScheduler {
         if let Some(poller) = poller.take() {
             poller.stop().await;
         }
-        drop((reads, probe));
+        drop((inline_writer, reads, probe));
     }
 
+    /// Writes `op`: through the group-commit writer, or, when nothing is queued or being
+    /// written and the runtime can lend this thread (multi-threaded tokio), right here in a
+    /// transaction of its own. A lone write on an idle scheduler (a start, the claim that
+    /// picks it up) then costs its commit and no hand-off to the writer thread and back; under
+    /// load the writer is busy and writes keep sharing commits.
     async fn write(&self, op: Op) -> Result<Reply, Error> {
+        if can_block_in_place() {
+            let alone = self.writer.write_alone(|| {
+                tokio::task::block_in_place(|| self.inline_writer.try_write_one(&op))
+            });
+            if let Some(answer) = alone {
+                return answer;
+            }
+        }
         self.writer.submit(Arc::new(op)).await
     }
+}
+
+/// Whether this thread runs a multi-threaded tokio runtime, where `block_in_place` may lend
+/// it to blocking work.
+fn can_block_in_place() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
 }
 
 fn unexpected(reply: Reply) -> Error {

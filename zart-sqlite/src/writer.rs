@@ -99,6 +99,7 @@ pub(crate) enum Reply {
 }
 
 /// The write connection and where its wake-ups go.
+#[derive(Clone)]
 pub(crate) struct Writer {
     conn: Arc<Mutex<Connection>>,
     settings: Settings,
@@ -129,12 +130,35 @@ impl Writer {
         &self,
         work: impl FnOnce(&Connection, &Settings) -> Result<(T, Vec<Wakeup>), Error>,
     ) -> Result<T, Error> {
-        let (value, wakeups) =
-            counting(&self.counters, || work(&lock(&self.conn), &self.settings))?;
+        self.run_on(&lock(&self.conn), work)
+    }
+
+    fn run_on<T>(
+        &self,
+        conn: &Connection,
+        work: impl FnOnce(&Connection, &Settings) -> Result<(T, Vec<Wakeup>), Error>,
+    ) -> Result<T, Error> {
+        let (value, wakeups) = counting(&self.counters, || work(conn, &self.settings))?;
         for wakeup in wakeups {
             let _ = self.wakeups.send(wakeup);
         }
         Ok(value)
+    }
+
+    /// Writes `op` in a transaction of its own on the calling thread, if the write connection
+    /// is free this instant; `None` if it is busy (the caller then queues the op).
+    ///
+    /// The caller must be allowed to block (a tokio worker inside `block_in_place`).
+    pub(crate) fn try_write_one(&self, op: &Op) -> Option<Result<Reply, Error>> {
+        let conn = match self.conn.try_lock() {
+            Ok(conn) => conn,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        let relax = self.settings.full_sync && op.leases_only();
+        Some(self.run_on(&conn, |conn, settings| {
+            relaxed(conn, relax, || write_one(conn, settings, op))
+        }))
     }
 }
 

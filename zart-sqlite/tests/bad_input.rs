@@ -308,7 +308,19 @@ async fn a_write_that_fails_halfway_leaves_nothing_and_spares_its_batch() {
                 .await
         })
     };
+    let start_other = |i: usize| {
+        let scheduler = scheduler.clone();
+        tokio::spawn(async move {
+            let mut params = start(&format!("other-{i}"), serde_json::json!({ "i": i }));
+            params.task_name = "u".to_owned();
+            scheduler.start_execution(params).await
+        })
+    };
     tokio::time::sleep(Duration::from_millis(100)).await;
+    // The writer thread takes what is queued now as one batch and waits for the connection;
+    // the claim and the starts after it queue behind, and go out together.
+    let mut starts: Vec<_> = (0..10).map(start_other).collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
     let claim = {
         let scheduler = scheduler.clone();
         tokio::spawn(async move {
@@ -323,16 +335,8 @@ async fn a_write_that_fails_halfway_leaves_nothing_and_spares_its_batch() {
                 .await
         })
     };
-    let starts: Vec<_> = (0..20)
-        .map(|i| {
-            let scheduler = scheduler.clone();
-            tokio::spawn(async move {
-                let mut params = start(&format!("other-{i}"), serde_json::json!({ "i": i }));
-                params.task_name = "u".to_owned();
-                scheduler.start_execution(params).await
-            })
-        })
-        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    starts.extend((10..20).map(start_other));
     tokio::time::sleep(Duration::from_millis(100)).await;
     raw.execute_batch("commit").unwrap();
     first.await.unwrap().unwrap();

@@ -61,6 +61,10 @@ fn registry() -> Arc<TaskRegistry> {
 async fn fleet_worker_process() {
     let url = std::env::var(URL_VAR).expect("run by two_worker_processes_share_one_file");
     let scheduler = Arc::new(SqliteScheduler::connect(&url).await.unwrap());
+    // Tell the test this process is up (a file beside the log), so no work is started
+    // before both processes can claim it.
+    let log = std::env::var(LOG_VAR).expect("run by two_worker_processes_share_one_file");
+    std::fs::write(format!("{log}.ready.{}", std::process::id()), "").unwrap();
     Worker::new(
         scheduler,
         registry(),
@@ -101,6 +105,14 @@ async fn two_worker_processes_share_one_file() {
     };
     let mut workers = [spawn(), spawn()];
     let pids: Vec<u32> = workers.iter().map(|c| c.id()).collect();
+    let up = Instant::now() + Duration::from_secs(30);
+    while !pids
+        .iter()
+        .all(|pid| std::path::Path::new(&format!("{}.ready.{pid}", log.display())).exists())
+    {
+        assert!(Instant::now() < up, "the worker processes did not start");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     // Started while both run, in bursts, so both have work to claim at once.
     for i in 0..EXECUTIONS {
         durable

@@ -16,6 +16,7 @@
 //! driver directly, so a lone write crosses threads twice (to the writer and back) rather than
 //! through a task and a blocking-pool hand-off as well.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -84,6 +85,24 @@ pub struct Batcher<I, O> {
     queue: mpsc::UnboundedSender<(I, Reply<O>)>,
     runner: Runner,
     max_batch: usize,
+    /// Items submitted and not yet answered (queued or being written).
+    pending: Arc<AtomicUsize>,
+}
+
+/// Counts one submitted item until its answer arrives or its caller gives up.
+struct Pending(Arc<AtomicUsize>);
+
+impl Pending {
+    fn new(count: &Arc<AtomicUsize>) -> Pending {
+        count.fetch_add(1, Ordering::AcqRel);
+        Pending(count.clone())
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl<I, O> std::fmt::Debug for Batcher<I, O> {
@@ -118,6 +137,7 @@ where
             queue,
             runner: Runner::Task(task),
             max_batch,
+            pending: Arc::default(),
         }
     }
 
@@ -163,6 +183,7 @@ where
             queue,
             runner: Runner::Thread(Some(ended)),
             max_batch,
+            pending: Arc::default(),
         })
     }
 
@@ -193,9 +214,26 @@ where
     /// # Errors
     /// The item's own error; [`Error::Unavailable`] if the writer task has stopped.
     pub async fn submit(&self, item: I) -> Result<O, Error> {
+        let _pending = Pending::new(&self.pending);
         let (reply, answer) = oneshot::channel();
         self.queue.send((item, reply)).map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
+    }
+
+    /// Runs `write` (a lone item written by the caller itself, on its own thread) if nothing
+    /// is pending this instant (none queued, none being written, no other such write), and
+    /// counts it as pending while it runs, so writes submitted meanwhile queue up behind it
+    /// and go out together. `None` when something was pending: submit the item instead.
+    ///
+    /// A backend whose writer is a thread of its own uses it to skip the hand-off to that
+    /// thread and back on an idle store (zart-sqlite); under load the batcher is rarely idle,
+    /// so writes keep sharing commits.
+    pub fn write_alone<R>(&self, write: impl FnOnce() -> Option<R>) -> Option<R> {
+        self.pending
+            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+            .ok()?;
+        let _pending = Pending(self.pending.clone());
+        write()
     }
 }
 
@@ -415,6 +453,41 @@ mod tests {
             1,
             "close ends the thread and drops its writer"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_alone_runs_only_when_nothing_is_pending() {
+        let writer = Arc::new(Odd::default());
+        let batcher = Arc::new(Batcher::start_blocking("test", writer.clone(), 8).unwrap());
+        assert_eq!(batcher.write_alone(|| Some(1)), Some(1));
+        // Inside one lone write, another is refused.
+        let nested = batcher.write_alone(|| Some(batcher.write_alone(|| Some(2))));
+        assert_eq!(nested, Some(None));
+        // While a lone write runs, a submitted item queues and is answered after it.
+        let (entered, release) = (
+            Arc::new(tokio::sync::Notify::new()),
+            Arc::new(Mutex::new(())),
+        );
+        let held = release.lock().unwrap();
+        let blocker = {
+            let (b, entered, release) = (batcher.clone(), entered.clone(), release.clone());
+            tokio::spawn(async move {
+                b.write_alone(|| {
+                    entered.notify_one();
+                    let _wait = release.lock().unwrap();
+                    Some(())
+                })
+            })
+        };
+        entered.notified().await;
+        let queued = {
+            let b = batcher.clone();
+            tokio::spawn(async move { b.submit(4).await })
+        };
+        drop(held);
+        blocker.await.unwrap().unwrap();
+        assert_eq!(queued.await.unwrap().unwrap(), 40);
+        assert_eq!(batcher.write_alone(|| Some(3)), Some(3), "idle again");
     }
 
     #[tokio::test]

@@ -392,6 +392,7 @@ impl TaskHandler for Mixed {
                 message,
                 attempts,
                 kind,
+                ..
             }) => Ok(json!({
                 "step": step, "message": message, "attempts": attempts, "kind": kind.as_str()
             })),

@@ -191,9 +191,9 @@ fn json_arg(field: &str, text: String) -> anyhow::Result<serde_json::Value> {
     } else {
         text
     };
-    serde_json::from_str(&text).map_err(|_| {
+    serde_json::from_str(&text).map_err(|e| {
         let shown: String = text.chars().take(80).collect();
-        Usage(format!("invalid {field}: {shown:?} is not valid JSON")).into()
+        Usage(format!("invalid {field}: {shown:?} is not valid JSON: {e}")).into()
     })
 }
 
@@ -323,7 +323,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let execution = scheduler
                 .get_execution(&id)
                 .await?
-                .with_context(|| format!("no execution has the id {id:?}"))?;
+                .ok_or_else(|| zart::Error::NotFound { id: id.clone() })?;
             let json = serde_json::json!({
                 "id": execution.id,
                 "task": execution.task_name,

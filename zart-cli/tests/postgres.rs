@@ -249,6 +249,7 @@ async fn show_says_why_an_execution_waits() {
             message: "card declined".into(),
             step: Some("charge".into()),
             attempts: Some(1),
+            ..Default::default()
         },
         attempts: 1,
         delay: Duration::from_secs(600),

@@ -28,8 +28,9 @@ fn migrate_start_and_status_on_sqlite() {
     std::fs::create_dir_all(&dir).unwrap();
     let url = format!("sqlite://{}", dir.join("zart.db").display());
 
-    assert!(stdout(&zart(&url, &["migrate"])).contains("applied 1 (V1__init)"));
-    assert!(stdout(&zart(&url, &["migrate"])).contains("schema is up to date (version 1)"));
+    assert!(stdout(&zart(&url, &["migrate"]))
+        .contains("applied 2 (V1__init, V2__check_without_in_lists)"));
+    assert!(stdout(&zart(&url, &["migrate"])).contains("schema is up to date (version 2)"));
     // --database-url works as DATABASE_URL does.
     let out = Command::new(env!("CARGO_BIN_EXE_zart"))
         .args([

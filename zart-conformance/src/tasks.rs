@@ -109,8 +109,52 @@ pub fn registry(counts: &Counts) -> TaskRegistry {
         .register("repeats", Repeats)
         .unwrap()
         .register("replay-aware", ReplayAware(c()))
+        .unwrap()
+        .register("declines", Declines(c()))
         .unwrap();
     registry
+}
+
+/// `declines`: with input `{"in": "step"}`, step `charge` (3 attempts allowed) fails with an
+/// application error that is not retryable (`card_declined`, with details); with
+/// `{"in": "workflow"}` the workflow itself fails with `order_rejected`.
+pub struct Declines(Counts);
+
+#[async_trait]
+impl TaskHandler for Declines {
+    type Data = Value;
+    type Output = ();
+
+    async fn run(
+        &self,
+        ctx: &mut TaskContext<impl Scheduler>,
+        data: Value,
+    ) -> Result<(), TaskError> {
+        if data["in"] == "workflow" {
+            return Err(
+                zart::AppError::new("order_rejected", "the order was rejected")
+                    .with_details(json!({ "reason": "fraud_check" }))
+                    .into(),
+            );
+        }
+        let (counts, id) = (self.0.clone(), ctx.execution_id().to_owned());
+        ctx.step_with_retry(
+            "charge",
+            RetryConfig::exponential(3, Duration::from_millis(10)),
+            || {
+                let (counts, id) = (counts.clone(), id.clone());
+                async move {
+                    counts.hit(&id, "charge");
+                    Err::<(), _>(
+                        zart::AppError::new("card_declined", "the card was declined")
+                            .with_details(json!({ "decline_code": "insufficient_funds" }))
+                            .not_retryable(),
+                    )
+                }
+            },
+        )
+        .await
+    }
 }
 
 /// `echo`: one step `echo` that returns the input.

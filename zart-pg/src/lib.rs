@@ -255,6 +255,7 @@ fn error_record(value: serde_json::Value) -> ErrorRecord {
         message: value.to_string(),
         step: None,
         attempts: None,
+        ..Default::default()
     })
 }
 

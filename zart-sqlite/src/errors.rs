@@ -108,5 +108,6 @@ pub(crate) fn error_record(text: &str) -> zart::ErrorRecord {
         message: text.to_owned(),
         step: None,
         attempts: None,
+        ..Default::default()
     })
 }

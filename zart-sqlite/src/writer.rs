@@ -222,9 +222,9 @@ fn write_batch(
     let mut wakeups = Vec::new();
     for op in items {
         let before = conn.total_changes();
-        let answer = Tx::new(conn, settings).and_then(|mut tx| {
+        let answer = Tx::new(conn, settings).map(|mut tx| {
             let answer = ops::run(&mut tx, op);
-            Ok((answer, tx.into_wakeups()))
+            (answer, tx.into_wakeups())
         });
         match answer {
             Ok((Ok(reply), item_wakeups)) => {

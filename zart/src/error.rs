@@ -54,8 +54,8 @@ pub enum Error {
         id: String,
         /// Its final status (`failed` or `cancelled`).
         status: crate::ExecutionStatus,
-        /// Its recorded error, if one was recorded.
-        error: Option<crate::ErrorRecord>,
+        /// Its recorded error, if one was recorded (boxed: it may carry JSON details).
+        error: Option<Box<crate::ErrorRecord>>,
     },
     /// [`crate::DurableScheduler::wait`] gave up before the execution finished.
     #[error("execution {id:?} did not finish within {waited:?}")]
@@ -189,6 +189,84 @@ impl Error {
     }
 }
 
+/// A business failure of the application's own kind, with structured details: what a step
+/// body or a workflow returns to fail in a way callers can tell apart (`card_declined` rather
+/// than a message to parse).
+///
+/// Returned from a step body (as its error type, or inside any error boxed into
+/// [`BoxError`]), it is recorded on the step and, if the workflow lets it end the execution,
+/// on the execution: `kind`, `message`, `details` and `retryable` are fields of the stored
+/// [`crate::ErrorRecord`], so `status()`, `wait()` and plain SQL see them
+/// (`error->>'kind' = 'card_declined'`). A step under `step_with_retry` is not tried again
+/// after a failure that is not retryable. A workflow fails with one through
+/// `Err(AppError::new(..).into())`.
+///
+/// Zart's own kinds (`step_failed`, `panic`, `timeout`, `failed`, `child_failed`,
+/// `non_determinism`, `duplicate_step`, `deadline_exceeded`, `cancelled`) are reserved: an
+/// application error is told apart by its `retryable` field, which only it records.
+///
+/// # Examples
+/// ```
+/// use zart::{AppError, TaskError};
+///
+/// let declined = AppError::new("card_declined", "the card was declined")
+///     .with_details(serde_json::json!({ "decline_code": "insufficient_funds" }))
+///     .not_retryable();
+/// assert!(!declined.retryable);
+/// let failure: TaskError = declined.into();
+/// assert_eq!(failure.to_string(), "the card was declined (card_declined)");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, thiserror::Error)]
+#[error("{message} ({kind})")]
+#[non_exhaustive]
+pub struct AppError {
+    /// The application's name for this failure (`card_declined`).
+    pub kind: String,
+    /// What happened, for people.
+    pub message: String,
+    /// Structured details, stored as JSON.
+    pub details: Option<serde_json::Value>,
+    /// Whether trying again could succeed (default true); a step under `step_with_retry`
+    /// stops at a failure that is not retryable.
+    pub retryable: bool,
+}
+
+impl AppError {
+    /// A retryable failure of `kind` with `message` and no details.
+    pub fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {
+        AppError {
+            kind: kind.into(),
+            message: message.into(),
+            details: None,
+            retryable: true,
+        }
+    }
+
+    /// Adds structured details.
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    /// Marks the failure as one a retry cannot fix.
+    pub fn not_retryable(mut self) -> Self {
+        self.retryable = false;
+        self
+    }
+
+    /// The record stored for it, at `step` after `attempts` when a step failed.
+    pub(crate) fn record(&self, step: Option<(&str, u32)>) -> crate::ErrorRecord {
+        crate::ErrorRecord {
+            kind: self.kind.clone(),
+            message: self.message.clone(),
+            step: step.map(|(name, _)| name.to_owned()),
+            attempts: step.map(|(_, attempts)| attempts),
+            details: self.details.clone(),
+            retryable: Some(self.retryable),
+        }
+    }
+}
+
 /// The error type of workflow code: what [`crate::TaskHandler::run`] and the step functions
 /// return.
 #[derive(Debug, thiserror::Error)]
@@ -205,7 +283,12 @@ pub enum TaskError {
         attempts: u32,
         /// How it failed: an error, a panic, a timeout, a failed child.
         kind: FailureKind,
+        /// The application error the body returned, if it returned one.
+        app: Option<Box<AppError>>,
     },
+    /// The workflow failed with an application error of its own (see [`AppError`]).
+    #[error("{0}")]
+    Application(Box<AppError>),
     /// The workflow itself decided to fail (see [`TaskError::failed`]).
     #[error("{message}")]
     Failed {
@@ -254,7 +337,23 @@ pub enum TaskError {
     Storage(#[source] Error),
 }
 
+impl From<AppError> for TaskError {
+    fn from(err: AppError) -> Self {
+        TaskError::Application(Box::new(err))
+    }
+}
+
 impl TaskError {
+    /// The application error behind this failure: the workflow's own, or the one a failed
+    /// step's body returned.
+    pub fn app_error(&self) -> Option<&AppError> {
+        match self {
+            TaskError::Application(app) => Some(app),
+            TaskError::StepFailed { app, .. } => app.as_deref(),
+            _ => None,
+        }
+    }
+
     /// Fails the workflow with a message; the execution ends `failed` with it.
     pub fn failed(message: impl std::fmt::Display) -> Self {
         TaskError::Failed {
@@ -279,6 +378,7 @@ impl TaskError {
         match self {
             TaskError::StepFailed { kind, .. } => kind.as_str(),
             TaskError::Failed { .. } => "failed",
+            TaskError::Application(_) => "application",
             TaskError::NonDeterminism { .. } => "non_determinism",
             TaskError::DuplicateStep { .. } => "duplicate_step",
             TaskError::Suspended => "suspended",

@@ -80,9 +80,11 @@ impl std::fmt::Display for ExecutionStatus {
 }
 
 /// The recorded error of a failed execution or step (`zart_executions.error` as JSON).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorRecord {
-    /// A machine-readable kind: `step_failed`, `panic`, `failed`, `non_determinism`, ...
+    /// A machine-readable kind: Zart's own (`step_failed`, `panic`, `timeout`, `failed`,
+    /// `child_failed`, `non_determinism`, `deadline_exceeded`, ...), or the kind of an
+    /// application error ([`crate::AppError`]).
     pub kind: String,
     /// The message, with its source chain.
     pub message: String,
@@ -92,6 +94,25 @@ pub struct ErrorRecord {
     /// Attempts made by that step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempts: Option<u32>,
+    /// An application error's structured details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
+    /// Set for an application error only: whether it said a retry could succeed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retryable: Option<bool>,
+}
+
+impl ErrorRecord {
+    /// The application error this record holds, if it holds one (it has `retryable`).
+    pub fn app_error(&self) -> Option<crate::AppError> {
+        let retryable = self.retryable?;
+        Some(crate::AppError {
+            kind: self.kind.clone(),
+            message: self.message.clone(),
+            details: self.details.clone(),
+            retryable,
+        })
+    }
 }
 
 impl std::fmt::Display for ErrorRecord {
@@ -181,7 +202,7 @@ impl Execution {
             ExecutionStatus::Failed | ExecutionStatus::Cancelled => Err(Error::ExecutionFailed {
                 id: self.id.clone(),
                 status: self.status,
-                error: self.error.clone(),
+                error: self.error.clone().map(Box::new),
             }),
             status => Err(Error::invalid(
                 "execution",
@@ -237,6 +258,7 @@ mod tests {
             message: "card declined".into(),
             step: Some("charge".into()),
             attempts: Some(3),
+            ..Default::default()
         });
         let err = failed.result_as::<u64>().unwrap_err();
         assert_eq!(err.code(), "execution_failed");

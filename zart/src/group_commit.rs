@@ -464,18 +464,14 @@ mod tests {
         let nested = batcher.write_alone(|| Some(batcher.write_alone(|| Some(2))));
         assert_eq!(nested, Some(None));
         // While a lone write runs, a submitted item queues and is answered after it.
-        let (entered, release) = (
-            Arc::new(tokio::sync::Notify::new()),
-            Arc::new(Mutex::new(())),
-        );
-        let held = release.lock().unwrap();
+        let entered = Arc::new(tokio::sync::Notify::new());
+        let (release, released) = std::sync::mpsc::channel::<()>();
         let blocker = {
-            let (b, entered, release) = (batcher.clone(), entered.clone(), release.clone());
+            let (b, entered) = (batcher.clone(), entered.clone());
             tokio::spawn(async move {
                 b.write_alone(|| {
                     entered.notify_one();
-                    let _wait = release.lock().unwrap();
-                    Some(())
+                    released.recv().ok()
                 })
             })
         };
@@ -484,7 +480,7 @@ mod tests {
             let b = batcher.clone();
             tokio::spawn(async move { b.submit(4).await })
         };
-        drop(held);
+        release.send(()).unwrap();
         blocker.await.unwrap().unwrap();
         assert_eq!(queued.await.unwrap().unwrap(), 40);
         assert_eq!(batcher.write_alone(|| Some(3)), Some(3), "idle again");

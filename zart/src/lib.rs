@@ -74,7 +74,7 @@ mod worker;
 pub use backoff::Backoff;
 pub use client::{DurableScheduler, StartOptions};
 pub use context::{EventOutcome, Parallel, TaskContext};
-pub use error::{Error, FailureKind, TaskError};
+pub use error::{AppError, Error, FailureKind, TaskError};
 pub use execution::{ErrorRecord, Execution, ExecutionStatus};
 pub use handler::TaskHandler;
 pub use registry::TaskRegistry;

@@ -109,6 +109,7 @@ pub async fn a_final_step_result_is_recorded_once(backend: &impl Backend) {
                 message: "late".into(),
                 step: Some("step-0".into()),
                 attempts: Some(2),
+                ..Default::default()
             }),
             attempts: 2,
         })

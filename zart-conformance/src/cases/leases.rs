@@ -42,6 +42,7 @@ async fn every_fenced_write_is_lease_lost(env: &Env, task: &ClaimedTask, worker:
             message: "late".into(),
             step: Some("late".into()),
             attempts: Some(1),
+            ..Default::default()
         },
         attempts: 1,
         delay: Duration::from_secs(3600),

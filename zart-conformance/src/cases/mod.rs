@@ -58,6 +58,7 @@ macro_rules! __for_each_case {
             // retries and timeouts
             step_with_retry_retries_until_it_succeeds,
             retries_exhausted_fail_the_execution,
+            an_application_error_is_recorded_with_its_kind_and_details,
             a_durable_backoff_suspends_until_the_clock_passes_it,
             a_step_past_its_timeout_fails_with_kind_timeout,
             a_timed_out_attempt_is_retried,

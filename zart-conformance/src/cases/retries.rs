@@ -143,3 +143,59 @@ pub async fn a_timed_out_attempt_is_retried(backend: &impl Backend) {
     );
     env.stop().await;
 }
+
+/// An application error is stored as such on the step and the execution (its kind, message,
+/// details, `retryable`), one that is not retryable ends `step_with_retry` at its first
+/// attempt, and a workflow's own application error is recorded without a step.
+pub async fn an_application_error_is_recorded_with_its_kind_and_details(backend: &impl Backend) {
+    let env = Env::new(backend).await;
+    env.spawn_worker();
+    env.start("declined", "declines", json!({ "in": "step" }))
+        .await;
+    env.start("rejected", "declines", json!({ "in": "workflow" }))
+        .await;
+
+    let declined = env.finished("declined").await;
+    assert_eq!(declined.status, ExecutionStatus::Failed);
+    let error = declined.error.unwrap();
+    let app = error.app_error().expect("an application error");
+    assert_eq!(
+        (app.kind.as_str(), app.message.as_str(), app.retryable),
+        ("card_declined", "the card was declined", false)
+    );
+    assert_eq!(
+        app.details,
+        Some(json!({ "decline_code": "insufficient_funds" }))
+    );
+    assert_eq!(
+        (error.step.as_deref(), error.attempts),
+        (Some("charge"), Some(1))
+    );
+    assert_eq!(env.counts.get("declined", "charge"), 1, "not retried");
+    let step = env
+        .steps("declined")
+        .await
+        .into_iter()
+        .find(|s| s.name == "charge")
+        .unwrap();
+    assert_eq!((step.status, step.attempts), (StepStatus::Failed, 1));
+    let stored = step.error_json.unwrap();
+    assert_eq!(stored["kind"], json!("card_declined"));
+    assert_eq!(
+        stored["details"]["decline_code"],
+        json!("insufficient_funds")
+    );
+    assert_eq!(stored["retryable"], json!(false));
+    assert_eq!(env.execution("declined").await.error, Some(error));
+
+    let rejected = env.finished("rejected").await;
+    assert_eq!(rejected.status, ExecutionStatus::Failed);
+    let error = rejected.error.unwrap();
+    assert_eq!(
+        (error.kind.as_str(), error.step.as_deref(), error.retryable),
+        ("order_rejected", None, Some(true))
+    );
+    assert_eq!(error.details, Some(json!({ "reason": "fraud_check" })));
+    assert!(env.steps("rejected").await.is_empty());
+    env.stop().await;
+}

@@ -77,6 +77,7 @@ pub(super) fn cancel_tree(
             message: "execution was cancelled".to_owned(),
             step: None,
             attempts: None,
+            ..Default::default()
         },
         "a cancellation record",
     )?;

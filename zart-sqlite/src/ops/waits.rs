@@ -324,6 +324,7 @@ pub(super) fn start_child(tx: &mut Tx<'_>, p: &StartChildParams) -> Result<Reply
                     ),
                     step: Some(p.name.clone()),
                     attempts: Some(1),
+                    ..Default::default()
                 };
                 let text = to_json(
                     &ChildFailure {

@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tracing::Instrument;
 
-use crate::error::{error_chain, BoxError, FailureKind};
+use crate::error::{error_chain, AppError, BoxError, FailureKind};
 use crate::execution::ErrorRecord;
 use crate::scheduler::{
     ClaimedTask, CommitStepParams, Lease, RecordedStep, RetryStepParams, StepKind, StepStatus,
@@ -67,7 +67,7 @@ impl<S: Scheduler> std::fmt::Debug for TaskContext<S> {
 /// How one run of a step body ended.
 enum BodyOutcome<T> {
     Ok(T),
-    Failed(String, FailureKind),
+    Failed(String, FailureKind, Option<AppError>),
 }
 
 /// What the recording says about a step body.
@@ -314,11 +314,13 @@ impl<S: Scheduler> TaskContext<S> {
             let outcome = self
                 .run_body(name, attempt, retry.attempt_timeout(), f())
                 .await;
-            let (message, kind) = match outcome {
-                BodyOutcome::Failed(message, kind)
-                    if kind != FailureKind::Panic && attempt < retry.max_attempts() =>
+            let (message, kind, app) = match outcome {
+                BodyOutcome::Failed(message, kind, app)
+                    if kind != FailureKind::Panic
+                        && attempt < retry.max_attempts()
+                        && app.as_ref().is_none_or(|a| a.retryable) =>
                 {
-                    (message, kind)
+                    (message, kind, app)
                 }
                 last => return self.record_outcome(name, seq, attempt, last).await,
             };
@@ -337,7 +339,7 @@ impl<S: Scheduler> TaskContext<S> {
                         queue: self.queue.clone(),
                         name: name.to_owned(),
                         seq,
-                        error: step_error(name, attempt, message, kind),
+                        error: step_error(name, attempt, message, kind, app.as_ref()),
                         attempts: attempt,
                         delay,
                     })
@@ -445,6 +447,7 @@ impl<S: Scheduler> TaskContext<S> {
                     return BodyOutcome::Failed(
                         format!("step timed out after {limit:?}"),
                         FailureKind::Timeout,
+                        None,
                     )
                 }
             },
@@ -455,11 +458,19 @@ impl<S: Scheduler> TaskContext<S> {
             Ok(Ok(value)) => BodyOutcome::Ok(value),
             Ok(Err(err)) => {
                 let err: BoxError = err.into();
-                BodyOutcome::Failed(error_chain(err.as_ref()), FailureKind::Error)
+                match err.downcast::<AppError>() {
+                    Ok(app) => {
+                        BodyOutcome::Failed(app.message.clone(), FailureKind::Error, Some(*app))
+                    }
+                    Err(err) => {
+                        BodyOutcome::Failed(error_chain(err.as_ref()), FailureKind::Error, None)
+                    }
+                }
             }
             Err(panic) => BodyOutcome::Failed(
                 format!("step panicked: {}", panic_message(&*panic)),
                 FailureKind::Panic,
+                None,
             ),
         }
     }
@@ -487,14 +498,15 @@ impl<S: Scheduler> TaskContext<S> {
                 // Return what replay would return, so the first run and every replay agree.
                 decode(json, || format!("the output of step {name:?}"))
             }
-            BodyOutcome::Failed(message, kind) => {
-                let error = step_error(name, attempt, message.clone(), kind);
+            BodyOutcome::Failed(message, kind, app) => {
+                let error = step_error(name, attempt, message.clone(), kind, app.as_ref());
                 self.commit(name, seq, attempt, Err(error)).await?;
                 Err(TaskError::StepFailed {
                     step: name.to_owned(),
                     message,
                     attempts: attempt,
                     kind,
+                    app: app.map(Box::new),
                 })
             }
         }
@@ -574,15 +586,30 @@ fn recorded_failure(name: &str, recorded: &RecordedStep) -> TaskError {
         message,
         attempts: recorded.attempts,
         kind,
+        app: recorded
+            .error
+            .as_ref()
+            .and_then(ErrorRecord::app_error)
+            .map(Box::new),
     }
 }
 
-fn step_error(name: &str, attempts: u32, message: String, kind: FailureKind) -> ErrorRecord {
-    ErrorRecord {
-        kind: kind.as_str().to_owned(),
-        message,
-        step: Some(name.to_owned()),
-        attempts: Some(attempts),
+fn step_error(
+    name: &str,
+    attempts: u32,
+    message: String,
+    kind: FailureKind,
+    app: Option<&AppError>,
+) -> ErrorRecord {
+    match app {
+        Some(app) => app.record(Some((name, attempts))),
+        None => ErrorRecord {
+            kind: kind.as_str().to_owned(),
+            message,
+            step: Some(name.to_owned()),
+            attempts: Some(attempts),
+            ..ErrorRecord::default()
+        },
     }
 }
 

@@ -228,6 +228,9 @@ impl<S: Scheduler> TaskContext<S> {
                 },
                 attempts: 1,
                 kind: FailureKind::Child,
+                // As the recording says (kind child_failed); the child's own error, an
+                // application error or not, is on the child's execution.
+                app: None,
             }),
             ChildWait::Waiting => Err(self.suspend(None)),
         }

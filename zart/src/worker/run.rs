@@ -103,6 +103,7 @@ async fn run_execution(
                 message: format!("no handler is registered for task {:?}", task.task_name),
                 step: None,
                 attempts: None,
+                ..Default::default()
             }));
         };
         if task.deadline_in.is_some_and(|left| left.is_zero()) {
@@ -118,6 +119,7 @@ async fn run_execution(
                 ),
                 step: None,
                 attempts: None,
+                ..Default::default()
             }));
         }
         let mut ctx =
@@ -156,6 +158,7 @@ async fn run_execution(
                 message: format!("task panicked: {}", panic_message(&*panic)),
                 step: None,
                 attempts: None,
+                ..Default::default()
             })),
         }
     }
@@ -181,6 +184,7 @@ async fn run_execution(
                     message: format!("the output could not be recorded: {err}"),
                     step: None,
                     attempts: None,
+                    ..Default::default()
                 });
             }
             Ok(()) => {
@@ -217,12 +221,20 @@ fn deadline_error() -> ErrorRecord {
         message: "the execution's deadline passed before it finished".to_owned(),
         step: None,
         attempts: None,
+        ..Default::default()
     }
 }
 
 /// The recorded form of a failure that ends an execution.
 fn error_record(err: &TaskError) -> ErrorRecord {
     match err {
+        TaskError::Application(app) => app.record(None),
+        TaskError::StepFailed {
+            step,
+            attempts,
+            app: Some(app),
+            ..
+        } => app.record(Some((step, *attempts))),
         TaskError::StepFailed {
             step,
             message,
@@ -233,18 +245,21 @@ fn error_record(err: &TaskError) -> ErrorRecord {
             message: message.clone(),
             step: Some(step.clone()),
             attempts: Some(*attempts),
+            ..ErrorRecord::default()
         },
         TaskError::NonDeterminism { step, .. } | TaskError::DuplicateStep { step } => ErrorRecord {
             kind: err.kind().to_owned(),
             message: err.to_string(),
             step: Some(step.clone()),
             attempts: None,
+            ..Default::default()
         },
         other => ErrorRecord {
             kind: other.kind().to_owned(),
             message: crate::error::error_chain(other),
             step: None,
             attempts: None,
+            ..Default::default()
         },
     }
 }

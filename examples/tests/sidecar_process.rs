@@ -203,7 +203,13 @@ async fn runs_work_counts_it_in_metrics_and_stops_cleanly_on_sigterm() {
     for i in 0..3 {
         start_onboarding(&*scheduler, &format!("elsewhere-{i}"), "other").await;
     }
-    let mut sidecar = Sidecar::start(&db.url, &[]);
+    let mut sidecar = Sidecar::start(
+        &db.url,
+        &[
+            ("ZART_LOG_LEVEL", "info,zart_pg=debug"),
+            ("ZART_LOG_SPANS", "close"),
+        ],
+    );
     sidecar.ready().await;
     assert_eq!(
         get(sidecar.port, "/livez").await,
@@ -302,6 +308,24 @@ async fn runs_work_counts_it_in_metrics_and_stops_cleanly_on_sigterm() {
     assert_json_log(&log);
     assert!(log.contains("zart-sidecar ready"), "{log}");
     assert!(log.contains("stopped cleanly"), "{log}");
+    // The database call that scheduled the billing retry, as a span naming its execution
+    // and step.
+    let retry_span = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|line| {
+            let span = &line["span"];
+            span["name"] == "zart.pg.query"
+                && span["db.operation"] == "scheduling a retry"
+                && span["step.name"] == "setup-billing"
+                && span["execution.id"]
+                    .as_str()
+                    .is_some_and(|id| id.starts_with("signup-"))
+        });
+    assert!(
+        retry_span.is_some(),
+        "no zart.pg.query span for the retry:\n{log}"
+    );
 }
 
 #[tokio::test]
@@ -394,6 +418,7 @@ async fn bad_configuration_exits_2_with_a_message_naming_the_setting() {
         "ZART_LISTEN",
         "ZART_LOG_FORMAT",
         "ZART_LOG_LEVEL",
+        "ZART_LOG_SPANS",
         "ZART_STATS_INTERVAL",
         "ZART_CONNECT_TIMEOUT",
         "ZART_MIGRATE",

@@ -62,11 +62,12 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::task::JoinSet;
+use tracing_subscriber::fmt::format::FmtSpan;
 use tracing_subscriber::EnvFilter;
 use zart::{telemetry, ShutdownHandle, TaskRegistry, Worker};
 
 pub use exit::Exit;
-pub use settings::{parse_duration, LogFormat, Settings};
+pub use settings::{parse_duration, LogFormat, LogSpans, Settings};
 
 use http::Health;
 
@@ -296,7 +297,12 @@ fn init_logging(settings: &Settings) -> Result<(), Exit> {
     })?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_span_events(match settings.log_spans {
+            LogSpans::None => FmtSpan::NONE,
+            LogSpans::Close => FmtSpan::CLOSE,
+        });
     let installed = match settings.log_format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

@@ -113,6 +113,20 @@ pub struct Settings {
     /// such as `info,zart_pg=debug` (`debug` shows the database-call spans).
     #[arg(long, env = "ZART_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+
+    /// Also log each span when it closes, with its busy and idle time: `close` (with
+    /// `ZART_LOG_LEVEL=info,zart_pg=debug`, one line per database call), or `none`.
+    #[arg(long, env = "ZART_LOG_SPANS", value_enum, default_value_t = LogSpans::None)]
+    pub log_spans: LogSpans,
+}
+
+/// Which span events are logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogSpans {
+    /// Spans only give their fields to the events inside them.
+    None,
+    /// A line when each span closes, with its timings.
+    Close,
 }
 
 /// How logs are written to standard error.

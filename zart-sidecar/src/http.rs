@@ -80,3 +80,55 @@ async fn render_metrics(State(health): State<Arc<Health>>) -> impl IntoResponse 
         health.metrics.render(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A health state over a fresh migrated SQLite file, with one worker running.
+    async fn health(dir: &std::path::Path) -> Arc<Health> {
+        let url = format!("sqlite://{}", dir.join("zart.db").display());
+        zart_sqlite::migrate(&url).await.unwrap();
+        let scheduler = zart_sqlite::SqliteScheduler::connect(&url).await.unwrap();
+        Arc::new(Health {
+            scheduler: Arc::new(scheduler),
+            metrics: metrics_exporter_prometheus::PrometheusBuilder::new()
+                .build_recorder()
+                .handle(),
+            workers: 1,
+            running: AtomicUsize::new(1),
+            stopping: AtomicBool::new(false),
+        })
+    }
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("zart-readyz-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[tokio::test]
+    async fn readyz_says_why_it_is_not_ready() {
+        let dir = temp_dir("states");
+        let h = health(&dir).await;
+        assert_eq!(
+            readyz(State(h.clone())).await,
+            (StatusCode::OK, "ready\n".to_owned())
+        );
+
+        h.running.store(0, Ordering::Release);
+        let (status, body) = readyz(State(h.clone())).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body, "not ready: 0 of 1 workers running\n");
+
+        h.running.store(1, Ordering::Release);
+        h.stopping.store(true, Ordering::Release);
+        let (status, body) = readyz(State(h)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body, "not ready: shutting down\n");
+
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -354,6 +354,28 @@ async fn sqlite_with_migrate_runs_work_and_stops_cleanly() {
     })
     .await;
     assert!(sample(&page, "zart_wakeup_polls_total").is_some(), "{page}");
+    // The queue gauges on SQLite: work on a queue nobody serves is counted as due.
+    start_onboarding(&scheduler, "lite-other-1", "other").await;
+    start_onboarding(&scheduler, "lite-other-2", "other").await;
+    wait_for(
+        "the other queue's gauges",
+        Duration::from_secs(10),
+        || async {
+            let page = sidecar.metrics().await;
+            let counted = sample(
+                &page,
+                r#"zart_queue_depth{queue="other",status="scheduled"}"#,
+            ) == Some(2.0)
+                && sample(&page, r#"zart_queue_due{queue="other"}"#) == Some(2.0)
+                && sample(
+                    &page,
+                    r#"zart_queue_depth{queue="default",status="scheduled"}"#,
+                ) == Some(0.0)
+                && sample(&page, "zart_queue_stats_errors_total") == Some(0.0);
+            counted.then_some(())
+        },
+    )
+    .await;
     let (code, _, log) = sidecar.terminate().await;
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("migrated the database"), "{log}");

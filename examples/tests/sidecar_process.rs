@@ -5,171 +5,16 @@
 //! SIGTERM). PostgreSQL through tests/support (a fresh database per test), and SQLite files.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use zart::scheduler::StartExecutionParams;
 use zart::{ExecutionStatus, Scheduler};
+use zart_tests::sidecar::{free_port, get, sample, Sidecar, TempDir};
 use zart_tests::{wait_for, TestDb};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sidecar");
-
-/// A free loopback port (bound, then released for the child to take).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A GET over HTTP/1.1: the status and body, or `None` when nothing answers.
-async fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await
-        .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.ok()?;
-    let status = response.split(' ').nth(1)?.parse().ok()?;
-    let (_, body) = response.split_once("\r\n\r\n")?;
-    Some((status, body.to_owned()))
-}
-
-/// The value of one sample line of a Prometheus text page (`name{labels} value`).
-fn sample(page: &str, series: &str) -> Option<f64> {
-    page.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        l.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
-}
-
-/// A sidecar child process, its HTTP port and its log file.
-struct Sidecar {
-    child: tokio::process::Child,
-    port: u16,
-    log: PathBuf,
-    _dir: TempDir,
-}
-
-impl Sidecar {
-    /// Starts the sidecar on `url` with short test settings, plus `env`.
-    fn start(url: &str, env: &[(&str, &str)]) -> Sidecar {
-        let dir = TempDir::new();
-        let log = dir.0.join("sidecar.log");
-        let port = free_port();
-        let child = tokio::process::Command::new(BIN)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATABASE_URL", url)
-            .env("ZART_LISTEN", format!("127.0.0.1:{port}"))
-            .env("ZART_STATS_INTERVAL", "200ms")
-            .env("ZART_SHUTDOWN_GRACE", "5s")
-            .env("ZART_LOG_FORMAT", "json")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        Sidecar {
-            child,
-            port,
-            log,
-            _dir: dir,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until `/readyz` answers 200.
-    async fn ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some((200, _)) = get(self.port, "/readyz").await {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "the sidecar exited with {status} before it was ready:\n{}",
-                    self.log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "not ready in 30 s:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn metrics(&self) -> String {
-        let (status, body) = get(self.port, "/metrics").await.expect("no /metrics");
-        assert_eq!(status, 200);
-        body
-    }
-
-    /// Sends SIGTERM and returns the exit code and how long the exit took.
-    async fn terminate(mut self) -> (Option<i32>, Duration, String) {
-        let pid = self.child.id().expect("running").to_string();
-        let sent = Instant::now();
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let exit = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
-            .await
-            .unwrap_or_else(|_| panic!("no exit 20 s after SIGTERM:\n{}", self.log()))
-            .unwrap();
-        (exit.code(), sent.elapsed(), self.log())
-    }
-}
-
-/// A temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let path = std::env::temp_dir().join(format!(
-            "zart-sidecar-test-{}-{}",
-            std::process::id(),
-            rand_part()
-        ));
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn rand_part() -> u128 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    nanos * 1000 + u128::from(N.fetch_add(1, Ordering::Relaxed))
-}
 
 async fn start_onboarding(s: &impl Scheduler, id: &str, queue: &str) {
     s.start_execution(StartExecutionParams {
@@ -204,6 +49,7 @@ async fn runs_work_counts_it_in_metrics_and_stops_cleanly_on_sigterm() {
         start_onboarding(&*scheduler, &format!("elsewhere-{i}"), "other").await;
     }
     let mut sidecar = Sidecar::start(
+        BIN,
         &db.url,
         &[
             ("ZART_LOG_LEVEL", "info,zart_pg=debug"),
@@ -333,6 +179,7 @@ async fn sqlite_with_migrate_runs_work_and_stops_cleanly() {
     let dir = TempDir::new();
     let url = format!("sqlite://{}", dir.0.join("zart.db").display());
     let mut sidecar = Sidecar::start(
+        BIN,
         &url,
         &[("ZART_MIGRATE", "true"), ("ZART_LOG_FORMAT", "text")],
     );
@@ -565,7 +412,7 @@ async fn a_supervisor_following_the_unit_file_restarts_on_failure_and_stops_with
     let mut codes = Vec::new();
     let mut migrated = false;
     for attempt in 1..=3 {
-        let mut sidecar = Sidecar::start(&db.url, &env);
+        let mut sidecar = Sidecar::start(BIN, &db.url, &env);
         // Ready, or exited: what a supervisor sees.
         let deadline = Instant::now() + Duration::from_secs(30);
         let exited = loop {

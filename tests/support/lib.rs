@@ -7,6 +7,7 @@
 
 pub mod logins;
 pub mod pg_up;
+pub mod sidecar;
 pub mod tasks;
 
 use std::future::Future;

@@ -4,14 +4,14 @@
 //! on, row-level security keeps them to the session's tenants. A detail is read in one
 //! repeatable-read, read-only transaction, so its parts agree with each other.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use postgres_types::Type;
 use tokio_postgres::Row;
 use zart::admin::{
     Admin, ExecutionDetail, ExecutionPage, ExecutionSummary, ListExecutionsParams, PendingEvent,
-    StepRecord, TaskState,
+    QueueStats, StepRecord, TaskState,
 };
 use zart::{Error, Execution, ExecutionStatus};
 
@@ -199,6 +199,31 @@ impl Admin for PostgresScheduler {
         detail.task = task;
         Ok(Some(detail))
     }
+
+    async fn queue_stats(&self) -> Result<Vec<QueueStats>, Error> {
+        queue_stats(self.pool().pool()).await
+    }
+}
+
+/// The rows of [`queries::QUEUE_STATS`] grouped by queue.
+async fn queue_stats(pool: &deadpool_postgres::Pool) -> Result<Vec<QueueStats>, Error> {
+    let call = Call::new("reading queue statistics");
+    let rows = crate::query(pool, queries::QUEUE_STATS, &[], call).await?;
+    let get_err = |e| from_pg(e, call);
+    let mut groups = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let executions: i64 = row.try_get("executions").map_err(get_err)?;
+        let due: i64 = row.try_get("due").map_err(get_err)?;
+        let oldest: Option<i64> = row.try_get("oldest_due_ms").map_err(get_err)?;
+        groups.push((
+            row.try_get("queue").map_err(get_err)?,
+            status(row, call)?,
+            u64::try_from(executions).unwrap_or(0),
+            u64::try_from(due).unwrap_or(0),
+            oldest.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
+        ));
+    }
+    Ok(QueueStats::collect(groups))
 }
 
 fn status(row: &Row, call: Call<'_>) -> Result<ExecutionStatus, Error> {

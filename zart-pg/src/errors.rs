@@ -36,6 +36,8 @@ pub(crate) struct Call<'a> {
     pub what: &'static str,
     pub execution_id: Option<&'a str>,
     pub step: Option<&'a str>,
+    /// Items in a batch call (group commit), for its span.
+    pub batch: Option<usize>,
 }
 
 impl<'a> Call<'a> {
@@ -44,6 +46,7 @@ impl<'a> Call<'a> {
             what,
             execution_id: None,
             step: None,
+            batch: None,
         }
     }
 
@@ -52,11 +55,18 @@ impl<'a> Call<'a> {
             what,
             execution_id: Some(id),
             step: None,
+            batch: None,
         }
     }
 
     pub(crate) fn step(mut self, step: &'a str) -> Self {
         self.step = Some(step);
+        self
+    }
+
+    /// A batch of `items` (one item's execution and step are named by the caller).
+    pub(crate) fn batch(mut self, items: usize) -> Self {
+        self.batch = Some(items);
         self
     }
 }

@@ -85,6 +85,20 @@ impl BatchWriter<CompleteExecutionParams, Option<String>> for Outcomes {
     }
 }
 
+/// The call of a batch, for its span and errors: a batch of one names its execution (and step).
+fn batch_call<'a>(
+    what: &'static str,
+    items: usize,
+    first: Option<(&'a str, Option<&'a str>)>,
+) -> Call<'a> {
+    let call = match first.filter(|_| items == 1) {
+        Some((id, Some(step))) => Call::execution(what, id).step(step),
+        Some((id, None)) => Call::execution(what, id),
+        None => Call::new(what),
+    };
+    call.batch(items)
+}
+
 /// Maps a per-item code from the batch functions.
 fn item_result(code: Option<&str>, id: &str, step: Option<&str>) -> Result<(), Error> {
     match code {
@@ -141,7 +155,13 @@ async fn write_steps_batch(
             (&errors, Type::JSONB_ARRAY),
             (&attempts, Type::INT4_ARRAY),
         ],
-        Call::new("recording steps"),
+        batch_call(
+            "recording steps",
+            items.len(),
+            items
+                .first()
+                .map(|p| (p.lease.execution_id.as_str(), Some(p.name.as_str()))),
+        ),
     )
     .await?;
     let codes: Vec<Option<String>> = rows
@@ -224,7 +244,11 @@ async fn write_outcomes_batch(
         outputs.push(output);
         errors.push(error);
     }
-    let call = Call::new("completing executions");
+    let call = batch_call(
+        "completing executions",
+        n,
+        items.first().map(|p| (p.lease.execution_id.as_str(), None)),
+    );
     let rows = query(
         pool,
         queries::COMPLETE_EXECUTIONS,

@@ -39,6 +39,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use postgres_types::{ToSql, Type};
 use tokio::sync::broadcast;
+use tracing::Instrument;
 use zart::scheduler::{
     AwaitEventParams, ChildWait, ClaimTasksParams, ClaimedTask, CommitStepParams,
     CompleteExecutionParams, EventWait, HeartbeatParams, Lease, NextRunAtParams, RecordedStep,
@@ -171,18 +172,31 @@ fn to_json<T: serde::Serialize>(value: &T, what: &str) -> Result<serde_json::Val
     })
 }
 
-/// Runs one unnamed statement (`query_typed`: one round trip) on a pooled connection.
+/// Runs one unnamed statement (`query_typed`: one round trip) on a pooled connection, in a
+/// `zart.pg.query` span (debug level) that names the call, its execution and step, and the
+/// batch size for the group-commit batches.
 pub(crate) async fn query(
     pool: &deadpool_postgres::Pool,
     sql: &str,
     params: &[(&(dyn ToSql + Sync), Type)],
     call: Call<'_>,
 ) -> Result<Vec<tokio_postgres::Row>, Error> {
-    let client = pool.get().await.map_err(|e| from_pool(e, call))?;
-    client
-        .query_typed(sql, params)
-        .await
-        .map_err(|e| from_pg(e, call))
+    let span = tracing::debug_span!(
+        "zart.pg.query",
+        db.operation = call.what,
+        execution.id = call.execution_id,
+        step.name = call.step,
+        batch.size = call.batch,
+    );
+    async {
+        let client = pool.get().await.map_err(|e| from_pool(e, call))?;
+        client
+            .query_typed(sql, params)
+            .await
+            .map_err(|e| from_pg(e, call))
+    }
+    .instrument(span)
+    .await
 }
 
 /// A count or position as an SQL `integer` (saturating; ours never come near the limit).

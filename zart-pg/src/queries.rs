@@ -167,6 +167,24 @@ pub const DESCRIBE_EVENTS: &str = "select v.name, v.payload, v.created_at \
       where v.bucket = public.zart_bucket($1) and v.execution_id = $1 and v.consumed_at is null \
       order by v.event_id";
 
+/// The live queue grouped by queue and status, with the due backlog at the database clock
+/// ([`zart::admin::Admin::queue_stats`]); reads `zart_tasks` only (zart_reader), never the
+/// history. The status is worked out from the task row as the stored functions set it: leased
+/// is running, a sleep or retry back-off sleeping, an event or child wait waiting. Columns:
+/// queue, status, executions, due, oldest_due_ms (null when none is due).
+pub const QUEUE_STATS: &str = "with c as (select public.zart_current_time() as now) \
+     select t.queue, \
+            case when t.locked_by is not null then 'running' \
+                 when t.wait_kind in ('sleep', 'retry') then 'sleeping' \
+                 when t.wait_kind is not null then 'waiting' \
+                 else 'scheduled' end as status, \
+            count(*) as executions, \
+            count(*) filter (where t.run_at <= c.now) as due, \
+            (extract(epoch from c.now - min(t.run_at) filter (where t.run_at <= c.now)) \
+               * 1000)::bigint as oldest_due_ms \
+       from public.zart_tasks t cross join c \
+      group by t.queue, 2, c.now";
+
 /// The names of the V-migrations recorded as applied, if the history table exists.
 pub const APPLIED_MIGRATIONS: &str =
     "select h.name, h.version from public.zart_schema_history h order by h.version";

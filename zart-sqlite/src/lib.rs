@@ -421,6 +421,13 @@ impl zart::admin::Admin for SqliteScheduler {
             .read(move |conn| ops::admin::describe_execution(conn, &settings, &id))
             .await
     }
+
+    async fn queue_stats(&self) -> Result<Vec<zart::admin::QueueStats>, Error> {
+        let settings = self.settings.clone();
+        self.reads
+            .read(move |conn| ops::admin::queue_stats(conn, &settings))
+            .await
+    }
 }
 
 #[async_trait]

@@ -204,6 +204,20 @@ pub const LIST_EXECUTIONS: &str =
 /// Where a page of [`LIST_EXECUTIONS`] after an execution starts. Params: id.
 pub const LIST_CURSOR: &str = "select created_at from zart_executions where id = ?1";
 
+/// The live queue grouped by queue and status, with the due backlog (`Admin::queue_stats`);
+/// reads `zart_tasks` only, never the history. The status is worked out from the task row as
+/// the operations set it (see zart-pg's `QUEUE_STATS`). Params: now (stored time text).
+/// Columns: queue, status, executions, due, oldest due run_at (null when none is due).
+pub const QUEUE_STATS: &str = "select queue,
+            case when locked_by is not null then 'running'
+                 when wait_kind in ('sleep', 'retry') then 'sleeping'
+                 when wait_kind is not null then 'waiting'
+                 else 'scheduled' end as status,
+            count(*), count(*) filter (where run_at <= ?1),
+            min(run_at) filter (where run_at <= ?1)
+       from zart_tasks
+      group by 1, 2";
+
 /// One execution in full (`Admin::describe_execution`). Params: id.
 pub const DESCRIBE_EXECUTION: &str =
     "select id, task_name, queue, status, input, output, error, attempts, parent_id, deadline_at,

@@ -35,6 +35,86 @@ pub trait Admin: Send + Sync {
     /// # Errors
     /// The transient and database errors of every call.
     async fn describe_execution(&self, id: &str) -> Result<Option<ExecutionDetail>, Error>;
+
+    /// How many unfinished executions each queue holds, by status, and its due backlog, judged
+    /// at the store's clock. Reads only the live queue (`zart_tasks`: one row per unfinished
+    /// execution), never the history, so it is cheap enough to call every few seconds; not
+    /// meant for every claim. Queues with nothing unfinished are not listed.
+    ///
+    /// # Errors
+    /// The transient and database errors of every call (a login that may not read the tables
+    /// gets a database error).
+    async fn queue_stats(&self) -> Result<Vec<QueueStats>, Error>;
+}
+
+/// The unfinished executions of one queue ([`Admin::queue_stats`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueStats {
+    /// The queue.
+    pub queue: String,
+    /// How many unfinished executions have each status (`scheduled`, `running`, `sleeping`,
+    /// `waiting`); statuses with none are left out. The status is the one `zart_executions`
+    /// holds, worked out from the task row: leased is `running`, a sleep or retry back-off is
+    /// `sleeping`, an event or child wait is `waiting`, anything else `scheduled`.
+    pub by_status: Vec<(ExecutionStatus, u64)>,
+    /// How many are due now and not held by a live lease (an expired lease counts: it is due
+    /// again): the backlog a worker of this queue could claim.
+    pub due: u64,
+    /// How long the oldest due one has been due; `None` when none is.
+    pub oldest_due_age: Option<std::time::Duration>,
+}
+
+impl QueueStats {
+    /// Empty statistics for `queue`; for backends, which fill them in.
+    pub fn new(queue: String) -> Self {
+        QueueStats {
+            queue,
+            by_status: Vec::new(),
+            due: 0,
+            oldest_due_age: None,
+        }
+    }
+
+    /// Adds one group of a backend's read: `count` executions of `status`, of which `due` are
+    /// due, the oldest of those due for `oldest_due_age`.
+    pub fn add(
+        &mut self,
+        status: ExecutionStatus,
+        count: u64,
+        due: u64,
+        oldest_due_age: Option<std::time::Duration>,
+    ) {
+        match self.by_status.iter_mut().find(|(s, _)| *s == status) {
+            Some((_, n)) => *n += count,
+            None => self.by_status.push((status, count)),
+        }
+        self.due += due;
+        self.oldest_due_age = self.oldest_due_age.max(oldest_due_age);
+    }
+
+    /// Groups a backend's rows (queue, status, count, due, oldest due age) by queue, in
+    /// queue order.
+    pub fn collect(
+        rows: impl IntoIterator<
+            Item = (
+                String,
+                ExecutionStatus,
+                u64,
+                u64,
+                Option<std::time::Duration>,
+            ),
+        >,
+    ) -> Vec<QueueStats> {
+        let mut queues: std::collections::BTreeMap<String, QueueStats> = Default::default();
+        for (queue, status, count, due, oldest) in rows {
+            queues
+                .entry(queue.clone())
+                .or_insert_with(|| QueueStats::new(queue))
+                .add(status, count, due, oldest);
+        }
+        queues.into_values().collect()
+    }
 }
 
 /// The filters and page of [`Admin::list_executions`]; every filter is optional.
@@ -507,6 +587,52 @@ mod tests {
                 since: Some(at(10)),
                 timeout_at: None
             }]
+        );
+    }
+
+    #[test]
+    fn queue_stats_group_by_queue_and_keep_the_oldest_due() {
+        use std::time::Duration;
+        let stats = QueueStats::collect([
+            (
+                "b".to_owned(),
+                ExecutionStatus::Running,
+                2,
+                1,
+                Some(Duration::from_secs(3)),
+            ),
+            (
+                "a".to_owned(),
+                ExecutionStatus::Scheduled,
+                5,
+                4,
+                Some(Duration::from_secs(9)),
+            ),
+            (
+                "b".to_owned(),
+                ExecutionStatus::Scheduled,
+                1,
+                1,
+                Some(Duration::from_secs(7)),
+            ),
+            ("a".to_owned(), ExecutionStatus::Waiting, 3, 0, None),
+        ]);
+        let queues: Vec<&str> = stats.iter().map(|s| s.queue.as_str()).collect();
+        assert_eq!(queues, ["a", "b"]);
+        assert_eq!(
+            stats[0].by_status,
+            [
+                (ExecutionStatus::Scheduled, 5),
+                (ExecutionStatus::Waiting, 3)
+            ]
+        );
+        assert_eq!(
+            (stats[0].due, stats[0].oldest_due_age),
+            (4, Some(Duration::from_secs(9)))
+        );
+        assert_eq!(
+            (stats[1].due, stats[1].oldest_due_age),
+            (2, Some(Duration::from_secs(7)))
         );
     }
 

@@ -193,7 +193,7 @@ impl<S: Scheduler> DurableScheduler<S> {
             })
             .await?;
         if outcome.created {
-            metrics::counter!("zart_executions_started_total").increment(1);
+            metrics::counter!(crate::telemetry::EXECUTIONS_STARTED).increment(1);
         }
         Ok(outcome)
     }

@@ -264,7 +264,8 @@ async fn write_loop<I, O>(
 }
 
 fn record_batch(name: &'static str, size: usize) {
-    metrics::histogram!("zart_group_commit_batch_size", "kind" => name).record(size as f64);
+    metrics::histogram!(crate::telemetry::GROUP_COMMIT_BATCH_SIZE, "kind" => name)
+        .record(size as f64);
 }
 
 fn answer<O>(replies: Vec<Reply<O>>, results: Vec<Result<O, Error>>) {

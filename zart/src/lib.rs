@@ -68,6 +68,7 @@ mod log;
 mod registry;
 mod retry;
 pub mod scheduler;
+pub mod telemetry;
 pub mod wakeups;
 mod worker;
 

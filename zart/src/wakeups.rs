@@ -116,7 +116,7 @@ async fn poll_loop(
     let mut interval = min;
     loop {
         polls.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("zart_wakeup_polls_total").increment(1);
+        metrics::counter!(crate::telemetry::WAKEUP_POLLS).increment(1);
         match probe.version().await {
             Ok(version) => {
                 if last.is_some_and(|l| l != version) {

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use rusqlite::{Connection, OptionalExtension, Row};
 use zart::admin::{
     ExecutionDetail, ExecutionPage, ExecutionSummary, ListExecutionsParams, PendingEvent,
-    StepRecord, TaskState,
+    QueueStats, StepRecord, TaskState,
 };
 use zart::{Error, Execution, ExecutionStatus};
 
@@ -261,4 +261,47 @@ pub(crate) fn describe_execution(
         ));
     }
     Ok(Some(detail))
+}
+
+/// The live queue by queue and status, with the due backlog at the store's clock.
+pub(crate) fn queue_stats(
+    conn: &Connection,
+    settings: &Settings,
+) -> Result<Vec<QueueStats>, Error> {
+    let what = "reading queue statistics";
+    let tx = conn.unchecked_transaction().or_db(conn, what)?;
+    let now_ms = clock::now(&tx, settings.test_clock)?;
+    let now = clock::format(now_ms);
+    let mut stmt = tx.prepare(queries::QUEUE_STATS).or_db(conn, what)?;
+    let rows = stmt
+        .query_map([&now], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, Option<String>>(4)?,
+            ))
+        })
+        .or_db(conn, what)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .or_db(conn, what)?;
+    let mut groups = Vec::with_capacity(rows.len());
+    for (queue, status, executions, due, oldest) in rows {
+        let oldest_due_age = match oldest {
+            Some(at) => {
+                let at = clock::parse_stored(&at, "a stored time")?;
+                Some(clock::duration(now_ms.saturating_sub(at)))
+            }
+            None => None,
+        };
+        groups.push((
+            queue,
+            ExecutionStatus::parse(&status)?,
+            u64::try_from(executions).unwrap_or(0),
+            u64::try_from(due).unwrap_or(0),
+            oldest_due_age,
+        ));
+    }
+    Ok(QueueStats::collect(groups))
 }

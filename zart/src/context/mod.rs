@@ -453,7 +453,8 @@ impl<S: Scheduler> TaskContext<S> {
             },
             None => guarded.await,
         };
-        metrics::histogram!("zart_step_duration_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!(crate::telemetry::STEP_DURATION)
+            .record(started.elapsed().as_secs_f64());
         match result {
             Ok(Ok(value)) => BodyOutcome::Ok(value),
             Ok(Err(err)) => {

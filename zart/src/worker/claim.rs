@@ -14,7 +14,7 @@ use super::run::RunEnded;
 use super::{lock, Core};
 use crate::backoff::Backoff;
 use crate::scheduler::{ClaimTasksParams, NextRunAtParams, Wakeup};
-use crate::Error;
+use crate::{telemetry, Error};
 
 impl Core {
     pub(super) async fn claim_loop(&mut self, shutdown_rx: &mut watch::Receiver<bool>) {
@@ -111,8 +111,8 @@ impl Core {
             })
             .instrument(tracing::debug_span!("zart.worker.claim", limit = free))
             .await?;
-        metrics::histogram!("zart_claim_duration_seconds").record(started.elapsed().as_secs_f64());
-        metrics::counter!("zart_claimed_total").increment(tasks.len() as u64);
+        metrics::histogram!(telemetry::CLAIM_DURATION).record(started.elapsed().as_secs_f64());
+        metrics::counter!(telemetry::CLAIMED).increment(tasks.len() as u64);
         let count = tasks.len();
         for task in tasks {
             self.spawn_run(task);

@@ -4,8 +4,10 @@
 //! is aborted at that heartbeat, so this worker stops running an execution it does not hold.
 //! A failed heartbeat is logged and tried again at the next interval.
 
+use super::run::lease_lost;
 use super::{lock, RunningMap, WorkerConfig};
 use crate::scheduler::{DynScheduler, HeartbeatParams, Lease};
+use crate::telemetry;
 
 /// Renews every lease this worker holds, once per interval, in one call.
 pub(super) async fn heartbeat_loop(
@@ -30,6 +32,7 @@ pub(super) async fn heartbeat_loop(
         };
         match scheduler.heartbeat(params).await {
             Ok(held) => {
+                metrics::counter!(telemetry::LEASE_RENEWALS).increment(held.len() as u64);
                 let held: std::collections::HashSet<Lease> = held.into_iter().collect();
                 let running = lock(&running);
                 for lease in leases.iter().filter(|l| !held.contains(*l)) {
@@ -40,6 +43,7 @@ pub(super) async fn heartbeat_loop(
                                 "lease lost; stopping this run"
                             );
                             run.abort.abort();
+                            lease_lost("heartbeat");
                         }
                     }
                 }

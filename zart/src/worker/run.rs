@@ -19,7 +19,7 @@ use crate::backoff::Backoff;
 use crate::context::panic_message;
 use crate::execution::ErrorRecord;
 use crate::scheduler::{ClaimedTask, CompleteExecutionParams, DynScheduler, Outcome};
-use crate::{Error, TaskContext, TaskError, TaskRegistry};
+use crate::{telemetry, Error, TaskContext, TaskError, TaskRegistry};
 
 /// Sent when a run ends, however it ends (even when aborted: it is sent from `Drop`).
 pub(super) struct RunEnded {
@@ -31,10 +31,14 @@ struct EndGuard {
     tx: mpsc::UnboundedSender<RunEnded>,
     execution_id: String,
     due_again_in: Option<Duration>,
+    /// The queue, for the in-flight gauge (raised when the run is spawned, lowered here).
+    queue: String,
 }
 
 impl Drop for EndGuard {
     fn drop(&mut self) {
+        metrics::gauge!(telemetry::RUNS_IN_FLIGHT, "queue" => std::mem::take(&mut self.queue))
+            .decrement(1.0);
         let _ = self.tx.send(RunEnded {
             execution_id: std::mem::take(&mut self.execution_id),
             due_again_in: self.due_again_in,
@@ -49,7 +53,10 @@ impl Core {
             tx: self.ended.0.clone(),
             execution_id: execution_id.clone(),
             due_again_in: None,
+            queue: self.config.queue.clone(),
         };
+        metrics::gauge!(telemetry::RUNS_IN_FLIGHT, "queue" => self.config.queue.clone())
+            .increment(1.0);
         let run = run_execution(
             self.scheduler.clone(),
             self.registry.clone(),
@@ -148,6 +155,10 @@ async fn run_execution(
                         error = %crate::error::error_chain(e),
                         "could not record a step; abandoning this run (its lease will expire)"
                     ),
+                    TaskError::LeaseLost => {
+                        lease_lost("write");
+                        tracing::info!(reason = %err, "run stopped");
+                    }
                     other => tracing::info!(reason = %other, "run stopped"),
                 }
                 None
@@ -192,9 +203,8 @@ async fn run_execution(
                     Outcome::Completed(_) => "completed",
                     Outcome::Failed(_) => "failed",
                 };
-                metrics::counter!("zart_executions_finished_total", "status" => status)
-                    .increment(1);
-                metrics::histogram!("zart_run_duration_seconds")
+                metrics::counter!(telemetry::EXECUTIONS_FINISHED, "status" => status).increment(1);
+                metrics::histogram!(telemetry::RUN_DURATION)
                     .record(started.elapsed().as_secs_f64());
                 span.in_scope(|| tracing::debug!(status, "execution finished"));
                 return;
@@ -203,6 +213,9 @@ async fn run_execution(
                 tokio::time::sleep(backoff.next()).await;
             }
             Err(err) => {
+                if matches!(err, Error::LeaseLost { .. }) {
+                    lease_lost("write");
+                }
                 span.in_scope(|| {
                     tracing::warn!(
                         error = %crate::error::error_chain(&err),
@@ -213,6 +226,11 @@ async fn run_execution(
             }
         }
     }
+}
+
+/// Counts a run stopped because its lease was lost, by who noticed (`heartbeat`, `write`).
+pub(super) fn lease_lost(detected_by: &'static str) {
+    metrics::counter!(telemetry::LEASE_LOSSES, "detected_by" => detected_by).increment(1);
 }
 
 fn deadline_error() -> ErrorRecord {

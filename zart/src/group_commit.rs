@@ -363,10 +363,9 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn each_caller_gets_its_own_answer_and_batches_grow_under_load() {
-        let writer = Arc::new(Odd::default());
-        let batcher = Arc::new(Batcher::start("test", writer.clone(), 8));
+    /// Forty concurrent callers: the even ones get ten times their item, the odd ones their
+    /// own refusal.
+    async fn forty_callers_get_their_own_answers(batcher: &Arc<Batcher<u32, u32>>) {
         let calls: Vec<_> = (0..40u32)
             .map(|i| {
                 let b = batcher.clone();
@@ -383,6 +382,13 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[tokio::test]
+    async fn each_caller_gets_its_own_answer_and_batches_grow_under_load() {
+        let writer = Arc::new(Odd::default());
+        let batcher = Arc::new(Batcher::start("test", writer.clone(), 8));
+        forty_callers_get_their_own_answers(&batcher).await;
         let batches = writer.batches.lock().unwrap().clone();
         assert!(batches.iter().all(|n| *n <= 8), "{batches:?}");
         assert!(batches.iter().any(|n| *n > 1), "{batches:?}");
@@ -432,19 +438,7 @@ mod tests {
     async fn a_writer_thread_answers_each_caller_and_falls_back_item_by_item() {
         let writer = Arc::new(Odd::default());
         let batcher = Arc::new(Batcher::start_blocking("test", writer.clone(), 8).unwrap());
-        let calls: Vec<_> = (0..40u32)
-            .map(|i| {
-                let b = batcher.clone();
-                tokio::spawn(async move { (i, b.submit(i).await) })
-            })
-            .collect();
-        for call in calls {
-            let (i, result) = call.await.unwrap();
-            match result {
-                Ok(v) => assert_eq!(v, i * 10),
-                Err(e) => assert_eq!(e.to_string(), format!("invalid item: {i} is odd")),
-            }
-        }
+        forty_callers_get_their_own_answers(&batcher).await;
         let batches = writer.batches.lock().unwrap().clone();
         assert!(batches.iter().all(|n| *n <= 8), "{batches:?}");
         let batcher = Arc::into_inner(batcher).unwrap();

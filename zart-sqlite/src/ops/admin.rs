@@ -45,17 +45,7 @@ type SummaryRow = (
 );
 
 fn summary_row(r: &Row<'_>) -> rusqlite::Result<SummaryRow> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-        r.get(8)?,
-    ))
+    SummaryRow::try_from(r)
 }
 
 fn summary(row: SummaryRow) -> Result<ExecutionSummary, Error> {

@@ -176,17 +176,7 @@ fn recorded_steps(tx: &Tx<'_>, id: &str) -> Result<Vec<RecordedStep>, Error> {
         .prepare_cached(queries::RECORDED_STEPS)
         .or_db(tx.conn, "reading recorded steps")?;
     let rows = stmt
-        .query_map([id], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-            ))
-        })
+        .query_map([id], |r| r.try_into())
         .or_db(tx.conn, "reading recorded steps")?;
     let mut steps = Vec::new();
     for row in rows {

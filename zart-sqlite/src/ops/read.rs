@@ -56,21 +56,7 @@ pub(crate) fn get_execution(conn: &Connection, id: &str) -> Result<Option<Execut
         Option<String>,
     );
     let row: Option<Row> = conn
-        .row_cached(queries::GET_EXECUTION, [id], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-                r.get(8)?,
-                r.get(9)?,
-                r.get(10)?,
-            ))
-        })
+        .row_cached(queries::GET_EXECUTION, [id], |r| r.try_into())
         .optional()
         .or_db(conn, "reading an execution")?;
     let Some((

@@ -18,9 +18,9 @@ use tokio::sync::broadcast;
 use zart::group_commit::BlockingBatchWriter;
 use zart::scheduler::{
     AwaitEventParams, ChildWait, ClaimTasksParams, ClaimedTask, CommitStepParams,
-    CompleteExecutionParams, EventWait, HeartbeatParams, Lease, ReleaseTasksParams,
-    RetryStepParams, SendEventParams, SleepParams, StartChildParams, StartExecutionParams,
-    StartOutcome, Wakeup,
+    CompleteExecutionParams, EventWait, HeartbeatParams, Lease, PruneOutcome, PruneParams,
+    ReleaseTasksParams, RetryStepParams, SendEventParams, SleepParams, StartChildParams,
+    StartExecutionParams, StartOutcome, Wakeup,
 };
 use zart::Error;
 
@@ -45,6 +45,7 @@ pub(crate) enum Op {
     Heartbeat(HeartbeatParams),
     Release(ReleaseTasksParams),
     AdvanceClock(Duration),
+    Prune(PruneParams),
 }
 
 impl Op {
@@ -102,6 +103,7 @@ pub(crate) enum Reply {
     Cancelled(Vec<String>),
     Renewed(Vec<Lease>),
     Released(u64),
+    Pruned(PruneOutcome),
 }
 
 /// The write connection and where its wake-ups go.

@@ -4,9 +4,9 @@
 //! executions (Z7's, finished a day ago): without retention, with the draining worker's
 //! retention on (completed older than an hour, so it prunes the history while it drains, at
 //! its default pace), and without again. The figure is the drain with pruning against the mean
-//! of the two without, in the same run. **ZS** runs a steady load (starts at a fixed rate, one
-//! worker draining them with retention keeping completed executions `keep` long) and samples
-//! the sizes of Zart's tables, to show they stop growing.
+//! of the two without, in the same run. **ZS** empties Zart's tables, runs a steady load
+//! (starts at a fixed rate, one worker draining them with retention keeping completed
+//! executions `keep` long) and samples the tables' sizes, to show they stop growing.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -138,13 +138,20 @@ pub struct SizeSample {
     pub bytes: i64,
 }
 
+/// How often ZS vacuums when the server's autovacuum is off.
+pub const VACUUM_EVERY: Duration = Duration::from_secs(10);
+
 const SIZE_SQL: &str = "select /* zart-load watcher */ (select count(*) from public.zart_executions),
         pg_total_relation_size('public.zart_executions') + pg_total_relation_size('public.zart_steps')
         + pg_total_relation_size('public.zart_events') + pg_total_relation_size('public.zart_tasks')";
 
-/// Runs ZS: starts `rate` one-step executions per second for `secs` seconds (ten statements a
-/// second, each followed by a wake-up), one worker draining them with retention keeping
-/// completed executions `keep` long (checked every second), sampling sizes every `every`.
+/// Runs ZS from empty tables (it truncates Zart's four tables first, so an earlier phase's
+/// history does not count): starts `rate` one-step executions per second for `secs` seconds
+/// (ten statements a second, each followed by a wake-up), one worker draining them with
+/// retention keeping completed executions `keep` long (checked every second), sampling sizes
+/// every `every`. Deleted rows' space is reused only after a vacuum: when the server runs
+/// without autovacuum (benchmark servers often do), the phase vacuums the four tables every
+/// [`VACUUM_EVERY`] itself, as autovacuum would, and says so.
 ///
 /// # Errors
 /// When a statement or the worker fails.
@@ -158,6 +165,27 @@ pub async fn steady(
     bar: &Bar,
 ) -> Result<Vec<SizeSample>> {
     let task = "zs-noop1";
+    watcher
+        .client()
+        .batch_execute(
+            "truncate public.zart_executions, public.zart_steps, public.zart_events, \
+             public.zart_tasks",
+        )
+        .await
+        .context("ZS: emptying the tables")?;
+    let autovacuum: String = watcher
+        .client()
+        .query_one("show autovacuum", &[])
+        .await
+        .context("ZS: reading autovacuum")?
+        .try_get(0)?;
+    let vacuum_every = (autovacuum != "on").then_some(VACUUM_EVERY);
+    if let Some(every) = vacuum_every {
+        println!(
+            "ZS  note: autovacuum is off on this server; the phase vacuums the tables every {} s",
+            every.as_secs()
+        );
+    }
     let pool = PgPool::from_config(config.clone(), zart_pg::DEFAULT_POOL_SIZE)?;
     let scheduler = Arc::new(PostgresScheduler::new(pool));
     let mut registry = TaskRegistry::new();
@@ -182,6 +210,11 @@ pub async fn steady(
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut next_sample = Duration::ZERO;
+    let mut next_vacuum = vacuum_every.unwrap_or_default();
+    // On a connection of its own, so the starts keep their pace while it runs.
+    let vacuumer = crate::scratch::connect(config).await?;
+    let mut vacuuming: Option<tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>> = None;
+    let vacuumer = Arc::new(vacuumer);
     let result: Result<()> = async {
         while begin.elapsed() < Duration::from_secs(secs) {
             tick.tick().await;
@@ -207,6 +240,24 @@ pub async fn steady(
                 next_sample += every;
                 bar.set(begin.elapsed().as_secs());
             }
+            if let Some(every) = vacuum_every {
+                let idle = vacuuming.as_ref().is_none_or(|v| v.is_finished());
+                if idle && begin.elapsed() >= next_vacuum {
+                    if let Some(done) = vacuuming.take() {
+                        done.await?.context("ZS: vacuum")?;
+                    }
+                    let client = vacuumer.clone();
+                    vacuuming = Some(tokio::spawn(async move {
+                        client
+                            .batch_execute(
+                                "vacuum public.zart_executions, public.zart_steps, \
+                                 public.zart_events, public.zart_tasks",
+                            )
+                            .await
+                    }));
+                    next_vacuum = begin.elapsed() + every;
+                }
+            }
             if handle.is_finished() {
                 anyhow::bail!("ZS: the worker stopped");
             }
@@ -216,6 +267,9 @@ pub async fn steady(
     .await;
     stop.shutdown();
     let stopped = tokio::time::timeout(Duration::from_secs(60), handle).await;
+    if let Some(v) = vacuuming {
+        v.await?.context("ZS: vacuum")?;
+    }
     result?;
     match stopped {
         Ok(Ok(Ok(()))) => {}

@@ -197,3 +197,55 @@ async fn a_worker_with_retention_prunes_old_finished_executions() {
     );
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_worker_login_prunes_only_its_tenants_and_a_client_or_reader_may_not_prune() {
+    let db = TestDb::new().await;
+    let admin = db.client().await;
+    finished_rows(&admin, "a", 3, 10).await;
+    finished_rows(&admin, "b", 2, 10).await;
+    admin
+        .batch_execute(
+            "update zart_executions set tenant = 'shop-' || split_part(id, '-', 1);
+             update zart_settings set tenancy = true;",
+        )
+        .await
+        .unwrap();
+    let logins = zart_tests::logins::Logins::new(&db);
+    let worker = logins.create(&admin, "worker", &["zart_worker"]).await;
+    logins.create(&admin, "client", &["zart_client"]).await;
+    logins.create(&admin, "reader", &["zart_reader"]).await;
+    admin
+        .execute(
+            "insert into zart_tenant_access (role_name, tenant) values ($1, 'shop-a')",
+            &[&worker],
+        )
+        .await
+        .unwrap();
+
+    for name in ["client", "reader"] {
+        let err = logins
+            .client(name)
+            .await
+            .query_one("select zart_prune('completed', 0, 10)", &[])
+            .await
+            .unwrap_err();
+        assert_eq!(err.code().unwrap().code(), "42501", "{name}");
+    }
+    let deleted: Option<i64> = logins
+        .client("worker")
+        .await
+        .query_one("select zart_prune('completed', 0, 100)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(deleted, Some(3), "only shop-a's executions");
+    assert_eq!(
+        count(
+            &admin,
+            "select count(*) from zart_executions where tenant = 'shop-b'"
+        )
+        .await,
+        2
+    );
+}

@@ -50,7 +50,7 @@ pub async fn run(scheduler: &dyn Scheduler, args: &PruneArgs) -> Result<PruneRep
     .await?;
     let bar = ProgressBar::with_draw_target(Some(counted.total()), ProgressDrawTarget::stderr());
     if let Ok(style) = ProgressStyle::with_template(
-        "pruning {msg:<10} [{bar:30}] {pos:>9}/{len:<9} {per_sec:>12} (eta {eta})",
+        "pruning {msg:<10} [{bar:30}] {human_pos:>9}/{human_len:<9} {elapsed:>4} (eta {eta})",
     ) {
         bar.set_style(style.progress_chars("=> "));
     }

@@ -47,6 +47,7 @@ const WORKER_FUNCTIONS: &[&str] = &[
     "zart_complete_executions",
     "zart_heartbeat",
     "zart_next_run_at",
+    "zart_prune",
     "zart_release_tasks",
     "zart_retry_step",
     "zart_sleep",

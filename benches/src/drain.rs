@@ -207,6 +207,26 @@ pub async fn drain(
     concurrency: Option<usize>,
     bar: &Bar,
 ) -> Result<Drained> {
+    let mut worker_config = WorkerConfig::default().with_handle_signals(false);
+    if let Some(concurrency) = concurrency {
+        worker_config = worker_config.with_concurrency(concurrency);
+    }
+    drain_with(config, watcher, task, tenant, count, worker_config, bar).await
+}
+
+/// [`drain`] with a worker of `worker_config` (e.g. with retention on).
+///
+/// # Errors
+/// As [`drain`].
+pub async fn drain_with(
+    config: &Config,
+    watcher: &mut Watcher,
+    task: &str,
+    tenant: Option<&str>,
+    count: u32,
+    worker_config: WorkerConfig,
+    bar: &Bar,
+) -> Result<Drained> {
     let mark = watcher.begin(true).await?;
     let entries = Arc::new(Entries::new(u64::from(count)));
     let (elapsed, worker_result) = {
@@ -214,10 +234,6 @@ pub async fn drain(
         let scheduler = Arc::new(PostgresScheduler::new(pool));
         let mut registry = TaskRegistry::new();
         registry.register(task, NoOp::new(entries.clone(), None))?;
-        let mut worker_config = WorkerConfig::default().with_handle_signals(false);
-        if let Some(concurrency) = concurrency {
-            worker_config = worker_config.with_concurrency(concurrency);
-        }
         let worker = Worker::new(scheduler, Arc::new(registry), worker_config);
         let stop = worker.shutdown_handle();
         let started = Instant::now();

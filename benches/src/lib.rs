@@ -13,6 +13,7 @@ pub mod micro;
 pub mod progress;
 pub mod raw;
 pub mod report;
+pub mod retention;
 pub mod scratch;
 pub mod sqlite;
 pub mod stats;

@@ -8,7 +8,9 @@
 //! per second), **Z4** pickup latency on an idle worker, **Z5** timer lateness and event wake
 //! latency, **Z6** an idle worker's transactions and statements per second, **Z7** the drain
 //! again after a large history, **Z8** several worker processes draining one database, with
-//! double claims counted. **Z1t** and **Z2t** run Z1 and Z2 as non-superuser logins made for
+//! double claims counted. **ZR** drains while the worker's retention prunes the history,
+//! against the same drain without it; **ZS** samples the tables' sizes under a steady load
+//! with retention on (see [`zart_benches::retention`]). **Z1t** and **Z2t** run Z1 and Z2 as non-superuser logins made for
 //! the run (a `zart_client` and a `zart_worker` member, granted one tenant), first with
 //! tenancy off, then on, and report on / off (issue #14 item 3). For the throughput phases the
 //! database's transactions, rows written and statements are counted per execution and per
@@ -41,14 +43,14 @@ use zart_benches::report::{self, format_value, Metric, PhaseCounts};
 use zart_benches::scratch::{server_config, unique_name, Scratch};
 use zart_benches::stats::{self, Figure, Gap, Host, Rng, Summary};
 use zart_benches::tenancy::{self, LoginNames, Logins, OTHER_TENANT, TENANT};
-use zart_benches::{raw, throughput, workflow};
+use zart_benches::{raw, retention, throughput, workflow};
 
 /// Statements kept per phase from `pg_stat_statements`.
 const TOP: i64 = 12;
 
 /// Every figure, in the order a run measures them.
-const FIGURES: [&str; 14] = [
-    "c", "u", "b", "f", "z1", "z1t", "z2", "z2t", "z3", "z8", "z4", "z5", "z6", "z7",
+const FIGURES: [&str; 16] = [
+    "c", "u", "b", "f", "z1", "z1t", "z2", "z2t", "z3", "z8", "z4", "z5", "z6", "z7", "zr", "zs",
 ];
 
 /// Command-line options.
@@ -100,6 +102,15 @@ struct Args {
     /// Samples of Z5's event wake latency.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     event_samples: u32,
+    /// Seconds of ZS's steady load.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    steady_secs: u64,
+    /// Starts per second of ZS's steady load.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(10..))]
+    steady_rate: u32,
+    /// How long ZS's retention keeps completed executions, in seconds.
+    #[arg(long, default_value_t = 10)]
+    steady_keep_secs: u64,
     /// Seconds the idle worker is watched for Z6.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     idle_secs: u64,
@@ -166,6 +177,8 @@ struct Plan {
     /// Between timer starts, and before each event is sent.
     wait_gap_ms: (u64, u64),
     idle_secs: u64,
+    /// ZS: seconds, starts per second, seconds completed executions are kept.
+    steady: (u64, u32, u64),
     /// How long the idle worker runs before Z6's window opens (PostgreSQL flushes an idle
     /// backend's statistics up to 10 s late).
     idle_settle_secs: u64,
@@ -210,6 +223,7 @@ impl Plan {
                 pickup_gap_ms: (5, 15),
                 wait_gap_ms: (20, 60),
                 idle_secs: 2,
+                steady: (6, 200, 2),
                 idle_settle_secs: 1,
             }
         } else {
@@ -229,6 +243,7 @@ impl Plan {
                 pickup_gap_ms: (100, 300),
                 wait_gap_ms: (20, 60),
                 idle_secs: args.idle_secs,
+                steady: (args.steady_secs, args.steady_rate, args.steady_keep_secs),
                 idle_settle_secs: 11,
             }
         };
@@ -279,6 +294,10 @@ struct Report {
     sizes: Vec<RelationSize>,
     /// What Z8's worker processes did.
     z8: Option<FleetResult>,
+    /// ZR: drains with and without retention pruning the history.
+    zr: Option<retention::PruneDrain>,
+    /// ZS: the tables' sizes under a steady load with retention on.
+    zs: Vec<retention::SizeSample>,
     /// Z1t and Z2t: tenancy on against off, the logins that ran them.
     tenancy: Option<tenancy::TenancyReport>,
     /// Real errors found (double claims, missing executions); the run exits non-zero.
@@ -383,6 +402,8 @@ struct Results {
     z6: Option<(f64, Option<f64>)>,
     z7: Option<f64>,
     z8: Option<FleetResult>,
+    zr: Option<retention::PruneDrain>,
+    zs: Vec<retention::SizeSample>,
     /// The logins made for Z1t and Z2t.
     logins: Option<LoginNames>,
     /// Z1t: starts/s as the client login, tenancy off and on.
@@ -987,6 +1008,50 @@ async fn measure(
         r.sizes = history::sizes(watcher.client()).await?;
     }
 
+    if plan.has("zr") {
+        if !plan.has("z7") {
+            let bar = Bar::new(bars, plan.history, "ZR", "history fill");
+            history::fill(watcher.client(), plan.history, &bar).await?;
+            bar.finish();
+        }
+        let zr =
+            retention::prune_drain(&config, &mut watcher, count, plan.concurrency, bars).await?;
+        println!(
+            "ZR  drain while pruning / without: {:.2}x ({:.0} against {:.0} and {:.0} executions/s)",
+            zr.ratio(),
+            zr.with,
+            zr.without[0],
+            zr.without[1]
+        );
+        r.zr = Some(zr);
+    }
+    if plan.has("zs") {
+        let (secs, rate, keep) = plan.steady;
+        let bar = Bar::new(bars, secs, "ZS", "steady load, retention on");
+        let samples = retention::steady(
+            &config,
+            &mut watcher,
+            rate,
+            secs,
+            Duration::from_secs(keep),
+            Duration::from_secs(5.min(secs.div_ceil(4)).max(1)),
+            &bar,
+        )
+        .await?;
+        bar.finish();
+        println!("ZS  steady load: {rate} starts/s, completed kept {keep} s; sizes:");
+        for s in &samples {
+            println!(
+                "ZS    {:>6.1} s  started {:>9}  executions {:>8}  tables {:>8.1} MiB",
+                s.secs,
+                s.started,
+                s.executions,
+                s.bytes as f64 / 1_048_576.0
+            );
+        }
+        r.zs = samples;
+    }
+
     let unix_time = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -1008,6 +1073,8 @@ async fn measure(
         top_statements: r.top,
         sizes: r.sizes,
         z8: r.z8,
+        zr: r.zr,
+        zs: r.zs,
         tenancy,
         problems: r.problems,
     })
@@ -1327,6 +1394,32 @@ fn metrics(plan: &Plan, r: &Results) -> Vec<Metric> {
                 "executions/s",
             )
             .against("Z2t off", Some(off)),
+        );
+    }
+    if let Some(zr) = &r.zr {
+        m.push(
+            Metric::new(
+                "zr",
+                "drain, one-step no-op, while the worker prunes the history",
+                zr.with,
+                "executions/s",
+            )
+            .against(
+                "ZR without pruning",
+                Some((zr.without[0] + zr.without[1]) / 2.0),
+            )
+            .at_least(0.8, None),
+        );
+    }
+    if let Some(growth) = retention::second_half_growth(&r.zs) {
+        m.push(
+            Metric::new(
+                "zs",
+                "tables' size, last sample over half time, steady load with retention",
+                growth,
+                "x",
+            )
+            .at_most(1.1),
         );
     }
     if let Some(z3) = r.z3 {

@@ -7,6 +7,7 @@
 
 mod exit;
 mod inspect;
+mod prune;
 mod text;
 
 use std::process::ExitCode;
@@ -129,6 +130,26 @@ enum Command {
     Status {
         /// The execution id.
         id: String,
+    },
+    /// Delete finished executions (with their steps and events) older than an age per status,
+    /// in batches; unfinished executions, and finished children of unfinished parents, stay.
+    Prune {
+        /// Completed executions that finished longer ago than this: 90s, 15m, 2h, 7d, or
+        /// never.
+        #[arg(long, default_value = "7d", allow_hyphen_values = true)]
+        completed_older_than: String,
+        /// Failed executions that finished longer ago than this (or never).
+        #[arg(long, default_value = "30d", allow_hyphen_values = true)]
+        failed_older_than: String,
+        /// Cancelled executions that finished longer ago than this (or never).
+        #[arg(long, default_value = "30d", allow_hyphen_values = true)]
+        cancelled_older_than: String,
+        /// Executions deleted per transaction (1 to 100000).
+        #[arg(long, default_value_t = 1000)]
+        batch: u32,
+        /// Count what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Start an execution from the shell (on PostgreSQL through the SQL function zart_start).
     ///
@@ -447,6 +468,37 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             if !report.passed() {
                 return Ok(exit::ERROR);
+            }
+        }
+        Command::Prune {
+            completed_older_than,
+            failed_older_than,
+            cancelled_older_than,
+            batch,
+            dry_run,
+        } => {
+            let age = |flag: &str, text: &str| {
+                text::parse_retention_age(text).map_err(|e| Usage(format!("invalid --{flag}: {e}")))
+            };
+            let ages = [
+                age("completed-older-than", &completed_older_than)?,
+                age("failed-older-than", &failed_older_than)?,
+                age("cancelled-older-than", &cancelled_older_than)?,
+            ];
+            if batch == 0 || batch > zart::scheduler::PRUNE_LIMIT_MAX {
+                return Err(Usage(format!(
+                    "invalid --batch: {batch} is outside 1 to {}",
+                    zart::scheduler::PRUNE_LIMIT_MAX
+                ))
+                .into());
+            }
+            let args = prune::PruneArgs::new(ages, batch, dry_run, json);
+            let scheduler = scheduler(&url).await?;
+            let report = prune::run(&*scheduler, &args).await?;
+            if json {
+                print_json(&prune::json(&report))?;
+            } else {
+                outln!("{}", prune::text(&report));
             }
         }
         Command::Start {

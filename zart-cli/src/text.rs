@@ -79,6 +79,27 @@ pub fn parse_time(text: &str, now: SystemTime) -> Result<SystemTime, String> {
     Ok(UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
 }
 
+/// Reads a retention age given on the command line: `90s`, `15m`, `2h`, `7d`, or `never`
+/// (`None`: keep forever). A negative age is refused with a message that says so.
+pub fn parse_retention_age(text: &str) -> Result<Option<Duration>, String> {
+    let text = text.trim();
+    if text == "never" {
+        return Ok(None);
+    }
+    if text.starts_with('-') {
+        return Err(format!(
+            "{text:?} is negative: an age counts back from now, e.g. 7d (or never)"
+        ));
+    }
+    match parse_age(text) {
+        Some(age) if age <= zart::limits::MAX_WAIT => Ok(Some(age)),
+        Some(_) => Err(format!("{text:?} is over 100 years")),
+        None => Err(format!(
+            "{text:?} is not an age: use 90s, 15m, 2h, 7d, or never"
+        )),
+    }
+}
+
 fn parse_age(text: &str) -> Option<Duration> {
     let unit = text.chars().last()?;
     let n: u64 = text.get(..text.len() - 1)?.parse().ok()?;
@@ -158,6 +179,21 @@ mod tests {
         );
         assert!(parse_time("yesterday", now).is_err());
         assert!(parse_time("2026-13-01", now).is_err());
+    }
+
+    #[test]
+    fn retention_ages_are_ages_or_never_and_never_negative() {
+        assert_eq!(
+            super::parse_retention_age("7d"),
+            Ok(Some(Duration::from_secs(7 * 86_400)))
+        );
+        assert_eq!(super::parse_retention_age("0s"), Ok(Some(Duration::ZERO)));
+        assert_eq!(super::parse_retention_age("never"), Ok(None));
+        let negative = super::parse_retention_age("-7d").unwrap_err();
+        assert!(negative.contains("negative"), "{negative}");
+        assert!(super::parse_retention_age("7 days").is_err());
+        assert!(super::parse_retention_age("").is_err());
+        assert!(super::parse_retention_age("36501d").is_err());
     }
 
     #[test]

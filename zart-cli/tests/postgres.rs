@@ -542,3 +542,58 @@ async fn help_documents_the_exit_codes() {
         assert!(help.contains(line), "{help}");
     }
 }
+
+#[tokio::test]
+async fn prune_deletes_old_finished_executions_counts_in_a_dry_run_and_refuses_bad_ages() {
+    let db = TestDb::new().await;
+    let s = db.scheduler().await;
+    for id in ["old-1", "old-2"] {
+        start(&*s, id, "report", "default").await;
+        let lease = claim(&*s, "report").await;
+        s.complete_execution(zart::scheduler::CompleteExecutionParams {
+            lease,
+            outcome: zart::scheduler::Outcome::Completed(json!(1)),
+        })
+        .await
+        .unwrap();
+    }
+    start(&*s, "unfinished", "report", "default").await;
+    db.advance_clock(Duration::from_secs(8 * 24 * 3600)).await;
+
+    let counted = json_of(&db.url, &["prune", "--dry-run"]).await;
+    assert_eq!(counted["completed"], 2, "{counted}");
+    assert_eq!(counted["dry_run"], true);
+    assert_eq!(counted["total"], 2);
+
+    // Piped: no progress bar, one line of text.
+    let out = zart(&db.url, &["prune", "--batch", "1"]).await;
+    expect_code(&out, 0);
+    assert_eq!(stderr(&out), "", "nothing on standard error when piped");
+    assert_eq!(
+        text(&out),
+        "zart: deleted 2 finished execution(s): 2 completed, 0 failed, 0 cancelled\n"
+    );
+    assert!(s.get_execution("old-1").await.unwrap().is_none());
+    assert!(s.get_execution("unfinished").await.unwrap().is_some());
+
+    for (args, says) in [
+        (&["prune", "--completed-older-than", "-7d"][..], "negative"),
+        (&["prune", "--failed-older-than=-1s"][..], "negative"),
+        (
+            &["prune", "--cancelled-older-than", "7 days"][..],
+            "not an age",
+        ),
+        (&["prune", "--batch", "0"][..], "invalid --batch"),
+    ] {
+        let out = zart(&db.url, args).await;
+        expect_code(&out, 2);
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
+    // `never` keeps a status.
+    let kept = json_of(
+        &db.url,
+        &["prune", "--dry-run", "--completed-older-than", "never"],
+    )
+    .await;
+    assert_eq!(kept["total"], 0);
+}

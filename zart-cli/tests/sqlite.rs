@@ -29,8 +29,8 @@ fn migrate_start_and_status_on_sqlite() {
     let url = format!("sqlite://{}", dir.join("zart.db").display());
 
     assert!(stdout(&zart(&url, &["migrate"]))
-        .contains("applied 2 (V1__init, V2__check_without_in_lists)"));
-    assert!(stdout(&zart(&url, &["migrate"])).contains("schema is up to date (version 2)"));
+        .contains("applied 3 (V1__init, V2__check_without_in_lists, V3__retention)"));
+    assert!(stdout(&zart(&url, &["migrate"])).contains("schema is up to date (version 3)"));
     // --database-url works as DATABASE_URL does.
     let out = Command::new(env!("CARGO_BIN_EXE_zart"))
         .args([
@@ -71,6 +71,20 @@ fn migrate_start_and_status_on_sqlite() {
     assert_eq!(shown["waiting"][0]["reason"], "due");
     assert!(stdout(&zart(&url, &["cancel", "order-7"])).contains("cancelled 1 execution"));
     assert_eq!(zart(&url, &["show", "nope"]).status.code(), Some(3));
+
+    // prune: the cancelled one is a second old, kept at 30 days, gone at 0s.
+    let kept: serde_json::Value =
+        serde_json::from_str(&stdout(&zart(&url, &["prune", "--dry-run", "--json"]))).unwrap();
+    assert_eq!(kept["total"], 0);
+    let out = stdout(&zart(&url, &["prune", "--cancelled-older-than", "0s"]));
+    assert_eq!(
+        out,
+        "zart: deleted 1 finished execution(s): 0 completed, 0 failed, 1 cancelled\n"
+    );
+    assert_eq!(zart(&url, &["show", "order-7"]).status.code(), Some(3));
+    let out = zart(&url, &["prune", "--completed-older-than", "-7d"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("negative"));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

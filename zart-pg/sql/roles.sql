@@ -3,7 +3,7 @@
 -- executable by PUBLIC. docs/roles.md explains each grant; docs/security.md the threat model.
 --
 --   zart_worker  runs workflows: claims, records steps, sleeps, waits, starts children,
---                heartbeats, releases, records outcomes
+--                heartbeats, releases, records outcomes; prunes old finished executions
 --   zart_client  starts executions, sends events, cancels, reads one execution
 --   zart_reader  reads the tables and views; changes nothing
 --
@@ -97,7 +97,7 @@ declare
                              'zart_retry_step', 'zart_complete_execution',
                              'zart_complete_executions', 'zart_heartbeat', 'zart_release_tasks',
                              'zart_next_run_at', 'zart_sleep', 'zart_await_event',
-                             'zart_start_child'];
+                             'zart_prune', 'zart_start_child'];
     v_grant  record;
 begin
     for v_grant in

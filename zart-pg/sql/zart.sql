@@ -29,6 +29,8 @@
 --   zart_sleep(..)               entry (worker) a durable sleep: records the wake time, suspends
 --   zart_await_event(..)         entry (worker) consumes a buffered event, or suspends / times out
 --   zart_start_child(..)         entry (worker) starts a child execution and waits for its outcome
+--   zart_prune(..)               entry (worker) deletes a batch of old finished executions with
+--                                their steps and events (retention), one pruner at a time
 --   zart_apply_settings()        writes zart_settings into the two functions below (and trigger)
 --   zart_settings_changed()      the trigger function on zart_settings
 --   zart_payload_limit()         the payload limit, as a constant (generated)
@@ -102,7 +104,7 @@ drop function if exists public.zart_insert_execution(smallint, text, text, jsonb
 -- Called by workers and clients at start to refuse an outdated schema. No locks.
 -- Raises nothing.
 create or replace function public.zart_schema_version() returns integer
-language sql immutable parallel safe as $$ select 4 $$;
+language sql immutable parallel safe as $$ select 5 $$;
 
 -- Called by everything that addresses one execution. No locks.
 -- Raises nothing; null in, null out.
@@ -1595,6 +1597,94 @@ begin
     end if;
     perform public.zart_suspend(p_bucket, p_execution_id, p_fence, 'infinity', 'waiting', 'child', p_child_id);
     return query select 'waiting'::text, v_created, v_child.status, null::jsonb, null::jsonb;
+end
+$$;
+
+-- Entry point for workers (Scheduler::prune: a worker's retention, `zart prune`). Deletes up to
+-- p_limit executions of status p_status (completed, failed or cancelled) that finished more than
+-- p_older_than_ms ago, oldest first, with their step rows and events; or, with p_dry_run, counts
+-- every execution a prune would delete (no limit, no lock, nothing deleted). Never a child whose
+-- parent is unfinished: the parent's zart_start_child reads the child's row when it resumes.
+-- Only the session's tenants' executions. Returns the count, or null when another session is
+-- pruning. Locks: the prune lock (a transaction-level advisory lock on a salted key, tried, never
+-- waited for), then the execution rows it deletes (SKIP LOCKED), then their steps and events.
+-- Raises ZA004 for a status that is not finished, an age outside 0 ms to 100 years, or a limit
+-- outside 1 to 100000.
+create or replace function public.zart_prune(
+    p_status        text,
+    p_older_than_ms bigint,
+    p_limit         integer,
+    p_dry_run       boolean default false
+) returns bigint
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_tenants text[] := case when public.zart_tenancy_on() then public.zart_session_tenants() end;
+    v_cutoff  timestamptz;
+    v_count   bigint;
+begin
+    if p_status is null or p_status not in ('completed', 'failed', 'cancelled') then
+        raise exception 'invalid status: % is not a finished status (completed, failed, cancelled)',
+            coalesce(p_status, 'null') using errcode = 'ZA004';
+    end if;
+    if p_older_than_ms is null then
+        raise exception 'invalid age: null' using errcode = 'ZA004';
+    end if;
+    perform public.zart_check_ms('age', p_older_than_ms);
+    if p_limit is null or p_limit < 1 or p_limit > 100000 then
+        raise exception 'invalid batch: % is outside 1 to 100000', coalesce(p_limit::text, 'null')
+            using errcode = 'ZA004';
+    end if;
+    v_cutoff := public.zart_current_time() - p_older_than_ms * interval '1 millisecond';
+
+    if p_dry_run then
+        select count(*) into v_count
+          from public.zart_executions e
+         where e.finished_at < v_cutoff and e.status = p_status
+           and (v_tenants is null or e.tenant = any (v_tenants))
+           and not exists (select from public.zart_executions p
+                            where e.parent_id is not null
+                              and p.bucket = public.zart_bucket(e.parent_id) and p.id = e.parent_id
+                              and p.status not in ('completed', 'failed', 'cancelled'));
+        return v_count;
+    end if;
+
+    -- One pruner at a time across the fleet; the others return at once. Salted like the wait
+    -- locks, so a login outside Zart cannot hold it to stall retention.
+    if not pg_try_advisory_xact_lock(hashtextextended(
+            'zart_prune', coalesce((select s.lock_salt from public.zart_settings s), 0))) then
+        return null;
+    end if;
+
+    with victims as materialized (
+        select e.bucket, e.id
+          from public.zart_executions e
+         where e.finished_at < v_cutoff and e.status = p_status
+           and (v_tenants is null or e.tenant = any (v_tenants))
+           and not exists (select from public.zart_executions p
+                            where e.parent_id is not null
+                              and p.bucket = public.zart_bucket(e.parent_id) and p.id = e.parent_id
+                              and p.status not in ('completed', 'failed', 'cancelled'))
+         order by e.finished_at
+         limit p_limit
+           for update of e skip locked
+    ), steps as (
+        delete from public.zart_steps s
+         using victims v
+         where s.bucket = v.bucket and s.execution_id = v.id
+    ), events as (
+        delete from public.zart_events x
+         using victims v
+         where x.bucket = v.bucket and x.execution_id = v.id
+    ), executions as (
+        delete from public.zart_executions e
+         using victims v
+         where e.bucket = v.bucket and e.id = v.id
+        returning 1
+    )
+    select count(*) into v_count from executions;
+    return v_count;
 end
 $$;
 

@@ -1,7 +1,7 @@
 //! `zart doctor`: checks that a database and a login are ready for Zart, and says what is not.
 //!
 //! Every check reads only, except the LISTEN/NOTIFY probe, which sends one notification on the
-//! channel `zart_doctor`. [`doctor`] fails only when the server cannot be reached at all; every
+//! channel `zart_probe` (the one every scheduler's listener checks itself with). [`doctor`] fails only when the server cannot be reached at all; every
 //! other problem is a [`Check`] with [`Level::Fail`] or [`Level::Warn`] in the report.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -45,6 +45,7 @@ pub const WORKER_ENTRY_POINTS: &[&str] = &[
     "zart_sleep",
     "zart_await_event",
     "zart_start_child",
+    "zart_prune",
 ];
 
 /// How a check came out.
@@ -298,21 +299,25 @@ fn clock_check(sent: SystemTime, round_trip: Duration, server: SystemTime) -> Ch
     Check::new("clock", level, detail)
 }
 
-/// LISTENs on a dedicated connection, NOTIFYs through it, and waits for the notification.
+/// LISTENs on a dedicated connection (to the pool's listen URL, if it has one), NOTIFYs
+/// through a pooled connection, and waits for the notification.
 async fn notify_check(pool: &PgPool) -> Check {
     match notify_round_trip(pool).await {
         Ok(Some(took)) => Check::new(
             "notify",
             Level::Ok,
-            format!("LISTEN/NOTIFY works through this connection ({} ms)", took.as_millis()),
+            format!(
+                "LISTEN/NOTIFY works through this connection ({} ms)",
+                took.as_millis()
+            ),
         ),
         Ok(None) => Check::new(
             "notify",
             Level::Fail,
             format!(
                 "no notification within {} s: LISTEN/NOTIFY does not work through this connection \
-                 (a transaction-mode pooler such as PgBouncer drops it); point workers at the server \
-                 or a session-mode pool",
+                 (a transaction-mode pooler such as PgBouncer drops it); set ZART_LISTEN_URL (or \
+                 PgPool::with_listen_url) to the server's own address, or use a session-mode pool",
                 NOTIFY_TIMEOUT.as_secs()
             ),
         ),
@@ -322,9 +327,10 @@ async fn notify_check(pool: &PgPool) -> Check {
 
 async fn notify_round_trip(pool: &PgPool) -> Result<Option<Duration>, Error> {
     let call = Call::new("checking LISTEN/NOTIFY");
-    let (client, mut connection) = pool
-        .config()
-        .connect(pool.tls().connector())
+    // Where the scheduler's LISTEN connection goes (a listen URL, if the pool has one).
+    let (config, tls) = pool.listen_config();
+    let (client, mut connection) = config
+        .connect(tls.connector())
         .await
         .map_err(|e| from_pg(e, call))?;
     let token = format!(
@@ -346,12 +352,17 @@ async fn notify_round_trip(pool: &PgPool) -> Result<Option<Duration>, Error> {
     });
     let result = async {
         client
-            .batch_execute(queries::DOCTOR_LISTEN)
+            .batch_execute(queries::PROBE_LISTEN)
             .await
             .map_err(|e| from_pg(e, call))?;
         let started = Instant::now();
-        client
-            .query_typed(queries::DOCTOR_NOTIFY, &[(&token, Type::TEXT)])
+        // Through the pool, as wake-ups travel: a listen URL that points elsewhere than the
+        // pool (another server) fails here too.
+        pool.pool()
+            .get()
+            .await
+            .map_err(|e| from_pool(e, call))?
+            .query_typed(queries::PROBE_NOTIFY, &[(&token, Type::TEXT)])
             .await
             .map_err(|e| from_pg(e, call))?;
         let wait = async {

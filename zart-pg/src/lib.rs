@@ -5,8 +5,10 @@
 //! - Claims use `FOR UPDATE SKIP LOCKED` and return the input and recorded steps with the claim.
 //! - Writes for a claimed execution are fenced by its token; a stale one fails with SQLSTATE
 //!   `ZA002`, mapped to [`zart::Error::LeaseLost`].
-//! - Wake-ups travel by LISTEN/NOTIFY on a dedicated connection; the Rust paths send their
-//!   NOTIFYs after commit, batched (see `notifier`).
+//! - Wake-ups travel by LISTEN/NOTIFY on a dedicated connection, which may go to another
+//!   address than the pool ([`PgPool::with_listen_url`], for pools behind a transaction-mode
+//!   pooler) and checks at start that notifications arrive; the Rust paths send their NOTIFYs
+//!   after commit, batched (see `notifier`).
 //! - Every connection (pool, LISTEN, migrate) uses the TLS of the URL's `sslmode` and
 //!   `sslrootcert`, checked as libpq checks them (see [`Tls`] and `docs/tls.md`).
 //!
@@ -42,18 +44,19 @@ use tokio::sync::broadcast;
 use tracing::Instrument;
 use zart::scheduler::{
     AwaitEventParams, ChildWait, ClaimTasksParams, ClaimedTask, CommitStepParams,
-    CompleteExecutionParams, EventWait, HeartbeatParams, Lease, NextRunAtParams, RecordedStep,
-    ReleaseTasksParams, RetryStepParams, SendEventParams, SleepParams, StartChildParams,
-    StartExecutionParams, StartOutcome, WakeAt, Wakeup,
+    CompleteExecutionParams, EventWait, HeartbeatParams, Lease, NextRunAtParams, PruneOutcome,
+    PruneParams, RecordedStep, ReleaseTasksParams, RetryStepParams, SendEventParams, SleepParams,
+    StartChildParams, StartExecutionParams, StartOutcome, WakeAt, Wakeup,
 };
 use zart::{Error, ErrorRecord, Execution, ExecutionStatus, Scheduler};
 
 pub use errors::sqlstate;
+pub use listener::PROBE_TIMEOUT;
 pub use migrate::{
     migrate, migration_names, migration_plan, MigrateTarget, MigrationPlan, MigrationReport,
     PendingMigration, FUNCTIONS_SQL, HISTORY_TABLE, REQUIRED_SCHEMA_VERSION, ROLES_SQL,
 };
-pub use pool::{PgPool, DEFAULT_POOL_SIZE};
+pub use pool::{PgPool, DEFAULT_POOL_SIZE, LISTEN_URL_ENV};
 pub use tls::{split_url, SslMode, Tls};
 
 use errors::{from_pg, from_pool, Call};
@@ -66,6 +69,7 @@ pub struct PostgresScheduler {
     pool: PgPool,
     wakeups: broadcast::Sender<Wakeup>,
     listener: OnceLock<listener::Listener>,
+    listen_health: listener::ListenHealth,
     notifier: OnceLock<notifier::Notifier>,
     group_commit: OnceLock<group_commit::GroupCommit>,
     /// Set while a write NOTIFYs inside its own statement (see [`InlineNotify`]).
@@ -99,6 +103,7 @@ impl PostgresScheduler {
             pool,
             wakeups,
             listener: OnceLock::new(),
+            listen_health: listener::ListenHealth::default(),
             notifier: OnceLock::new(),
             inline_notify: AtomicBool::new(false),
             group_commit: OnceLock::new(),
@@ -116,6 +121,15 @@ impl PostgresScheduler {
     /// The pool, for your own queries.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Whether notifications reach this scheduler's LISTEN connection: `Some(true)` when the
+    /// probe it sends through the pool each time LISTEN takes effect came back, `Some(false)`
+    /// when it did not within [`PROBE_TIMEOUT`] (a transaction-mode pooler in the way: see
+    /// [`PgPool::with_listen_url`]; a warning was logged), `None` before the first probe
+    /// ended or when it could not be sent. The listener starts on the first `subscribe()`.
+    pub fn notifications_delivered(&self) -> Option<bool> {
+        self.listen_health.delivered()
     }
 
     /// Lets a write NOTIFY inside its own statement if it is alone: no after-commit wake-up is
@@ -680,15 +694,44 @@ impl Scheduler for PostgresScheduler {
         Ok(Some(execution))
     }
 
+    async fn prune(&self, p: PruneParams) -> Result<PruneOutcome, Error> {
+        p.check()?;
+        let call = Call::new("pruning finished executions");
+        let limit = int4(p.limit);
+        let status = p.status.as_str();
+        let rows = self
+            .query(
+                queries::PRUNE,
+                &[
+                    (&status, Type::TEXT),
+                    (&millis(p.older_than), Type::INT8),
+                    (&limit, Type::INT4),
+                    (&p.dry_run, Type::BOOL),
+                ],
+                call,
+            )
+            .await?;
+        let count: Option<i64> = first_value(&rows, call)?;
+        let count = count.map(|n| u64::try_from(n).unwrap_or(0));
+        Ok(match (count, p.dry_run) {
+            (None, _) => PruneOutcome::Busy,
+            (Some(n), true) => PruneOutcome::Counted(n),
+            (Some(n), false) => PruneOutcome::Deleted(n),
+        })
+    }
+
     fn subscribe(&self) -> broadcast::Receiver<Wakeup> {
         let rx = self.wakeups.subscribe();
         if tokio::runtime::Handle::try_current().is_ok() {
             self.listener.get_or_init(|| {
-                listener::Listener::start(
-                    self.pool.config().clone(),
-                    self.pool.tls().clone(),
-                    self.wakeups.clone(),
-                )
+                let (config, tls) = self.pool.listen_config();
+                listener::Listener::start(listener::ListenerSetup {
+                    config: config.clone(),
+                    tls: tls.clone(),
+                    pool: self.pool.pool().clone(),
+                    tx: self.wakeups.clone(),
+                    health: self.listen_health.clone(),
+                })
             });
         }
         rx

@@ -2,10 +2,19 @@
 //! (pooled connections drop notifications), reconnecting with back-off and fanning out to
 //! in-process subscribers as [`Wakeup`]s. Once LISTEN is in effect (first connect and every
 //! reconnect) it sends [`Wakeup::Resync`], because notifications sent before are lost.
+//!
+//! Each time LISTEN takes effect it also checks that notifications arrive: it sends a probe
+//! (`zart_probe`) through the pool, the way wake-ups travel, and expects it back within
+//! [`PROBE_TIMEOUT`]. If it does not come (a transaction-mode pooler such as PgBouncer between
+//! this process and the server drops LISTEN), it logs a warning that says what to do, and
+//! [`ListenHealth`] says so; wake-ups then wait for the workers' safety sweep.
 
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
+use postgres_types::Type;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_postgres::AsyncMessage;
@@ -14,6 +23,32 @@ use zart::Backoff;
 
 use crate::queries;
 use crate::tls::Tls;
+
+/// How long the listener waits for its probe before it warns.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Whether the listener's probe came back, shared with the scheduler.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ListenHealth(Arc<AtomicU8>);
+
+// 0 (the default): not known yet.
+const DELIVERED: u8 = 1;
+const MISSING: u8 = 2;
+
+impl ListenHealth {
+    /// `Some(true)`: the last probe came back; `Some(false)`: it did not; `None`: not known yet.
+    pub(crate) fn delivered(&self) -> Option<bool> {
+        match self.0.load(Ordering::Acquire) {
+            DELIVERED => Some(true),
+            MISSING => Some(false),
+            _ => None,
+        }
+    }
+
+    fn set(&self, state: u8) -> u8 {
+        self.0.swap(state, Ordering::AcqRel)
+    }
+}
 
 /// Runs the listener task; aborts it when dropped.
 pub(crate) struct Listener {
@@ -26,24 +61,30 @@ impl Drop for Listener {
     }
 }
 
+/// What the listener needs: where to connect, the pool its probes go through, where
+/// wake-ups go, and where it reports whether notifications arrive.
+pub(crate) struct ListenerSetup {
+    pub(crate) config: tokio_postgres::Config,
+    pub(crate) tls: Tls,
+    pub(crate) pool: deadpool_postgres::Pool,
+    pub(crate) tx: broadcast::Sender<Wakeup>,
+    pub(crate) health: ListenHealth,
+}
+
 impl Listener {
-    /// Starts listening on the current runtime, connecting with `config` and `tls` (the pool's).
-    pub(crate) fn start(
-        config: tokio_postgres::Config,
-        tls: Tls,
-        tx: broadcast::Sender<Wakeup>,
-    ) -> Self {
+    /// Starts listening on the current runtime.
+    pub(crate) fn start(setup: ListenerSetup) -> Self {
         Listener {
-            task: tokio::spawn(listen_loop(config, tls, tx)),
+            task: tokio::spawn(listen_loop(setup)),
         }
     }
 }
 
-async fn listen_loop(config: tokio_postgres::Config, tls: Tls, tx: broadcast::Sender<Wakeup>) {
+async fn listen_loop(setup: ListenerSetup) {
     let mut backoff = Backoff::new();
     let mut first = true;
     loop {
-        match listen_once(&config, &tls, &tx, &mut backoff, first).await {
+        match listen_once(&setup, &mut backoff, first).await {
             Ok(()) => tracing::warn!("zart listener connection closed; reconnecting"),
             Err(err) => tracing::warn!(
                 error = %zart::error::error_chain(&err),
@@ -55,15 +96,37 @@ async fn listen_loop(config: tokio_postgres::Config, tls: Tls, tx: broadcast::Se
     }
 }
 
+/// A payload no other probe sends: process, time and a counter.
+fn probe_token() -> String {
+    static PROBES: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}-{}",
+        std::process::id(),
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+        PROBES.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Sends a probe through the pool, as the after-commit wake-ups go.
+async fn send_probe(pool: deadpool_postgres::Pool, token: String) -> Result<(), String> {
+    let client = pool.get().await.map_err(|e| e.to_string())?;
+    client
+        .query_typed(queries::PROBE_NOTIFY, &[(&token, Type::TEXT)])
+        .await
+        .map_err(|e| zart::error::error_chain(&e))?;
+    Ok(())
+}
+
 /// Connects, LISTENs, and forwards notifications until the connection ends.
 async fn listen_once(
-    config: &tokio_postgres::Config,
-    tls: &Tls,
-    tx: &broadcast::Sender<Wakeup>,
+    setup: &ListenerSetup,
     backoff: &mut Backoff,
     first: bool,
 ) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(tls.connector()).await?;
+    let (client, mut connection) = setup.config.connect(setup.tls.connector()).await?;
     let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
     // The connection must be driven for LISTEN to complete, so run both together.
     {
@@ -86,8 +149,24 @@ async fn listen_once(
     }
     // Anything sent before LISTEN took effect was missed (on the first connect too, since
     // subscribers may already be waiting): tell them to look again.
-    let _ = tx.send(Wakeup::Resync);
-    while let Some(msg) = messages.next().await {
+    let _ = setup.tx.send(Wakeup::Resync);
+
+    let token = probe_token();
+    let probe = tokio::spawn(send_probe(setup.pool.clone(), token.clone()));
+    let deadline = tokio::time::sleep(PROBE_TIMEOUT);
+    tokio::pin!(deadline);
+    let mut probing = Some(probe);
+    loop {
+        let msg = tokio::select! {
+            msg = messages.next() => msg,
+            () = &mut deadline, if probing.is_some() => {
+                if let Some(probe) = probing.take() {
+                    probe_missed(setup, probe).await;
+                }
+                continue;
+            }
+        };
+        let Some(msg) = msg else { break };
         match msg? {
             AsyncMessage::Notification(n) => {
                 let payload = n.payload().to_owned();
@@ -97,9 +176,21 @@ async fn listen_once(
                     queries::CHANNEL_DONE => Wakeup::Finished {
                         execution_ids: finished_ids(payload),
                     },
+                    queries::CHANNEL_PROBE => {
+                        if probing.is_some() && payload == token {
+                            probing = None;
+                            if setup.health.set(DELIVERED) == MISSING {
+                                tracing::info!(
+                                    "zart listener: notifications arrive again on the LISTEN \
+                                     connection"
+                                );
+                            }
+                        }
+                        continue;
+                    }
                     _ => continue,
                 };
-                let _ = tx.send(wakeup);
+                let _ = setup.tx.send(wakeup);
             }
             AsyncMessage::Notice(notice) => {
                 tracing::debug!(message = notice.message(), "notice on listener connection");
@@ -110,6 +201,31 @@ async fn listen_once(
     // The client must live as long as the connection is read: dropping it closes the session.
     drop(client);
     Ok(())
+}
+
+/// The probe did not come back in time: warn, unless it could not even be sent (then the
+/// pool's own errors say why, and nothing is known about LISTEN).
+async fn probe_missed(setup: &ListenerSetup, probe: JoinHandle<Result<(), String>>) {
+    let sent = if probe.is_finished() {
+        probe.await.unwrap_or_else(|e| Err(e.to_string()))
+    } else {
+        probe.abort();
+        Err("the probe's NOTIFY did not return in time".to_owned())
+    };
+    if let Err(reason) = sent {
+        tracing::debug!(reason = %reason, "zart listener could not send its LISTEN/NOTIFY probe");
+        return;
+    }
+    setup.health.set(MISSING);
+    tracing::warn!(
+        timeout_ms = PROBE_TIMEOUT.as_millis() as u64,
+        "zart listener: a notification sent through the pool did not reach the LISTEN \
+         connection, so wake-ups will wait for the safety sweep (a worker's sweep_interval, 5 s \
+         by default) instead of arriving at once. A pooler in transaction mode (PgBouncer's \
+         pool_mode = transaction) cannot carry LISTEN: send the LISTEN connection straight to \
+         the server with ZART_LISTEN_URL or PgPool::with_listen_url (or use a session-mode \
+         pool); `zart doctor` checks this"
+    );
 }
 
 /// The execution ids of a `zart_done` payload: a JSON array of ids (what Zart sends, see

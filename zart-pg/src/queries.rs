@@ -83,6 +83,10 @@ pub const RELEASE_TASKS: &str = "select public.zart_release_tasks($1, $2, $3, $4
 /// `zart_next_run_at`. Params: queue, task_names.
 pub const NEXT_RUN_AT: &str = "select public.zart_next_run_at($1, $2)";
 
+/// `zart_prune`: deletes (or counts) one batch of old finished executions; null when another
+/// session is pruning. Params: status, older_than_ms, limit, dry_run.
+pub const PRUNE: &str = "select public.zart_prune($1, $2, $3, $4)";
+
 /// `zart_get_execution`: one execution by id, if the session may see it. Params: id.
 pub const GET_EXECUTION: &str =
     "select id, task_name, queue, status, input, output, error, attempts, \
@@ -95,7 +99,7 @@ pub const NOTIFY_BATCH: &str =
     "select pg_notify(n.channel, n.payload) from unnest($1::text[], $2::text[]) as n(channel, payload)";
 
 /// The channels the listener subscribes to.
-pub const LISTEN: &str = "listen zart_work; listen zart_timer; listen zart_done";
+pub const LISTEN: &str = "listen zart_work; listen zart_timer; listen zart_done; listen zart_probe";
 
 /// Channel: new work on a queue (payload: the queue name).
 pub const CHANNEL_WORK: &str = "zart_work";
@@ -224,10 +228,13 @@ pub const FUNCTION_PRIVILEGES: &str = "select p.proname::text, \
 pub const CAN_READ_EXECUTIONS: &str = "select to_regclass('public.zart_executions') is not null \
         and pg_catalog.has_table_privilege('public.zart_executions', 'select')";
 
-/// The channel `zart doctor` checks LISTEN/NOTIFY with (each run sends its own payload).
-pub const DOCTOR_LISTEN: &str = "listen zart_doctor";
-/// Sends `zart doctor`'s probe. Params: payload.
-pub const DOCTOR_NOTIFY: &str = "select pg_notify('zart_doctor', $1)";
+/// The channel LISTEN/NOTIFY is checked with, by `zart doctor` and by every listener when it
+/// connects (each probe sends its own payload).
+pub const PROBE_LISTEN: &str = "listen zart_probe";
+/// Sends a LISTEN/NOTIFY probe. Params: payload.
+pub const PROBE_NOTIFY: &str = "select pg_notify('zart_probe', $1)";
+/// Channel: probes ([`PROBE_NOTIFY`]).
+pub const CHANNEL_PROBE: &str = "zart_probe";
 
 /// [`CANCEL_EXECUTION`] with its wake-ups sent in the same statement, as `zart_cancel` does:
 /// `zart_done` for each cancelled execution, `zart_work` for a woken parent's queue. For

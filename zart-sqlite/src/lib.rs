@@ -68,9 +68,9 @@ use tokio::sync::broadcast;
 use zart::group_commit::{Batcher, DEFAULT_MAX_BATCH};
 use zart::scheduler::{
     AwaitEventParams, ChildWait, ClaimTasksParams, ClaimedTask, CommitStepParams,
-    CompleteExecutionParams, EventWait, HeartbeatParams, Lease, NextRunAtParams,
-    ReleaseTasksParams, RetryStepParams, SendEventParams, SleepParams, StartChildParams,
-    StartExecutionParams, StartOutcome, Wakeup,
+    CompleteExecutionParams, EventWait, HeartbeatParams, Lease, NextRunAtParams, PruneOutcome,
+    PruneParams, ReleaseTasksParams, RetryStepParams, SendEventParams, SleepParams,
+    StartChildParams, StartExecutionParams, StartOutcome, Wakeup,
 };
 use zart::wakeups::Poller;
 use zart::{Error, Execution, Scheduler};
@@ -520,6 +520,21 @@ impl Scheduler for SqliteScheduler {
         self.reads
             .read(move |conn| ops::read::get_execution(conn, &id))
             .await
+    }
+
+    async fn prune(&self, p: PruneParams) -> Result<PruneOutcome, Error> {
+        p.check()?;
+        if p.dry_run {
+            let settings = self.settings.clone();
+            return self
+                .reads
+                .read(move |conn| ops::prune::count(conn, &settings, &p))
+                .await;
+        }
+        match self.write(Op::Prune(p)).await? {
+            Reply::Pruned(outcome) => Ok(outcome),
+            other => Err(unexpected(other)),
+        }
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Wakeup> {

@@ -242,3 +242,34 @@ pub const DESCRIBE_CHILDREN: &str =
 /// The unconsumed events of an execution, oldest first. Params: id.
 pub const DESCRIBE_EVENTS: &str = "select name, payload, created_at from zart_events
       where execution_id = ?1 and consumed_at is null order by event_id";
+
+// ---- retention ----------------------------------------------------------------------------
+
+/// The condition of a prunable execution `e`: status ?1, finished before ?2, and not a child
+/// whose parent is unfinished (the parent's resume reads the child's row). Equalities rather
+/// than an IN list (see V2).
+macro_rules! prunable {
+    () => {
+        "from zart_executions e
+    where e.finished_at < ?2 and e.status = ?1
+      and not exists (select 1 from zart_executions p
+                       where e.parent_id is not null and p.id = e.parent_id
+                         and (p.status = 'scheduled' or p.status = 'running'
+                              or p.status = 'sleeping' or p.status = 'waiting'))"
+    };
+}
+
+/// The oldest ?3 prunable executions (see `prunable!`).
+pub const PRUNABLE: &str = concat!(
+    "select e.id ",
+    prunable!(),
+    " order by e.finished_at limit ?3"
+);
+/// How many executions are prunable (a dry run).
+pub const COUNT_PRUNABLE: &str = concat!("select count(*) ", prunable!());
+/// Deletes the step rows of an execution.
+pub const DELETE_STEPS: &str = "delete from zart_steps where execution_id = ?1";
+/// Deletes the events of an execution.
+pub const DELETE_EVENTS: &str = "delete from zart_events where execution_id = ?1";
+/// Deletes an execution.
+pub const DELETE_EXECUTION: &str = "delete from zart_executions where id = ?1";

@@ -37,10 +37,15 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "check_without_in_lists",
         sql: include_str!("../migrations/V2__check_without_in_lists.sql"),
     },
+    Migration {
+        version: 3,
+        name: "retention",
+        sql: include_str!("../migrations/V3__retention.sql"),
+    },
 ];
 
 /// The schema version this build writes and needs.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// What [`migrate`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,7 +173,7 @@ mod tests {
     const T: &str = "2026-12-07T00:00:00.000Z";
 
     /// A database at version 1 with a row in each table, upgraded by `migrate_connection`,
-    /// keeps its rows, its indexes and its constraints.
+    /// keeps its rows, its indexes and its constraints, and gets version 3's indexes.
     #[test]
     fn version_2_keeps_the_rows_indexes_and_checks_of_version_1() {
         let conn = Connection::open_in_memory().unwrap();
@@ -191,7 +196,10 @@ mod tests {
         let report = migrate_connection(&conn).unwrap();
         assert_eq!(
             report.applied,
-            vec!["V2__check_without_in_lists".to_owned()]
+            vec![
+                "V2__check_without_in_lists".to_owned(),
+                "V3__retention".to_owned()
+            ]
         );
         check(&conn).unwrap();
 
@@ -222,7 +230,9 @@ mod tests {
         assert_eq!(
             indexes,
             [
+                "zart_events_execution_id_idx",
                 "zart_events_pending_idx",
+                "zart_executions_finished_at_idx",
                 "zart_executions_parent_id_idx",
                 "zart_tasks_queue_task_name_run_at_idx"
             ]

@@ -19,9 +19,9 @@ use tokio::sync::broadcast;
 use zart::group_commit::BlockingBatchWriter;
 use zart::scheduler::{
     AwaitEventParams, ChildWait, ClaimTasksParams, ClaimedTask, CommitStepParams,
-    CompleteExecutionParams, EventWait, HeartbeatParams, Lease, ReleaseTasksParams,
-    RetryStepParams, SendEventParams, SleepParams, StartChildParams, StartExecutionParams,
-    StartOutcome, Wakeup,
+    CompleteExecutionParams, EventWait, HeartbeatParams, Lease, PruneOutcome, PruneParams,
+    ReleaseTasksParams, RetryStepParams, SendEventParams, SleepParams, StartChildParams,
+    StartExecutionParams, StartOutcome, Wakeup,
 };
 use zart::Error;
 
@@ -46,6 +46,7 @@ pub(crate) enum Op {
     Heartbeat(HeartbeatParams),
     Release(ReleaseTasksParams),
     AdvanceClock(Duration),
+    Prune(PruneParams),
 }
 
 impl Op {
@@ -96,6 +97,7 @@ pub(crate) enum Reply {
     Cancelled(Vec<String>),
     Renewed(Vec<Lease>),
     Released(u64),
+    Pruned(PruneOutcome),
 }
 
 /// The write connection and where its wake-ups go.

@@ -56,6 +56,9 @@ impl Scheduler for Contended {
     async fn await_event(&self, p: AwaitEventParams) -> Result<EventWait, Error> {
         self.inner.await_event(p).await
     }
+    async fn prune(&self, p: PruneParams) -> Result<PruneOutcome, Error> {
+        self.inner.prune(p).await
+    }
     async fn send_event(&self, p: SendEventParams) -> Result<(), Error> {
         self.inner.send_event(p).await
     }

@@ -66,6 +66,7 @@ mod handler;
 pub mod limits;
 mod log;
 mod registry;
+pub mod retention;
 mod retry;
 pub mod scheduler;
 pub mod telemetry;

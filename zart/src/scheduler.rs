@@ -232,6 +232,24 @@ pub trait Scheduler: Send + Sync + 'static {
     /// Only the transient and database errors of every call.
     async fn get_execution(&self, id: &str) -> Result<Option<Execution>, Error>;
 
+    /// Deletes one batch of finished executions of one status, with their steps and events,
+    /// that finished longer ago than an age (`zart_prune`); or counts them (`dry_run`).
+    ///
+    /// Only executions with `params.status` (`completed`, `failed` or `cancelled`) whose finish
+    /// time is more than `older_than` before now on the backend's clock are taken, oldest
+    /// first, at most `limit`, and never a child whose parent has not finished (the parent's
+    /// replay reads the child's outcome from its row). Each is deleted with every step row and
+    /// every event addressed to it, in one transaction; unfinished executions are never
+    /// touched. Only one prune runs at a time across every process of a store: a call that
+    /// finds another one running returns [`PruneOutcome::Busy`] at once, without waiting or
+    /// deleting. A dry run deletes nothing and counts every execution a prune would take
+    /// (`limit` does not apply). After a prune an id can be started again as a new execution.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a status that is not finished, an age over 100 years, or a
+    /// `limit` outside 1 to [`PRUNE_LIMIT_MAX`].
+    async fn prune(&self, params: PruneParams) -> Result<PruneOutcome, Error>;
+
     /// Subscribes to wake-ups (new work, timers, finished executions) from this backend.
     ///
     /// Wake-ups are hints, sent after the change they announce is stored: a subscriber looks
@@ -287,9 +305,68 @@ impl<T: Scheduler + ?Sized> Scheduler for Arc<T> {
     async fn get_execution(&self, id: &str) -> Result<Option<Execution>, Error> {
         (**self).get_execution(id).await
     }
+    async fn prune(&self, params: PruneParams) -> Result<PruneOutcome, Error> {
+        (**self).prune(params).await
+    }
     fn subscribe(&self) -> broadcast::Receiver<Wakeup> {
         (**self).subscribe()
     }
+}
+
+/// The largest [`PruneParams::limit`]: a batch stays one short transaction.
+pub const PRUNE_LIMIT_MAX: u32 = 100_000;
+
+/// Arguments of [`Scheduler::prune`].
+#[derive(Debug, Clone)]
+pub struct PruneParams {
+    /// Which finished executions: `completed`, `failed` or `cancelled`.
+    pub status: crate::ExecutionStatus,
+    /// Only those that finished longer ago than this, by the backend's clock.
+    pub older_than: Duration,
+    /// At most this many in one call (1 to [`PRUNE_LIMIT_MAX`]).
+    pub limit: u32,
+    /// Count instead of deleting.
+    pub dry_run: bool,
+}
+
+impl PruneParams {
+    /// Refuses a status that is not finished or a limit out of range, naming the field.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`].
+    pub fn check(&self) -> Result<(), Error> {
+        if !self.status.is_terminal() {
+            return Err(Error::invalid(
+                "status",
+                format!(
+                    "{} is not finished: only completed, failed and cancelled executions are pruned",
+                    self.status
+                ),
+            ));
+        }
+        if self.older_than > crate::limits::MAX_WAIT {
+            return Err(Error::invalid("age", "must be at most 100 years"));
+        }
+        if self.limit == 0 || self.limit > PRUNE_LIMIT_MAX {
+            return Err(Error::invalid(
+                "batch",
+                format!("{} is outside 1 to {PRUNE_LIMIT_MAX}", self.limit),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What one [`Scheduler::prune`] call did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PruneOutcome {
+    /// This many executions were deleted; fewer than the limit means none of that age is left.
+    Deleted(u64),
+    /// A dry run: this many executions would be deleted.
+    Counted(u64),
+    /// Another prune was running; nothing was done.
+    Busy,
 }
 
 /// The type-erased backend handle that workflow code sees as `TaskContext<impl Scheduler>`.

@@ -11,6 +11,7 @@ mod deadlines;
 mod events;
 mod leases;
 mod replay;
+mod retention;
 mod retries;
 mod sleeps;
 mod start;
@@ -23,6 +24,7 @@ pub use deadlines::*;
 pub use events::*;
 pub use leases::*;
 pub use replay::*;
+pub use retention::*;
 pub use retries::*;
 pub use sleeps::*;
 pub use start::*;
@@ -90,6 +92,9 @@ macro_rules! __for_each_case {
             // wait
             wait_wakes_when_the_execution_finishes,
             wait_times_out_on_an_unfinished_execution,
+            // retention
+            prune_deletes_only_finished_executions_past_their_age,
+            prune_refuses_bad_input,
         );
     };
     (@each $m:path, $backend:expr; $($name:ident,)*) => {

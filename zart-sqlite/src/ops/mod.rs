@@ -12,6 +12,7 @@ mod cancel;
 mod claim;
 mod fence;
 mod leases;
+pub(crate) mod prune;
 pub(crate) mod read;
 mod start;
 mod steps;
@@ -105,6 +106,7 @@ pub(crate) fn run(tx: &mut Tx<'_>, op: &Op) -> Result<Reply, Error> {
         Op::Heartbeat(p) => leases::heartbeat(tx, p),
         Op::Release(p) => leases::release_tasks(tx, p),
         Op::AdvanceClock(by) => leases::advance_clock(tx, *by),
+        Op::Prune(p) => prune::prune(tx, p),
     }
 }
 

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use crate::retention::Retention;
 use crate::Error;
 
 /// Settings of a [`Worker`](super::Worker). The defaults are meant for production; change
@@ -52,6 +53,11 @@ pub struct WorkerConfig {
     /// suspended) after which an execution is failed instead of run again: a workflow that
     /// kills or hangs its worker every time (a poison workflow) stops here. Default 10.
     pub max_recoveries: u32,
+    /// Deletes old finished executions every [`Retention::interval`] when set (one worker of
+    /// the fleet at a time; see [`crate::retention`]). Default `None`: nothing is deleted
+    /// unless asked for, since deleting history cannot be undone and an execution's id stops
+    /// being an idempotency key once it is gone.
+    pub retention: Option<Retention>,
 }
 
 impl Default for WorkerConfig {
@@ -67,6 +73,7 @@ impl Default for WorkerConfig {
             handle_signals: true,
             worker_id: None,
             max_recoveries: 10,
+            retention: None,
         }
     }
 }
@@ -118,6 +125,12 @@ impl WorkerConfig {
         self.max_recoveries = max;
         self
     }
+    /// Sets [`WorkerConfig::retention`]: this worker deletes finished executions older than
+    /// `retention`'s ages.
+    pub fn with_retention(mut self, retention: Retention) -> Self {
+        self.retention = Some(retention);
+        self
+    }
     /// Sets [`WorkerConfig::worker_id`].
     pub fn with_worker_id(mut self, id: impl Into<String>) -> Self {
         self.worker_id = Some(id.into());
@@ -140,6 +153,9 @@ impl WorkerConfig {
         }
         if self.sweep_interval.is_zero() {
             return Err(Error::invalid("sweep interval", "must be above zero"));
+        }
+        if let Some(retention) = &self.retention {
+            retention.check()?;
         }
         Ok(())
     }

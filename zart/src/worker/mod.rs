@@ -6,13 +6,14 @@
 //! shutdown it stops claiming, lets runs finish up to a timeout, and releases the rest.
 //!
 //! The parts, one file each: `config` (the settings and their defaults), `claim` (the claim
-//! loop), `run` (one claimed execution), `heartbeat` (lease renewal), `signals` (graceful
-//! shutdown). This file holds the public types, the state they share while the worker runs,
+//! loop), `run` (one claimed execution), `heartbeat` (lease renewal), `retention` (pruning
+//! old finished executions, when configured), `signals` (graceful shutdown). This file holds the public types, the state they share while the worker runs,
 //! and [`Worker::run`], which wires them together.
 
 mod claim;
 mod config;
 mod heartbeat;
+mod retention;
 mod run;
 mod signals;
 
@@ -135,6 +136,10 @@ impl<S: Scheduler> Worker<S> {
             self.config.clone(),
             running.clone(),
         ));
+        let retention =
+            self.config.retention.clone().map(|retention| {
+                tokio::spawn(retention::retention_loop(scheduler.clone(), retention))
+            });
         tracing::info!(
             worker.id = %self.worker_id,
             queue = %self.config.queue,
@@ -152,6 +157,9 @@ impl<S: Scheduler> Worker<S> {
             ended: mpsc::unbounded_channel(),
         };
         core.claim_loop(&mut shutdown_rx).await;
+        if let Some(retention) = &retention {
+            retention.abort();
+        }
         core.shut_down().await;
         heartbeat.abort();
         tracing::info!(worker.id = %self.worker_id, "zart worker stopped");

@@ -7,6 +7,7 @@
 
 mod exit;
 mod inspect;
+mod list;
 mod prune;
 mod text;
 
@@ -384,7 +385,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             params.created_until = time("until", until)?;
             params.after = after;
             params.check()?;
-            let page = admin(&url).await?.list_executions(params).await?;
+            let page = list::read(&*admin(&url).await?, params, !json).await?;
             if json {
                 print_json(&inspect::page_json(&page))?;
             } else {

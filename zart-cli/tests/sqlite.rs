@@ -96,3 +96,65 @@ fn an_unknown_scheme_names_the_ones_served() {
     assert!(err.contains("sqlite://"), "{err}");
     assert!(err.contains("postgres://"), "{err}");
 }
+
+/// A `--limit` above one read's chunk (1,000) is read in chunks through the cursor: the page
+/// holds exactly the executions asked for, newest first, with the cursor of its last one; the
+/// next page picks up there; piped, nothing is drawn on standard error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_list_is_read_in_chunks_and_pages_on() {
+    let dir = std::env::temp_dir().join(format!("zart-cli-sqlite-long-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("zart.db").display());
+    zart_sqlite::migrate(&url).await.unwrap();
+    let scheduler = zart_sqlite::SqliteScheduler::connect_with(
+        &url,
+        zart_sqlite::SqliteOptions::default().synchronous(zart_sqlite::Synchronous::Normal),
+    )
+    .await
+    .unwrap();
+    for i in 0..1_200 {
+        zart::Scheduler::start_execution(
+            &scheduler,
+            zart::scheduler::StartExecutionParams {
+                id: format!("job-{i:04}"),
+                task_name: "t".to_owned(),
+                input: serde_json::json!({ "i": i }),
+                queue: "default".to_owned(),
+                parent_id: None,
+                deadline: None,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    scheduler.close().await;
+
+    let list = |args: &[&str]| -> (serde_json::Value, String) {
+        let out = zart(&url, args);
+        let page = serde_json::from_str(&stdout(&out)).unwrap();
+        (page, String::from_utf8(out.stderr).unwrap())
+    };
+    let (page, stderr) = list(&["list", "--json", "--limit", "1100"]);
+    assert!(stderr.is_empty(), "nothing drawn when piped: {stderr}");
+    let ids: Vec<&str> = page["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 1_100);
+    let mut unique = ids.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), 1_100, "no execution twice");
+    assert_eq!(page["next_after"], serde_json::json!(ids[1_099]));
+
+    let (rest, _) = list(&["list", "--json", "--limit", "5000", "--after", ids[1_099]]);
+    let rest = rest["executions"].as_array().unwrap();
+    assert_eq!(rest.len(), 100);
+    assert!(rest
+        .iter()
+        .all(|e| !ids.contains(&e["id"].as_str().unwrap())));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -126,15 +126,8 @@ impl Writer {
         }
     }
 
-    /// Runs `work` with the write connection (on the batcher's writer thread), then sends the
+    /// Runs `work` on `conn` (the write connection, locked by the caller), then sends the
     /// wake-ups of what committed.
-    fn run<T>(
-        &self,
-        work: impl FnOnce(&Connection, &Settings) -> Result<(T, Vec<Wakeup>), Error>,
-    ) -> Result<T, Error> {
-        self.run_on(&lock(&self.conn), work)
-    }
-
     fn run_on<T>(
         &self,
         conn: &Connection,
@@ -157,10 +150,16 @@ impl Writer {
             Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => return None,
         };
+        Some(self.write_one_on(&conn, op))
+    }
+
+    /// Writes `op` in a transaction of its own on `conn` (the locked write connection), without
+    /// waiting for the disk if it only takes or extends leases.
+    fn write_one_on(&self, conn: &Connection, op: &Op) -> Result<Reply, Error> {
         let relax = self.settings.full_sync && op.leases_only();
-        Some(self.run_on(&conn, |conn, settings| {
+        self.run_on(conn, |conn, settings| {
             relaxed(conn, relax, || write_one(conn, settings, op))
-        }))
+        })
     }
 }
 
@@ -251,12 +250,13 @@ fn write_batch(
 impl BlockingBatchWriter<Arc<Op>, Reply> for Writer {
     fn write_batch(&mut self, items: &[Arc<Op>]) -> Result<Vec<Result<Reply, Error>>, Error> {
         let relax = self.settings.full_sync && items.iter().all(|op| op.leases_only());
-        self.run(|conn, settings| relaxed(conn, relax, || write_batch(conn, settings, items)))
+        self.run_on(&lock(&self.conn), |conn, settings| {
+            relaxed(conn, relax, || write_batch(conn, settings, items))
+        })
     }
 
     fn write_one(&mut self, item: &Arc<Op>) -> Result<Reply, Error> {
-        let relax = self.settings.full_sync && item.leases_only();
-        self.run(|conn, settings| relaxed(conn, relax, || write_one(conn, settings, item)))
+        self.write_one_on(&lock(&self.conn), item)
     }
 }
 

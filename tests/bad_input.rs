@@ -735,6 +735,25 @@ async fn bad_input_from_sql_is_refused_and_injection_is_inert() {
             "ZA007",
             "execution \"nobody\" not found".to_owned(),
         ),
+        (
+            "select zart_retry('')",
+            vec![],
+            "ZA004",
+            zart("must not be empty", "execution id"),
+        ),
+        (
+            "select zart_retry('nobody')",
+            vec![],
+            "ZA007",
+            "execution \"nobody\" not found".to_owned(),
+        ),
+        (
+            "select zart_retry('waiting')",
+            vec![],
+            "ZA009",
+            "execution \"waiting\" cannot be retried: it is waiting (only a failed execution can be)"
+                .to_owned(),
+        ),
         // The default payload limit: 1 MiB of JSON text.
         (
             "select zart_start('t', 'echo', to_jsonb(repeat('x', 1048575)))",
@@ -762,7 +781,7 @@ async fn bad_input_from_sql_is_refused_and_injection_is_inert() {
         assert_eq!(got_message, message, "{sql}");
         assert_eq!(snapshot(&client).await, before, "{sql} changed the state");
     }
-    assert_eq!(n_cases, 20);
+    assert_eq!(n_cases, 23);
 
     // A configured limit (zart_settings.max_payload_bytes, set by the owner) counts bytes of
     // JSON text.

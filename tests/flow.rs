@@ -1408,6 +1408,97 @@ async fn cancelling_a_parent_cancels_its_waiting_descendants() {
     h.stop().await;
 }
 
+/// A parent that failed while it waited for a child (which its failure cancelled), retried from
+/// SQL: both are revived in the caller's transaction, the NOTIFY at commit wakes a worker, the
+/// child resumes where it was and the parent completes with its output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zart_retry_from_sql_revives_the_children_a_failure_cancelled() {
+    init_tracing();
+    let woke = Arc::new(AtomicU32::new(0));
+    let h = Harness::with_registry(nest_registry(&woke)).await;
+    let (db, durable, s) = (&h.db, &h.durable, &h.scheduler);
+    let client = db.client().await;
+    durable.start_typed("fam", "nest", &1u32).await.unwrap();
+
+    // A fake worker runs the parent up to its child wait, then fails it while it waits.
+    // (The child is a `nest` task too: the second claim takes it as well, and holds it.)
+    let claim = |id: &'static str| async move {
+        s.claim_tasks(ClaimTasksParams {
+            worker_id: "fake".into(),
+            queue: "default".into(),
+            task_names: vec!["nest".into()],
+            limit: 2,
+            lease: HOUR,
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.lease.execution_id == id)
+        .unwrap()
+    };
+    let first = claim("fam").await;
+    s.start_child(StartChildParams {
+        lease: first.lease.clone(),
+        name: "kid".into(),
+        seq: 0,
+        child_id: "fam/kid".into(),
+        task_name: "nest".into(),
+        input: json!(0),
+        queue: "default".into(),
+    })
+    .await
+    .unwrap();
+    client
+        .batch_execute(
+            "update zart_tasks set run_at = zart_current_time() where execution_id = 'fam'",
+        )
+        .await
+        .unwrap();
+    let second = claim("fam").await;
+    s.complete_execution(CompleteExecutionParams {
+        lease: second.lease,
+        outcome: Outcome::Failed(zart::ErrorRecord {
+            kind: "failed".into(),
+            message: "the warehouse was unreachable".into(),
+            ..Default::default()
+        }),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        status_of(&client, "fam/kid").await.as_deref(),
+        Some("cancelled")
+    );
+
+    h.spawn_worker(WorkerConfig::default().with_sweep_interval(Duration::from_secs(600)));
+    let n: i32 = client
+        .query_one("select zart_retry('fam')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2, "the parent and the child its failure cancelled");
+    wait_status(&client, "fam/kid", "sleeping").await;
+    wait_status(&client, "fam", "waiting").await;
+    db.advance_clock(2 * HOUR).await;
+    let done = durable.wait("fam", WAIT).await.unwrap();
+    assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
+    assert_eq!(done.output, Some(json!(1)));
+    assert_eq!(woke.load(Ordering::SeqCst), 1);
+
+    // Done: nothing to retry; from SQL the refusal has its own SQLSTATE.
+    let err = client
+        .query_one("select zart_retry('fam')", &[])
+        .await
+        .unwrap_err();
+    let db_error = err.as_db_error().expect("a database error");
+    assert_eq!(db_error.code().code(), "ZA009", "{db_error}");
+    assert_eq!(
+        db_error.message(),
+        "execution \"fam\" cannot be retried: it is completed (only a failed execution can be)"
+    );
+    h.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zart_cancel_from_sql_cancels_the_tree_and_returns_the_count() {
     init_tracing();

@@ -33,6 +33,8 @@ const CLIENT_FUNCTIONS: &[&str] = &[
     "zart_cancel",
     "zart_cancel_execution",
     "zart_emit_event",
+    "zart_retry",
+    "zart_retry_execution",
     "zart_send_event",
     "zart_start",
     "zart_start_execution",

@@ -463,6 +463,7 @@ async fn the_worker_role_changes_nothing_it_holds_no_lease_on() {
             "select zart_emit_event('asleep', 'go')",
             "select zart_send_event(zart_bucket('asleep'), 'asleep', 'go', '1')",
             "select zart_cancel('other')",
+            "select zart_retry('other')",
             "update zart_executions set status = 'completed' where id = 'other'",
             "update zart_tasks set run_at = now() where execution_id = 'asleep'",
             "insert into zart_steps (bucket, execution_id, name, seq, status, attempts, created_at, updated_at)
@@ -1167,6 +1168,7 @@ async fn tenants_cannot_see_signal_cancel_or_parent_each_other() {
     for (sql, code, message) in [
         ("select zart_emit_event('xa', 'go', '1')", "ZA007", "execution \"xa\" not found"),
         ("select zart_cancel('xa')", "ZA007", "execution \"xa\" not found"),
+        ("select zart_retry('xa')", "ZA007", "execution \"xa\" not found"),
         (
             "select * from zart_start_execution(zart_bucket('kid'), 'kid', 'alpha', '{}', 'default', 'xa', null)",
             "ZA004",

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 use zart::admin::{ExecutionDetail, ExecutionPage, ExecutionSummary, StepRecord, WaitReason};
-use zart::ErrorRecord;
+use zart::{ErrorRecord, ExecutionStatus};
 
 use crate::text::{between, json_short, table, time, time_json, time_or_dash};
 
@@ -76,7 +76,14 @@ fn shell_word(s: &str) -> String {
 }
 
 fn error_json(e: &ErrorRecord) -> Value {
-    json!({"kind": e.kind, "message": e.message, "step": e.step, "attempts": e.attempts})
+    json!({
+        "kind": e.kind,
+        "message": e.message,
+        "step": e.step,
+        "attempts": e.attempts,
+        "details": e.details,
+        "retryable": e.retryable,
+    })
 }
 
 /// One execution in full as JSON.
@@ -266,6 +273,18 @@ pub fn detail_text(d: &ExecutionDetail) -> String {
     }
     if let Some(error) = &e.error {
         field("error", error.to_string());
+        if let Some(details) = &error.details {
+            field("details", json_short(details, 200));
+        }
+    }
+    if e.status == ExecutionStatus::Failed {
+        field(
+            "retry",
+            format!(
+                "zart retry {} (runs it again from its failed step)",
+                shell_word(&e.id)
+            ),
+        );
     }
     let reasons = d.wait_reasons();
     for (i, r) in reasons.iter().enumerate() {

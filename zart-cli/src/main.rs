@@ -124,6 +124,12 @@ enum Command {
         /// The execution id.
         id: String,
     },
+    /// Run a failed execution again from the step that failed it, keeping the steps recorded
+    /// before it (children it waited on that failed or were cancelled are revived too).
+    Retry {
+        /// The execution id.
+        id: String,
+    },
     /// Check the database and login: schema version, roles and grants, clock skew,
     /// LISTEN/NOTIFY (PostgreSQL only).
     Doctor,
@@ -447,6 +453,24 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 );
             }
         }
+        Command::Retry { id } => {
+            zart::limits::check_name("execution id", &id)?;
+            let revived = match backend {
+                Backend::Postgres => retry_postgres(&url, &id).await?,
+                Backend::Sqlite => scheduler(&url).await?.retry_execution(&id).await?,
+            };
+            if json {
+                print_json(&json!({"id": id, "retried": revived}))?;
+            } else {
+                outln!(
+                    "zart: execution {id:?} is scheduled again from its failed step{}",
+                    match &revived[1..] {
+                        [] => String::new(),
+                        children => format!(", with {}", children.join(", ")),
+                    }
+                );
+            }
+        }
         Command::Doctor => {
             if backend != Backend::Postgres {
                 return Err(
@@ -551,6 +575,15 @@ async fn cancel_postgres(url: &str, id: &str) -> anyhow::Result<Vec<String>> {
     let pool = PgPool::connect_lazy(url, 1)?;
     PostgresScheduler::new(pool.clone()).check_schema().await?;
     Ok(zart_pg::admin::cancel(&pool, id).await?)
+}
+
+/// Retries with the wake-ups sent in the retrying statement (as `zart_retry` does), so workers
+/// hear of it even though this process exits at once; returns the ids made due, the one asked
+/// for first.
+async fn retry_postgres(url: &str, id: &str) -> anyhow::Result<Vec<String>> {
+    let pool = PgPool::connect_lazy(url, 1)?;
+    PostgresScheduler::new(pool.clone()).check_schema().await?;
+    Ok(zart_pg::admin::retry(&pool, id).await?)
 }
 
 /// Starts through the SQL function `zart_start`, which also wakes workers (NOTIFY).

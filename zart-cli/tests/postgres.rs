@@ -1,9 +1,11 @@
-//! The `zart` binary on PostgreSQL: list, show, send-event, cancel, migrate --dry-run and
+//! The `zart` binary on PostgreSQL: list, show, send-event, cancel, retry, migrate --dry-run and
 //! doctor, each with its happy path, bad input, an unknown id and a database that is down, and
 //! the exit codes `zart --help` documents. A fresh migrated database per test (tests/support).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::process::Output;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -414,6 +416,124 @@ async fn cancel_cancels_children_too_and_only_once() {
     expect_code(&out, 2);
 }
 
+/// `pay`: step `before`, then step `charge`, which fails while [`Pay::broken`] is set.
+struct Pay {
+    broken: Arc<AtomicBool>,
+    runs: Arc<AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl zart::TaskHandler for Pay {
+    type Data = Value;
+    type Output = String;
+
+    async fn run(
+        &self,
+        ctx: &mut zart::TaskContext<impl Scheduler>,
+        _: Value,
+    ) -> Result<String, zart::TaskError> {
+        let runs = self.runs.clone();
+        ctx.step("before", || async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, std::io::Error>(())
+        })
+        .await?;
+        let broken = self.broken.load(Ordering::SeqCst);
+        ctx.step("charge", || async move {
+            if broken {
+                return Err(std::io::Error::other("gateway down"));
+            }
+            Ok("paid".to_owned())
+        })
+        .await
+    }
+}
+
+#[tokio::test]
+async fn retry_runs_a_failed_execution_again_and_wakes_the_worker() {
+    let db = TestDb::new().await;
+    let s = db.scheduler().await;
+    let broken = Arc::new(AtomicBool::new(true));
+    let runs = Arc::new(AtomicUsize::new(0));
+    let mut registry = zart::TaskRegistry::new();
+    registry
+        .register(
+            "pay",
+            Pay {
+                broken: broken.clone(),
+                runs: runs.clone(),
+            },
+        )
+        .unwrap();
+    // The sweep is far away: the worker hears of the retry through its wake-up or not at all.
+    let registry = Arc::new(registry);
+    let worker = zart::Worker::new(
+        s.clone(),
+        registry.clone(),
+        zart::WorkerConfig::default()
+            .with_sweep_interval(Duration::from_secs(600))
+            .with_handle_signals(false),
+    );
+    let stop = worker.shutdown_handle();
+    let running = tokio::spawn(worker.run());
+    let durable = zart::DurableScheduler::new(s.clone(), registry);
+    durable.start("pay-1", "pay", json!({})).await.unwrap();
+    let failed = durable
+        .wait("pay-1", Some(Duration::from_secs(20)))
+        .await
+        .unwrap();
+    assert_eq!(failed.status, zart::ExecutionStatus::Failed);
+
+    // Not failed yet / unknown / bad id: refused, nothing changes.
+    start(&*s, "queued", "other", "default").await;
+    let out = zart(&db.url, &["retry", "queued"]).await;
+    expect_code(&out, 1);
+    assert!(
+        stderr(&out).contains("cannot be retried: it is scheduled"),
+        "{}",
+        stderr(&out)
+    );
+    expect_code(&zart(&db.url, &["retry", "no-such-id"]).await, 3);
+    expect_code(&zart(&db.url, &["retry", ""]).await, 2);
+
+    let shown = zart(&db.url, &["show", "pay-1"]).await;
+    expect_code(&shown, 0);
+    assert!(
+        text(&shown).contains("zart retry pay-1 (runs it again from its failed step)"),
+        "{}",
+        text(&shown)
+    );
+    let shown = json_of(&db.url, &["show", "pay-1"]).await;
+    assert_eq!(shown["execution"]["error"]["step"], "charge");
+    assert_eq!(shown["execution"]["error"]["message"], "gateway down");
+
+    broken.store(false, Ordering::SeqCst);
+    let retried = json_of(&db.url, &["retry", "pay-1"]).await;
+    assert_eq!(retried, json!({"id": "pay-1", "retried": ["pay-1"]}));
+    let done = durable
+        .wait("pay-1", Some(Duration::from_secs(20)))
+        .await
+        .unwrap();
+    assert_eq!(
+        done.status,
+        zart::ExecutionStatus::Completed,
+        "{:?}",
+        done.error
+    );
+    assert_eq!(done.output, Some(json!("paid")));
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "step `before` was kept");
+
+    let out = zart(&db.url, &["retry", "pay-1"]).await;
+    expect_code(&out, 1);
+    assert!(
+        stderr(&out).contains("cannot be retried: it is completed"),
+        "{}",
+        stderr(&out)
+    );
+    stop.shutdown();
+    running.await.unwrap().unwrap();
+}
+
 #[tokio::test]
 async fn migrate_dry_run_prints_the_sql_and_changes_nothing() {
     let empty = TestDb::empty().await;
@@ -507,6 +627,7 @@ async fn a_database_that_is_down_is_exit_4_for_every_command() {
         &["show", "x"],
         &["send-event", "x", "e"],
         &["cancel", "x"],
+        &["retry", "x"],
         &["doctor"],
         &["migrate"],
         &["migrate", "--dry-run"],

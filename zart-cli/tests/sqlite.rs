@@ -1,5 +1,5 @@
-//! The `zart` binary on a SQLite URL: migrate (idempotent), start, status, list, show, cancel;
-//! and a URL whose scheme no backend serves.
+//! The `zart` binary on a SQLite URL: migrate (idempotent), start, status, list, show, cancel,
+//! retry; and a URL whose scheme no backend serves.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::process::{Command, Output};
@@ -69,7 +69,13 @@ fn migrate_start_and_status_on_sqlite() {
     let shown: serde_json::Value =
         serde_json::from_str(&stdout(&zart(&url, &["show", "order-7", "--json"]))).unwrap();
     assert_eq!(shown["waiting"][0]["reason"], "due");
+    // retry: only a failed execution; a cancelled one is refused (exit 1) and stays cancelled.
+    let out = zart(&url, &["retry", "order-8"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be retried: it is scheduled"));
+    assert_eq!(zart(&url, &["retry", "nope"]).status.code(), Some(3));
     assert!(stdout(&zart(&url, &["cancel", "order-7"])).contains("cancelled 1 execution"));
+    assert_eq!(zart(&url, &["retry", "order-7"]).status.code(), Some(1));
     assert_eq!(zart(&url, &["show", "nope"]).status.code(), Some(3));
 
     // prune: the cancelled one is a second old, kept at 30 days, gone at 0s.

@@ -111,6 +111,8 @@ pub fn registry(counts: &Counts) -> TaskRegistry {
         .register("replay-aware", ReplayAware(c()))
         .unwrap()
         .register("declines", Declines(c()))
+        .unwrap()
+        .register("fixable", Fixable(c()))
         .unwrap();
     registry
 }
@@ -543,5 +545,40 @@ impl TaskHandler for Repeats {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// The key of [`Fixable`]'s fix: a case "deploys the fix" with `counts.hit(FIX.0, FIX.1)`.
+pub const FIX: (&str, &str) = ("*", "fixed");
+
+/// `fixable`: step `first`; with input `{"kid": true}`, child `kid` (a `fixable` without one),
+/// whose failure fails this execution; then step `risky`, which fails ("not fixed yet") until
+/// the fix is deployed ([`FIX`]); then step `last`. Returns 3.
+pub struct Fixable(Counts);
+
+#[async_trait]
+impl TaskHandler for Fixable {
+    type Data = Value;
+    type Output = u32;
+
+    async fn run(
+        &self,
+        ctx: &mut TaskContext<impl Scheduler>,
+        input: Value,
+    ) -> Result<u32, TaskError> {
+        counted(ctx, &self.0, "first", 1).await?;
+        if input["kid"] == json!(true) {
+            ctx.child::<_, u32>("kid", "fixable", &json!(null)).await?;
+        }
+        let (counts, id) = (self.0.clone(), ctx.execution_id().to_owned());
+        ctx.step("risky", || async move {
+            counts.hit(&id, "risky");
+            if counts.get(FIX.0, FIX.1) == 0 {
+                return Err(io::Error::other("not fixed yet"));
+            }
+            Ok(2)
+        })
+        .await?;
+        counted(ctx, &self.0, "last", 3).await
     }
 }

@@ -92,7 +92,8 @@ declare
     v_shared text[] := array['zart_schema_version', 'zart_bucket', 'zart_current_time',
                              'zart_visible_tenants', 'zart_get_execution'];
     v_client text[] := array['zart_start_execution', 'zart_start', 'zart_send_event',
-                             'zart_emit_event', 'zart_cancel_execution', 'zart_cancel'];
+                             'zart_emit_event', 'zart_cancel_execution', 'zart_cancel',
+                             'zart_retry_execution', 'zart_retry'];
     v_worker text[] := array['zart_claim_tasks', 'zart_commit_step', 'zart_commit_steps',
                              'zart_retry_step', 'zart_complete_execution',
                              'zart_complete_executions', 'zart_heartbeat', 'zart_release_tasks',

@@ -16,6 +16,8 @@
 --   zart_emit_event(..)          entry (client) bucketless zart_send_event; NOTIFYs in the tx
 --   zart_cancel_execution(..)    entry (client) cancels an execution and its unfinished descendants
 --   zart_cancel(..)              entry (client) bucketless zart_cancel_execution; NOTIFYs in the tx
+--   zart_retry_execution(..)     entry (client) re-runs a failed execution from its failed step
+--   zart_retry(..)               entry (client) bucketless zart_retry_execution; NOTIFYs in the tx
 --   zart_claim_tasks(..)         entry (worker) claims due tasks with SKIP LOCKED; returns input
 --                                and steps; ends the sleep a claimed execution was woken from
 --   zart_commit_step(..)         entry (worker) records one step result, fenced by the lease token
@@ -65,7 +67,8 @@
 --
 -- SQLSTATEs raised: ZA001 cancelled, ZA002 lease lost, ZA003 start conflict,
 -- ZA004 invalid input, ZA005 wrong bucket, ZA006 step already recorded, ZA007 not found,
--- ZA008 execution already finished (an event for it is refused), 42501 a tenant not granted.
+-- ZA008 execution already finished (an event for it is refused), ZA009 not retryable (not
+-- failed, or past its deadline), 42501 a tenant not granted.
 
 -- Upgrades: CREATE OR REPLACE cannot change a function's result type, so an older definition
 -- whose result differs from this file's is dropped first (only then, so running callers of
@@ -104,7 +107,7 @@ drop function if exists public.zart_insert_execution(smallint, text, text, jsonb
 -- Called by workers and clients at start to refuse an outdated schema. No locks.
 -- Raises nothing.
 create or replace function public.zart_schema_version() returns integer
-language sql immutable parallel safe as $$ select 5 $$;
+language sql immutable parallel safe as $$ select 6 $$;
 
 -- Called by everything that addresses one execution. No locks.
 -- Raises nothing; null in, null out.
@@ -1798,6 +1801,126 @@ begin
         else
             perform pg_notify('zart_work', v_row.woken_queue);
         end if;
+    end loop;
+    return v_count;
+end
+$$;
+
+-- Entry point for clients (DurableScheduler::retry, `zart retry`, and zart_retry). Re-runs a
+-- failed execution from the step that failed it: deletes that step's failed row (the row its
+-- error names) and every step row still in back-off ('retrying'), keeps every other recorded
+-- step, makes the execution scheduled again and due now (a new task row; fences are random, so
+-- no run from before the failure can write to it). The children the execution was waiting on
+-- that failed or were cancelled (the child of the failed step, and those of its open waits,
+-- which its failure cancelled) are revived the same way, and theirs in turn. Returns one row
+-- per revived execution (the one asked for first) with its queue. Locks the execution rows it
+-- revives, in walk order. Raises ZA005, ZA007 (also for an execution of a tenant this session
+-- cannot see), ZA009 when the execution is not failed or its deadline has passed (a retry
+-- would fail at once).
+create or replace function public.zart_retry_execution(p_bucket smallint, p_execution_id text)
+returns table (execution_id text, queue text)
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_tenants text[] := case when public.zart_tenancy_on() then public.zart_session_tenants() end;
+    v_now     timestamptz := public.zart_current_time();
+    v_ids     text[] := array[p_execution_id];
+    v_at      integer := 1;
+    v_id      text;
+    v_bucket  smallint;
+    v_exec    public.zart_executions%rowtype;
+    v_kids    text[];
+begin
+    if p_bucket is distinct from public.zart_bucket(p_execution_id) then
+        raise exception 'bucket % does not match execution "%"', p_bucket, p_execution_id
+            using errcode = 'ZA005';
+    end if;
+    select * into v_exec
+      from public.zart_executions e
+     where e.bucket = p_bucket and e.id = p_execution_id
+       and (v_tenants is null or e.tenant = any (v_tenants))
+       for update;
+    if not found then
+        raise exception 'execution "%" not found', p_execution_id using errcode = 'ZA007';
+    end if;
+    if v_exec.status <> 'failed' then
+        raise exception 'execution "%" cannot be retried: it is % (only a failed execution can be)',
+            p_execution_id, v_exec.status using errcode = 'ZA009';
+    end if;
+    if v_exec.deadline_at <= v_now then
+        raise exception 'execution "%" cannot be retried: its deadline passed at % (a retry '
+            'would fail at once; start a new execution instead)', p_execution_id, v_exec.deadline_at
+            using errcode = 'ZA009';
+    end if;
+
+    -- The walk: the execution, then the children to revive as they are found. UNION-like by
+    -- the visited array, so it ends on any data, a cycle of parent ids included.
+    while v_at <= cardinality(v_ids) loop
+        v_id := v_ids[v_at];
+        v_bucket := public.zart_bucket(v_id);
+        v_at := v_at + 1;
+        if v_id <> p_execution_id then
+            select * into v_exec
+              from public.zart_executions e
+             where e.bucket = v_bucket and e.id = v_id and e.status in ('failed', 'cancelled')
+               for update;
+            continue when not found;
+        end if;
+
+        with dropped as (
+            delete from public.zart_steps s
+             where s.bucket = v_bucket and s.execution_id = v_id
+               and (s.status = 'retrying'
+                    or (s.status = 'failed' and s.name = v_exec.error->>'step'))
+            returning s.kind, s.error->>'child_id' as child_id
+        )
+        select array_agg(d.child_id) filter (where d.kind = 'child' and d.child_id is not null)
+          into v_kids from dropped d;
+        v_kids := coalesce(v_kids, '{}') ||
+                  coalesce((select array_agg(s.output->>'child_id')
+                              from public.zart_steps s
+                             where s.bucket = v_bucket and s.execution_id = v_id
+                               and s.kind = 'child' and s.status = 'waiting'
+                               and s.output->>'child_id' is not null), '{}');
+        v_ids := v_ids || coalesce((select array_agg(k.id)
+                                      from (select distinct u.id from unnest(v_kids) as u(id)) k
+                                     where not k.id = any (v_ids)), '{}');
+
+        update public.zart_executions e
+           set status = 'scheduled', output = null, error = null, finished_at = null,
+               updated_at = v_now
+         where e.bucket = v_bucket and e.id = v_id;
+        -- attempts as counted so far: the next claim is attempt attempts + 1, and a claim past
+        -- the first one hands the worker the recorded steps.
+        insert into public.zart_tasks (bucket, execution_id, task_name, queue, run_at, tenant,
+                                       attempts)
+        values (v_bucket, v_id, v_exec.task_name, v_exec.queue, v_now, v_exec.tenant,
+                v_exec.attempts);
+        execution_id := v_id;
+        queue := v_exec.queue;
+        return next;
+    end loop;
+end
+$$;
+
+-- Called from SQL: retries in the caller's transaction and NOTIFYs zart_work for the queue of
+-- each revived execution (delivered at commit). Returns how many were revived. Same locks and
+-- SQLSTATEs as zart_retry_execution.
+create or replace function public.zart_retry(p_execution_id text) returns integer
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_row   record;
+    v_count integer := 0;
+begin
+    perform public.zart_check_text('execution id', p_execution_id);
+    for v_row in
+        select * from public.zart_retry_execution(public.zart_bucket(p_execution_id), p_execution_id)
+    loop
+        v_count := v_count + 1;
+        perform pg_notify('zart_work', v_row.queue);
     end loop;
     return v_count;
 end

@@ -48,6 +48,28 @@ pub async fn cancel(pool: &PgPool, id: &str) -> Result<Vec<String>, Error> {
     Ok(cancelled)
 }
 
+/// Runs a failed execution again from its failed step as [`zart::Scheduler::retry_execution`]
+/// does, with the wake-ups sent inside the same statement (delivered at its commit); returns
+/// the ids made due, the one asked for first. For short-lived processes, as [`cancel`]. Needs
+/// `zart_client`.
+///
+/// # Errors
+/// [`Error::NotFound`] when no execution has the id; [`Error::NotRetryable`] when it is not
+/// failed or its deadline has passed; the transient and database errors of every call.
+pub async fn retry(pool: &PgPool, id: &str) -> Result<Vec<String>, Error> {
+    let call = Call::execution("retrying", id);
+    let rows = crate::query(
+        pool.pool(),
+        queries::RETRY_EXECUTION_NOTIFY,
+        &[(&id, Type::TEXT)],
+        call,
+    )
+    .await?;
+    rows.iter()
+        .map(|row| row.try_get::<_, String>(0).map_err(|e| from_pg(e, call)))
+        .collect()
+}
+
 #[async_trait]
 impl Admin for PostgresScheduler {
     async fn list_executions(&self, p: ListExecutionsParams) -> Result<ExecutionPage, Error> {

@@ -29,6 +29,8 @@ pub const CLIENT_ENTRY_POINTS: &[&str] = &[
     "zart_emit_event",
     "zart_cancel_execution",
     "zart_cancel",
+    "zart_retry_execution",
+    "zart_retry",
 ];
 
 /// The entry points only a worker calls (`zart_worker`'s grants in `sql/roles.sql`).

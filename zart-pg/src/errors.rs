@@ -21,6 +21,8 @@ pub mod sqlstate {
     pub const NOT_FOUND: &str = "ZA007";
     /// The execution has finished (an event for it is refused).
     pub const FINISHED: &str = "ZA008";
+    /// The execution cannot be retried (not failed, or past its deadline).
+    pub const NOT_RETRYABLE: &str = "ZA009";
     /// PostgreSQL's `serialization_failure`: retry the transaction.
     pub const SERIALIZATION_FAILURE: &str = "40001";
     /// PostgreSQL's `deadlock_detected`: retry the transaction.
@@ -134,6 +136,13 @@ fn from_sqlstate(code: &str, message: String, call: Call<'_>, err: BoxError) -> 
                 what,
             }
         }
+        sqlstate::NOT_RETRYABLE => Error::NotRetryable {
+            id: id(),
+            // "execution "x" cannot be retried: it is completed (..)"
+            reason: message
+                .split_once("cannot be retried: ")
+                .map_or_else(|| message.clone(), |(_, reason)| reason.to_owned()),
+        },
         sqlstate::STEP_RECORDED => Error::StepAlreadyRecorded {
             id: id(),
             step: call.step.unwrap_or_default().to_owned(),

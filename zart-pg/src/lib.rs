@@ -594,6 +594,25 @@ impl Scheduler for PostgresScheduler {
         Ok(cancelled)
     }
 
+    async fn retry_execution(&self, id: &str) -> Result<Vec<String>, Error> {
+        let call = Call::execution("retrying", id);
+        let rows = self
+            .query(queries::RETRY_EXECUTION, &[(&id, Type::TEXT)], call)
+            .await?;
+        let mut revived = Vec::with_capacity(rows.len());
+        let mut queues: Vec<String> = Vec::new();
+        for row in &rows {
+            let get_err = |e| from_pg(e, call);
+            revived.push(row.try_get::<_, String>(0).map_err(get_err)?);
+            let queue: String = row.try_get(1).map_err(get_err)?;
+            if !queues.contains(&queue) {
+                self.notify_after_commit(queries::CHANNEL_WORK, &queue);
+                queues.push(queue);
+            }
+        }
+        Ok(revived)
+    }
+
     async fn heartbeat(&self, p: HeartbeatParams) -> Result<Vec<Lease>, Error> {
         let (buckets, ids, fences) = lease_arrays(&p.leases)?;
         let rows = self

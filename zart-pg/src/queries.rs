@@ -73,6 +73,10 @@ pub const START_CHILD: &str = "select state, created, child_status, output, erro
 pub const CANCEL_EXECUTION: &str = "select execution_id, cancelled, woken_queue \
      from public.zart_cancel_execution(public.zart_bucket($1), $1)";
 
+/// `zart_retry_execution` with the bucket computed from the id. Params: execution_id.
+pub const RETRY_EXECUTION: &str = "select execution_id, queue \
+     from public.zart_retry_execution(public.zart_bucket($1), $1)";
+
 /// `zart_heartbeat`. Params: worker_id, lease_ms, buckets, execution_ids, fences.
 pub const HEARTBEAT: &str =
     "select bucket, execution_id from public.zart_heartbeat($1, $2, $3, $4, $5)";
@@ -235,6 +239,11 @@ pub const PROBE_LISTEN: &str = "listen zart_probe";
 pub const PROBE_NOTIFY: &str = "select pg_notify('zart_probe', $1)";
 /// Channel: probes ([`PROBE_NOTIFY`]).
 pub const CHANNEL_PROBE: &str = "zart_probe";
+
+/// [`RETRY_EXECUTION`] with a `zart_work` wake-up for each revived execution's queue sent in
+/// the same statement, as `zart_retry` does. Params: execution_id.
+pub const RETRY_EXECUTION_NOTIFY: &str = "select r.execution_id, pg_notify('zart_work', r.queue) \
+       from public.zart_retry_execution(public.zart_bucket($1), $1) r";
 
 /// [`CANCEL_EXECUTION`] with its wake-ups sent in the same statement, as `zart_cancel` does:
 /// `zart_done` for each cancelled execution, `zart_work` for a woken parent's queue. For

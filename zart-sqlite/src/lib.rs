@@ -494,6 +494,13 @@ impl Scheduler for SqliteScheduler {
         }
     }
 
+    async fn retry_execution(&self, id: &str) -> Result<Vec<String>, Error> {
+        match self.write(Op::RetryExecution(id.to_owned())).await? {
+            Reply::Retried(ids) => Ok(ids),
+            other => Err(unexpected(other)),
+        }
+    }
+
     async fn heartbeat(&self, p: HeartbeatParams) -> Result<Vec<Lease>, Error> {
         match self.write(Op::Heartbeat(p)).await? {
             Reply::Renewed(leases) => Ok(leases),

@@ -130,6 +130,30 @@ pub const CANCEL_EXECUTION: &str = "update zart_executions
     set status = 'cancelled', finished_at = ?2, updated_at = ?2, error = ?3
     where id = ?1 and status not in ('completed', 'failed', 'cancelled')";
 
+/// What a retry reads of an execution: status, task, queue, the step its error names, deadline.
+pub const RETRY_TARGET: &str = "select status, task_name, queue, json_extract(error, '$.step'),
+    deadline_at from zart_executions where id = ?1";
+/// The child whose failure a failed child wait ?2 recorded, if the step is one.
+pub const FAILED_CHILD_OF_STEP: &str = "select json_extract(error, '$.child_id') from zart_steps
+    where execution_id = ?1 and name = ?2 and status = 'failed' and kind = 'child'";
+/// Deletes what a retry re-runs: the failed step ?2 (the one the error names), and every step
+/// in back-off.
+pub const DELETE_RETRIED_STEPS: &str = "delete from zart_steps
+    where execution_id = ?1 and (status = 'retrying' or (status = 'failed' and name = ?2))";
+/// The children an execution's open child waits are waiting on.
+pub const OPEN_CHILD_WAITS: &str = "select json_extract(output, '$.child_id') from zart_steps
+    where execution_id = ?1 and kind = 'child' and status = 'waiting'
+      and json_extract(output, '$.child_id') is not null";
+/// The task row of a retried execution, due at ?4, its claim count carried on from the
+/// execution's: the next claim is not a first one, so it hands over the recorded steps.
+pub const INSERT_RETRIED_TASK: &str = "insert into zart_tasks
+    (execution_id, task_name, queue, run_at, attempts)
+    select ?1, ?2, ?3, ?4, attempts from zart_executions where id = ?1";
+/// Makes a failed or cancelled execution scheduled again.
+pub const REVIVE_EXECUTION: &str = "update zart_executions
+    set status = 'scheduled', output = null, error = null, finished_at = null, updated_at = ?2
+    where id = ?1";
+
 // ---- leases -------------------------------------------------------------------------------
 
 /// Renews a lease held by worker ?3 until ?4.

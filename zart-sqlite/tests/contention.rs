@@ -68,6 +68,9 @@ impl Scheduler for Contended {
     async fn cancel_execution(&self, id: &str) -> Result<Vec<String>, Error> {
         self.inner.cancel_execution(id).await
     }
+    async fn retry_execution(&self, id: &str) -> Result<Vec<String>, Error> {
+        self.inner.retry_execution(id).await
+    }
     async fn heartbeat(&self, p: HeartbeatParams) -> Result<Vec<Lease>, Error> {
         self.inner.heartbeat(p).await
     }

@@ -272,6 +272,21 @@ impl<S: Scheduler> DurableScheduler<S> {
         self.scheduler.cancel_execution(id).await
     }
 
+    /// Runs failed execution `id` again from the step that failed it, keeping every step
+    /// recorded before; for example after deploying a fix, or once a service it called is back.
+    /// The failed step runs again with fresh attempts; children the execution was waiting on
+    /// that failed or were cancelled are revived too. Returns the ids made due, `id` first.
+    /// Waiting on `id` afterwards waits for the new outcome.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown execution; [`Error::NotRetryable`] when it is not
+    /// failed (running, completed or cancelled), or its deadline has passed.
+    pub async fn retry(&self, id: &str) -> Result<Vec<String>, Error> {
+        check_name("execution id", id)?;
+        self.ensure_schema().await?;
+        self.scheduler.retry_execution(id).await
+    }
+
     /// Reads an execution's current state.
     ///
     /// # Errors

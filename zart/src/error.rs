@@ -96,6 +96,15 @@ pub enum Error {
         /// What was refused.
         what: String,
     },
+    /// A retry was refused: only a failed execution can be retried, and not once its deadline
+    /// has passed (it would fail again at once).
+    #[error("execution {id:?} cannot be retried: {reason}")]
+    NotRetryable {
+        /// The execution.
+        id: String,
+        /// Why, with its status or its deadline.
+        reason: String,
+    },
     /// The database has no Zart schema, or an older one than this build needs.
     #[error("{0}")]
     Schema(String),
@@ -180,6 +189,7 @@ impl Error {
             Error::Cancelled { .. } => "cancelled",
             Error::StepAlreadyRecorded { .. } => "step_already_recorded",
             Error::Finished { .. } => "finished",
+            Error::NotRetryable { .. } => "not_retryable",
             Error::Schema(_) => "schema",
             Error::Serialization { .. } => "serialization",
             Error::Unavailable { .. } => "unavailable",
@@ -495,6 +505,15 @@ mod tests {
                 id: "a".into(),
                 step: "s".into(),
             },
+            Error::Finished {
+                id: "a".into(),
+                status: "completed".into(),
+                what: "w".into(),
+            },
+            Error::NotRetryable {
+                id: "a".into(),
+                reason: "r".into(),
+            },
             Error::Schema("old".into()),
             Error::Serialization {
                 action: "serialize",
@@ -532,6 +551,8 @@ mod tests {
                 "lease_lost",
                 "cancelled",
                 "step_already_recorded",
+                "finished",
+                "not_retryable",
                 "schema",
                 "serialization",
                 "unavailable",

@@ -196,6 +196,23 @@ pub trait Scheduler: Send + Sync + 'static {
     /// [`Error::NotFound`] when no execution has the id.
     async fn cancel_execution(&self, id: &str) -> Result<Vec<String>, Error>;
 
+    /// Runs a failed execution again from the step that failed it (`zart_retry_execution`);
+    /// returns the ids made due, the one asked for first.
+    ///
+    /// Not fenced (clients retry). Atomic: the step row the execution's error names (its
+    /// `step`) is deleted if that step failed, and so is every step row still in back-off; every
+    /// other recorded step is kept, so a replay returns them and re-runs the failed step with
+    /// fresh attempts. The execution becomes `scheduled` (output and error cleared, `attempts`
+    /// kept) with a task due now, which no lease from before the failure can write to. The
+    /// children it was waiting on that failed or were cancelled (the child of the failed step,
+    /// and those of its open child waits, which its failure cancelled) are revived the same
+    /// way, and theirs in turn. A completed or cancelled execution is never revived on its own.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when no execution has the id; [`Error::NotRetryable`] when it is not
+    /// `failed`, or its deadline has passed.
+    async fn retry_execution(&self, id: &str) -> Result<Vec<String>, Error>;
+
     /// Renews a worker's leases in one statement (`zart_heartbeat`); returns those still held.
     ///
     /// Each lease still held by `worker_id` with that fence runs `lease` from now; the others
@@ -292,6 +309,9 @@ impl<T: Scheduler + ?Sized> Scheduler for Arc<T> {
     }
     async fn cancel_execution(&self, id: &str) -> Result<Vec<String>, Error> {
         (**self).cancel_execution(id).await
+    }
+    async fn retry_execution(&self, id: &str) -> Result<Vec<String>, Error> {
+        (**self).retry_execution(id).await
     }
     async fn heartbeat(&self, params: HeartbeatParams) -> Result<Vec<Lease>, Error> {
         (**self).heartbeat(params).await

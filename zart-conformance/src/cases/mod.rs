@@ -13,6 +13,7 @@ mod leases;
 mod replay;
 mod retention;
 mod retries;
+mod retry;
 mod sleeps;
 mod start;
 mod wait;
@@ -26,6 +27,7 @@ pub use leases::*;
 pub use replay::*;
 pub use retention::*;
 pub use retries::*;
+pub use retry::*;
 pub use sleeps::*;
 pub use start::*;
 pub use wait::*;
@@ -95,6 +97,10 @@ macro_rules! __for_each_case {
             // retention
             prune_deletes_only_finished_executions_past_their_age,
             prune_refuses_bad_input,
+            // retry
+            retry_reruns_a_failed_execution_from_its_failed_step,
+            retry_revives_the_failed_child_with_its_parent,
+            retry_refuses_what_is_not_failed_and_fences_old_leases,
         );
     };
     (@each $m:path, $backend:expr; $($name:ident,)*) => {

@@ -14,6 +14,7 @@ mod fence;
 mod leases;
 pub(crate) mod prune;
 pub(crate) mod read;
+mod retry;
 mod start;
 mod steps;
 mod waits;
@@ -103,6 +104,7 @@ pub(crate) fn run(tx: &mut Tx<'_>, op: &Op) -> Result<Reply, Error> {
         Op::SendEvent(p) => waits::send_event(tx, p),
         Op::StartChild(p) => waits::start_child(tx, p),
         Op::Cancel(id) => cancel::cancel_execution(tx, id),
+        Op::RetryExecution(id) => retry::retry_execution(tx, id),
         Op::Heartbeat(p) => leases::heartbeat(tx, p),
         Op::Release(p) => leases::release_tasks(tx, p),
         Op::AdvanceClock(by) => leases::advance_clock(tx, *by),

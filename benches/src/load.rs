@@ -90,6 +90,11 @@ struct Args {
     /// about the defaults).
     #[arg(long)]
     concurrency: Option<usize>,
+    /// SQL run on the scratch database right after it is migrated, for experiments (drop an
+    /// index, change a setting): the report header shows it, and its figures are not the
+    /// schema's.
+    #[arg(long, value_name = "SQL")]
+    setup_sql: Option<String>,
     /// Samples of F, the raw LISTEN/NOTIFY round trip.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
     notify_samples: u32,
@@ -166,6 +171,7 @@ struct Plan {
     history: u64,
     workers: u32,
     concurrency: Option<usize>,
+    setup_sql: Option<String>,
     notify_samples: usize,
     pickup_samples: usize,
     timer_samples: usize,
@@ -214,6 +220,7 @@ impl Plan {
                 history: 2_000,
                 workers: args.workers,
                 concurrency: args.concurrency,
+                setup_sql: args.setup_sql.clone(),
                 notify_samples: 20,
                 pickup_samples: 20,
                 timer_samples: 5,
@@ -234,6 +241,7 @@ impl Plan {
                 history: args.history,
                 workers: args.workers,
                 concurrency: args.concurrency,
+                setup_sql: args.setup_sql.clone(),
                 notify_samples: args.notify_samples as usize,
                 pickup_samples: args.pickup_samples as usize,
                 timer_samples: args.timer_samples as usize,
@@ -319,6 +327,8 @@ impl Report {
             p.workers,
             p.concurrency.map_or_else(String::new, |c| format!(
                 ", concurrency {c} (not the default)"
+            )) + &p.setup_sql.as_ref().map_or_else(String::new, |sql| format!(
+                ", setup SQL `{sql}` (not the schema's)"
             )),
             if self.pg_stat_statements {
                 "yes"
@@ -579,6 +589,13 @@ async fn measure(
         .await
         .context("migrating the scratch database")?;
     let mut watcher = Watcher::connect(&config).await?;
+    if let Some(sql) = &plan.setup_sql {
+        watcher
+            .client()
+            .batch_execute(sql)
+            .await
+            .with_context(|| format!("running --setup-sql {sql:?}"))?;
+    }
     if !watcher.has_statements() {
         println!(
             "pg_stat_statements: n/a (not installed or not in shared_preload_libraries); \

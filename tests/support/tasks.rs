@@ -275,6 +275,57 @@ impl TaskHandler for Approver {
     }
 }
 
+/// A workflow whose code changes between releases (`tests/versioning.rs`). The release is the
+/// process's `ZART_TEST_CODE`: `old` (the default) runs step `order`, step `charge`, a sleep
+/// `settle` of an hour, step `receipt`; `new` asks `ctx.patched("new-billing")` after
+/// `order` and runs step `charge-v2` on the new path, `charge` on the old. Every step records
+/// a side effect. With `ZART_TEST_HOLD_MS`, the first run of `charge-v2` holds that long after
+/// its side effect (a window to kill the process in). The output is the charge's `v1`/`v2`.
+pub struct Billing {
+    pub pool: deadpool_postgres::Pool,
+}
+
+#[async_trait]
+impl TaskHandler for Billing {
+    type Data = serde_json::Value;
+    type Output = String;
+
+    async fn run(
+        &self,
+        ctx: &mut TaskContext<impl Scheduler>,
+        _: serde_json::Value,
+    ) -> Result<String, TaskError> {
+        let id = ctx.execution_id().to_owned();
+        let pool = &self.pool;
+        let new_code = std::env::var("ZART_TEST_CODE").as_deref() == Ok("new");
+        ctx.step("order", || record_side_effect(pool, &id, "order"))
+            .await?;
+        let charged = if new_code && ctx.patched("new-billing").await? {
+            let hold_ms: Option<u64> = std::env::var("ZART_TEST_HOLD_MS")
+                .ok()
+                .and_then(|v| v.parse().ok());
+            ctx.step("charge-v2", || async {
+                record_side_effect(pool, &id, "charge-v2").await?;
+                if let Some(ms) = hold_ms {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                }
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>("v2".to_owned())
+            })
+            .await?
+        } else {
+            ctx.step("charge", || async {
+                record_side_effect(pool, &id, "charge").await?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>("v1".to_owned())
+            })
+            .await?
+        };
+        ctx.sleep("settle", Duration::from_secs(3600)).await?;
+        ctx.step("receipt", || record_side_effect(pool, &id, "receipt"))
+            .await?;
+        Ok(charged)
+    }
+}
+
 /// A step that kills its own process every time it runs (a poison workflow).
 pub struct Poison;
 
@@ -312,9 +363,11 @@ pub fn registry(pool: deadpool_postgres::Pool) -> TaskRegistry {
         .unwrap()
         .register("sleeper", Sleeper { pool: pool.clone() })
         .unwrap()
-        .register("approver", Approver { pool })
+        .register("approver", Approver { pool: pool.clone() })
         .unwrap()
         .register("poison", Poison)
+        .unwrap()
+        .register("billing", Billing { pool })
         .unwrap();
     registry
 }

@@ -113,6 +113,8 @@ pub fn registry(counts: &Counts) -> TaskRegistry {
         .register("declines", Declines(c()))
         .unwrap()
         .register("fixable", Fixable(c()))
+        .unwrap()
+        .register("billing", Billing(c()))
         .unwrap();
     registry
 }
@@ -580,5 +582,48 @@ impl TaskHandler for Fixable {
         })
         .await?;
         counted(ctx, &self.0, "last", 3).await
+    }
+}
+
+/// The key of [`Billing`]'s upgrade: a case "deploys the new code" with
+/// `counts.hit(DEPLOYED.0, DEPLOYED.1)`.
+pub const DEPLOYED: (&str, &str) = ("*", "deployed");
+
+/// `billing`: step `order`; then on the old code (before [`DEPLOYED`]) step `charge`, and on
+/// the new code `ctx.patched("new-billing")` choosing step `charge-v2` (new path) or `charge`;
+/// then a sleep `settle` of an hour; then (new code) the patch asked again; then step
+/// `receipt`. Returns which charge ran and, on the new code, the two answers of the patch.
+pub struct Billing(Counts);
+
+#[async_trait]
+impl TaskHandler for Billing {
+    type Data = Value;
+    type Output = Value;
+
+    async fn run(
+        &self,
+        ctx: &mut TaskContext<impl Scheduler>,
+        _: Value,
+    ) -> Result<Value, TaskError> {
+        counted(ctx, &self.0, "order", 1).await?;
+        let deployed = self.0.get(DEPLOYED.0, DEPLOYED.1) > 0;
+        let first = if deployed {
+            Some(ctx.patched("new-billing").await?)
+        } else {
+            None
+        };
+        let charged = if first == Some(true) {
+            counted(ctx, &self.0, "charge-v2", "v2".to_owned()).await?
+        } else {
+            counted(ctx, &self.0, "charge", "v1".to_owned()).await?
+        };
+        ctx.sleep("settle", Duration::from_secs(3600)).await?;
+        let again = if deployed {
+            Some(ctx.patched("new-billing").await?)
+        } else {
+            None
+        };
+        counted(ctx, &self.0, "receipt", ()).await?;
+        Ok(json!({ "charged": charged, "patched": [first, again] }))
     }
 }

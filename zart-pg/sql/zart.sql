@@ -939,10 +939,13 @@ begin
                   and t.fence = i.fence and t.locked_by is not null
                   for no key update) l
     ), written as (
+        -- A name starting with 'patch:' is a versioning marker (TaskContext::patched).
         insert into public.zart_steps as s
-            (bucket, execution_id, name, seq, status, output, error, attempts, created_at, updated_at)
-        select h.bucket, h.execution_id, h.name, h.seq, h.status, h.output, h.error, h.attempts,
-               v_now, v_now
+            (bucket, execution_id, name, seq, kind, status, output, error, attempts, created_at,
+             updated_at)
+        select h.bucket, h.execution_id, h.name, h.seq,
+               case when left(h.name, 6) = 'patch:' then 'patch' else 'step' end,
+               h.status, h.output, h.error, h.attempts, v_now, v_now
           from held h
         on conflict on constraint zart_steps_pkey do update
            set status = excluded.status, output = excluded.output, error = excluded.error,

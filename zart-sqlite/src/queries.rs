@@ -86,10 +86,12 @@ pub const EXECUTION_STATUS: &str = "select status, parent_id from zart_execution
 // ---- steps and outcomes -------------------------------------------------------------------
 
 /// Records a step result while the lease with fence ?9 is held (no row is written otherwise);
-/// a row already recorded is overwritten only while `retrying`.
+/// a row already recorded is overwritten only while `retrying`. A name starting with `patch:`
+/// is a versioning marker, kind `patch`.
 pub const UPSERT_STEP: &str = "insert into zart_steps
-    (execution_id, name, seq, status, output, error, attempts, created_at, updated_at)
-    select ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8
+    (execution_id, name, seq, kind, status, output, error, attempts, created_at, updated_at)
+    select ?1, ?2, ?3, case when substr(?2, 1, 6) = 'patch:' then 'patch' else 'step' end,
+        ?4, ?5, ?6, ?7, ?8, ?8
     where exists (select 1 from zart_tasks
         where execution_id = ?1 and fence = ?9 and locked_by is not null)
     on conflict (execution_id, name) do update

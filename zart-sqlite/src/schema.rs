@@ -42,10 +42,15 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "retention",
         sql: include_str!("../migrations/V3__retention.sql"),
     },
+    Migration {
+        version: 4,
+        name: "patches",
+        sql: include_str!("../migrations/V4__patches.sql"),
+    },
 ];
 
 /// The schema version this build writes and needs.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// What [`migrate`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,9 +178,10 @@ mod tests {
     const T: &str = "2026-12-07T00:00:00.000Z";
 
     /// A database at version 1 with a row in each table, upgraded by `migrate_connection`,
-    /// keeps its rows, its indexes and its constraints, and gets version 3's indexes.
+    /// keeps its rows, its indexes and its constraints, gets version 3's indexes, and takes
+    /// version 4's patch markers.
     #[test]
-    fn version_2_keeps_the_rows_indexes_and_checks_of_version_1() {
+    fn later_versions_keep_the_rows_indexes_and_checks_of_version_1() {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(queries::CREATE_SCHEMA_HISTORY).unwrap();
         conn.execute_batch(MIGRATIONS[0].sql).unwrap();
@@ -198,7 +204,8 @@ mod tests {
             report.applied,
             vec![
                 "V2__check_without_in_lists".to_owned(),
-                "V3__retention".to_owned()
+                "V3__retention".to_owned(),
+                "V4__patches".to_owned()
             ]
         );
         check(&conn).unwrap();
@@ -248,6 +255,8 @@ mod tests {
             assert!(err.contains("CHECK constraint failed"), "{bad}: {err}");
         }
         conn.execute("update zart_tasks set wait_kind = null", [])
+            .unwrap();
+        conn.execute("update zart_steps set kind = 'patch'", [])
             .unwrap();
     }
 }

@@ -84,7 +84,9 @@ pub trait Scheduler: Send + Sync + 'static {
     /// error), at `seq` (`zart_commit_step`).
     ///
     /// Fenced. A step recorded `retrying` may be overwritten by its final result; a final
-    /// result is never overwritten. The execution's status does not change.
+    /// result is never overwritten. The execution's status does not change. A step whose name
+    /// starts with `patch:` is a versioning marker ([`crate::TaskContext::patched`]) and is
+    /// stored with kind `patch`; every other is kind `step`.
     ///
     /// # Errors
     /// [`Error::LeaseLost`] or [`Error::Cancelled`] when the lease is not held;
@@ -482,6 +484,9 @@ pub enum StepKind {
     Event,
     /// A child workflow.
     Child,
+    /// A versioning marker ([`crate::TaskContext::patched`]): whether the execution takes a
+    /// patch's new code path. Named `patch:<id>`; it takes no position in the call order.
+    Patch,
 }
 
 /// The state of a recorded step.

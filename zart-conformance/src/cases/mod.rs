@@ -16,6 +16,7 @@ mod retries;
 mod retry;
 mod sleeps;
 mod start;
+mod versioning;
 mod wait;
 
 pub use cancel::*;
@@ -30,6 +31,7 @@ pub use retries::*;
 pub use retry::*;
 pub use sleeps::*;
 pub use start::*;
+pub use versioning::*;
 pub use wait::*;
 
 /// Calls `$m!($backend, case)` for every case of the suite, in the order of docs/backends.md.
@@ -101,6 +103,8 @@ macro_rules! __for_each_case {
             retry_reruns_a_failed_execution_from_its_failed_step,
             retry_revives_the_failed_child_with_its_parent,
             retry_refuses_what_is_not_failed_and_fences_old_leases,
+            // versioning
+            patched_keeps_old_executions_on_their_path_and_new_ones_on_the_new,
         );
     };
     (@each $m:path, $backend:expr; $($name:ident,)*) => {

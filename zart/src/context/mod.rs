@@ -42,6 +42,8 @@ pub struct TaskContext<S: Scheduler> {
     recorded: HashMap<String, RecordedStep>,
     recorded_by_seq: HashMap<u32, String>,
     used: HashSet<String>,
+    /// The patches asked about in this run, and their answers.
+    patches: HashMap<String, bool>,
     next_seq: u32,
     /// One past the highest position recorded before this run began (0 when none was).
     replay_until: u32,
@@ -94,10 +96,12 @@ impl<S: Scheduler> TaskContext<S> {
                 .iter()
                 .map(|s| (s.name.clone(), s.clone()))
                 .collect(),
-            recorded_by_seq: task.steps.iter().map(|s| (s.seq, s.name.clone())).collect(),
+            // Patch markers take no position: only the other rows are in the call order.
+            recorded_by_seq: positioned(task).map(|s| (s.seq, s.name.clone())).collect(),
             used: HashSet::new(),
+            patches: HashMap::new(),
             next_seq: 0,
-            replay_until: task.steps.iter().map(|s| s.seq + 1).max().unwrap_or(0),
+            replay_until: positioned(task).map(|s| s.seq + 1).max().unwrap_or(0),
             durable_backoff_threshold,
             suspended: false,
             due_again_in: None,
@@ -397,9 +401,89 @@ impl<S: Scheduler> TaskContext<S> {
         Ok((seq, Some(recorded.clone())))
     }
 
+    /// Whether this execution takes the new code path of patch `id`: the way to change a
+    /// workflow's code while executions of the old code are still running.
+    ///
+    /// On an execution that reaches this call before any step after it was recorded (one
+    /// started on the new code, or an old one that had not got this far), it is `true`; on an
+    /// execution that already got past this point on code without the call, it is `false`, so
+    /// its replay keeps meeting the steps it recorded. The answer is recorded on first reach (a
+    /// step row `patch:<id>` of kind `patch`, output `true` or `false`) and every later run of
+    /// the execution gets the same one, after a crash too. Asking twice in one run, from two
+    /// places, gives the same answer. A patch marker takes no position among the steps, so
+    /// adding the call does not shift the steps after it, and removing it later does not
+    /// either.
+    ///
+    /// Retiring a patch: once no unfinished execution of the task can still take the old path,
+    /// delete the call and the old branch. The executions that can are listed by the query in
+    /// the workflow reference (`docs/authoring.md`, "Versioning"): unfinished executions of
+    /// the task without a `true` marker for the patch.
+    ///
+    /// # Errors
+    /// [`TaskError::Failed`] for an `id` that makes the marker's name longer than 255 bytes or
+    /// is empty; [`TaskError::NonDeterminism`] when the name was recorded as another kind;
+    /// the control-flow errors of every write ([`TaskError::LeaseLost`],
+    /// [`TaskError::Cancelled`], [`TaskError::Storage`]), to propagate with `?`.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # use zart::{Scheduler, TaskContext, TaskError};
+    /// # async fn charge_v1() -> Result<u64, std::io::Error> { Ok(1) }
+    /// # async fn charge_v2() -> Result<u64, std::io::Error> { Ok(2) }
+    /// # async fn example(ctx: &mut TaskContext<impl Scheduler>) -> Result<u64, TaskError> {
+    /// let receipt = if ctx.patched("new-billing").await? {
+    ///     ctx.step("charge-v2", || async { charge_v2().await }).await?
+    /// } else {
+    ///     ctx.step("charge", || async { charge_v1().await }).await?
+    /// };
+    /// # Ok(receipt) }
+    /// ```
+    pub async fn patched(&mut self, id: &str) -> Result<bool, TaskError> {
+        if self.suspended {
+            return Err(TaskError::Suspended);
+        }
+        if id.is_empty() {
+            return Err(TaskError::failed(crate::Error::invalid(
+                "patch id",
+                "must not be empty",
+            )));
+        }
+        let name = format!("{PATCH_PREFIX}{id}");
+        crate::limits::check_name("patch marker name", &name).map_err(TaskError::failed)?;
+        if let Some(answer) = self.patches.get(&name) {
+            return Ok(*answer);
+        }
+        let answer = match self.recorded.get(&name) {
+            Some(recorded) if recorded.kind != StepKind::Patch => {
+                return Err(TaskError::NonDeterminism {
+                    step: name,
+                    detail: format!(
+                        "it was recorded as a {} step, but the workflow now asks it as a patch",
+                        kind_name(recorded.kind)
+                    ),
+                });
+            }
+            Some(recorded) => recorded.output.as_ref().and_then(|v| v.as_bool()) == Some(true),
+            None => {
+                let answer = !self.is_replaying();
+                self.commit(&name, self.next_seq, 1, Ok(serde_json::Value::Bool(answer)))
+                    .await?;
+                answer
+            }
+        };
+        self.patches.insert(name, answer);
+        Ok(answer)
+    }
+
     /// [`TaskContext::enter`] for a step body: its recorded result, or how to run it.
     fn begin_step<T: DeserializeOwned>(&mut self, name: &str) -> Result<Replay<T>, TaskError> {
         crate::limits::check_name("step name", name).map_err(TaskError::failed)?;
+        if name.starts_with(PATCH_PREFIX) {
+            return Err(TaskError::failed(crate::Error::invalid(
+                "step name",
+                format!("{name:?}: names starting with {PATCH_PREFIX:?} are ctx.patched's markers"),
+            )));
+        }
         let (seq, recorded) = self.enter(name, StepKind::Step)?;
         let Some(recorded) = recorded else {
             return Ok(Replay::Run {
@@ -551,6 +635,14 @@ impl<S: Scheduler> TaskContext<S> {
     }
 }
 
+/// The recorded rows that take a position in the call order: all but patch markers.
+fn positioned(task: &ClaimedTask) -> impl Iterator<Item = &RecordedStep> {
+    task.steps.iter().filter(|s| s.kind != StepKind::Patch)
+}
+
+/// The prefix of a patch marker's step name; refused for step bodies.
+pub(crate) const PATCH_PREFIX: &str = "patch:";
+
 /// How many times a step commit is tried when it keeps failing on contention.
 const CONTENTION_RETRIES: u32 = 5;
 
@@ -560,6 +652,7 @@ fn kind_name(kind: StepKind) -> &'static str {
         StepKind::Sleep => "sleep",
         StepKind::Event => "event-wait",
         StepKind::Child => "child-workflow",
+        StepKind::Patch => "patch",
     }
 }
 

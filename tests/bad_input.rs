@@ -736,6 +736,24 @@ async fn bad_input_from_sql_is_refused_and_injection_is_inert() {
             "execution \"nobody\" not found".to_owned(),
         ),
         (
+            "select * from zart_start_execution(zart_bucket('t'), 't', 'echo', '{}', 'default', null, null, 1000, now())",
+            vec![],
+            "ZA004",
+            "invalid start: give a delay or a start time, not both".to_owned(),
+        ),
+        (
+            "select * from zart_start_execution(zart_bucket('t'), 't', 'echo', '{}', 'default', null, null, -1, null)",
+            vec![],
+            "ZA004",
+            zart("-1 ms is outside 0 ms to 100 years", "start delay"),
+        ),
+        (
+            "select zart_start('t', 'echo', '{}', 'default', '3000-01-01 00:00:00+00')",
+            vec![],
+            "ZA004",
+            "invalid start time: 3000-01-01 00:00:00+00 is more than 100 years ahead".to_owned(),
+        ),
+        (
             "select zart_retry('')",
             vec![],
             "ZA004",
@@ -781,7 +799,7 @@ async fn bad_input_from_sql_is_refused_and_injection_is_inert() {
         assert_eq!(got_message, message, "{sql}");
         assert_eq!(snapshot(&client).await, before, "{sql} changed the state");
     }
-    assert_eq!(n_cases, 23);
+    assert_eq!(n_cases, 26);
 
     // A configured limit (zart_settings.max_payload_bytes, set by the owner) counts bytes of
     // JSON text.
@@ -1256,7 +1274,8 @@ async fn the_cli_round_trips_odd_ids_and_refuses_bad_input_naming_the_argument()
         .batch_execute("update zart_settings set max_payload_bytes = default")
         .await
         .unwrap();
-    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    // Refused by the database, but a refused value all the same: bad input, exit 2.
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(
         run.stderr
             .contains("invalid input: 209 bytes of JSON is over the limit of 100 bytes"),

@@ -75,6 +75,7 @@ const INTERNAL_FUNCTIONS: &[&str] = &[
     "zart_settings_changed",
     "zart_sleep_is_over",
     "zart_start_tenant",
+    "zart_start_time",
     "zart_step_problem",
     "zart_suspend",
     "zart_take_event",

@@ -301,7 +301,7 @@ async fn the_client_role_cannot_write_a_table_or_reach_past_its_entry_points() {
             "select zart_commit_step(zart_bucket('asleep'), 'asleep', 1, 'x', 1, 'completed', '1', null, 1)",
             "select zart_complete_execution(zart_bucket('asleep'), 'asleep', 1, 'completed', '1', null)",
             "select * from zart_open_wait(zart_bucket('asleep'), 'asleep', 'x', 1, 'sleep', now(), null)",
-            "select * from zart_insert_execution(zart_bucket('i'), 'i', 'alpha', '{}', 'default', null, null, null, null, null)",
+            "select * from zart_insert_execution(zart_bucket('i'), 'i', 'alpha', '{}', 'default', null, null, null, null, null, null)",
             "select * from zart_cancel_tree(array[zart_bucket('asleep')], array['asleep'], true)",
             // The owner's settings, tenants and clock.
             "update zart_settings set max_payload_bytes = 1000000000",
@@ -455,7 +455,7 @@ async fn the_worker_role_changes_nothing_it_holds_no_lease_on() {
             "select zart_suspend(zart_bucket('other'), 'other', 0, now(), 'sleeping', 'sleep', 'nap')",
             "select * from zart_open_wait(zart_bucket('other'), 'other', 'x', 1, 'sleep', now(), null)",
             "select * from zart_take_event(zart_bucket('other'), 'other', 'event:go', 'go', null, now())",
-            "select * from zart_insert_execution(zart_bucket('i'), 'i', 'alpha', '{}', 'default', null, null, null, null, null)",
+            "select * from zart_insert_execution(zart_bucket('i'), 'i', 'alpha', '{}', 'default', null, null, null, null, null, null)",
             "select * from zart_cancel_tree(array[zart_bucket('other')], array['other'], true)",
             "select zart_lock_task(zart_bucket('other'), 'other', 0)",
             "select zart_start('top-level', 'alpha')",

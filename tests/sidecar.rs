@@ -22,6 +22,7 @@ async fn start_counted(s: &impl Scheduler, id: &str, step_ms: u64) {
         queue: "default".into(),
         parent_id: None,
         deadline: None,
+        start: None,
     })
     .await
     .unwrap();

@@ -48,6 +48,7 @@ fn main() -> ExitCode {
                                 queue: "default".to_owned(),
                                 parent_id: None,
                                 deadline: None,
+                                start: None,
                             })
                             .await;
                         failure.record(result);

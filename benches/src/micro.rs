@@ -133,6 +133,7 @@ pub async fn start_and_claim(
             queue: "default".to_owned(),
             parent_id: None,
             deadline: None,
+            start: None,
         })
         .await?;
     claim_one(scheduler, task, lease).await

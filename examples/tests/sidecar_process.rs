@@ -24,6 +24,7 @@ async fn start_onboarding(s: &impl Scheduler, id: &str, queue: &str) {
         queue: queue.into(),
         parent_id: None,
         deadline: None,
+        start: None,
     })
     .await
     .unwrap();

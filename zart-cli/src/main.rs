@@ -174,6 +174,12 @@ enum Command {
         /// The queue.
         #[arg(long, default_value = "default")]
         queue: String,
+        /// Start it this long from now (90s, 15m, 2h, 7d), by the database clock.
+        #[arg(long, conflicts_with = "at")]
+        delay: Option<String>,
+        /// Start it at this time (2026-12-06T22:00:00Z, UTC); a time already past means now.
+        #[arg(long)]
+        at: Option<String>,
     },
 }
 
@@ -531,14 +537,27 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             task,
             input,
             queue,
+            delay,
+            at,
         } => {
             let input = json_arg("input", input)?;
+            let start = match (delay, at) {
+                (Some(delay), _) => Some(zart::scheduler::WakeAt::After(
+                    text::parse_delay(&delay).map_err(|e| Usage(format!("--delay: {e}")))?,
+                )),
+                (None, Some(at)) => Some(zart::scheduler::WakeAt::At(
+                    text::parse_start_time(&at).map_err(|e| Usage(format!("--at: {e}")))?,
+                )),
+                (None, None) => None,
+            };
             zart::limits::check_name("execution id", &id)?;
             zart::limits::check_name("task name", &task)?;
             zart::limits::check_name("queue", &queue)?;
             zart::limits::check_payload("input", &input, zart::limits::DEFAULT_MAX_PAYLOAD_BYTES)?;
             let created = match backend {
-                Backend::Postgres => start_postgres(&url, &id, &task, &input, &queue).await?,
+                Backend::Postgres => {
+                    start_postgres(&url, &id, &task, &input, &queue, start).await?
+                }
                 Backend::Sqlite => {
                     // Workers in other processes see it through their change poller.
                     let scheduler = scheduler(&url).await?;
@@ -550,6 +569,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                             queue,
                             parent_id: None,
                             deadline: None,
+                            start,
                         })
                         .await?
                         .created
@@ -593,16 +613,32 @@ async fn start_postgres(
     task: &str,
     input: &serde_json::Value,
     queue: &str,
+    start: Option<zart::scheduler::WakeAt>,
 ) -> anyhow::Result<bool> {
+    let (at, delay_ms): (Option<SystemTime>, Option<i64>) = match start {
+        None => (None, None),
+        Some(zart::scheduler::WakeAt::At(at)) => (Some(at), None),
+        Some(zart::scheduler::WakeAt::After(delay)) => (
+            None,
+            Some(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
+        ),
+    };
     let pool = PgPool::connect_lazy(url, 1)?;
     let scheduler = Arc::new(PostgresScheduler::new(pool.clone()));
     scheduler.check_schema().await?;
     let client = pool.pool().get().await.context("could not connect")?;
     let created: bool = client
-        .query_one(zart_pg::queries::START, &[&id, &task, input, &queue])
+        .query_one(
+            zart_pg::queries::START,
+            &[&id, &task, input, &queue, &at, &delay_ms],
+        )
         .await
         .map_err(|e| match e.as_db_error() {
-            // Zart's own refusals (ZA...) already name the field and the limit.
+            // Zart's own refusals (ZA...) already name the field and the limit; a refused
+            // value is bad input (exit 2), as it is on every other command.
+            Some(db) if db.code().code() == zart_pg::sqlstate::INVALID_INPUT => {
+                Usage(db.message().to_owned()).into()
+            }
             Some(db) if db.code().code().starts_with("ZA") => {
                 anyhow::anyhow!("{}", db.message())
             }

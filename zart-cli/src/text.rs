@@ -100,6 +100,26 @@ pub fn parse_retention_age(text: &str) -> Result<Option<Duration>, String> {
     }
 }
 
+/// Reads a delay given on the command line: `90s`, `15m`, `2h`, `7d`, at most 100 years.
+pub fn parse_delay(text: &str) -> Result<Duration, String> {
+    match parse_age(text.trim()) {
+        Some(delay) if delay <= zart::limits::MAX_WAIT => Ok(delay),
+        Some(_) => Err(format!("{text:?} is over 100 years")),
+        None => Err(format!("{text:?} is not a delay: use 90s, 15m, 2h or 7d")),
+    }
+}
+
+/// Reads a start time given on the command line: `2026-12-06` or `2026-12-06T22:00:00Z`
+/// (UTC), as [`parse_time`] does, but not an age (that would be a time in the past).
+pub fn parse_start_time(text: &str) -> Result<SystemTime, String> {
+    if parse_age(text.trim()).is_some() {
+        return Err(format!(
+            "{text:?} is a duration: use --delay {text} to start that long from now"
+        ));
+    }
+    parse_time(text, SystemTime::now())
+}
+
 fn parse_age(text: &str) -> Option<Duration> {
     let unit = text.chars().last()?;
     let n: u64 = text.get(..text.len() - 1)?.parse().ok()?;

@@ -73,6 +73,7 @@ async fn start(s: &impl Scheduler, id: &str, task: &str, queue: &str) {
         queue: queue.into(),
         parent_id: None,
         deadline: None,
+        start: None,
     })
     .await
     .unwrap();
@@ -532,6 +533,78 @@ async fn retry_runs_a_failed_execution_again_and_wakes_the_worker() {
     );
     stop.shutdown();
     running.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn start_with_a_delay_or_a_time_is_scheduled_for_then() {
+    let db = TestDb::new().await;
+    let started = json_of(&db.url, &["start", "later-1", "report", "--delay", "2h"]).await;
+    assert_eq!(started["created"], true);
+    let shown = json_of(&db.url, &["show", "later-1"]).await;
+    assert_eq!(shown["execution"]["status"], "scheduled");
+    assert_eq!(shown["waiting"][0]["reason"], "scheduled", "{shown}");
+    let client = db.client().await;
+    let ahead: f64 = client
+        .query_one(
+            "select extract(epoch from run_at - zart_current_time())::float8
+               from zart_tasks where execution_id = 'later-1'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!((7100.0..=7200.0).contains(&ahead), "{ahead}");
+
+    json_of(
+        &db.url,
+        &["start", "at-1", "report", "--at", "2100-01-01T09:00:00Z"],
+    )
+    .await;
+    let at: String = client
+        .query_one(
+            "select to_char(run_at at time zone 'UTC', 'YYYY-MM-DD HH24:MI')
+               from zart_tasks where execution_id = 'at-1'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(at, "2100-01-01 09:00");
+
+    for (args, message) in [
+        (
+            &["start", "x", "report", "--at", "2h"][..],
+            "is a duration: use --delay 2h",
+        ),
+        (
+            &["start", "x", "report", "--delay", "soon"],
+            "is not a delay",
+        ),
+        (
+            &["start", "x", "report", "--delay", "40000d"],
+            "over 100 years",
+        ),
+        (
+            &["start", "x", "report", "--at", "2999-01-01"],
+            "invalid start time: 2999-01-01 00:00:00+00 is more than 100 years ahead",
+        ),
+        (
+            &[
+                "start",
+                "x",
+                "report",
+                "--delay",
+                "1h",
+                "--at",
+                "2100-01-01",
+            ],
+            "cannot be used with",
+        ),
+    ] {
+        let out = zart(&db.url, args).await;
+        expect_code(&out, 2);
+        assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
+    }
 }
 
 #[tokio::test]

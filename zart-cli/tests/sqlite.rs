@@ -29,8 +29,8 @@ fn migrate_start_and_status_on_sqlite() {
     let url = format!("sqlite://{}", dir.join("zart.db").display());
 
     assert!(stdout(&zart(&url, &["migrate"]))
-        .contains("applied 4 (V1__init, V2__check_without_in_lists, V3__retention, V4__patches)"));
-    assert!(stdout(&zart(&url, &["migrate"])).contains("schema is up to date (version 4)"));
+        .contains("applied 5 (V1__init, V2__check_without_in_lists, V3__retention, V4__patches, V5__delayed_starts)"));
+    assert!(stdout(&zart(&url, &["migrate"])).contains("schema is up to date (version 5)"));
     // --database-url works as DATABASE_URL does.
     let out = Command::new(env!("CARGO_BIN_EXE_zart"))
         .args([
@@ -129,6 +129,7 @@ async fn a_long_list_is_read_in_chunks_and_pages_on() {
                 queue: "default".to_owned(),
                 parent_id: None,
                 deadline: None,
+                start: None,
             },
         )
         .await

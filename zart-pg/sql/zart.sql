@@ -40,6 +40,7 @@
 --   zart_check_text(..)          validates an id or name: 1..255 bytes, else ZA004
 --   zart_check_payload(..)       validates JSON size against zart_settings, else ZA004
 --   zart_check_ms(..)            validates a duration in milliseconds (0..100 years), else ZA004
+--   zart_start_time(..)          the start time of a delayed start (a delay or a time), else ZA004
 --   zart_step_problem(..)        why a step result is one the engine never writes (inlined)
 --   zart_outcome_problem(..)     why an outcome is one the engine never writes (inlined)
 --   zart_session_tenants()       the tenants this session may see (null: all); zart_visible_tenants's body
@@ -103,11 +104,15 @@ drop function if exists public.zart_start_execution(smallint, text, text, jsonb,
 drop function if exists public.zart_start_tenant();
 drop function if exists public.zart_insert_execution(smallint, text, text, jsonb, text, text, bigint,
                                                      text, text[]);
+drop function if exists public.zart_insert_execution(smallint, text, text, jsonb, text, text, bigint,
+                                                     text, text[], bigint);
+drop function if exists public.zart_start_execution(smallint, text, text, jsonb, text, text, bigint);
+drop function if exists public.zart_start(text, text, jsonb, text);
 
 -- Called by workers and clients at start to refuse an outdated schema. No locks.
 -- Raises nothing.
 create or replace function public.zart_schema_version() returns integer
-language sql immutable parallel safe as $$ select 6 $$;
+language sql immutable parallel safe as $$ select 7 $$;
 
 -- Called by everything that addresses one execution. No locks.
 -- Raises nothing; null in, null out.
@@ -401,11 +406,14 @@ create or replace function public.zart_insert_execution(
     p_deadline_ms bigint,
     p_tenant      text,
     p_tenants     text[],
-    p_limit       bigint
+    p_limit       bigint,
+    p_start_at    timestamptz
 ) returns table (created boolean, status text)
 language plpgsql as $$
 declare
     v_now      timestamptz := public.zart_current_time();
+    -- When it starts: now, or a later time asked for (an earlier one means now).
+    v_start    timestamptz := greatest(coalesce(p_start_at, v_now), v_now);
     v_existing public.zart_executions%rowtype;
 begin
     -- One test on the hot path; the checks name what is wrong only when something is.
@@ -430,15 +438,18 @@ begin
             using errcode = 'ZA004';
     end if;
 
+    -- The deadline counts from the start: a delayed execution gets its whole deadline.
     insert into public.zart_executions as e
-        (bucket, id, task_name, queue, input, parent_id, deadline_at, created_at, updated_at, tenant)
+        (bucket, id, task_name, queue, input, parent_id, deadline_at, created_at, updated_at,
+         tenant, start_at)
     values (p_bucket, p_id, p_task_name, p_queue, p_input, p_parent_id,
-            v_now + p_deadline_ms * interval '1 millisecond', v_now, v_now, p_tenant)
+            v_start + p_deadline_ms * interval '1 millisecond', v_now, v_now, p_tenant,
+            nullif(v_start, v_now))
     on conflict on constraint zart_executions_pkey do nothing;
 
     if found then
         insert into public.zart_tasks (bucket, execution_id, task_name, queue, run_at, tenant)
-        values (p_bucket, p_id, p_task_name, p_queue, v_now, p_tenant);
+        values (p_bucket, p_id, p_task_name, p_queue, v_start, p_tenant);
         return query select true, 'scheduled'::text;
         return;
     end if;
@@ -466,11 +477,14 @@ begin
             coalesce('"' || v_existing.parent_id || '"', 'none'),
             coalesce('"' || p_parent_id || '"', 'none') using errcode = 'ZA003';
     end if;
-    -- The deadline as asked for: the same duration from the start (both counted from created_at).
-    if (v_existing.deadline_at - v_existing.created_at)
+    -- The deadline as asked for: the same duration from the start. The start time itself is
+    -- not compared: a start retried later asks for a later time, and gets the execution.
+    if (v_existing.deadline_at - coalesce(v_existing.start_at, v_existing.created_at))
            is distinct from p_deadline_ms * interval '1 millisecond' then
         raise exception 'execution "%" already exists with deadline %, not %', p_id,
-            coalesce((extract(epoch from v_existing.deadline_at - v_existing.created_at) * 1000)::bigint || ' ms', 'none'),
+            coalesce((extract(epoch from v_existing.deadline_at
+                                       - coalesce(v_existing.start_at, v_existing.created_at))
+                      * 1000)::bigint || ' ms', 'none'),
             coalesce(p_deadline_ms || ' ms', 'none') using errcode = 'ZA003';
     end if;
     return query select false, v_existing.status;
@@ -480,8 +494,10 @@ $$;
 -- Entry point for clients (DurableScheduler::start, and zart_start). Starts one top-level
 -- execution (or, with p_parent_id, a child of an execution this session can see, in the
 -- parent's tenant); new executions belong to the session's tenant (zart_start_tenant). Same
--- locks as zart_insert_execution. Raises ZA003, ZA004 (also for a parent that does not exist
--- or is the execution itself), ZA005, and 42501 for a tenant not granted.
+-- locks as zart_insert_execution. A delayed start (p_start_after_ms, or p_start_at: at most one)
+-- is due then, and visible as scheduled until. Raises ZA003, ZA004 (also for a parent that
+-- does not exist or is the execution itself, both start arguments, a delay or a start time
+-- past 100 years), ZA005, and 42501 for a tenant not granted.
 create or replace function public.zart_start_execution(
     p_bucket    smallint,
     p_id        text,
@@ -489,7 +505,9 @@ create or replace function public.zart_start_execution(
     p_input     jsonb,
     p_queue     text,
     p_parent_id text,
-    p_deadline_ms bigint
+    p_deadline_ms bigint,
+    p_start_after_ms bigint default null,
+    p_start_at    timestamptz default null
 ) returns table (created boolean, status text)
 language plpgsql security definer
 set search_path = pg_catalog, pg_temp
@@ -497,7 +515,11 @@ as $$
 declare
     v_tenants text[];
     v_tenant  text;
+    v_start   timestamptz;
 begin
+    if p_start_after_ms is not null or p_start_at is not null then
+        v_start := public.zart_start_time(p_start_after_ms, p_start_at);
+    end if;
     -- With tenancy off (a constant) no tenant function is called.
     if public.zart_tenancy_on() then
         v_tenants := public.zart_session_tenants();
@@ -523,17 +545,42 @@ begin
     select i.created, i.status
       from public.zart_insert_execution(p_bucket, p_id, p_task_name, p_input, p_queue, p_parent_id,
                                         p_deadline_ms, v_tenant, v_tenants,
-                                        public.zart_payload_limit()) i;
+                                        public.zart_payload_limit(), v_start) i;
+end
+$$;
+
+-- Called by zart_start_execution and zart_start: the start time of a delayed start, from a
+-- delay or a time (not both). No locks. Raises ZA004 for both, a delay outside 0 ms to 100
+-- years, or a time more than 100 years ahead.
+create or replace function public.zart_start_time(p_after_ms bigint, p_at timestamptz)
+returns timestamptz
+language plpgsql stable as $$
+declare
+    v_now timestamptz := public.zart_current_time();
+begin
+    if p_after_ms is not null and p_at is not null then
+        raise exception 'invalid start: give a delay or a start time, not both' using errcode = 'ZA004';
+    end if;
+    if p_after_ms is not null then
+        perform public.zart_check_ms('start delay', p_after_ms);
+        return v_now + p_after_ms * interval '1 millisecond';
+    end if;
+    if p_at > v_now + interval '100 years' then
+        raise exception 'invalid start time: % is more than 100 years ahead', p_at using errcode = 'ZA004';
+    end if;
+    return p_at;
 end
 $$;
 
 -- Entry point for SQL and triggers: starts an execution in the caller's transaction and wakes
--- workers with NOTIFY zart_work (delivered at commit). Same locks and SQLSTATEs as above.
+-- workers with NOTIFY zart_work (delivered at commit). With p_start_at, it is due then (an
+-- earlier time means now). Same locks and SQLSTATEs as above.
 create or replace function public.zart_start(
     p_id        text,
     p_task_name text,
     p_input     jsonb default '{}'::jsonb,
-    p_queue     text default 'default'
+    p_queue     text default 'default',
+    p_start_at  timestamptz default null
 ) returns boolean
 language plpgsql security definer
 set search_path = pg_catalog, pg_temp
@@ -544,7 +591,7 @@ begin
     perform public.zart_check_text('execution id', p_id);
     select s.created into v_created
       from public.zart_start_execution(public.zart_bucket(p_id), p_id, p_task_name, p_input, p_queue,
-                                       null, null) s;
+                                       null, null, null, p_start_at) s;
     if v_created then
         perform pg_notify('zart_work', p_queue);
     end if;
@@ -1581,7 +1628,7 @@ begin
                    p_execution_id, null,
                    (select e.tenant from public.zart_executions e
                      where e.bucket = p_bucket and e.id = p_execution_id),
-                   null, public.zart_payload_limit()) st;
+                   null, public.zart_payload_limit(), null) st;
     end if;
 
     select * into v_child from public.zart_executions e

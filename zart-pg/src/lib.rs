@@ -311,6 +311,11 @@ impl Scheduler for PostgresScheduler {
     async fn start_execution(&self, p: StartExecutionParams) -> Result<StartOutcome, Error> {
         let call = Call::execution("start", &p.id);
         let inline = self.notify_inline();
+        let (start_after, start_at) = match p.start {
+            None => (None, None),
+            Some(WakeAt::After(delay)) => (Some(millis(delay)), None),
+            Some(WakeAt::At(at)) => (None, Some(at)),
+        };
         let rows = self
             .query(
                 if inline.is_some() {
@@ -325,6 +330,8 @@ impl Scheduler for PostgresScheduler {
                     (&p.queue, Type::TEXT),
                     (&p.parent_id, Type::TEXT),
                     (&p.deadline.map(millis), Type::INT8),
+                    (&start_after, Type::INT8),
+                    (&start_at, Type::TIMESTAMPTZ),
                 ],
                 call,
             )

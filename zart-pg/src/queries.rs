@@ -5,20 +5,23 @@
 pub const SCHEMA_VERSION: &str = "select public.zart_schema_version()";
 
 /// `zart_start_execution` with the bucket computed in SQL from the id.
-/// Params: id, task_name, input, queue, parent_id, deadline_ms.
+/// Params: id, task_name, input, queue, parent_id, deadline_ms, start_after_ms, start_at.
 pub const START_EXECUTION: &str = "select created, status \
-     from public.zart_start_execution(public.zart_bucket($1), $1, $2, $3, $4, $5, $6)";
+     from public.zart_start_execution(public.zart_bucket($1), $1, $2, $3, $4, $5, $6, $7, $8)";
 
 /// [`START_EXECUTION`] that also NOTIFYs `zart_work` (payload: the queue) in the same
 /// transaction when it created the execution. Used when no after-commit wake-up is pending, so
 /// a lone start wakes a worker at its own commit, one round trip sooner. Same params.
 pub const START_EXECUTION_NOTIFY: &str = "select s.created, s.status, \
      case when s.created then pg_notify('zart_work', $4) end \
-     from public.zart_start_execution(public.zart_bucket($1), $1, $2, $3, $4, $5, $6) s";
+     from public.zart_start_execution(public.zart_bucket($1), $1, $2, $3, $4, $5, $6, $7, $8) s";
 
-/// The bucketless `zart_start`, as SQL callers and triggers use it (and `zart start`).
-/// Params: id, task_name, input, queue.
-pub const START: &str = "select public.zart_start($1, $2, $3, $4)";
+/// The bucketless `zart_start`, as SQL callers and triggers use it (and `zart start`), with a
+/// delayed start given as a time or as a delay on the database clock (both null: at once).
+/// Params: id, task_name, input, queue, start_at, start_after_ms.
+pub const START: &str = "select public.zart_start($1, $2, $3, $4, \
+     coalesce($5::timestamptz, \
+              public.zart_current_time() + $6::bigint * interval '1 millisecond'))";
 
 /// `zart_claim_tasks`. Params: worker_id, queue, task_names, limit, lease_ms.
 pub const CLAIM_TASKS: &str =

@@ -33,15 +33,15 @@ pub const ADVANCE_CLOCK: &str = "insert into zart_clock (singleton, clock_offset
 
 /// Inserts an execution if its id is new.
 pub const INSERT_EXECUTION: &str = "insert into zart_executions
-    (id, task_name, queue, input, parent_id, deadline_at, created_at, updated_at)
-    values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+    (id, task_name, queue, input, parent_id, deadline_at, created_at, updated_at, start_at)
+    values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)
     on conflict (id) do nothing";
-/// Inserts the task row of a new execution, due at ?4.
+/// Inserts the task row of a new execution, due at ?4 (now, or its delayed start).
 pub const INSERT_TASK: &str =
     "insert into zart_tasks (execution_id, task_name, queue, run_at) values (?1, ?2, ?3, ?4)";
 /// What a repeated start is compared with.
 pub const EXISTING_EXECUTION: &str = "select task_name, input, queue, parent_id, deadline_at,
-    created_at, status from zart_executions where id = ?1";
+    coalesce(start_at, created_at), status from zart_executions where id = ?1";
 
 // ---- claims -------------------------------------------------------------------------------
 

@@ -47,10 +47,15 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "patches",
         sql: include_str!("../migrations/V4__patches.sql"),
     },
+    Migration {
+        version: 5,
+        name: "delayed_starts",
+        sql: include_str!("../migrations/V5__delayed_starts.sql"),
+    },
 ];
 
 /// The schema version this build writes and needs.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// What [`migrate`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,7 +210,8 @@ mod tests {
             vec![
                 "V2__check_without_in_lists".to_owned(),
                 "V3__retention".to_owned(),
-                "V4__patches".to_owned()
+                "V4__patches".to_owned(),
+                "V5__delayed_starts".to_owned()
             ]
         );
         check(&conn).unwrap();

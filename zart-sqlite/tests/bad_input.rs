@@ -37,6 +37,7 @@ fn start(id: &str, input: serde_json::Value) -> StartExecutionParams {
         queue: "default".to_owned(),
         parent_id: None,
         deadline: None,
+        start: None,
     }
 }
 

@@ -17,6 +17,7 @@ fn start(id: &str) -> StartExecutionParams {
         queue: "default".to_owned(),
         parent_id: None,
         deadline: None,
+        start: None,
     }
 }
 

@@ -8,7 +8,7 @@ use tokio::sync::{broadcast, OnceCell};
 
 use crate::execution::Execution;
 use crate::limits::{check_name, check_payload, DEFAULT_MAX_PAYLOAD_BYTES};
-use crate::scheduler::{SendEventParams, StartExecutionParams, StartOutcome, Wakeup};
+use crate::scheduler::{SendEventParams, StartExecutionParams, StartOutcome, WakeAt, Wakeup};
 use crate::{Error, Scheduler, TaskRegistry};
 
 /// How often `wait` looks at the execution even without a wake-up, covering notifications
@@ -20,8 +20,12 @@ const WAIT_SWEEP: Duration = Duration::from_secs(5);
 #[non_exhaustive]
 pub struct StartOptions {
     /// The execution fails (kind `deadline_exceeded`) if it has not finished this long after
-    /// it starts, counted on the database clock; a wait in progress is cut short.
+    /// it starts (its start time, for a delayed start), counted on the database clock; a wait
+    /// in progress is cut short.
     pub deadline: Option<Duration>,
+    /// A delayed start: the execution is stored now, `scheduled`, and no worker runs it before
+    /// this time. `None` starts it at once.
+    pub start: Option<WakeAt>,
 }
 
 impl StartOptions {
@@ -33,6 +37,31 @@ impl StartOptions {
     /// Sets [`StartOptions::deadline`].
     pub fn with_deadline(mut self, deadline: Duration) -> Self {
         self.deadline = Some(deadline);
+        self
+    }
+
+    /// Starts the execution `delay` from now, by the database clock (at most 100 years).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use zart::StartOptions;
+    ///
+    /// // A reminder an hour from now, which must be done within ten minutes of that.
+    /// let options = StartOptions::new()
+    ///     .with_delay(Duration::from_secs(3600))
+    ///     .with_deadline(Duration::from_secs(600));
+    /// # assert!(options.start.is_some());
+    /// ```
+    pub fn with_delay(mut self, delay: Duration) -> Self {
+        self.start = Some(WakeAt::After(delay));
+        self
+    }
+
+    /// Starts the execution at `at` (a time already past means at once; at most 100 years
+    /// ahead). The time is compared with the database clock.
+    pub fn with_start_at(mut self, at: std::time::SystemTime) -> Self {
+        self.start = Some(WakeAt::At(at));
         self
     }
 }
@@ -171,6 +200,18 @@ impl<S: Scheduler> DurableScheduler<S> {
             }
             crate::limits::check_wait("deadline", deadline)?;
         }
+        match options.start {
+            Some(WakeAt::After(delay)) => crate::limits::check_wait("start delay", delay)?,
+            Some(WakeAt::At(at)) => {
+                let ahead = at
+                    .duration_since(std::time::SystemTime::now())
+                    .unwrap_or_default();
+                if ahead > crate::limits::MAX_WAIT {
+                    return Err(Error::invalid("start time", "is more than 100 years ahead"));
+                }
+            }
+            None => {}
+        }
         check_name("execution id", id)?;
         check_name("task name", task)?;
         check_name("queue", &self.queue)?;
@@ -190,6 +231,7 @@ impl<S: Scheduler> DurableScheduler<S> {
                 queue: self.queue.clone(),
                 parent_id: None,
                 deadline: options.deadline,
+                start: options.start,
             })
             .await?;
         if outcome.created {

@@ -423,6 +423,9 @@ pub struct StartExecutionParams {
     pub parent_id: Option<String>,
     /// The execution fails if it has not finished this long after it starts.
     pub deadline: Option<Duration>,
+    /// When it starts: `None` at once; a delay (by the backend's clock) or a time. A time
+    /// already past means at once.
+    pub start: Option<WakeAt>,
 }
 
 /// What [`Scheduler::start_execution`] found.
@@ -610,10 +613,12 @@ pub struct SleepParams {
     pub until: WakeAt,
 }
 
-/// When a sleep ends.
+/// A point in time given relatively or absolutely: when a sleep ends, when a delayed start is
+/// due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WakeAt {
-    /// This long after the sleep is first reached, by the database clock.
+    /// This long after the call (for a sleep: after the sleep is first reached), by the
+    /// backend's clock.
     After(Duration),
     /// At this time.
     At(std::time::SystemTime),

@@ -45,6 +45,7 @@ macro_rules! __for_each_case {
             start_with_another_input_is_a_conflict,
             start_with_another_task_is_a_conflict,
             start_of_a_finished_execution_returns_it,
+            a_delayed_start_runs_at_its_time,
             // claims
             claims_take_only_due_tasks_of_the_names_asked_for,
             a_claim_returns_the_recorded_steps_for_replay,

@@ -4,7 +4,7 @@
 use super::Cached;
 use rusqlite::OptionalExtension;
 use zart::limits::check_name;
-use zart::scheduler::{StartExecutionParams, StartOutcome, Wakeup};
+use zart::scheduler::{StartExecutionParams, StartOutcome, WakeAt, Wakeup};
 use zart::{Error, ExecutionStatus};
 
 use super::{check_size, Tx};
@@ -21,6 +21,8 @@ pub(super) struct NewExecution<'a> {
     pub queue: &'a str,
     pub parent_id: Option<&'a str>,
     pub deadline_ms: Option<i64>,
+    /// When it starts, in ms on the store's clock (`None`: now; an earlier time means now).
+    pub start_ms: Option<i64>,
 }
 
 pub(super) fn start_execution(tx: &mut Tx<'_>, p: &StartExecutionParams) -> Result<Reply, Error> {
@@ -53,9 +55,35 @@ pub(super) fn start_execution(tx: &mut Tx<'_>, p: &StartExecutionParams) -> Resu
             queue: &p.queue,
             parent_id: p.parent_id.as_deref(),
             deadline_ms: p.deadline.map(clock::millis),
+            start_ms: start_ms(tx, p.start)?,
         },
     )?;
     Ok(Reply::Started(outcome))
+}
+
+/// The start time of a delayed start on the store's clock, refused over 100 years ahead.
+fn start_ms(tx: &Tx<'_>, start: Option<WakeAt>) -> Result<Option<i64>, Error> {
+    let limit = clock::millis(zart::limits::MAX_WAIT);
+    Ok(match start {
+        None => None,
+        Some(WakeAt::After(delay)) => {
+            let ms = clock::millis(delay);
+            if ms > limit {
+                return Err(Error::invalid(
+                    "start delay",
+                    format!("{ms} ms is outside 0 ms to 100 years"),
+                ));
+            }
+            Some(tx.now.saturating_add(ms))
+        }
+        Some(WakeAt::At(at)) => {
+            let ms = clock::system_ms(at);
+            if ms.saturating_sub(tx.now) > limit {
+                return Err(Error::invalid("start time", "is more than 100 years ahead"));
+            }
+            Some(ms)
+        }
+    })
 }
 
 /// Inserts the execution and its task if the id is new; else returns the existing one's status
@@ -78,9 +106,13 @@ pub(super) fn insert_execution(
         }
     }
     let now = tx.now_text();
+    // The deadline counts from the start: a delayed execution gets its whole deadline.
+    let start = e.start_ms.map_or(tx.now, |ms| ms.max(tx.now));
+    let start_at = (start > tx.now).then(|| clock::format(start));
+    let run_at = clock::format(start);
     let deadline_at = e
         .deadline_ms
-        .map(|ms| clock::format(tx.now.saturating_add(ms)));
+        .map(|ms| clock::format(start.saturating_add(ms)));
     let inserted = tx
         .conn
         .exec_cached(
@@ -92,7 +124,8 @@ pub(super) fn insert_execution(
                 input,
                 e.parent_id,
                 deadline_at,
-                now
+                now,
+                start_at
             ],
         )
         .or_db(tx.conn, "starting an execution")?;
@@ -100,7 +133,7 @@ pub(super) fn insert_execution(
         tx.conn
             .exec_cached(
                 queries::INSERT_TASK,
-                rusqlite::params![e.id, e.task_name, e.queue, now],
+                rusqlite::params![e.id, e.task_name, e.queue, run_at],
             )
             .or_db(tx.conn, "starting an execution")?;
         tx.wake(Wakeup::Work {
@@ -125,7 +158,8 @@ pub(super) fn insert_execution(
             ))
         })
         .or_db(tx.conn, "starting an execution")?;
-    let (task_name, stored_input, queue, parent_id, deadline_at, created_at, status) = existing;
+    // started_from: the start time asked for, else the creation time.
+    let (task_name, stored_input, queue, parent_id, deadline_at, started_from, status) = existing;
     let conflict = |detail: String| Error::Conflict {
         id: e.id.to_owned(),
         detail,
@@ -161,7 +195,7 @@ pub(super) fn insert_execution(
     let stored_deadline = match deadline_at {
         Some(at) => Some(
             clock::parse_stored(&at, "a deadline")?
-                - clock::parse_stored(&created_at, "a start time")?,
+                - clock::parse_stored(&started_from, "a start time")?,
         ),
         None => None,
     };

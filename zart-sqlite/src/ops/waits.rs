@@ -288,6 +288,7 @@ pub(super) fn start_child(tx: &mut Tx<'_>, p: &StartChildParams) -> Result<Reply
                 queue: &p.queue,
                 parent_id: Some(id),
                 deadline_ms: None,
+                start_ms: None,
             },
         )?;
     }

@@ -181,7 +181,10 @@ async fn patch_names_are_reserved_and_an_empty_patch_id_is_refused() {
         ),
         ("empty", "invalid patch id: must not be empty"),
     ] {
-        h.durable.start(id, "misuse", serde_json::json!(id)).await.unwrap();
+        h.durable
+            .start(id, "misuse", serde_json::json!(id))
+            .await
+            .unwrap();
         let done = h.durable.wait(id, Some(PATIENCE)).await.unwrap();
         assert_eq!(done.status, zart::ExecutionStatus::Failed);
         assert_eq!(done.error.unwrap().message, message, "{id}");

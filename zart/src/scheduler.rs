@@ -589,7 +589,8 @@ pub struct RetryStepParams {
 pub enum Outcome {
     /// The handler returned this output.
     Completed(serde_json::Value),
-    /// The handler failed with this error.
+    /// The execution failed with this error: the handler's, or one the worker recorded for it
+    /// (an unknown task, a passed deadline, too many recoveries, a panic).
     Failed(ErrorRecord),
 }
 
@@ -776,7 +777,8 @@ pub struct NextRunAtParams {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Wakeup {
-    /// New work was started on this queue.
+    /// Work became due on this queue: a start, a release, a retry, or a waiter woken by an
+    /// event or a child's outcome.
     Work {
         /// The queue.
         queue: String,
@@ -792,7 +794,8 @@ pub enum Wakeup {
         /// The execution ids.
         execution_ids: std::sync::Arc<[String]>,
     },
-    /// The listener reconnected: notifications may have been missed, so look again.
+    /// Wake-ups may have been missed, so look again: the listener (re)connected, a polling
+    /// backend saw another process write, or a test clock moved.
     Resync,
 }
 

@@ -97,7 +97,8 @@ const WAKEUP_BUFFER: usize = 4096;
 /// How durable a commit is (`PRAGMA synchronous`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Synchronous {
-    /// Every commit is on disk before the call returns (the default).
+    /// Every commit is on disk before the call returns (the default), except a batch of
+    /// claims and heartbeats only, whose loss in a power cut is harmless (see the crate docs).
     #[default]
     Full,
     /// Faster commits; a power loss or OS crash may lose the last commits (never corrupt the

@@ -121,7 +121,7 @@ pub trait Scheduler: Send + Sync + 'static {
     /// # Errors
     /// [`Error::LeaseLost`] or [`Error::Cancelled`] when the lease is not held;
     /// [`Error::InvalidInput`] when the output or error is over the backend's payload limit
-    /// (the worker then records the execution `failed` with that reason).
+    /// (for an output, the worker then records the execution `failed` with that reason).
     async fn complete_execution(&self, params: CompleteExecutionParams) -> Result<(), Error>;
 
     /// A durable sleep (`zart_sleep`): records the wake time on first reach, then either

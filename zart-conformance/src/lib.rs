@@ -88,7 +88,8 @@ pub trait Fixture: Send + Sync + 'static {
     /// One execution as stored, or `None` if the id is unknown.
     async fn execution(&self, id: &str) -> Option<ExecutionRow>;
 
-    /// The step rows of one execution (steps, sleeps, event waits, children), in `seq` order.
+    /// The step rows of one execution (steps, sleeps, event waits, children, patch markers),
+    /// in `seq` order.
     async fn steps(&self, id: &str) -> Vec<StepRow>;
 }
 

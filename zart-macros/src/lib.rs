@@ -25,9 +25,11 @@
 //!   (an error when the execution failed or was cancelled). The input and output types are
 //!   checked where they are used. `Output` must implement `Deserialize` for `wait`.
 //! - a `deprecated` warning at each call in the body that breaks replay when made outside a
-//!   step (`SystemTime::now`, `Instant::now`, `Utc::now`, `rand::..`, `thread_rng`,
-//!   `tokio::spawn`, `tokio::time::sleep`, `std::thread::sleep`), naming the durable
-//!   alternative. `#[zart_durable(allow_replay_hazards)]` turns it off.
+//!   step (clocks: `SystemTime::now`, `Instant::now`, `Utc::now`, `Local::now`,
+//!   `OffsetDateTime::now_utc`; randomness: `rand::..`, `thread_rng`, `Uuid::new_v4`; spawns:
+//!   `tokio::spawn`, `tokio::task::spawn(_blocking)`, `thread::spawn`; sleeps:
+//!   `tokio::time::sleep(_until)`, `thread::sleep`), naming the durable alternative.
+//!   `#[zart_durable(allow_replay_hazards)]` turns it off.
 //!
 //! A function of another shape is refused with an error at the part that is wrong. The
 //! generated code names the `zart` crate as `::zart`, so the crate must depend on `zart` under

@@ -1,7 +1,8 @@
 //! `zart doctor`: checks that a database and a login are ready for Zart, and says what is not.
 //!
 //! Every check reads only, except the LISTEN/NOTIFY probe, which sends one notification on the
-//! channel `zart_probe` (the one every scheduler's listener checks itself with). [`doctor`] fails only when the server cannot be reached at all; every
+//! channel `zart_probe` (the one every scheduler's listener checks itself with). [`doctor`]
+//! returns an error only when the server cannot be reached or a catalog query fails; every
 //! other problem is a [`Check`] with [`Level::Fail`] or [`Level::Warn`] in the report.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

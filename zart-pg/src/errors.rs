@@ -7,9 +7,10 @@ use zart::Error;
 pub mod sqlstate {
     /// The execution was cancelled.
     pub const CANCELLED: &str = "ZA001";
-    /// The fence is stale: the lease was lost.
+    /// The fence is stale or the lease was given up: the lease was lost.
     pub const LEASE_LOST: &str = "ZA002";
-    /// The id exists with another task or input.
+    /// The id exists with another task, input, queue, parent or deadline, or under a tenant
+    /// the session cannot see.
     pub const CONFLICT: &str = "ZA003";
     /// An argument was refused.
     pub const INVALID_INPUT: &str = "ZA004";

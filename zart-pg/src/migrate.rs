@@ -68,8 +68,8 @@ impl<'a> From<&'a tokio_postgres::Config> for MigrateTarget<'a> {
     }
 }
 
-/// Applies every pending migration and the functions to the database of `target` (a
-/// [`PgPool`] or a `tokio_postgres::Config`), on a connection of its own.
+/// Applies every pending migration, then [`FUNCTIONS_SQL`] and [`ROLES_SQL`], to the database
+/// of `target` (a [`PgPool`] or a `tokio_postgres::Config`), on a connection of its own.
 ///
 /// # Errors
 /// [`Error::Unavailable`] when the server cannot be reached; [`Error::Database`] saying "TLS

@@ -112,7 +112,8 @@ pub const LISTEN: &str = "listen zart_work; listen zart_timer; listen zart_done;
 pub const CHANNEL_WORK: &str = "zart_work";
 /// Channel: a task was rescheduled to later (payload: the queue name).
 pub const CHANNEL_TIMER: &str = "zart_timer";
-/// Channel: an execution finished (payload: the execution id).
+/// Channel: executions finished (payload: a JSON array of their ids; the notifier groups
+/// them, and `zart_cancel` sends one array per execution).
 pub const CHANNEL_DONE: &str = "zart_done";
 
 /// Serialises concurrent `zart migrate` runs (session-level advisory lock).

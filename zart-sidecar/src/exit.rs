@@ -4,8 +4,9 @@
 /// Clean shutdown: a SIGTERM or SIGINT stopped the workers; running executions finished within
 /// the grace period or had their leases released for another worker. Also `--help`.
 pub const OK: u8 = 0;
-/// A worker stopped with an error while running, or the process could not set itself up (a
-/// metrics recorder or log subscriber was already installed): look at the log.
+/// A worker stopped with an error while running (or by itself), the workers did not stop in
+/// time, or the process could not set itself up (a metrics recorder was already installed, the
+/// tokio runtime could not start): look at the log.
 pub const FAILURE: u8 = 1;
 /// Bad configuration: an invalid or missing flag or environment variable, an unsupported
 /// database URL, no task registered. Restarting will not help.

@@ -66,7 +66,8 @@ pub struct Settings {
     #[arg(long, env = "ZART_MAX_RECOVERIES", default_value_t = 10)]
     pub max_recoveries: u32,
 
-    /// The worker id recorded as lease owner (default: host name, process id, a random part).
+    /// The worker id recorded as lease owner, with `:<queue>` appended for each queue's
+    /// worker (default: host name, process id, a random part).
     #[arg(long, env = "ZART_WORKER_ID")]
     pub worker_id: Option<String>,
 

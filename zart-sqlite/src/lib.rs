@@ -5,22 +5,28 @@
 //!
 //! The driver is [`rusqlite`] with its `bundled` feature: SQLite is compiled into this crate,
 //! so no system library is needed and every build runs the same SQLite. rusqlite is
-//! well-kept and synchronous, which gives full control of transactions (`BEGIN IMMEDIATE`,
-//! savepoints) and pragmas; async comes from running its calls on tokio's blocking pool, with
-//! one writer at a time.
+//! well-kept and synchronous, which gives full control of transactions (`BEGIN IMMEDIATE`)
+//! and pragmas; async comes from a writer thread of its own for writes and tokio's blocking
+//! pool for reads, with one writer at a time.
 //!
 //! # How it works
 //!
 //! - **One writer.** Every write, claims included, goes through one
 //!   [`zart::group_commit::Batcher`] to the single write connection: what queues while a
-//!   transaction is in flight is written in the next one, each operation in its own savepoint
-//!   (a refused one rolls back alone). Claims never conflict within a process; across
-//!   processes on one file, `BEGIN IMMEDIATE` plus a busy timeout (5 s) serialises writers.
-//! - **Reads** (`get_execution`, `next_run_at`, `check_schema`) use a small pool of read
-//!   connections; under WAL they never wait for the writer.
+//!   transaction is in flight is written in the next one. An operation that is refused (a
+//!   lost lease, a conflict) writes nothing and gets its error while the others commit; if
+//!   one fails after writing, the batch rolls back and its operations are written one by one.
+//!   A lone write on an idle scheduler runs on the caller's thread instead (multi-threaded
+//!   tokio only). Claims never conflict within a process; across processes on one file,
+//!   `BEGIN IMMEDIATE` plus a busy timeout (5 s) serialises writers.
+//! - **Reads** (`get_execution`, `next_run_at`, `check_schema`, the [`zart::admin::Admin`]
+//!   reads, a dry-run prune) use a small pool of read connections; under WAL they never wait
+//!   for the writer.
 //! - **Durability.** `journal_mode=WAL`, `synchronous=FULL` by default: a committed call
-//!   survives a power loss. [`Synchronous::Normal`] is faster; a power loss (not a process
-//!   crash) may then lose the last commits, but never corrupts the database.
+//!   survives a power loss, except a batch of claims and heartbeats only, which commits
+//!   without waiting for the disk (a lease lost to a power cut is claimed again; nothing
+//!   written under it can outlive it). [`Synchronous::Normal`] is faster; a power loss (not a
+//!   process crash) may then lose the last commits, but never corrupts the database.
 //! - **Fencing** as in zart-pg: each claim draws a random 62-bit fence; fenced writes check the
 //!   fence and that the lease is still held. [`zart::scheduler::Lease::backend_key`] is 0.
 //! - **Time** is the system clock, plus the `zart_clock` offset when built with a test clock
@@ -91,7 +97,8 @@ const WAKEUP_BUFFER: usize = 4096;
 /// How durable a commit is (`PRAGMA synchronous`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Synchronous {
-    /// Every commit is on disk before the call returns (the default).
+    /// Every commit is on disk before the call returns (the default), except a batch of
+    /// claims and heartbeats only, whose loss in a power cut is harmless (see the crate docs).
     #[default]
     Full,
     /// Faster commits; a power loss or OS crash may lose the last commits (never corrupt the

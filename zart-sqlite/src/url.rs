@@ -2,9 +2,9 @@
 //!
 //! - `sqlite://relative/path.db`: a file, relative to the working directory;
 //! - `sqlite:///absolute/path.db`: a file at an absolute path;
-//! - `sqlite::memory:`: a database in memory, private to one scheduler (a named, shared-cache
-//!   in-memory database, unique per scheduler, so all its connections see one database) and
-//!   gone when the scheduler is dropped.
+//! - `sqlite::memory:` (or `sqlite://:memory:`): a database in memory, private to one
+//!   scheduler (a named, shared-cache in-memory database, unique per scheduler, which the
+//!   scheduler reaches through one connection) and gone when the scheduler is dropped.
 //!
 //! Opening checks what can be checked before anything is written: the directory exists, the
 //! file is writable, and it is an SQLite database. Each failure names the path and what to do.

@@ -16,9 +16,9 @@ pub const MAX_LIST_LIMIT: u32 = 10_000;
 
 /// Reads over a backend's executions for operators and dashboards.
 ///
-/// Both methods read only, from one consistent snapshot of the store. Neither needs an index
-/// beyond the primary keys: a list scans the history, which is fine for operations and not
-/// meant for a hot path.
+/// Every method reads only, each from one consistent snapshot of the store. None needs an
+/// index of its own: a list scans the history, which is fine for operations and not meant for
+/// a hot path.
 #[async_trait]
 pub trait Admin: Send + Sync {
     /// One page of executions, newest first (by creation time, then id, both descending).
@@ -259,7 +259,7 @@ pub struct StepRecord {
     pub seq: u32,
     /// Its name.
     pub name: String,
-    /// `step`, `sleep`, `event` or `child`.
+    /// `step`, `sleep`, `event`, `child` or `patch`.
     pub kind: String,
     /// `completed`, `failed`, `retrying` (between attempts) or `waiting` (an open wait).
     pub status: String,

@@ -136,7 +136,8 @@ impl<S: Scheduler> DurableScheduler<S> {
         self
     }
 
-    /// Refuses inputs larger than `bytes` of JSON (default 1 MiB).
+    /// Refuses inputs and event payloads larger than `bytes` of JSON (default 1 MiB). The
+    /// backend may hold a limit of its own (zart-pg: `zart_settings.max_payload_bytes`).
     pub fn with_max_payload_bytes(mut self, bytes: usize) -> Self {
         self.max_payload_bytes = bytes;
         self
@@ -149,14 +150,15 @@ impl<S: Scheduler> DurableScheduler<S> {
 
     /// Starts an execution of `task` with a JSON `input`, unless `id` was started before.
     ///
-    /// Idempotent: the same id with the same task and input returns the existing execution
-    /// (`created == false`), whatever its status.
+    /// Idempotent: the same id with the same task, input, queue and deadline returns the
+    /// existing execution's status (`created == false`), whatever that status.
     ///
     /// # Errors
     /// [`Error::UnknownTask`] for a task not in the registry; [`Error::InvalidInput`] for a bad
-    /// id or an input over the size limit; [`Error::Conflict`] when the id exists with another
-    /// task or input; [`Error::Schema`] when the database is not migrated. Nothing is written
-    /// when an error is returned.
+    /// id, task name or queue (empty, over 255 bytes, holding a NUL) or an input over the size
+    /// limit or holding a NUL; [`Error::Conflict`] when the id exists with another task,
+    /// input, queue, parent or deadline; [`Error::Schema`] when the database is not migrated.
+    /// Nothing is written when an error is returned.
     pub async fn start(
         &self,
         id: &str,
@@ -170,7 +172,8 @@ impl<S: Scheduler> DurableScheduler<S> {
     /// [`DurableScheduler::start`] with options (a deadline).
     ///
     /// # Errors
-    /// As [`DurableScheduler::start`]; [`Error::InvalidInput`] for a zero deadline.
+    /// As [`DurableScheduler::start`]; [`Error::InvalidInput`] for a deadline under 1 ms or
+    /// over 100 years.
     ///
     /// # Examples
     /// ```no_run
@@ -243,8 +246,8 @@ impl<S: Scheduler> DurableScheduler<S> {
     /// Starts an execution with a typed input; see [`DurableScheduler::start`].
     ///
     /// # Errors
-    /// As [`DurableScheduler::start`], and [`Error::InvalidInput`] when `T` is not the
-    /// registered handler's `Data` type.
+    /// As [`DurableScheduler::start`]; [`Error::InvalidInput`] when `T` is not the registered
+    /// handler's `Data` type; [`Error::Serialization`] when `input` does not serialize.
     pub async fn start_typed<T: Serialize + 'static>(
         &self,
         id: &str,
@@ -272,12 +275,14 @@ impl<S: Scheduler> DurableScheduler<S> {
 
     /// Sends the event `name` with `payload` to execution `id`. It is buffered until the
     /// workflow waits for it with [`crate::TaskContext::wait_for_event`] (at once, if it is
-    /// waiting now); each event is delivered to one wait. Events sent to a finished execution
-    /// are stored and never delivered.
+    /// waiting now); each event is delivered to one wait. An event sent after the wait's
+    /// timeout is stored and never delivered.
     ///
     /// # Errors
-    /// [`Error::NotFound`] for an unknown execution; [`Error::InvalidInput`] for a bad name or
-    /// a payload over the size limit. Nothing is written when an error is returned.
+    /// [`Error::NotFound`] for an unknown execution; [`Error::Finished`] when the execution
+    /// has finished (the event is refused, not stored); [`Error::InvalidInput`] for a bad id or
+    /// name or a payload over the size limit; [`Error::Serialization`] when `payload` does not
+    /// serialize. Nothing is written when an error is returned.
     pub async fn send_event<T: Serialize>(
         &self,
         id: &str,
@@ -302,12 +307,14 @@ impl<S: Scheduler> DurableScheduler<S> {
             .await
     }
 
-    /// Cancels execution `id` and its unfinished child executions. A running execution stops at
-    /// its next step boundary (its next write is refused); a sleeping or waiting one ends at
-    /// once. Returns the ids cancelled, `id` first; empty when it had already finished.
+    /// Cancels execution `id` and its unfinished descendants (children, their children, ...).
+    /// A running execution stops at its next write (refused with [`Error::Cancelled`]) or
+    /// heartbeat; a scheduled, sleeping or waiting one ends at once. A parent waiting for `id`
+    /// as a child is woken and sees a `child_failed` step. Returns the ids cancelled, `id`
+    /// first; empty when it had already finished.
     ///
     /// # Errors
-    /// [`Error::NotFound`] for an unknown execution.
+    /// [`Error::NotFound`] for an unknown execution; [`Error::InvalidInput`] for a bad id.
     pub async fn cancel(&self, id: &str) -> Result<Vec<String>, Error> {
         check_name("execution id", id)?;
         self.ensure_schema().await?;
@@ -322,7 +329,8 @@ impl<S: Scheduler> DurableScheduler<S> {
     ///
     /// # Errors
     /// [`Error::NotFound`] for an unknown execution; [`Error::NotRetryable`] when it is not
-    /// failed (running, completed or cancelled), or its deadline has passed.
+    /// failed (not finished yet, completed or cancelled), or its deadline has passed;
+    /// [`Error::InvalidInput`] for a bad id.
     pub async fn retry(&self, id: &str) -> Result<Vec<String>, Error> {
         check_name("execution id", id)?;
         self.ensure_schema().await?;

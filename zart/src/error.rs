@@ -12,7 +12,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The id is already used by an execution with another task or another input.
+    /// The id is already used by an execution with another task name, input, queue, parent or
+    /// deadline.
     #[error("start conflict: {detail}")]
     Conflict {
         /// The execution id that was started twice.
@@ -212,8 +213,9 @@ impl Error {
 /// `Err(AppError::new(..).into())`.
 ///
 /// Zart's own kinds (`step_failed`, `panic`, `timeout`, `failed`, `child_failed`,
-/// `non_determinism`, `duplicate_step`, `deadline_exceeded`, `cancelled`) are reserved: an
-/// application error is told apart by its `retryable` field, which only it records.
+/// `non_determinism`, `duplicate_step`, `deadline_exceeded`, `cancelled`, and the others
+/// listed at [`crate::ErrorRecord::kind`]) stay Zart's: an application error is told apart by
+/// its `retryable` field, which only it records.
 ///
 /// # Examples
 /// ```
@@ -299,7 +301,9 @@ pub enum TaskError {
     /// The workflow failed with an application error of its own (see [`AppError`]).
     #[error("{0}")]
     Application(Box<AppError>),
-    /// The workflow itself decided to fail (see [`TaskError::failed`]).
+    /// The workflow itself decided to fail (see [`TaskError::failed`]); Zart fails a run the
+    /// same way for a value it refuses (an empty or over-long step name, a wait over 100
+    /// years, a value the database refused), since running it again cannot help.
     #[error("{message}")]
     Failed {
         /// Why the workflow failed.
@@ -320,8 +324,9 @@ pub enum TaskError {
         /// The repeated name.
         step: String,
     },
-    /// Control flow, not failure: the execution is suspended (a durable back-off, later sleeps
-    /// and event waits) and will resume on some worker. Return it with `?`; never retry it.
+    /// Control flow, not failure: the execution is suspended (a durable sleep, an event wait, a
+    /// child wait or a durable retry back-off) and will resume on some worker. Return it with
+    /// `?`; never retry it.
     #[error("execution suspended")]
     Suspended,
     /// The lease was lost; another worker now owns the execution. This run stops.
@@ -341,8 +346,9 @@ pub enum TaskError {
         #[source]
         source: serde_json::Error,
     },
-    /// The step result could not be stored. The run stops without an outcome; the lease expires
-    /// and another attempt resumes from the last recorded step.
+    /// A call to the backend failed (a step result or a wait could not be recorded). The run
+    /// stops without an outcome; the lease expires and another claim resumes from the last
+    /// recorded step.
     #[error("storage error: {0}")]
     Storage(#[source] Error),
 }
@@ -383,7 +389,8 @@ impl TaskError {
         )
     }
 
-    /// A short machine-readable kind, recorded as `error.kind` in the database.
+    /// A short machine-readable kind, recorded as `error.kind` when this error fails the
+    /// execution; an application error records its own kind instead ([`AppError::kind`]).
     pub fn kind(&self) -> &'static str {
         match self {
             TaskError::StepFailed { kind, .. } => kind.as_str(),

@@ -12,19 +12,24 @@ use crate::Error;
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ExecutionStatus {
-    /// Started, waiting for a worker.
+    /// Waiting for a worker to claim it: just started, released by a worker that shut down,
+    /// or retried after a failure.
     Scheduled,
-    /// A worker is running it.
+    /// Claimed by a worker, which runs it under a lease (the status stays `running` after that
+    /// worker dies, until the lease expires and another claim takes the execution over).
     Running,
-    /// Suspended until a time (a durable retry back-off).
+    /// Suspended until a time: a durable sleep ([`crate::TaskContext::sleep`],
+    /// [`crate::TaskContext::sleep_until`]) or a durable retry back-off.
     Sleeping,
-    /// Suspended until an event arrives.
+    /// Suspended until something happens: an event ([`crate::TaskContext::wait_for_event`], or
+    /// its timeout) or the end of a child execution ([`crate::TaskContext::child`]).
     Waiting,
     /// Finished with an output.
     Completed,
     /// Finished with an error.
     Failed,
-    /// Cancelled before it finished.
+    /// Cancelled before it finished: by a cancel call, or because an ancestor was cancelled or
+    /// failed.
     Cancelled,
 }
 
@@ -79,16 +84,19 @@ impl std::fmt::Display for ExecutionStatus {
     }
 }
 
-/// The recorded error of a failed execution or step (`zart_executions.error` as JSON).
+/// The recorded error of a failed or cancelled execution, or of a failed step
+/// (`zart_executions.error` or `zart_steps.error`, as JSON).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorRecord {
     /// A machine-readable kind: Zart's own (`step_failed`, `panic`, `timeout`, `failed`,
-    /// `child_failed`, `non_determinism`, `deadline_exceeded`, ...), or the kind of an
-    /// application error ([`crate::AppError`]).
+    /// `child_failed`, `non_determinism`, `duplicate_step`, `deadline_exceeded`, `cancelled`,
+    /// `too_many_recoveries`, `unknown_task`, ...), or the kind of an application error
+    /// ([`crate::AppError`]).
     pub kind: String,
     /// The message, with its source chain.
     pub message: String,
-    /// The step that failed, if a step did.
+    /// The step that failed, if a step did (or the step where replay diverged, for
+    /// `non_determinism` and `duplicate_step`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,
     /// Attempts made by that step.
@@ -140,9 +148,9 @@ pub struct Execution {
     pub input: serde_json::Value,
     /// The handler's output, once completed.
     pub output: Option<serde_json::Value>,
-    /// The recorded error, once failed.
+    /// The recorded error, once failed or cancelled.
     pub error: Option<ErrorRecord>,
-    /// How many times a worker has claimed it.
+    /// How many times a worker has claimed it (a retry keeps counting).
     pub attempts: u32,
     /// When it was started.
     pub created_at: SystemTime,
@@ -211,10 +219,11 @@ impl Execution {
         }
     }
 
-    /// Deserializes the output into the task's `Output` type.
+    /// Deserializes the stored output into `T` (the task's `Output` type). See also
+    /// [`Execution::result_as`], which gives a failed execution's error instead.
     ///
     /// # Errors
-    /// [`Error::NotFound`]-free: [`Error::InvalidInput`] when there is no output yet, and
+    /// [`Error::InvalidInput`] when there is no output (not completed yet, failed, cancelled);
     /// [`Error::Serialization`] when it does not fit `T`.
     pub fn output_as<T: DeserializeOwned>(&self) -> Result<T, Error> {
         let value = self.output.clone().ok_or_else(|| {

@@ -79,8 +79,8 @@ enum Runner {
     Thread(Option<oneshot::Receiver<()>>),
 }
 
-/// A queue of writes and the task that writes them in batches; the task stops when the
-/// batcher is dropped.
+/// A queue of writes and the task (or thread) that writes them in batches; a task stops when
+/// the batcher is dropped, a thread once it has written what was queued.
 pub struct Batcher<I, O> {
     queue: mpsc::UnboundedSender<(I, Reply<O>)>,
     runner: Runner,
@@ -193,7 +193,8 @@ where
     }
 
     /// Stops taking items, writes those already queued, and returns once the writer task has
-    /// ended (and dropped its writer). Dropping the batcher instead abandons queued items.
+    /// ended (and dropped its writer). Dropping the batcher instead abandons queued items (a
+    /// writer thread of [`Batcher::start_blocking`] still writes them, in the background).
     pub async fn close(mut self) {
         let (closed, _) = mpsc::unbounded_channel();
         drop(std::mem::replace(&mut self.queue, closed));

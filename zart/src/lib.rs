@@ -1,9 +1,9 @@
 //! Zart: durable workflows as plain async Rust, checkpointed in your database.
 //!
 //! A workflow is a [`TaskHandler`]. Each [`TaskContext::step`] result is stored by the
-//! backend (PostgreSQL through `zart-pg`); if a process dies, another worker resumes the
-//! execution and completed steps are not run again. Step bodies run at least once; their
-//! recorded results are exactly once.
+//! backend (PostgreSQL through `zart-pg`, SQLite through `zart-sqlite`); if a process dies,
+//! another worker resumes the execution and completed steps are not run again. Step bodies run
+//! at least once; their recorded results are exactly once.
 //!
 //! This crate is the core API and never sees SQL or driver types: it talks to storage only
 //! through the [`Scheduler`] trait.
@@ -65,6 +65,7 @@ pub mod group_commit;
 mod handler;
 pub mod limits;
 mod log;
+pub mod reference;
 mod registry;
 pub mod retention;
 mod retry;

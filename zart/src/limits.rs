@@ -5,7 +5,8 @@
 
 use crate::Error;
 
-/// The longest execution id, task name, step name or queue name, in bytes of UTF-8.
+/// The longest execution id, task name, step name, event name, patch id (with its `patch:`
+/// prefix) or queue name, in bytes of UTF-8.
 pub const MAX_NAME_BYTES: usize = 255;
 
 /// The longest sleep, event timeout, retry delay or deadline: 100 years. Longer ones are
@@ -26,7 +27,8 @@ pub fn check_wait(field: &str, wait: std::time::Duration) -> Result<(), Error> {
     Ok(())
 }
 
-/// The default largest JSON input accepted by a start (1 MiB).
+/// The default largest JSON input or event payload a [`crate::DurableScheduler`] accepts
+/// (1 MiB).
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
 
 /// Checks an id or name: not empty, at most [`MAX_NAME_BYTES`] bytes, no NUL.
@@ -55,10 +57,11 @@ pub fn check_name(field: &str, value: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Checks a serialized JSON payload against a size limit in bytes.
+/// Checks a serialized JSON payload against a size limit in bytes, and that no string in it
+/// holds a NUL character (PostgreSQL cannot store one).
 ///
 /// # Errors
-/// [`Error::InvalidInput`] naming `field` and the limit.
+/// [`Error::InvalidInput`] naming `field` and the limit, or the NUL.
 pub fn check_payload(field: &str, json: &serde_json::Value, limit: usize) -> Result<(), Error> {
     let size = json_size(json);
     if size > limit {

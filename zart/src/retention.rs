@@ -199,8 +199,8 @@ impl PruneOptions {
 /// is running.
 ///
 /// # Errors
-/// [`Error::InvalidInput`] for a retention [`Retention::check`] refuses; the first error of a
-/// batch otherwise (the batches before it stay deleted).
+/// [`Error::InvalidInput`] for a retention that [`Retention::check`] refuses; otherwise the
+/// first error of a batch (the batches before it stay deleted).
 ///
 /// # Examples
 /// ```no_run

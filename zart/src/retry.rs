@@ -34,8 +34,8 @@ pub struct RetryConfig {
 }
 
 impl RetryConfig {
-    /// `max_attempts` attempts in all (the first included), waiting `base_delay`, then twice
-    /// that, and so on, up to a maximum delay of one hour.
+    /// `max_attempts` attempts in all (the first included; 0 counts as 1), waiting
+    /// `base_delay`, then twice that, and so on, up to a maximum delay of one hour.
     pub fn exponential(max_attempts: u32, base_delay: Duration) -> Self {
         RetryConfig {
             max_attempts: max_attempts.max(1),
@@ -47,7 +47,7 @@ impl RetryConfig {
         }
     }
 
-    /// `max_attempts` attempts in all, waiting the same `delay` between them.
+    /// `max_attempts` attempts in all (0 counts as 1), waiting the same `delay` between them.
     pub fn fixed(max_attempts: u32, delay: Duration) -> Self {
         RetryConfig {
             multiplier: 1.0,

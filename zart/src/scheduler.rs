@@ -1,7 +1,8 @@
 //! The storage backend trait: one method per stored procedure, one params struct per method.
 //!
-//! The core never sees SQL or driver types. `zart-pg` implements [`Scheduler`] for PostgreSQL;
-//! other adapters implement the same trait and pass the same conformance suite.
+//! The core never sees SQL or driver types. `zart-pg` implements [`Scheduler`] for PostgreSQL
+//! and `zart-sqlite` for SQLite; every backend implements the same trait and passes the same
+//! conformance suite (`zart-conformance`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,8 +69,8 @@ pub trait Scheduler: Send + Sync + 'static {
     ///
     /// A task is due when its run time has come: new, woken, released, or leased with an
     /// expired lease. Each claimed task gets a new fence and a lease of `lease` from now; its
-    /// execution becomes `running` with `attempts` = `claims` (claims so far, this one
-    /// included). A claim that takes over an expired lease counts a recovery; a suspension
+    /// execution becomes `running`, with `attempts` counting its claims so far, this one
+    /// included. A claim that takes over an expired lease counts a recovery; a suspension
     /// resets the count. Concurrent claims never return the same task (tasks locked by another
     /// claim are skipped, not waited for). Each result carries the input, the time left before
     /// the deadline, and every recorded step in `seq` order, so a replay needs no other read;
@@ -104,7 +105,8 @@ pub trait Scheduler: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`Error::LeaseLost`] or [`Error::Cancelled`] when the lease is not held;
-    /// [`Error::StepAlreadyRecorded`] when the step already has a final result.
+    /// [`Error::StepAlreadyRecorded`] when the step already has a final result;
+    /// [`Error::InvalidInput`] for a delay over 100 years or an error over the payload limit.
     async fn retry_step(&self, params: RetryStepParams) -> Result<(), Error>;
 
     /// Records the final output or error and removes the task (`zart_complete_execution`).
@@ -119,7 +121,7 @@ pub trait Scheduler: Send + Sync + 'static {
     /// # Errors
     /// [`Error::LeaseLost`] or [`Error::Cancelled`] when the lease is not held;
     /// [`Error::InvalidInput`] when the output or error is over the backend's payload limit
-    /// (the worker then records the execution `failed` with that reason).
+    /// (for an output, the worker then records the execution `failed` with that reason).
     async fn complete_execution(&self, params: CompleteExecutionParams) -> Result<(), Error>;
 
     /// A durable sleep (`zart_sleep`): records the wake time on first reach, then either
@@ -133,7 +135,8 @@ pub trait Scheduler: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`Error::LeaseLost`] or [`Error::Cancelled`] when the lease is not held;
-    /// [`Error::StepAlreadyRecorded`] when a step of that name already has a final result.
+    /// [`Error::StepAlreadyRecorded`] when a step of that name already has a final result;
+    /// [`Error::InvalidInput`] for a delay over 100 years.
     async fn sleep(&self, params: SleepParams) -> Result<Option<Duration>, Error>;
 
     /// Waits for an event (`zart_await_event`): consumes a buffered one, reports the timeout,
@@ -151,7 +154,8 @@ pub trait Scheduler: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`Error::LeaseLost`] or [`Error::Cancelled`] when the lease is not held;
-    /// [`Error::StepAlreadyRecorded`] when the step already has a final result.
+    /// [`Error::StepAlreadyRecorded`] when the step already has a final result;
+    /// [`Error::InvalidInput`] for a timeout over 100 years.
     async fn await_event(&self, params: AwaitEventParams) -> Result<EventWait, Error>;
 
     /// Buffers an event for an execution and wakes it if it waits for it (`zart_send_event`).
@@ -173,15 +177,16 @@ pub trait Scheduler: Send + Sync + 'static {
     ///
     /// Fenced, and atomic. The first call records the wait step (kind `child`, `waiting`) and
     /// starts the child `child_id` with the parent's id as `parent_id`, by the rules of
-    /// [`Scheduler::start_execution`] (an existing child with the same task and input is
-    /// reused). If the child has finished, the step is recorded `completed` with its output, or
+    /// [`Scheduler::start_execution`] (an existing child with the same task, input, queue and
+    /// parent is reused). If the child has finished, the step is recorded `completed` with its output, or
     /// `failed` (kind `child_failed`, the child's message) when it failed or was cancelled, and
     /// the lease is kept. Otherwise the parent becomes `waiting`, the lease is given up, and the
     /// child's outcome (or cancellation) makes the parent due.
     ///
     /// # Errors
     /// [`Error::LeaseLost`] or [`Error::Cancelled`] when the lease is not held;
-    /// [`Error::Conflict`] when `child_id` exists with another task or input;
+    /// [`Error::Conflict`] when `child_id` exists with another task, input, queue or parent;
+    /// [`Error::InvalidInput`] for an input over the backend's payload limit;
     /// [`Error::StepAlreadyRecorded`] when the step already has a final result.
     async fn start_child(&self, params: StartChildParams) -> Result<ChildWait, Error>;
 
@@ -452,16 +457,18 @@ pub struct ClaimTasksParams {
     pub lease: Duration,
 }
 
-/// A step result recorded before the claim, returned with it for replay.
+/// A step row recorded before the claim (a result, an attempt in back-off, an open or ended
+/// wait, a patch marker), returned with it for replay.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 pub struct RecordedStep {
     /// The step name.
     pub name: String,
-    /// Its position in the execution (0-based call order).
+    /// Its position in the execution (0-based call order; a patch marker holds the position of
+    /// the step after it and takes none of its own).
     pub seq: u32,
-    /// `completed`, `failed` or `retrying`.
+    /// `completed`, `failed`, `retrying` or `waiting`.
     pub status: StepStatus,
-    /// The output, when completed.
+    /// The output, when completed (an open child wait holds `{"child_id": ..}` here).
     #[serde(default)]
     pub output: Option<serde_json::Value>,
     /// The error, when failed or retrying.
@@ -585,7 +592,8 @@ pub struct RetryStepParams {
 pub enum Outcome {
     /// The handler returned this output.
     Completed(serde_json::Value),
-    /// The handler failed with this error.
+    /// The execution failed with this error: the handler's, or one the worker recorded for it
+    /// (an unknown task, a passed deadline, too many recoveries, a panic).
     Failed(ErrorRecord),
 }
 
@@ -774,7 +782,8 @@ pub struct NextRunAtParams {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Wakeup {
-    /// New work was started on this queue.
+    /// Work became due on this queue: a start, a release, a retry, or a waiter woken by an
+    /// event or a child's outcome.
     Work {
         /// The queue.
         queue: String,
@@ -790,7 +799,8 @@ pub enum Wakeup {
         /// The execution ids.
         execution_ids: std::sync::Arc<[String]>,
     },
-    /// The listener reconnected: notifications may have been missed, so look again.
+    /// Wake-ups may have been missed, so look again: the listener (re)connected, a polling
+    /// backend saw another process write, or a test clock moved.
     Resync,
 }
 

@@ -1,7 +1,7 @@
-//! A polling wake-up source for backends without push notifications (SQLite, MySQL).
+//! A polling wake-up source for backends without push notifications (zart-sqlite).
 //!
 //! The backend supplies a [`ChangeProbe`]: a cheap reading that changes whenever another
-//! process may have written (SQLite's `PRAGMA data_version`, a MySQL counter). A [`Poller`]
+//! process may have written (SQLite's `PRAGMA data_version`, a counter row). A [`Poller`]
 //! reads it on its own task, every `min_interval` after a change and backing off towards
 //! `max_interval` while nothing changes, and broadcasts [`Wakeup::Resync`] when it moves:
 //! workers then claim and `wait()` calls look again, so a write from another process is seen
@@ -25,8 +25,8 @@ pub trait ChangeProbe: Send + Sync + 'static {
     /// The current value. Only whether it differs from the last reading matters.
     ///
     /// # Errors
-    /// When the store cannot be read; the poller logs it and tries again after
-    /// `max_interval`.
+    /// When the store cannot be read; the poller logs it, sends [`Wakeup::Resync`] (changes may
+    /// have been missed) and tries again after `max_interval`.
     async fn version(&self) -> Result<u64, Error>;
 }
 

@@ -188,9 +188,13 @@ impl<S: Scheduler> TaskContext<S> {
     /// execution (use `format!("charge-{i}")` in loops).
     ///
     /// # Errors
-    /// [`TaskError::StepFailed`] when `f` fails or panics; [`TaskError::NonDeterminism`],
-    /// [`TaskError::DuplicateStep`], and the control-flow errors ([`TaskError::LeaseLost`],
-    /// [`TaskError::Cancelled`], [`TaskError::Storage`]) that must be propagated with `?`.
+    /// [`TaskError::StepFailed`] when `f` fails or panics (and on replay of a recorded
+    /// failure); [`TaskError::NonDeterminism`]; [`TaskError::DuplicateStep`];
+    /// [`TaskError::Failed`] for a name that is empty, over 255 bytes, holds a NUL or starts
+    /// with `patch:`; [`TaskError::Serialization`] when the output does not convert to or from
+    /// JSON; and the control-flow errors ([`TaskError::LeaseLost`], [`TaskError::Cancelled`],
+    /// [`TaskError::Storage`], and [`TaskError::Suspended`] once the run has suspended), which
+    /// must be propagated with `?`.
     ///
     /// # Examples
     /// ```no_run
@@ -273,11 +277,13 @@ impl<S: Scheduler> TaskContext<S> {
     /// rescheduled, and no worker slot is held while it waits (the call then returns
     /// [`TaskError::Suspended`], which `?` must carry out of the handler). Attempts counted
     /// across suspensions are exact; attempts inside one in-process back-off sequence are
-    /// recounted from the last recorded attempt if the worker crashes. A panic is not retried;
-    /// a timeout ([`RetryConfig::with_attempt_timeout`]) is.
+    /// recounted from the last recorded attempt if the worker crashes. A panic is not retried,
+    /// nor an [`crate::AppError`] marked not retryable; a timeout
+    /// ([`RetryConfig::with_attempt_timeout`]) is.
     ///
     /// # Errors
-    /// As [`TaskContext::step`], once the attempts run out.
+    /// As [`TaskContext::step`], once the attempts run out (or at a failure that is not
+    /// retried); [`TaskError::Suspended`] when a durable back-off begins.
     ///
     /// # Examples
     /// ```no_run
@@ -356,8 +362,9 @@ impl<S: Scheduler> TaskContext<S> {
     }
 
     /// Checks a step against the recording and gives it its position: returns `seq` and the
-    /// recorded row, if any. Fails on a suspended run, a repeated name, and on any divergence from the recording (another name at this position, this name at another
-    /// position, or another kind of step).
+    /// recorded row, if any. Fails on a suspended run, a repeated name, and on any divergence
+    /// from the recording (another name at this position, this name at another position, or
+    /// another kind of step).
     fn enter(
         &mut self,
         name: &str,
@@ -416,14 +423,15 @@ impl<S: Scheduler> TaskContext<S> {
     ///
     /// Retiring a patch: once no unfinished execution of the task can still take the old path,
     /// delete the call and the old branch. The executions that can are listed by the query in
-    /// the workflow reference (`docs/authoring.md`, "Versioning"): unfinished executions of
-    /// the task without a `true` marker for the patch.
+    /// `docs/authoring.md` ("Versioning"): unfinished executions of the task without a `true`
+    /// marker for the patch.
     ///
     /// # Errors
-    /// [`TaskError::Failed`] for an `id` that makes the marker's name longer than 255 bytes or
-    /// is empty; [`TaskError::NonDeterminism`] when the name was recorded as another kind;
-    /// the control-flow errors of every write ([`TaskError::LeaseLost`],
-    /// [`TaskError::Cancelled`], [`TaskError::Storage`]), to propagate with `?`.
+    /// [`TaskError::Failed`] for an empty `id`, one holding a NUL, or one that makes the
+    /// marker's name longer than 255 bytes; [`TaskError::NonDeterminism`] when the name was
+    /// recorded as another kind; the control-flow errors of every write
+    /// ([`TaskError::LeaseLost`], [`TaskError::Cancelled`], [`TaskError::Storage`], and
+    /// [`TaskError::Suspended`] once the run has suspended), to propagate with `?`.
     ///
     /// # Examples
     /// ```no_run

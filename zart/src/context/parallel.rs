@@ -86,6 +86,8 @@ impl<S: Scheduler> TaskContext<S> {
     /// were added. Each step is recorded as soon as it ends; on replay, recorded steps return
     /// their results and only unfinished ones run. When steps fail, all still run to their end
     /// and are recorded, and the first failure in order is returned with its kind and message.
+    /// Members have no timeout or retry of their own: each is one attempt, as with
+    /// [`TaskContext::step`].
     ///
     /// # Errors
     /// As [`TaskContext::step`].

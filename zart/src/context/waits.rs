@@ -39,8 +39,11 @@ impl<S: Scheduler> TaskContext<S> {
     /// come; no worker slot is held meanwhile. A replay after the sleep returns at once.
     ///
     /// # Errors
-    /// [`TaskError::Suspended`] while the sleep lasts (propagate it with `?`); the control-flow
-    /// errors of [`TaskContext::step`].
+    /// [`TaskError::Suspended`] while the sleep lasts (propagate it with `?`);
+    /// [`TaskError::Failed`] for a bad step name or a sleep over 100 years
+    /// ([`crate::limits::MAX_WAIT`]); [`TaskError::NonDeterminism`] and
+    /// [`TaskError::DuplicateStep`] as for a step; the control-flow errors of
+    /// [`TaskContext::step`].
     ///
     /// # Examples
     /// ```no_run
@@ -93,18 +96,21 @@ impl<S: Scheduler> TaskContext<S> {
     }
 
     /// Waits durably for the event `event_name` sent to this execution (from Rust with
-    /// [`crate::DurableScheduler::send_event`], from SQL with `zart_emit_event`, or from a
-    /// trigger). Events are buffered: one sent before the workflow gets here is delivered, the
-    /// oldest first, each to one wait only. `timeout` counts from the first time the wait is
-    /// reached; `None` waits forever. The execution holds no worker slot while it waits.
+    /// [`crate::DurableScheduler::send_event`], from SQL with `zart_emit_event`, from a
+    /// trigger, or with `zart send-event`). Events are buffered: one sent before the workflow
+    /// gets here is delivered, the oldest first, each to one wait only; one sent after the
+    /// timeout is not. `timeout` counts from the first time the wait is reached, on the
+    /// database clock; `None` waits forever. The execution holds no worker slot while it waits.
     ///
     /// The wait is recorded as the step `event:<event_name>`, so each event name is waited for
-    /// once per execution.
+    /// once per execution (a second wait for it is a [`TaskError::DuplicateStep`]).
     ///
     /// # Errors
     /// [`TaskError::Suspended`] while waiting (propagate it with `?`);
-    /// [`TaskError::Serialization`] when the payload does not fit `T`; the control-flow errors
-    /// of [`TaskContext::step`].
+    /// [`TaskError::Serialization`] when the payload does not fit `T`; [`TaskError::Failed`]
+    /// for a bad event name or a timeout over 100 years; [`TaskError::NonDeterminism`] and
+    /// [`TaskError::DuplicateStep`] as for a step; the control-flow errors of
+    /// [`TaskContext::step`].
     ///
     /// # Examples
     /// ```no_run
@@ -169,8 +175,13 @@ impl<S: Scheduler> TaskContext<S> {
     ///
     /// # Errors
     /// [`TaskError::StepFailed`] (kind `child_failed`) when the child fails or is cancelled,
-    /// with its error message; [`TaskError::Suspended`] while waiting; the control-flow errors
-    /// of [`TaskContext::step`].
+    /// with its error message; [`TaskError::Suspended`] while waiting;
+    /// [`TaskError::Serialization`] when `input` does not serialize or the output does not fit
+    /// `O`; [`TaskError::Failed`] for a bad name or a child id over 255 bytes;
+    /// [`TaskError::Storage`] holding [`crate::Error::Conflict`] when the child id is taken by
+    /// an execution of another task, input or parent; [`TaskError::NonDeterminism`] and
+    /// [`TaskError::DuplicateStep`] as for a step; the control-flow errors of
+    /// [`TaskContext::step`].
     ///
     /// # Examples
     /// ```no_run

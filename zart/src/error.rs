@@ -448,9 +448,10 @@ impl From<Error> for TaskError {
         match err {
             Error::LeaseLost { .. } => TaskError::LeaseLost,
             Error::Cancelled { .. } => TaskError::Cancelled,
-            // The database refused the value itself: trying again cannot help, so the
-            // execution fails with the reason instead of being retried forever.
-            Error::InvalidInput { .. } => TaskError::failed(err),
+            // The database refused the value itself, or a child's id is taken by another
+            // execution: trying again cannot help, so the execution fails with the reason
+            // instead of being retried until its recovery limit.
+            Error::InvalidInput { .. } | Error::Conflict { .. } => TaskError::failed(err),
             other => TaskError::Storage(other),
         }
     }

@@ -5,6 +5,9 @@
 //! other pages point into the repository's `docs/` folder.
 #![doc = include_str!("../../docs/reference/README.md")]
 
+#[doc = include_str!("../../docs/reference/starting.md")]
+pub mod starting {}
+
 #[doc = include_str!("../../docs/reference/steps.md")]
 pub mod steps {}
 

@@ -98,6 +98,40 @@ pub async fn a_failed_child_fails_the_parent_step(backend: &impl Backend) {
     env.stop().await;
 }
 
+/// A child id already taken by an execution of another task fails the parent at once with the
+/// conflict, instead of leaving it to be retried until its recovery limit; the execution that
+/// holds the id is untouched and nothing is recorded for the child step.
+pub async fn a_child_id_taken_by_another_execution_fails_the_parent(backend: &impl Backend) {
+    let env = Env::new(backend).await;
+    env.spawn_worker();
+    env.start("clash/kid", "echo", json!(1)).await;
+    env.finished("clash/kid").await;
+    env.start("clash", "parent", parent("fails", json!(null)))
+        .await;
+    let done = env.finished("clash").await;
+    assert_eq!(done.status, ExecutionStatus::Failed);
+    let error = done.error.unwrap();
+    assert_eq!(error.kind, "failed");
+    assert!(
+        error
+            .message
+            .contains("\"clash/kid\" already exists with task \"echo\", not \"fails\""),
+        "{}",
+        error.message
+    );
+    assert_eq!(done.attempts, 1, "failed on its first run, not retried");
+    let kid = env.execution("clash/kid").await;
+    assert_eq!(kid.status, ExecutionStatus::Completed);
+    let names: Vec<String> = env
+        .steps("clash")
+        .await
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["before"]);
+    env.stop().await;
+}
+
 /// `wait_all` runs its steps, records each once at the positions they were added in, and
 /// returns the results in that order.
 pub async fn wait_all_runs_every_step_once_in_order(backend: &impl Backend) {

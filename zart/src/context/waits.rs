@@ -177,9 +177,9 @@ impl<S: Scheduler> TaskContext<S> {
     /// [`TaskError::StepFailed`] (kind `child_failed`) when the child fails or is cancelled,
     /// with its error message; [`TaskError::Suspended`] while waiting;
     /// [`TaskError::Serialization`] when `input` does not serialize or the output does not fit
-    /// `O`; [`TaskError::Failed`] for a bad name or a child id over 255 bytes;
-    /// [`TaskError::Storage`] holding [`crate::Error::Conflict`] when the child id is taken by
-    /// an execution of another task, input or parent; [`TaskError::NonDeterminism`] and
+    /// `O`; [`TaskError::Failed`] for a bad name, a child id over 255 bytes, or a child id
+    /// taken by an execution of another task, input or parent (the message is the conflict;
+    /// trying again could not help); [`TaskError::NonDeterminism`] and
     /// [`TaskError::DuplicateStep`] as for a step; the control-flow errors of
     /// [`TaskContext::step`].
     ///

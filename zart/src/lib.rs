@@ -69,6 +69,7 @@ pub mod reference;
 mod registry;
 pub mod retention;
 mod retry;
+pub mod schedule;
 pub mod scheduler;
 pub mod telemetry;
 pub mod wakeups;

@@ -68,22 +68,17 @@ impl Overlap {
 
 /// What a schedule does with the fire times it missed (no worker ran its task then: a
 /// deployment, an outage).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case", tag = "policy", content = "limit")]
 #[non_exhaustive]
 pub enum CatchUp {
     /// Missed times are dropped: only a time less than [`CATCH_UP_GRACE`] late fires.
     Skip,
     /// Only the latest missed time fires (the default): one run for the gap.
+    #[default]
     Latest,
     /// Every missed time fires, oldest first, but at most this many (the latest ones).
     All(u32),
-}
-
-impl Default for CatchUp {
-    fn default() -> Self {
-        CatchUp::Latest
-    }
 }
 
 /// How late a fire time may be and still fire under [`CatchUp::Skip`]: a worker that wakes a

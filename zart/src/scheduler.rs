@@ -274,6 +274,71 @@ pub trait Scheduler: Send + Sync + 'static {
     /// `limit` outside 1 to [`PRUNE_LIMIT_MAX`].
     async fn prune(&self, params: PruneParams) -> Result<PruneOutcome, Error>;
 
+    /// Stores a cron schedule, or replaces the declaration of the one with its id
+    /// (`zart_schedule`); returns true when it is new.
+    ///
+    /// Not fenced (clients declare schedules). The declaration is checked first
+    /// ([`crate::schedule::Schedule::check`]). A new schedule, or one whose expression or time
+    /// zone changed, has its next fire time computed again by the next worker that looks (from
+    /// the time of this call: nothing fires for times before it); otherwise its next fire time,
+    /// pause and history stay. Workers of its queue are woken.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the field.
+    async fn upsert_schedule(&self, schedule: crate::schedule::Schedule) -> Result<bool, Error>;
+
+    /// Pauses a schedule, or resumes it (`zart_pause_schedule`). A paused schedule does not
+    /// fire; on resume, the times it missed follow its catch-up policy. Idempotent.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when no schedule has the id.
+    async fn pause_schedule(&self, id: &str, paused: bool) -> Result<(), Error>;
+
+    /// Deletes a schedule (`zart_delete_schedule`); returns false when there was none. The
+    /// executions it started stay.
+    ///
+    /// # Errors
+    /// Only the transient and database errors of every call.
+    async fn delete_schedule(&self, id: &str) -> Result<bool, Error>;
+
+    /// Every schedule, by id (`zart_schedules`). Reads only.
+    ///
+    /// # Errors
+    /// Only the transient and database errors of every call.
+    async fn list_schedules(&self) -> Result<Vec<crate::schedule::ScheduleRow>, Error>;
+
+    /// Takes the schedules of the queue and task names that are due to fire (or whose next
+    /// fire time is not computed yet), not paused and without an error, and not being fired by
+    /// another worker; each is held by `worker_id` for `lease` (`zart_claim_schedules`).
+    /// Returns them with the backend's current time.
+    ///
+    /// # Errors
+    /// Only the transient and database errors of every call.
+    async fn claim_schedules(
+        &self,
+        params: ClaimSchedulesParams,
+    ) -> Result<Vec<DueSchedule>, Error>;
+
+    /// Fires a held schedule (`zart_fire_schedule`), atomically: for each fire time, in
+    /// order, applies the overlap policy against the execution it started last (skip the
+    /// firing, allow it, or cancel that execution and its unfinished descendants) and starts
+    /// the execution of the given id, idempotently (an id that exists is not started twice);
+    /// then stores the next fire time (or the error that stops the schedule) and gives the
+    /// hold up. Workers of its queue are woken when something started.
+    ///
+    /// # Errors
+    /// [`Error::LeaseLost`] when `worker_id` no longer holds the schedule (its hold expired
+    /// and another worker took it, or it was deleted): nothing changes.
+    async fn fire_schedule(&self, params: FireScheduleParams) -> Result<FireOutcome, Error>;
+
+    /// How long until the next schedule of the queue and task names is due (zero when one
+    /// is due now, `None` when there is none), by the backend's clock
+    /// (`zart_next_schedule_at`). Reads only.
+    ///
+    /// # Errors
+    /// Only the transient and database errors of every call.
+    async fn next_schedule_at(&self, params: NextRunAtParams) -> Result<Option<Duration>, Error>;
+
     /// Subscribes to wake-ups (new work, timers, finished executions) from this backend.
     ///
     /// Wake-ups are hints, sent after the change they announce is stored: a subscriber looks
@@ -335,9 +400,87 @@ impl<T: Scheduler + ?Sized> Scheduler for Arc<T> {
     async fn prune(&self, params: PruneParams) -> Result<PruneOutcome, Error> {
         (**self).prune(params).await
     }
+    async fn upsert_schedule(&self, schedule: crate::schedule::Schedule) -> Result<bool, Error> {
+        (**self).upsert_schedule(schedule).await
+    }
+    async fn pause_schedule(&self, id: &str, paused: bool) -> Result<(), Error> {
+        (**self).pause_schedule(id, paused).await
+    }
+    async fn delete_schedule(&self, id: &str) -> Result<bool, Error> {
+        (**self).delete_schedule(id).await
+    }
+    async fn list_schedules(&self) -> Result<Vec<crate::schedule::ScheduleRow>, Error> {
+        (**self).list_schedules().await
+    }
+    async fn claim_schedules(
+        &self,
+        params: ClaimSchedulesParams,
+    ) -> Result<Vec<DueSchedule>, Error> {
+        (**self).claim_schedules(params).await
+    }
+    async fn fire_schedule(&self, params: FireScheduleParams) -> Result<FireOutcome, Error> {
+        (**self).fire_schedule(params).await
+    }
+    async fn next_schedule_at(&self, params: NextRunAtParams) -> Result<Option<Duration>, Error> {
+        (**self).next_schedule_at(params).await
+    }
     fn subscribe(&self) -> broadcast::Receiver<Wakeup> {
         (**self).subscribe()
     }
+}
+
+/// Arguments of [`Scheduler::claim_schedules`].
+#[derive(Debug, Clone)]
+pub struct ClaimSchedulesParams {
+    /// The claiming worker.
+    pub worker_id: String,
+    /// Its queue.
+    pub queue: String,
+    /// The task names it runs: it fires only their schedules.
+    pub task_names: Vec<String>,
+    /// At most this many.
+    pub limit: u32,
+    /// How long each is held.
+    pub lease: Duration,
+}
+
+/// A schedule taken by [`Scheduler::claim_schedules`].
+#[derive(Debug, Clone)]
+pub struct DueSchedule {
+    /// The schedule as stored.
+    pub row: crate::schedule::ScheduleRow,
+    /// When it was last declared (the first fire time comes after it).
+    pub declared_at: std::time::SystemTime,
+    /// The backend's time of the claim.
+    pub now: std::time::SystemTime,
+}
+
+/// Arguments of [`Scheduler::fire_schedule`].
+#[derive(Debug, Clone)]
+pub struct FireScheduleParams {
+    /// The worker holding the schedule.
+    pub worker_id: String,
+    /// The schedule.
+    pub id: String,
+    /// The fire times to fire, oldest first, each with the id of its execution
+    /// ([`crate::schedule::execution_id`]).
+    pub fires: Vec<(std::time::SystemTime, String)>,
+    /// The next fire time after these (`None` with `error`).
+    pub next_fire_at: Option<std::time::SystemTime>,
+    /// Why its fire times cannot be computed: stored, and the schedule stops firing until it
+    /// is declared again.
+    pub error: Option<String>,
+}
+
+/// What [`Scheduler::fire_schedule`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FireOutcome {
+    /// The executions started (ids that existed already are not in it).
+    pub started: Vec<String>,
+    /// The executions not started because the previous one was unfinished (overlap skip).
+    pub skipped: Vec<String>,
+    /// The executions cancelled first (overlap cancel-previous), with their descendants.
+    pub cancelled: Vec<String>,
 }
 
 /// The largest [`PruneParams::limit`]: a batch stays one short transaction.

@@ -25,6 +25,7 @@ const SHARED_FUNCTIONS: &[&str] = &[
     "zart_bucket",
     "zart_current_time",
     "zart_get_execution",
+    "zart_list_schedules",
     "zart_schema_version",
     "zart_visible_tenants",
 ];
@@ -32,9 +33,12 @@ const SHARED_FUNCTIONS: &[&str] = &[
 const CLIENT_FUNCTIONS: &[&str] = &[
     "zart_cancel",
     "zart_cancel_execution",
+    "zart_delete_schedule",
     "zart_emit_event",
+    "zart_pause_schedule",
     "zart_retry",
     "zart_retry_execution",
+    "zart_schedule",
     "zart_send_event",
     "zart_start",
     "zart_start_execution",
@@ -42,13 +46,16 @@ const CLIENT_FUNCTIONS: &[&str] = &[
 /// Functions `zart_worker` may call besides the shared ones: its entry points.
 const WORKER_FUNCTIONS: &[&str] = &[
     "zart_await_event",
+    "zart_claim_schedules",
     "zart_claim_tasks",
     "zart_commit_step",
     "zart_commit_steps",
     "zart_complete_execution",
     "zart_complete_executions",
+    "zart_fire_schedule",
     "zart_heartbeat",
     "zart_next_run_at",
+    "zart_next_schedule_at",
     "zart_prune",
     "zart_release_tasks",
     "zart_retry_step",

@@ -18,6 +18,13 @@
 --   zart_cancel(..)              entry (client) bucketless zart_cancel_execution; NOTIFYs in the tx
 --   zart_retry_execution(..)     entry (client) re-runs a failed execution from its failed step
 --   zart_retry(..)               entry (client) bucketless zart_retry_execution; NOTIFYs in the tx
+--   zart_schedule(..)            entry (client) stores or replaces a cron schedule; NOTIFYs
+--   zart_pause_schedule(..)      entry (client) pauses or resumes a schedule
+--   zart_delete_schedule(..)     entry (client) deletes a schedule
+--   zart_list_schedules()        entry (all)  the schedules this session may see
+--   zart_claim_schedules(..)     entry (worker) holds due schedules of a queue and task names
+--   zart_fire_schedule(..)       entry (worker) starts a held schedule's executions, by overlap policy
+--   zart_next_schedule_at(..)    entry (worker) how long until the next schedule is due
 --   zart_claim_tasks(..)         entry (worker) claims due tasks with SKIP LOCKED; returns input
 --                                and steps; ends the sleep a claimed execution was woken from
 --   zart_commit_step(..)         entry (worker) records one step result, fenced by the lease token
@@ -112,7 +119,7 @@ drop function if exists public.zart_start(text, text, jsonb, text);
 -- Called by workers and clients at start to refuse an outdated schema. No locks.
 -- Raises nothing.
 create or replace function public.zart_schema_version() returns integer
-language sql immutable parallel safe as $$ select 7 $$;
+language sql immutable parallel safe as $$ select 8 $$;
 
 -- Called by everything that addresses one execution. No locks.
 -- Raises nothing; null in, null out.
@@ -1976,6 +1983,308 @@ begin
 end
 $$;
 
+-- Entry point for clients (Scheduler::upsert_schedule, and SQL): stores a cron schedule, or
+-- replaces the declaration of the one with this id (in the session's tenant). A new schedule,
+-- or one whose expression or time zone changed, gets its next fire time computed again by the
+-- next worker that looks (from now); a schedule keeps its pause and history otherwise, and its
+-- error is cleared. The cron expression and time zone are read by workers (Rust), which
+-- record an error on the schedule if they cannot. NOTIFYs zart_work with the queue (delivered
+-- at commit). Returns true when the schedule is new. Locks the schedule row. Raises ZA004
+-- for a bad field, ZA003 for an id taken under a tenant this session cannot see.
+create or replace function public.zart_schedule(
+    p_id             text,
+    p_cron           text,
+    p_task_name      text,
+    p_input          jsonb default '{}'::jsonb,
+    p_queue          text default 'default',
+    p_time_zone      text default 'UTC',
+    p_overlap        text default 'skip',
+    p_catch_up       text default 'latest',
+    p_catch_up_limit integer default 1
+) returns boolean
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_now     timestamptz := public.zart_current_time();
+    v_tenants text[] := case when public.zart_tenancy_on() then public.zart_session_tenants() end;
+    v_tenant  text;
+    v_new     boolean;
+begin
+    perform public.zart_check_text('schedule id', p_id);
+    if octet_length(p_id) > 234 then
+        raise exception 'invalid schedule id: % bytes is over the limit of 234 bytes', octet_length(p_id)
+            using errcode = 'ZA004';
+    end if;
+    if position('@' in p_id) > 0 then
+        raise exception 'invalid schedule id: must not contain @ (it separates the schedule from the fire time in execution ids)'
+            using errcode = 'ZA004';
+    end if;
+    perform public.zart_check_text('cron', p_cron);
+    perform public.zart_check_text('task name', p_task_name);
+    perform public.zart_check_text('queue', p_queue);
+    perform public.zart_check_text('time zone', p_time_zone);
+    if p_input is null then
+        raise exception 'invalid input: must not be null' using errcode = 'ZA004';
+    end if;
+    perform public.zart_check_payload('input', p_input);
+    if p_overlap is null or p_overlap not in ('skip', 'allow', 'cancel_previous') then
+        raise exception 'invalid overlap: % is not skip, allow or cancel_previous',
+            coalesce(quote_literal(p_overlap), 'null') using errcode = 'ZA004';
+    end if;
+    if p_catch_up is null or p_catch_up not in ('skip', 'latest', 'all') then
+        raise exception 'invalid catch-up: % is not skip, latest or all',
+            coalesce(quote_literal(p_catch_up), 'null') using errcode = 'ZA004';
+    end if;
+    if p_catch_up_limit is null or p_catch_up_limit not between 1 and 1000 then
+        raise exception 'invalid catch-up limit: % is outside 1 to 1000',
+            coalesce(p_catch_up_limit::text, 'null') using errcode = 'ZA004';
+    end if;
+    if public.zart_tenancy_on() then
+        v_tenant := public.zart_start_tenant(v_tenants);
+    end if;
+
+    insert into public.zart_schedules as s
+        (id, task_name, queue, input, cron, time_zone, overlap, catch_up, catch_up_limit,
+         tenant, created_at, updated_at)
+    values (p_id, p_task_name, p_queue, p_input, p_cron, p_time_zone, p_overlap, p_catch_up,
+            p_catch_up_limit, v_tenant, v_now, v_now)
+    on conflict on constraint zart_schedules_pkey do update
+       set task_name = excluded.task_name, queue = excluded.queue, input = excluded.input,
+           overlap = excluded.overlap, catch_up = excluded.catch_up,
+           catch_up_limit = excluded.catch_up_limit, error = null, updated_at = excluded.updated_at,
+           next_fire_at = case when s.cron = excluded.cron and s.time_zone = excluded.time_zone
+                               then s.next_fire_at end,
+           cron = excluded.cron, time_zone = excluded.time_zone
+     where v_tenants is null or s.tenant = any (v_tenants)
+    returning (s.xmax = 0) into v_new;
+    if not found then
+        raise exception 'schedule "%" already exists under a tenant this session cannot see', p_id
+            using errcode = 'ZA003';
+    end if;
+    perform pg_notify('zart_work', p_queue);
+    return v_new;
+end
+$$;
+
+-- Entry point for clients (Scheduler::pause_schedule, and SQL): pauses a schedule (it does
+-- not fire) or resumes it (the times it missed follow its catch-up policy); NOTIFYs zart_work
+-- on resume. Locks the schedule row. Raises ZA007 for an unknown id (or one of a tenant this
+-- session cannot see).
+create or replace function public.zart_pause_schedule(p_id text, p_paused boolean default true)
+returns void
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_tenants text[] := case when public.zart_tenancy_on() then public.zart_session_tenants() end;
+    v_queue   text;
+begin
+    update public.zart_schedules s
+       set paused = coalesce(p_paused, true), updated_at = public.zart_current_time()
+     where s.id = p_id and (v_tenants is null or s.tenant = any (v_tenants))
+    returning s.queue into v_queue;
+    if not found then
+        raise exception 'schedule "%" not found', p_id using errcode = 'ZA007';
+    end if;
+    if not coalesce(p_paused, true) then
+        perform pg_notify('zart_work', v_queue);
+    end if;
+end
+$$;
+
+-- Entry point for clients (Scheduler::delete_schedule, and SQL): deletes a schedule; the
+-- executions it started stay. Returns false when there was none. Raises nothing.
+create or replace function public.zart_delete_schedule(p_id text) returns boolean
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_tenants text[] := case when public.zart_tenancy_on() then public.zart_session_tenants() end;
+begin
+    delete from public.zart_schedules s
+     where s.id = p_id and (v_tenants is null or s.tenant = any (v_tenants));
+    return found;
+end
+$$;
+
+-- Entry point for every role (Scheduler::list_schedules): the schedules this session may see,
+-- by id. No locks. Raises nothing.
+create or replace function public.zart_list_schedules()
+returns table (id text, task_name text, queue text, input jsonb, cron text, time_zone text,
+               overlap text, catch_up text, catch_up_limit integer, paused boolean,
+               next_fire_at timestamptz, last_fire_at timestamptz, last_execution_id text,
+               error text, declared_at timestamptz)
+language sql stable security definer
+set search_path = pg_catalog, pg_temp
+as $$
+    select s.id, s.task_name, s.queue, s.input, s.cron, s.time_zone, s.overlap, s.catch_up,
+           s.catch_up_limit, s.paused, s.next_fire_at, s.last_fire_at, s.last_execution_id,
+           s.error, s.updated_at
+      from public.zart_schedules s
+     cross join (select case when public.zart_tenancy_on() then public.zart_session_tenants() end as tenants) v
+     where v.tenants is null or s.tenant = any (v.tenants)
+     order by s.id
+$$;
+
+-- Entry point for workers (Scheduler::claim_schedules): holds up to p_limit schedules of the
+-- queue and task names that are due (or whose next fire time is not computed yet), not
+-- paused, without an error and not held by another worker, for p_lease_ms; returns them with
+-- the database's time. Locks them (SKIP LOCKED). Raises nothing.
+create or replace function public.zart_claim_schedules(
+    p_worker_id  text,
+    p_queue      text,
+    p_task_names text[],
+    p_limit      integer,
+    p_lease_ms   bigint
+) returns table (id text, task_name text, queue text, input jsonb, cron text, time_zone text,
+                 overlap text, catch_up text, catch_up_limit integer, paused boolean,
+                 next_fire_at timestamptz, last_fire_at timestamptz, last_execution_id text,
+                 error text, declared_at timestamptz, now timestamptz)
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+    v_now     timestamptz := public.zart_current_time();
+    v_tenants text[] := case when public.zart_tenancy_on() then public.zart_session_tenants() end;
+begin
+    perform public.zart_check_ms('lease', p_lease_ms);
+    return query
+    with due as (
+        select s.id
+          from public.zart_schedules s
+         where s.queue = p_queue and s.task_name = any (p_task_names)
+           and not s.paused and s.error is null
+           and (s.next_fire_at is null or s.next_fire_at <= v_now)
+           and (s.locked_until is null or s.locked_until < v_now)
+           and (v_tenants is null or s.tenant = any (v_tenants))
+         order by s.next_fire_at nulls first, s.id
+         limit greatest(p_limit, 0)
+           for update skip locked
+    )
+    update public.zart_schedules s
+       set locked_by = p_worker_id, locked_until = v_now + p_lease_ms * interval '1 millisecond'
+      from due
+     where s.id = due.id
+    returning s.id, s.task_name, s.queue, s.input, s.cron, s.time_zone, s.overlap, s.catch_up,
+              s.catch_up_limit, s.paused, s.next_fire_at, s.last_fire_at, s.last_execution_id,
+              s.error, s.updated_at, v_now;
+end
+$$;
+
+-- Entry point for workers (Scheduler::fire_schedule): fires a schedule this worker holds.
+-- For each fire time, in order: with overlap 'skip' and the execution it started last still
+-- unfinished, the firing is skipped; with 'cancel_previous', that execution and its
+-- unfinished descendants are cancelled first (NOTIFY zart_done for each); then the execution
+-- of the given id is started (in the schedule's tenant; an id that exists is left alone).
+-- Then the next fire time (or an error that stops the schedule) is stored and the hold
+-- given up. NOTIFYs zart_work when something started. Returns one row per execution id with
+-- what happened: started, existing, skipped or cancelled. Locks the schedule row, then the
+-- executions. Raises ZA002 when this worker does not hold the schedule (nothing changes).
+create or replace function public.zart_fire_schedule(
+    p_worker_id     text,
+    p_id            text,
+    p_fire_times    timestamptz[],
+    p_execution_ids text[],
+    p_next_fire_at  timestamptz,
+    p_error         text
+) returns table (execution_id text, outcome text)
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_s       public.zart_schedules%rowtype;
+    v_status  text;
+    v_created boolean;
+    v_started boolean := false;
+    v_id      text;
+begin
+    select * into v_s from public.zart_schedules s where s.id = p_id for update;
+    if not found or v_s.locked_by is distinct from p_worker_id then
+        raise exception 'schedule "%" is not held by worker "%"', p_id, p_worker_id
+            using errcode = 'ZA002';
+    end if;
+    if coalesce(cardinality(p_fire_times), 0) <> coalesce(cardinality(p_execution_ids), 0) then
+        raise exception 'invalid fire times: % times for % execution ids',
+            cardinality(p_fire_times), cardinality(p_execution_ids) using errcode = 'ZA004';
+    end if;
+    for i in 1 .. coalesce(cardinality(p_execution_ids), 0) loop
+        v_id := p_execution_ids[i];
+        perform public.zart_check_text('execution id', v_id);
+        v_status := null;
+        if v_s.last_execution_id is not null and v_s.last_execution_id <> v_id then
+            select e.status into v_status
+              from public.zart_executions e
+             where e.bucket = public.zart_bucket(v_s.last_execution_id)
+               and e.id = v_s.last_execution_id
+               for update;
+        end if;
+        if v_status in ('scheduled', 'running', 'sleeping', 'waiting') then
+            if v_s.overlap = 'skip' then
+                execution_id := v_id;
+                outcome := 'skipped';
+                return next;
+                continue;
+            elsif v_s.overlap = 'cancel_previous' then
+                for execution_id in
+                    select c.execution_id
+                      from public.zart_cancel_tree(array[public.zart_bucket(v_s.last_execution_id)],
+                                                   array[v_s.last_execution_id], true) c
+                loop
+                    perform pg_notify('zart_done', jsonb_build_array(execution_id)::text);
+                    outcome := 'cancelled';
+                    return next;
+                end loop;
+            end if;
+        end if;
+        begin
+            select st.created into v_created
+              from public.zart_insert_execution(public.zart_bucket(v_id), v_id, v_s.task_name,
+                                                v_s.input, v_s.queue, null, null, v_s.tenant, null,
+                                                public.zart_payload_limit(), null) st;
+        exception when sqlstate 'ZA003' then
+            -- The id exists with another input (the schedule's input changed after it fired):
+            -- that firing happened; it is not started again.
+            v_created := false;
+        end;
+        execution_id := v_id;
+        outcome := case when v_created then 'started' else 'existing' end;
+        return next;
+        v_started := v_started or v_created;
+        v_s.last_execution_id := v_id;
+        v_s.last_fire_at := p_fire_times[i];
+    end loop;
+    update public.zart_schedules s
+       set last_execution_id = v_s.last_execution_id, last_fire_at = v_s.last_fire_at,
+           next_fire_at = p_next_fire_at, error = left(p_error, 1000),
+           locked_by = null, locked_until = null
+     where s.id = p_id;
+    if v_started then
+        perform pg_notify('zart_work', v_s.queue);
+    end if;
+end
+$$;
+
+-- Entry point for workers (Scheduler::next_schedule_at): milliseconds until the next schedule
+-- of the queue and task names is due (0 when one is; a schedule held by a worker counts at
+-- the end of its hold), or null when there is none. Reads only.
+create or replace function public.zart_next_schedule_at(p_queue text, p_task_names text[])
+returns bigint
+language sql stable security definer
+set search_path = pg_catalog, pg_temp
+as $$
+    select greatest(0, ceil(extract(epoch from
+               min(greatest(coalesce(s.next_fire_at, v.now), coalesce(s.locked_until, v.now))
+                   - v.now)) * 1000))::bigint
+      from public.zart_schedules s
+     cross join (select public.zart_current_time() as now,
+                        case when public.zart_tenancy_on() then public.zart_session_tenants() end as tenants) v
+     where s.queue = p_queue and s.task_name = any (p_task_names)
+       and not s.paused and s.error is null
+       and (v.tenants is null or s.tenant = any (v.tenants))
+$$;
+
 -- Entry point for every role (DurableScheduler::status and wait): one execution, if this
 -- session may see its tenant. No locks. Raises nothing; no row when there is no such execution.
 create or replace function public.zart_get_execution(p_bucket smallint, p_id text)
@@ -2015,6 +2324,11 @@ begin
                    or exists (select 1 from public.zart_executions e
                                where e.bucket = zart_steps.bucket and e.id = zart_steps.execution_id
                                  and e.tenant = any ((select public.zart_visible_tenants())::text[])));
+    end if;
+    if not exists (select from pg_policies where schemaname = 'public' and policyname = 'zart_schedules_tenant') then
+        create policy zart_schedules_tenant on public.zart_schedules for select
+            using ((select public.zart_visible_tenants()) is null
+                   or tenant = any ((select public.zart_visible_tenants())::text[]));
     end if;
     if not exists (select from pg_policies where schemaname = 'public' and policyname = 'zart_events_tenant') then
         create policy zart_events_tenant on public.zart_events for select

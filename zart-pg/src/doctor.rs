@@ -32,6 +32,9 @@ pub const CLIENT_ENTRY_POINTS: &[&str] = &[
     "zart_cancel",
     "zart_retry_execution",
     "zart_retry",
+    "zart_schedule",
+    "zart_pause_schedule",
+    "zart_delete_schedule",
 ];
 
 /// The entry points only a worker calls (`zart_worker`'s grants in `sql/roles.sql`).
@@ -49,6 +52,9 @@ pub const WORKER_ENTRY_POINTS: &[&str] = &[
     "zart_await_event",
     "zart_start_child",
     "zart_prune",
+    "zart_claim_schedules",
+    "zart_fire_schedule",
+    "zart_next_schedule_at",
 ];
 
 /// How a check came out.

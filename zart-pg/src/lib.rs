@@ -32,6 +32,7 @@ mod migrate;
 mod notifier;
 mod pool;
 pub mod queries;
+mod schedules;
 mod tls;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -618,6 +619,40 @@ impl Scheduler for PostgresScheduler {
             }
         }
         Ok(revived)
+    }
+
+    async fn upsert_schedule(&self, schedule: zart::schedule::Schedule) -> Result<bool, Error> {
+        self.pg_upsert_schedule(schedule).await
+    }
+
+    async fn pause_schedule(&self, id: &str, paused: bool) -> Result<(), Error> {
+        self.pg_pause_schedule(id, paused).await
+    }
+
+    async fn delete_schedule(&self, id: &str) -> Result<bool, Error> {
+        self.pg_delete_schedule(id).await
+    }
+
+    async fn list_schedules(&self) -> Result<Vec<zart::schedule::ScheduleRow>, Error> {
+        self.pg_list_schedules().await
+    }
+
+    async fn claim_schedules(
+        &self,
+        p: zart::scheduler::ClaimSchedulesParams,
+    ) -> Result<Vec<zart::scheduler::DueSchedule>, Error> {
+        self.pg_claim_schedules(p).await
+    }
+
+    async fn fire_schedule(
+        &self,
+        p: zart::scheduler::FireScheduleParams,
+    ) -> Result<zart::scheduler::FireOutcome, Error> {
+        self.pg_fire_schedule(p).await
+    }
+
+    async fn next_schedule_at(&self, p: NextRunAtParams) -> Result<Option<Duration>, Error> {
+        self.pg_next_schedule_at(p).await
     }
 
     async fn heartbeat(&self, p: HeartbeatParams) -> Result<Vec<Lease>, Error> {

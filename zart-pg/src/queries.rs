@@ -90,6 +90,23 @@ pub const RELEASE_TASKS: &str = "select public.zart_release_tasks($1, $2, $3, $4
 /// `zart_next_run_at`. Params: queue, task_names.
 pub const NEXT_RUN_AT: &str = "select public.zart_next_run_at($1, $2)";
 
+/// `zart_schedule`. Params: id, cron, task_name, input, queue, time_zone, overlap, catch_up,
+/// catch_up_limit.
+pub const UPSERT_SCHEDULE: &str = "select public.zart_schedule($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+/// `zart_pause_schedule`. Params: id, paused.
+pub const PAUSE_SCHEDULE: &str = "select public.zart_pause_schedule($1, $2)";
+/// `zart_delete_schedule`. Params: id.
+pub const DELETE_SCHEDULE: &str = "select public.zart_delete_schedule($1)";
+/// `zart_list_schedules`.
+pub const LIST_SCHEDULES: &str = "select * from public.zart_list_schedules()";
+/// `zart_claim_schedules`. Params: worker_id, queue, task_names, limit, lease_ms.
+pub const CLAIM_SCHEDULES: &str = "select * from public.zart_claim_schedules($1, $2, $3, $4, $5)";
+/// `zart_fire_schedule`. Params: worker_id, id, fire_times, execution_ids, next_fire_at, error.
+pub const FIRE_SCHEDULE: &str =
+    "select execution_id, outcome from public.zart_fire_schedule($1, $2, $3, $4, $5, $6)";
+/// `zart_next_schedule_at`. Params: queue, task_names.
+pub const NEXT_SCHEDULE_AT: &str = "select public.zart_next_schedule_at($1, $2)";
+
 /// `zart_prune`: deletes (or counts) one batch of old finished executions; null when another
 /// session is pruning. Params: status, older_than_ms, limit, dry_run.
 pub const PRUNE: &str = "select public.zart_prune($1, $2, $3, $4)";

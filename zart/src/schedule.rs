@@ -77,7 +77,10 @@ pub enum CatchUp {
     /// Only the latest missed time fires (the default): one run for the gap.
     #[default]
     Latest,
-    /// Every missed time fires, oldest first, but at most this many (the latest ones).
+    /// Every missed time fires, oldest first, but at most this many (the latest ones). Each
+    /// firing meets the overlap policy: with [`Overlap::Skip`] the first one's execution is
+    /// still running when the next fires, so only the first starts; use [`Overlap::Allow`] to
+    /// start them all.
     All(u32),
 }
 

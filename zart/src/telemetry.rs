@@ -37,6 +37,8 @@ pub const QUEUE_DUE: &str = "zart_queue_due";
 pub const QUEUE_OLDEST_DUE_AGE: &str = "zart_queue_oldest_due_age_seconds";
 /// Failed reads of the queue statistics.
 pub const QUEUE_STATS_ERRORS: &str = "zart_queue_stats_errors_total";
+/// Fire times of cron schedules handled by this worker, by `outcome`.
+pub const SCHEDULE_FIRINGS: &str = "zart_schedule_firings_total";
 
 /// The type of a metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,6 +172,13 @@ pub const METRICS: &[Metric] = &[
         "leases",
         &["detected_by"],
         "Runs stopped because their lease was lost (detected_by: heartbeat, write).",
+    ),
+    metric(
+        SCHEDULE_FIRINGS,
+        MetricKind::Counter,
+        "firings",
+        &["outcome"],
+        "Fire times of cron schedules this worker handled (outcome: started, skipped, cancelled_previous).",
     ),
     metric(
         QUEUE_DEPTH,

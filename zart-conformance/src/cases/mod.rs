@@ -14,6 +14,7 @@ mod replay;
 mod retention;
 mod retries;
 mod retry;
+mod schedules;
 mod sleeps;
 mod start;
 mod versioning;
@@ -29,6 +30,7 @@ pub use replay::*;
 pub use retention::*;
 pub use retries::*;
 pub use retry::*;
+pub use schedules::*;
 pub use sleeps::*;
 pub use start::*;
 pub use versioning::*;
@@ -107,6 +109,10 @@ macro_rules! __for_each_case {
             retry_refuses_what_is_not_failed_and_fences_old_leases,
             // versioning
             patched_keeps_old_executions_on_their_path_and_new_ones_on_the_new,
+            // schedules
+            a_schedule_fires_once_per_fire_time,
+            schedule_overlap_and_catch_up_policies_hold,
+            schedules_are_declared_paused_resumed_and_deleted,
         );
     };
     (@each $m:path, $backend:expr; $($name:ident,)*) => {

@@ -15,6 +15,7 @@ mod config;
 mod heartbeat;
 mod retention;
 mod run;
+mod schedules;
 mod signals;
 
 use std::collections::HashMap;
@@ -140,6 +141,12 @@ impl<S: Scheduler> Worker<S> {
             self.config.retention.clone().map(|retention| {
                 tokio::spawn(retention::retention_loop(scheduler.clone(), retention))
             });
+        let schedules = tokio::spawn(schedules::schedule_loop(
+            scheduler.clone(),
+            self.worker_id.clone(),
+            self.config.queue.clone(),
+            self.registry.task_names(),
+        ));
         tracing::info!(
             worker.id = %self.worker_id,
             queue = %self.config.queue,
@@ -160,6 +167,7 @@ impl<S: Scheduler> Worker<S> {
         if let Some(retention) = &retention {
             retention.abort();
         }
+        schedules.abort();
         core.shut_down().await;
         heartbeat.abort();
         tracing::info!(worker.id = %self.worker_id, "zart worker stopped");

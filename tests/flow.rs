@@ -1499,6 +1499,65 @@ async fn zart_retry_from_sql_revives_the_children_a_failure_cancelled() {
     h.stop().await;
 }
 
+/// A schedule declared from SQL is armed and fired by a worker; one whose expression does not
+/// parse (SQL cannot check it) gets the worker's error and does not fire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_declared_from_sql_fire_and_bad_ones_record_the_error() {
+    init_tracing();
+    let woke = Arc::new(AtomicU32::new(0));
+    let h = Harness::with_registry(nest_registry(&woke)).await;
+    let (db, durable) = (&h.db, &h.durable);
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "select zart_schedule('sql-tick', '0 * * * *', 'echo', '\"hi\"');
+             select zart_schedule('sql-bad', 'every tuesday', 'echo');",
+        )
+        .await
+        .unwrap();
+    h.spawn_worker(WorkerConfig::default());
+    let error = wait_for("the bad schedule's error", CONDITION, || async {
+        durable
+            .schedules()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| r.schedule.id == "sql-bad")
+            .and_then(|r| r.error)
+    })
+    .await;
+    assert!(error.starts_with("invalid cron: \"every tuesday\""), "{error}");
+    let next = wait_for("sql-tick to be armed", CONDITION, || async {
+        durable
+            .schedules()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| r.schedule.id == "sql-tick")
+            .and_then(|r| r.next_fire_at)
+    })
+    .await;
+    db.advance_clock(HOUR).await;
+    let id = zart::schedule::execution_id("sql-tick", next);
+    let done = wait_for("the firing to finish", CONDITION, || async {
+        durable.status(&id).await.ok().filter(|e| e.status.is_terminal())
+    })
+    .await;
+    assert_eq!(done.output, Some(json!("hi")));
+
+    let err = client
+        .query_one("select zart_pause_schedule('nope')", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(err.as_db_error().unwrap().code().code(), "ZA007");
+    let err = client
+        .query_one("select zart_schedule('a@b', '* * * * *', 'echo')", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(err.as_db_error().unwrap().code().code(), "ZA004");
+    h.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zart_cancel_from_sql_cancels_the_tree_and_returns_the_count() {
     init_tracing();

@@ -37,6 +37,9 @@ macro_rules! outln {
     ($($arg:tt)*) => { $crate::write_out(&format!("{}\n", format_args!($($arg)*))) };
 }
 
+// After the macros above, which it uses.
+mod schedules;
+
 fn write_out(text: &str) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
@@ -129,6 +132,11 @@ enum Command {
     Retry {
         /// The execution id.
         id: String,
+    },
+    /// Declare, list, pause, resume and delete cron schedules.
+    Schedule {
+        #[command(subcommand)]
+        command: schedules::ScheduleCommand,
     },
     /// Check the database and login: schema version, roles and grants, clock skew,
     /// LISTEN/NOTIFY (PostgreSQL only).
@@ -440,6 +448,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             } else {
                 outln!("zart: sent event {name:?} to execution {id:?}");
             }
+        }
+        Command::Schedule { command } => {
+            schedules::run(scheduler(&url).await?, command, json).await?;
         }
         Command::Cancel { id } => {
             zart::limits::check_name("execution id", &id)?;

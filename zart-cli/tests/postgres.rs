@@ -608,6 +608,56 @@ async fn start_with_a_delay_or_a_time_is_scheduled_for_then() {
 }
 
 #[tokio::test]
+async fn schedule_commands_declare_list_pause_resume_and_delete() {
+    let db = TestDb::new().await;
+    let set = json_of(
+        &db.url,
+        &[
+            "schedule", "set", "nightly", "0 2 * * *", "report", r#"{"scope": "all"}"#,
+            "--tz", "Europe/Paris", "--catch-up", "all:3", "--overlap", "cancel-previous",
+        ],
+    )
+    .await;
+    assert_eq!(set, json!({"id": "nightly", "created": true}));
+    let listed = json_of(&db.url, &["schedule", "list"]).await;
+    let row = &listed["schedules"][0];
+    assert_eq!(row["id"], "nightly");
+    assert_eq!(row["time_zone"], "Europe/Paris");
+    assert_eq!(row["catch_up"], "all");
+    assert_eq!(row["catch_up_limit"], 3);
+    assert_eq!(row["overlap"], "cancel_previous");
+    assert_eq!(row["input"], json!({"scope": "all"}));
+    assert_eq!(row["paused"], false);
+
+    let out = zart(&db.url, &["schedule", "pause", "nightly"]).await;
+    expect_code(&out, 0);
+    assert_eq!(text(&out), "zart: paused schedule \"nightly\"\n");
+    let listed = zart(&db.url, &["schedule", "list"]).await;
+    assert!(text(&listed).contains("paused"), "{}", text(&listed));
+    expect_code(&zart(&db.url, &["schedule", "resume", "nightly"]).await, 0);
+    let again = json_of(&db.url, &["schedule", "set", "nightly", "0 3 * * *", "report"]).await;
+    assert_eq!(again["created"], false);
+
+    for (args, code, message) in [
+        (&["schedule", "set", "x", "61 * * * *", "report"][..], 2, "invalid cron"),
+        (&["schedule", "set", "x", "* * * * *", "report", "--tz", "Mars/Base"], 2, "invalid time zone"),
+        (&["schedule", "set", "x", "* * * * *", "report", "--catch-up", "all:0"], 2, "catch-up limit"),
+        (&["schedule", "set", "x", "* * * * *", "report", "--overlap", "never"], 2, "--overlap"),
+        (&["schedule", "set", "a@b", "* * * * *", "report"], 2, "must not contain @"),
+        (&["schedule", "pause", "nope"], 3, "not found"),
+        (&["schedule", "delete", "nope"], 3, "not found"),
+    ] {
+        let out = zart(&db.url, args).await;
+        expect_code(&out, code);
+        assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
+    }
+    let deleted = json_of(&db.url, &["schedule", "delete", "nightly"]).await;
+    assert_eq!(deleted["deleted"], true);
+    let out = zart(&db.url, &["schedule", "list"]).await;
+    assert_eq!(text(&out), "zart: no schedules\n");
+}
+
+#[tokio::test]
 async fn migrate_dry_run_prints_the_sql_and_changes_nothing() {
     let empty = TestDb::empty().await;
     let out = zart(&empty.url, &["migrate", "--dry-run"]).await;
@@ -701,6 +751,7 @@ async fn a_database_that_is_down_is_exit_4_for_every_command() {
         &["send-event", "x", "e"],
         &["cancel", "x"],
         &["retry", "x"],
+        &["schedule", "list"],
         &["doctor"],
         &["migrate"],
         &["migrate", "--dry-run"],

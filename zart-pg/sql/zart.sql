@@ -2055,6 +2055,11 @@ begin
            catch_up_limit = excluded.catch_up_limit, error = null, updated_at = excluded.updated_at,
            next_fire_at = case when s.cron = excluded.cron and s.time_zone = excluded.time_zone
                                then s.next_fire_at end,
+           -- New timing: a worker firing it now would store a next fire time of the old one.
+           locked_by = case when s.cron = excluded.cron and s.time_zone = excluded.time_zone
+                            then s.locked_by end,
+           locked_until = case when s.cron = excluded.cron and s.time_zone = excluded.time_zone
+                               then s.locked_until end,
            cron = excluded.cron, time_zone = excluded.time_zone
      where v_tenants is null or s.tenant = any (v_tenants)
     returning (s.xmax = 0) into v_new;
@@ -2210,8 +2215,19 @@ begin
             cardinality(p_fire_times), cardinality(p_execution_ids) using errcode = 'ZA004';
     end if;
     for i in 1 .. coalesce(cardinality(p_execution_ids), 0) loop
+        exit when v_s.paused;  -- paused while held: nothing fires; missed times wait for resume
         v_id := p_execution_ids[i];
         perform public.zart_check_text('execution id', v_id);
+        -- Fired before (by a worker that died before storing it): recorded, nothing else.
+        if exists (select 1 from public.zart_executions e
+                    where e.bucket = public.zart_bucket(v_id) and e.id = v_id) then
+            execution_id := v_id;
+            outcome := 'existing';
+            return next;
+            v_s.last_execution_id := v_id;
+            v_s.last_fire_at := p_fire_times[i];
+            continue;
+        end if;
         v_status := null;
         if v_s.last_execution_id is not null and v_s.last_execution_id <> v_id then
             select e.status into v_status
@@ -2257,7 +2273,8 @@ begin
     end loop;
     update public.zart_schedules s
        set last_execution_id = v_s.last_execution_id, last_fire_at = v_s.last_fire_at,
-           next_fire_at = p_next_fire_at, error = left(p_error, 1000),
+           next_fire_at = case when v_s.paused then s.next_fire_at else p_next_fire_at end,
+           error = case when v_s.paused then s.error else left(p_error, 1000) end,
            locked_by = null, locked_until = null
      where s.id = p_id;
     if v_started then

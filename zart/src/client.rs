@@ -337,6 +337,76 @@ impl<S: Scheduler> DurableScheduler<S> {
         self.scheduler.retry_execution(id).await
     }
 
+    /// Declares a cron schedule, or replaces the declaration of the one with its id; returns
+    /// true when it is new. Workers that register its task fire it: each fire time starts the
+    /// execution `<id>@<fire time>` once across the fleet. See [`crate::schedule`].
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # use zart::{DurableScheduler, Scheduler};
+    /// # async fn example<S: Scheduler>(durable: DurableScheduler<S>) -> Result<(), zart::Error> {
+    /// use zart::schedule::Schedule;
+    ///
+    /// durable
+    ///     .schedule(Schedule::new("nightly-report", "0 2 * * *", "build-report").time_zone("Europe/Paris"))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the field (the cron expression, the time zone, ...);
+    /// [`Error::UnknownTask`] when this client's registry does not have the task.
+    pub async fn schedule(&self, schedule: crate::schedule::Schedule) -> Result<bool, Error> {
+        schedule.check()?;
+        if !self.registry.contains(&schedule.task_name) {
+            return Err(Error::UnknownTask {
+                name: schedule.task_name.clone(),
+            });
+        }
+        check_payload("input", &schedule.input, self.max_payload_bytes)?;
+        self.ensure_schema().await?;
+        self.scheduler.upsert_schedule(schedule).await
+    }
+
+    /// Pauses a schedule: it does not fire until resumed.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown schedule.
+    pub async fn pause_schedule(&self, id: &str) -> Result<(), Error> {
+        check_name("schedule id", id)?;
+        self.ensure_schema().await?;
+        self.scheduler.pause_schedule(id, true).await
+    }
+
+    /// Resumes a paused schedule; the fire times it missed follow its catch-up policy.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown schedule.
+    pub async fn resume_schedule(&self, id: &str) -> Result<(), Error> {
+        check_name("schedule id", id)?;
+        self.ensure_schema().await?;
+        self.scheduler.pause_schedule(id, false).await
+    }
+
+    /// Deletes a schedule (its executions stay); false when there was none.
+    ///
+    /// # Errors
+    /// Only the transient and database errors of every call.
+    pub async fn delete_schedule(&self, id: &str) -> Result<bool, Error> {
+        check_name("schedule id", id)?;
+        self.ensure_schema().await?;
+        self.scheduler.delete_schedule(id).await
+    }
+
+    /// Every schedule, by id, with its next and last fire times.
+    ///
+    /// # Errors
+    /// Only the transient and database errors of every call.
+    pub async fn schedules(&self) -> Result<Vec<crate::schedule::ScheduleRow>, Error> {
+        self.ensure_schema().await?;
+        self.scheduler.list_schedules().await
+    }
+
     /// Reads an execution's current state.
     ///
     /// # Errors

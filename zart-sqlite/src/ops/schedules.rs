@@ -135,10 +135,7 @@ pub(super) fn delete_schedule(tx: &mut Tx<'_>, id: &str) -> Result<Reply, Error>
 
 /// Holds the due schedules of the queue and names for the worker, names in turn from a random
 /// first one, as task claims do.
-pub(super) fn claim_schedules(
-    tx: &mut Tx<'_>,
-    p: &ClaimSchedulesParams,
-) -> Result<Reply, Error> {
+pub(super) fn claim_schedules(tx: &mut Tx<'_>, p: &ClaimSchedulesParams) -> Result<Reply, Error> {
     let lease_ms = check_lease(p.lease)?;
     let mut names: Vec<&str> = Vec::with_capacity(p.task_names.len());
     for name in &p.task_names {
@@ -329,7 +326,9 @@ pub(super) fn fire_schedule(tx: &mut Tx<'_>, p: &FireScheduleParams) -> Result<R
 /// An execution's status and parent, or `None` when there is no such execution.
 fn status(tx: &Tx<'_>, id: &str) -> Result<Option<(String, Option<String>)>, Error> {
     tx.conn
-        .row_cached(queries::EXECUTION_STATUS, [id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .row_cached(queries::EXECUTION_STATUS, [id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .optional()
         .or_db(tx.conn, "firing a schedule")
 }
@@ -345,9 +344,7 @@ pub(crate) fn list_schedules(conn: &Connection) -> Result<Vec<ScheduleRow>, Erro
     let mut stmt = conn
         .prepare_cached(queries::LIST_SCHEDULES)
         .or_db(conn, what)?;
-    let rows = stmt
-        .query_map([], |r| r.try_into())
-        .or_db(conn, what)?;
+    let rows = stmt.query_map([], |r| r.try_into()).or_db(conn, what)?;
     let mut schedules = Vec::new();
     for row in rows {
         let row: Stored = row.or_db(conn, what)?;

@@ -19,9 +19,9 @@
 //!   A lone write on an idle scheduler runs on the caller's thread instead (multi-threaded
 //!   tokio only). Claims never conflict within a process; across processes on one file,
 //!   `BEGIN IMMEDIATE` plus a busy timeout (5 s) serialises writers.
-//! - **Reads** (`get_execution`, `next_run_at`, `check_schema`, the [`zart::admin::Admin`]
-//!   reads, a dry-run prune) use a small pool of read connections; under WAL they never wait
-//!   for the writer.
+//! - **Reads** (`get_execution`, `next_run_at`, `list_schedules`, `next_schedule_at`,
+//!   `check_schema`, the [`zart::admin::Admin`] reads, a dry-run prune) use a small pool of
+//!   read connections; under WAL they never wait for the writer.
 //! - **Durability.** `journal_mode=WAL`, `synchronous=FULL` by default: a committed call
 //!   survives a power loss, except a batch of claims and heartbeats only, which commits
 //!   without waiting for the disk (a lease lost to a power cut is claimed again; nothing
@@ -72,11 +72,13 @@ use async_trait::async_trait;
 use rusqlite::Connection;
 use tokio::sync::broadcast;
 use zart::group_commit::{Batcher, DEFAULT_MAX_BATCH};
+use zart::schedule::{Schedule, ScheduleRow};
 use zart::scheduler::{
-    AwaitEventParams, ChildWait, ClaimTasksParams, ClaimedTask, CommitStepParams,
-    CompleteExecutionParams, EventWait, HeartbeatParams, Lease, NextRunAtParams, PruneOutcome,
-    PruneParams, ReleaseTasksParams, RetryStepParams, SendEventParams, SleepParams,
-    StartChildParams, StartExecutionParams, StartOutcome, Wakeup,
+    AwaitEventParams, ChildWait, ClaimSchedulesParams, ClaimTasksParams, ClaimedTask,
+    CommitStepParams, CompleteExecutionParams, DueSchedule, EventWait, FireOutcome,
+    FireScheduleParams, HeartbeatParams, Lease, NextRunAtParams, PruneOutcome, PruneParams,
+    ReleaseTasksParams, RetryStepParams, SendEventParams, SleepParams, StartChildParams,
+    StartExecutionParams, StartOutcome, Wakeup,
 };
 use zart::wakeups::Poller;
 use zart::{Error, Execution, Scheduler};
@@ -549,6 +551,51 @@ impl Scheduler for SqliteScheduler {
             Reply::Pruned(outcome) => Ok(outcome),
             other => Err(unexpected(other)),
         }
+    }
+
+    async fn upsert_schedule(&self, schedule: Schedule) -> Result<bool, Error> {
+        match self.write(Op::UpsertSchedule(schedule)).await? {
+            Reply::Upserted(new) => Ok(new),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn pause_schedule(&self, id: &str, paused: bool) -> Result<(), Error> {
+        self.write(Op::PauseSchedule(id.to_owned(), paused))
+            .await
+            .map(|_| ())
+    }
+
+    async fn delete_schedule(&self, id: &str) -> Result<bool, Error> {
+        match self.write(Op::DeleteSchedule(id.to_owned())).await? {
+            Reply::Deleted(deleted) => Ok(deleted),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn list_schedules(&self) -> Result<Vec<ScheduleRow>, Error> {
+        self.reads.read(ops::schedules::list_schedules).await
+    }
+
+    async fn claim_schedules(&self, p: ClaimSchedulesParams) -> Result<Vec<DueSchedule>, Error> {
+        match self.write(Op::ClaimSchedules(p)).await? {
+            Reply::SchedulesClaimed(due) => Ok(due),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn fire_schedule(&self, p: FireScheduleParams) -> Result<FireOutcome, Error> {
+        match self.write(Op::FireSchedule(p)).await? {
+            Reply::Fired(outcome) => Ok(outcome),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn next_schedule_at(&self, p: NextRunAtParams) -> Result<Option<Duration>, Error> {
+        let settings = self.settings.clone();
+        self.reads
+            .read(move |conn| ops::schedules::next_schedule_at(conn, &settings, &p))
+            .await
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Wakeup> {

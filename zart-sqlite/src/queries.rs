@@ -299,3 +299,77 @@ pub const DELETE_STEPS: &str = "delete from zart_steps where execution_id = ?1";
 pub const DELETE_EVENTS: &str = "delete from zart_events where execution_id = ?1";
 /// Deletes an execution.
 pub const DELETE_EXECUTION: &str = "delete from zart_executions where id = ?1";
+
+// ---- schedules ----------------------------------------------------------------------------
+
+/// The columns of a schedule as read back (`ops::schedules` reads them in this order).
+macro_rules! schedule_columns {
+    () => {
+        "id, task_name, queue, input, cron, time_zone, overlap, catch_up, catch_up_limit, paused,
+        next_fire_at, last_fire_at, last_execution_id, error, updated_at"
+    };
+}
+
+/// The timing (cron, time zone) of a schedule, to tell a new one and a retimed one apart.
+pub const SCHEDULE_TIMING: &str = "select cron, time_zone from zart_schedules where id = ?1";
+/// Stores a new schedule, declared at ?10.
+pub const INSERT_SCHEDULE: &str = "insert into zart_schedules
+    (id, task_name, queue, input, cron, time_zone, overlap, catch_up, catch_up_limit,
+     created_at, updated_at)
+    values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)";
+/// Replaces a schedule's declaration and clears its error; its fire times, pause, history and
+/// hold stay.
+pub const UPDATE_SCHEDULE: &str = "update zart_schedules
+    set task_name = ?2, queue = ?3, input = ?4, cron = ?5, time_zone = ?6, overlap = ?7,
+        catch_up = ?8, catch_up_limit = ?9, error = null
+    where id = ?1";
+/// A schedule whose timing changed: declared again at ?2, its next fire time to be computed
+/// again, and any hold on it given up (the holder's fire, computed from the old timing, is
+/// refused).
+pub const RETIME_SCHEDULE: &str = "update zart_schedules
+    set next_fire_at = null, updated_at = ?2, locked_by = null, locked_until = null
+    where id = ?1";
+/// Pauses (?2 = 1) or resumes (0) a schedule; returns its queue.
+pub const PAUSE_SCHEDULE: &str =
+    "update zart_schedules set paused = ?2 where id = ?1 returning queue";
+/// Deletes a schedule.
+pub const DELETE_SCHEDULE: &str = "delete from zart_schedules where id = ?1";
+/// Due schedules of one task name of queue ?1, at time ?3, not held, at most ?4, the earliest
+/// first (those never computed before all).
+pub const DUE_SCHEDULES: &str = concat!(
+    "select ",
+    schedule_columns!(),
+    " from zart_schedules
+    where queue = ?1 and task_name = ?2 and paused = 0 and error is null
+      and (next_fire_at is null or next_fire_at <= ?3)
+      and (locked_until is null or locked_until < ?3)
+    order by next_fire_at limit ?4"
+);
+/// Holds a schedule for worker ?2 until ?3.
+pub const LOCK_SCHEDULE: &str =
+    "update zart_schedules set locked_by = ?2, locked_until = ?3 where id = ?1";
+/// What a fire reads of a schedule held by worker ?2 (no row when it is not held).
+pub const HELD_SCHEDULE: &str = "select paused, task_name, queue, input, overlap,
+    last_execution_id from zart_schedules where id = ?1 and locked_by = ?2";
+/// Records a firing that started (or found) execution ?3 for fire time ?2.
+pub const RECORD_FIRE: &str =
+    "update zart_schedules set last_fire_at = ?2, last_execution_id = ?3 where id = ?1";
+/// Ends a fire: the next fire time or the error, and the hold given up.
+pub const FIRED_SCHEDULE: &str = "update zart_schedules
+    set next_fire_at = ?2, error = ?3, locked_by = null, locked_until = null
+    where id = ?1";
+/// Gives a hold up without changing anything else (a schedule paused while held).
+pub const RELEASE_SCHEDULE: &str =
+    "update zart_schedules set locked_by = null, locked_until = null where id = ?1";
+/// Every schedule, by id.
+pub const LIST_SCHEDULES: &str = concat!(
+    "select ",
+    schedule_columns!(),
+    " from zart_schedules order by id"
+);
+/// When the next schedule of one task name of queue ?1 can be claimed, at time ?3: its next
+/// fire time (now when not computed yet), or the end of another worker's hold if later.
+pub const NEXT_SCHEDULE_AT: &str =
+    "select min(max(coalesce(next_fire_at, ?3), coalesce(locked_until, '')))
+    from zart_schedules
+    where queue = ?1 and task_name = ?2 and paused = 0 and error is null";

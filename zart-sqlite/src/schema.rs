@@ -52,10 +52,15 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "delayed_starts",
         sql: include_str!("../migrations/V5__delayed_starts.sql"),
     },
+    Migration {
+        version: 6,
+        name: "schedules",
+        sql: include_str!("../migrations/V6__schedules.sql"),
+    },
 ];
 
 /// The schema version this build writes and needs.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// What [`migrate`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,8 +188,8 @@ mod tests {
     const T: &str = "2026-12-07T00:00:00.000Z";
 
     /// A database at version 1 with a row in each table, upgraded by `migrate_connection`,
-    /// keeps its rows, its indexes and its constraints, gets version 3's indexes, and takes
-    /// version 4's patch markers.
+    /// keeps its rows, its indexes and its constraints, gets version 3's indexes, takes
+    /// version 4's patch markers, and gets version 6's schedules table with its checks.
     #[test]
     fn later_versions_keep_the_rows_indexes_and_checks_of_version_1() {
         let conn = Connection::open_in_memory().unwrap();
@@ -211,7 +216,8 @@ mod tests {
                 "V2__check_without_in_lists".to_owned(),
                 "V3__retention".to_owned(),
                 "V4__patches".to_owned(),
-                "V5__delayed_starts".to_owned()
+                "V5__delayed_starts".to_owned(),
+                "V6__schedules".to_owned()
             ]
         );
         check(&conn).unwrap();
@@ -247,6 +253,7 @@ mod tests {
                 "zart_events_pending_idx",
                 "zart_executions_finished_at_idx",
                 "zart_executions_parent_id_idx",
+                "zart_schedules_due_idx",
                 "zart_tasks_queue_task_name_run_at_idx"
             ]
         );
@@ -264,5 +271,33 @@ mod tests {
             .unwrap();
         conn.execute("update zart_steps set kind = 'patch'", [])
             .unwrap();
+
+        conn.execute(
+            &format!(
+                "insert into zart_schedules (id, task_name, queue, input, cron, time_zone,
+                     overlap, catch_up, catch_up_limit, created_at, updated_at)
+                 values ('s', 't', 'q', '{{}}', '* * * * *', 'UTC', 'skip', 'latest', 1,
+                     '{T}', '{T}')"
+            ),
+            [],
+        )
+        .unwrap();
+        for bad in [
+            "update zart_schedules set overlap = 'sometimes'",
+            "update zart_schedules set catch_up = 'some'",
+            "update zart_schedules set catch_up_limit = 0",
+            "update zart_schedules set catch_up_limit = 1001",
+            "update zart_schedules set paused = 2",
+            "update zart_schedules set input = '{'",
+        ] {
+            let err = conn.execute(bad, []).unwrap_err().to_string();
+            assert!(err.contains("CHECK constraint failed"), "{bad}: {err}");
+        }
+        conn.execute(
+            "update zart_schedules set overlap = 'cancel_previous', catch_up = 'all',
+                 catch_up_limit = 1000, paused = 1",
+            [],
+        )
+        .unwrap();
     }
 }

@@ -17,11 +17,13 @@ use std::time::Duration;
 use rusqlite::Connection;
 use tokio::sync::broadcast;
 use zart::group_commit::BlockingBatchWriter;
+use zart::schedule::Schedule;
 use zart::scheduler::{
-    AwaitEventParams, ChildWait, ClaimTasksParams, ClaimedTask, CommitStepParams,
-    CompleteExecutionParams, EventWait, HeartbeatParams, Lease, PruneOutcome, PruneParams,
-    ReleaseTasksParams, RetryStepParams, SendEventParams, SleepParams, StartChildParams,
-    StartExecutionParams, StartOutcome, Wakeup,
+    AwaitEventParams, ChildWait, ClaimSchedulesParams, ClaimTasksParams, ClaimedTask,
+    CommitStepParams, CompleteExecutionParams, DueSchedule, EventWait, FireOutcome,
+    FireScheduleParams, HeartbeatParams, Lease, PruneOutcome, PruneParams, ReleaseTasksParams,
+    RetryStepParams, SendEventParams, SleepParams, StartChildParams, StartExecutionParams,
+    StartOutcome, Wakeup,
 };
 use zart::Error;
 
@@ -48,13 +50,23 @@ pub(crate) enum Op {
     Release(ReleaseTasksParams),
     AdvanceClock(Duration),
     Prune(PruneParams),
+    UpsertSchedule(Schedule),
+    /// A schedule's id, and true to pause it, false to resume it.
+    PauseSchedule(String, bool),
+    DeleteSchedule(String),
+    ClaimSchedules(ClaimSchedulesParams),
+    FireSchedule(FireScheduleParams),
 }
 
 impl Op {
-    /// Whether the operation only takes or extends leases (a claim, a heartbeat). A batch of
-    /// nothing else commits without waiting for the disk (see [`relaxed`]).
+    /// Whether the operation only takes or extends leases (a claim, a heartbeat, a claim of
+    /// schedules). A batch of nothing else commits without waiting for the disk (see
+    /// [`relaxed`]).
     fn leases_only(&self) -> bool {
-        matches!(self, Op::Claim(_) | Op::Heartbeat(_))
+        matches!(
+            self,
+            Op::Claim(_) | Op::Heartbeat(_) | Op::ClaimSchedules(_)
+        )
     }
 }
 
@@ -66,7 +78,9 @@ impl Op {
 /// disk writes the WAL in order, the claim before anything done under it. So no step result
 /// can outlive the claim it was written under. What can be lost is the claim itself, with the
 /// claim count and recovery count it added, and a sleep it ended: after the restart the task
-/// is due as before the claim and is claimed again. A process crash loses nothing either way.
+/// is due as before the claim and is claimed again. A schedule's hold is the same: a lost one
+/// is claimed again, and a fire under it (which waits for the disk) commits after it. A
+/// process crash loses nothing either way.
 fn relaxed<T>(
     conn: &Connection,
     relax: bool,
@@ -100,6 +114,12 @@ pub(crate) enum Reply {
     Renewed(Vec<Lease>),
     Released(u64),
     Pruned(PruneOutcome),
+    /// Whether the schedule was new.
+    Upserted(bool),
+    /// Whether there was a schedule to delete.
+    Deleted(bool),
+    SchedulesClaimed(Vec<DueSchedule>),
+    Fired(FireOutcome),
 }
 
 /// The write connection and where its wake-ups go.

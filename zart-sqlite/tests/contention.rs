@@ -83,6 +83,27 @@ impl Scheduler for Contended {
     async fn get_execution(&self, id: &str) -> Result<Option<Execution>, Error> {
         self.inner.get_execution(id).await
     }
+    async fn upsert_schedule(&self, s: zart::schedule::Schedule) -> Result<bool, Error> {
+        self.inner.upsert_schedule(s).await
+    }
+    async fn pause_schedule(&self, id: &str, paused: bool) -> Result<(), Error> {
+        self.inner.pause_schedule(id, paused).await
+    }
+    async fn delete_schedule(&self, id: &str) -> Result<bool, Error> {
+        self.inner.delete_schedule(id).await
+    }
+    async fn list_schedules(&self) -> Result<Vec<zart::schedule::ScheduleRow>, Error> {
+        self.inner.list_schedules().await
+    }
+    async fn claim_schedules(&self, p: ClaimSchedulesParams) -> Result<Vec<DueSchedule>, Error> {
+        self.inner.claim_schedules(p).await
+    }
+    async fn fire_schedule(&self, p: FireScheduleParams) -> Result<FireOutcome, Error> {
+        self.inner.fire_schedule(p).await
+    }
+    async fn next_schedule_at(&self, p: NextRunAtParams) -> Result<Option<Duration>, Error> {
+        self.inner.next_schedule_at(p).await
+    }
     fn subscribe(&self) -> broadcast::Receiver<Wakeup> {
         self.inner.subscribe()
     }

@@ -15,6 +15,7 @@ mod leases;
 pub(crate) mod prune;
 pub(crate) mod read;
 mod retry;
+pub(crate) mod schedules;
 mod start;
 mod steps;
 mod waits;
@@ -109,6 +110,11 @@ pub(crate) fn run(tx: &mut Tx<'_>, op: &Op) -> Result<Reply, Error> {
         Op::Release(p) => leases::release_tasks(tx, p),
         Op::AdvanceClock(by) => leases::advance_clock(tx, *by),
         Op::Prune(p) => prune::prune(tx, p),
+        Op::UpsertSchedule(s) => schedules::upsert_schedule(tx, s),
+        Op::PauseSchedule(id, paused) => schedules::pause_schedule(tx, id, *paused),
+        Op::DeleteSchedule(id) => schedules::delete_schedule(tx, id),
+        Op::ClaimSchedules(p) => schedules::claim_schedules(tx, p),
+        Op::FireSchedule(p) => schedules::fire_schedule(tx, p),
     }
 }
 

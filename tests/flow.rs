@@ -1526,7 +1526,10 @@ async fn schedules_declared_from_sql_fire_and_bad_ones_record_the_error() {
             .and_then(|r| r.error)
     })
     .await;
-    assert!(error.starts_with("invalid cron: \"every tuesday\""), "{error}");
+    assert!(
+        error.starts_with("invalid cron: \"every tuesday\""),
+        "{error}"
+    );
     let next = wait_for("sql-tick to be armed", CONDITION, || async {
         durable
             .schedules()
@@ -1540,7 +1543,11 @@ async fn schedules_declared_from_sql_fire_and_bad_ones_record_the_error() {
     db.advance_clock(HOUR).await;
     let id = zart::schedule::execution_id("sql-tick", next);
     let done = wait_for("the firing to finish", CONDITION, || async {
-        durable.status(&id).await.ok().filter(|e| e.status.is_terminal())
+        durable
+            .status(&id)
+            .await
+            .ok()
+            .filter(|e| e.status.is_terminal())
     })
     .await;
     assert_eq!(done.output, Some(json!("hi")));

@@ -692,7 +692,11 @@ async fn exactly_the_entry_points_are_pinned_security_definers_and_none_is_publi
     let entries: BTreeSet<String> = CLIENT_FUNCTIONS
         .iter()
         .chain(WORKER_FUNCTIONS)
-        .chain(&["zart_get_execution", "zart_list_schedules", "zart_visible_tenants"])
+        .chain(&[
+            "zart_get_execution",
+            "zart_list_schedules",
+            "zart_visible_tenants",
+        ])
         .map(|s| (*s).to_owned())
         .collect();
     assert_eq!(definers, entries);

@@ -8,8 +8,8 @@ use zart::schedule::{CatchUp, Overlap, Schedule, ScheduleRow};
 use zart::Scheduler;
 
 use crate::exit::Usage;
-use crate::text::{table, time_json, time_or_dash};
 use crate::print_json;
+use crate::text::{table, time_json, time_or_dash};
 
 /// The `zart schedule` subcommands.
 #[derive(Debug, Subcommand)]
@@ -82,13 +82,18 @@ pub async fn run(
                             s.task_name.clone(),
                             state(r),
                             time_or_dash(r.next_fire_at),
-                            r.last_execution_id.clone().unwrap_or_else(|| "-".to_owned()),
+                            r.last_execution_id
+                                .clone()
+                                .unwrap_or_else(|| "-".to_owned()),
                         ]
                     })
                     .collect();
                 out!(
                     "{}",
-                    table(&["ID", "CRON", "TASK", "STATE", "NEXT", "LAST EXECUTION"], &lines)
+                    table(
+                        &["ID", "CRON", "TASK", "STATE", "NEXT", "LAST EXECUTION"],
+                        &lines
+                    )
                 );
             }
         }
@@ -140,7 +145,12 @@ pub async fn run(
     Ok(())
 }
 
-async fn pause(scheduler: &dyn Scheduler, id: &str, paused: bool, json: bool) -> anyhow::Result<()> {
+async fn pause(
+    scheduler: &dyn Scheduler,
+    id: &str,
+    paused: bool,
+    json: bool,
+) -> anyhow::Result<()> {
     scheduler.pause_schedule(id, paused).await?;
     if json {
         print_json(&json!({"id": id, "paused": paused}))?;

@@ -613,8 +613,18 @@ async fn schedule_commands_declare_list_pause_resume_and_delete() {
     let set = json_of(
         &db.url,
         &[
-            "schedule", "set", "nightly", "0 2 * * *", "report", r#"{"scope": "all"}"#,
-            "--tz", "Europe/Paris", "--catch-up", "all:3", "--overlap", "cancel-previous",
+            "schedule",
+            "set",
+            "nightly",
+            "0 2 * * *",
+            "report",
+            r#"{"scope": "all"}"#,
+            "--tz",
+            "Europe/Paris",
+            "--catch-up",
+            "all:3",
+            "--overlap",
+            "cancel-previous",
         ],
     )
     .await;
@@ -635,15 +645,63 @@ async fn schedule_commands_declare_list_pause_resume_and_delete() {
     let listed = zart(&db.url, &["schedule", "list"]).await;
     assert!(text(&listed).contains("paused"), "{}", text(&listed));
     expect_code(&zart(&db.url, &["schedule", "resume", "nightly"]).await, 0);
-    let again = json_of(&db.url, &["schedule", "set", "nightly", "0 3 * * *", "report"]).await;
+    let again = json_of(
+        &db.url,
+        &["schedule", "set", "nightly", "0 3 * * *", "report"],
+    )
+    .await;
     assert_eq!(again["created"], false);
 
     for (args, code, message) in [
-        (&["schedule", "set", "x", "61 * * * *", "report"][..], 2, "invalid cron"),
-        (&["schedule", "set", "x", "* * * * *", "report", "--tz", "Mars/Base"], 2, "invalid time zone"),
-        (&["schedule", "set", "x", "* * * * *", "report", "--catch-up", "all:0"], 2, "catch-up limit"),
-        (&["schedule", "set", "x", "* * * * *", "report", "--overlap", "never"], 2, "--overlap"),
-        (&["schedule", "set", "a@b", "* * * * *", "report"], 2, "must not contain @"),
+        (
+            &["schedule", "set", "x", "61 * * * *", "report"][..],
+            2,
+            "invalid cron",
+        ),
+        (
+            &[
+                "schedule",
+                "set",
+                "x",
+                "* * * * *",
+                "report",
+                "--tz",
+                "Mars/Base",
+            ],
+            2,
+            "invalid time zone",
+        ),
+        (
+            &[
+                "schedule",
+                "set",
+                "x",
+                "* * * * *",
+                "report",
+                "--catch-up",
+                "all:0",
+            ],
+            2,
+            "catch-up limit",
+        ),
+        (
+            &[
+                "schedule",
+                "set",
+                "x",
+                "* * * * *",
+                "report",
+                "--overlap",
+                "never",
+            ],
+            2,
+            "--overlap",
+        ),
+        (
+            &["schedule", "set", "a@b", "* * * * *", "report"],
+            2,
+            "must not contain @",
+        ),
         (&["schedule", "pause", "nope"], 3, "not found"),
         (&["schedule", "delete", "nope"], 3, "not found"),
     ] {

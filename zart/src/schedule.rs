@@ -270,7 +270,7 @@ pub struct Clock {
 
 /// At most this many fire times are looked at in one catch-up (a schedule of every second
 /// that missed a week does not walk 600,000 times: the oldest are dropped unseen).
-const MAX_WALK: usize = 10_000;
+pub const MAX_WALK: usize = 10_000;
 
 impl Clock {
     /// Parses `cron` in time zone `tz`.

@@ -2291,9 +2291,13 @@ returns bigint
 language sql stable security definer
 set search_path = pg_catalog, pg_temp
 as $$
-    select greatest(0, ceil(extract(epoch from
-               min(greatest(coalesce(s.next_fire_at, v.now), coalesce(s.locked_until, v.now))
-                   - v.now)) * 1000))::bigint
+    -- greatest() skips nulls: with no schedule, min() is null and must stay null (not 0).
+    select case when min(greatest(coalesce(s.next_fire_at, v.now), coalesce(s.locked_until, v.now)))
+                     is not null
+                then greatest(0, ceil(extract(epoch from
+                         min(greatest(coalesce(s.next_fire_at, v.now),
+                                      coalesce(s.locked_until, v.now)) - v.now)) * 1000))::bigint
+           end
       from public.zart_schedules s
      cross join (select public.zart_current_time() as now,
                         case when public.zart_tenancy_on() then public.zart_session_tenants() end as tenants) v

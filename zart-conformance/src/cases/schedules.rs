@@ -179,6 +179,18 @@ pub async fn schedule_overlap_and_catch_up_policies_hold(backend: &impl Backend)
 /// is not found.
 pub async fn schedules_are_declared_paused_resumed_and_deleted(backend: &impl Backend) {
     let env = Env::new(backend).await;
+    let next = || {
+        env.scheduler
+            .next_schedule_at(zart::scheduler::NextRunAtParams {
+                queue: "default".into(),
+                task_names: vec!["echo".into()],
+            })
+    };
+    assert_eq!(
+        next().await.unwrap(),
+        None,
+        "no schedule: nothing is due, ever"
+    );
     let bad = env
         .scheduler
         .upsert_schedule(Schedule::new("bad", "61 * * * *", "echo"))
@@ -202,7 +214,10 @@ pub async fn schedules_are_declared_paused_resumed_and_deleted(backend: &impl Ba
         .unwrap();
     env.spawn_worker();
     let first = armed(&env, "nightly").await.next_fire_at.unwrap();
+    let due_in = next().await.unwrap().expect("armed: due at its fire time");
+    assert!(due_in > Duration::ZERO && due_in <= 24 * HOUR, "{due_in:?}");
     env.scheduler.pause_schedule("nightly", true).await.unwrap();
+    assert_eq!(next().await.unwrap(), None, "paused: not due");
     assert!(row(&env, "nightly").await.unwrap().paused);
     env.advance_clock(48 * HOUR).await;
     env.start("marker", "echo", json!(0)).await;

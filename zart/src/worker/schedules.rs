@@ -37,7 +37,9 @@ pub(super) async fn schedule_loop(
     loop {
         let looked = Instant::now();
         let wait = match look(&scheduler, &worker_id, &queue, &task_names).await {
-            Ok(next) => {
+            // Due now, yet nothing to take (held by a worker that is firing it): not a spin.
+            Ok((0, Some(next))) if next.is_zero() => MIN_GAP,
+            Ok((_, next)) => {
                 backoff.reset();
                 next.map_or(SWEEP, |d| d.min(SWEEP))
             }
@@ -78,13 +80,15 @@ pub(super) async fn schedule_loop(
     }
 }
 
-/// Fires every due schedule, batch by batch; returns how long until the next is due.
+/// Fires every due schedule, batch by batch; returns how many it took, and how long until the
+/// next is due.
 async fn look(
     scheduler: &DynScheduler,
     worker_id: &str,
     queue: &str,
     task_names: &[String],
-) -> Result<Option<Duration>, Error> {
+) -> Result<(usize, Option<Duration>), Error> {
+    let mut taken = 0;
     loop {
         let due = scheduler
             .claim_schedules(ClaimSchedulesParams {
@@ -96,6 +100,7 @@ async fn look(
             })
             .await?;
         let full = due.len() == BATCH as usize;
+        taken += due.len();
         for schedule in due {
             let id = schedule.row.schedule.id.clone();
             let outcome = fire(scheduler, worker_id, schedule).await?;
@@ -105,12 +110,13 @@ async fn look(
             break;
         }
     }
-    scheduler
+    let next = scheduler
         .next_schedule_at(NextRunAtParams {
             queue: queue.to_owned(),
             task_names: task_names.to_vec(),
         })
-        .await
+        .await?;
+    Ok((taken, next))
 }
 
 /// Fires one held schedule: the fire times from its next one up to now that its catch-up

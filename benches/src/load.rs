@@ -49,8 +49,9 @@ use zart_benches::{raw, retention, throughput, workflow};
 const TOP: i64 = 12;
 
 /// Every figure, in the order a run measures them.
-const FIGURES: [&str; 16] = [
-    "c", "u", "b", "f", "z1", "z1t", "z2", "z2t", "z3", "z8", "z4", "z5", "z6", "z7", "zr", "zs",
+const FIGURES: [&str; 17] = [
+    "c", "u", "b", "f", "z1", "z1t", "z2", "z2t", "z3", "z8", "z4", "z5", "zc", "z6", "z7", "zr",
+    "zs",
 ];
 
 /// Command-line options.
@@ -107,6 +108,9 @@ struct Args {
     /// Samples of Z5's event wake latency.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     event_samples: u32,
+    /// Seconds ZC's every-second cron schedule runs.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(3..))]
+    cron_secs: u64,
     /// Seconds of ZS's steady load.
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
     steady_secs: u64,
@@ -183,6 +187,8 @@ struct Plan {
     /// Between timer starts, and before each event is sent.
     wait_gap_ms: (u64, u64),
     idle_secs: u64,
+    /// ZC: seconds the every-second schedule runs.
+    cron_secs: u64,
     /// ZS: seconds, starts per second, seconds completed executions are kept.
     steady: (u64, u32, u64),
     /// How long the idle worker runs before Z6's window opens (PostgreSQL flushes an idle
@@ -230,6 +236,7 @@ impl Plan {
                 pickup_gap_ms: (5, 15),
                 wait_gap_ms: (20, 60),
                 idle_secs: 2,
+                cron_secs: 4,
                 steady: (6, 200, 2),
                 idle_settle_secs: 1,
             }
@@ -251,6 +258,7 @@ impl Plan {
                 pickup_gap_ms: (100, 300),
                 wait_gap_ms: (20, 60),
                 idle_secs: args.idle_secs,
+                cron_secs: args.cron_secs,
                 steady: (args.steady_secs, args.steady_rate, args.steady_keep_secs),
                 idle_settle_secs: 11,
             }
@@ -408,6 +416,8 @@ struct Results {
     event: Option<Summary>,
     /// Z5's event floor: how long `send_event` took to return in the same samples.
     event_send: Option<Summary>,
+    /// ZC: how late an every-second schedule's executions were created, and began to run.
+    zc: Option<(Summary, Summary)>,
     /// Transactions/s and statements/s of the idle worker.
     z6: Option<(f64, Option<f64>)>,
     z7: Option<f64>,
@@ -940,7 +950,7 @@ async fn measure(
         }
         r.z8 = Some(fleet);
     }
-    if plan.has("z4") || plan.has("z5") {
+    if plan.has("z4") || plan.has("z5") || plan.has("zc") {
         watcher.quiesce().await?;
         let mut harness = workflow::Harness::start(config.clone())?;
         let measured =
@@ -1198,6 +1208,26 @@ async fn latencies(
         harness.set_progress(Bar::hidden());
         r.timer = Some(timer);
         r.event = Some(event);
+    }
+    if plan.has("zc") {
+        let bar = Bar::new(bars, plan.cron_secs, "ZC", "cron: every second");
+        harness.set_progress(bar.clone());
+        let (created, started) = harness
+            .cron_lateness(nonce, plan.warmup.min(2), plan.cron_secs)
+            .await?;
+        let (created, started) = (Summary::of(&created)?, Summary::of(&started)?);
+        say(
+            &bar,
+            format!(
+                "ZC  cron every second: execution created p50 {:.3} ms, p99 {:.3} ms after its fire time; run began p50 {:.3} ms, p99 {:.3} ms",
+                ms(created.p50),
+                ms(created.p99),
+                ms(started.p50),
+                ms(started.p99)
+            ),
+        );
+        harness.set_progress(Bar::hidden());
+        r.zc = Some((created, started));
     }
     Ok(())
 }
@@ -1503,6 +1533,29 @@ fn metrics(plan: &Plan, r: &Results) -> Vec<Metric> {
             "z5.event.p99",
             "event wake p99",
             ms(e.p99),
+            "ms",
+        ));
+    }
+    if let Some((created, started)) = r.zc {
+        m.push(
+            Metric::new(
+                "zc.created.p99",
+                "cron every second: execution created after its fire time, p99",
+                ms(created.p99),
+                "ms",
+            )
+            .at_most(5.0),
+        );
+        m.push(Metric::new(
+            "zc.created.p50",
+            "cron every second: execution created after its fire time, p50",
+            ms(created.p50),
+            "ms",
+        ));
+        m.push(Metric::new(
+            "zc.started.p99",
+            "cron every second: run began after its fire time, p99",
+            ms(started.p99),
             "ms",
         ));
     }

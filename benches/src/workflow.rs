@@ -444,6 +444,61 @@ impl Harness {
     }
 
     /// Starts `id` of `task`; fails unless it is newly created.
+    /// Cron lateness (ZC): a schedule of every second (`* * * * * *`, overlap allow) of the
+    /// one-step task for `secs` seconds, then deleted. Per firing, read back from the
+    /// executions it started: how late the execution was created, and how late its run began,
+    /// after the fire time its id names, both by the database clock. The first `warmup`
+    /// firings are not measured.
+    pub async fn cron_lateness(
+        &mut self,
+        nonce: &str,
+        warmup: usize,
+        secs: u64,
+    ) -> Result<(Vec<Duration>, Vec<Duration>)> {
+        let id = format!("zc-{nonce}");
+        self.durable
+            .schedule(
+                zart::schedule::Schedule::new(&id, "* * * * * *", ONE_STEP_TASK)
+                    .input(serde_json::json!({ "bench": true }))
+                    .overlap(zart::schedule::Overlap::Allow)
+                    .catch_up(zart::schedule::CatchUp::Skip),
+            )
+            .await
+            .context("declaring the cron schedule")?;
+        for _ in 0..secs {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            self.bar.inc(1);
+        }
+        self.durable.delete_schedule(&id).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (client, connection) = self.config.connect(tokio_postgres::NoTls).await?;
+        let conn = tokio::spawn(connection);
+        let rows = client
+            .query(
+                "select extract(epoch from e.created_at - f.at)::float8,
+                        extract(epoch from e.started_at - f.at)::float8
+                   from zart_executions e
+                  cross join lateral (select split_part(e.id, '@', 2)::timestamptz as at) f
+                  where e.id like $1 || '@%' and e.started_at is not null
+                  order by e.id",
+                &[&id],
+            )
+            .await
+            .context("reading the firings")?;
+        drop(client);
+        conn.abort();
+        let secs_of = |s: f64| Duration::from_secs_f64(s.max(0.0));
+        let (mut created, mut started) = (Vec::new(), Vec::new());
+        for row in rows.iter().skip(warmup) {
+            created.push(secs_of(row.get(0)));
+            started.push(secs_of(row.get(1)));
+        }
+        if created.is_empty() {
+            bail!("the cron schedule fired {} times in {secs} s", rows.len());
+        }
+        Ok((created, started))
+    }
+
     async fn begin(&self, id: &str, task: &str) -> Result<()> {
         let input = serde_json::json!({ "bench": true });
         let outcome = tokio::time::timeout(TIMEOUT, self.durable.start(id, task, input))

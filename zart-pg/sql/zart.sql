@@ -115,6 +115,7 @@ drop function if exists public.zart_insert_execution(smallint, text, text, jsonb
                                                      text, text[], bigint);
 drop function if exists public.zart_start_execution(smallint, text, text, jsonb, text, text, bigint);
 drop function if exists public.zart_start(text, text, jsonb, text);
+drop function if exists public.zart_claim_schedules(text, text, text[], integer, bigint);
 
 -- Called by workers and clients at start to refuse an outdated schema. No locks.
 -- Raises nothing.
@@ -2052,7 +2053,11 @@ begin
     on conflict on constraint zart_schedules_pkey do update
        set task_name = excluded.task_name, queue = excluded.queue, input = excluded.input,
            overlap = excluded.overlap, catch_up = excluded.catch_up,
-           catch_up_limit = excluded.catch_up_limit, error = null, updated_at = excluded.updated_at,
+           catch_up_limit = excluded.catch_up_limit, error = null,
+           -- updated_at: when the timing was last declared (a claim's declared_at, from which a
+           -- worker computes the first fire time), as in zart-sqlite.
+           updated_at = case when s.cron = excluded.cron and s.time_zone = excluded.time_zone
+                             then s.updated_at else excluded.updated_at end,
            next_fire_at = case when s.cron = excluded.cron and s.time_zone = excluded.time_zone
                                then s.next_fire_at end,
            -- New timing: a worker firing it now would store a next fire time of the old one.
@@ -2133,7 +2138,8 @@ as $$
 $$;
 
 -- Entry point for workers (Scheduler::claim_schedules): holds up to p_limit schedules of the
--- queue and task names that are due (or whose next fire time is not computed yet), not
+-- queue and task names that are due within p_ahead_ms (or whose next fire time is not
+-- computed yet; the worker waits for the fire time itself), not
 -- paused, without an error and not held by another worker, for p_lease_ms; returns them with
 -- the database's time. Locks them (SKIP LOCKED). Raises nothing.
 create or replace function public.zart_claim_schedules(
@@ -2141,7 +2147,8 @@ create or replace function public.zart_claim_schedules(
     p_queue      text,
     p_task_names text[],
     p_limit      integer,
-    p_lease_ms   bigint
+    p_lease_ms   bigint,
+    p_ahead_ms   bigint default 0
 ) returns table (id text, task_name text, queue text, input jsonb, cron text, time_zone text,
                  overlap text, catch_up text, catch_up_limit integer, paused boolean,
                  next_fire_at timestamptz, last_fire_at timestamptz, last_execution_id text,
@@ -2155,13 +2162,15 @@ declare
     v_tenants text[] := case when public.zart_tenancy_on() then public.zart_session_tenants() end;
 begin
     perform public.zart_check_ms('lease', p_lease_ms);
+    perform public.zart_check_ms('ahead', p_ahead_ms);
     return query
     with due as (
         select s.id
           from public.zart_schedules s
          where s.queue = p_queue and s.task_name = any (p_task_names)
            and not s.paused and s.error is null
-           and (s.next_fire_at is null or s.next_fire_at <= v_now)
+           and (s.next_fire_at is null
+                or s.next_fire_at <= v_now + p_ahead_ms * interval '1 millisecond')
            and (s.locked_until is null or s.locked_until < v_now)
            and (v_tenants is null or s.tenant = any (v_tenants))
          order by s.next_fire_at nulls first, s.id

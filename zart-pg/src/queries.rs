@@ -99,8 +99,9 @@ pub const PAUSE_SCHEDULE: &str = "select public.zart_pause_schedule($1, $2)";
 pub const DELETE_SCHEDULE: &str = "select public.zart_delete_schedule($1)";
 /// `zart_list_schedules`.
 pub const LIST_SCHEDULES: &str = "select * from public.zart_list_schedules()";
-/// `zart_claim_schedules`. Params: worker_id, queue, task_names, limit, lease_ms.
-pub const CLAIM_SCHEDULES: &str = "select * from public.zart_claim_schedules($1, $2, $3, $4, $5)";
+/// `zart_claim_schedules`. Params: worker_id, queue, task_names, limit, lease_ms, ahead_ms.
+pub const CLAIM_SCHEDULES: &str =
+    "select * from public.zart_claim_schedules($1, $2, $3, $4, $5, $6)";
 /// `zart_fire_schedule`. Params: worker_id, id, fire_times, execution_ids, next_fire_at, error.
 pub const FIRE_SCHEDULE: &str =
     "select execution_id, outcome from public.zart_fire_schedule($1, $2, $3, $4, $5, $6)";

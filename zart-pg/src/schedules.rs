@@ -86,6 +86,7 @@ impl PostgresScheduler {
                     (&p.task_names, Type::TEXT_ARRAY),
                     (&limit, Type::INT4),
                     (&millis(p.lease), Type::INT8),
+                    (&millis(p.ahead), Type::INT8),
                 ],
                 call,
             )

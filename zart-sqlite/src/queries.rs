@@ -334,14 +334,14 @@ pub const PAUSE_SCHEDULE: &str =
     "update zart_schedules set paused = ?2 where id = ?1 returning queue";
 /// Deletes a schedule.
 pub const DELETE_SCHEDULE: &str = "delete from zart_schedules where id = ?1";
-/// Due schedules of one task name of queue ?1, at time ?3, not held, at most ?4, the earliest
-/// first (those never computed before all).
+/// Due schedules of one task name of queue ?1, at time ?3 (or by ?5, the time a claim looks
+/// ahead to), not held, at most ?4, the earliest first (those never computed before all).
 pub const DUE_SCHEDULES: &str = concat!(
     "select ",
     schedule_columns!(),
     " from zart_schedules
     where queue = ?1 and task_name = ?2 and paused = 0 and error is null
-      and (next_fire_at is null or next_fire_at <= ?3)
+      and (next_fire_at is null or next_fire_at <= ?5)
       and (locked_until is null or locked_until < ?3)
     order by next_fire_at limit ?4"
 );

@@ -78,6 +78,7 @@ impl Db {
                 task_names: vec![TASK.to_owned()],
                 limit: 10,
                 lease: LEASE,
+                ahead: Duration::ZERO,
             })
             .await
             .unwrap()
@@ -442,6 +443,7 @@ async fn claims_take_only_the_queue_and_task_names_asked_for_up_to_the_limit() {
             task_names: vec![TASK.to_owned(), TASK.to_owned()],
             limit: 1,
             lease: LEASE,
+            ahead: Duration::ZERO,
         })
         .await
         .unwrap();

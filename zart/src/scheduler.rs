@@ -307,9 +307,10 @@ pub trait Scheduler: Send + Sync + 'static {
     /// Only the transient and database errors of every call.
     async fn list_schedules(&self) -> Result<Vec<crate::schedule::ScheduleRow>, Error>;
 
-    /// Takes the schedules of the queue and task names that are due to fire (or whose next
-    /// fire time is not computed yet), not paused and without an error, and not being fired by
-    /// another worker; each is held by `worker_id` for `lease` (`zart_claim_schedules`).
+    /// Takes the schedules of the queue and task names that are due to fire within
+    /// `params.ahead` (or whose next fire time is not computed yet), not paused and without an
+    /// error, and not being fired by another worker; each is held by `worker_id` for `lease`
+    /// (`zart_claim_schedules`).
     /// Returns them with the backend's current time.
     ///
     /// # Errors
@@ -442,6 +443,9 @@ pub struct ClaimSchedulesParams {
     pub limit: u32,
     /// How long each is held.
     pub lease: Duration,
+    /// Also take schedules due within this much of now: the worker claims a little ahead and
+    /// waits for the fire time itself, so the firing is not late by the claim's round trip.
+    pub ahead: Duration,
 }
 
 /// A schedule taken by [`Scheduler::claim_schedules`].

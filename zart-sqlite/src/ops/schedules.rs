@@ -151,6 +151,9 @@ pub(super) fn claim_schedules(tx: &mut Tx<'_>, p: &ClaimSchedulesParams) -> Resu
 
     let what = "claiming schedules";
     let now = tx.now_text();
+    let ahead_ms = clock::millis(p.ahead);
+    super::check_wait("ahead", ahead_ms)?;
+    let by = clock::format(tx.now.saturating_add(ahead_ms));
     let limit = usize::try_from(p.limit).unwrap_or(usize::MAX);
     let mut due: Vec<Stored> = Vec::new();
     let mut seen = HashSet::new();
@@ -165,7 +168,13 @@ pub(super) fn claim_schedules(tx: &mut Tx<'_>, p: &ClaimSchedulesParams) -> Resu
         }
         let rows = select
             .query_map(
-                rusqlite::params![p.queue, name, now, i64::try_from(left).unwrap_or(i64::MAX)],
+                rusqlite::params![
+                    p.queue,
+                    name,
+                    now,
+                    i64::try_from(left).unwrap_or(i64::MAX),
+                    by
+                ],
                 |r| r.try_into(),
             )
             .or_db(tx.conn, what)?;

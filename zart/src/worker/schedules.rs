@@ -24,6 +24,9 @@ const MIN_GAP: Duration = Duration::from_secs(1);
 const HOLD: Duration = Duration::from_secs(30);
 /// Schedules taken per look.
 const BATCH: u32 = 16;
+/// How far ahead of its fire time a schedule is claimed: the worker then waits for the time
+/// itself, so the firing's own transaction starts on time instead of a claim's round trip late.
+const AHEAD: Duration = Duration::from_millis(20);
 
 /// Fires the schedules of `queue` and `task_names` until aborted.
 pub(super) async fn schedule_loop(
@@ -41,7 +44,7 @@ pub(super) async fn schedule_loop(
             Ok((0, Some(next))) if next.is_zero() => MIN_GAP,
             Ok((_, next)) => {
                 backoff.reset();
-                next.map_or(SWEEP, |d| d.min(SWEEP))
+                next.map_or(SWEEP, |d| d.saturating_sub(AHEAD).min(SWEEP))
             }
             Err(err) => {
                 let delay = backoff.next();
@@ -97,13 +100,15 @@ async fn look(
                 task_names: task_names.to_vec(),
                 limit: BATCH,
                 lease: HOLD,
+                ahead: AHEAD,
             })
             .await?;
+        let claimed_at = tokio::time::Instant::now();
         let full = due.len() == BATCH as usize;
         taken += due.len();
         for schedule in due {
             let id = schedule.row.schedule.id.clone();
-            let outcome = fire(scheduler, worker_id, schedule).await?;
+            let outcome = fire(scheduler, worker_id, schedule, claimed_at).await?;
             count(&id, &outcome);
         }
         if !full {
@@ -119,14 +124,16 @@ async fn look(
     Ok((taken, next))
 }
 
-/// Fires one held schedule: the fire times from its next one up to now that its catch-up
-/// policy keeps, then its next fire time after now. A first look (no next fire time yet)
-/// starts from the time it was declared. An expression or time zone that does not read (a
-/// schedule written from SQL) is stored as the schedule's error, which stops it.
+/// Fires one held schedule: the fire times from its next one up to [`AHEAD`] after the claim
+/// that its catch-up policy keeps (waiting, from `claimed_at`, until the latest of them has
+/// come by the backend's clock), then its next fire time after those. A first look (no next
+/// fire time yet) starts from the time it was declared. An expression or time zone that does
+/// not read (a schedule written from SQL) is stored as the schedule's error, which stops it.
 async fn fire(
     scheduler: &DynScheduler,
     worker_id: &str,
     due: DueSchedule,
+    claimed_at: tokio::time::Instant,
 ) -> Result<FireOutcome, Error> {
     let schedule = &due.row.schedule;
     let mut params = FireScheduleParams {
@@ -146,16 +153,23 @@ async fn fire(
                 .row
                 .next_fire_at
                 .or_else(|| clock.next_after(due.declared_at));
+            let until = due.now + AHEAD;
             match from {
                 None => params.error = Some("the cron expression has no fire time left".into()),
-                Some(from) if from > due.now => params.next_fire_at = Some(from),
+                Some(from) if from > until => params.next_fire_at = Some(from),
                 Some(from) => {
-                    let times = clock.between(from, due.now);
+                    let times = clock.between(from, until);
                     params.fires = to_fire(schedule.catch_up, &times, due.now)
                         .into_iter()
                         .map(|t| (t, execution_id(&schedule.id, t)))
                         .collect();
-                    params.next_fire_at = clock.next_after(due.now);
+                    // Claimed a little early: not started before its time.
+                    if let Some((last, _)) = params.fires.last() {
+                        if let Ok(early) = last.duration_since(due.now) {
+                            tokio::time::sleep_until(claimed_at + early).await;
+                        }
+                    }
+                    params.next_fire_at = clock.next_after(until);
                     if params.next_fire_at.is_none() {
                         params.error = Some("the cron expression has no fire time left".into());
                     }

@@ -250,16 +250,20 @@ pub async fn schedules_are_declared_paused_resumed_and_deleted(backend: &impl Ba
 
     // A claim takes what is due within its look-ahead, and only that.
     let claim = |ahead: Duration| {
-        env.scheduler.claim_schedules(zart::scheduler::ClaimSchedulesParams {
-            worker_id: "probe".into(),
-            queue: "default".into(),
-            task_names: vec!["echo".into()],
-            limit: 10,
-            lease: Duration::from_secs(30),
-            ahead,
-        })
+        env.scheduler
+            .claim_schedules(zart::scheduler::ClaimSchedulesParams {
+                worker_id: "probe".into(),
+                queue: "default".into(),
+                task_names: vec!["echo".into()],
+                limit: 10,
+                lease: Duration::from_secs(30),
+                ahead,
+            })
     };
-    assert!(claim(Duration::ZERO).await.unwrap().is_empty(), "not due yet");
+    assert!(
+        claim(Duration::ZERO).await.unwrap().is_empty(),
+        "not due yet"
+    );
     let ahead = claim(25 * HOUR).await.unwrap();
     assert_eq!(ahead.len(), 1);
     assert_eq!(ahead[0].row.next_fire_at, next);

@@ -164,6 +164,25 @@ impl PostgresScheduler {
             .get_or_init(|| group_commit::GroupCommit::start(self.pool.pool().clone()))
     }
 
+    /// How long until the time a `(queue, task names)` function returns as milliseconds
+    /// (`zart_next_run_at`, `zart_next_schedule_at`); `None` for null.
+    pub(crate) async fn due_in(
+        &self,
+        sql: &str,
+        p: &NextRunAtParams,
+        call: Call<'_>,
+    ) -> Result<Option<Duration>, Error> {
+        let rows = self
+            .query(
+                sql,
+                &[(&p.queue, Type::TEXT), (&p.task_names, Type::TEXT_ARRAY)],
+                call,
+            )
+            .await?;
+        let ms: Option<i64> = first_value(&rows, call)?;
+        Ok(ms.map(ms_to_duration))
+    }
+
     async fn query(
         &self,
         sql: &str,
@@ -262,7 +281,7 @@ fn no_row(function: &str) -> Error {
 }
 
 /// The first column of the first row, for functions that return one value.
-fn first_value<'a, T: postgres_types::FromSql<'a>>(
+pub(crate) fn first_value<'a, T: postgres_types::FromSql<'a>>(
     rows: &'a [tokio_postgres::Row],
     call: Call<'_>,
 ) -> Result<T, Error> {
@@ -710,20 +729,8 @@ impl Scheduler for PostgresScheduler {
     }
 
     async fn next_run_at(&self, p: NextRunAtParams) -> Result<Option<Duration>, Error> {
-        let rows = self
-            .query(
-                queries::NEXT_RUN_AT,
-                &[(&p.queue, Type::TEXT), (&p.task_names, Type::TEXT_ARRAY)],
-                Call::new("next_run_at"),
-            )
-            .await?;
-        let ms: Option<i64> = rows
-            .first()
-            .map(|r| r.try_get(0))
-            .transpose()
-            .map_err(|e| row_error(e, "next_run_at"))?
-            .flatten();
-        Ok(ms.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))))
+        self.due_in(queries::NEXT_RUN_AT, &p, Call::new("next_run_at"))
+            .await
     }
 
     async fn get_execution(&self, id: &str) -> Result<Option<Execution>, Error> {

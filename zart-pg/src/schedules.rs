@@ -13,7 +13,7 @@ use zart::scheduler::{
 use zart::Error;
 
 use crate::errors::{from_pg, Call};
-use crate::{millis, queries, PostgresScheduler};
+use crate::{first_value, millis, queries, PostgresScheduler};
 
 impl PostgresScheduler {
     pub(crate) async fn pg_upsert_schedule(&self, s: Schedule) -> Result<bool, Error> {
@@ -37,7 +37,7 @@ impl PostgresScheduler {
                 call,
             )
             .await?;
-        first(&rows, call)
+        first_value(&rows, call)
     }
 
     pub(crate) async fn pg_pause_schedule(&self, id: &str, paused: bool) -> Result<(), Error> {
@@ -60,7 +60,7 @@ impl PostgresScheduler {
         let rows = self
             .query(queries::DELETE_SCHEDULE, &[(&id, Type::TEXT)], call)
             .await?;
-        first(&rows, call)
+        first_value(&rows, call)
     }
 
     pub(crate) async fn pg_list_schedules(&self) -> Result<Vec<ScheduleRow>, Error> {
@@ -143,29 +143,8 @@ impl PostgresScheduler {
         &self,
         p: NextRunAtParams,
     ) -> Result<Option<Duration>, Error> {
-        let call = Call::new("next_schedule_at");
-        let rows = self
-            .query(
-                queries::NEXT_SCHEDULE_AT,
-                &[(&p.queue, Type::TEXT), (&p.task_names, Type::TEXT_ARRAY)],
-                call,
-            )
-            .await?;
-        let ms: Option<i64> = match rows.first() {
-            Some(row) => row.try_get(0).map_err(|e| from_pg(e, call))?,
-            None => None,
-        };
-        Ok(ms.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))))
-    }
-}
-
-fn first(rows: &[Row], call: Call<'_>) -> Result<bool, Error> {
-    match rows.first() {
-        Some(row) => row.try_get(0).map_err(|e| from_pg(e, call)),
-        None => Err(Error::Database {
-            message: format!("{}: no row returned", call.what),
-            source: None,
-        }),
+        self.due_in(queries::NEXT_SCHEDULE_AT, &p, Call::new("next_schedule_at"))
+            .await
     }
 }
 

@@ -84,6 +84,21 @@ impl Db {
             .unwrap()
     }
 
+    /// Fires nothing for held schedule `id`, storing `error` (as a worker that cannot read its
+    /// timing does), which stops it.
+    async fn stop(&self, worker: &str, id: &str, error: &str) {
+        self.s
+            .fire_schedule(FireScheduleParams {
+                worker_id: worker.to_owned(),
+                id: id.to_owned(),
+                fires: Vec::new(),
+                next_fire_at: None,
+                error: Some(error.to_owned()),
+            })
+            .await
+            .unwrap();
+    }
+
     /// Claims `id` as `worker`, which must find it due.
     async fn claim_one(&self, worker: &str, id: &str) -> DueSchedule {
         let mut due = self.claim(worker).await;
@@ -260,15 +275,7 @@ async fn an_upsert_clears_the_error_and_keeps_the_pause() {
     let db = db().await;
     db.s.upsert_schedule(nightly()).await.unwrap();
     db.claim_one("w", "nightly").await;
-    db.s.fire_schedule(FireScheduleParams {
-        worker_id: "w".to_owned(),
-        id: "nightly".to_owned(),
-        fires: Vec::new(),
-        next_fire_at: None,
-        error: Some("cron: it never fires".to_owned()),
-    })
-    .await
-    .unwrap();
+    db.stop("w", "nightly", "cron: it never fires").await;
     let row = db.row("nightly").await;
     assert_eq!(row.error.as_deref(), Some("cron: it never fires"));
     assert!(db.claim("w").await.is_empty(), "a stopped schedule");
@@ -717,15 +724,7 @@ async fn next_schedule_at_counts_due_future_held_paused_and_stopped_schedules() 
     db.advance(Duration::from_secs(120)).await;
     assert_eq!(db.next().await, Some(Duration::ZERO), "past: zero");
     db.claim_one("w", "nightly").await;
-    db.s.fire_schedule(FireScheduleParams {
-        worker_id: "w".to_owned(),
-        id: "nightly".to_owned(),
-        fires: Vec::new(),
-        next_fire_at: None,
-        error: Some("time zone: gone".to_owned()),
-    })
-    .await
-    .unwrap();
+    db.stop("w", "nightly", "time zone: gone").await;
     assert_eq!(db.next().await, None, "a stopped schedule does not count");
 }
 

@@ -336,20 +336,19 @@ impl Clock {
 
     /// The fire times from `from` (included) up to `to` (included), oldest first; at most the
     /// latest [`MAX_WALK`]. After a very long gap the walk starts closer to `to`: at most
-    /// [`MAX_WALK`] times the schedule's shortest interval before it.
+    /// [`MAX_WALK`] times the interval between the first two fire times before it.
     pub fn between(&self, from: SystemTime, to: SystemTime) -> Vec<SystemTime> {
         let mut times: Vec<SystemTime> = Vec::new();
-        let mut from = from;
-        if let Some(a) = self.first_from(from) {
+        let mut next = self.first_from(from);
+        if let Some(a) = next {
             if let Some(b) = self.next_after(a) {
                 let step = b.duration_since(a).unwrap_or(Duration::from_secs(1));
                 let span = step.saturating_mul(u32::try_from(MAX_WALK).unwrap_or(u32::MAX));
-                if let Some(late) = to.checked_sub(span) {
-                    from = from.max(late);
+                if let Some(late) = to.checked_sub(span).filter(|late| *late > from) {
+                    next = self.first_from(late);
                 }
             }
         }
-        let mut next = self.first_from(from);
         while let Some(at) = next {
             if at > to {
                 break;

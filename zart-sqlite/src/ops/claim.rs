@@ -19,20 +19,28 @@ fn new_fence() -> i64 {
     rand::random::<i64>() & ((1_i64 << 62) - 1)
 }
 
-pub(super) fn claim_tasks(tx: &mut Tx<'_>, p: &ClaimTasksParams) -> Result<Reply, Error> {
-    let lease_ms = check_lease(p.lease)?;
-    let mut names: Vec<&str> = Vec::with_capacity(p.task_names.len());
-    for name in &p.task_names {
+/// The task names a claim walks, each once, from a random first one: which name goes first
+/// rotates, so a flood of one task name cannot starve the others.
+pub(super) fn claim_order(task_names: &[String]) -> Vec<&str> {
+    let mut names: Vec<&str> = Vec::with_capacity(task_names.len());
+    for name in task_names {
         if !names.contains(&name.as_str()) {
             names.push(name);
         }
     }
+    if !names.is_empty() {
+        let first = rand::random_range(0..names.len());
+        names.rotate_left(first);
+    }
+    names
+}
+
+pub(super) fn claim_tasks(tx: &mut Tx<'_>, p: &ClaimTasksParams) -> Result<Reply, Error> {
+    let lease_ms = check_lease(p.lease)?;
+    let names = claim_order(&p.task_names);
     if names.is_empty() || p.limit == 0 {
         return Ok(Reply::Claimed(Vec::new()));
     }
-    // Which name goes first rotates, so a flood of one task name cannot starve the others.
-    let first = rand::random_range(0..names.len());
-    names.rotate_left(first);
 
     let now = tx.now_text();
     let limit = usize::try_from(p.limit).unwrap_or(usize::MAX);

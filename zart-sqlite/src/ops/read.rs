@@ -18,26 +18,40 @@ pub(crate) fn next_run_at(
     settings: &Settings,
     p: &NextRunAtParams,
 ) -> Result<Option<Duration>, Error> {
-    let mut earliest: Option<String> = None;
-    let mut stmt = conn
-        .prepare_cached(queries::NEXT_RUN_AT)
-        .or_db(conn, "next_run_at")?;
-    for name in &p.task_names {
-        let at: Option<String> = stmt
-            .query_row(rusqlite::params![p.queue, name], |r| r.get(0))
-            .or_db(conn, "next_run_at")?;
-        if let Some(at) = at {
-            if earliest.as_ref().is_none_or(|e| at < *e) {
-                earliest = Some(at);
-            }
-        }
-    }
+    let earliest = earliest_by_name(conn, queries::NEXT_RUN_AT, "next_run_at", p, None)?;
     let Some(earliest) = earliest else {
         return Ok(None);
     };
     let now = clock::now(conn, settings.test_clock)?;
     let at = clock::parse_stored(&earliest, "a run time")?;
     Ok(Some(clock::duration(at - now)))
+}
+
+/// The earliest of the times `sql` reads for each of `p.task_names` (parameters: the queue,
+/// the name, and `now` when given; one row, one nullable time each; times compare as text),
+/// or `None` when every one is null.
+pub(crate) fn earliest_by_name(
+    conn: &Connection,
+    sql: &str,
+    what: &str,
+    p: &NextRunAtParams,
+    now: Option<&str>,
+) -> Result<Option<String>, Error> {
+    let mut earliest: Option<String> = None;
+    let mut stmt = conn.prepare_cached(sql).or_db(conn, what)?;
+    for name in &p.task_names {
+        let at: Option<String> = match now {
+            Some(now) => stmt.query_row(rusqlite::params![p.queue, name, now], |r| r.get(0)),
+            None => stmt.query_row(rusqlite::params![p.queue, name], |r| r.get(0)),
+        }
+        .or_db(conn, what)?;
+        if let Some(at) = at {
+            if earliest.as_ref().is_none_or(|e| at < *e) {
+                earliest = Some(at);
+            }
+        }
+    }
+    Ok(earliest)
 }
 
 /// One execution, or `None`.

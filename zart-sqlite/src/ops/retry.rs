@@ -18,9 +18,10 @@ use crate::writer::Reply;
 type Target = (String, String, String, Option<String>, Option<String>);
 
 pub(super) fn retry_execution(tx: &mut Tx<'_>, id: &str) -> Result<Reply, Error> {
-    let Some((status, .., deadline_at)) = target(tx, id)? else {
+    let Some(root) = target(tx, id)? else {
         return Err(Error::NotFound { id: id.to_owned() });
     };
+    let (status, deadline_at) = (&root.0, &root.4);
     if status != "failed" {
         return Err(Error::NotRetryable {
             id: id.to_owned(),
@@ -28,7 +29,7 @@ pub(super) fn retry_execution(tx: &mut Tx<'_>, id: &str) -> Result<Reply, Error>
         });
     }
     if let Some(deadline) = deadline_at {
-        if crate::clock::parse_stored(&deadline, "a deadline")? <= tx.now {
+        if crate::clock::parse_stored(deadline, "a deadline")? <= tx.now {
             return Err(Error::NotRetryable {
                 id: id.to_owned(),
                 reason: format!(
@@ -42,11 +43,17 @@ pub(super) fn retry_execution(tx: &mut Tx<'_>, id: &str) -> Result<Reply, Error>
     let mut order = vec![id.to_owned()];
     let mut visited: HashSet<String> = HashSet::from([id.to_owned()]);
     let mut revived = Vec::new();
+    let mut root = Some(root);
     let mut at = 0;
     while at < order.len() {
         let current = order[at].clone();
         at += 1;
-        let Some((status, task_name, queue, failed_step, _)) = target(tx, &current)? else {
+        // The root was read above; its children are read here.
+        let read = match root.take() {
+            Some(row) => Some(row),
+            None => target(tx, &current)?,
+        };
+        let Some((status, task_name, queue, failed_step, _)) = read else {
             continue;
         };
         if current != id && !matches!(status.as_str(), "failed" | "cancelled") {

@@ -137,17 +137,10 @@ pub(super) fn delete_schedule(tx: &mut Tx<'_>, id: &str) -> Result<Reply, Error>
 /// first one, as task claims do.
 pub(super) fn claim_schedules(tx: &mut Tx<'_>, p: &ClaimSchedulesParams) -> Result<Reply, Error> {
     let lease_ms = check_lease(p.lease)?;
-    let mut names: Vec<&str> = Vec::with_capacity(p.task_names.len());
-    for name in &p.task_names {
-        if !names.contains(&name.as_str()) {
-            names.push(name);
-        }
-    }
+    let names = super::claim::claim_order(&p.task_names);
     if names.is_empty() || p.limit == 0 {
         return Ok(Reply::SchedulesClaimed(Vec::new()));
     }
-    let first = rand::random_range(0..names.len());
-    names.rotate_left(first);
 
     let what = "claiming schedules";
     let now = tx.now_text();
@@ -372,20 +365,13 @@ pub(crate) fn next_schedule_at(
 ) -> Result<Option<Duration>, Error> {
     let now = clock::now(conn, settings.test_clock)?;
     let now_text = clock::format(now);
-    let mut earliest: Option<String> = None;
-    let mut stmt = conn
-        .prepare_cached(queries::NEXT_SCHEDULE_AT)
-        .or_db(conn, "next_schedule_at")?;
-    for name in &p.task_names {
-        let at: Option<String> = stmt
-            .query_row(rusqlite::params![p.queue, name, now_text], |r| r.get(0))
-            .or_db(conn, "next_schedule_at")?;
-        if let Some(at) = at {
-            if earliest.as_ref().is_none_or(|e| at < *e) {
-                earliest = Some(at);
-            }
-        }
-    }
+    let earliest = super::read::earliest_by_name(
+        conn,
+        queries::NEXT_SCHEDULE_AT,
+        "next_schedule_at",
+        p,
+        Some(&now_text),
+    )?;
     let Some(earliest) = earliest else {
         return Ok(None);
     };

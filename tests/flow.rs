@@ -93,6 +93,7 @@ async fn fake_claim(scheduler: &PostgresScheduler, task: &str) -> ClaimedTask {
             task_names: vec![task.into()],
             limit: 1,
             lease: Duration::from_secs(60),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -1429,6 +1430,7 @@ async fn zart_retry_from_sql_revives_the_children_a_failure_cancelled() {
             task_names: vec!["nest".into()],
             limit: 2,
             lease: HOUR,
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -39,6 +39,7 @@ async fn claim(h: &Harness, queue: &str, limit: u32) -> Vec<ClaimedTask> {
             task_names: vec!["echo".into()],
             limit,
             lease: Duration::from_secs(30),
+            ..Default::default()
         })
         .await
         .unwrap()

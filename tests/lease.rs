@@ -20,6 +20,7 @@ async fn claim(scheduler: &PostgresScheduler, worker: &str, lease: Duration) -> 
             task_names: vec!["echo".to_owned()],
             limit: 10,
             lease,
+            ..Default::default()
         })
         .await
         .unwrap()

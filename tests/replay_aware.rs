@@ -115,6 +115,7 @@ async fn after_a_crash_is_replaying_holds_until_the_last_recorded_step_and_quiet
             task_names: vec![ReplayAware::NAME.to_owned()],
             limit: 1,
             lease,
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -633,6 +633,7 @@ async fn a_worker_and_a_client_run_a_full_workflow_under_their_roles() {
             task_names: vec!["fulfil".to_owned()],
             limit: 10,
             lease: Duration::from_secs(30),
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -23,6 +23,7 @@ async fn start_counted(s: &impl Scheduler, id: &str, step_ms: u64) {
         parent_id: None,
         deadline: None,
         start: None,
+        ..Default::default()
     })
     .await
     .unwrap();

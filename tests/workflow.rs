@@ -438,6 +438,7 @@ async fn replay_that_meets_other_steps_than_recorded_fails_with_non_determinism(
             task_names: vec!["echo".into()],
             limit: 1,
             lease: Duration::from_secs(30),
+            ..Default::default()
         })
         .await
         .unwrap();

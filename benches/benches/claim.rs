@@ -49,6 +49,7 @@ fn main() -> ExitCode {
                                 parent_id: None,
                                 deadline: None,
                                 start: None,
+                                ..Default::default()
                             })
                             .await;
                         failure.record(result);

@@ -93,6 +93,7 @@ pub async fn claim(
             task_names: vec![task.to_owned()],
             limit,
             lease,
+            ..Default::default()
         })
         .await?)
 }
@@ -134,6 +135,7 @@ pub async fn start_and_claim(
             parent_id: None,
             deadline: None,
             start: None,
+            ..Default::default()
         })
         .await?;
     claim_one(scheduler, task, lease).await

@@ -25,6 +25,7 @@ async fn start_onboarding(s: &impl Scheduler, id: &str, queue: &str) {
         parent_id: None,
         deadline: None,
         start: None,
+        ..Default::default()
     })
     .await
     .unwrap();

@@ -581,6 +581,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                             parent_id: None,
                             deadline: None,
                             start,
+                            ..Default::default()
                         })
                         .await?
                         .created

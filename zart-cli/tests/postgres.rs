@@ -74,6 +74,7 @@ async fn start(s: &impl Scheduler, id: &str, task: &str, queue: &str) {
         parent_id: None,
         deadline: None,
         start: None,
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -88,6 +89,7 @@ async fn claim(s: &impl Scheduler, task: &str) -> Lease {
             task_names: vec![task.into()],
             limit: 1,
             lease: Duration::from_secs(30),
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -130,6 +130,7 @@ async fn a_long_list_is_read_in_chunks_and_pages_on() {
                 parent_id: None,
                 deadline: None,
                 start: None,
+                ..Default::default()
             },
         )
         .await

@@ -157,6 +157,7 @@ impl Env {
                 task_names: names.iter().map(|n| (*n).to_owned()).collect(),
                 limit,
                 lease: FAKE_LEASE,
+                ..Default::default()
             })
             .await
             .unwrap()

@@ -90,11 +90,12 @@ declare
     -- Every role: the schema version (checked at start), the bucket of an id, the clock and
     -- the visible tenants (both used by the views and row-level security), one execution.
     v_shared text[] := array['zart_schema_version', 'zart_bucket', 'zart_current_time',
-                             'zart_visible_tenants', 'zart_get_execution', 'zart_list_schedules'];
+                             'zart_visible_tenants', 'zart_get_execution', 'zart_list_schedules',
+                             'zart_list_queue_limits'];
     v_client text[] := array['zart_start_execution', 'zart_start', 'zart_send_event',
                              'zart_emit_event', 'zart_cancel_execution', 'zart_cancel',
                              'zart_retry_execution', 'zart_retry', 'zart_schedule',
-                             'zart_pause_schedule', 'zart_delete_schedule'];
+                             'zart_pause_schedule', 'zart_delete_schedule', 'zart_set_queue_limits'];
     v_worker text[] := array['zart_claim_tasks', 'zart_commit_step', 'zart_commit_steps',
                              'zart_retry_step', 'zart_complete_execution',
                              'zart_complete_executions', 'zart_heartbeat', 'zart_release_tasks',
@@ -127,7 +128,8 @@ begin
     -- The reader: SELECT on the tables (row-level security keeps it to its tenants) and views.
     if exists (select from pg_catalog.pg_roles where rolname = 'zart_reader') then
         grant select on table public.zart_executions, public.zart_tasks, public.zart_steps,
-            public.zart_events, public.zart_schedules, public.zart_schema_history,
+            public.zart_events, public.zart_schedules, public.zart_queue_limits,
+            public.zart_schema_history,
             public.zart_execution_counts,
             public.zart_step_timeline, public.zart_waiting, public.zart_overdue
             to zart_reader;

@@ -22,11 +22,14 @@
 --   zart_pause_schedule(..)      entry (client) pauses or resumes a schedule
 --   zart_delete_schedule(..)     entry (client) deletes a schedule
 --   zart_list_schedules()        entry (all)  the schedules this session may see
+--   zart_set_queue_limits(..)    entry (client) sets or removes a queue's limits (not tenant-bound sessions)
+--   zart_list_queue_limits()     entry (all)  the queues with limits, and what counts against them
 --   zart_claim_schedules(..)     entry (worker) holds due schedules of a queue and task names
 --   zart_fire_schedule(..)       entry (worker) starts a held schedule's executions, by overlap policy
 --   zart_next_schedule_at(..)    entry (worker) how long until the next schedule is due
 --   zart_claim_tasks(..)         entry (worker) claims due tasks with SKIP LOCKED; returns input
---                                and steps; ends the sleep a claimed execution was woken from
+--                                and steps; ends the sleep a claimed execution was woken from;
+--                                priorities, oldest-first claims, queue limits
 --   zart_commit_step(..)         entry (worker) records one step result, fenced by the lease token
 --   zart_commit_steps(..)        entry (worker) group commit: many step results in one transaction
 --   zart_retry_step(..)          entry (worker) records a failed attempt, suspends for the back-off
@@ -44,6 +47,7 @@
 --   zart_settings_changed()      the trigger function on zart_settings
 --   zart_payload_limit()         the payload limit, as a constant (generated)
 --   zart_tenancy_on()            whether tenancy is on, as a constant (generated)
+--   zart_limits_on()             whether any queue has limits, as a constant (generated)
 --   zart_check_text(..)          validates an id or name: 1..255 bytes, else ZA004
 --   zart_check_payload(..)       validates JSON size against zart_settings, else ZA004
 --   zart_check_ms(..)            validates a duration in milliseconds (0..100 years), else ZA004
@@ -53,6 +57,11 @@
 --   zart_session_tenants()       the tenants this session may see (null: all); zart_visible_tenants's body
 --   zart_start_tenant(..)        the tenant a new top-level execution of this session belongs to
 --   zart_insert_execution(..)    inserts an execution and its task row once; conflict rules
+--   zart_start_key(..)           a dedup or debounce key: the execution it names, or renews it
+--   zart_claim_levels(..)        the (task name, priority) pairs of a queue, in claim order
+--   zart_pick_tasks(..)          picks due tasks under queue limits or oldest first (locks with p_lock)
+--   zart_run_is_running(..)      whether a run counted against a limit still runs
+--   zart_limit_freed(..)         wakes a limited queue's workers when a run ends
 --   zart_fence_code(..)          why a fenced write failed: ZA001 (cancelled) or ZA002 (lease lost)
 --   zart_raise_fence(..)         raises ZA001 (cancelled) or ZA002 (lease lost)
 --   zart_sleep_is_over(..)       whether a sleep step is over (the claim ends such sleeps)
@@ -115,12 +124,18 @@ drop function if exists public.zart_insert_execution(smallint, text, text, jsonb
                                                      text, text[], bigint);
 drop function if exists public.zart_start_execution(smallint, text, text, jsonb, text, text, bigint);
 drop function if exists public.zart_start(text, text, jsonb, text);
+drop function if exists public.zart_start(text, text, jsonb, text, timestamptz);
+drop function if exists public.zart_start_execution(smallint, text, text, jsonb, text, text, bigint,
+                                                    bigint, timestamptz);
+drop function if exists public.zart_insert_execution(smallint, text, text, jsonb, text, text, bigint,
+                                                     text, text[], bigint, timestamptz);
 drop function if exists public.zart_claim_schedules(text, text, text[], integer, bigint);
+drop function if exists public.zart_claim_tasks(text, text, text[], integer, bigint, smallint[]);
 
 -- Called by workers and clients at start to refuse an outdated schema. No locks.
 -- Raises nothing.
 create or replace function public.zart_schema_version() returns integer
-language sql immutable parallel safe as $$ select 8 $$;
+language sql immutable parallel safe as $$ select 9 $$;
 
 -- Called by everything that addresses one execution. No locks.
 -- Raises nothing; null in, null out.
@@ -171,6 +186,16 @@ begin
         execute format('create or replace function public.zart_tenancy_on() returns boolean '
                        'language sql immutable parallel safe as %L', v_want);
     end if;
+    v_want := case when exists (select from public.zart_queue_limits) then 'select true'
+                   else 'select false' end;
+    if not exists (select from pg_catalog.pg_proc p
+                    where p.oid = to_regprocedure('public.zart_limits_on()')
+                      and p.prosrc = v_want) then
+        -- Two transactions rewriting the same function would collide in pg_proc.
+        perform pg_advisory_xact_lock(hashtext('zart_apply_settings'));
+        execute format('create or replace function public.zart_limits_on() returns boolean '
+                       'language sql immutable parallel safe as %L', v_want);
+    end if;
 end
 $$;
 select public.zart_apply_settings();
@@ -190,6 +215,12 @@ begin
                     where tgrelid = 'public.zart_settings'::regclass
                       and tgname = 'zart_settings_apply') then
         create trigger zart_settings_apply after insert or update or delete on public.zart_settings
+            for each statement execute function public.zart_settings_changed();
+    end if;
+    if not exists (select from pg_catalog.pg_trigger
+                    where tgrelid = 'public.zart_queue_limits'::regclass
+                      and tgname = 'zart_queue_limits_apply') then
+        create trigger zart_queue_limits_apply after insert or delete on public.zart_queue_limits
             for each statement execute function public.zart_settings_changed();
     end if;
 end
@@ -385,6 +416,7 @@ language plpgsql as $$
 declare
     v_now      timestamptz := public.zart_current_time();
     v_deadline timestamptz;
+    v_queue    text;
 begin
     update public.zart_executions e
        set status = p_status, updated_at = v_now
@@ -394,7 +426,11 @@ begin
     update public.zart_tasks t
        set locked_by = null, run_at = least(p_run_at, coalesce(v_deadline, p_run_at)),
            wait_kind = p_wait_kind, wait_name = p_wait_name, recoveries = 0
-     where t.bucket = p_bucket and t.execution_id = p_execution_id and t.fence = p_fence;
+     where t.bucket = p_bucket and t.execution_id = p_execution_id and t.fence = p_fence
+    returning t.queue into v_queue;
+    if public.zart_limits_on() then
+        perform public.zart_limit_freed(v_queue);
+    end if;
 end
 $$;
 
@@ -415,7 +451,9 @@ create or replace function public.zart_insert_execution(
     p_tenant      text,
     p_tenants     text[],
     p_limit       bigint,
-    p_start_at    timestamptz
+    p_start_at    timestamptz,
+    p_priority    smallint,
+    p_limit_key   text
 ) returns table (created boolean, status text)
 language plpgsql as $$
 declare
@@ -445,19 +483,26 @@ begin
         raise exception 'invalid deadline: % ms is outside 1 ms to 100 years', p_deadline_ms
             using errcode = 'ZA004';
     end if;
+    if p_priority is null then
+        raise exception 'invalid priority: must not be null' using errcode = 'ZA004';
+    end if;
+    if p_limit_key is not null and not coalesce(octet_length(p_limit_key) between 1 and 255, false) then
+        perform public.zart_check_text('limit key', p_limit_key);
+    end if;
 
     -- The deadline counts from the start: a delayed execution gets its whole deadline.
     insert into public.zart_executions as e
         (bucket, id, task_name, queue, input, parent_id, deadline_at, created_at, updated_at,
-         tenant, start_at)
+         tenant, start_at, priority, limit_key)
     values (p_bucket, p_id, p_task_name, p_queue, p_input, p_parent_id,
             v_start + p_deadline_ms * interval '1 millisecond', v_now, v_now, p_tenant,
-            nullif(v_start, v_now))
+            nullif(v_start, v_now), p_priority, p_limit_key)
     on conflict on constraint zart_executions_pkey do nothing;
 
     if found then
-        insert into public.zart_tasks (bucket, execution_id, task_name, queue, run_at, tenant)
-        values (p_bucket, p_id, p_task_name, p_queue, v_start, p_tenant);
+        insert into public.zart_tasks (bucket, execution_id, task_name, queue, run_at, tenant,
+                                       priority, limit_key)
+        values (p_bucket, p_id, p_task_name, p_queue, v_start, p_tenant, p_priority, p_limit_key);
         return query select true, 'scheduled'::text;
         return;
     end if;
@@ -495,6 +540,15 @@ begin
                       * 1000)::bigint || ' ms', 'none'),
             coalesce(p_deadline_ms || ' ms', 'none') using errcode = 'ZA003';
     end if;
+    if v_existing.priority <> p_priority then
+        raise exception 'execution "%" already exists with priority %, not %', p_id,
+            v_existing.priority, p_priority using errcode = 'ZA003';
+    end if;
+    if v_existing.limit_key is distinct from p_limit_key then
+        raise exception 'execution "%" already exists with limit key %, not %', p_id,
+            coalesce('"' || v_existing.limit_key || '"', 'none'),
+            coalesce('"' || p_limit_key || '"', 'none') using errcode = 'ZA003';
+    end if;
     return query select false, v_existing.status;
 end
 $$;
@@ -503,9 +557,13 @@ $$;
 -- execution (or, with p_parent_id, a child of an execution this session can see, in the
 -- parent's tenant); new executions belong to the session's tenant (zart_start_tenant). Same
 -- locks as zart_insert_execution. A delayed start (p_start_after_ms, or p_start_at: at most one)
--- is due then, and visible as scheduled until. Raises ZA003, ZA004 (also for a parent that
--- does not exist or is the execution itself, both start arguments, a delay or a start time
--- past 100 years), ZA005, and 42501 for a tenant not granted.
+-- is due then, and visible as scheduled until. p_priority orders claims within the queue
+-- (higher first); p_limit_key is the key the queue's per-key limits count. With p_start_key, a
+-- start of the same task and key within p_start_key_ms returns the execution the key names
+-- (zart_start_key; with p_debounce, replacing its input and moving its start). Returns whether
+-- an execution was created, its status and its id. Raises ZA003, ZA004 (also for a parent
+-- that does not exist or is the execution itself, both start arguments, a delay or a start
+-- time past 100 years, a debounce with a start time), ZA005, and 42501 for a tenant not granted.
 create or replace function public.zart_start_execution(
     p_bucket    smallint,
     p_id        text,
@@ -515,8 +573,13 @@ create or replace function public.zart_start_execution(
     p_parent_id text,
     p_deadline_ms bigint,
     p_start_after_ms bigint default null,
-    p_start_at    timestamptz default null
-) returns table (created boolean, status text)
+    p_start_at    timestamptz default null,
+    p_priority    smallint default 0,
+    p_limit_key   text default null,
+    p_start_key   text default null,
+    p_start_key_ms bigint default null,
+    p_debounce    boolean default false
+) returns table (created boolean, status text, execution_id text)
 language plpgsql security definer
 set search_path = pg_catalog, pg_temp
 as $$
@@ -524,8 +587,13 @@ declare
     v_tenants text[];
     v_tenant  text;
     v_start   timestamptz;
+    v_keyed   record;
 begin
     if p_start_after_ms is not null or p_start_at is not null then
+        if p_debounce then
+            raise exception 'invalid start: a debounced start begins when its window ends; give no start time'
+                using errcode = 'ZA004';
+        end if;
         v_start := public.zart_start_time(p_start_after_ms, p_start_at);
     end if;
     -- With tenancy off (a constant) no tenant function is called.
@@ -549,11 +617,118 @@ begin
             raise exception 'invalid parent id: no execution "%"', p_parent_id using errcode = 'ZA004';
         end if;
     end if;
+    if p_start_key is not null or p_debounce then
+        select k.* into v_keyed
+          from public.zart_start_key(p_task_name, p_start_key, v_tenant, p_start_key_ms, p_debounce,
+                                     p_input, public.zart_payload_limit()) k;
+        if v_keyed.execution_id is not null then
+            return query select false, v_keyed.status, v_keyed.execution_id;
+            return;
+        end if;
+        if p_debounce then
+            v_start := v_keyed.start_at;
+        end if;
+    end if;
     return query
-    select i.created, i.status
+    select i.created, i.status, p_id
       from public.zart_insert_execution(p_bucket, p_id, p_task_name, p_input, p_queue, p_parent_id,
                                         p_deadline_ms, v_tenant, v_tenants,
-                                        public.zart_payload_limit(), v_start) i;
+                                        public.zart_payload_limit(), v_start, p_priority,
+                                        p_limit_key) i;
+    if p_start_key is not null then
+        -- The key names the execution this start refers to (new, or the one with this id).
+        update public.zart_start_keys k
+           set bucket = p_bucket, execution_id = p_id
+         where k.task_name = p_task_name and k.start_key = p_start_key
+           and k.tenant = coalesce(v_tenant, '');
+    end if;
+end
+$$;
+
+-- Called by zart_start_execution for a start with a start key. Locks the key's row (FOR UPDATE;
+-- inserted if new, with ON CONFLICT waiting for a concurrent inserter). Returns the execution
+-- the key still names, if any: a dedup key names its execution until the window ends; a
+-- debounce key names its execution until a worker first claims it, and each start in between
+-- replaces that execution's input and moves its start (and deadline) to the end of a new
+-- window. Otherwise returns execution_id null and, for a debounce, start_at: the caller starts
+-- its own execution then, and the key is renewed. Raises ZA003 for a key used both ways, ZA004
+-- for a bad key, window or input.
+create or replace function public.zart_start_key(
+    p_task_name text,
+    p_key       text,
+    p_tenant    text,
+    p_window_ms bigint,
+    p_debounce  boolean,
+    p_input     jsonb,
+    p_limit     bigint
+) returns table (created boolean, status text, execution_id text, start_at timestamptz)
+language plpgsql as $$
+#variable_conflict use_column
+declare
+    v_now   timestamptz := public.zart_current_time();
+    v_until timestamptz;
+    v_key   public.zart_start_keys%rowtype;
+    v_status text;
+begin
+    if p_key is null then
+        raise exception 'invalid start key: a debounced start needs one' using errcode = 'ZA004';
+    end if;
+    perform public.zart_check_text('start key', p_key);
+    if p_window_ms is null or p_window_ms < 1 or p_window_ms > 3155760000000 then
+        raise exception 'invalid start key window: % ms is outside 1 ms to 100 years',
+            coalesce(p_window_ms::text, 'null') using errcode = 'ZA004';
+    end if;
+    v_until := v_now + p_window_ms * interval '1 millisecond';
+    insert into public.zart_start_keys as k
+        (task_name, start_key, tenant, bucket, execution_id, debounce, expires_at)
+    values (p_task_name, p_key, coalesce(p_tenant, ''), 0, '', p_debounce, v_until)
+    on conflict on constraint zart_start_keys_pkey do nothing;
+    if found then
+        return query select null::boolean, null::text, null::text, v_until;
+        return;
+    end if;
+    select * into v_key from public.zart_start_keys k
+     where k.task_name = p_task_name and k.start_key = p_key and k.tenant = coalesce(p_tenant, '')
+       for update;
+    if v_key.debounce <> p_debounce then
+        raise exception 'start key "%" of task "%" is a % key, not a % key', p_key, p_task_name,
+            case when v_key.debounce then 'debounce' else 'dedup' end,
+            case when p_debounce then 'debounce' else 'dedup' end using errcode = 'ZA003';
+    end if;
+    if not p_debounce and v_key.expires_at > v_now then
+        select e.status into v_status from public.zart_executions e
+         where e.bucket = v_key.bucket and e.id = v_key.execution_id;
+        if found then
+            return query select false, v_status, v_key.execution_id, null::timestamptz;
+            return;
+        end if;
+    elsif p_debounce then
+        if p_input is null then
+            raise exception 'invalid input: must not be null' using errcode = 'ZA004';
+        end if;
+        if octet_length(p_input::text) > coalesce(p_limit, 1048576) then
+            perform public.zart_check_payload('input', p_input, p_limit);
+        end if;
+        -- Still waiting for its first claim: a claim in progress holds the row, and this waits.
+        update public.zart_tasks t
+           set run_at = v_until
+         where t.bucket = v_key.bucket and t.execution_id = v_key.execution_id
+           and t.attempts = 0 and t.locked_by is null;
+        if found then
+            update public.zart_executions e
+               set input = p_input, start_at = v_until, updated_at = v_now,
+                   deadline_at = v_until + (e.deadline_at - coalesce(e.start_at, e.created_at))
+             where e.bucket = v_key.bucket and e.id = v_key.execution_id;
+            update public.zart_start_keys k set expires_at = v_until
+             where k.task_name = v_key.task_name and k.start_key = v_key.start_key
+               and k.tenant = v_key.tenant;
+            return query select false, 'scheduled'::text, v_key.execution_id, null::timestamptz;
+            return;
+        end if;
+    end if;
+    update public.zart_start_keys k set expires_at = v_until
+     where k.task_name = v_key.task_name and k.start_key = v_key.start_key and k.tenant = v_key.tenant;
+    return query select null::boolean, null::text, null::text, v_until;
 end
 $$;
 
@@ -588,7 +763,12 @@ create or replace function public.zart_start(
     p_task_name text,
     p_input     jsonb default '{}'::jsonb,
     p_queue     text default 'default',
-    p_start_at  timestamptz default null
+    p_start_at  timestamptz default null,
+    p_priority  smallint default 0,
+    p_limit_key text default null,
+    p_start_key text default null,
+    p_start_key_ms bigint default null,
+    p_debounce  boolean default false
 ) returns boolean
 language plpgsql security definer
 set search_path = pg_catalog, pg_temp
@@ -599,7 +779,8 @@ begin
     perform public.zart_check_text('execution id', p_id);
     select s.created into v_created
       from public.zart_start_execution(public.zart_bucket(p_id), p_id, p_task_name, p_input, p_queue,
-                                       null, null, null, p_start_at) s;
+                                       null, null, null, p_start_at, p_priority, p_limit_key,
+                                       p_start_key, p_start_key_ms, p_debounce) s;
     if v_created then
         perform pg_notify('zart_work', p_queue);
     end if;
@@ -614,9 +795,213 @@ language sql immutable as $$
     select p_status = 'waiting' and p_wake_at <= p_now
 $$;
 
+-- Called by zart_claim_tasks, zart_pick_tasks and zart_next_run_at: the (task name, priority)
+-- pairs of p_queue that have task rows, highest priority first and, within a priority, the
+-- names in turn from p_first. A loose index scan of zart_tasks_claim_idx: one descent per pair,
+-- and one more per name. No locks. Raises nothing.
+create or replace function public.zart_claim_levels(p_queue text, p_task_names text[], p_first integer)
+returns table (task_name text, priority smallint)
+language sql stable as $$
+    with recursive names as (
+        select n.task_name, (n.ord - 1 + p_first) % greatest(cardinality(p_task_names), 1) as turn
+          from unnest(p_task_names) with ordinality as n(task_name, ord)
+    ), levels as (
+        select nm.task_name, nm.turn,
+               (select max(t.priority) from public.zart_tasks t
+                 where t.queue = p_queue and t.task_name = nm.task_name) as priority
+          from names nm
+        union all
+        select l.task_name, l.turn,
+               (select max(t.priority) from public.zart_tasks t
+                 where t.queue = p_queue and t.task_name = l.task_name and t.priority < l.priority)
+          from levels l
+         where l.priority is not null
+    )
+    select l.task_name, l.priority
+      from levels l
+     where l.priority is not null
+     order by l.priority desc, l.turn
+$$;
+
+-- Called by zart_pick_tasks and zart_next_run_at: whether a run recorded in zart_limit_runs is
+-- still running at p_now (its task row holds the run's fence, claimed, lease not expired).
+-- No locks. Raises nothing.
+create or replace function public.zart_run_is_running(
+    p_bucket smallint, p_execution_id text, p_fence bigint, p_now timestamptz
+) returns boolean
+language sql stable as $$
+    select exists (select 1 from public.zart_tasks t
+                    where t.bucket = p_bucket and t.execution_id = p_execution_id
+                      and t.fence = p_fence and t.locked_by is not null and t.run_at > p_now)
+$$;
+
+-- Called by zart_claim_tasks (p_lock) and zart_next_run_at (not p_lock): the due tasks a claim
+-- of up to p_limit takes where it cannot take them simply in order, that is in a queue with
+-- limits (zart_queue_limits) or on an oldest-first claim. Candidates come in claim order
+-- (priority, then the names' turn, then run_at) or, oldest first, by run_at across priorities
+-- (from the first 1000 due of each name and priority). In a limited queue, picking stops at
+-- the queue's limits, and a candidate whose limit key is at its own limits is passed over.
+-- With p_lock: locks the queue's limits row (FOR UPDATE: the claims of one limited queue take
+-- turns), deletes the runs that count no more, locks each picked task row (FOR UPDATE SKIP
+-- LOCKED), draws its fence and records the run in zart_limit_runs. Without: no locks, nothing
+-- written (what a claim could take now). Raises nothing.
+create or replace function public.zart_pick_tasks(
+    p_queue        text,
+    p_task_names   text[],
+    p_limit        integer,
+    p_now          timestamptz,
+    p_first        integer,
+    p_oldest_first boolean,
+    p_buckets      smallint[],
+    p_tenants      text[],
+    p_lock         boolean
+) returns table (bucket smallint, execution_id text, fence bigint)
+language plpgsql volatile
+set enable_hashjoin = off
+set enable_mergejoin = off
+as $$
+#variable_conflict use_column
+declare
+    v_lim     public.zart_queue_limits%rowtype;
+    v_allowed integer := p_limit;
+    v_window  interval;
+    v_running jsonb := '{}';
+    v_recent  jsonb := '{}';
+    v_cur     refcursor;
+    v_cand    record;
+    v_n       integer := 0;
+    v_fence   bigint;
+    v_total   integer;
+    v_in_rate integer;
+begin
+    if public.zart_limits_on() then
+        if p_lock then
+            select * into v_lim from public.zart_queue_limits l where l.queue = p_queue for update;
+        else
+            select * into v_lim from public.zart_queue_limits l where l.queue = p_queue;
+        end if;
+    end if;
+    if v_lim.queue is not null then
+        v_window := greatest(coalesce(v_lim.rate_interval_ms, 0),
+                             coalesce(v_lim.key_rate_interval_ms, 0)) * interval '1 millisecond';
+        if p_lock then
+            delete from public.zart_limit_runs r
+             where r.queue = p_queue and r.started_at <= p_now - v_window
+               and not public.zart_run_is_running(r.bucket, r.execution_id, r.fence, p_now);
+        end if;
+        select count(*) filter (where x.running),
+               count(*) filter (where r.started_at > p_now - v_lim.rate_interval_ms * interval '1 millisecond')
+          into v_total, v_in_rate
+          from public.zart_limit_runs r
+         cross join lateral (select public.zart_run_is_running(r.bucket, r.execution_id, r.fence, p_now)
+                                    as running) x
+         where r.queue = p_queue;
+        -- least() ignores nulls: a limit not set does not bound.
+        v_allowed := least(p_limit, v_lim.max_running - v_total, v_lim.rate_limit - v_in_rate);
+        if v_lim.key_max_running is not null or v_lim.key_rate_limit is not null then
+            select coalesce(jsonb_object_agg(k.limit_key, k.running) filter (where k.running > 0), '{}'),
+                   coalesce(jsonb_object_agg(k.limit_key, k.recent) filter (where k.recent > 0), '{}')
+              into v_running, v_recent
+              from (select r.limit_key,
+                           count(*) filter (where public.zart_run_is_running(r.bucket, r.execution_id,
+                                                                             r.fence, p_now)) as running,
+                           count(*) filter (where r.started_at > p_now - v_lim.key_rate_interval_ms
+                                                                         * interval '1 millisecond') as recent
+                      from public.zart_limit_runs r
+                     where r.queue = p_queue and r.limit_key is not null
+                     group by r.limit_key) k;
+        end if;
+    end if;
+    if v_allowed <= 0 then
+        return;
+    end if;
+
+    if p_oldest_first then
+        open v_cur for
+            select d.bucket, d.execution_id, d.limit_key
+              from public.zart_claim_levels(p_queue, p_task_names, p_first) lv
+             cross join lateral (
+                   select t.bucket, t.execution_id, t.limit_key, t.run_at
+                     from public.zart_tasks t
+                    where t.queue = p_queue and t.task_name = lv.task_name
+                      and t.priority = lv.priority and t.run_at <= p_now
+                      and (p_buckets is null or t.bucket = any (p_buckets))
+                      and (p_tenants is null or t.tenant = any (p_tenants))
+                    order by t.run_at
+                    limit 1000) d
+             order by d.run_at;
+    else
+        -- No ORDER BY: the nested loop yields rows in claim order, and reads only as far as
+        -- the picking goes.
+        open v_cur for
+            select d.bucket, d.execution_id, d.limit_key
+              from public.zart_claim_levels(p_queue, p_task_names, p_first) lv
+             cross join lateral (
+                   select t.bucket, t.execution_id, t.limit_key
+                     from public.zart_tasks t
+                    where t.queue = p_queue and t.task_name = lv.task_name
+                      and t.priority = lv.priority and t.run_at <= p_now
+                      and (p_buckets is null or t.bucket = any (p_buckets))
+                      and (p_tenants is null or t.tenant = any (p_tenants))
+                    order by t.run_at) d;
+    end if;
+    loop
+        exit when v_n >= v_allowed;
+        fetch v_cur into v_cand;
+        exit when not found;
+        if v_lim.queue is not null and v_cand.limit_key is not null
+           and (coalesce((v_running ->> v_cand.limit_key)::integer, 0) >= v_lim.key_max_running
+                or coalesce((v_recent ->> v_cand.limit_key)::integer, 0) >= v_lim.key_rate_limit) then
+            continue;
+        end if;
+        v_fence := null;
+        if p_lock then
+            perform 1 from public.zart_tasks t
+             where t.bucket = v_cand.bucket and t.execution_id = v_cand.execution_id
+               and t.run_at <= p_now
+               for update skip locked;
+            if not found then
+                continue;
+            end if;
+            -- As zart_claim_tasks draws it: 62 random bits.
+            v_fence := (floor(random() * 2147483648)::bigint << 31) | floor(random() * 2147483648)::bigint;
+            if v_lim.queue is not null then
+                insert into public.zart_limit_runs (queue, bucket, execution_id, fence, limit_key, started_at)
+                values (p_queue, v_cand.bucket, v_cand.execution_id, v_fence, v_cand.limit_key, p_now);
+            end if;
+        end if;
+        if v_lim.queue is not null and v_cand.limit_key is not null then
+            v_running := jsonb_set(v_running, array[v_cand.limit_key],
+                                   to_jsonb(coalesce((v_running ->> v_cand.limit_key)::integer, 0) + 1));
+            v_recent := jsonb_set(v_recent, array[v_cand.limit_key],
+                                  to_jsonb(coalesce((v_recent ->> v_cand.limit_key)::integer, 0) + 1));
+        end if;
+        v_n := v_n + 1;
+        bucket := v_cand.bucket;
+        execution_id := v_cand.execution_id;
+        fence := v_fence;
+        return next;
+    end loop;
+    close v_cur;
+end
+$$;
+
+-- Called by the functions that end a run (zart_suspend, zart_complete_executions): when
+-- p_queue has limits, a run ending may let a waiting claim go, so workers are woken
+-- (NOTIFY zart_work, at commit). No locks. Raises nothing.
+create or replace function public.zart_limit_freed(p_queue text) returns void
+language sql volatile as $$
+    select pg_notify('zart_work', l.queue)
+      from public.zart_queue_limits l
+     where l.queue = p_queue
+$$;
+
 -- Entry point for workers (claim_tasks), in a transaction of its own: it turns
 -- synchronous_commit off for the rest of the transaction it runs in. Locks up to p_limit due
 -- task rows (FOR UPDATE SKIP LOCKED) of the session's tenants, then their execution rows.
+-- Higher priorities first; with p_oldest_first (a worker's every tenth claim), the longest
+-- due first whatever their priority, so no priority starves. In a queue with limits, picks
+-- through zart_pick_tasks (which locks the queue's limits row first).
 -- Raises ZA004 for a lease outside 0 ms to 100 years or a negative limit (a lease of 0 ms
 -- expires at once: the task is due again, which benchmarks use to claim it over and over).
 create or replace function public.zart_claim_tasks(
@@ -625,7 +1010,8 @@ create or replace function public.zart_claim_tasks(
     p_task_names text[],
     p_limit      integer,
     p_lease_ms   bigint,
-    p_buckets    smallint[] default null
+    p_buckets    smallint[] default null,
+    p_oldest_first boolean default false
 ) returns table (
     bucket       smallint,
     execution_id text,
@@ -657,6 +1043,13 @@ declare
     -- A worker limited to some tenants claims only their tasks (null: any tenant). The
     -- setting is read first so that, with tenancy off, no other function is called.
     v_tenants text[] := case when public.zart_tenancy_on() then public.zart_session_tenants() end;
+    -- Picked one by one (zart_pick_tasks) rather than taken in order by the statement below.
+    v_picked  boolean := coalesce(p_oldest_first, false)
+                         or (public.zart_limits_on()
+                             and exists (select from public.zart_queue_limits l where l.queue = p_queue));
+    v_pick_buckets smallint[];
+    v_pick_ids     text[];
+    v_pick_fences  bigint[];
 begin
     if p_lease_ms is null or p_lease_ms < 0 or p_lease_ms > 3155760000000 then
         raise exception 'invalid lease: % ms is outside 0 ms to 100 years', p_lease_ms
@@ -670,28 +1063,43 @@ begin
     -- fence is drawn at random, so the next claim cannot hand the same fence to another run,
     -- and anything written under it is flushed with the claim before it commits.
     perform set_config('synchronous_commit', 'off', true);
-    -- One index range per registered name (zart_tasks_queue_task_run_at_idx), each from its
-    -- earliest due row, names in turn: due rows of names this worker does not run are never
-    -- read. The outer LIMIT pulls rows one at a time through the nested loop, so a row is
-    -- locked only when it is taken and nothing beyond the limit is locked.
+    if v_picked then
+        select array_agg(pk.bucket), array_agg(pk.execution_id), array_agg(pk.fence)
+          into v_pick_buckets, v_pick_ids, v_pick_fences
+          from public.zart_pick_tasks(p_queue, p_task_names, p_limit, v_now, v_first, p_oldest_first,
+                                      p_buckets, v_tenants, true) pk;
+        if v_pick_ids is null then
+            return;
+        end if;
+    end if;
+    -- One index range per registered name and priority (zart_tasks_claim_idx, levels from
+    -- zart_claim_levels), each from its earliest due row: due rows of names this worker does
+    -- not run are never read. The LIMIT pulls rows one at a time through the nested loop, so
+    -- a row is locked only when it is taken and nothing beyond the limit is locked. Or the
+    -- rows zart_pick_tasks picked and locked.
     return query
         with due as materialized (
-            select d.bucket, d.execution_id, d.wait_kind, d.wait_name
-              from (select n.task_name
-                      from unnest(p_task_names) with ordinality as n(task_name, ord)
-                     order by (n.ord - 1 + v_first) % v_names) names
-             cross join lateral (
-                   select t.bucket, t.execution_id, t.wait_kind, t.wait_name
-                     from public.zart_tasks t
-                    where t.queue = p_queue
-                      and t.task_name = names.task_name
-                      and t.run_at <= v_now
-                      and (p_buckets is null or t.bucket = any (p_buckets))
-                      and (v_tenants is null or t.tenant = any (v_tenants))
-                    order by t.run_at
-                    limit p_limit
-                      for update skip locked) d
-             limit p_limit
+            (select d.bucket, d.execution_id, d.wait_kind, d.wait_name, null::bigint as fence
+               from public.zart_claim_levels(p_queue, p_task_names, v_first) lv
+              cross join lateral (
+                    select t.bucket, t.execution_id, t.wait_kind, t.wait_name
+                      from public.zart_tasks t
+                     where t.queue = p_queue
+                       and t.task_name = lv.task_name
+                       and t.priority = lv.priority
+                       and t.run_at <= v_now
+                       and (p_buckets is null or t.bucket = any (p_buckets))
+                       and (v_tenants is null or t.tenant = any (v_tenants))
+                     order by t.run_at
+                     limit p_limit
+                       for update skip locked) d
+              where not v_picked
+              limit p_limit)
+            union all
+            select t.bucket, t.execution_id, t.wait_kind, t.wait_name, u.fence
+              from unnest(v_pick_buckets, v_pick_ids, v_pick_fences) as u(bucket, execution_id, fence)
+              join public.zart_tasks t on t.bucket = u.bucket and t.execution_id = u.execution_id
+             where v_picked
         ), claimed as (
             -- By key, not ctid: a row updated while the lock waited is returned by `due` with
             -- the ctid it was read at, not the one it was locked at.
@@ -700,8 +1108,8 @@ begin
                    run_at    = v_now + p_lease_ms * interval '1 millisecond',
                    -- 62 random bits (random() carries 52 per call): never the fence of
                    -- an earlier claim, however that claim ended.
-                   fence     = (floor(random() * 2147483648)::bigint << 31)
-                               | floor(random() * 2147483648)::bigint,
+                   fence     = coalesce(due.fence, (floor(random() * 2147483648)::bigint << 31)
+                                                   | floor(random() * 2147483648)::bigint),
                    attempts  = t.attempts + 1,
                    -- Still locked at claim time: its lease expired, so this is a recovery.
                    recoveries = t.recoveries + case when t.locked_by is null then 0 else 1 end,
@@ -1066,6 +1474,7 @@ declare
     v_parents  text[];
     v_failed   text[];
     v_failed_buckets smallint[];
+    v_queues   text[];
     v_at       integer;
     v_limit    bigint := public.zart_payload_limit();
 begin
@@ -1100,15 +1509,20 @@ begin
                finished_at = v_now, updated_at = v_now
           from removed r
          where e.bucket = r.bucket and e.id = r.execution_id
-        returning e.id, e.parent_id, e.bucket, e.status
+        returning e.id, e.parent_id, e.bucket, e.status, e.queue
     )
     select array_agg(f.id),
            array_agg(f.id) filter (where f.parent_id is not null),
            array_agg(f.parent_id) filter (where f.parent_id is not null),
            array_agg(f.id) filter (where f.status = 'failed'),
-           array_agg(f.bucket) filter (where f.status = 'failed')
-      into v_finished, v_children, v_parents, v_failed, v_failed_buckets
+           array_agg(f.bucket) filter (where f.status = 'failed'),
+           array_agg(distinct f.queue) filter (where public.zart_limits_on())
+      into v_finished, v_children, v_parents, v_failed, v_failed_buckets, v_queues
       from finished f;
+    -- A run that ends in a limited queue may let a waiting claim go.
+    if v_queues is not null then
+        perform public.zart_limit_freed(q.queue) from unnest(v_queues) as q(queue);
+    end if;
 
     -- A failed execution's unfinished children are cancelled, as a cancelled one's are.
     if v_failed is not null
@@ -1281,25 +1695,62 @@ $$;
 
 -- Called by an idle Worker to know how long it may sleep. No locks. Raises nothing.
 -- Returns milliseconds until the earliest task of the queue is due (0 if one is due), or null.
+-- In a queue with limits, due tasks that the limits hold back do not count as due: then it is
+-- the time until the next task falls due, a lease runs out or a rate window lets one more
+-- start, whichever comes first (a run that ends sends a wake-up of its own).
 create or replace function public.zart_next_run_at(p_queue text, p_task_names text[])
 returns bigint
-language sql stable security definer
+language plpgsql volatile security definer
 set search_path = pg_catalog, pg_temp
 as $$
-    -- The earliest run_at of each name is the first entry of its index range. min() is null
-    -- for an empty queue; greatest() would turn that into 0 ("due now") and an idle worker
-    -- would spin, so the null is kept.
-    select case when min(n.run_at) is null then null
-                else greatest(0, ceil(extract(epoch from (min(n.run_at) - public.zart_current_time()))
-                                      * 1000))::bigint end
-      from (select case when public.zart_tenancy_on() then public.zart_session_tenants() end as tenants) v
-     cross join unnest(p_task_names) as names(task_name)
+declare
+    v_now     timestamptz := public.zart_current_time();
+    v_tenants text[] := case when public.zart_tenancy_on() then public.zart_session_tenants() end;
+    v_next    timestamptz;
+    v_lim     public.zart_queue_limits%rowtype;
+begin
+    -- The earliest run_at of each name and priority is the first entry of its index range.
+    select min(n.run_at) into v_next
+      from public.zart_claim_levels(p_queue, p_task_names, 0) lv
      cross join lateral (
            select t.run_at from public.zart_tasks t
-            where t.queue = p_queue and t.task_name = names.task_name and t.run_at < 'infinity'
-              and (v.tenants is null or t.tenant = any (v.tenants))
+            where t.queue = p_queue and t.task_name = lv.task_name and t.priority = lv.priority
+              and t.run_at < 'infinity'
+              and (v_tenants is null or t.tenant = any (v_tenants))
             order by t.run_at
-            limit 1) n
+            limit 1) n;
+    if v_next <= v_now and public.zart_limits_on() then
+        select * into v_lim from public.zart_queue_limits l where l.queue = p_queue;
+        if found and not exists (select from public.zart_pick_tasks(p_queue, p_task_names, 1, v_now, 0,
+                                                                  false, null, v_tenants, false)) then
+            -- Held back: the next time anything can change without a wake-up.
+            select least(
+                       (select min(n.run_at)
+                          from public.zart_claim_levels(p_queue, p_task_names, 0) lv
+                         cross join lateral (
+                               select t.run_at from public.zart_tasks t
+                                where t.queue = p_queue and t.task_name = lv.task_name
+                                  and t.priority = lv.priority
+                                  and t.run_at > v_now and t.run_at < 'infinity'
+                                  and (v_tenants is null or t.tenant = any (v_tenants))
+                                order by t.run_at
+                                limit 1) n),
+                       (select min(r.started_at) + v_lim.rate_interval_ms * interval '1 millisecond'
+                          from public.zart_limit_runs r
+                         where r.queue = p_queue
+                           and r.started_at > v_now - v_lim.rate_interval_ms * interval '1 millisecond'),
+                       (select min(r.started_at) + v_lim.key_rate_interval_ms * interval '1 millisecond'
+                          from public.zart_limit_runs r
+                         where r.queue = p_queue and r.limit_key is not null
+                           and r.started_at > v_now - v_lim.key_rate_interval_ms * interval '1 millisecond'))
+              into v_next;
+        end if;
+    end if;
+    -- min() is null for an empty queue; greatest() would turn that into 0 ("due now") and an
+    -- idle worker would spin, so the null is kept.
+    return case when v_next is null then null
+                else greatest(0, ceil(extract(epoch from (v_next - v_now)) * 1000))::bigint end;
+end
 $$;
 
 -- Called by the waiting functions after zart_lock_task: returns the wait's open step row, or
@@ -1629,14 +2080,15 @@ begin
       from public.zart_open_wait(p_bucket, p_execution_id, p_name, p_seq, 'child', null,
                                  jsonb_build_object('child_id', p_child_id)) w;
     if v_first then
-        -- In the parent's tenant; no session check: the parent's lease is the authority.
+        -- In the parent's tenant, at the parent's priority; no session check: the parent's
+        -- lease is the authority.
         select st.created into v_created
-          from public.zart_insert_execution(
+          from public.zart_executions e
+         cross join lateral public.zart_insert_execution(
                    public.zart_bucket(p_child_id), p_child_id, p_task_name, p_input, p_queue,
-                   p_execution_id, null,
-                   (select e.tenant from public.zart_executions e
-                     where e.bucket = p_bucket and e.id = p_execution_id),
-                   null, public.zart_payload_limit(), null) st;
+                   p_execution_id, null, e.tenant, null, public.zart_payload_limit(), null,
+                   e.priority, null) st
+         where e.bucket = p_bucket and e.id = p_execution_id;
     end if;
 
     select * into v_child from public.zart_executions e
@@ -2116,6 +2568,98 @@ begin
      where s.id = p_id and (v_tenants is null or s.tenant = any (v_tenants));
     return found;
 end
+$$;
+
+-- Entry point for clients (DurableScheduler::set_queue_limits, `zart limits set`): sets the
+-- limits of p_queue, replacing any it had; every limit null removes them. Limits bind the
+-- whole fleet, so a session limited to some tenants may not set them. Wakes the queue's
+-- workers (NOTIFY zart_work, at commit): looser limits may let claims go. Locks the queue's
+-- limits row. Returns true when the queue now has limits. Raises ZA004 for a bad queue, a
+-- count under 1, a rate without its interval or the reverse, an interval outside 1 ms to 100
+-- years; 42501 for a session limited to tenants.
+create or replace function public.zart_set_queue_limits(
+    p_queue                text,
+    p_max_running          integer default null,
+    p_rate_limit           integer default null,
+    p_rate_interval_ms     bigint default null,
+    p_key_max_running      integer default null,
+    p_key_rate_limit       integer default null,
+    p_key_rate_interval_ms bigint default null
+) returns boolean
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_now timestamptz := public.zart_current_time();
+begin
+    perform public.zart_check_text('queue', p_queue);
+    if public.zart_tenancy_on() and public.zart_session_tenants() is not null then
+        raise exception 'permission denied: queue limits bind every tenant; this session acts for some only'
+            using errcode = '42501';
+    end if;
+    if p_max_running < 1 or p_rate_limit < 1 or p_key_max_running < 1 or p_key_rate_limit < 1 then
+        raise exception 'invalid limit: a count must be at least 1' using errcode = 'ZA004';
+    end if;
+    if (p_rate_limit is null) <> (p_rate_interval_ms is null)
+       or (p_key_rate_limit is null) <> (p_key_rate_interval_ms is null) then
+        raise exception 'invalid limit: a rate needs both a count and an interval' using errcode = 'ZA004';
+    end if;
+    if p_rate_interval_ms not between 1 and 3155760000000
+       or p_key_rate_interval_ms not between 1 and 3155760000000 then
+        raise exception 'invalid limit: a rate interval must be 1 ms to 100 years' using errcode = 'ZA004';
+    end if;
+    perform pg_notify('zart_work', p_queue);
+    if num_nonnulls(p_max_running, p_rate_limit, p_key_max_running, p_key_rate_limit) = 0 then
+        delete from public.zart_queue_limits l where l.queue = p_queue;
+        delete from public.zart_limit_runs r where r.queue = p_queue;
+        return false;
+    end if;
+    insert into public.zart_queue_limits as l
+        (queue, max_running, rate_limit, rate_interval_ms, key_max_running, key_rate_limit,
+         key_rate_interval_ms, updated_at)
+    values (p_queue, p_max_running, p_rate_limit, p_rate_interval_ms, p_key_max_running,
+            p_key_rate_limit, p_key_rate_interval_ms, v_now)
+    on conflict on constraint zart_queue_limits_pkey do update
+       set max_running = excluded.max_running, rate_limit = excluded.rate_limit,
+           rate_interval_ms = excluded.rate_interval_ms,
+           key_max_running = excluded.key_max_running, key_rate_limit = excluded.key_rate_limit,
+           key_rate_interval_ms = excluded.key_rate_interval_ms, updated_at = excluded.updated_at;
+    return true;
+end
+$$;
+
+-- Entry point for every role (DurableScheduler::queue_limits, `zart limits list`): the queues
+-- with limits, with the runs counting against them now (running, and started within the
+-- queue's rate interval). No locks. Raises nothing.
+create or replace function public.zart_list_queue_limits()
+returns table (
+    queue                text,
+    max_running          integer,
+    rate_limit           integer,
+    rate_interval_ms     bigint,
+    key_max_running      integer,
+    key_rate_limit       integer,
+    key_rate_interval_ms bigint,
+    running              integer,
+    started_in_window    integer,
+    updated_at           timestamptz
+)
+language sql stable security definer
+set search_path = pg_catalog, pg_temp
+as $$
+    select l.queue, l.max_running, l.rate_limit, l.rate_interval_ms, l.key_max_running,
+           l.key_rate_limit, l.key_rate_interval_ms,
+           (select count(*) from public.zart_limit_runs r
+             where r.queue = l.queue
+               and public.zart_run_is_running(r.bucket, r.execution_id, r.fence,
+                                              public.zart_current_time()))::integer,
+           (select count(*) from public.zart_limit_runs r
+             where r.queue = l.queue
+               and r.started_at > public.zart_current_time()
+                                  - l.rate_interval_ms * interval '1 millisecond')::integer,
+           l.updated_at
+      from public.zart_queue_limits l
+     order by l.queue
 $$;
 
 -- Entry point for every role (Scheduler::list_schedules): the schedules this session may see,

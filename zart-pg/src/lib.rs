@@ -32,6 +32,7 @@ mod migrate;
 mod notifier;
 mod pool;
 pub mod queries;
+mod queues;
 mod schedules;
 mod tls;
 
@@ -336,6 +337,10 @@ impl Scheduler for PostgresScheduler {
             Some(WakeAt::After(delay)) => (Some(millis(delay)), None),
             Some(WakeAt::At(at)) => (None, Some(at)),
         };
+        let (start_key, start_key_ms, debounce) = match &p.start_key {
+            Some(k) => (Some(k.key.as_str()), Some(millis(k.window)), k.debounce),
+            None => (None, None, false),
+        };
         let rows = self
             .query(
                 if inline.is_some() {
@@ -352,6 +357,11 @@ impl Scheduler for PostgresScheduler {
                     (&p.deadline.map(millis), Type::INT8),
                     (&start_after, Type::INT8),
                     (&start_at, Type::TIMESTAMPTZ),
+                    (&p.priority, Type::INT2),
+                    (&p.limit_key, Type::TEXT),
+                    (&start_key, Type::TEXT),
+                    (&start_key_ms, Type::INT8),
+                    (&debounce, Type::BOOL),
                 ],
                 call,
             )
@@ -362,12 +372,14 @@ impl Scheduler for PostgresScheduler {
         })?;
         let created: bool = row.try_get(0).map_err(|e| from_pg(e, call))?;
         let status: String = row.try_get(1).map_err(|e| from_pg(e, call))?;
+        let id: String = row.try_get(2).map_err(|e| from_pg(e, call))?;
         if created && inline.is_none() {
             self.notify_after_commit(queries::CHANNEL_WORK, &p.queue);
         }
         Ok(StartOutcome {
             created,
             status: ExecutionStatus::parse(&status)?,
+            id,
         })
     }
 
@@ -383,6 +395,7 @@ impl Scheduler for PostgresScheduler {
                     (&p.task_names, Type::TEXT_ARRAY),
                     (&limit, Type::INT4),
                     (&millis(p.lease), Type::INT8),
+                    (&p.oldest_first, Type::BOOL),
                 ],
                 call,
             )
@@ -672,6 +685,18 @@ impl Scheduler for PostgresScheduler {
 
     async fn next_schedule_at(&self, p: NextRunAtParams) -> Result<Option<Duration>, Error> {
         self.pg_next_schedule_at(p).await
+    }
+
+    async fn set_queue_limits(
+        &self,
+        queue: &str,
+        limits: Option<zart::queues::QueueLimits>,
+    ) -> Result<bool, Error> {
+        self.pg_set_queue_limits(queue, limits).await
+    }
+
+    async fn list_queue_limits(&self) -> Result<Vec<zart::queues::QueueLimitsRow>, Error> {
+        self.pg_list_queue_limits().await
     }
 
     async fn heartbeat(&self, p: HeartbeatParams) -> Result<Vec<Lease>, Error> {

@@ -5,16 +5,19 @@
 pub const SCHEMA_VERSION: &str = "select public.zart_schema_version()";
 
 /// `zart_start_execution` with the bucket computed in SQL from the id.
-/// Params: id, task_name, input, queue, parent_id, deadline_ms, start_after_ms, start_at.
-pub const START_EXECUTION: &str = "select created, status \
-     from public.zart_start_execution(public.zart_bucket($1), $1, $2, $3, $4, $5, $6, $7, $8)";
+/// Params: id, task_name, input, queue, parent_id, deadline_ms, start_after_ms, start_at,
+/// priority, limit_key, start_key, start_key_ms, debounce.
+pub const START_EXECUTION: &str = "select created, status, execution_id \
+     from public.zart_start_execution(public.zart_bucket($1), $1, $2, $3, $4, $5, $6, $7, $8, \
+                                      $9, $10, $11, $12, $13)";
 
 /// [`START_EXECUTION`] that also NOTIFYs `zart_work` (payload: the queue) in the same
 /// transaction when it created the execution. Used when no after-commit wake-up is pending, so
 /// a lone start wakes a worker at its own commit, one round trip sooner. Same params.
-pub const START_EXECUTION_NOTIFY: &str = "select s.created, s.status, \
+pub const START_EXECUTION_NOTIFY: &str = "select s.created, s.status, s.execution_id, \
      case when s.created then pg_notify('zart_work', $4) end \
-     from public.zart_start_execution(public.zart_bucket($1), $1, $2, $3, $4, $5, $6, $7, $8) s";
+     from public.zart_start_execution(public.zart_bucket($1), $1, $2, $3, $4, $5, $6, $7, $8, \
+                                      $9, $10, $11, $12, $13) s";
 
 /// The bucketless `zart_start`, as SQL callers and triggers use it (and `zart start`), with a
 /// delayed start given as a time or as a delay on the database clock (both null: at once).
@@ -23,11 +26,21 @@ pub const START: &str = "select public.zart_start($1, $2, $3, $4, \
      coalesce($5::timestamptz, \
               public.zart_current_time() + $6::bigint * interval '1 millisecond'))";
 
-/// `zart_claim_tasks`. Params: worker_id, queue, task_names, limit, lease_ms.
+/// `zart_claim_tasks`. Params: worker_id, queue, task_names, limit, lease_ms, oldest_first.
 pub const CLAIM_TASKS: &str =
     "select bucket, execution_id, task_name, queue, parent_id, fence, attempts, recoveries, input, \
             deadline_in_ms, steps \
-     from public.zart_claim_tasks($1, $2, $3, $4, $5)";
+     from public.zart_claim_tasks($1, $2, $3, $4, $5, null, $6)";
+
+/// `zart_set_queue_limits`. Params: queue, max_running, rate_limit, rate_interval_ms,
+/// key_max_running, key_rate_limit, key_rate_interval_ms.
+pub const SET_QUEUE_LIMITS: &str =
+    "select public.zart_set_queue_limits($1, $2, $3, $4, $5, $6, $7)";
+
+/// `zart_list_queue_limits`.
+pub const LIST_QUEUE_LIMITS: &str = "select queue, max_running, rate_limit, rate_interval_ms, \
+     key_max_running, key_rate_limit, key_rate_interval_ms, running, started_in_window \
+     from public.zart_list_queue_limits()";
 
 /// `zart_commit_step`. Params: bucket, execution_id, fence, name, seq, status, output, error,
 /// attempts.

@@ -598,6 +598,21 @@ impl Scheduler for SqliteScheduler {
             .await
     }
 
+    async fn set_queue_limits(
+        &self,
+        _queue: &str,
+        _limits: Option<zart::queues::QueueLimits>,
+    ) -> Result<bool, Error> {
+        Err(Error::invalid(
+            "queue limits",
+            "TODO(sqlite): not built yet",
+        ))
+    }
+
+    async fn list_queue_limits(&self) -> Result<Vec<zart::queues::QueueLimitsRow>, Error> {
+        Ok(Vec::new())
+    }
+
     fn subscribe(&self) -> broadcast::Receiver<Wakeup> {
         let rx = self.wakeups.subscribe();
         if let Some(probe) = &self.probe {

@@ -38,6 +38,7 @@ fn start(id: &str, input: serde_json::Value) -> StartExecutionParams {
         parent_id: None,
         deadline: None,
         start: None,
+        ..Default::default()
     }
 }
 
@@ -332,6 +333,7 @@ async fn a_write_that_fails_halfway_leaves_nothing_and_spares_its_batch() {
                     task_names: vec!["t".to_owned()],
                     limit: 10,
                     lease: Duration::from_secs(30),
+                    ..Default::default()
                 })
                 .await
         })

@@ -104,6 +104,16 @@ impl Scheduler for Contended {
     async fn next_schedule_at(&self, p: NextRunAtParams) -> Result<Option<Duration>, Error> {
         self.inner.next_schedule_at(p).await
     }
+    async fn set_queue_limits(
+        &self,
+        queue: &str,
+        limits: Option<zart::queues::QueueLimits>,
+    ) -> Result<bool, Error> {
+        self.inner.set_queue_limits(queue, limits).await
+    }
+    async fn list_queue_limits(&self) -> Result<Vec<zart::queues::QueueLimitsRow>, Error> {
+        self.inner.list_queue_limits().await
+    }
     fn subscribe(&self) -> broadcast::Receiver<Wakeup> {
         self.inner.subscribe()
     }

@@ -518,6 +518,7 @@ async fn overlap_skip_skips_a_firing_while_the_last_execution_is_unfinished() {
             task_names: vec![TASK.to_owned()],
             limit: 1,
             lease: LEASE,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -589,6 +590,7 @@ async fn overlap_cancel_previous_cancels_the_last_execution_and_its_children_fir
             task_names: vec![TASK.to_owned()],
             limit: 1,
             lease: LEASE,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -655,6 +657,7 @@ async fn a_fire_time_whose_execution_exists_starts_nothing_and_is_not_an_error()
             parent_id: None,
             deadline: None,
             start: None,
+            ..Default::default()
         })
         .await
         .unwrap();

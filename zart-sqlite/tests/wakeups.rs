@@ -18,6 +18,7 @@ fn start(id: &str) -> StartExecutionParams {
         parent_id: None,
         deadline: None,
         start: None,
+        ..Default::default()
     }
 }
 

@@ -26,6 +26,13 @@ pub struct StartOptions {
     /// A delayed start: the execution is stored now, `scheduled`, and no worker runs it before
     /// this time. `None` starts it at once.
     pub start: Option<WakeAt>,
+    /// Within its queue, claims take higher priorities first; 0 by default. See
+    /// [`StartOptions::with_priority`].
+    pub priority: i16,
+    /// The key the queue's per-key limits count this execution under (see [`crate::queues`]).
+    pub limit_key: Option<String>,
+    /// A dedup or debounce key (see [`StartOptions::with_dedup`]).
+    pub start_key: Option<crate::queues::StartKey>,
 }
 
 impl StartOptions {
@@ -62,6 +69,67 @@ impl StartOptions {
     /// ahead). The time is compared with the database clock.
     pub fn with_start_at(mut self, at: std::time::SystemTime) -> Self {
         self.start = Some(WakeAt::At(at));
+        self
+    }
+
+    /// Claims within the queue take higher priorities first, and the same priority in the
+    /// order the executions fell due. So that no priority starves, every tenth claim of a
+    /// worker takes the longest due tasks whatever their priority. A child runs at its
+    /// parent's priority.
+    ///
+    /// # Examples
+    /// ```
+    /// use zart::StartOptions;
+    ///
+    /// let urgent = StartOptions::new().with_priority(10);
+    /// # assert_eq!(urgent.priority, 10);
+    /// ```
+    pub fn with_priority(mut self, priority: i16) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Counts this execution's runs under `key` for the queue's per-key limits (for example a
+    /// customer id, with at most one run per customer at once); see [`crate::queues`].
+    pub fn with_limit_key(mut self, key: impl Into<String>) -> Self {
+        self.limit_key = Some(key.into());
+        self
+    }
+
+    /// Deduplicates by `key`: for `window` after a start with this key, another start of the
+    /// same task with the same key starts nothing and returns the first execution
+    /// ([`StartOutcome::id`] names it, `created` is false), whatever its id and input. This is
+    /// beside idempotency by id, which holds for ever and needs the same input.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use zart::StartOptions;
+    ///
+    /// // One welcome mail per user per day, however often sign-up is retried.
+    /// let options = StartOptions::new().with_dedup("welcome:user-42", Duration::from_secs(86_400));
+    /// # assert!(options.start_key.is_some());
+    /// ```
+    pub fn with_dedup(mut self, key: impl Into<String>, window: Duration) -> Self {
+        self.start_key = Some(crate::queues::StartKey {
+            key: key.into(),
+            window,
+            debounce: false,
+        });
+        self
+    }
+
+    /// Debounces by `key`: the execution starts `window` after the last start with this key.
+    /// A start while the one the key names has not yet been claimed by a worker replaces its
+    /// input and moves its start to `window` from now, and returns it; once it was claimed,
+    /// the next start with the key creates a new execution. Cannot be combined with a delay
+    /// or start time.
+    pub fn with_debounce(mut self, key: impl Into<String>, window: Duration) -> Self {
+        self.start_key = Some(crate::queues::StartKey {
+            key: key.into(),
+            window,
+            debounce: true,
+        });
         self
     }
 }
@@ -215,6 +283,18 @@ impl<S: Scheduler> DurableScheduler<S> {
             }
             None => {}
         }
+        if let Some(key) = &options.start_key {
+            key.validate()?;
+            if key.debounce && options.start.is_some() {
+                return Err(Error::invalid(
+                    "start",
+                    "a debounced start begins when its window ends; give no delay or start time",
+                ));
+            }
+        }
+        if let Some(key) = &options.limit_key {
+            check_name("limit key", key)?;
+        }
         check_name("execution id", id)?;
         check_name("task name", task)?;
         check_name("queue", &self.queue)?;
@@ -235,6 +315,9 @@ impl<S: Scheduler> DurableScheduler<S> {
                 parent_id: None,
                 deadline: options.deadline,
                 start: options.start,
+                priority: options.priority,
+                limit_key: options.limit_key,
+                start_key: options.start_key,
             })
             .await?;
         if outcome.created {
@@ -366,6 +449,57 @@ impl<S: Scheduler> DurableScheduler<S> {
         check_payload("input", &schedule.input, self.max_payload_bytes)?;
         self.ensure_schema().await?;
         self.scheduler.upsert_schedule(schedule).await
+    }
+
+    /// Sets the limits of `queue` for the whole fleet, replacing any it had (see
+    /// [`crate::queues`]); empty limits remove them. Returns true when the queue now has
+    /// limits.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use zart::{DurableScheduler, Scheduler};
+    /// # async fn example<S: Scheduler>(durable: DurableScheduler<S>) -> Result<(), zart::Error> {
+    /// use zart::queues::{QueueLimits, Rate};
+    ///
+    /// durable
+    ///     .set_queue_limits("partner-api", QueueLimits::new().with_max_running(4).with_rate(Rate::new(10, Duration::from_secs(1))))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a bad queue name or limits
+    /// ([`crate::queues::QueueLimits::validate`]).
+    pub async fn set_queue_limits(
+        &self,
+        queue: &str,
+        limits: crate::queues::QueueLimits,
+    ) -> Result<bool, Error> {
+        check_name("queue", queue)?;
+        limits.validate()?;
+        self.ensure_schema().await?;
+        let limits = (!limits.is_empty()).then_some(limits);
+        self.scheduler.set_queue_limits(queue, limits).await
+    }
+
+    /// Removes the limits of `queue`; returns false (as it always does).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a bad queue name.
+    pub async fn clear_queue_limits(&self, queue: &str) -> Result<bool, Error> {
+        check_name("queue", queue)?;
+        self.ensure_schema().await?;
+        self.scheduler.set_queue_limits(queue, None).await
+    }
+
+    /// Every queue with limits, with the runs counting against them now.
+    ///
+    /// # Errors
+    /// Only the transient and database errors of every call.
+    pub async fn queue_limits(&self) -> Result<Vec<crate::queues::QueueLimitsRow>, Error> {
+        self.ensure_schema().await?;
+        self.scheduler.list_queue_limits().await
     }
 
     /// Pauses a schedule: it does not fire until resumed.

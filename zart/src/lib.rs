@@ -65,6 +65,7 @@ pub mod group_commit;
 mod handler;
 pub mod limits;
 mod log;
+pub mod queues;
 pub mod reference;
 mod registry;
 pub mod retention;

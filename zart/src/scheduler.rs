@@ -340,6 +340,28 @@ pub trait Scheduler: Send + Sync + 'static {
     /// Only the transient and database errors of every call.
     async fn next_schedule_at(&self, params: NextRunAtParams) -> Result<Option<Duration>, Error>;
 
+    /// Sets the limits of `queue`, replacing any it had; `None` (or empty limits) removes them
+    /// (`zart_set_queue_limits`). Returns true when the queue now has limits. Workers of the
+    /// queue are woken. Not fenced (an operator's act). The limits bind runs claimed from then
+    /// on; see [`crate::queues`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a bad queue name or limits that fail
+    /// [`crate::queues::QueueLimits::validate`]; zart-pg refuses a session limited to some
+    /// tenants (limits bind every tenant).
+    async fn set_queue_limits(
+        &self,
+        queue: &str,
+        limits: Option<crate::queues::QueueLimits>,
+    ) -> Result<bool, Error>;
+
+    /// Every queue with limits, by name, with the runs counting against them now
+    /// (`zart_list_queue_limits`). Reads only.
+    ///
+    /// # Errors
+    /// Only the transient and database errors of every call.
+    async fn list_queue_limits(&self) -> Result<Vec<crate::queues::QueueLimitsRow>, Error>;
+
     /// Subscribes to wake-ups (new work, timers, finished executions) from this backend.
     ///
     /// Wake-ups are hints, sent after the change they announce is stored: a subscriber looks
@@ -424,6 +446,16 @@ impl<T: Scheduler + ?Sized> Scheduler for Arc<T> {
     }
     async fn next_schedule_at(&self, params: NextRunAtParams) -> Result<Option<Duration>, Error> {
         (**self).next_schedule_at(params).await
+    }
+    async fn set_queue_limits(
+        &self,
+        queue: &str,
+        limits: Option<crate::queues::QueueLimits>,
+    ) -> Result<bool, Error> {
+        (**self).set_queue_limits(queue, limits).await
+    }
+    async fn list_queue_limits(&self) -> Result<Vec<crate::queues::QueueLimitsRow>, Error> {
+        (**self).list_queue_limits().await
     }
     fn subscribe(&self) -> broadcast::Receiver<Wakeup> {
         (**self).subscribe()
@@ -560,8 +592,8 @@ pub struct Lease {
     pub fence: i64,
 }
 
-/// Arguments of [`Scheduler::start_execution`].
-#[derive(Debug, Clone)]
+/// Arguments of [`Scheduler::start_execution`]. `..Default::default()` fills the options.
+#[derive(Debug, Clone, Default)]
 pub struct StartExecutionParams {
     /// The execution id (idempotency key).
     pub id: String,
@@ -578,19 +610,28 @@ pub struct StartExecutionParams {
     /// When it starts: `None` at once; a delay (by the backend's clock) or a time. A time
     /// already past means at once.
     pub start: Option<WakeAt>,
+    /// Claims within the queue take higher priorities first (default 0).
+    pub priority: i16,
+    /// The key the queue's per-key limits count this execution under.
+    pub limit_key: Option<String>,
+    /// A dedup or debounce key (see [`crate::queues::StartKey`]).
+    pub start_key: Option<crate::queues::StartKey>,
 }
 
 /// What [`Scheduler::start_execution`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartOutcome {
-    /// True if this call created the execution; false if it already existed (same input).
+    /// True if this call created the execution; false if it already existed (same input), or
+    /// a start key named another one.
     pub created: bool,
     /// The execution's status after the call.
     pub status: crate::ExecutionStatus,
+    /// The execution the start refers to: the id asked for, or the one a start key named.
+    pub id: String,
 }
 
-/// Arguments of [`Scheduler::claim_tasks`].
-#[derive(Debug, Clone)]
+/// Arguments of [`Scheduler::claim_tasks`]. `..Default::default()` fills `oldest_first`.
+#[derive(Debug, Clone, Default)]
 pub struct ClaimTasksParams {
     /// Who claims (recorded as the lease owner).
     pub worker_id: String,
@@ -602,6 +643,9 @@ pub struct ClaimTasksParams {
     pub limit: u32,
     /// How long the lease lasts unless renewed.
     pub lease: Duration,
+    /// Take the longest due tasks first whatever their priority (a worker's every tenth
+    /// claim), so low priorities do not starve.
+    pub oldest_first: bool,
 }
 
 /// A step row recorded before the claim (a result, an attempt in back-off, an open or ended

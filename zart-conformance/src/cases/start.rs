@@ -17,6 +17,7 @@ fn params(id: &str, task: &str, input: serde_json::Value) -> StartExecutionParam
         parent_id: None,
         deadline: None,
         start: None,
+        ..Default::default()
     }
 }
 

@@ -142,6 +142,7 @@ pub(super) fn insert_execution(
         return Ok(StartOutcome {
             created: true,
             status: ExecutionStatus::Scheduled,
+            id: e.id.to_owned(),
         });
     }
     let existing = tx
@@ -211,5 +212,6 @@ pub(super) fn insert_execution(
     Ok(StartOutcome {
         created: false,
         status: ExecutionStatus::parse(&status)?,
+        id: e.id.to_owned(),
     })
 }

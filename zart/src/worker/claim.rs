@@ -100,6 +100,7 @@ impl Core {
     /// Claims up to `free` tasks and starts them; returns how many were claimed.
     async fn claim(&mut self, free: usize) -> Result<usize, Error> {
         let started = Instant::now();
+        self.claims += 1;
         let tasks = self
             .scheduler
             .claim_tasks(ClaimTasksParams {
@@ -108,6 +109,7 @@ impl Core {
                 task_names: self.task_names.clone(),
                 limit: u32::try_from(free).unwrap_or(u32::MAX),
                 lease: self.config.lease_duration,
+                oldest_first: self.claims % super::OLDEST_FIRST_EVERY == 0,
             })
             .instrument(tracing::debug_span!("zart.worker.claim", limit = free))
             .await?;

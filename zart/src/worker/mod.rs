@@ -162,6 +162,7 @@ impl<S: Scheduler> Worker<S> {
             task_names: self.registry.task_names(),
             running,
             ended: mpsc::unbounded_channel(),
+            claims: 0,
         };
         core.claim_loop(&mut shutdown_rx).await;
         if let Some(retention) = &retention {
@@ -223,4 +224,10 @@ struct Core {
         mpsc::UnboundedSender<RunEnded>,
         mpsc::UnboundedReceiver<RunEnded>,
     ),
+    /// Claims made so far: every [`OLDEST_FIRST_EVERY`]th takes the oldest due tasks.
+    claims: u64,
 }
+
+/// One claim in this many takes the longest due tasks whatever their priority, so that no
+/// priority starves (docs/scheduling.md).
+pub(crate) const OLDEST_FIRST_EVERY: u64 = 10;

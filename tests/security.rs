@@ -113,8 +113,8 @@ pub const MUTANTS: &[(&str, &str, &str, &str)] = &[
     (
         "claim-ignores-tenant",
         "tenants_cannot_see_signal_cancel_or_parent_each_other",
-        "                      and (v_tenants is null or t.tenant = any (v_tenants))\n                    order by t.run_at",
-        "                    order by t.run_at",
+        "                       and (v_tenants is null or t.tenant = any (v_tenants))\n                     order by t.run_at",
+        "                     order by t.run_at",
     ),
 ];
 
@@ -301,7 +301,7 @@ async fn the_client_role_cannot_write_a_table_or_reach_past_its_entry_points() {
             "select zart_commit_step(zart_bucket('asleep'), 'asleep', 1, 'x', 1, 'completed', '1', null, 1)",
             "select zart_complete_execution(zart_bucket('asleep'), 'asleep', 1, 'completed', '1', null)",
             "select * from zart_open_wait(zart_bucket('asleep'), 'asleep', 'x', 1, 'sleep', now(), null)",
-            "select * from zart_insert_execution(zart_bucket('i'), 'i', 'alpha', '{}', 'default', null, null, null, null, null, null)",
+            "select * from zart_insert_execution(zart_bucket('i'), 'i', 'alpha', '{}', 'default', null, null, null, null, null, null, null, null)",
             "select * from zart_cancel_tree(array[zart_bucket('asleep')], array['asleep'], true)",
             // The owner's settings, tenants and clock.
             "update zart_settings set max_payload_bytes = 1000000000",
@@ -455,7 +455,7 @@ async fn the_worker_role_changes_nothing_it_holds_no_lease_on() {
             "select zart_suspend(zart_bucket('other'), 'other', 0, now(), 'sleeping', 'sleep', 'nap')",
             "select * from zart_open_wait(zart_bucket('other'), 'other', 'x', 1, 'sleep', now(), null)",
             "select * from zart_take_event(zart_bucket('other'), 'other', 'event:go', 'go', null, now())",
-            "select * from zart_insert_execution(zart_bucket('i'), 'i', 'alpha', '{}', 'default', null, null, null, null, null, null)",
+            "select * from zart_insert_execution(zart_bucket('i'), 'i', 'alpha', '{}', 'default', null, null, null, null, null, null, null, null)",
             "select * from zart_cancel_tree(array[zart_bucket('other')], array['other'], true)",
             "select zart_lock_task(zart_bucket('other'), 'other', 0)",
             "select zart_start('top-level', 'alpha')",
@@ -464,6 +464,8 @@ async fn the_worker_role_changes_nothing_it_holds_no_lease_on() {
             "select zart_send_event(zart_bucket('asleep'), 'asleep', 'go', '1')",
             "select zart_cancel('other')",
             "select zart_retry('other')",
+            "select zart_set_queue_limits('default', 1)",
+            "select * from zart_pick_tasks('default', array['alpha'], 1, now(), 0, false, null, null, true)",
             "update zart_executions set status = 'completed' where id = 'other'",
             "update zart_tasks set run_at = now() where execution_id = 'asleep'",
             "insert into zart_steps (bucket, execution_id, name, seq, status, attempts, created_at, updated_at)
@@ -1132,6 +1134,22 @@ async fn tenants_cannot_see_signal_cancel_or_parent_each_other() {
         .batch_execute("select zart_start('xb', 'alpha', '{\"secret\": \"of b\"}')")
         .await
         .unwrap();
+    // Dedup keys are per tenant: B's start with A's key is B's own execution.
+    for (client, id) in [(&client_a, "ka"), (&client_b, "kb")] {
+        let created: bool = client
+            .query_one(
+                "select zart_start($1, 'alpha', '{}', p_start_key => 'shared', p_start_key_ms => 60000)",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(created, "{id}: a key of another tenant names nothing here");
+    }
+    admin
+        .batch_execute("select zart_cancel('ka'); select zart_cancel('kb'); delete from zart_executions where id in ('ka', 'kb')")
+        .await
+        .unwrap();
     let tenants: Vec<(String, Option<String>)> = admin
         .query("select id, tenant from zart_executions order by id", &[])
         .await
@@ -1180,6 +1198,11 @@ async fn tenants_cannot_see_signal_cancel_or_parent_each_other() {
             "execution \"xa\" already exists under a tenant this session cannot see",
         ),
         ("set zart.tenant = 'a'; select zart_start('as-a', 'alpha')", "42501", "tenant \"a\" is not granted to role \"ROLE\""),
+        (
+            "select zart_set_queue_limits('default', 1)",
+            "42501",
+            "permission denied: queue limits bind every tenant; this session acts for some only",
+        ),
     ] {
         let message = message.replace("ROLE", &logins.name("client_b"));
         assert_eq!(refused(&client_b, sql).await, (code.to_owned(), message), "{sql}");

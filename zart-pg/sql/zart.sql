@@ -2811,7 +2811,8 @@ begin
             select st.created into v_created
               from public.zart_insert_execution(public.zart_bucket(v_id), v_id, v_s.task_name,
                                                 v_s.input, v_s.queue, null, null, v_s.tenant, null,
-                                                public.zart_payload_limit(), null) st;
+                                                public.zart_payload_limit(), null, 0::smallint,
+                                                null) st;
         exception when sqlstate 'ZA003' then
             -- The id exists with another input (the schedule's input changed after it fired):
             -- that firing happened; it is not started again.

@@ -35,6 +35,7 @@ pub const CLIENT_ENTRY_POINTS: &[&str] = &[
     "zart_schedule",
     "zart_pause_schedule",
     "zart_delete_schedule",
+    "zart_set_queue_limits",
 ];
 
 /// The entry points only a worker calls (`zart_worker`'s grants in `sql/roles.sql`).

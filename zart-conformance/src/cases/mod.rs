@@ -10,6 +10,7 @@ mod claims;
 mod deadlines;
 mod events;
 mod leases;
+mod limits;
 mod replay;
 mod retention;
 mod retries;
@@ -17,6 +18,7 @@ mod retry;
 mod schedules;
 mod sleeps;
 mod start;
+mod start_keys;
 mod versioning;
 mod wait;
 
@@ -26,6 +28,7 @@ pub use claims::*;
 pub use deadlines::*;
 pub use events::*;
 pub use leases::*;
+pub use limits::*;
 pub use replay::*;
 pub use retention::*;
 pub use retries::*;
@@ -33,6 +36,7 @@ pub use retry::*;
 pub use schedules::*;
 pub use sleeps::*;
 pub use start::*;
+pub use start_keys::*;
 pub use versioning::*;
 pub use wait::*;
 
@@ -48,11 +52,19 @@ macro_rules! __for_each_case {
             start_with_another_task_is_a_conflict,
             start_of_a_finished_execution_returns_it,
             a_delayed_start_runs_at_its_time,
+            a_dedup_key_returns_the_first_execution_within_its_window,
+            a_debounce_key_runs_the_last_input_once_quiet,
             // claims
             claims_take_only_due_tasks_of_the_names_asked_for,
             a_claim_returns_the_recorded_steps_for_replay,
             a_final_step_result_is_recorded_once,
             next_run_at_reports_the_earliest_due_task,
+            // priorities and limits
+            higher_priorities_are_claimed_first_fifo_within_one,
+            a_concurrency_limit_holds_claims_back_until_a_run_ends,
+            a_rate_limit_lets_runs_start_per_interval,
+            per_key_limits_pass_over_a_busy_key,
+            queue_limits_are_set_listed_and_removed,
             // replay
             replay_skips_recorded_steps,
             a_run_whose_lease_expired_is_resumed_without_rerunning_steps,

@@ -349,6 +349,42 @@ impl TaskHandler for Poison {
     }
 }
 
+/// Input of [`Held`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeldInput {
+    /// How long each run holds, in milliseconds.
+    pub ms: u64,
+}
+
+/// Records `enter` when a run begins and `exit` just before it returns (side-effect rows, on
+/// the database clock), holding `ms` in between: every run of the handler is an interval, so a
+/// test can count how many ran at once across processes.
+pub struct Held {
+    pub pool: deadpool_postgres::Pool,
+}
+
+#[async_trait]
+impl TaskHandler for Held {
+    type Data = HeldInput;
+    type Output = ();
+
+    async fn run(
+        &self,
+        ctx: &mut TaskContext<impl Scheduler>,
+        data: HeldInput,
+    ) -> Result<(), TaskError> {
+        let id = ctx.execution_id().to_owned();
+        record_side_effect(&self.pool, &id, "enter")
+            .await
+            .map_err(|e| TaskError::from(zart::AppError::new("side_effect", e.to_string())))?;
+        tokio::time::sleep(Duration::from_millis(data.ms)).await;
+        record_side_effect(&self.pool, &id, "exit")
+            .await
+            .map_err(|e| TaskError::from(zart::AppError::new("side_effect", e.to_string())))?;
+        Ok(())
+    }
+}
+
 /// The registry of every test task. `pool` reaches the database the side effects go to.
 pub fn registry(pool: deadpool_postgres::Pool) -> TaskRegistry {
     let mut registry = TaskRegistry::new();
@@ -366,6 +402,8 @@ pub fn registry(pool: deadpool_postgres::Pool) -> TaskRegistry {
         .register("approver", Approver { pool: pool.clone() })
         .unwrap()
         .register("poison", Poison)
+        .unwrap()
+        .register("held", Held { pool: pool.clone() })
         .unwrap()
         .register("billing", Billing { pool })
         .unwrap();

@@ -15,12 +15,22 @@ const PROCESSES: usize = 3;
 
 /// Starts `n` executions of `held` (each run holding `ms`), the i-th under limit key
 /// `key(i)`.
-async fn start_held(client: &Client, prefix: &str, n: usize, ms: u64, key: impl Fn(usize) -> Option<String>) {
+async fn start_held(
+    client: &Client,
+    prefix: &str,
+    n: usize,
+    ms: u64,
+    key: impl Fn(usize) -> Option<String>,
+) {
     for i in 0..n {
         client
             .execute(
                 "select zart_start($1, 'held', $2, p_limit_key => $3)",
-                &[&format!("{prefix}-{i}"), &serde_json::json!({ "ms": ms }), &key(i)],
+                &[
+                    &format!("{prefix}-{i}"),
+                    &serde_json::json!({ "ms": ms }),
+                    &key(i),
+                ],
             )
             .await
             .unwrap();
@@ -44,9 +54,14 @@ async fn runs(client: &Client, prefix: &str) -> Vec<(String, i64, i64)> {
     for row in rows {
         let (id, step, at): (String, String, i64) = (row.get(0), row.get(1), row.get(2));
         if step == "enter" {
-            assert!(open.insert(id.clone(), at).is_none(), "{id} entered twice at once");
+            assert!(
+                open.insert(id.clone(), at).is_none(),
+                "{id} entered twice at once"
+            );
         } else {
-            let entered = open.remove(&id).unwrap_or_else(|| panic!("{id} exited unentered"));
+            let entered = open
+                .remove(&id)
+                .unwrap_or_else(|| panic!("{id} exited unentered"));
             done.push((id, entered, at));
         }
     }
@@ -98,7 +113,9 @@ async fn a_queue_limit_holds_across_three_worker_processes() {
     client.batch_execute(tasks::SETUP_SQL).await.unwrap();
     // Each process could run 8 at once (24 in all); the queue allows 3, and 2 per key.
     client
-        .batch_execute("select zart_set_queue_limits('default', p_max_running => 3, p_key_max_running => 2)")
+        .batch_execute(
+            "select zart_set_queue_limits('default', p_max_running => 3, p_key_max_running => 2)",
+        )
         .await
         .unwrap();
     let mut workers = Vec::new();
@@ -117,18 +134,30 @@ async fn a_queue_limit_holds_across_three_worker_processes() {
     );
 
     // Per key: 4 customers, 6 executions each; at most 2 of a customer at once, 3 in all.
-    start_held(&client, "k", 24, 60, |i| Some(format!("customer-{}", i % 4))).await;
+    start_held(&client, "k", 24, 60, |i| {
+        Some(format!("customer-{}", i % 4))
+    })
+    .await;
     all_completed(&client, "k", 24).await;
     let key_runs = runs(&client, "k").await;
-    assert_eq!(most_at_once(key_runs.iter()), 3, "the queue's limit still holds");
+    assert_eq!(
+        most_at_once(key_runs.iter()),
+        3,
+        "the queue's limit still holds"
+    );
     for customer in 0..4 {
         let theirs: Vec<_> = key_runs
             .iter()
-            .filter(|(id, _, _)| id.trim_start_matches("k-").parse::<usize>().unwrap() % 4 == customer)
+            .filter(|(id, _, _)| {
+                id.trim_start_matches("k-").parse::<usize>().unwrap() % 4 == customer
+            })
             .cloned()
             .collect();
         assert_eq!(theirs.len(), 6);
-        assert!(most_at_once(theirs.iter()) <= 2, "customer-{customer}: {theirs:?}");
+        assert!(
+            most_at_once(theirs.iter()) <= 2,
+            "customer-{customer}: {theirs:?}"
+        );
     }
     drop(workers);
 }

@@ -108,7 +108,22 @@ impl TaskHandler for NoOp {
 /// # Errors
 /// When a statement fails.
 pub async fn prefill(client: &Client, task: &str, count: u32, steps: u32) -> Result<()> {
-    start_many(client, task, steps, 1, count).await?;
+    prefill_at_priorities(client, task, count, steps, 1).await
+}
+
+/// [`prefill`] with the executions spread over `levels` priorities (0 to `levels - 1`, in
+/// turn).
+///
+/// # Errors
+/// When a statement fails.
+pub async fn prefill_at_priorities(
+    client: &Client,
+    task: &str,
+    count: u32,
+    steps: u32,
+    levels: i16,
+) -> Result<()> {
+    start_many_at(client, task, steps, 1, count, levels).await?;
     client
         .batch_execute("vacuum analyze")
         .await
@@ -128,17 +143,31 @@ pub async fn start_many(
     from: i64,
     count: u32,
 ) -> Result<()> {
+    start_many_at(client, task, steps, from, count, 1).await
+}
+
+/// [`start_many`] at `levels` priorities in turn (0 to `levels - 1`).
+async fn start_many_at(
+    client: &Client,
+    task: &str,
+    steps: u32,
+    from: i64,
+    count: u32,
+    levels: i16,
+) -> Result<()> {
     client
         .execute(
             "select public.zart_start_execution(public.zart_bucket(id), id, $1, to_jsonb($2::int),
-                                                'default', null, null)
-               from (select $1 || '-' || g as id
+                                                'default', null, null,
+                                                p_priority => (g % $5::int2)::int2)
+               from (select $1 || '-' || g as id, g
                        from generate_series($3::int8, $3::int8 + $4::int8 - 1) g) ids",
             &[
                 &task,
                 &i32::try_from(steps).unwrap_or(i32::MAX),
                 &from,
                 &i64::from(count),
+                &levels.max(1),
             ],
         )
         .await

@@ -49,9 +49,9 @@ use zart_benches::{raw, retention, throughput, workflow};
 const TOP: i64 = 12;
 
 /// Every figure, in the order a run measures them.
-const FIGURES: [&str; 17] = [
-    "c", "u", "b", "f", "z1", "z1t", "z2", "z2t", "z3", "z8", "z4", "z5", "zc", "z6", "z7", "zr",
-    "zs",
+const FIGURES: [&str; 18] = [
+    "c", "u", "b", "f", "z1", "z1t", "z2", "z2p", "z2t", "z3", "z8", "z4", "z5", "zc", "z6", "z7",
+    "zr", "zs",
 ];
 
 /// Command-line options.
@@ -69,7 +69,8 @@ struct Args {
     /// PostgreSQL server; a scratch database `zart_load_<pid>` is created and dropped on it.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, required = true)]
     database_url: Option<String>,
-    /// Run only these figures (comma-separated: c,u,b,f,z1,z1t,z2,z2t,z3,...,z8; z1t and z2t
+    /// Run only these figures (comma-separated: c,u,b,f,z1,z1t,z2,z2p,z2t,z3,...,z8; z2p is Z2
+    /// with 4 priorities and a concurrency limit that never binds; z1t and z2t
     /// are Z1 and Z2 as logins made for the run, tenancy off then on). Ratios to a baseline
     /// that was not run show as n/a.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
@@ -430,6 +431,7 @@ struct Results {
     z1t: Option<(f64, f64)>,
     /// Z2t: executions/s drained by the worker login, tenancy off and on.
     z2t: Option<(f64, f64)>,
+    z2p: Option<f64>,
     counts: Vec<PhaseCounts>,
     top: BTreeMap<&'static str, Vec<TopStatement>>,
     sizes: Vec<RelationSize>,
@@ -800,6 +802,59 @@ async fn measure(
         r.z2 = Some(drained.rate);
         r.counts.push(PhaseCounts::new(
             "z2",
+            "execution",
+            count.into(),
+            1,
+            drained.delta,
+        ));
+    }
+    if plan.has("z2p") {
+        // Z2 with what priorities and limits cost when they never bind: four priorities, and
+        // a concurrency limit far above the worker's slots (each claim takes the limited
+        // path: the queue's limits row, the run bookkeeping).
+        let task = "z2p-noop1";
+        drain::prefill_at_priorities(watcher.client(), task, count, 1, 4).await?;
+        watcher
+            .client()
+            .batch_execute(
+                "select public.zart_set_queue_limits('default', p_max_running => 1000000)",
+            )
+            .await
+            .context("setting a queue limit for Z2p")?;
+        let bar = Bar::new(
+            bars,
+            count.into(),
+            "Z2p",
+            "drain, 4 priorities, a limit that never binds",
+        );
+        let drained = drain::drain(
+            &config,
+            &mut watcher,
+            task,
+            None,
+            count,
+            plan.concurrency,
+            &bar,
+        )
+        .await?;
+        watcher
+            .client()
+            .batch_execute("select public.zart_set_queue_limits('default')")
+            .await
+            .context("removing Z2p's queue limit")?;
+        r.top.insert("z2p", watcher.top_statements(TOP).await?);
+        say(
+            &bar,
+            format!(
+                "Z2p drain, one-step no-op, 4 priorities, concurrency limit 1,000,000: {} in {:.2} s{}",
+                format_value(drained.rate, "executions/s"),
+                drained.elapsed.as_secs_f64(),
+                r.z2.map_or_else(String::new, |z2| format!("; / Z2 = {:.2}×", drained.rate / z2))
+            ),
+        );
+        r.z2p = Some(drained.rate);
+        r.counts.push(PhaseCounts::new(
+            "z2p",
             "execution",
             count.into(),
             1,
@@ -1420,6 +1475,18 @@ fn metrics(plan: &Plan, r: &Results) -> Vec<Metric> {
             Metric::new("z2", "drain, one-step no-op, 1 worker", z2, "executions/s")
                 .against("B", r.b)
                 .at_least(0.4, Some(0.55)),
+        );
+    }
+    if let Some(z2p) = r.z2p {
+        m.push(
+            Metric::new(
+                "z2p",
+                "drain, one-step no-op, 4 priorities, a concurrency limit that never binds",
+                z2p,
+                "executions/s",
+            )
+            .against("Z2", r.z2)
+            .at_least(0.9, None),
         );
     }
     if let Some((off, on)) = r.z2t {

@@ -59,8 +59,8 @@
 --   zart_insert_execution(..)    inserts an execution and its task row once; conflict rules
 --   zart_start_key(..)           a dedup or debounce key: the execution it names, or renews it
 --   zart_claim_levels(..)        the (task name, priority) pairs of a queue, in claim order
---   zart_pick_tasks(..)          picks due tasks under queue limits or oldest first (locks with p_lock)
---   zart_run_is_running(..)      whether a run counted against a limit still runs
+--   zart_pick_tasks(..)          picks due tasks under per-key limits or oldest first (locks with p_lock)
+--   zart_limit_counts(..)        the runs counting against a queue's limits (deletes stale ones)
 --   zart_limit_freed(..)         wakes a limited queue's workers when a run ends
 --   zart_fence_code(..)          why a fenced write failed: ZA001 (cancelled) or ZA002 (lease lost)
 --   zart_raise_fence(..)         raises ZA001 (cancelled) or ZA002 (lease lost)
@@ -823,99 +823,88 @@ language sql stable as $$
      order by l.priority desc, l.turn
 $$;
 
--- Called by zart_pick_tasks and zart_next_run_at: whether a run recorded in zart_limit_runs is
--- still running at p_now (its task row holds the run's fence, claimed, lease not expired).
--- No locks. Raises nothing.
-create or replace function public.zart_run_is_running(
-    p_bucket smallint, p_execution_id text, p_fence bigint, p_now timestamptz
-) returns boolean
-language sql stable as $$
-    select exists (select 1 from public.zart_tasks t
-                    where t.bucket = p_bucket and t.execution_id = p_execution_id
-                      and t.fence = p_fence and t.locked_by is not null and t.run_at > p_now)
+-- Called by zart_claim_tasks (p_gc), zart_next_run_at and zart_list_queue_limits: what counts
+-- against p_queue's limits at p_now, in one pass over its runs (one probe of zart_tasks each:
+-- a run is running while its task row holds its fence, claimed, lease not expired). One row
+-- with total true for the queue, and one per limit key: the runs running, started within
+-- p_rate_ms, and started within p_key_rate_ms (null: none). With p_gc, first deletes the runs
+-- that count no more: not running, and started before both intervals; the caller then holds
+-- the queue's limits row. Raises nothing.
+create or replace function public.zart_limit_counts(
+    p_queue       text,
+    p_rate_ms     bigint,
+    p_key_rate_ms bigint,
+    p_now         timestamptz,
+    p_gc          boolean
+) returns table (limit_key text, total boolean, running integer, in_rate integer, in_key_rate integer)
+language sql volatile as $$
+    with r as materialized (
+        select r.ctid, r.limit_key, r.started_at,
+               exists (select 1 from public.zart_tasks t
+                        where t.bucket = r.bucket and t.execution_id = r.execution_id
+                          and t.fence = r.fence and t.locked_by is not null
+                          and t.run_at > p_now) as running
+          from public.zart_limit_runs r
+         where r.queue = p_queue
+    ), gone as (
+        -- By ctid: the caller holds the queue's limits row, so no one else changes these rows.
+        delete from public.zart_limit_runs d
+         where p_gc
+           and d.ctid = any (array(
+                   select r.ctid from r
+                    where not r.running
+                      and r.started_at <= p_now - coalesce(greatest(p_rate_ms, p_key_rate_ms), 0)
+                                                  * interval '1 millisecond'))
+    )
+    select r.limit_key, grouping(r.limit_key) = 1,
+           (count(*) filter (where r.running))::integer,
+           (count(*) filter (where r.started_at > p_now - p_rate_ms * interval '1 millisecond'))::integer,
+           (count(*) filter (where r.started_at > p_now - p_key_rate_ms * interval '1 millisecond'))::integer
+      from r
+     group by grouping sets ((), (r.limit_key))
 $$;
 
 -- Called by zart_claim_tasks (p_lock) and zart_next_run_at (not p_lock): the due tasks a claim
--- of up to p_limit takes where it cannot take them simply in order, that is in a queue with
--- limits (zart_queue_limits) or on an oldest-first claim. Candidates come in claim order
--- (priority, then the names' turn, then run_at) or, oldest first, by run_at across priorities
--- (from the first 1000 due of each name and priority). In a limited queue, picking stops at
--- the queue's limits, and a candidate whose limit key is at its own limits is passed over.
--- With p_lock: locks the queue's limits row (FOR UPDATE: the claims of one limited queue take
--- turns), deletes the runs that count no more, locks each picked task row (FOR UPDATE SKIP
--- LOCKED), draws its fence and records the run in zart_limit_runs. Without: no locks, nothing
--- written (what a claim could take now). Raises nothing.
+-- of up to p_limit takes where it cannot take them simply in order: on an oldest-first claim,
+-- or in a queue with limits per key (p_key_max_running, p_key_rate_limit; p_running and
+-- p_recent map each key to its runs running and started within the key rate interval, from
+-- zart_limit_counts; p_limit is then what the queue's own limits allow). Candidates come in
+-- claim order (priority, then the names' turn, then run_at) or, oldest first, by run_at across
+-- priorities (from the first 1000 due of each name and priority). A candidate whose limit key
+-- is at its limits (counting the ones picked here too) is passed over. With p_lock: locks each picked task row (FOR UPDATE SKIP LOCKED; the caller
+-- holds the queue's limits row). Without: no locks (what a claim could take now). Raises
+-- nothing.
 create or replace function public.zart_pick_tasks(
-    p_queue        text,
-    p_task_names   text[],
-    p_limit        integer,
-    p_now          timestamptz,
-    p_first        integer,
-    p_oldest_first boolean,
-    p_buckets      smallint[],
-    p_tenants      text[],
-    p_lock         boolean
-) returns table (bucket smallint, execution_id text, fence bigint)
+    p_queue                text,
+    p_task_names           text[],
+    p_limit                integer,
+    p_now                  timestamptz,
+    p_first                integer,
+    p_oldest_first         boolean,
+    p_buckets              smallint[],
+    p_tenants              text[],
+    p_lock                 boolean,
+    p_key_max_running      integer,
+    p_key_rate_limit       integer,
+    p_running              jsonb,
+    p_recent               jsonb
+) returns table (bucket smallint, execution_id text)
 language plpgsql volatile
 set enable_hashjoin = off
 set enable_mergejoin = off
 as $$
 #variable_conflict use_column
 declare
-    v_lim     public.zart_queue_limits%rowtype;
-    v_allowed integer := p_limit;
-    v_window  interval;
-    v_running jsonb := '{}';
-    v_recent  jsonb := '{}';
+    v_keyed   boolean := p_key_max_running is not null or p_key_rate_limit is not null;
+    v_running jsonb := coalesce(p_running, '{}');
+    v_recent  jsonb := coalesce(p_recent, '{}');
     v_cur     refcursor;
     v_cand    record;
     v_n       integer := 0;
-    v_fence   bigint;
-    v_total   integer;
-    v_in_rate integer;
 begin
-    if public.zart_limits_on() then
-        if p_lock then
-            select * into v_lim from public.zart_queue_limits l where l.queue = p_queue for update;
-        else
-            select * into v_lim from public.zart_queue_limits l where l.queue = p_queue;
-        end if;
-    end if;
-    if v_lim.queue is not null then
-        v_window := greatest(coalesce(v_lim.rate_interval_ms, 0),
-                             coalesce(v_lim.key_rate_interval_ms, 0)) * interval '1 millisecond';
-        if p_lock then
-            delete from public.zart_limit_runs r
-             where r.queue = p_queue and r.started_at <= p_now - v_window
-               and not public.zart_run_is_running(r.bucket, r.execution_id, r.fence, p_now);
-        end if;
-        select count(*) filter (where x.running),
-               count(*) filter (where r.started_at > p_now - v_lim.rate_interval_ms * interval '1 millisecond')
-          into v_total, v_in_rate
-          from public.zart_limit_runs r
-         cross join lateral (select public.zart_run_is_running(r.bucket, r.execution_id, r.fence, p_now)
-                                    as running) x
-         where r.queue = p_queue;
-        -- least() ignores nulls: a limit not set does not bound.
-        v_allowed := least(p_limit, v_lim.max_running - v_total, v_lim.rate_limit - v_in_rate);
-        if v_lim.key_max_running is not null or v_lim.key_rate_limit is not null then
-            select coalesce(jsonb_object_agg(k.limit_key, k.running) filter (where k.running > 0), '{}'),
-                   coalesce(jsonb_object_agg(k.limit_key, k.recent) filter (where k.recent > 0), '{}')
-              into v_running, v_recent
-              from (select r.limit_key,
-                           count(*) filter (where public.zart_run_is_running(r.bucket, r.execution_id,
-                                                                             r.fence, p_now)) as running,
-                           count(*) filter (where r.started_at > p_now - v_lim.key_rate_interval_ms
-                                                                         * interval '1 millisecond') as recent
-                      from public.zart_limit_runs r
-                     where r.queue = p_queue and r.limit_key is not null
-                     group by r.limit_key) k;
-        end if;
-    end if;
-    if v_allowed <= 0 then
+    if p_limit <= 0 then
         return;
     end if;
-
     if p_oldest_first then
         open v_cur for
             select d.bucket, d.execution_id, d.limit_key
@@ -946,15 +935,14 @@ begin
                     order by t.run_at) d;
     end if;
     loop
-        exit when v_n >= v_allowed;
+        exit when v_n >= p_limit;
         fetch v_cur into v_cand;
         exit when not found;
-        if v_lim.queue is not null and v_cand.limit_key is not null
-           and (coalesce((v_running ->> v_cand.limit_key)::integer, 0) >= v_lim.key_max_running
-                or coalesce((v_recent ->> v_cand.limit_key)::integer, 0) >= v_lim.key_rate_limit) then
+        if v_keyed and v_cand.limit_key is not null
+           and (coalesce((v_running ->> v_cand.limit_key)::integer, 0) >= p_key_max_running
+                or coalesce((v_recent ->> v_cand.limit_key)::integer, 0) >= p_key_rate_limit) then
             continue;
         end if;
-        v_fence := null;
         if p_lock then
             perform 1 from public.zart_tasks t
              where t.bucket = v_cand.bucket and t.execution_id = v_cand.execution_id
@@ -963,14 +951,8 @@ begin
             if not found then
                 continue;
             end if;
-            -- As zart_claim_tasks draws it: 62 random bits.
-            v_fence := (floor(random() * 2147483648)::bigint << 31) | floor(random() * 2147483648)::bigint;
-            if v_lim.queue is not null then
-                insert into public.zart_limit_runs (queue, bucket, execution_id, fence, limit_key, started_at)
-                values (p_queue, v_cand.bucket, v_cand.execution_id, v_fence, v_cand.limit_key, p_now);
-            end if;
         end if;
-        if v_lim.queue is not null and v_cand.limit_key is not null then
+        if v_keyed and v_cand.limit_key is not null then
             v_running := jsonb_set(v_running, array[v_cand.limit_key],
                                    to_jsonb(coalesce((v_running ->> v_cand.limit_key)::integer, 0) + 1));
             v_recent := jsonb_set(v_recent, array[v_cand.limit_key],
@@ -979,7 +961,6 @@ begin
         v_n := v_n + 1;
         bucket := v_cand.bucket;
         execution_id := v_cand.execution_id;
-        fence := v_fence;
         return next;
     end loop;
     close v_cur;
@@ -1043,13 +1024,17 @@ declare
     -- A worker limited to some tenants claims only their tasks (null: any tenant). The
     -- setting is read first so that, with tenancy off, no other function is called.
     v_tenants text[] := case when public.zart_tenancy_on() then public.zart_session_tenants() end;
+    v_lim     public.zart_queue_limits%rowtype;
+    v_limited boolean := false;
+    v_allowed integer := p_limit;
+    v_running integer;
+    v_in_rate integer;
+    v_key_running jsonb;
+    v_key_recent  jsonb;
     -- Picked one by one (zart_pick_tasks) rather than taken in order by the statement below.
-    v_picked  boolean := coalesce(p_oldest_first, false)
-                         or (public.zart_limits_on()
-                             and exists (select from public.zart_queue_limits l where l.queue = p_queue));
+    v_picked  boolean := coalesce(p_oldest_first, false);
     v_pick_buckets smallint[];
     v_pick_ids     text[];
-    v_pick_fences  bigint[];
 begin
     if p_lease_ms is null or p_lease_ms < 0 or p_lease_ms > 3155760000000 then
         raise exception 'invalid lease: % ms is outside 0 ms to 100 years', p_lease_ms
@@ -1063,11 +1048,36 @@ begin
     -- fence is drawn at random, so the next claim cannot hand the same fence to another run,
     -- and anything written under it is flushed with the claim before it commits.
     perform set_config('synchronous_commit', 'off', true);
+    -- A queue with limits: its claims take turns on its limits row, and take what the limits
+    -- allow (with limits per key, picked one by one). zart_limits_on() is a constant: without
+    -- any limits, none of this is planned.
+    if public.zart_limits_on() then
+        select * into v_lim from public.zart_queue_limits l where l.queue = p_queue for update;
+        if found then
+            v_limited := true;
+            select max(c.running) filter (where c.total), max(c.in_rate) filter (where c.total),
+                   jsonb_object_agg(c.limit_key, c.running)
+                       filter (where not c.total and c.limit_key is not null and c.running > 0),
+                   jsonb_object_agg(c.limit_key, c.in_key_rate)
+                       filter (where not c.total and c.limit_key is not null and c.in_key_rate > 0)
+              into v_running, v_in_rate, v_key_running, v_key_recent
+              from public.zart_limit_counts(p_queue, v_lim.rate_interval_ms,
+                                            v_lim.key_rate_interval_ms, v_now, true) c;
+            -- least() ignores nulls: a limit not set does not bound.
+            v_allowed := greatest(least(p_limit, v_lim.max_running - v_running,
+                                        v_lim.rate_limit - v_in_rate), 0);
+            if v_allowed = 0 then
+                return;
+            end if;
+            v_picked := v_picked or v_lim.key_max_running is not null or v_lim.key_rate_limit is not null;
+        end if;
+    end if;
     if v_picked then
-        select array_agg(pk.bucket), array_agg(pk.execution_id), array_agg(pk.fence)
-          into v_pick_buckets, v_pick_ids, v_pick_fences
-          from public.zart_pick_tasks(p_queue, p_task_names, p_limit, v_now, v_first, p_oldest_first,
-                                      p_buckets, v_tenants, true) pk;
+        select array_agg(pk.bucket), array_agg(pk.execution_id)
+          into v_pick_buckets, v_pick_ids
+          from public.zart_pick_tasks(p_queue, p_task_names, v_allowed, v_now, v_first, p_oldest_first,
+                                      p_buckets, v_tenants, true, v_lim.key_max_running,
+                                      v_lim.key_rate_limit, v_key_running, v_key_recent) pk;
         if v_pick_ids is null then
             return;
         end if;
@@ -1079,7 +1089,7 @@ begin
     -- rows zart_pick_tasks picked and locked.
     return query
         with due as materialized (
-            (select d.bucket, d.execution_id, d.wait_kind, d.wait_name, null::bigint as fence
+            (select d.bucket, d.execution_id, d.wait_kind, d.wait_name
                from public.zart_claim_levels(p_queue, p_task_names, v_first) lv
               cross join lateral (
                     select t.bucket, t.execution_id, t.wait_kind, t.wait_name
@@ -1091,13 +1101,13 @@ begin
                        and (p_buckets is null or t.bucket = any (p_buckets))
                        and (v_tenants is null or t.tenant = any (v_tenants))
                      order by t.run_at
-                     limit p_limit
+                     limit v_allowed
                        for update skip locked) d
               where not v_picked
-              limit p_limit)
+              limit v_allowed)
             union all
-            select t.bucket, t.execution_id, t.wait_kind, t.wait_name, u.fence
-              from unnest(v_pick_buckets, v_pick_ids, v_pick_fences) as u(bucket, execution_id, fence)
+            select t.bucket, t.execution_id, t.wait_kind, t.wait_name
+              from unnest(v_pick_buckets, v_pick_ids) as u(bucket, execution_id)
               join public.zart_tasks t on t.bucket = u.bucket and t.execution_id = u.execution_id
              where v_picked
         ), claimed as (
@@ -1108,8 +1118,8 @@ begin
                    run_at    = v_now + p_lease_ms * interval '1 millisecond',
                    -- 62 random bits (random() carries 52 per call): never the fence of
                    -- an earlier claim, however that claim ended.
-                   fence     = coalesce(due.fence, (floor(random() * 2147483648)::bigint << 31)
-                                                   | floor(random() * 2147483648)::bigint),
+                   fence     = (floor(random() * 2147483648)::bigint << 31)
+                               | floor(random() * 2147483648)::bigint,
                    attempts  = t.attempts + 1,
                    -- Still locked at claim time: its lease expired, so this is a recovery.
                    recoveries = t.recoveries + case when t.locked_by is null then 0 else 1 end,
@@ -1118,7 +1128,13 @@ begin
               from due
              where t.bucket = due.bucket and t.execution_id = due.execution_id
             returning t.bucket, t.execution_id, t.task_name, t.queue, t.fence, t.attempts, t.recoveries,
-                      due.wait_kind, due.wait_name
+                      due.wait_kind, due.wait_name, t.limit_key
+        ), counted as (
+            -- In a limited queue, each run counts against its limits (zart_limit_runs).
+            insert into public.zart_limit_runs (queue, bucket, execution_id, fence, limit_key, started_at)
+            select p_queue, c.bucket, c.execution_id, c.fence, c.limit_key, v_now
+              from claimed c
+             where v_limited
         ), woken as (
             -- A sleep that is over ends here, as zart_sleep would end it, so the replay finds
             -- it completed and needs no round trip of its own. (Written under this claim: if
@@ -1708,6 +1724,9 @@ declare
     v_tenants text[] := case when public.zart_tenancy_on() then public.zart_session_tenants() end;
     v_next    timestamptz;
     v_lim     public.zart_queue_limits%rowtype;
+    v_allowed integer;
+    v_key_running jsonb;
+    v_key_recent  jsonb;
 begin
     -- The earliest run_at of each name and priority is the first entry of its index range.
     select min(n.run_at) into v_next
@@ -1721,8 +1740,23 @@ begin
             limit 1) n;
     if v_next <= v_now and public.zart_limits_on() then
         select * into v_lim from public.zart_queue_limits l where l.queue = p_queue;
-        if found and not exists (select from public.zart_pick_tasks(p_queue, p_task_names, 1, v_now, 0,
-                                                                  false, null, v_tenants, false)) then
+        if found then
+            select least(1, v_lim.max_running - max(c.running) filter (where c.total),
+                         v_lim.rate_limit - max(c.in_rate) filter (where c.total)),
+                   jsonb_object_agg(c.limit_key, c.running)
+                       filter (where not c.total and c.limit_key is not null and c.running > 0),
+                   jsonb_object_agg(c.limit_key, c.in_key_rate)
+                       filter (where not c.total and c.limit_key is not null and c.in_key_rate > 0)
+              into v_allowed, v_key_running, v_key_recent
+              from public.zart_limit_counts(p_queue, v_lim.rate_interval_ms,
+                                            v_lim.key_rate_interval_ms, v_now, false) c;
+        end if;
+        if v_lim.queue is not null
+           and not exists (select from public.zart_pick_tasks(p_queue, p_task_names, v_allowed,
+                                                                  v_now, 0, false, null, v_tenants,
+                                                                  false, v_lim.key_max_running,
+                                                                  v_lim.key_rate_limit,
+                                                                  v_key_running, v_key_recent)) then
             -- Held back: the next time anything can change without a wake-up.
             select least(
                        (select min(n.run_at)
@@ -2649,16 +2683,11 @@ set search_path = pg_catalog, pg_temp
 as $$
     select l.queue, l.max_running, l.rate_limit, l.rate_interval_ms, l.key_max_running,
            l.key_rate_limit, l.key_rate_interval_ms,
-           (select count(*) from public.zart_limit_runs r
-             where r.queue = l.queue
-               and public.zart_run_is_running(r.bucket, r.execution_id, r.fence,
-                                              public.zart_current_time()))::integer,
-           (select count(*) from public.zart_limit_runs r
-             where r.queue = l.queue
-               and r.started_at > public.zart_current_time()
-                                  - l.rate_interval_ms * interval '1 millisecond')::integer,
-           l.updated_at
+           c.running, c.in_rate, l.updated_at
       from public.zart_queue_limits l
+     cross join lateral public.zart_limit_counts(l.queue, l.rate_interval_ms, null,
+                                                 public.zart_current_time(), false) c
+     where c.total
      order by l.queue
 $$;
 

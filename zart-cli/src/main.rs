@@ -38,6 +38,7 @@ macro_rules! outln {
 }
 
 // After the macros above, which it uses.
+mod limits;
 mod schedules;
 
 fn write_out(text: &str) {
@@ -138,6 +139,12 @@ enum Command {
         #[command(subcommand)]
         command: schedules::ScheduleCommand,
     },
+    /// Set, list and clear the limits of a queue (runs at once, runs started per interval,
+    /// and both per limit key), enforced across the fleet.
+    Limits {
+        #[command(subcommand)]
+        command: limits::LimitsCommand,
+    },
     /// Check the database and login: schema version, roles and grants, clock skew,
     /// LISTEN/NOTIFY (PostgreSQL only).
     Doctor,
@@ -188,6 +195,22 @@ enum Command {
         /// Start it at this time (2026-12-06T22:00:00Z, UTC); a time already past means now.
         #[arg(long)]
         at: Option<String>,
+        /// Within the queue, higher priorities are claimed first (default 0).
+        #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+        priority: i16,
+        /// The key the queue's per-key limits count it under (a customer id, say).
+        #[arg(long)]
+        limit_key: Option<String>,
+        /// Deduplicate: within --window of a start with this key, a start of the same task
+        /// with the key starts nothing and names the first execution.
+        #[arg(long, requires = "window", conflicts_with = "debounce")]
+        dedup: Option<String>,
+        /// Debounce: start --window after the last start with this key, with the last input.
+        #[arg(long, requires = "window", conflicts_with_all = ["delay", "at"])]
+        debounce: Option<String>,
+        /// How long a --dedup or --debounce key holds: 90s, 15m, 2h, 7d.
+        #[arg(long)]
+        window: Option<String>,
     },
 }
 
@@ -452,6 +475,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Schedule { command } => {
             schedules::run(scheduler(&url).await?, command, json).await?;
         }
+        Command::Limits { command } => {
+            limits::run(scheduler(&url).await?, command, json).await?;
+        }
         Command::Cancel { id } => {
             zart::limits::check_name("execution id", &id)?;
             let cancelled = match backend {
@@ -550,8 +576,37 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             queue,
             delay,
             at,
+            priority,
+            limit_key,
+            dedup,
+            debounce,
+            window,
         } => {
             let input = json_arg("input", input)?;
+            let keyed = match (dedup, debounce) {
+                (Some(key), _) => Some((key, false)),
+                (None, Some(key)) => Some((key, true)),
+                (None, None) => None,
+            };
+            let start_key = match (keyed, window) {
+                (Some((key, debounce)), Some(window)) => {
+                    let key = zart::queues::StartKey {
+                        key,
+                        window: text::parse_delay(&window)
+                            .map_err(|e| Usage(format!("--window: {e}")))?,
+                        debounce,
+                    };
+                    key.validate()?;
+                    Some(key)
+                }
+                (None, None) => None,
+                _ => {
+                    return Err(Usage("--window goes with --dedup or --debounce".to_owned()).into())
+                }
+            };
+            if let Some(key) = &limit_key {
+                zart::limits::check_name("limit key", key)?;
+            }
             let start = match (delay, at) {
                 (Some(delay), _) => Some(zart::scheduler::WakeAt::After(
                     text::parse_delay(&delay).map_err(|e| Usage(format!("--delay: {e}")))?,
@@ -565,34 +620,41 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             zart::limits::check_name("task name", &task)?;
             zart::limits::check_name("queue", &queue)?;
             zart::limits::check_payload("input", &input, zart::limits::DEFAULT_MAX_PAYLOAD_BYTES)?;
-            let created = match backend {
-                Backend::Postgres => {
-                    start_postgres(&url, &id, &task, &input, &queue, start).await?
-                }
-                Backend::Sqlite => {
-                    // Workers in other processes see it through their change poller.
-                    let scheduler = scheduler(&url).await?;
-                    scheduler
-                        .start_execution(StartExecutionParams {
-                            id: id.clone(),
-                            task_name: task.clone(),
-                            input,
-                            queue,
-                            parent_id: None,
-                            deadline: None,
-                            start,
-                            ..Default::default()
-                        })
-                        .await?
-                        .created
-                }
+            let params = StartExecutionParams {
+                id: id.clone(),
+                task_name: task.clone(),
+                input,
+                queue,
+                parent_id: None,
+                deadline: None,
+                start,
+                priority,
+                limit_key,
+                start_key,
             };
+            let outcome = match backend {
+                Backend::Postgres => start_postgres(&url, &params).await?,
+                // Workers in other processes see it through their change poller.
+                Backend::Sqlite => scheduler(&url).await?.start_execution(params).await?,
+            };
+            let named = outcome.id;
             if json {
-                print_json(&json!({"id": id, "task": task, "created": created}))?;
+                print_json(&json!({
+                    "id": named,
+                    "task": task,
+                    "created": outcome.created,
+                    "status": outcome.status.as_str(),
+                }))?;
+            } else if named != id {
+                outln!("zart: the start key names execution {named:?} of task {task:?}; nothing new started");
             } else {
                 outln!(
                     "zart: {} execution {id:?} of task {task:?}",
-                    if created { "started" } else { "already had" }
+                    if outcome.created {
+                        "started"
+                    } else {
+                        "already had"
+                    }
                 );
             }
         }
@@ -621,13 +683,9 @@ async fn retry_postgres(url: &str, id: &str) -> anyhow::Result<Vec<String>> {
 /// Starts through the SQL function `zart_start`, which also wakes workers (NOTIFY).
 async fn start_postgres(
     url: &str,
-    id: &str,
-    task: &str,
-    input: &serde_json::Value,
-    queue: &str,
-    start: Option<zart::scheduler::WakeAt>,
-) -> anyhow::Result<bool> {
-    let (at, delay_ms): (Option<SystemTime>, Option<i64>) = match start {
+    p: &StartExecutionParams,
+) -> anyhow::Result<zart::scheduler::StartOutcome> {
+    let (at, delay_ms): (Option<SystemTime>, Option<i64>) = match p.start {
         None => (None, None),
         Some(zart::scheduler::WakeAt::At(at)) => (Some(at), None),
         Some(zart::scheduler::WakeAt::After(delay)) => (
@@ -635,14 +693,37 @@ async fn start_postgres(
             Some(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
         ),
     };
+    let (key, key_ms, debounce) = match &p.start_key {
+        Some(k) => (
+            Some(k.key.as_str()),
+            Some(i64::try_from(k.window.as_millis()).unwrap_or(i64::MAX)),
+            k.debounce,
+        ),
+        None => (None, None, false),
+    };
     let pool = PgPool::connect_lazy(url, 1)?;
     let scheduler = Arc::new(PostgresScheduler::new(pool.clone()));
     scheduler.check_schema().await?;
     let client = pool.pool().get().await.context("could not connect")?;
-    let created: bool = client
+    // The wake-up goes out in the starting statement: this process exits at once.
+    let row = client
         .query_one(
-            zart_pg::queries::START,
-            &[&id, &task, input, &queue, &at, &delay_ms],
+            zart_pg::queries::START_EXECUTION_NOTIFY,
+            &[
+                &p.id,
+                &p.task_name,
+                &p.input,
+                &p.queue,
+                &p.parent_id,
+                &None::<i64>,
+                &delay_ms,
+                &at,
+                &p.priority,
+                &p.limit_key,
+                &key,
+                &key_ms,
+                &debounce,
+            ],
         )
         .await
         .map_err(|e| match e.as_db_error() {
@@ -655,7 +736,10 @@ async fn start_postgres(
                 anyhow::anyhow!("{}", db.message())
             }
             _ => anyhow::Error::new(e).context("start failed"),
-        })?
-        .get(0);
-    Ok(created)
+        })?;
+    Ok(zart::scheduler::StartOutcome {
+        created: row.get(0),
+        status: ExecutionStatus::parse(row.get(1))?,
+        id: row.get(2),
+    })
 }

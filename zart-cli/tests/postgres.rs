@@ -610,6 +610,163 @@ async fn start_with_a_delay_or_a_time_is_scheduled_for_then() {
 }
 
 #[tokio::test]
+async fn start_takes_a_priority_a_limit_key_and_start_keys() {
+    let db = TestDb::new().await;
+    let first = json_of(
+        &db.url,
+        &[
+            "start",
+            "p-1",
+            "report",
+            "--priority",
+            "-3",
+            "--limit-key",
+            "acme",
+            "--dedup",
+            "daily",
+            "--window",
+            "1h",
+        ],
+    )
+    .await;
+    assert_eq!(
+        (first["created"].as_bool(), first["id"].as_str()),
+        (Some(true), Some("p-1"))
+    );
+    let again = json_of(
+        &db.url,
+        &[
+            "start", "p-2", "report", "--dedup", "daily", "--window", "1h",
+        ],
+    )
+    .await;
+    assert_eq!(
+        (again["created"].as_bool(), again["id"].as_str()),
+        (Some(false), Some("p-1")),
+        "the key names the first: {again}"
+    );
+    let client = db.client().await;
+    let row = client
+        .query_one(
+            "select t.priority, t.limit_key, (select count(*) from zart_executions) n
+               from zart_tasks t where t.execution_id = 'p-1'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            row.get::<_, i16>(0),
+            row.get::<_, String>(1),
+            row.get::<_, i64>(2)
+        ),
+        (-3, "acme".to_owned(), 1)
+    );
+
+    let debounced = json_of(
+        &db.url,
+        &[
+            "start",
+            "d-1",
+            "report",
+            "--debounce",
+            "sync",
+            "--window",
+            "30s",
+        ],
+    )
+    .await;
+    assert_eq!(debounced["status"], "scheduled");
+    for (args, message) in [
+        (&["start", "x", "report", "--dedup", "k"][..], "--window"),
+        (
+            &["start", "x", "report", "--window", "1m"],
+            "--window goes with --dedup or --debounce",
+        ),
+        (
+            &["start", "x", "report", "--dedup", "", "--window", "1m"],
+            "start key",
+        ),
+        (&["start", "x", "report", "--priority", "40000"], "40000"),
+        (
+            &[
+                "start",
+                "x",
+                "report",
+                "--debounce",
+                "k",
+                "--window",
+                "1m",
+                "--delay",
+                "1m",
+            ],
+            "cannot be used with",
+        ),
+    ] {
+        let out = zart(&db.url, args).await;
+        expect_code(&out, 2);
+        assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
+    }
+}
+
+#[tokio::test]
+async fn limits_commands_set_list_and_clear() {
+    let db = TestDb::new().await;
+    let set = json_of(
+        &db.url,
+        &[
+            "limits",
+            "set",
+            "partner",
+            "--max-running",
+            "4",
+            "--rate",
+            "100/1m",
+            "--key-max-running",
+            "1",
+        ],
+    )
+    .await;
+    assert_eq!(set["limits"]["max_running"], 4);
+    assert_eq!(set["limits"]["rate"]["per_ms"], 60_000);
+    let listed = json_of(&db.url, &["limits", "list"]).await;
+    assert_eq!(listed["queues"][0]["queue"], "partner");
+    assert_eq!(listed["queues"][0]["limits"]["key_max_running"], 1);
+    assert_eq!(listed["queues"][0]["running"], 0);
+    let table = zart(&db.url, &["limits", "list"]).await;
+    expect_code(&table, 0);
+    assert!(text(&table).contains("100/1m"), "{}", text(&table));
+
+    for (args, message) in [
+        (&["limits", "set", "partner"][..], "give at least one of"),
+        (&["limits", "set", "partner", "--rate", "5"], "has no '/'"),
+        (
+            &["limits", "set", "partner", "--rate", "x/1m"],
+            "is not a count",
+        ),
+        (
+            &["limits", "set", "partner", "--max-running", "0"],
+            "max running: must be at least 1",
+        ),
+        (&["limits", "set", "", "--max-running", "1"], "queue"),
+    ] {
+        let out = zart(&db.url, args).await;
+        expect_code(&out, 2);
+        assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
+    }
+    assert_eq!(
+        json_of(&db.url, &["limits", "list"]).await["queues"][0]["limits"]["max_running"],
+        4,
+        "unchanged"
+    );
+    json_of(&db.url, &["limits", "clear", "partner"]).await;
+    assert_eq!(
+        json_of(&db.url, &["limits", "list"]).await["queues"],
+        serde_json::json!([])
+    );
+}
+
+#[tokio::test]
 async fn schedule_commands_declare_list_pause_resume_and_delete() {
     let db = TestDb::new().await;
     let set = json_of(

@@ -72,6 +72,7 @@ use async_trait::async_trait;
 use rusqlite::Connection;
 use tokio::sync::broadcast;
 use zart::group_commit::{Batcher, DEFAULT_MAX_BATCH};
+use zart::queues::{QueueLimits, QueueLimitsRow};
 use zart::schedule::{Schedule, ScheduleRow};
 use zart::scheduler::{
     AwaitEventParams, ChildWait, ClaimSchedulesParams, ClaimTasksParams, ClaimedTask,
@@ -600,17 +601,23 @@ impl Scheduler for SqliteScheduler {
 
     async fn set_queue_limits(
         &self,
-        _queue: &str,
-        _limits: Option<zart::queues::QueueLimits>,
+        queue: &str,
+        limits: Option<QueueLimits>,
     ) -> Result<bool, Error> {
-        Err(Error::invalid(
-            "queue limits",
-            "TODO(sqlite): not built yet",
-        ))
+        match self
+            .write(Op::SetQueueLimits(queue.to_owned(), limits))
+            .await?
+        {
+            Reply::LimitsSet(limited) => Ok(limited),
+            other => Err(unexpected(other)),
+        }
     }
 
-    async fn list_queue_limits(&self) -> Result<Vec<zart::queues::QueueLimitsRow>, Error> {
-        Ok(Vec::new())
+    async fn list_queue_limits(&self) -> Result<Vec<QueueLimitsRow>, Error> {
+        let settings = self.settings.clone();
+        self.reads
+            .read(move |conn| ops::queues::list_queue_limits(conn, &settings))
+            .await
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Wakeup> {

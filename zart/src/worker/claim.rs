@@ -109,7 +109,7 @@ impl Core {
                 task_names: self.task_names.clone(),
                 limit: u32::try_from(free).unwrap_or(u32::MAX),
                 lease: self.config.lease_duration,
-                oldest_first: self.claims % super::OLDEST_FIRST_EVERY == 0,
+                oldest_first: self.claims.is_multiple_of(super::OLDEST_FIRST_EVERY),
             })
             .instrument(tracing::debug_span!("zart.worker.claim", limit = free))
             .await?;

@@ -110,21 +110,14 @@ pub(super) fn pick_tasks(
         budget.left() > 0
     };
     if p.oldest_first {
+        // Without limits no candidate is passed over: the first `limit` of each level are
+        // enough.
         let read = if limits.is_some() {
             OLDEST_FIRST_READ.max(p.limit)
         } else {
             p.limit
         };
-        let mut all = Vec::new();
-        for &level in &levels {
-            due_tasks(conn, &mut stmt, p.queue, level, &now, read, |due| {
-                all.push(due);
-                true
-            })?;
-        }
-        // Stable: equal due times keep the claim order.
-        all.sort_by(|a, b| a.run_at.cmp(&b.run_at));
-        for due in all {
+        for due in oldest_due(conn, &mut stmt, p.queue, &levels, &now, read)? {
             if !take(due, &mut budget) {
                 break;
             }
@@ -145,6 +138,28 @@ pub(super) fn pick_tasks(
         }
     }
     Ok(picked)
+}
+
+/// Up to `read` due tasks of each level, the longest due first across levels (equal due
+/// times in claim order).
+fn oldest_due(
+    conn: &Connection,
+    stmt: &mut CachedStatement<'_>,
+    queue: &str,
+    levels: &[(i64, &str)],
+    now: &str,
+    read: usize,
+) -> Result<Vec<Due>, Error> {
+    let mut all = Vec::new();
+    for &level in levels {
+        due_tasks(conn, stmt, queue, level, now, read, |due| {
+            all.push(due);
+            true
+        })?;
+    }
+    // Stable: equal due times keep the claim order.
+    all.sort_by(|a, b| a.run_at.cmp(&b.run_at));
+    Ok(all)
 }
 
 /// Reads up to `max` due tasks of one level, earliest first, into `visit` until it returns

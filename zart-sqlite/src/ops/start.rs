@@ -154,7 +154,7 @@ pub(super) struct Existing {
     parent_id: Option<String>,
     deadline_at: Option<String>,
     /// The start time asked for, else the creation time.
-    pub(super) started_from: String,
+    started_from: String,
     status: String,
     priority: i64,
     limit_key: Option<String>,

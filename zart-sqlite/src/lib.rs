@@ -20,13 +20,15 @@
 //!   tokio only). Claims never conflict within a process; across processes on one file,
 //!   `BEGIN IMMEDIATE` plus a busy timeout (5 s) serialises writers.
 //! - **Reads** (`get_execution`, `next_run_at`, `list_schedules`, `next_schedule_at`,
-//!   `check_schema`, the [`zart::admin::Admin`] reads, a dry-run prune) use a small pool of
-//!   read connections; under WAL they never wait for the writer.
+//!   `list_queue_limits`, `check_schema`, the [`zart::admin::Admin`] reads, a dry-run prune)
+//!   use a small pool of read connections; under WAL they never wait for the writer.
 //! - **Durability.** `journal_mode=WAL`, `synchronous=FULL` by default: a committed call
 //!   survives a power loss, except a batch of claims and heartbeats only, which commits
 //!   without waiting for the disk (a lease lost to a power cut is claimed again; nothing
 //!   written under it can outlive it). [`Synchronous::Normal`] is faster; a power loss (not a
 //!   process crash) may then lose the last commits, but never corrupts the database.
+//! - **Priorities, queue limits and start keys** as in zart-pg (`zart_pick_tasks`,
+//!   `zart_start_key`): the writer runs one operation at a time, so they need no row locks.
 //! - **Fencing** as in zart-pg: each claim draws a random 62-bit fence; fenced writes check the
 //!   fence and that the lease is still held. [`zart::scheduler::Lease::backend_key`] is 0.
 //! - **Time** is the system clock, plus the `zart_clock` offset when built with a test clock
@@ -72,6 +74,7 @@ use async_trait::async_trait;
 use rusqlite::Connection;
 use tokio::sync::broadcast;
 use zart::group_commit::{Batcher, DEFAULT_MAX_BATCH};
+use zart::queues::{QueueLimits, QueueLimitsRow};
 use zart::schedule::{Schedule, ScheduleRow};
 use zart::scheduler::{
     AwaitEventParams, ChildWait, ClaimSchedulesParams, ClaimTasksParams, ClaimedTask,
@@ -600,17 +603,23 @@ impl Scheduler for SqliteScheduler {
 
     async fn set_queue_limits(
         &self,
-        _queue: &str,
-        _limits: Option<zart::queues::QueueLimits>,
+        queue: &str,
+        limits: Option<QueueLimits>,
     ) -> Result<bool, Error> {
-        Err(Error::invalid(
-            "queue limits",
-            "TODO(sqlite): not built yet",
-        ))
+        match self
+            .write(Op::SetQueueLimits(queue.to_owned(), limits))
+            .await?
+        {
+            Reply::LimitsSet(limited) => Ok(limited),
+            other => Err(unexpected(other)),
+        }
     }
 
-    async fn list_queue_limits(&self) -> Result<Vec<zart::queues::QueueLimitsRow>, Error> {
-        Ok(Vec::new())
+    async fn list_queue_limits(&self) -> Result<Vec<QueueLimitsRow>, Error> {
+        let settings = self.settings.clone();
+        self.reads
+            .read(move |conn| ops::queues::list_queue_limits(conn, &settings))
+            .await
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Wakeup> {

@@ -33,24 +33,67 @@ pub const ADVANCE_CLOCK: &str = "insert into zart_clock (singleton, clock_offset
 
 /// Inserts an execution if its id is new.
 pub const INSERT_EXECUTION: &str = "insert into zart_executions
-    (id, task_name, queue, input, parent_id, deadline_at, created_at, updated_at, start_at)
-    values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)
+    (id, task_name, queue, input, parent_id, deadline_at, created_at, updated_at, start_at,
+     priority, limit_key)
+    values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10)
     on conflict (id) do nothing";
-/// Inserts the task row of a new execution, due at ?4 (now, or its delayed start).
-pub const INSERT_TASK: &str =
-    "insert into zart_tasks (execution_id, task_name, queue, run_at) values (?1, ?2, ?3, ?4)";
+/// Inserts the task row of a new execution, due at ?4 (now, or its delayed start), with the
+/// execution's priority and limit key.
+pub const INSERT_TASK: &str = "insert into zart_tasks
+    (execution_id, task_name, queue, run_at, priority, limit_key)
+    values (?1, ?2, ?3, ?4, ?5, ?6)";
 /// What a repeated start is compared with.
 pub const EXISTING_EXECUTION: &str = "select task_name, input, queue, parent_id, deadline_at,
-    coalesce(start_at, created_at), status from zart_executions where id = ?1";
+    coalesce(start_at, created_at), status, priority, limit_key from zart_executions
+    where id = ?1";
+/// An execution's priority (a child runs at its parent's).
+pub const EXECUTION_PRIORITY: &str = "select priority from zart_executions where id = ?1";
+
+/// The execution a start key of task ?1 names, whether it debounces, and until when it holds.
+pub const START_KEY: &str = "select execution_id, debounce, expires_at from zart_start_keys
+    where task_name = ?1 and start_key = ?2 and tenant = ''";
+/// Points a start key at execution ?3 until ?5 (a new key is ?4: debounce or not).
+pub const SET_START_KEY: &str = "insert into zart_start_keys
+    (task_name, start_key, tenant, execution_id, debounce, expires_at)
+    values (?1, ?2, '', ?3, ?4, ?5)
+    on conflict (task_name, start_key, tenant) do update
+    set execution_id = excluded.execution_id, expires_at = excluded.expires_at";
+/// Moves a debounced execution's task to ?2 while no worker has claimed it yet.
+pub const DEBOUNCE_TASK: &str = "update zart_tasks set run_at = ?2
+    where execution_id = ?1 and attempts = 0 and locked_by is null";
+/// A debounced execution's new input, start and deadline.
+pub const DEBOUNCE_EXECUTION: &str = "update zart_executions
+    set input = ?2, start_at = ?3, deadline_at = ?4, updated_at = ?5
+    where id = ?1";
 
 // ---- claims -------------------------------------------------------------------------------
 
-/// Due tasks of one name, earliest first (one range of the claim index).
+/// The (loose index scan) levels of one task name ?2 of queue ?1: each priority its task rows
+/// have, highest first, one descent of the claim index each (`zart_claim_levels`). Starts a
+/// statement that reads `levels(priority)`, with a null last row.
+macro_rules! claim_levels {
+    () => {
+        "with recursive levels(priority) as (
+        select max(priority) from zart_tasks where queue = ?1 and task_name = ?2
+        union all
+        select (select max(t.priority) from zart_tasks t
+                 where t.queue = ?1 and t.task_name = ?2 and t.priority < levels.priority)
+          from levels where levels.priority is not null) "
+    };
+}
+
+/// The priorities of task name ?2 in queue ?1, highest first (see `claim_levels!`).
+pub const CLAIM_LEVELS: &str = concat!(
+    claim_levels!(),
+    "select priority from levels where priority is not null"
+);
+/// Due tasks of one name and priority, earliest first (one range of the claim index), at
+/// most ?5 (-1: all, read as far as the claim goes).
 pub const DUE_TASKS: &str = "select execution_id, wait_kind, wait_name, task_name, attempts,
-        recoveries + (locked_by is not null)
+        recoveries + (locked_by is not null), limit_key, run_at
     from zart_tasks
-    where queue = ?1 and task_name = ?2 and run_at <= ?3
-    order by run_at limit ?4";
+    where queue = ?1 and task_name = ?2 and priority = ?3 and run_at <= ?4
+    order by run_at limit ?5";
 /// Leases one task read by [`DUE_TASKS`] (in the same write transaction): new fence, lease
 /// expiry as run_at, its claim count and recoveries as read plus this claim (a task still
 /// locked, its lease expired, is a recovery). No `returning`: SQLite would build a temporary
@@ -74,6 +117,71 @@ pub const CLAIMED_EXECUTION: &str =
 /// The recorded steps of an execution, for replay.
 pub const RECORDED_STEPS: &str = "select name, seq, status, output, error, attempts, kind
     from zart_steps where execution_id = ?1 order by seq";
+
+// ---- queue limits -------------------------------------------------------------------------
+
+/// Whether the run of `zart_limit_runs` (in the statement) is still running at time `$now`: its
+/// task row holds the run's fence, claimed, the lease not expired (`zart_run_is_running`).
+macro_rules! run_is_running {
+    ($now:literal) => {
+        concat!(
+            "exists (select 1 from zart_tasks t
+                 where t.execution_id = zart_limit_runs.execution_id
+                   and t.fence = zart_limit_runs.fence and t.locked_by is not null
+                   and t.run_at > ",
+            $now,
+            ")"
+        )
+    };
+}
+
+/// The limits of queue ?1 (no row: none).
+pub const QUEUE_LIMITS: &str = "select max_running, rate_limit, rate_interval_ms,
+    key_max_running, key_rate_limit, key_rate_interval_ms
+    from zart_queue_limits where queue = ?1";
+/// Deletes the runs of queue ?1 that count no more: started by ?2 (before every rate window)
+/// and not running at ?3.
+pub const DELETE_SPENT_RUNS: &str = concat!(
+    "delete from zart_limit_runs where queue = ?1 and started_at <= ?2 and not ",
+    run_is_running!("?3")
+);
+/// The runs of queue ?1 running at ?2, and those started after ?3 (null: none counted).
+pub const LIMIT_RUN_COUNTS: &str = concat!(
+    "select count(*) filter (where ",
+    run_is_running!("?2"),
+    "), count(*) filter (where started_at > ?3) from zart_limit_runs where queue = ?1"
+);
+/// [`LIMIT_RUN_COUNTS`] per limit key (runs without a key left out).
+pub const KEY_RUN_COUNTS: &str = concat!(
+    "select limit_key, count(*) filter (where ",
+    run_is_running!("?2"),
+    "), count(*) filter (where started_at > ?3) from zart_limit_runs
+      where queue = ?1 and limit_key is not null group by limit_key"
+);
+/// Records a run claimed in a limited queue.
+pub const INSERT_LIMIT_RUN: &str = "insert into zart_limit_runs
+    (queue, execution_id, fence, limit_key, started_at) values (?1, ?2, ?3, ?4, ?5)";
+/// The first start after ?2 among the runs of queue ?1 (with ?3 = 1, those with a limit key).
+pub const FIRST_RUN_AFTER: &str = "select min(started_at) from zart_limit_runs
+    where queue = ?1 and started_at > ?2 and (?3 = 0 or limit_key is not null)";
+/// Sets the limits of queue ?1, replacing any it had, at ?8.
+pub const UPSERT_QUEUE_LIMITS: &str = "insert into zart_queue_limits
+    (queue, max_running, rate_limit, rate_interval_ms, key_max_running, key_rate_limit,
+     key_rate_interval_ms, updated_at)
+    values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+    on conflict (queue) do update
+    set max_running = excluded.max_running, rate_limit = excluded.rate_limit,
+        rate_interval_ms = excluded.rate_interval_ms, key_max_running = excluded.key_max_running,
+        key_rate_limit = excluded.key_rate_limit,
+        key_rate_interval_ms = excluded.key_rate_interval_ms, updated_at = excluded.updated_at";
+/// Removes the limits of queue ?1.
+pub const DELETE_QUEUE_LIMITS: &str = "delete from zart_queue_limits where queue = ?1";
+/// Removes the recorded runs of queue ?1.
+pub const DELETE_QUEUE_RUNS: &str = "delete from zart_limit_runs where queue = ?1";
+/// Every queue with limits, by name.
+pub const LIST_QUEUE_LIMITS: &str = "select queue, max_running, rate_limit, rate_interval_ms,
+    key_max_running, key_rate_limit, key_rate_interval_ms
+    from zart_queue_limits order by queue";
 
 // ---- fencing ------------------------------------------------------------------------------
 
@@ -101,9 +209,9 @@ pub const UPSERT_STEP: &str = "insert into zart_steps
 /// Sets a suspended execution's status.
 pub const SUSPEND_EXECUTION: &str =
     "update zart_executions set status = ?2, updated_at = ?3 where id = ?1";
-/// An execution's deadline and parent.
+/// An execution's deadline, parent and queue.
 pub const DEADLINE_AND_PARENT: &str =
-    "select deadline_at, parent_id from zart_executions where id = ?1";
+    "select deadline_at, parent_id, queue from zart_executions where id = ?1";
 /// Gives a held lease up until ?3, recording what the task waits for.
 pub const SUSPEND_TASK: &str = "update zart_tasks
     set locked_by = null, run_at = ?3, wait_kind = ?4, wait_name = ?5, recoveries = 0
@@ -147,10 +255,11 @@ pub const OPEN_CHILD_WAITS: &str = "select json_extract(output, '$.child_id') fr
     where execution_id = ?1 and kind = 'child' and status = 'waiting'
       and json_extract(output, '$.child_id') is not null";
 /// The task row of a retried execution, due at ?4, its claim count carried on from the
-/// execution's: the next claim is not a first one, so it hands over the recorded steps.
+/// execution's: the next claim is not a first one, so it hands over the recorded steps. Its
+/// priority and limit key are the execution's.
 pub const INSERT_RETRIED_TASK: &str = "insert into zart_tasks
-    (execution_id, task_name, queue, run_at, attempts)
-    select ?1, ?2, ?3, ?4, attempts from zart_executions where id = ?1";
+    (execution_id, task_name, queue, run_at, attempts, priority, limit_key)
+    select ?1, ?2, ?3, ?4, attempts, priority, limit_key from zart_executions where id = ?1";
 /// Makes a failed or cancelled execution scheduled again.
 pub const REVIVE_EXECUTION: &str = "update zart_executions
     set status = 'scheduled', output = null, error = null, finished_at = null, updated_at = ?2
@@ -203,9 +312,24 @@ pub const CHILD_OUTCOME: &str = "select status, output, error from zart_executio
 
 // ---- reads --------------------------------------------------------------------------------
 
-/// The earliest timed run of one task name of a queue (waits without a time excluded).
-pub const NEXT_RUN_AT: &str = "select min(run_at) from zart_tasks
-    where queue = ?1 and task_name = ?2 and run_at < '9999-12-31T23:59:59.999Z'";
+/// The earliest timed run of one task name ?2 of queue ?1 (waits without a time excluded):
+/// the first entry of each priority's index range.
+pub const NEXT_RUN_AT: &str = concat!(
+    claim_levels!(),
+    "select min((select min(t.run_at) from zart_tasks t
+                  where t.queue = ?1 and t.task_name = ?2 and t.priority = levels.priority
+                    and t.run_at < '9999-12-31T23:59:59.999Z'))
+       from levels where priority is not null"
+);
+/// [`NEXT_RUN_AT`] after ?3: the next task to fall due, or lease to run out, once all that is
+/// due now is held back by the queue's limits.
+pub const NEXT_RUN_AFTER: &str = concat!(
+    claim_levels!(),
+    "select min((select min(t.run_at) from zart_tasks t
+                  where t.queue = ?1 and t.task_name = ?2 and t.priority = levels.priority
+                    and t.run_at > ?3 and t.run_at < '9999-12-31T23:59:59.999Z'))
+       from levels where priority is not null"
+);
 /// One execution.
 pub const GET_EXECUTION: &str = "select id, task_name, queue, status, input, output, error,
     attempts, created_at, started_at, finished_at from zart_executions where id = ?1";

@@ -57,10 +57,15 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "schedules",
         sql: include_str!("../migrations/V6__schedules.sql"),
     },
+    Migration {
+        version: 7,
+        name: "priorities_limits_dedup",
+        sql: include_str!("../migrations/V7__priorities_limits_dedup.sql"),
+    },
 ];
 
 /// The schema version this build writes and needs.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// What [`migrate`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,7 +194,8 @@ mod tests {
 
     /// A database at version 1 with a row in each table, upgraded by `migrate_connection`,
     /// keeps its rows, its indexes and its constraints, gets version 3's indexes, takes
-    /// version 4's patch markers, and gets version 6's schedules table with its checks.
+    /// version 4's patch markers, gets version 6's schedules table with its checks, and
+    /// version 7's priorities (0 for the rows it found) and limit tables with their checks.
     #[test]
     fn later_versions_keep_the_rows_indexes_and_checks_of_version_1() {
         let conn = Connection::open_in_memory().unwrap();
@@ -217,7 +223,8 @@ mod tests {
                 "V3__retention".to_owned(),
                 "V4__patches".to_owned(),
                 "V5__delayed_starts".to_owned(),
-                "V6__schedules".to_owned()
+                "V6__schedules".to_owned(),
+                "V7__priorities_limits_dedup".to_owned()
             ]
         );
         check(&conn).unwrap();
@@ -254,7 +261,8 @@ mod tests {
                 "zart_executions_finished_at_idx",
                 "zart_executions_parent_id_idx",
                 "zart_schedules_due_idx",
-                "zart_tasks_queue_task_name_run_at_idx"
+                "zart_start_keys_expires_at_idx",
+                "zart_tasks_claim_idx"
             ]
         );
 
@@ -299,5 +307,41 @@ mod tests {
             [],
         )
         .unwrap();
+
+        let priorities: (i64, i64, Option<String>) = conn
+            .query_row(
+                "select e.priority, t.priority, t.limit_key
+                 from zart_executions e join zart_tasks t on t.execution_id = e.id",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(priorities, (0, 0, None));
+        conn.execute(
+            &format!(
+                "insert into zart_queue_limits (queue, max_running, rate_limit, rate_interval_ms,
+                     updated_at) values ('q', 2, 10, 1000, '{T}')"
+            ),
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            &format!(
+                "insert into zart_start_keys (task_name, start_key, execution_id, debounce,
+                     expires_at) values ('t', 'k', 'e1', 1, '{T}')"
+            ),
+            [],
+        )
+        .unwrap();
+        for bad in [
+            "update zart_queue_limits set max_running = 0",
+            "update zart_queue_limits set rate_interval_ms = null",
+            "update zart_queue_limits set rate_interval_ms = 0",
+            "update zart_queue_limits set key_rate_limit = 1",
+            "update zart_start_keys set debounce = 2",
+        ] {
+            let err = conn.execute(bad, []).unwrap_err().to_string();
+            assert!(err.contains("CHECK constraint failed"), "{bad}: {err}");
+        }
     }
 }

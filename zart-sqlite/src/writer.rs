@@ -17,6 +17,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 use tokio::sync::broadcast;
 use zart::group_commit::BlockingBatchWriter;
+use zart::queues::QueueLimits;
 use zart::schedule::Schedule;
 use zart::scheduler::{
     AwaitEventParams, ChildWait, ClaimSchedulesParams, ClaimTasksParams, ClaimedTask,
@@ -56,6 +57,8 @@ pub(crate) enum Op {
     DeleteSchedule(String),
     ClaimSchedules(ClaimSchedulesParams),
     FireSchedule(FireScheduleParams),
+    /// A queue and its new limits (`None`: none).
+    SetQueueLimits(String, Option<QueueLimits>),
 }
 
 impl Op {
@@ -120,6 +123,8 @@ pub(crate) enum Reply {
     Deleted(bool),
     SchedulesClaimed(Vec<DueSchedule>),
     Fired(FireOutcome),
+    /// Whether the queue has limits now.
+    LimitsSet(bool),
 }
 
 /// The write connection and where its wake-ups go.

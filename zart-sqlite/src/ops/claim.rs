@@ -1,13 +1,14 @@
-//! Claims (`zart_claim_tasks`): due tasks of the names asked for, names in turn from a random
-//! first one, each leased with a new random 62-bit fence; a claim ends the sleep its task was
-//! woken from and returns everything a replay needs.
+//! Claims (`zart_claim_tasks`): the due tasks `pick_tasks` picks (priorities first, names in
+//! turn from a random first one, within a limited queue's limits), each leased with a new
+//! random 62-bit fence and, in a limited queue, recorded as a run; a claim ends the sleep its
+//! task was woken from and returns everything a replay needs.
 
 use super::Cached;
-use std::collections::HashSet;
-
 use zart::scheduler::{ClaimTasksParams, ClaimedTask, Lease, RecordedStep};
 use zart::Error;
 
+use super::pick::{pick_tasks, Due, Pick};
+use super::queues::{delete_spent_runs, queue_limits, record_run};
 use super::{check_lease, parse_name, Tx};
 use crate::clock;
 use crate::errors::{error_record, from_json, to_json, SqlResult};
@@ -41,60 +42,33 @@ pub(super) fn claim_tasks(tx: &mut Tx<'_>, p: &ClaimTasksParams) -> Result<Reply
     if names.is_empty() || p.limit == 0 {
         return Ok(Reply::Claimed(Vec::new()));
     }
-
-    let now = tx.now_text();
-    let limit = usize::try_from(p.limit).unwrap_or(usize::MAX);
-    let mut due: Vec<Due> = Vec::new();
-    let mut seen = HashSet::new();
-    let mut select = tx
-        .conn
-        .prepare_cached(queries::DUE_TASKS)
-        .or_db(tx.conn, "claiming")?;
-    for name in names {
-        let left = limit - due.len();
-        if left == 0 {
-            break;
-        }
-        let rows = select
-            .query_map(
-                rusqlite::params![p.queue, name, now, i64::try_from(left).unwrap_or(i64::MAX)],
-                |r| {
-                    Ok(Due {
-                        id: r.get(0)?,
-                        wait_kind: r.get(1)?,
-                        wait_name: r.get(2)?,
-                        task_name: r.get(3)?,
-                        attempts: r.get::<_, i64>(4)?.saturating_add(1),
-                        recoveries: r.get(5)?,
-                    })
-                },
-            )
-            .or_db(tx.conn, "claiming")?;
-        for row in rows {
-            let row = row.or_db(tx.conn, "claiming")?;
-            if seen.insert(row.id.clone()) {
-                due.push(row);
-            }
-        }
+    let limits = queue_limits(tx.conn, &p.queue)?;
+    if let Some(limits) = &limits {
+        delete_spent_runs(tx, &p.queue, limits)?;
     }
-    drop(select);
+    let due = pick_tasks(
+        tx.conn,
+        &Pick {
+            queue: &p.queue,
+            names: &names,
+            limit: usize::try_from(p.limit).unwrap_or(usize::MAX),
+            now: tx.now,
+            oldest_first: p.oldest_first,
+        },
+        limits.as_ref(),
+    )?;
 
     let lease_until = clock::format(tx.now.saturating_add(lease_ms));
     let mut claimed = Vec::with_capacity(due.len());
     for task in due {
-        claimed.push(claim_one(tx, p, task, &lease_until)?);
+        let limit_key = task.limit_key.clone();
+        let task = claim_one(tx, p, task, &lease_until)?;
+        if limits.is_some() {
+            record_run(tx, &p.queue, &task.lease, limit_key.as_deref())?;
+        }
+        claimed.push(task);
     }
     Ok(Reply::Claimed(claimed))
-}
-
-/// A due task as the claim read it: the claim count and recoveries it will have once claimed.
-struct Due {
-    id: String,
-    wait_kind: Option<String>,
-    wait_name: Option<String>,
-    task_name: String,
-    attempts: i64,
-    recoveries: i64,
 }
 
 fn claim_one(
@@ -110,6 +84,7 @@ fn claim_one(
         task_name,
         attempts,
         recoveries,
+        ..
     } = task;
     let id = id.as_str();
     let now = tx.now_text();

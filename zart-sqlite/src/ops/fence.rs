@@ -6,6 +6,7 @@ use rusqlite::OptionalExtension;
 use zart::scheduler::Lease;
 use zart::Error;
 
+use super::queues::limit_freed;
 use super::Tx;
 use crate::errors::SqlResult;
 use crate::queries;
@@ -42,23 +43,24 @@ pub(super) fn refused(tx: &Tx<'_>, id: &str) -> Result<Error, Error> {
 }
 
 /// Gives a held lease up: the execution gets `status`, the task is due at `run_at` (capped by
-/// the deadline: a deadline cuts any wait short) and records what it waits for.
+/// the deadline: a deadline cuts any wait short) and records what it waits for. The run ends:
+/// in a limited queue, that wakes the queue's workers.
 pub(super) fn suspend(
-    tx: &Tx<'_>,
+    tx: &mut Tx<'_>,
     lease: &Lease,
     run_at: String,
     status: &str,
     wait_kind: &str,
     wait_name: &str,
 ) -> Result<(), Error> {
-    let deadline: Option<String> = tx
+    let (deadline, queue): (Option<String>, Option<String>) = tx
         .conn
         .row_cached(queries::DEADLINE_AND_PARENT, [&lease.execution_id], |r| {
-            r.get(0)
+            Ok((r.get(0)?, r.get(2)?))
         })
         .optional()
         .or_db(tx.conn, "suspending an execution")?
-        .flatten();
+        .unwrap_or_default();
     tx.conn
         .exec_cached(
             queries::SUSPEND_EXECUTION,
@@ -81,7 +83,10 @@ pub(super) fn suspend(
             ],
         )
         .or_db(tx.conn, "suspending an execution")?;
-    Ok(())
+    match queue {
+        Some(queue) => limit_freed(tx, &queue),
+        None => Ok(()),
+    }
 }
 
 /// Makes `id` due now if it is suspended waiting for exactly this (kind, name); returns its

@@ -12,11 +12,14 @@ mod cancel;
 mod claim;
 mod fence;
 mod leases;
+mod pick;
 pub(crate) mod prune;
+pub(crate) mod queues;
 pub(crate) mod read;
 mod retry;
 pub(crate) mod schedules;
 mod start;
+mod start_key;
 mod steps;
 mod waits;
 
@@ -115,6 +118,7 @@ pub(crate) fn run(tx: &mut Tx<'_>, op: &Op) -> Result<Reply, Error> {
         Op::DeleteSchedule(id) => schedules::delete_schedule(tx, id),
         Op::ClaimSchedules(p) => schedules::claim_schedules(tx, p),
         Op::FireSchedule(p) => schedules::fire_schedule(tx, p),
+        Op::SetQueueLimits(queue, limits) => queues::set_queue_limits(tx, queue, limits.as_ref()),
     }
 }
 

@@ -1,4 +1,5 @@
 //! The reads (`zart_next_run_at`, `zart_get_execution`), run on a read connection.
+//! `next_run_at` in a limited queue asks `pick_tasks` whether a claim would take anything.
 
 use super::Cached;
 use std::time::Duration;
@@ -7,12 +8,18 @@ use rusqlite::{Connection, OptionalExtension};
 use zart::scheduler::NextRunAtParams;
 use zart::{Error, Execution, ExecutionStatus};
 
+use super::claim::claim_order;
+use super::pick::{pick_tasks, Pick};
+use super::queues::{next_rate_slot, queue_limits, Limits};
 use crate::clock;
 use crate::errors::{error_record, from_json, SqlResult};
 use crate::queries;
 use crate::Settings;
 
-/// How long until the next timed task of the queue with one of the names is due.
+/// How long until the next timed task of the queue with one of the names is due (0: one is
+/// due). In a limited queue, due tasks its limits hold back do not count as due: then it is
+/// the time until the next task falls due, a lease runs out or a rate window lets one more
+/// start, whichever comes first (a run that ends sends a wake-up of its own); `None` if none.
 pub(crate) fn next_run_at(
     conn: &Connection,
     settings: &Settings,
@@ -23,8 +30,62 @@ pub(crate) fn next_run_at(
         return Ok(None);
     };
     let now = clock::now(conn, settings.test_clock)?;
-    let at = clock::parse_stored(&earliest, "a run time")?;
+    let mut at = clock::parse_stored(&earliest, "a run time")?;
+    if at <= now {
+        if let Some(limits) = queue_limits(conn, &p.queue)? {
+            if held_back(conn, p, &limits, now)? {
+                let Some(next) = next_change(conn, p, &limits, now)? else {
+                    return Ok(None);
+                };
+                at = next;
+            }
+        }
+    }
     Ok(Some(clock::duration(at - now)))
+}
+
+/// Whether a claim of one task of the names would take nothing now (the queue's limits hold
+/// every due task back). Writes nothing.
+fn held_back(
+    conn: &Connection,
+    p: &NextRunAtParams,
+    limits: &Limits,
+    now: i64,
+) -> Result<bool, Error> {
+    let names = claim_order(&p.task_names);
+    let pick = Pick {
+        queue: &p.queue,
+        names: &names,
+        limit: 1,
+        now,
+        oldest_first: false,
+    };
+    Ok(pick_tasks(conn, &pick, Some(limits))?.is_empty())
+}
+
+/// The next time anything can change for a held-back queue without a wake-up: a task falls
+/// due or a lease runs out, or a rate window (the queue's or a key's) lets one more start.
+fn next_change(
+    conn: &Connection,
+    p: &NextRunAtParams,
+    limits: &Limits,
+    now: i64,
+) -> Result<Option<i64>, Error> {
+    let now_text = clock::format(now);
+    let due = earliest_by_name(
+        conn,
+        queries::NEXT_RUN_AFTER,
+        "next_run_at",
+        p,
+        Some(&now_text),
+    )?
+    .map(|at| clock::parse_stored(&at, "a run time"))
+    .transpose()?;
+    let rate = next_rate_slot(conn, &p.queue, limits, now)?;
+    Ok(match (due, rate) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    })
 }
 
 /// The earliest of the times `sql` reads for each of `p.task_names` (parameters: the queue,

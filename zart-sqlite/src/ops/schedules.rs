@@ -287,6 +287,8 @@ pub(super) fn fire_schedule(tx: &mut Tx<'_>, p: &FireScheduleParams) -> Result<R
                     parent_id: None,
                     deadline_ms: None,
                     start_ms: None,
+                    priority: 0,
+                    limit_key: None,
                 },
             )?;
             if started.created {

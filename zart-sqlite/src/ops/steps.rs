@@ -13,6 +13,7 @@ use zart::{Error, ErrorRecord};
 
 use super::cancel::cancel_tree;
 use super::fence::{hold, refused, suspend, wake_waiter};
+use super::queues::limit_freed;
 use super::{check_size, check_wait, Tx};
 use crate::clock;
 use crate::errors::{to_json, SqlResult};
@@ -141,12 +142,14 @@ pub(super) fn complete_execution(
     if removed == 0 {
         return Err(refused(tx, id)?);
     }
-    let parent: Option<String> = tx
+    let (parent, queue): (Option<String>, Option<String>) = tx
         .conn
-        .row_cached(queries::DEADLINE_AND_PARENT, [id], |r| r.get(1))
+        .row_cached(queries::DEADLINE_AND_PARENT, [id], |r| {
+            Ok((r.get(1)?, r.get(2)?))
+        })
         .optional()
         .or_db(tx.conn, "recording an outcome")?
-        .flatten();
+        .unwrap_or_default();
     tx.conn
         .exec_cached(
             queries::FINISH_EXECUTION,
@@ -161,6 +164,10 @@ pub(super) fn complete_execution(
     tx.wake(Wakeup::Finished {
         execution_ids: Arc::from(finished),
     });
+    // The run ended: in a limited queue, a waiting claim may go.
+    if let Some(queue) = queue {
+        limit_freed(tx, &queue)?;
+    }
     if let Some(parent) = parent {
         if let Some(queue) = wake_waiter(tx, &parent, "child", id)? {
             tx.wake(Wakeup::Work { queue });

@@ -279,6 +279,11 @@ pub(super) fn start_child(tx: &mut Tx<'_>, p: &StartChildParams) -> Result<Reply
                 "an execution cannot be its own child",
             ));
         }
+        // At the parent's priority.
+        let priority: i64 = tx
+            .conn
+            .row_cached(queries::EXECUTION_PRIORITY, [id], |r| r.get(0))
+            .or_db(tx.conn, "starting a child")?;
         insert_execution(
             tx,
             &NewExecution {
@@ -289,6 +294,8 @@ pub(super) fn start_child(tx: &mut Tx<'_>, p: &StartChildParams) -> Result<Reply
                 parent_id: Some(id),
                 deadline_ms: None,
                 start_ms: None,
+                priority: i16::try_from(priority).unwrap_or_default(),
+                limit_key: None,
             },
         )?;
     }

@@ -201,3 +201,81 @@ async fn workers_held_back_by_a_limit_do_not_poll() {
     eprintln!("claims while held back: {claims}");
     drop(workers);
 }
+
+/// From SQL: a start with a key is checked as a new start would be, even when the key names an
+/// execution (nothing stored changes); a retried execution keeps its priority and limit key.
+#[tokio::test]
+async fn sql_starts_with_keys_check_their_input_and_a_retry_keeps_priority() {
+    init_tracing();
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let keyed = "select zart_start($1, 'held', $2, p_priority => 7, p_limit_key => 'acme', \
+                 p_start_key => 'k', p_start_key_ms => 60000)";
+    let first: bool = client
+        .query_one(keyed, &[&"s-1", &serde_json::json!({"ms": 1})])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(first);
+    let too_big = serde_json::json!({ "pad": "x".repeat(1_100_000) });
+    let err = client
+        .query_one(keyed, &[&"s-2", &too_big])
+        .await
+        .expect_err("an input over the limit is refused, whatever the key names");
+    let db_err = err.as_db_error().unwrap();
+    assert_eq!(db_err.code().code(), "ZA004", "{db_err:?}");
+    assert!(
+        db_err.message().starts_with("invalid input:"),
+        "{}",
+        db_err.message()
+    );
+    let row = client
+        .query_one(
+            "select e.input, t.priority, t.limit_key from zart_executions e
+               join zart_tasks t on t.execution_id = e.id where e.id = 's-1'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        row.get::<_, serde_json::Value>(0),
+        serde_json::json!({"ms": 1})
+    );
+    assert_eq!(
+        (row.get::<_, i16>(1), row.get::<_, String>(2)),
+        (7, "acme".to_owned())
+    );
+
+    // Fail it under a claim, then retry: the new task row carries the priority and key.
+    let claimed = client
+        .query_one(
+            "select bucket, fence from zart_claim_tasks('w', 'default', array['held'], 1, 60000)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (bucket, fence): (i16, i64) = (claimed.get(0), claimed.get(1));
+    client
+        .execute(
+            "select zart_complete_execution($1, 's-1', $2, 'failed', null,
+                    '{\"kind\": \"application\", \"message\": \"no\", \"step\": \"x\", \"attempts\": 1}')",
+            &[&bucket, &fence],
+        )
+        .await
+        .unwrap();
+    client
+        .execute("select zart_retry('s-1')", &[])
+        .await
+        .unwrap();
+    let again = client
+        .query_one(
+            "select priority, limit_key from zart_tasks where execution_id = 's-1'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.get::<_, i16>(0), again.get::<_, String>(1)),
+        (7, "acme".to_owned())
+    );
+}

@@ -618,9 +618,21 @@ begin
         end if;
     end if;
     if p_start_key is not null or p_debounce then
+        -- A key may name an execution at once: the start is checked as a new one would be
+        -- first, so bad input is refused however the key falls.
+        perform public.zart_check_text('execution id', p_id);
+        perform public.zart_check_text('task name', p_task_name);
+        perform public.zart_check_text('queue', p_queue);
+        if p_limit_key is not null then
+            perform public.zart_check_text('limit key', p_limit_key);
+        end if;
+        if p_input is null then
+            raise exception 'invalid input: must not be null' using errcode = 'ZA004';
+        end if;
+        perform public.zart_check_payload('input', p_input, public.zart_payload_limit());
         select k.* into v_keyed
           from public.zart_start_key(p_task_name, p_start_key, v_tenant, p_start_key_ms, p_debounce,
-                                     p_input, public.zart_payload_limit()) k;
+                                     p_input) k;
         if v_keyed.execution_id is not null then
             return query select false, v_keyed.status, v_keyed.execution_id;
             return;
@@ -651,16 +663,15 @@ $$;
 -- debounce key names its execution until a worker first claims it, and each start in between
 -- replaces that execution's input and moves its start (and deadline) to the end of a new
 -- window. Otherwise returns execution_id null and, for a debounce, start_at: the caller starts
--- its own execution then, and the key is renewed. Raises ZA003 for a key used both ways, ZA004
--- for a bad key, window or input.
+-- its own execution then, and the key is renewed. The caller has checked the start's input.
+-- Raises ZA003 for a key used both ways, ZA004 for a bad key or window.
 create or replace function public.zart_start_key(
     p_task_name text,
     p_key       text,
     p_tenant    text,
     p_window_ms bigint,
     p_debounce  boolean,
-    p_input     jsonb,
-    p_limit     bigint
+    p_input     jsonb
 ) returns table (created boolean, status text, execution_id text, start_at timestamptz)
 language plpgsql as $$
 #variable_conflict use_column
@@ -703,12 +714,6 @@ begin
             return;
         end if;
     elsif p_debounce then
-        if p_input is null then
-            raise exception 'invalid input: must not be null' using errcode = 'ZA004';
-        end if;
-        if octet_length(p_input::text) > coalesce(p_limit, 1048576) then
-            perform public.zart_check_payload('input', p_input, p_limit);
-        end if;
         -- Still waiting for its first claim: a claim in progress holds the row, and this waits.
         update public.zart_tasks t
            set run_at = v_until
@@ -764,7 +769,8 @@ create or replace function public.zart_start(
     p_input     jsonb default '{}'::jsonb,
     p_queue     text default 'default',
     p_start_at  timestamptz default null,
-    p_priority  smallint default 0,
+    -- integer, not smallint: `p_priority => 5` must resolve (no implicit int4 -> int2 cast).
+    p_priority  integer default 0,
     p_limit_key text default null,
     p_start_key text default null,
     p_start_key_ms bigint default null,
@@ -777,9 +783,12 @@ declare
     v_created boolean;
 begin
     perform public.zart_check_text('execution id', p_id);
+    if p_priority not between -32768 and 32767 then
+        raise exception 'invalid priority: % is outside -32768 to 32767', p_priority using errcode = 'ZA004';
+    end if;
     select s.created into v_created
       from public.zart_start_execution(public.zart_bucket(p_id), p_id, p_task_name, p_input, p_queue,
-                                       null, null, null, p_start_at, p_priority, p_limit_key,
+                                       null, null, null, p_start_at, p_priority::smallint, p_limit_key,
                                        p_start_key, p_start_key_ms, p_debounce) s;
     if v_created then
         perform pg_notify('zart_work', p_queue);
@@ -2438,9 +2447,9 @@ begin
         -- attempts as counted so far: the next claim is attempt attempts + 1, and a claim past
         -- the first one hands the worker the recorded steps.
         insert into public.zart_tasks (bucket, execution_id, task_name, queue, run_at, tenant,
-                                       attempts)
+                                       attempts, priority, limit_key)
         values (v_bucket, v_id, v_exec.task_name, v_exec.queue, v_now, v_exec.tenant,
-                v_exec.attempts);
+                v_exec.attempts, v_exec.priority, v_exec.limit_key);
         execution_id := v_id;
         queue := v_exec.queue;
         return next;

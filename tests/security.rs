@@ -466,7 +466,7 @@ async fn the_worker_role_changes_nothing_it_holds_no_lease_on() {
             "select zart_retry('other')",
             "select zart_set_queue_limits('default', 1)",
             "select * from zart_pick_tasks('default', array['alpha'], 1, now(), 0, false, null, null, true, null, null, null, null)",
-            "select * from zart_limit_counts('default', null, null, now(), true)",
+            "select * from zart_limit_counts('default', null, null, now())",
             "update zart_executions set status = 'completed' where id = 'other'",
             "update zart_tasks set run_at = now() where execution_id = 'asleep'",
             "insert into zart_steps (bucket, execution_id, name, seq, status, attempts, created_at, updated_at)

@@ -11,10 +11,18 @@ alter table public.zart_tasks add column priority smallint not null default 0;
 alter table public.zart_tasks add column limit_key text;
 create index zart_tasks_claim_idx on public.zart_tasks (queue, task_name, priority, run_at);
 drop index public.zart_tasks_queue_task_run_at_idx;
+-- Runs that count against a queue's concurrency limits: claimed in a limited queue (counted)
+-- and still holding a lease (a run holds its slot until run_at, its lease expiry, passes).
+-- Claims in queues without limits leave counted false, so they add nothing to this index.
+alter table public.zart_tasks add column counted boolean not null default false;
+create index zart_tasks_running_idx on public.zart_tasks (queue, limit_key, run_at)
+    where counted and locked_by is not null;
 
 -- Limits per queue: at most max_running runs at once, at most rate_limit runs started per
 -- rate_interval_ms; the key_ columns the same per limit key within the queue. A null column
--- is no limit of that kind. Limits are the fleet's, not a tenant's.
+-- is no limit of that kind. Limits are the fleet's, not a tenant's. held_back: the queue's
+-- last claim took less than it asked for because of the limits, so a run that ends wakes
+-- the queue's workers.
 create table public.zart_queue_limits (
     queue                text        not null,
     max_running          integer
@@ -31,6 +39,7 @@ create table public.zart_queue_limits (
     key_rate_interval_ms bigint
         constraint zart_queue_limits_key_rate_interval_check
             check (key_rate_interval_ms between 1 and 3155760000000),
+    held_back            boolean     not null default false,
     updated_at           timestamptz not null,
     constraint zart_queue_limits_rate_check
         check ((rate_limit is null) = (rate_interval_ms is null)),
@@ -39,17 +48,16 @@ create table public.zart_queue_limits (
     constraint zart_queue_limits_pkey primary key (queue)
 );
 
--- One row per run started in a limited queue (a claim): what counts against its limits. A
--- run is running while its task row still holds this fence with a lease not yet expired; a
--- row is kept while it is running or inside a rate window, and deleted by a later claim.
+-- One row per run started in a queue with a rate limit (a claim): what counts against its
+-- rates. Kept for the longest rate interval of the queue, then deleted by a later claim.
 create table public.zart_limit_runs (
     queue        text        not null,
+    started_at   timestamptz not null,
     bucket       smallint    not null,
     execution_id text        not null,
     fence        bigint      not null,
     limit_key    text,
-    started_at   timestamptz not null,
-    constraint zart_limit_runs_pkey primary key (queue, bucket, execution_id, fence)
+    constraint zart_limit_runs_pkey primary key (queue, started_at, bucket, execution_id, fence)
 );
 alter table public.zart_limit_runs enable row level security;
 

@@ -60,7 +60,7 @@
 --   zart_start_key(..)           a dedup or debounce key: the execution it names, or renews it
 --   zart_claim_levels(..)        the (task name, priority) pairs of a queue, in claim order
 --   zart_pick_tasks(..)          picks due tasks under per-key limits or oldest first (locks with p_lock)
---   zart_limit_counts(..)        the runs counting against a queue's limits (deletes stale ones)
+--   zart_limit_counts(..)        the runs counting against a queue's limits: running, and within its rates
 --   zart_limit_freed(..)         wakes a limited queue's workers when a run ends
 --   zart_fence_code(..)          why a fenced write failed: ZA001 (cancelled) or ZA002 (lease lost)
 --   zart_raise_fence(..)         raises ZA001 (cancelled) or ZA002 (lease lost)
@@ -832,45 +832,35 @@ language sql stable as $$
      order by l.priority desc, l.turn
 $$;
 
--- Called by zart_claim_tasks (p_gc), zart_next_run_at and zart_list_queue_limits: what counts
--- against p_queue's limits at p_now, in one pass over its runs (one probe of zart_tasks each:
--- a run is running while its task row holds its fence, claimed, lease not expired). One row
--- with total true for the queue, and one per limit key: the runs running, started within
--- p_rate_ms, and started within p_key_rate_ms (null: none). With p_gc, first deletes the runs
--- that count no more: not running, and started before both intervals; the caller then holds
--- the queue's limits row. Raises nothing.
+-- Called by zart_claim_tasks, zart_next_run_at and zart_list_queue_limits: what counts against
+-- p_queue's limits at p_now. One row with total true for the queue, and one per limit key: the
+-- runs running (task rows claimed in the limited queue that still hold their lease:
+-- zart_tasks_running_idx), and the runs started within p_rate_ms and within p_key_rate_ms
+-- (zart_limit_runs; null: none). No locks. Raises nothing.
 create or replace function public.zart_limit_counts(
     p_queue       text,
     p_rate_ms     bigint,
     p_key_rate_ms bigint,
-    p_now         timestamptz,
-    p_gc          boolean
+    p_now         timestamptz
 ) returns table (limit_key text, total boolean, running integer, in_rate integer, in_key_rate integer)
-language sql volatile as $$
-    with r as materialized (
-        select r.ctid, r.limit_key, r.started_at,
-               exists (select 1 from public.zart_tasks t
-                        where t.bucket = r.bucket and t.execution_id = r.execution_id
-                          and t.fence = r.fence and t.locked_by is not null
-                          and t.run_at > p_now) as running
-          from public.zart_limit_runs r
-         where r.queue = p_queue
-    ), gone as (
-        -- By ctid: the caller holds the queue's limits row, so no one else changes these rows.
-        delete from public.zart_limit_runs d
-         where p_gc
-           and d.ctid = any (array(
-                   select r.ctid from r
-                    where not r.running
-                      and r.started_at <= p_now - coalesce(greatest(p_rate_ms, p_key_rate_ms), 0)
-                                                  * interval '1 millisecond'))
-    )
-    select r.limit_key, grouping(r.limit_key) = 1,
-           (count(*) filter (where r.running))::integer,
-           (count(*) filter (where r.started_at > p_now - p_rate_ms * interval '1 millisecond'))::integer,
-           (count(*) filter (where r.started_at > p_now - p_key_rate_ms * interval '1 millisecond'))::integer
-      from r
-     group by grouping sets ((), (r.limit_key))
+language sql stable as $$
+    select c.limit_key, c.total, sum(c.running)::integer, sum(c.in_rate)::integer,
+           sum(c.in_key_rate)::integer
+      from (select t.limit_key, grouping(t.limit_key) = 1 as total, count(*) as running,
+                   0 as in_rate, 0 as in_key_rate
+              from public.zart_tasks t
+             where t.queue = p_queue and t.counted and t.locked_by is not null
+               and t.run_at > p_now
+             group by grouping sets ((), (t.limit_key))
+            union all
+            select r.limit_key, grouping(r.limit_key) = 1, 0,
+                   count(*) filter (where r.started_at > p_now - p_rate_ms * interval '1 millisecond'),
+                   count(*) filter (where r.started_at > p_now - p_key_rate_ms * interval '1 millisecond')
+              from public.zart_limit_runs r
+             where r.queue = p_queue
+               and r.started_at > p_now - greatest(p_rate_ms, p_key_rate_ms) * interval '1 millisecond'
+             group by grouping sets ((), (r.limit_key))) c
+     group by c.limit_key, c.total
 $$;
 
 -- Called by zart_claim_tasks (p_lock) and zart_next_run_at (not p_lock): the due tasks a claim
@@ -977,13 +967,13 @@ end
 $$;
 
 -- Called by the functions that end a run (zart_suspend, zart_complete_executions): when
--- p_queue has limits, a run ending may let a waiting claim go, so workers are woken
--- (NOTIFY zart_work, at commit). No locks. Raises nothing.
+-- p_queue's limits held its last claim back, a run ending may let a claim go, so workers are
+-- woken (NOTIFY zart_work, at commit). No locks. Raises nothing.
 create or replace function public.zart_limit_freed(p_queue text) returns void
 language sql volatile as $$
     select pg_notify('zart_work', l.queue)
       from public.zart_queue_limits l
-     where l.queue = p_queue
+     where l.queue = p_queue and l.held_back
 $$;
 
 -- Entry point for workers (claim_tasks), in a transaction of its own: it turns
@@ -1035,6 +1025,7 @@ declare
     v_tenants text[] := case when public.zart_tenancy_on() then public.zart_session_tenants() end;
     v_lim     public.zart_queue_limits%rowtype;
     v_limited boolean := false;
+    v_rated   boolean := false;
     v_allowed integer := p_limit;
     v_running integer;
     v_in_rate integer;
@@ -1064,6 +1055,13 @@ begin
         select * into v_lim from public.zart_queue_limits l where l.queue = p_queue for update;
         if found then
             v_limited := true;
+            v_rated := v_lim.rate_limit is not null or v_lim.key_rate_limit is not null;
+            -- Runs past every rate window count no more.
+            delete from public.zart_limit_runs r
+             where r.queue = p_queue
+               and r.started_at <= v_now - coalesce(greatest(v_lim.rate_interval_ms,
+                                                             v_lim.key_rate_interval_ms), 0)
+                                           * interval '1 millisecond';
             select max(c.running) filter (where c.total), max(c.in_rate) filter (where c.total),
                    jsonb_object_agg(c.limit_key, c.running)
                        filter (where not c.total and c.limit_key is not null and c.running > 0),
@@ -1071,14 +1069,19 @@ begin
                        filter (where not c.total and c.limit_key is not null and c.in_key_rate > 0)
               into v_running, v_in_rate, v_key_running, v_key_recent
               from public.zart_limit_counts(p_queue, v_lim.rate_interval_ms,
-                                            v_lim.key_rate_interval_ms, v_now, true) c;
+                                            v_lim.key_rate_interval_ms, v_now) c;
             -- least() ignores nulls: a limit not set does not bound.
-            v_allowed := greatest(least(p_limit, v_lim.max_running - v_running,
-                                        v_lim.rate_limit - v_in_rate), 0);
+            v_allowed := greatest(least(p_limit, v_lim.max_running - coalesce(v_running, 0),
+                                        v_lim.rate_limit - coalesce(v_in_rate, 0)), 0);
+            v_picked := v_picked or v_lim.key_max_running is not null or v_lim.key_rate_limit is not null;
+            -- Held back (or possibly, with limits per key): a run that ends wakes the workers.
+            if v_lim.held_back is distinct from (v_allowed < p_limit or v_picked) then
+                update public.zart_queue_limits l set held_back = not l.held_back
+                 where l.queue = p_queue;
+            end if;
             if v_allowed = 0 then
                 return;
             end if;
-            v_picked := v_picked or v_lim.key_max_running is not null or v_lim.key_rate_limit is not null;
         end if;
     end if;
     if v_picked then
@@ -1133,17 +1136,19 @@ begin
                    -- Still locked at claim time: its lease expired, so this is a recovery.
                    recoveries = t.recoveries + case when t.locked_by is null then 0 else 1 end,
                    wait_kind = null,
-                   wait_name = null
+                   wait_name = null,
+                   -- Counted against the queue's concurrency limits while the lease holds.
+                   counted   = v_limited
               from due
              where t.bucket = due.bucket and t.execution_id = due.execution_id
             returning t.bucket, t.execution_id, t.task_name, t.queue, t.fence, t.attempts, t.recoveries,
                       due.wait_kind, due.wait_name, t.limit_key
-        ), counted as (
-            -- In a limited queue, each run counts against its limits (zart_limit_runs).
-            insert into public.zart_limit_runs (queue, bucket, execution_id, fence, limit_key, started_at)
-            select p_queue, c.bucket, c.execution_id, c.fence, c.limit_key, v_now
+        ), rated as (
+            -- In a queue with a rate limit, each run counts against it (zart_limit_runs).
+            insert into public.zart_limit_runs (queue, started_at, bucket, execution_id, fence, limit_key)
+            select p_queue, v_now, c.bucket, c.execution_id, c.fence, c.limit_key
               from claimed c
-             where v_limited
+             where v_rated
         ), woken as (
             -- A sleep that is over ends here, as zart_sleep would end it, so the replay finds
             -- it completed and needs no round trip of its own. (Written under this claim: if
@@ -1750,15 +1755,15 @@ begin
     if v_next <= v_now and public.zart_limits_on() then
         select * into v_lim from public.zart_queue_limits l where l.queue = p_queue;
         if found then
-            select least(1, v_lim.max_running - max(c.running) filter (where c.total),
-                         v_lim.rate_limit - max(c.in_rate) filter (where c.total)),
+            select least(1, v_lim.max_running - coalesce(max(c.running) filter (where c.total), 0),
+                         v_lim.rate_limit - coalesce(max(c.in_rate) filter (where c.total), 0)),
                    jsonb_object_agg(c.limit_key, c.running)
                        filter (where not c.total and c.limit_key is not null and c.running > 0),
                    jsonb_object_agg(c.limit_key, c.in_key_rate)
                        filter (where not c.total and c.limit_key is not null and c.in_key_rate > 0)
               into v_allowed, v_key_running, v_key_recent
               from public.zart_limit_counts(p_queue, v_lim.rate_interval_ms,
-                                            v_lim.key_rate_interval_ms, v_now, false) c;
+                                            v_lim.key_rate_interval_ms, v_now) c;
         end if;
         if v_lim.queue is not null
            and not exists (select from public.zart_pick_tasks(p_queue, p_task_names, v_allowed,
@@ -2692,11 +2697,12 @@ set search_path = pg_catalog, pg_temp
 as $$
     select l.queue, l.max_running, l.rate_limit, l.rate_interval_ms, l.key_max_running,
            l.key_rate_limit, l.key_rate_interval_ms,
-           c.running, c.in_rate, l.updated_at
+           coalesce(c.running, 0), coalesce(c.in_rate, 0), l.updated_at
       from public.zart_queue_limits l
-     cross join lateral public.zart_limit_counts(l.queue, l.rate_interval_ms, null,
-                                                 public.zart_current_time(), false) c
-     where c.total
+      left join lateral (select c.running, c.in_rate
+                           from public.zart_limit_counts(l.queue, l.rate_interval_ms, null,
+                                                         public.zart_current_time()) c
+                          where c.total) c on true
      order by l.queue
 $$;
 

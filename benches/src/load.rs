@@ -776,10 +776,29 @@ async fn measure(
         tenancy::set_tenancy(watcher.client(), false).await?;
         r.z1t = Some((rates[0], rates[1]));
     }
-    if plan.has("z2") {
-        let task = "z2-noop1";
-        drain::prefill(watcher.client(), task, count, 1).await?;
-        let bar = Bar::new(bars, count.into(), "Z2", "drain, one-step no-op");
+    // Z2, then Z2p: Z2 with what priorities and limits cost when they never bind (four
+    // priorities, and a concurrency limit far above the worker's slots, so every claim takes
+    // the limited path: the queue's limits row, the running count).
+    for (key, label, task, levels, limited) in [
+        ("z2", "Z2", "z2-noop1", 1, false),
+        ("z2p", "Z2p", "z2p-noop1", 4, true),
+    ] {
+        if !plan.has(key) {
+            continue;
+        }
+        drain::prefill_at_priorities(watcher.client(), task, count, 1, levels).await?;
+        const LIMIT: &str =
+            "select public.zart_set_queue_limits('default', p_max_running => 1000000)";
+        const UNLIMIT: &str = "select public.zart_set_queue_limits('default')";
+        if limited {
+            watcher.client().batch_execute(LIMIT).await.context(LIMIT)?;
+        }
+        let what = if limited {
+            "drain, one-step no-op, 4 priorities, concurrency limit 1,000,000"
+        } else {
+            "drain, one-step no-op"
+        };
+        let bar = Bar::new(bars, count.into(), label, what);
         let drained = drain::drain(
             &config,
             &mut watcher,
@@ -790,71 +809,33 @@ async fn measure(
             &bar,
         )
         .await?;
-        r.top.insert("z2", watcher.top_statements(TOP).await?);
+        if limited {
+            watcher
+                .client()
+                .batch_execute(UNLIMIT)
+                .await
+                .context(UNLIMIT)?;
+        }
+        r.top.insert(key, watcher.top_statements(TOP).await?);
+        let versus = match (limited, r.z2) {
+            (true, Some(z2)) => format!("; / Z2 = {:.2}×", drained.rate / z2),
+            _ => String::new(),
+        };
         say(
             &bar,
             format!(
-                "Z2  drain, one-step no-op, 1 worker: {} in {:.2} s",
+                "{label:<3} {what}, 1 worker: {} in {:.2} s{versus}",
                 format_value(drained.rate, "executions/s"),
                 drained.elapsed.as_secs_f64()
             ),
         );
-        r.z2 = Some(drained.rate);
+        if limited {
+            r.z2p = Some(drained.rate);
+        } else {
+            r.z2 = Some(drained.rate);
+        }
         r.counts.push(PhaseCounts::new(
-            "z2",
-            "execution",
-            count.into(),
-            1,
-            drained.delta,
-        ));
-    }
-    if plan.has("z2p") {
-        // Z2 with what priorities and limits cost when they never bind: four priorities, and
-        // a concurrency limit far above the worker's slots (each claim takes the limited
-        // path: the queue's limits row, the run bookkeeping).
-        let task = "z2p-noop1";
-        drain::prefill_at_priorities(watcher.client(), task, count, 1, 4).await?;
-        watcher
-            .client()
-            .batch_execute(
-                "select public.zart_set_queue_limits('default', p_max_running => 1000000)",
-            )
-            .await
-            .context("setting a queue limit for Z2p")?;
-        let bar = Bar::new(
-            bars,
-            count.into(),
-            "Z2p",
-            "drain, 4 priorities, a limit that never binds",
-        );
-        let drained = drain::drain(
-            &config,
-            &mut watcher,
-            task,
-            None,
-            count,
-            plan.concurrency,
-            &bar,
-        )
-        .await?;
-        watcher
-            .client()
-            .batch_execute("select public.zart_set_queue_limits('default')")
-            .await
-            .context("removing Z2p's queue limit")?;
-        r.top.insert("z2p", watcher.top_statements(TOP).await?);
-        say(
-            &bar,
-            format!(
-                "Z2p drain, one-step no-op, 4 priorities, concurrency limit 1,000,000: {} in {:.2} s{}",
-                format_value(drained.rate, "executions/s"),
-                drained.elapsed.as_secs_f64(),
-                r.z2.map_or_else(String::new, |z2| format!("; / Z2 = {:.2}×", drained.rate / z2))
-            ),
-        );
-        r.z2p = Some(drained.rate);
-        r.counts.push(PhaseCounts::new(
-            "z2p",
+            key,
             "execution",
             count.into(),
             1,

@@ -9,13 +9,12 @@
 //! plain connection counts rows the API does not show.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
+mod support;
+
 use std::time::Duration;
 
-use rusqlite::Connection;
 use serde_json::json;
+use support::{db_with, Db};
 use tokio::sync::broadcast;
 use zart::queues::{QueueLimits, Rate, StartKey};
 use zart::scheduler::{
@@ -23,50 +22,14 @@ use zart::scheduler::{
     StartExecutionParams, StartOutcome, WakeAt, Wakeup,
 };
 use zart::{Error, ExecutionStatus, Scheduler};
-use zart_sqlite::{SqliteOptions, SqliteScheduler};
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
+use zart_sqlite::SqliteOptions;
 
 const TASK: &str = "call";
 const QUEUE: &str = "partner";
 const LEASE: Duration = Duration::from_secs(30);
 
-/// One test's database: the scheduler (test clock on) and a plain connection.
-struct Db {
-    dir: PathBuf,
-    s: SqliteScheduler,
-    conn: Mutex<Connection>,
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
 async fn db() -> Db {
-    let dir = std::env::temp_dir().join(format!(
-        "zart-sqlite-limits-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("zart.db");
-    let url = format!("sqlite://{}", file.display());
-    zart_sqlite::migrate(&url).await.unwrap();
-    let s = SqliteScheduler::connect_with(&url, SqliteOptions::default().test_clock(true))
-        .await
-        .unwrap();
-    let conn = Connection::open(&file).unwrap();
-    conn.busy_timeout(Duration::from_secs(5)).unwrap();
-    Db {
-        dir,
-        s,
-        conn: Mutex::new(conn),
-    }
+    db_with("limits", SqliteOptions::default()).await
 }
 
 fn start(id: &str) -> StartExecutionParams {

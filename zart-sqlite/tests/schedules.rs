@@ -7,62 +7,26 @@
 //! declaration time).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+mod support;
+
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::Connection;
 use serde_json::json;
+use support::Db;
 use zart::schedule::{execution_id, CatchUp, Overlap, Schedule, ScheduleRow};
 use zart::scheduler::{
     ClaimSchedulesParams, ClaimTasksParams, DueSchedule, FireOutcome, FireScheduleParams,
     NextRunAtParams, StartChildParams, StartExecutionParams, Wakeup,
 };
 use zart::{Error, ExecutionStatus, Scheduler};
-use zart_sqlite::{SqliteOptions, SqliteScheduler};
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
+use zart_sqlite::SqliteOptions;
 
 const TASK: &str = "report";
 const LEASE: Duration = Duration::from_secs(30);
 
-/// One test's database: the scheduler (test clock on) and a plain connection.
-struct Db {
-    dir: PathBuf,
-    s: SqliteScheduler,
-    conn: Mutex<Connection>,
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
 async fn db_with(options: SqliteOptions) -> Db {
-    let dir = std::env::temp_dir().join(format!(
-        "zart-sqlite-sched-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("zart.db");
-    let url = format!("sqlite://{}", file.display());
-    zart_sqlite::migrate(&url).await.unwrap();
-    let s = SqliteScheduler::connect_with(&url, options.test_clock(true))
-        .await
-        .unwrap();
-    let conn = Connection::open(&file).unwrap();
-    conn.busy_timeout(Duration::from_secs(5)).unwrap();
-    Db {
-        dir,
-        s,
-        conn: Mutex::new(conn),
-    }
+    support::db_with("sched", options).await
 }
 
 async fn db() -> Db {

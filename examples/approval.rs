@@ -76,6 +76,9 @@ impl TaskHandler for ApproveOrder {
             EventOutcome::Received(a) if a.approved => format!("shipped (approved by {})", a.by),
             EventOutcome::Received(a) => format!("cancelled (rejected by {})", a.by),
             EventOutcome::TimedOut => "escalated (nobody decided within 3 days)".to_owned(),
+            EventOutcome::Malformed { error, .. } => {
+                format!("escalated (a decision did not read: {error})")
+            }
         };
         ctx.step("record-decision", || async {
             println!("  [step] order {id}: {decision}");

@@ -34,6 +34,7 @@ impl TaskHandler for FulfilOrder {
         {
             EventOutcome::Received(approval) => approval,
             EventOutcome::TimedOut => return Err(TaskError::failed("no approval")),
+            EventOutcome::Malformed { error, .. } => return Err(TaskError::failed(error)),
         };
         if approval["approved"] != serde_json::json!(true) {
             return Err(TaskError::failed("order rejected"));

@@ -78,6 +78,9 @@ impl TaskHandler for Waiter {
             Ok::<_, std::io::Error>(match outcome {
                 EventOutcome::Received(payload) => serde_json::json!({ "received": payload }),
                 EventOutcome::TimedOut => serde_json::json!({ "timed_out": true }),
+                EventOutcome::Malformed { payload, .. } => {
+                    serde_json::json!({ "malformed": payload })
+                }
             })
         })
         .await
@@ -107,11 +110,17 @@ impl TaskHandler for ApproveOrder {
         ctx: &mut TaskContext<impl Scheduler>,
         order: Order,
     ) -> Result<String, TaskError> {
-        let approval = ctx
-            .wait_for_event::<Approval>("approval", None)
-            .await?
-            .received()
-            .ok_or_else(|| TaskError::failed("an approval without timeout cannot time out"))?;
+        let approval = match ctx.wait_for_event::<Approval>("approval", None).await? {
+            EventOutcome::Received(approval) => approval,
+            EventOutcome::Malformed { error, .. } => {
+                return Err(TaskError::failed(format!("unreadable approval: {error}")))
+            }
+            EventOutcome::TimedOut => {
+                return Err(TaskError::failed(
+                    "an approval without timeout cannot time out",
+                ))
+            }
+        };
         ctx.step("record-decision", || async move {
             let outcome = if approval.approved {
                 "approved"
@@ -678,6 +687,28 @@ async fn an_event_wait_times_out_and_the_workflow_carries_on() {
         ("event", "completed")
     );
     assert_eq!(output, Some(serde_json::json!({"timed_out": true})));
+    let shown: String = client
+        .query_one(
+            "select status from zart_step_timeline where execution_id = 'patient' and name = 'event:approval'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(shown, "timed_out", "the timeline shows the timeout as one");
+    let detail = zart::admin::Admin::describe_execution(&*h.scheduler, "patient")
+        .await
+        .unwrap()
+        .unwrap();
+    let wait = detail
+        .steps
+        .iter()
+        .find(|s| s.name == "event:approval")
+        .unwrap();
+    assert_eq!(
+        (wait.status.as_str(), wait.outcome()),
+        ("completed", "timed_out")
+    );
     let (_, after_status, after_output) = step_row(&client, "patient", "after").await;
     assert_eq!(after_status, "completed");
     assert_eq!(after_output, Some(serde_json::json!({"timed_out": true})));
@@ -801,7 +832,7 @@ async fn events_sent_at_any_moment_of_many_waits_are_all_delivered() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_payload_that_does_not_fit_the_type_fails_with_a_serialization_error() {
+async fn a_payload_that_does_not_fit_the_type_is_handed_to_the_workflow_consumed() {
     init_tracing();
     let h = Harness::with_registry(local_registry()).await;
     h.spawn_worker(WorkerConfig::default());
@@ -826,14 +857,22 @@ async fn a_payload_that_does_not_fit_the_type_fails_with_a_serialization_error()
         .await
         .unwrap();
 
+    // The workflow got the bad payload as EventOutcome::Malformed and chose to fail.
     let done = h.durable.wait("order-typo", WAIT).await.unwrap();
     assert_eq!(done.status, ExecutionStatus::Failed);
     let error = done.error.unwrap();
-    assert_eq!(error.kind, "serialization");
     assert_eq!(
         error.message,
-        "could not deserialize the payload of event \"approval\" as JSON: \
-         invalid type: string \"yes\", expected a boolean"
+        "unreadable approval: invalid type: string \"yes\", expected a boolean"
+    );
+    assert_eq!(
+        count(
+            &client,
+            "select count(*) from zart_events where execution_id = 'order-typo' and consumed_by = 'event:approval'"
+        )
+        .await,
+        1,
+        "the event was consumed by the wait"
     );
     assert_eq!(
         count(

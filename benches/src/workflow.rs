@@ -143,7 +143,9 @@ impl TaskHandler for EventProbe {
                 let _ = self.woke.send((ctx.execution_id().to_owned(), at));
                 Ok(())
             }
-            EventOutcome::TimedOut => Err(TaskError::failed("a wait without timeout timed out")),
+            EventOutcome::TimedOut | EventOutcome::Malformed { .. } => Err(TaskError::failed(
+                "a wait without timeout timed out, or a JSON payload did not fit JSON",
+            )),
         }
     }
 }

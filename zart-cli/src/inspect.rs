@@ -96,7 +96,7 @@ pub fn detail_json(d: &ExecutionDetail) -> Value {
             "queue": e.queue,
             "status": e.status.as_str(),
             "attempts": e.attempts,
-            "parent_id": d.parent_id,
+            "parent_id": e.parent_id,
             "input": e.input,
             "output": e.output,
             "error": e.error.as_ref().map(error_json),
@@ -118,7 +118,7 @@ pub fn detail_json(d: &ExecutionDetail) -> Value {
             "seq": s.seq,
             "name": s.name,
             "kind": s.kind,
-            "status": s.status,
+            "status": s.outcome(),
             "attempts": s.attempts,
             "output": s.output,
             "error": s.error.as_ref().map(error_json),
@@ -258,7 +258,7 @@ pub fn detail_text(d: &ExecutionDetail) -> String {
     field("execution", e.id.clone());
     field("task", format!("{}  (queue {})", e.task_name, e.queue));
     field("status", format!("{}  (attempts {})", e.status, e.attempts));
-    if let Some(parent) = &d.parent_id {
+    if let Some(parent) = &d.execution.parent_id {
         field("parent", parent.clone());
     }
     field("created", time(e.created_at));
@@ -311,7 +311,7 @@ pub fn detail_text(d: &ExecutionDetail) -> String {
                     s.seq.to_string(),
                     s.name.clone(),
                     s.kind.clone(),
-                    s.status.clone(),
+                    s.outcome().to_owned(),
                     s.attempts.to_string(),
                     time(s.created_at),
                     took(d, i, s),

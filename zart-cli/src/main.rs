@@ -395,6 +395,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 "queue": execution.queue,
                 "status": execution.status.as_str(),
                 "attempts": execution.attempts,
+                "parent_id": execution.parent_id,
+                "priority": execution.priority,
                 "input": execution.input,
                 "output": execution.output,
                 "error": execution.error.map(|e| serde_json::json!({

@@ -92,6 +92,8 @@ pub fn registry(counts: &Counts) -> TaskRegistry {
         .unwrap()
         .register("waiter", Waiter(c()))
         .unwrap()
+        .register("channel", Channel(c()))
+        .unwrap()
         .register("parent", Parent(c()))
         .unwrap()
         .register("fails", Fails(c()))
@@ -351,9 +353,51 @@ impl TaskHandler for Waiter {
             match outcome {
                 EventOutcome::Received(payload) => json!({ "received": payload }),
                 EventOutcome::TimedOut => json!({ "timed_out": true }),
+                EventOutcome::Malformed { payload, .. } => json!({ "malformed": payload }),
             },
         )
         .await
+    }
+}
+
+/// Input of [`Channel`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChannelInput {
+    /// The event name.
+    pub event: String,
+    /// How many waits.
+    pub waits: u32,
+    /// Each wait's timeout in seconds; none waits forever.
+    pub timeout_secs: Option<u64>,
+}
+
+/// `channel`: waits for the event `waits` times, each payload read as a `u32`, then step
+/// `after`, whose result is the output: one entry per wait, the number received,
+/// `{"malformed": payload}` or `"timed_out"`.
+pub struct Channel(Counts);
+
+#[async_trait]
+impl TaskHandler for Channel {
+    type Data = ChannelInput;
+    type Output = Value;
+
+    async fn run(
+        &self,
+        ctx: &mut TaskContext<impl Scheduler>,
+        input: ChannelInput,
+    ) -> Result<Value, TaskError> {
+        let mut got = Vec::new();
+        for _ in 0..input.waits {
+            let outcome = ctx
+                .wait_for_event::<u32>(&input.event, input.timeout_secs.map(Duration::from_secs))
+                .await?;
+            got.push(match outcome {
+                EventOutcome::Received(n) => json!(n),
+                EventOutcome::TimedOut => json!("timed_out"),
+                EventOutcome::Malformed { payload, .. } => json!({ "malformed": payload }),
+            });
+        }
+        counted(ctx, &self.0, "after", Value::Array(got)).await
     }
 }
 

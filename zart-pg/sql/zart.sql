@@ -103,6 +103,10 @@ begin
                       || 'queue text, parent_id text, fence bigint, attempts integer, recoveries integer, '
                       || 'input jsonb, deadline_in_ms bigint, steps jsonb)'),
                   ('zart_complete_execution', 'text'),
+                  ('zart_get_execution', 'TABLE(id text, task_name text, queue text, status text, '
+                      || 'input jsonb, output jsonb, error jsonb, attempts integer, '
+                      || 'created_at timestamp with time zone, started_at timestamp with time zone, '
+                      || 'finished_at timestamp with time zone, parent_id text, priority smallint)'),
                   ('zart_retry_step', 'bigint'),
                   ('zart_deliver_event', 'void'),
                   ('zart_await_event', 'TABLE(state text, payload jsonb, wake_in_ms bigint)'),
@@ -1939,8 +1943,8 @@ end
 $$;
 
 -- Called by zart_send_event right after it woke an execution suspended on exactly this event
--- (its wait lock held): hands the buffered event over into the open wait step
--- `event:<name>` (TaskContext::wait_for_event's step), so the replay finds the wait completed
+-- (its wait lock held): hands the buffered event over into the open wait step for the name
+-- (TaskContext::wait_for_event's step: `event:<name>`, `event#<n>:<name>`), so the replay finds the wait completed
 -- and needs no round trip of its own. Does nothing unless the task is exactly so suspended.
 -- Locks the event row. Raises nothing.
 create or replace function public.zart_deliver_event(
@@ -1952,6 +1956,7 @@ language plpgsql as $$
 declare
     v_now  timestamptz := public.zart_current_time();
     v_wake timestamptz;
+    v_step text;
 begin
     perform public.zart_wait_lock(p_execution_id);
     perform 1 from public.zart_tasks t
@@ -1960,13 +1965,15 @@ begin
     if not found then
         return;
     end if;
-    select s.wake_at into v_wake
+    -- The open wait for this name: `event:<name>` for the first, `event#<n>:<name>` after.
+    select s.name, s.wake_at into v_step, v_wake
       from public.zart_steps s
      where s.bucket = p_bucket and s.execution_id = p_execution_id
-       and s.name = 'event:' || p_name and s.kind = 'event' and s.status = 'waiting';
+       and s.kind = 'event' and s.status = 'waiting'
+       and (s.name = 'event:' || p_name
+            or (s.name like 'event#%' and substr(s.name, strpos(s.name, ':') + 1) = p_name));
     if found then
-        perform public.zart_take_event(p_bucket, p_execution_id, 'event:' || p_name, p_name,
-                                       v_wake, v_now);
+        perform public.zart_take_event(p_bucket, p_execution_id, v_step, p_name, v_wake, v_now);
     end if;
 end
 $$;
@@ -2909,12 +2916,12 @@ $$;
 create or replace function public.zart_get_execution(p_bucket smallint, p_id text)
 returns table (id text, task_name text, queue text, status text, input jsonb, output jsonb,
                error jsonb, attempts integer, created_at timestamptz, started_at timestamptz,
-               finished_at timestamptz)
+               finished_at timestamptz, parent_id text, priority smallint)
 language sql stable security definer
 set search_path = pg_catalog, pg_temp
 as $$
     select e.id, e.task_name, e.queue, e.status, e.input, e.output, e.error, e.attempts,
-           e.created_at, e.started_at, e.finished_at
+           e.created_at, e.started_at, e.finished_at, e.parent_id, e.priority
       from public.zart_executions e
      cross join (select case when public.zart_tenancy_on() then public.zart_session_tenants() end as tenants) v
      where e.bucket = p_bucket and e.id = p_id
@@ -2970,7 +2977,11 @@ select e.task_name, e.status, count(*) as executions
 
 -- Every step of every execution, in call order, with its wait and timings.
 create or replace view public.zart_step_timeline with (security_invoker = true) as
-select s.execution_id, s.seq, s.name, s.kind, s.status, s.attempts,
+-- An event wait that timed out is stored completed with {"timed_out": true}: shown timed_out.
+select s.execution_id, s.seq, s.name, s.kind,
+       case when s.kind = 'event' and s.status = 'completed' and s.output ? 'timed_out'
+            then 'timed_out' else s.status end as status,
+       s.attempts,
        s.output, s.error->>'message' as error_message, s.wake_at,
        s.created_at as first_recorded_at, s.updated_at as last_recorded_at,
        s.updated_at - lag(s.updated_at) over (partition by s.bucket, s.execution_id order by s.seq)

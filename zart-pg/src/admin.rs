@@ -212,7 +212,7 @@ impl Admin for PostgresScheduler {
             .collect::<Result<Vec<_>, _>>()?;
         tx.commit().await.map_err(|e| from_pg(e, call))?;
         let mut detail = ExecutionDetail::new(execution, now);
-        detail.parent_id = parent_id;
+        detail.execution.parent_id = parent_id;
         detail.deadline_at = deadline_at;
         detail.updated_at = updated_at;
         detail.steps = steps;

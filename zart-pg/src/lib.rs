@@ -784,6 +784,8 @@ impl Scheduler for PostgresScheduler {
         execution.created_at = row.try_get::<_, SystemTime>(8).map_err(get_err)?;
         execution.started_at = row.try_get(9).map_err(get_err)?;
         execution.finished_at = row.try_get(10).map_err(get_err)?;
+        execution.parent_id = row.try_get(11).map_err(get_err)?;
+        execution.priority = row.try_get(12).map_err(get_err)?;
         Ok(Some(execution))
     }
 

@@ -128,7 +128,7 @@ pub const PRUNE: &str = "select public.zart_prune($1, $2, $3, $4)";
 /// `zart_get_execution`: one execution by id, if the session may see it. Params: id.
 pub const GET_EXECUTION: &str =
     "select id, task_name, queue, status, input, output, error, attempts, \
-            created_at, started_at, finished_at \
+            created_at, started_at, finished_at, parent_id, priority \
        from public.zart_get_execution(public.zart_bucket($1), $1)";
 
 /// Sends a batch of notifications after the commits they announce.

@@ -305,8 +305,12 @@ pub const INSERT_EVENT: &str =
 pub const WAITS_FOR_EVENT: &str = "select count(*) from zart_tasks
     where execution_id = ?1 and wait_kind = 'event' and wait_name = ?2 and locked_by is null";
 /// The timeout of an open event wait step.
-pub const OPEN_EVENT_WAIT: &str = "select wake_at from zart_steps
-    where execution_id = ?1 and name = ?2 and kind = 'event' and status = 'waiting'";
+/// The open wait for the event ?2 (`event:<name>` for the first wait, `event#<n>:<name>` after):
+/// its step name and timeout.
+pub const OPEN_EVENT_WAIT: &str = "select name, wake_at from zart_steps
+    where execution_id = ?1 and kind = 'event' and status = 'waiting'
+      and (name = 'event:' || ?2
+           or (name like 'event#%' and substr(name, instr(name, ':') + 1) = ?2))";
 /// A child's outcome.
 pub const CHILD_OUTCOME: &str = "select status, output, error from zart_executions where id = ?1";
 
@@ -332,7 +336,8 @@ pub const NEXT_RUN_AFTER: &str = concat!(
 );
 /// One execution.
 pub const GET_EXECUTION: &str = "select id, task_name, queue, status, input, output, error,
-    attempts, created_at, started_at, finished_at from zart_executions where id = ?1";
+    attempts, created_at, started_at, finished_at, parent_id, priority from zart_executions
+    where id = ?1";
 /// Changes whenever another connection commits.
 pub const DATA_VERSION: &str = "pragma data_version";
 

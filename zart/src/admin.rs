@@ -233,8 +233,6 @@ impl ExecutionSummary {
 pub struct ExecutionDetail {
     /// The execution as [`crate::Scheduler::get_execution`] reads it.
     pub execution: Execution,
-    /// The parent, for a child execution.
-    pub parent_id: Option<String>,
     /// Its deadline, if it was started with one.
     pub deadline_at: Option<SystemTime>,
     /// When its row last changed.
@@ -278,6 +276,22 @@ pub struct StepRecord {
 }
 
 impl StepRecord {
+    /// Its status as people read it: `timed_out` for an event wait that timed out (stored as
+    /// `completed` with `{"timed_out": true}`), else [`StepRecord::status`].
+    pub fn outcome(&self) -> &str {
+        let timed_out = self.kind == "event"
+            && self.status == "completed"
+            && self
+                .output
+                .as_ref()
+                .is_some_and(|o| o.get("timed_out").is_some());
+        if timed_out {
+            "timed_out"
+        } else {
+            &self.status
+        }
+    }
+
     /// A step record with the given identity; for backends, which fill in the rest.
     pub fn new(seq: u32, name: String, kind: String, status: String) -> Self {
         StepRecord {
@@ -424,7 +438,6 @@ impl ExecutionDetail {
         ExecutionDetail {
             updated_at: execution.created_at,
             execution,
-            parent_id: None,
             deadline_at: None,
             steps: Vec::new(),
             children: Vec::new(),

@@ -158,6 +158,10 @@ pub struct Execution {
     pub started_at: Option<SystemTime>,
     /// When it finished.
     pub finished_at: Option<SystemTime>,
+    /// The parent execution, for a child workflow.
+    pub parent_id: Option<String>,
+    /// Its priority within its queue (see [`crate::StartOptions::with_priority`]).
+    pub priority: i16,
 }
 
 impl Execution {
@@ -176,6 +180,8 @@ impl Execution {
             created_at: SystemTime::UNIX_EPOCH,
             started_at: None,
             finished_at: None,
+            parent_id: None,
+            priority: 0,
         }
     }
 

@@ -35,6 +35,13 @@ pub async fn a_child_output_is_returned_to_the_waiting_parent(backend: &impl Bac
     assert_eq!(kid.status, ExecutionStatus::Completed);
     assert_eq!(kid.output, Some(json!(21)));
     assert_eq!(kid.parent_id.as_deref(), Some("order"));
+    let status = env.durable.status("order/kid").await.unwrap();
+    assert_eq!(
+        status.parent_id.as_deref(),
+        Some("order"),
+        "the client sees the parent too"
+    );
+    assert_eq!(env.durable.status("order").await.unwrap().parent_id, None);
     assert_eq!(env.counts.get("order/kid", "echo"), 1);
     assert_eq!(
         env.counts.get("order", "before"),

@@ -202,3 +202,78 @@ pub async fn unknown_executions_are_not_found(backend: &impl Backend) {
     let err = env.durable.status("nobody").await.unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
 }
+
+/// An event name is a channel: one workflow waits for `item` four times. Two events sent
+/// before it runs are taken in order without suspending; the third wait suspends and the next
+/// event sent wakes it into that wait (not an earlier one); a payload that does not fit the
+/// wait's type is handed to the workflow as malformed and consumed; nothing is delivered
+/// twice, and every wait is its own step.
+pub async fn an_event_name_is_a_channel_in_order_none_lost_none_twice(backend: &impl Backend) {
+    let env = Env::new(backend).await;
+    let input = serde_json::to_value(crate::tasks::ChannelInput {
+        event: "item".into(),
+        waits: 4,
+        timeout_secs: None,
+    })
+    .unwrap();
+    env.start("cart", "channel", input).await;
+    for n in [1, 2] {
+        env.durable
+            .send_event("cart", "item", &json!(n))
+            .await
+            .unwrap();
+    }
+    env.spawn_worker_with(WorkerConfig::default().with_sweep_interval(Duration::from_secs(600)));
+    env.wait_status("cart", ExecutionStatus::Waiting).await;
+    let waiting: Vec<(String, StepStatus)> = env
+        .steps("cart")
+        .await
+        .into_iter()
+        .map(|s| (s.name, s.status))
+        .collect();
+    assert_eq!(
+        waiting,
+        [
+            ("event:item".to_owned(), StepStatus::Completed),
+            ("event#2:item".to_owned(), StepStatus::Completed),
+            ("event#3:item".to_owned(), StepStatus::Waiting),
+        ]
+    );
+    env.durable
+        .send_event("cart", "item", &json!("not a number"))
+        .await
+        .unwrap();
+    env.durable
+        .send_event("cart", "item", &json!(4))
+        .await
+        .unwrap();
+    env.durable
+        .send_event("cart", "item", &json!(5))
+        .await
+        .unwrap();
+    let done = env.finished("cart").await;
+    assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
+    assert_eq!(
+        done.output,
+        Some(json!([1, 2, {"malformed": "not a number"}, 4])),
+        "in order, the bad one handed over, the fifth left for nobody"
+    );
+    assert_eq!(env.counts.get("cart", "after"), 1);
+    let names: Vec<String> = env
+        .steps("cart")
+        .await
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "event:item",
+            "event#2:item",
+            "event#3:item",
+            "event#4:item",
+            "after"
+        ]
+    );
+    env.stop().await;
+}

@@ -74,6 +74,8 @@ pub async fn higher_priorities_are_claimed_first_fifo_within_one(backend: &impl 
         );
     }
     assert_eq!(order, ["high-1", "high-2", "mid-1"], "priority, then FIFO");
+    assert_eq!(env.durable.status("high-1").await.unwrap().priority, 5);
+    assert_eq!(env.durable.status("low-1").await.unwrap().priority, -1);
     assert_eq!(
         ids(&claim(&env, "w", 1, true).await),
         ["low-1"],

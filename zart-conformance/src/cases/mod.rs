@@ -93,6 +93,7 @@ macro_rules! __for_each_case {
             an_event_wait_times_out,
             an_event_sent_after_the_timeout_does_not_count,
             the_oldest_of_two_events_is_delivered_first,
+            an_event_name_is_a_channel_in_order_none_lost_none_twice,
             unknown_executions_are_not_found,
             // children and parallel steps
             a_child_output_is_returned_to_the_waiting_parent,

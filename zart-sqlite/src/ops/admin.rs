@@ -164,7 +164,7 @@ pub(crate) fn describe_execution(
     execution.started_at = opt_time(started)?;
     execution.finished_at = opt_time(finished)?;
     let mut detail = ExecutionDetail::new(execution, now);
-    detail.parent_id = parent_id;
+    detail.execution.parent_id = parent_id;
     detail.deadline_at = opt_time(deadline)?;
     detail.updated_at = time(&updated)?;
 

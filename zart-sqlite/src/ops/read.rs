@@ -129,6 +129,8 @@ pub(crate) fn get_execution(conn: &Connection, id: &str) -> Result<Option<Execut
         String,
         Option<String>,
         Option<String>,
+        Option<String>,
+        i64,
     );
     let row: Option<Row> = conn
         .row_cached(queries::GET_EXECUTION, [id], |r| r.try_into())
@@ -146,6 +148,8 @@ pub(crate) fn get_execution(conn: &Connection, id: &str) -> Result<Option<Execut
         created,
         started,
         finished,
+        parent_id,
+        priority,
     )) = row
     else {
         return Ok(None);
@@ -162,6 +166,8 @@ pub(crate) fn get_execution(conn: &Connection, id: &str) -> Result<Option<Execut
     execution.created_at = time(&created)?;
     execution.started_at = started.as_deref().map(time).transpose()?;
     execution.finished_at = finished.as_deref().map(time).transpose()?;
+    execution.parent_id = parent_id;
+    execution.priority = i16::try_from(priority).unwrap_or_default();
     Ok(Some(execution))
 }
 

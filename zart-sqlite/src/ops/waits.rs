@@ -245,17 +245,18 @@ pub(super) fn send_event(tx: &mut Tx<'_>, p: &SendEventParams) -> Result<Reply, 
     if waiting == 0 {
         return Ok(Reply::Done);
     }
-    // Suspended on exactly this event: hand it over into the open wait step
-    // (`event:<name>`, TaskContext::wait_for_event's step), so the replay finds it completed.
-    let step = format!("event:{}", p.name);
-    let wake: Option<Option<String>> = tx
+    // Suspended on exactly this event: hand it over into the open wait step for the name
+    // (TaskContext::wait_for_event's step), so the replay finds it completed.
+    let open: Option<(String, Option<String>)> = tx
         .conn
-        .row_cached(queries::OPEN_EVENT_WAIT, rusqlite::params![id, step], |r| {
-            r.get(0)
-        })
+        .row_cached(
+            queries::OPEN_EVENT_WAIT,
+            rusqlite::params![id, p.name],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .optional()
         .or_db(tx.conn, "sending an event")?;
-    if let Some(wake) = wake {
+    if let Some((step, wake)) = open {
         take_event(tx, id, &step, &p.name, wake.as_deref())?;
     }
     if let Some(queue) = wake_waiter(tx, id, "event", &p.name)? {

@@ -44,6 +44,8 @@ pub struct TaskContext<S: Scheduler> {
     used: HashSet<String>,
     /// The patches asked about in this run, and their answers.
     patches: HashMap<String, bool>,
+    /// How many waits for each event name this run has reached (their step names count up).
+    event_waits: HashMap<String, u32>,
     next_seq: u32,
     /// One past the highest position recorded before this run began (0 when none was).
     replay_until: u32,
@@ -100,6 +102,7 @@ impl<S: Scheduler> TaskContext<S> {
             recorded_by_seq: positioned(task).map(|s| (s.seq, s.name.clone())).collect(),
             used: HashSet::new(),
             patches: HashMap::new(),
+            event_waits: HashMap::new(),
             next_seq: 0,
             replay_until: positioned(task).map(|s| s.seq + 1).max().unwrap_or(0),
             durable_backoff_threshold,

@@ -21,15 +21,47 @@ pub enum EventOutcome<T> {
     Received(T),
     /// The timeout passed first. The workflow carries on from here.
     TimedOut,
+    /// An event arrived whose payload does not fit `T`. It was consumed (the next wait for
+    /// the name takes the next event) and is recorded as received, so a replay returns this
+    /// again; the workflow decides what a bad event means.
+    Malformed {
+        /// The payload as sent.
+        payload: serde_json::Value,
+        /// Why it does not fit `T`.
+        error: String,
+    },
 }
 
 impl<T> EventOutcome<T> {
-    /// The payload, or `None` after a timeout.
+    /// The payload, or `None` after a timeout or for a malformed event.
     pub fn received(self) -> Option<T> {
         match self {
             EventOutcome::Received(payload) => Some(payload),
-            EventOutcome::TimedOut => None,
+            EventOutcome::TimedOut | EventOutcome::Malformed { .. } => None,
         }
+    }
+}
+
+impl<T: DeserializeOwned> EventOutcome<T> {
+    /// `Received` with the payload read as `T`, or `Malformed` when it does not fit.
+    fn read(payload: serde_json::Value) -> Self {
+        match T::deserialize(&payload) {
+            Ok(value) => EventOutcome::Received(value),
+            Err(err) => EventOutcome::Malformed {
+                error: err.to_string(),
+                payload,
+            },
+        }
+    }
+}
+
+/// The step name of the `nth` wait (from 1) for `event_name` in one run: `event:<name>` for the
+/// first, `event#<n>:<name>` after (the two forms cannot meet, whatever the name).
+pub(crate) fn event_step_name(event_name: &str, nth: u32) -> String {
+    if nth <= 1 {
+        format!("event:{event_name}")
+    } else {
+        format!("event#{nth}:{event_name}")
     }
 }
 
@@ -102,15 +134,31 @@ impl<S: Scheduler> TaskContext<S> {
     /// timeout is not. `timeout` counts from the first time the wait is reached, on the
     /// database clock; `None` waits forever. The execution holds no worker slot while it waits.
     ///
-    /// The wait is recorded as the step `event:<event_name>`, so each event name is waited for
-    /// once per execution (a second wait for it is a [`TaskError::DuplicateStep`]).
+    /// An event name is a channel: the same name can be waited for again and again, each wait
+    /// taking the next event in the order they were sent, none twice. The first wait for a
+    /// name is recorded as the step `event:<name>`, the n-th as `event#<n>:<name>`. An event
+    /// whose payload does not fit `T` comes back as [`EventOutcome::Malformed`], consumed.
     ///
     /// # Errors
-    /// [`TaskError::Suspended`] while waiting (propagate it with `?`);
-    /// [`TaskError::Serialization`] when the payload does not fit `T`; [`TaskError::Failed`]
-    /// for a bad event name or a timeout over 100 years; [`TaskError::NonDeterminism`] and
-    /// [`TaskError::DuplicateStep`] as for a step; the control-flow errors of
+    /// [`TaskError::Suspended`] while waiting (propagate it with `?`); [`TaskError::Failed`]
+    /// for a bad event name or a timeout over 100 years; [`TaskError::NonDeterminism`] as for a step; the control-flow errors of
     /// [`TaskContext::step`].
+    ///
+    /// A loop over a channel, ending on a sentinel:
+    /// ```no_run
+    /// # use zart::{EventOutcome, Scheduler, TaskContext, TaskError};
+    /// # async fn example(ctx: &mut TaskContext<impl Scheduler>) -> Result<(), TaskError> {
+    /// let mut items: Vec<String> = Vec::new();
+    /// loop {
+    ///     match ctx.wait_for_event::<Option<String>>("item", None).await? {
+    ///         EventOutcome::Received(Some(item)) => items.push(item),
+    ///         EventOutcome::Received(None) => break, // the sender's "done"
+    ///         EventOutcome::Malformed { error, .. } => tracing::warn!(%error, "skipped a bad item"),
+    ///         EventOutcome::TimedOut => break, // no timeout here: never
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Examples
     /// ```no_run
@@ -134,15 +182,19 @@ impl<S: Scheduler> TaskContext<S> {
         if let Some(timeout) = timeout {
             crate::limits::check_wait("event timeout", timeout).map_err(TaskError::failed)?;
         }
-        // Not checked as a step name: the event name is, and the prefix is ours.
-        let name = format!("event:{event_name}");
+        let nth = {
+            let count = self.event_waits.entry(event_name.to_owned()).or_insert(0);
+            *count += 1;
+            *count
+        };
+        // Not checked as a step name: the event name is (up to 255 bytes), the prefix is ours.
+        let name = event_step_name(event_name, nth);
         let (seq, recorded) = self.enter(&name, StepKind::Event)?;
-        let what = || format!("the payload of event {event_name:?}");
         if let Some(recorded) = recorded.filter(|r| r.status == StepStatus::Completed) {
             let output = recorded.output.unwrap_or_default();
             return match crate::scheduler::EventWaitRecord::from_output(output) {
                 crate::scheduler::EventWaitRecord::Received { received } => {
-                    Ok(EventOutcome::Received(decode(received, what)?))
+                    Ok(EventOutcome::read(received))
                 }
                 crate::scheduler::EventWaitRecord::TimedOut { .. } => Ok(EventOutcome::TimedOut),
             };
@@ -159,9 +211,7 @@ impl<S: Scheduler> TaskContext<S> {
             })
             .await?;
         match wait {
-            crate::scheduler::EventWait::Received(payload) => {
-                Ok(EventOutcome::Received(decode(payload, what)?))
-            }
+            crate::scheduler::EventWait::Received(payload) => Ok(EventOutcome::read(payload)),
             crate::scheduler::EventWait::TimedOut => Ok(EventOutcome::TimedOut),
             crate::scheduler::EventWait::Waiting { timeout_in } => Err(self.suspend(timeout_in)),
         }

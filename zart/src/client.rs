@@ -561,45 +561,125 @@ impl<S: Scheduler> DurableScheduler<S> {
     /// [`Error::WaitTimeout`] when `timeout` passes first; [`Error::NotFound`] for an unknown
     /// id.
     pub async fn wait(&self, id: &str, timeout: Option<Duration>) -> Result<Execution, Error> {
+        let mut finished = self.wait_for(&[id], 1, timeout).await?;
+        Ok(finished.remove(0))
+    }
+
+    /// Waits until every execution of `ids` has finished, or `timeout` passes; returns them
+    /// in the order of `ids`. One subscription and one look per wake-up serve them all (no
+    /// task per id); a repeated id is waited for once and returned at each place.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use zart::{DurableScheduler, Scheduler};
+    /// # async fn example<S: Scheduler>(durable: DurableScheduler<S>) -> Result<(), zart::Error> {
+    /// let all = durable
+    ///     .wait_all(&["import-1", "import-2", "import-3"], Some(Duration::from_secs(600)))
+    ///     .await?;
+    /// let failed = all.iter().filter(|e| e.status == zart::ExecutionStatus::Failed).count();
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`DurableScheduler::wait`]; [`Error::WaitTimeout`] names the first of `ids` still
+    /// unfinished.
+    pub async fn wait_all(
+        &self,
+        ids: &[&str],
+        timeout: Option<Duration>,
+    ) -> Result<Vec<Execution>, Error> {
+        self.wait_for(ids, ids.len(), timeout).await
+    }
+
+    /// Waits until one execution of `ids` has finished, or `timeout` passes; returns the first
+    /// found finished (the earliest in `ids` when several are).
+    ///
+    /// # Errors
+    /// As [`DurableScheduler::wait_all`]; [`Error::InvalidInput`] for no ids.
+    pub async fn wait_any(
+        &self,
+        ids: &[&str],
+        timeout: Option<Duration>,
+    ) -> Result<Execution, Error> {
+        if ids.is_empty() {
+            return Err(Error::invalid(
+                "ids",
+                "wait_any needs at least one execution",
+            ));
+        }
+        let mut finished = self.wait_for(ids, 1, timeout).await?;
+        Ok(finished.remove(0))
+    }
+
+    /// Waits until `need` of `ids` (counted once each) have finished; returns the finished
+    /// ones in the order of `ids` (with repeats), all of them once `need` is every id.
+    async fn wait_for(
+        &self,
+        ids: &[&str],
+        need: usize,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<Execution>, Error> {
         let started = tokio::time::Instant::now();
         let deadline = timeout.map(|t| started + t);
+        let mut distinct: Vec<&str> = Vec::with_capacity(ids.len());
+        for id in ids {
+            check_name("execution id", id)?;
+            if !distinct.contains(id) {
+                distinct.push(id);
+            }
+        }
+        let need = need.min(distinct.len());
         // Subscribe before the first look, so a finish in between is not missed.
         let mut wakeups = self.scheduler.subscribe();
+        let mut done: std::collections::HashMap<String, Execution> =
+            std::collections::HashMap::new();
+        // Which ids to look at: all at first, after a sweep and after a lagged stream; else the
+        // ones a wake-up named.
+        let mut look: Vec<&str> = distinct.clone();
         loop {
-            let execution = self.status(id).await?;
-            if execution.status.is_terminal() {
-                return Ok(execution);
-            }
-            let sweep = tokio::time::Instant::now() + WAIT_SWEEP;
-            let wake = deadline.map_or(sweep, |d| d.min(sweep));
-            loop {
-                tokio::select! {
-                    msg = wakeups.recv() => match msg {
-                        Ok(Wakeup::Finished { execution_ids })
-                            if execution_ids.iter().any(|e| e == id) =>
-                        {
-                            break
-                        }
-                        Ok(Wakeup::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => break,
-                        Err(broadcast::error::RecvError::Closed) => {
-                            wakeups = self.scheduler.subscribe();
-                            break;
-                        }
-                        Ok(_) => {}
-                    },
-                    _ = tokio::time::sleep_until(wake) => break,
+            for id in look.drain(..) {
+                if done.contains_key(id) {
+                    continue;
                 }
+                let execution = self.status(id).await?;
+                if execution.status.is_terminal() {
+                    done.insert(id.to_owned(), execution);
+                }
+            }
+            if done.len() >= need {
+                return Ok(ids.iter().filter_map(|id| done.get(*id).cloned()).collect());
             }
             if let Some(deadline) = deadline {
                 if tokio::time::Instant::now() >= deadline {
-                    let execution = self.status(id).await?;
-                    if execution.status.is_terminal() {
-                        return Ok(execution);
-                    }
+                    let pending = distinct.iter().find(|id| !done.contains_key(**id));
                     return Err(Error::WaitTimeout {
-                        id: id.to_owned(),
+                        id: pending.map_or_else(String::new, |id| (*id).to_owned()),
                         waited: started.elapsed(),
                     });
+                }
+            }
+            let sweep = tokio::time::Instant::now() + WAIT_SWEEP;
+            let wake = deadline.map_or(sweep, |d| d.min(sweep));
+            while look.is_empty() {
+                tokio::select! {
+                    msg = wakeups.recv() => match msg {
+                        Ok(Wakeup::Finished { execution_ids }) => look.extend(
+                            distinct.iter().filter(|id| execution_ids.iter().any(|e| e == **id)),
+                        ),
+                        Ok(Wakeup::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                            look.clone_from(&distinct);
+                        }
+                        Err(broadcast::error::RecvError::Closed) => {
+                            wakeups = self.scheduler.subscribe();
+                            look.clone_from(&distinct);
+                        }
+                        Ok(_) => {}
+                    },
+                    _ = tokio::time::sleep_until(wake) => {
+                        look.clone_from(&distinct);
+                        // A deadline reached: one last look, then the timeout above.
+                    }
                 }
             }
         }

@@ -58,3 +58,73 @@ pub async fn wait_times_out_on_an_unfinished_execution(backend: &impl Backend) {
         ExecutionStatus::Scheduled
     );
 }
+
+/// `wait_all` and `wait_any` wait for several executions in one loop: `wait_any` returns the
+/// one that finishes while the others still run, woken by its finish; `wait_all` returns every
+/// one in the order asked (a repeated id at each place); an unfinished one makes `wait_all`
+/// time out naming it; `wait_any` of nothing is refused.
+pub async fn the_client_waits_for_several_executions_at_once(backend: &impl Backend) {
+    let env = Env::new(backend).await;
+    env.spawn_worker_with(WorkerConfig::default().with_sweep_interval(Duration::from_secs(600)));
+    env.start("held", "gated", json!(null)).await;
+    for id in ["a", "b"] {
+        env.start(id, "echo", json!(id)).await;
+    }
+    let any = env
+        .durable
+        .wait_any(&["held", "b"], Some(Duration::from_secs(20)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (any.id.as_str(), any.status),
+        ("b", ExecutionStatus::Completed)
+    );
+
+    let all = env
+        .durable
+        .wait_all(&["b", "a", "b"], Some(Duration::from_secs(20)))
+        .await
+        .unwrap();
+    let got: Vec<(&str, ExecutionStatus)> = all.iter().map(|e| (e.id.as_str(), e.status)).collect();
+    assert_eq!(
+        got,
+        [
+            ("b", ExecutionStatus::Completed),
+            ("a", ExecutionStatus::Completed),
+            ("b", ExecutionStatus::Completed)
+        ]
+    );
+
+    let timed_out = env
+        .durable
+        .wait_all(&["a", "held"], Some(Duration::from_millis(300)))
+        .await;
+    assert!(
+        matches!(&timed_out, Err(Error::WaitTimeout { id, .. }) if id == "held"),
+        "{timed_out:?}"
+    );
+    let waiter = tokio::spawn({
+        let durable = env.durable.clone();
+        async move {
+            durable
+                .wait_all(&["a", "held"], Some(Duration::from_secs(20)))
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let opened = Instant::now();
+    env.counts.open_gate(1);
+    let all = waiter.await.unwrap().unwrap();
+    assert!(
+        opened.elapsed() < Duration::from_secs(4),
+        "woken by the finish, not the 5 s sweep: {:?}",
+        opened.elapsed()
+    );
+    assert_eq!(all[1].status, ExecutionStatus::Completed);
+    assert!(matches!(
+        env.durable.wait_any(&[], None).await,
+        Err(Error::InvalidInput { .. })
+    ));
+    assert!(env.durable.wait_all(&[], None).await.unwrap().is_empty());
+    env.stop().await;
+}

@@ -25,6 +25,7 @@ const SHARED_FUNCTIONS: &[&str] = &[
     "zart_bucket",
     "zart_current_time",
     "zart_get_execution",
+    "zart_get_state",
     "zart_list_queue_limits",
     "zart_list_schedules",
     "zart_schema_version",
@@ -703,6 +704,7 @@ async fn exactly_the_entry_points_are_pinned_security_definers_and_none_is_publi
         .chain(WORKER_FUNCTIONS)
         .chain(&[
             "zart_get_execution",
+            "zart_get_state",
             "zart_list_queue_limits",
             "zart_list_schedules",
             "zart_visible_tenants",

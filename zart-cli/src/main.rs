@@ -153,6 +153,13 @@ enum Command {
         /// The execution id.
         id: String,
     },
+    /// Show the values an execution published with `ctx.set_state`, the latest of each name.
+    State {
+        /// The execution id.
+        id: String,
+        /// Only this name: prints its value as JSON (exit 3 when it has none).
+        name: Option<String>,
+    },
     /// Delete finished executions (with their steps and events) older than an age per status,
     /// in batches; unfinished executions, and finished children of unfinished parents, stay.
     Prune {
@@ -381,6 +388,38 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     applied.len(),
                     applied.join(", ")
                 );
+            }
+        }
+        Command::State { id, name } => {
+            zart::limits::check_name("execution id", &id)?;
+            let scheduler = scheduler(&url).await?;
+            if scheduler.get_execution(&id).await?.is_none() {
+                return Err(zart::Error::NotFound { id }.into());
+            }
+            let values = scheduler.get_state(&id).await?;
+            match name {
+                Some(name) => {
+                    let value = values.into_iter().find(|v| v.name == name).ok_or_else(|| {
+                        zart::Error::NotFound {
+                            id: format!("{id} state {name}"),
+                        }
+                    })?;
+                    print_json(&value.value)?;
+                }
+                None if json => print_json(&serde_json::json!({
+                    "id": id,
+                    "state": values.iter().map(|v| serde_json::json!({
+                        "name": v.name, "value": v.value, "set_at": text::time(v.set_at),
+                    })).collect::<Vec<_>>(),
+                }))?,
+                None if values.is_empty() => outln!("zart: execution {id:?} published no state"),
+                None => {
+                    let lines: Vec<Vec<String>> = values
+                        .iter()
+                        .map(|v| vec![v.name.clone(), v.value.to_string(), text::time(v.set_at)])
+                        .collect();
+                    out!("{}", text::table(&["NAME", "VALUE", "SET AT"], &lines));
+                }
             }
         }
         Command::Status { id } => {

@@ -710,6 +710,51 @@ async fn start_takes_a_priority_a_limit_key_and_start_keys() {
 }
 
 #[tokio::test]
+async fn state_shows_what_an_execution_published() {
+    let db = TestDb::new().await;
+    let s = db.scheduler().await;
+    start(&s, "import-1", "import", "default").await;
+    let lease = claim(&s, "import").await;
+    for (seq, name, value) in [
+        (0, "state:progress", json!(10)),
+        (1, "state:phase", json!("loading")),
+        (2, "state#2:progress", json!(20)),
+    ] {
+        s.commit_step(zart::scheduler::CommitStepParams {
+            lease: lease.clone(),
+            name: name.into(),
+            seq,
+            status: zart::scheduler::StepStatus::Completed,
+            output: Some(value),
+            error: None,
+            attempts: 1,
+        })
+        .await
+        .unwrap();
+    }
+    let all = json_of(&db.url, &["state", "import-1"]).await;
+    assert_eq!(all["state"][0]["name"], "phase");
+    assert_eq!(all["state"][1]["value"], 20, "{all}");
+    let one = zart(&db.url, &["state", "import-1", "progress"]).await;
+    expect_code(&one, 0);
+    assert_eq!(text(&one).trim(), "20");
+    let table = zart(&db.url, &["state", "import-1"]).await;
+    assert!(text(&table).contains("\"loading\""), "{}", text(&table));
+    expect_code(&zart(&db.url, &["state", "import-1", "nothing"]).await, 3);
+    expect_code(&zart(&db.url, &["state", "nobody"]).await, 3);
+    let client = db.client().await;
+    let viewed: i64 = client
+        .query_one(
+            "select count(*) from zart_state where execution_id = 'import-1'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(viewed, 2, "the view holds the latest of each name");
+}
+
+#[tokio::test]
 async fn limits_commands_set_list_and_clear() {
     let db = TestDb::new().await;
     let set = json_of(

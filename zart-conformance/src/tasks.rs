@@ -94,6 +94,8 @@ pub fn registry(counts: &Counts) -> TaskRegistry {
         .unwrap()
         .register("channel", Channel(c()))
         .unwrap()
+        .register("publisher", Publisher(c()))
+        .unwrap()
         .register("parent", Parent(c()))
         .unwrap()
         .register("fails", Fails(c()))
@@ -574,6 +576,40 @@ impl TaskHandler for Gated {
         })
         .await?;
         counted(ctx, &self.0, "last", 3).await
+    }
+}
+
+/// `publisher`: publishes `progress` 1 and `phase` "loading", then `progress` 2, then holds
+/// in step `gated` until [`Counts::open_gate`], then publishes `progress` 3 and `phase`
+/// "done". With input `""`, publishes under an empty name (refused). Returns 3.
+pub struct Publisher(Counts);
+
+#[async_trait]
+impl TaskHandler for Publisher {
+    type Data = Value;
+    type Output = u32;
+
+    async fn run(
+        &self,
+        ctx: &mut TaskContext<impl Scheduler>,
+        input: Value,
+    ) -> Result<u32, TaskError> {
+        if input == json!("") {
+            ctx.set_state("", &1).await?;
+        }
+        ctx.set_state("progress", &1).await?;
+        ctx.set_state("phase", &"loading").await?;
+        ctx.set_state("progress", &2).await?;
+        let (counts, i) = (self.0.clone(), ctx.execution_id().to_owned());
+        ctx.step("gated", || async move {
+            counts.hit(&i, "gated");
+            let _permit = counts.gate.acquire().await.map_err(io::Error::other)?;
+            Ok::<_, io::Error>(())
+        })
+        .await?;
+        ctx.set_state("progress", &3).await?;
+        ctx.set_state("phase", &"done").await?;
+        Ok(3)
     }
 }
 

@@ -73,7 +73,8 @@ begin
                             public.zart_steps, public.zart_events, public.zart_clock,
                             public.zart_settings, public.zart_tenant_access,
                             public.zart_schema_history, public.zart_execution_counts,
-                            public.zart_step_timeline, public.zart_waiting, public.zart_overdue
+                            public.zart_step_timeline, public.zart_waiting, public.zart_overdue,
+                            public.zart_state
                           from %I', v_role);
         for v_fn in
             select p.oid::regprocedure
@@ -91,7 +92,7 @@ declare
     -- the visible tenants (both used by the views and row-level security), one execution.
     v_shared text[] := array['zart_schema_version', 'zart_bucket', 'zart_current_time',
                              'zart_visible_tenants', 'zart_get_execution', 'zart_list_schedules',
-                             'zart_list_queue_limits'];
+                             'zart_list_queue_limits', 'zart_get_state'];
     v_client text[] := array['zart_start_execution', 'zart_start', 'zart_send_event',
                              'zart_emit_event', 'zart_cancel_execution', 'zart_cancel',
                              'zart_retry_execution', 'zart_retry', 'zart_schedule',
@@ -131,7 +132,7 @@ begin
             public.zart_events, public.zart_schedules, public.zart_queue_limits,
             public.zart_schema_history,
             public.zart_execution_counts,
-            public.zart_step_timeline, public.zart_waiting, public.zart_overdue
+            public.zart_step_timeline, public.zart_waiting, public.zart_overdue, public.zart_state
             to zart_reader;
     end if;
 end

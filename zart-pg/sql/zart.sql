@@ -10,6 +10,7 @@
 --   zart_current_time()          entry (all)  the database clock; tests shift it (zart_clock)
 --   zart_visible_tenants()       entry (all)  the tenants this session may see (null: all)
 --   zart_get_execution(..)       entry (all)  one execution, if this session may see it
+--   zart_get_state(..)           entry (all)  the values an execution published, latest per name
 --   zart_start_execution(..)     entry (client) idempotent start of one execution (bucketed)
 --   zart_start(..)               entry (client) bucketless start for SQL and triggers; NOTIFYs
 --   zart_send_event(..)          entry (client) buffers an event; hands it to a waiting execution
@@ -79,7 +80,7 @@
 --   zart_wake_waiter(..)         makes an execution due if it waits for exactly this (event, child)
 --   zart_cancel_tree(..)         cancels executions and their unfinished descendants
 --
--- Views: zart_execution_counts, zart_step_timeline, zart_waiting, zart_overdue (security
+-- Views: zart_execution_counts, zart_step_timeline, zart_waiting, zart_overdue, zart_state (security
 -- invoker: a reader sees its tenants' rows only). Row-level security policies on the four tables.
 --
 -- SQLSTATEs raised: ZA001 cancelled, ZA002 lease lost, ZA003 start conflict,
@@ -139,7 +140,7 @@ drop function if exists public.zart_claim_tasks(text, text, text[], integer, big
 -- Called by workers and clients at start to refuse an outdated schema. No locks.
 -- Raises nothing.
 create or replace function public.zart_schema_version() returns integer
-language sql immutable parallel safe as $$ select 9 $$;
+language sql immutable parallel safe as $$ select 10 $$;
 
 -- Called by everything that addresses one execution. No locks.
 -- Raises nothing; null in, null out.
@@ -1436,12 +1437,14 @@ begin
                   and t.fence = i.fence and t.locked_by is not null
                   for no key update) l
     ), written as (
-        -- A name starting with 'patch:' is a versioning marker (TaskContext::patched).
+        -- A name starting with 'patch:' is a versioning marker (TaskContext::patched), one
+        -- starting with 'state:' or 'state#' a published value (TaskContext::set_state).
         insert into public.zart_steps as s
             (bucket, execution_id, name, seq, kind, status, output, error, attempts, created_at,
              updated_at)
         select h.bucket, h.execution_id, h.name, h.seq,
-               case when left(h.name, 6) = 'patch:' then 'patch' else 'step' end,
+               case left(h.name, 6) when 'patch:' then 'patch' when 'state:' then 'state'
+                                    when 'state#' then 'state' else 'step' end,
                h.status, h.output, h.error, h.attempts, v_now, v_now
           from held h
         on conflict on constraint zart_steps_pkey do update
@@ -2911,6 +2914,24 @@ as $$
        and (v.tenants is null or s.tenant = any (v.tenants))
 $$;
 
+-- Entry point for every role (DurableScheduler::state, `zart state`): the values an
+-- execution published (TaskContext::set_state), the latest of each name, if this session may
+-- see the execution. No locks. Raises nothing; no rows for an unknown execution.
+create or replace function public.zart_get_state(p_bucket smallint, p_id text)
+returns table (name text, value jsonb, set_at timestamptz)
+language sql stable security definer
+set search_path = pg_catalog, pg_temp
+as $$
+    select distinct on (n.name) n.name, s.output, s.updated_at
+      from public.zart_executions e
+     cross join (select case when public.zart_tenancy_on() then public.zart_session_tenants() end as tenants) v
+      join public.zart_steps s on s.bucket = e.bucket and s.execution_id = e.id and s.kind = 'state'
+     cross join lateral (select substr(s.name, strpos(s.name, ':') + 1) as name) n
+     where e.bucket = p_bucket and e.id = p_id
+       and (v.tenants is null or e.tenant = any (v.tenants))
+     order by n.name, s.seq desc
+$$;
+
 -- Entry point for every role (DurableScheduler::status and wait): one execution, if this
 -- session may see its tenant. No locks. Raises nothing; no row when there is no such execution.
 create or replace function public.zart_get_execution(p_bucket smallint, p_id text)
@@ -2987,6 +3008,15 @@ select s.execution_id, s.seq, s.name, s.kind,
        s.updated_at - lag(s.updated_at) over (partition by s.bucket, s.execution_id order by s.seq)
            as since_previous_step
   from public.zart_steps s;
+
+-- The values each execution published (TaskContext::set_state): the latest of each name.
+create or replace view public.zart_state with (security_invoker = true) as
+select distinct on (s.bucket, s.execution_id, n.name)
+       s.execution_id, n.name, s.output as value, s.updated_at as set_at
+  from public.zart_steps s
+ cross join lateral (select substr(s.name, strpos(s.name, ':') + 1) as name) n
+ where s.kind = 'state'
+ order by s.bucket, s.execution_id, n.name, s.seq desc;
 
 -- What each suspended execution waits for, and until when (null: no timeout).
 create or replace view public.zart_waiting with (security_invoker = true) as

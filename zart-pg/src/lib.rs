@@ -699,6 +699,23 @@ impl Scheduler for PostgresScheduler {
         self.pg_list_queue_limits().await
     }
 
+    async fn get_state(&self, id: &str) -> Result<Vec<zart::scheduler::StateValue>, Error> {
+        let call = Call::execution("reading state", id);
+        let rows = self
+            .query(queries::GET_STATE, &[(&id, Type::TEXT)], call)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let get_err = |e| from_pg(e, call);
+                Ok(zart::scheduler::StateValue {
+                    name: r.try_get(0).map_err(get_err)?,
+                    value: r.try_get(1).map_err(get_err)?,
+                    set_at: r.try_get(2).map_err(get_err)?,
+                })
+            })
+            .collect()
+    }
+
     async fn heartbeat(&self, p: HeartbeatParams) -> Result<Vec<Lease>, Error> {
         let (buckets, ids, fences) = lease_arrays(&p.leases)?;
         let rows = self

@@ -37,6 +37,10 @@ pub const CLAIM_TASKS: &str =
 pub const SET_QUEUE_LIMITS: &str =
     "select public.zart_set_queue_limits($1, $2, $3, $4, $5, $6, $7)";
 
+/// `zart_get_state`. Params: id.
+pub const GET_STATE: &str =
+    "select name, value, set_at from public.zart_get_state(public.zart_bucket($1), $1)";
+
 /// `zart_list_queue_limits`.
 pub const LIST_QUEUE_LIMITS: &str = "select queue, max_running, rate_limit, rate_interval_ms, \
      key_max_running, key_rate_limit, key_rate_interval_ms, running, started_in_window \

@@ -622,6 +622,13 @@ impl Scheduler for SqliteScheduler {
             .await
     }
 
+    async fn get_state(&self, id: &str) -> Result<Vec<zart::scheduler::StateValue>, Error> {
+        let id = id.to_owned();
+        self.reads
+            .read(move |conn| ops::read::get_state(conn, &id))
+            .await
+    }
+
     fn subscribe(&self) -> broadcast::Receiver<Wakeup> {
         let rx = self.wakeups.subscribe();
         if let Some(probe) = &self.probe {

@@ -198,7 +198,8 @@ pub const EXECUTION_STATUS: &str = "select status, parent_id from zart_execution
 /// is a versioning marker, kind `patch`.
 pub const UPSERT_STEP: &str = "insert into zart_steps
     (execution_id, name, seq, kind, status, output, error, attempts, created_at, updated_at)
-    select ?1, ?2, ?3, case when substr(?2, 1, 6) = 'patch:' then 'patch' else 'step' end,
+    select ?1, ?2, ?3, case substr(?2, 1, 6) when 'patch:' then 'patch' when 'state:' then 'state'
+                                             when 'state#' then 'state' else 'step' end,
         ?4, ?5, ?6, ?7, ?8, ?8
     where exists (select 1 from zart_tasks
         where execution_id = ?1 and fence = ?9 and locked_by is not null)
@@ -334,6 +335,14 @@ pub const NEXT_RUN_AFTER: &str = concat!(
                     and t.run_at > ?3 and t.run_at < '9999-12-31T23:59:59.999Z'))
        from levels where priority is not null"
 );
+/// The values an execution published (TaskContext::set_state), the latest of each name.
+pub const GET_STATE: &str = "select substr(s.name, instr(s.name, ':') + 1) as state_name,
+    s.output, s.updated_at from zart_steps s
+    where s.execution_id = ?1 and s.kind = 'state'
+      and s.seq = (select max(o.seq) from zart_steps o
+                    where o.execution_id = s.execution_id and o.kind = 'state'
+                      and substr(o.name, instr(o.name, ':') + 1) = substr(s.name, instr(s.name, ':') + 1))
+    order by state_name";
 /// One execution.
 pub const GET_EXECUTION: &str = "select id, task_name, queue, status, input, output, error,
     attempts, created_at, started_at, finished_at, parent_id, priority from zart_executions

@@ -62,10 +62,15 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "priorities_limits_dedup",
         sql: include_str!("../migrations/V7__priorities_limits_dedup.sql"),
     },
+    Migration {
+        version: 8,
+        name: "state",
+        sql: include_str!("../migrations/V8__state.sql"),
+    },
 ];
 
 /// The schema version this build writes and needs.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// What [`migrate`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,7 +229,8 @@ mod tests {
                 "V4__patches".to_owned(),
                 "V5__delayed_starts".to_owned(),
                 "V6__schedules".to_owned(),
-                "V7__priorities_limits_dedup".to_owned()
+                "V7__priorities_limits_dedup".to_owned(),
+                "V8__state".to_owned()
             ]
         );
         check(&conn).unwrap();
@@ -278,6 +284,8 @@ mod tests {
         conn.execute("update zart_tasks set wait_kind = null", [])
             .unwrap();
         conn.execute("update zart_steps set kind = 'patch'", [])
+            .unwrap();
+        conn.execute("update zart_steps set kind = 'state'", [])
             .unwrap();
 
         conn.execute(

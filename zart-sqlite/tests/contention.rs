@@ -114,6 +114,9 @@ impl Scheduler for Contended {
     async fn list_queue_limits(&self) -> Result<Vec<zart::queues::QueueLimitsRow>, Error> {
         self.inner.list_queue_limits().await
     }
+    async fn get_state(&self, id: &str) -> Result<Vec<zart::scheduler::StateValue>, Error> {
+        self.inner.get_state(id).await
+    }
     fn subscribe(&self) -> broadcast::Receiver<Wakeup> {
         self.inner.subscribe()
     }

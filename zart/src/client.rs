@@ -502,6 +502,52 @@ impl<S: Scheduler> DurableScheduler<S> {
         self.scheduler.list_queue_limits().await
     }
 
+    /// The values execution `id` published with [`crate::TaskContext::set_state`], the latest
+    /// of each name, by name; readable while it runs. Empty when it published nothing (or
+    /// there is no such execution).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a bad id.
+    pub async fn state(&self, id: &str) -> Result<Vec<crate::scheduler::StateValue>, Error> {
+        check_name("execution id", id)?;
+        self.ensure_schema().await?;
+        self.scheduler.get_state(id).await
+    }
+
+    /// The latest value execution `id` published under `name`, read as `T`; `None` when it
+    /// has published none.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # use zart::{DurableScheduler, Scheduler};
+    /// # #[derive(serde::Deserialize)] struct Progress { done: u64, of: u64 }
+    /// # async fn example<S: Scheduler>(durable: DurableScheduler<S>) -> Result<(), zart::Error> {
+    /// if let Some(p) = durable.state_value::<Progress>("import-7", "progress").await? {
+    ///     println!("{} of {}", p.done, p.of);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`DurableScheduler::state`]; [`Error::Serialization`] when the value does not fit
+    /// `T`.
+    pub async fn state_value<T: serde::de::DeserializeOwned>(
+        &self,
+        id: &str,
+        name: &str,
+    ) -> Result<Option<T>, Error> {
+        let Some(found) = self.state(id).await?.into_iter().find(|s| s.name == name) else {
+            return Ok(None);
+        };
+        serde_json::from_value(found.value)
+            .map(Some)
+            .map_err(|source| Error::Serialization {
+                action: "deserialize",
+                what: format!("the state {name:?} of execution {id:?}"),
+                source,
+            })
+    }
+
     /// Pauses a schedule: it does not fire until resumed.
     ///
     /// # Errors

@@ -40,3 +40,6 @@ pub mod replay_aware {}
 
 #[doc = include_str!("../../docs/reference/retrying-executions.md")]
 pub mod retrying_executions {}
+
+#[doc = include_str!("../../docs/reference/state.md")]
+pub mod state {}

@@ -362,6 +362,14 @@ pub trait Scheduler: Send + Sync + 'static {
     /// Only the transient and database errors of every call.
     async fn list_queue_limits(&self) -> Result<Vec<crate::queues::QueueLimitsRow>, Error>;
 
+    /// The values an execution published ([`crate::TaskContext::set_state`]), the latest of
+    /// each name, by name (`zart_get_state`); empty for an unknown execution or one that
+    /// published nothing. Reads only.
+    ///
+    /// # Errors
+    /// Only the transient and database errors of every call.
+    async fn get_state(&self, id: &str) -> Result<Vec<StateValue>, Error>;
+
     /// Subscribes to wake-ups (new work, timers, finished executions) from this backend.
     ///
     /// Wake-ups are hints, sent after the change they announce is stored: a subscriber looks
@@ -457,9 +465,23 @@ impl<T: Scheduler + ?Sized> Scheduler for Arc<T> {
     async fn list_queue_limits(&self) -> Result<Vec<crate::queues::QueueLimitsRow>, Error> {
         (**self).list_queue_limits().await
     }
+    async fn get_state(&self, id: &str) -> Result<Vec<StateValue>, Error> {
+        (**self).get_state(id).await
+    }
     fn subscribe(&self) -> broadcast::Receiver<Wakeup> {
         (**self).subscribe()
     }
+}
+
+/// A value an execution published ([`crate::TaskContext::set_state`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateValue {
+    /// Its name.
+    pub name: String,
+    /// The latest value published under it.
+    pub value: serde_json::Value,
+    /// When that value was recorded.
+    pub set_at: std::time::SystemTime,
 }
 
 /// Arguments of [`Scheduler::claim_schedules`].
@@ -688,6 +710,9 @@ pub enum StepKind {
     /// A versioning marker ([`crate::TaskContext::patched`]): whether the execution takes a
     /// patch's new code path. Named `patch:<id>`; it takes no position in the call order.
     Patch,
+    /// A published value ([`crate::TaskContext::set_state`]), readable from outside while the
+    /// execution runs. Named `state:<name>` (the first time), `state#<n>:<name>` after.
+    State,
 }
 
 /// The state of a recorded step.

@@ -114,6 +114,7 @@ macro_rules! __for_each_case {
             wait_wakes_when_the_execution_finishes,
             wait_times_out_on_an_unfinished_execution,
             the_client_waits_for_several_executions_at_once,
+            published_state_is_readable_while_the_execution_runs,
             // retention
             prune_deletes_only_finished_executions_past_their_age,
             prune_refuses_bad_input,

@@ -128,3 +128,83 @@ pub async fn the_client_waits_for_several_executions_at_once(backend: &impl Back
     assert!(env.durable.wait_all(&[], None).await.unwrap().is_empty());
     env.stop().await;
 }
+
+/// A workflow publishes values while it runs (`set_state`); the client reads the latest of
+/// each name before it finishes and after; each publication is a step of kind `state`,
+/// recorded once; a bad name fails the execution.
+pub async fn published_state_is_readable_while_the_execution_runs(backend: &impl Backend) {
+    let env = Env::new(backend).await;
+    env.spawn_worker_with(WorkerConfig::default().with_sweep_interval(Duration::from_secs(600)));
+    env.start("import", "publisher", json!(null)).await;
+    wait_for("the gated step to start", || async {
+        (env.counts.get("import", "gated") == 1).then_some(())
+    })
+    .await;
+    let read = |state: Vec<zart::scheduler::StateValue>| -> Vec<(String, serde_json::Value)> {
+        state.into_iter().map(|s| (s.name, s.value)).collect()
+    };
+    assert_eq!(
+        read(env.durable.state("import").await.unwrap()),
+        [
+            ("phase".to_owned(), json!("loading")),
+            ("progress".to_owned(), json!(2))
+        ],
+        "the latest of each name, while it runs"
+    );
+    assert_eq!(
+        env.durable
+            .state_value::<u32>("import", "progress")
+            .await
+            .unwrap(),
+        Some(2)
+    );
+    env.counts.open_gate(1);
+    let done = env.finished("import").await;
+    assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
+    assert_eq!(
+        read(env.durable.state("import").await.unwrap()),
+        [
+            ("phase".to_owned(), json!("done")),
+            ("progress".to_owned(), json!(3))
+        ]
+    );
+    assert_eq!(
+        env.durable
+            .state_value::<u32>("import", "nothing")
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(matches!(
+        env.durable.state_value::<u32>("import", "phase").await,
+        Err(Error::Serialization { .. })
+    ));
+    assert!(env.durable.state("nobody").await.unwrap().is_empty());
+    let steps: Vec<(String, zart::scheduler::StepKind)> = env
+        .steps("import")
+        .await
+        .into_iter()
+        .map(|s| (s.name, s.kind))
+        .collect();
+    let state = zart::scheduler::StepKind::State;
+    assert_eq!(
+        steps,
+        [
+            ("state:progress".to_owned(), state),
+            ("state:phase".to_owned(), state),
+            ("state#2:progress".to_owned(), state),
+            ("gated".to_owned(), zart::scheduler::StepKind::Step),
+            ("state#3:progress".to_owned(), state),
+            ("state#2:phase".to_owned(), state),
+        ]
+    );
+
+    env.start("bad-name", "publisher", json!("")).await;
+    let failed = env.finished("bad-name").await;
+    assert_eq!(failed.status, ExecutionStatus::Failed);
+    assert!(
+        failed.error.unwrap().message.contains("state name"),
+        "the error names the field"
+    );
+    env.stop().await;
+}

@@ -115,6 +115,35 @@ pub(crate) fn earliest_by_name(
     Ok(earliest)
 }
 
+/// The values an execution published, the latest of each name, by name.
+pub(crate) fn get_state(
+    conn: &Connection,
+    id: &str,
+) -> Result<Vec<zart::scheduler::StateValue>, Error> {
+    let mut stmt = conn
+        .prepare_cached(queries::GET_STATE)
+        .or_db(conn, "reading state")?;
+    let rows = stmt
+        .query_map([id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })
+        .or_db(conn, "reading state")?;
+    let mut values = Vec::new();
+    for row in rows {
+        let (name, output, at) = row.or_db(conn, "reading state")?;
+        values.push(zart::scheduler::StateValue {
+            name,
+            value: from_json(output.as_deref().unwrap_or("null"), "a published state")?,
+            set_at: clock::to_system(clock::parse_stored(&at, "a stored time")?),
+        });
+    }
+    Ok(values)
+}
+
 /// One execution, or `None`.
 pub(crate) fn get_execution(conn: &Connection, id: &str) -> Result<Option<Execution>, Error> {
     type Row = (

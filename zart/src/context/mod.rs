@@ -46,6 +46,8 @@ pub struct TaskContext<S: Scheduler> {
     patches: HashMap<String, bool>,
     /// How many waits for each event name this run has reached (their step names count up).
     event_waits: HashMap<String, u32>,
+    /// How many times this run has published each state name (their step names count up).
+    state_sets: HashMap<String, u32>,
     next_seq: u32,
     /// One past the highest position recorded before this run began (0 when none was).
     replay_until: u32,
@@ -103,6 +105,7 @@ impl<S: Scheduler> TaskContext<S> {
             used: HashSet::new(),
             patches: HashMap::new(),
             event_waits: HashMap::new(),
+            state_sets: HashMap::new(),
             next_seq: 0,
             replay_until: positioned(task).map(|s| s.seq + 1).max().unwrap_or(0),
             durable_backoff_threshold,
@@ -486,6 +489,57 @@ impl<S: Scheduler> TaskContext<S> {
         Ok(answer)
     }
 
+    /// Publishes `value` under `name`, durably, for readers outside the workflow: a client's
+    /// [`crate::DurableScheduler::state`], SQL (`zart_get_state`, the view `zart_state`) and
+    /// `zart state ID` see the latest value of each name while the execution runs and after.
+    /// It is recorded as a step (kind `state`: `state:<name>` the first time in the execution,
+    /// `state#<n>:<name>` the n-th), so a replay does not publish again and readers never see
+    /// a value go back. Committed with the next step commit (group commit), like a step.
+    ///
+    /// # Errors
+    /// [`TaskError::Failed`] for a bad name; [`TaskError::Serialization`] when `value` does not
+    /// serialize; [`TaskError::NonDeterminism`] as for a step; the control-flow errors of
+    /// [`TaskContext::step`]. A value over the payload limit fails the execution, as a step
+    /// output would.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # use zart::{Scheduler, TaskContext, TaskError};
+    /// # async fn example(ctx: &mut TaskContext<impl Scheduler>, rows: Vec<u32>) -> Result<(), TaskError> {
+    /// for (i, chunk) in rows.chunks(100).enumerate() {
+    ///     ctx.step(&format!("import-{i}"), || async move { Ok::<_, std::io::Error>(chunk.len()) }).await?;
+    ///     ctx.set_state("progress", &serde_json::json!({ "done": (i + 1) * 100, "of": rows.len() })).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn set_state<T: Serialize>(
+        &mut self,
+        name: &str,
+        value: &T,
+    ) -> Result<(), TaskError> {
+        crate::limits::check_name("state name", name).map_err(TaskError::failed)?;
+        let nth = {
+            let count = self.state_sets.entry(name.to_owned()).or_insert(0);
+            *count += 1;
+            *count
+        };
+        let step = if nth == 1 {
+            format!("state:{name}")
+        } else {
+            format!("state#{nth}:{name}")
+        };
+        let value = serde_json::to_value(value).map_err(|source| TaskError::Serialization {
+            action: "serialize",
+            what: format!("the state {name:?}"),
+            source,
+        })?;
+        let (seq, recorded) = self.enter(&step, StepKind::State)?;
+        if recorded.is_some() {
+            return Ok(());
+        }
+        self.commit(&step, seq, 1, Ok(value)).await
+    }
+
     /// [`TaskContext::enter`] for a step body: its recorded result, or how to run it.
     fn begin_step<T: DeserializeOwned>(&mut self, name: &str) -> Result<Replay<T>, TaskError> {
         crate::limits::check_name("step name", name).map_err(TaskError::failed)?;
@@ -493,6 +547,14 @@ impl<S: Scheduler> TaskContext<S> {
             return Err(TaskError::failed(crate::Error::invalid(
                 "step name",
                 format!("{name:?}: names starting with {PATCH_PREFIX:?} are ctx.patched's markers"),
+            )));
+        }
+        if name.starts_with("state:") || name.starts_with("state#") {
+            return Err(TaskError::failed(crate::Error::invalid(
+                "step name",
+                format!(
+                    "{name:?}: names starting with \"state:\" or \"state#\" are ctx.set_state's"
+                ),
             )));
         }
         let (seq, recorded) = self.enter(name, StepKind::Step)?;
@@ -664,6 +726,7 @@ fn kind_name(kind: StepKind) -> &'static str {
         StepKind::Event => "event-wait",
         StepKind::Child => "child-workflow",
         StepKind::Patch => "patch",
+        StepKind::State => "state",
     }
 }
 

@@ -153,7 +153,7 @@ impl<S: Scheduler> TaskContext<S> {
     ///     match ctx.wait_for_event::<Option<String>>("item", None).await? {
     ///         EventOutcome::Received(Some(item)) => items.push(item),
     ///         EventOutcome::Received(None) => break, // the sender's "done"
-    ///         EventOutcome::Malformed { error, .. } => tracing::warn!(%error, "skipped a bad item"),
+    ///         EventOutcome::Malformed { error, .. } => eprintln!("skipped a bad item: {error}"),
     ///         EventOutcome::TimedOut => break, // no timeout here: never
     ///     }
     /// }
@@ -170,6 +170,7 @@ impl<S: Scheduler> TaskContext<S> {
     ///     EventOutcome::Received(a) if a.approved => { /* ship it */ }
     ///     EventOutcome::Received(_) => { /* rejected */ }
     ///     EventOutcome::TimedOut => { /* escalate */ }
+    ///     EventOutcome::Malformed { .. } => { /* not an approval: ask again */ }
     /// }
     /// # Ok(()) }
     /// ```

@@ -752,6 +752,7 @@ async fn replaying_a_parent_reuses_the_child_it_started() {
             task_name: "double".into(),
             input: json!(21),
             queue: "default".into(),
+            detached: false,
         })
         .await
         .unwrap();
@@ -1447,6 +1448,7 @@ async fn zart_retry_from_sql_revives_the_children_a_failure_cancelled() {
         task_name: "nest".into(),
         input: json!(0),
         queue: "default".into(),
+        detached: false,
     })
     .await
     .unwrap();

@@ -279,6 +279,7 @@ async fn show_says_why_an_execution_waits() {
         task_name: "kid-task".into(),
         input: json!({}),
         queue: "default".into(),
+        detached: false,
     })
     .await
     .unwrap();
@@ -393,6 +394,7 @@ async fn cancel_cancels_children_too_and_only_once() {
         task_name: "kid-task".into(),
         input: json!({}),
         queue: "default".into(),
+        detached: false,
     })
     .await
     .unwrap();

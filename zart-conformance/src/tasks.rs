@@ -96,6 +96,8 @@ pub fn registry(counts: &Counts) -> TaskRegistry {
         .unwrap()
         .register("publisher", Publisher(c()))
         .unwrap()
+        .register("launcher", Launcher)
+        .unwrap()
         .register("parent", Parent(c()))
         .unwrap()
         .register("fails", Fails(c()))
@@ -610,6 +612,29 @@ impl TaskHandler for Publisher {
         ctx.set_state("progress", &3).await?;
         ctx.set_state("phase", &"done").await?;
         Ok(3)
+    }
+}
+
+/// `launcher`: starts the detached child `audit` of the task named by the input's `task`,
+/// then, with `"wait": true`, waits for the event `never`; returns the child's id.
+pub struct Launcher;
+
+#[async_trait]
+impl TaskHandler for Launcher {
+    type Data = Value;
+    type Output = String;
+
+    async fn run(
+        &self,
+        ctx: &mut TaskContext<impl Scheduler>,
+        input: Value,
+    ) -> Result<String, TaskError> {
+        let task = input["task"].as_str().unwrap_or("echo").to_owned();
+        let id = ctx.start_detached("audit", &task, &Value::Null).await?;
+        if input["wait"] == json!(true) {
+            ctx.wait_for_event::<Value>("never", None).await?;
+        }
+        Ok(id)
     }
 }
 

@@ -136,6 +136,8 @@ drop function if exists public.zart_insert_execution(smallint, text, text, jsonb
                                                      text, text[], bigint, timestamptz);
 drop function if exists public.zart_claim_schedules(text, text, text[], integer, bigint);
 drop function if exists public.zart_claim_tasks(text, text, text[], integer, bigint, smallint[]);
+drop function if exists public.zart_start_child(smallint, text, bigint, text, integer, text, text,
+                                                jsonb, text);
 
 -- Called by workers and clients at start to refuse an outdated schema. No locks.
 -- Raises nothing.
@@ -2122,7 +2124,8 @@ create or replace function public.zart_start_child(
     p_child_id     text,
     p_task_name    text,
     p_input        jsonb,
-    p_queue        text
+    p_queue        text,
+    p_detached     boolean default false
 ) returns table (state text, created boolean, child_status text, output jsonb, error jsonb)
 language plpgsql security definer
 set search_path = pg_catalog, pg_temp
@@ -2139,14 +2142,21 @@ begin
                                  jsonb_build_object('child_id', p_child_id)) w;
     if v_first then
         -- In the parent's tenant, at the parent's priority; no session check: the parent's
-        -- lease is the authority.
+        -- lease is the authority. A detached child has no parent: nothing cascades to it.
         select st.created into v_created
           from public.zart_executions e
          cross join lateral public.zart_insert_execution(
                    public.zart_bucket(p_child_id), p_child_id, p_task_name, p_input, p_queue,
-                   p_execution_id, null, e.tenant, null, public.zart_payload_limit(), null,
-                   e.priority, null) st
+                   case when p_detached then null else p_execution_id end, null, e.tenant, null,
+                   public.zart_payload_limit(), null, e.priority, null) st
          where e.bucket = p_bucket and e.id = p_execution_id;
+    end if;
+    if p_detached then
+        -- Recorded at once: the parent goes on.
+        perform public.zart_close_wait(p_bucket, p_execution_id, p_name, 'completed',
+                                       jsonb_build_object('child_id', p_child_id), null);
+        return query select 'detached'::text, v_created, null::text, null::jsonb, null::jsonb;
+        return;
     end if;
 
     select * into v_child from public.zart_executions e

@@ -587,6 +587,7 @@ impl Scheduler for PostgresScheduler {
                     (&p.task_name, Type::TEXT),
                     (&p.input, Type::JSONB),
                     (&p.queue, Type::TEXT),
+                    (&p.detached, Type::BOOL),
                 ],
                 call,
             )
@@ -598,8 +599,10 @@ impl Scheduler for PostgresScheduler {
             self.notify_after_commit(queries::CHANNEL_WORK, &p.queue);
         }
         let state: String = row.try_get("state").map_err(get_err)?;
-        if state != "finished" {
-            return Ok(ChildWait::Waiting);
+        match state.as_str() {
+            "finished" => {}
+            "detached" => return Ok(ChildWait::Detached),
+            _ => return Ok(ChildWait::Waiting),
         }
         let status: String = row.try_get("child_status").map_err(get_err)?;
         let error: Option<serde_json::Value> = row.try_get("error").map_err(get_err)?;

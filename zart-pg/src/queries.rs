@@ -87,7 +87,7 @@ pub const SEND_EVENT_NOTIFY: &str = "select w.queue, \
 /// `zart_start_child`. Params: bucket, execution_id, fence, name, seq, child_id, task_name,
 /// input, queue.
 pub const START_CHILD: &str = "select state, created, child_status, output, error \
-     from public.zart_start_child($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+     from public.zart_start_child($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
 /// `zart_cancel_execution` with the bucket computed from the id. Params: execution_id.
 pub const CANCEL_EXECUTION: &str = "select execution_id, cancelled, woken_queue \

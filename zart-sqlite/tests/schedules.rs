@@ -566,6 +566,7 @@ async fn overlap_cancel_previous_cancels_the_last_execution_and_its_children_fir
         task_name: "part".to_owned(),
         input: json!(1),
         queue: "default".to_owned(),
+        detached: false,
     })
     .await
     .unwrap();

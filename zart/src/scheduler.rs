@@ -945,6 +945,9 @@ pub struct StartChildParams {
     pub input: serde_json::Value,
     /// The queue the child runs on.
     pub queue: String,
+    /// Start it detached: an execution of its own (no parent: not cancelled with the parent,
+    /// its outcome wakes nobody), recorded in the parent as a completed step at once.
+    pub detached: bool,
 }
 
 /// What [`Scheduler::start_child`] found.
@@ -961,6 +964,8 @@ pub enum ChildWait {
     },
     /// The parent is suspended until the child finishes.
     Waiting,
+    /// A detached child was started (or found started by an earlier run); the parent goes on.
+    Detached,
 }
 
 /// Arguments of [`Scheduler::heartbeat`].

@@ -183,3 +183,58 @@ pub async fn wait_all_after_a_crash_runs_only_the_unfinished_steps(backend: &imp
     assert_eq!(env.counts.get("fan", "c"), 1);
     env.stop().await;
 }
+
+/// A detached child starts once and the parent goes on without it: the parent can finish
+/// first; the child has no parent, so cancelling the parent leaves it running; the step is
+/// recorded at once with the child's id.
+pub async fn a_detached_child_runs_on_its_own(backend: &impl Backend) {
+    let env = Env::new(backend).await;
+    env.spawn_worker_with(zart::WorkerConfig::default().with_concurrency(4));
+    env.start("boss", "launcher", json!({"task": "gated"}))
+        .await;
+    let boss = env.finished("boss").await;
+    assert_eq!(boss.status, ExecutionStatus::Completed, "{:?}", boss.error);
+    assert_eq!(boss.output, Some(json!("boss/audit")));
+    crate::env::wait_for("the detached child to run", || async {
+        (env.counts.get("boss/audit", "gated") == 1).then_some(())
+    })
+    .await;
+    let child = env.durable.status("boss/audit").await.unwrap();
+    assert_eq!(child.parent_id, None, "a detached child has no parent");
+    assert!(
+        !child.status.is_terminal(),
+        "it outlives the parent: {}",
+        child.status
+    );
+    let step = env
+        .steps("boss")
+        .await
+        .into_iter()
+        .find(|s| s.name == "audit")
+        .unwrap();
+    assert_eq!(
+        (step.kind, step.status),
+        (StepKind::Child, StepStatus::Completed)
+    );
+
+    env.start("boss2", "launcher", json!({"task": "gated", "wait": true}))
+        .await;
+    env.wait_status("boss2", ExecutionStatus::Waiting).await;
+    let cancelled = env.durable.cancel("boss2").await.unwrap();
+    assert_eq!(
+        cancelled,
+        ["boss2"],
+        "the detached child is not cancelled with it"
+    );
+    env.counts.open_gate(2);
+    for id in ["boss/audit", "boss2/audit"] {
+        let done = env.finished(id).await;
+        assert_eq!(
+            done.status,
+            ExecutionStatus::Completed,
+            "{id}: {:?}",
+            done.error
+        );
+    }
+    env.stop().await;
+}

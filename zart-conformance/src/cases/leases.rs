@@ -73,6 +73,7 @@ async fn every_fenced_write_is_lease_lost(env: &Env, task: &ClaimedTask, worker:
         task_name: "echo".into(),
         input: json!(1),
         queue: "default".into(),
+        detached: false,
     });
     lost("start_child", child.await.unwrap_err());
     let complete = env.scheduler.complete_execution(CompleteExecutionParams {

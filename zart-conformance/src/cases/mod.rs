@@ -97,6 +97,7 @@ macro_rules! __for_each_case {
             unknown_executions_are_not_found,
             // children and parallel steps
             a_child_output_is_returned_to_the_waiting_parent,
+            a_detached_child_runs_on_its_own,
             a_failed_child_fails_the_parent_step,
             a_child_id_taken_by_another_execution_fails_the_parent,
             wait_all_runs_every_step_once_in_order,

@@ -93,6 +93,7 @@ pub async fn prune_deletes_only_finished_executions_past_their_age(backend: &imp
             task_name: "echo".into(),
             input: json!(5),
             queue: "default".into(),
+            detached: false,
         })
         .await
         .unwrap();

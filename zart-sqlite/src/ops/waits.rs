@@ -292,13 +292,23 @@ pub(super) fn start_child(tx: &mut Tx<'_>, p: &StartChildParams) -> Result<Reply
                 task_name: &p.task_name,
                 input: &p.input,
                 queue: &p.queue,
-                parent_id: Some(id),
+                // A detached child has no parent: nothing cascades to it.
+                parent_id: (!p.detached).then_some(id.as_str()),
                 deadline_ms: None,
                 start_ms: None,
                 priority: i16::try_from(priority).unwrap_or_default(),
                 limit_key: None,
             },
         )?;
+    }
+    if p.detached {
+        // Recorded at once: the parent goes on.
+        let marker = to_json(
+            &serde_json::json!({ "child_id": p.child_id }),
+            "a detached child",
+        )?;
+        close_wait(tx, id, &p.name, "completed", Some(marker), None)?;
+        return Ok(Reply::Child(ChildWait::Detached));
     }
     let child: Option<(String, Option<String>, Option<String>)> = tx
         .conn

@@ -274,6 +274,7 @@ impl<S: Scheduler> TaskContext<S> {
                 task_name: task.to_owned(),
                 input,
                 queue: self.queue.clone(),
+                detached: false,
             })
             .await?;
         match wait {
@@ -295,6 +296,70 @@ impl<S: Scheduler> TaskContext<S> {
                 app: None,
             }),
             ChildWait::Waiting => Err(self.suspend(None)),
+            ChildWait::Detached => Err(TaskError::failed(crate::Error::Database {
+                message: format!("the store started child {child_id:?} detached, not as asked"),
+                source: None,
+            })),
+        }
+    }
+
+    /// Starts a detached child workflow and goes on without waiting for it: the execution
+    /// `<this execution's id>/<name>` of task `task` with `input`, on this execution's queue,
+    /// started once (replays and retries find it started) and returned by id. A detached child
+    /// is an execution of its own: it has no parent (`parent_id` is empty), so **cancelling or
+    /// failing this execution does not cancel it**, and its outcome wakes nobody; wait for it
+    /// from a client (`DurableScheduler::wait`) if you need to. It runs in this execution's
+    /// tenant, at its priority. The step is recorded at once, kind `child`, with the output
+    /// `{"child_id": ..}`.
+    ///
+    /// # Errors
+    /// As [`TaskContext::child`], less the child's own failure (nobody waits for it).
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # use zart::{Scheduler, TaskContext, TaskError};
+    /// # async fn example(ctx: &mut TaskContext<impl Scheduler>) -> Result<(), TaskError> {
+    /// // The audit trail outlives this workflow, whatever becomes of it.
+    /// let audit_id = ctx.start_detached("audit", "write-audit-trail", &serde_json::json!({"order": 7})).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn start_detached<I: Serialize>(
+        &mut self,
+        name: &str,
+        task: &str,
+        input: &I,
+    ) -> Result<String, TaskError> {
+        crate::limits::check_name("step name", name).map_err(TaskError::failed)?;
+        let child_id = format!("{}/{name}", self.lease.execution_id);
+        crate::limits::check_name("child execution id", &child_id).map_err(TaskError::failed)?;
+        let (seq, recorded) = self.enter(name, StepKind::Child)?;
+        if recorded.is_some_and(|r| r.status == StepStatus::Completed) {
+            return Ok(child_id);
+        }
+        let input = serde_json::to_value(input).map_err(|source| TaskError::Serialization {
+            action: "serialize",
+            what: format!("the input of child {child_id:?}"),
+            source,
+        })?;
+        let started = self
+            .scheduler
+            .start_child(StartChildParams {
+                lease: self.lease.clone(),
+                name: name.to_owned(),
+                seq,
+                child_id: child_id.clone(),
+                task_name: task.to_owned(),
+                input,
+                queue: self.queue.clone(),
+                detached: true,
+            })
+            .await?;
+        match started {
+            ChildWait::Detached => Ok(child_id),
+            other => Err(TaskError::failed(crate::Error::Database {
+                message: format!("the store did not start child {child_id:?} detached: {other:?}"),
+                source: None,
+            })),
         }
     }
 }

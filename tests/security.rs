@@ -1184,6 +1184,26 @@ async fn tenants_cannot_see_signal_cancel_or_parent_each_other() {
     )
     .await;
     assert!(none.is_empty());
+    // Nor read what A's execution published.
+    admin
+        .batch_execute(
+            "insert into zart_steps (bucket, execution_id, name, seq, kind, status, output, attempts,
+                                     created_at, updated_at)
+             values (zart_bucket('xa'), 'xa', 'state:secret', 0, 'state', 'completed', '\"of a\"', 1,
+                     now(), now())",
+        )
+        .await
+        .unwrap();
+    let published = "select name from zart_get_state(zart_bucket('xa'), 'xa')";
+    assert_eq!(
+        column::<String>(&client_a, published, &[]).await,
+        ["secret"]
+    );
+    assert!(column::<String>(&client_b, published, &[]).await.is_empty());
+    admin
+        .batch_execute("delete from zart_steps where execution_id = 'xa' and kind = 'state'")
+        .await
+        .unwrap();
     for (sql, code, message) in [
         ("select zart_emit_event('xa', 'go', '1')", "ZA007", "execution \"xa\" not found"),
         ("select zart_cancel('xa')", "ZA007", "execution \"xa\" not found"),

@@ -247,9 +247,7 @@ impl<S: Scheduler> TaskContext<S> {
         task: &str,
         input: &I,
     ) -> Result<O, TaskError> {
-        crate::limits::check_name("step name", name).map_err(TaskError::failed)?;
-        let child_id = format!("{}/{name}", self.lease.execution_id);
-        crate::limits::check_name("child execution id", &child_id).map_err(TaskError::failed)?;
+        let child_id = self.child_id(name)?;
         let (seq, recorded) = self.enter(name, StepKind::Child)?;
         let what = || format!("the output of child {child_id:?}");
         if let Some(recorded) = recorded {
@@ -259,23 +257,8 @@ impl<S: Scheduler> TaskContext<S> {
                 StepStatus::Retrying | StepStatus::Waiting => {}
             }
         }
-        let input = serde_json::to_value(input).map_err(|source| TaskError::Serialization {
-            action: "serialize",
-            what: format!("the input of child {child_id:?}"),
-            source,
-        })?;
         let wait = self
-            .scheduler
-            .start_child(StartChildParams {
-                lease: self.lease.clone(),
-                name: name.to_owned(),
-                seq,
-                child_id: child_id.clone(),
-                task_name: task.to_owned(),
-                input,
-                queue: self.queue.clone(),
-                detached: false,
-            })
+            .start_child(name, seq, &child_id, task, input, false)
             .await?;
         match wait {
             ChildWait::Finished {
@@ -329,30 +312,13 @@ impl<S: Scheduler> TaskContext<S> {
         task: &str,
         input: &I,
     ) -> Result<String, TaskError> {
-        crate::limits::check_name("step name", name).map_err(TaskError::failed)?;
-        let child_id = format!("{}/{name}", self.lease.execution_id);
-        crate::limits::check_name("child execution id", &child_id).map_err(TaskError::failed)?;
+        let child_id = self.child_id(name)?;
         let (seq, recorded) = self.enter(name, StepKind::Child)?;
         if recorded.is_some_and(|r| r.status == StepStatus::Completed) {
             return Ok(child_id);
         }
-        let input = serde_json::to_value(input).map_err(|source| TaskError::Serialization {
-            action: "serialize",
-            what: format!("the input of child {child_id:?}"),
-            source,
-        })?;
         let started = self
-            .scheduler
-            .start_child(StartChildParams {
-                lease: self.lease.clone(),
-                name: name.to_owned(),
-                seq,
-                child_id: child_id.clone(),
-                task_name: task.to_owned(),
-                input,
-                queue: self.queue.clone(),
-                detached: true,
-            })
+            .start_child(name, seq, &child_id, task, input, true)
             .await?;
         match started {
             ChildWait::Detached => Ok(child_id),
@@ -361,5 +327,43 @@ impl<S: Scheduler> TaskContext<S> {
                 source: None,
             })),
         }
+    }
+
+    /// The id of this execution's child `name` (`<id>/<name>`), checked.
+    fn child_id(&self, name: &str) -> Result<String, TaskError> {
+        crate::limits::check_name("step name", name).map_err(TaskError::failed)?;
+        let child_id = format!("{}/{name}", self.lease.execution_id);
+        crate::limits::check_name("child execution id", &child_id).map_err(TaskError::failed)?;
+        Ok(child_id)
+    }
+
+    /// Starts (or finds) child `child_id` through the store, from the step `name` at `seq`.
+    async fn start_child<I: Serialize>(
+        &self,
+        name: &str,
+        seq: u32,
+        child_id: &str,
+        task: &str,
+        input: &I,
+        detached: bool,
+    ) -> Result<ChildWait, TaskError> {
+        let input = serde_json::to_value(input).map_err(|source| TaskError::Serialization {
+            action: "serialize",
+            what: format!("the input of child {child_id:?}"),
+            source,
+        })?;
+        Ok(self
+            .scheduler
+            .start_child(StartChildParams {
+                lease: self.lease.clone(),
+                name: name.to_owned(),
+                seq,
+                child_id: child_id.to_owned(),
+                task_name: task.to_owned(),
+                input,
+                queue: self.queue.clone(),
+                detached,
+            })
+            .await?)
     }
 }

@@ -28,11 +28,14 @@ pub const HISTORY_TABLE: &str = "zart_schema_history";
 
 /// The names of every V-migration this build carries (`V1__init`, ...), in order.
 pub fn migration_names() -> Vec<String> {
-    embedded::migrations::runner()
-        .get_migrations()
-        .iter()
-        .map(|m| m.to_string())
-        .collect()
+    ordered_migrations().iter().map(|m| m.to_string()).collect()
+}
+
+/// The embedded V-migrations by version (as text, "V10__.." would sort before "V2__..").
+fn ordered_migrations() -> Vec<refinery::Migration> {
+    let mut migrations = embedded::migrations::runner().get_migrations().clone();
+    migrations.sort_by_key(|m| m.version());
+    migrations
 }
 
 /// What a migration run did.
@@ -169,8 +172,7 @@ pub async fn migration_plan<'a>(
                 applied.insert(i64::from(version));
             }
         }
-        let pending = embedded::migrations::runner()
-            .get_migrations()
+        let pending = ordered_migrations()
             .iter()
             .filter(|m| !applied.contains(&i64::from(m.version())))
             .map(|m| PendingMigration {

@@ -104,6 +104,8 @@ begin
                       || 'queue text, parent_id text, fence bigint, attempts integer, recoveries integer, '
                       || 'input jsonb, deadline_in_ms bigint, steps jsonb)'),
                   ('zart_complete_execution', 'text'),
+                  ('zart_limit_counts', 'TABLE(running integer, in_rate integer, key_running jsonb, '
+                      || 'key_recent jsonb)'),
                   ('zart_get_execution', 'TABLE(id text, task_name text, queue text, status text, '
                       || 'input jsonb, output jsonb, error jsonb, attempts integer, '
                       || 'created_at timestamp with time zone, started_at timestamp with time zone, '
@@ -840,41 +842,49 @@ language sql stable as $$
 $$;
 
 -- Called by zart_claim_tasks, zart_next_run_at and zart_list_queue_limits: what counts against
--- p_queue's limits at p_now. One row with total true for the queue, and one per limit key: the
--- runs running (task rows claimed in the limited queue that still hold their lease:
--- zart_tasks_running_idx), and the runs started within p_rate_ms and within p_key_rate_ms
--- (zart_limit_runs; null: none). No locks. Raises nothing.
+-- p_queue's limits at p_now, as one row: the runs running (task rows claimed in the limited
+-- queue that still hold their lease: zart_tasks_running_idx) and started within p_rate_ms
+-- (zart_limit_runs; null: none), and per limit key the same as maps key -> count (keys with
+-- none left out; started counted within p_key_rate_ms). No locks. Raises nothing.
 create or replace function public.zart_limit_counts(
     p_queue       text,
     p_rate_ms     bigint,
     p_key_rate_ms bigint,
     p_now         timestamptz
-) returns table (limit_key text, total boolean, running integer, in_rate integer, in_key_rate integer)
+) returns table (running integer, in_rate integer, key_running jsonb, key_recent jsonb)
 language sql stable as $$
-    select c.limit_key, c.total, sum(c.running)::integer, sum(c.in_rate)::integer,
-           sum(c.in_key_rate)::integer
-      from (select t.limit_key, grouping(t.limit_key) = 1 as total, count(*) as running,
-                   0 as in_rate, 0 as in_key_rate
-              from public.zart_tasks t
-             where t.queue = p_queue and t.counted and t.locked_by is not null
-               and t.run_at > p_now
-             group by grouping sets ((), (t.limit_key))
-            union all
-            select r.limit_key, grouping(r.limit_key) = 1, 0,
-                   count(*) filter (where r.started_at > p_now - p_rate_ms * interval '1 millisecond'),
-                   count(*) filter (where r.started_at > p_now - p_key_rate_ms * interval '1 millisecond')
-              from public.zart_limit_runs r
-             where r.queue = p_queue
-               and r.started_at > p_now - greatest(p_rate_ms, p_key_rate_ms) * interval '1 millisecond'
-             group by grouping sets ((), (r.limit_key))) c
-     group by c.limit_key, c.total
+    with c as (
+        select c.limit_key, c.total, sum(c.running)::integer as running,
+               sum(c.in_rate)::integer as in_rate, sum(c.in_key_rate)::integer as in_key_rate
+          from (select t.limit_key, grouping(t.limit_key) = 1 as total, count(*) as running,
+                       0 as in_rate, 0 as in_key_rate
+                  from public.zart_tasks t
+                 where t.queue = p_queue and t.counted and t.locked_by is not null
+                   and t.run_at > p_now
+                 group by grouping sets ((), (t.limit_key))
+                union all
+                select r.limit_key, grouping(r.limit_key) = 1, 0,
+                       count(*) filter (where r.started_at > p_now - p_rate_ms * interval '1 millisecond'),
+                       count(*) filter (where r.started_at > p_now - p_key_rate_ms * interval '1 millisecond')
+                  from public.zart_limit_runs r
+                 where r.queue = p_queue
+                   and r.started_at > p_now - greatest(p_rate_ms, p_key_rate_ms) * interval '1 millisecond'
+                 group by grouping sets ((), (r.limit_key))) c
+         group by c.limit_key, c.total
+    )
+    select coalesce(max(c.running) filter (where c.total), 0),
+           coalesce(max(c.in_rate) filter (where c.total), 0),
+           coalesce(jsonb_object_agg(c.limit_key, c.running)
+                        filter (where not c.total and c.limit_key is not null and c.running > 0), '{}'),
+           coalesce(jsonb_object_agg(c.limit_key, c.in_key_rate)
+                        filter (where not c.total and c.limit_key is not null and c.in_key_rate > 0), '{}')
+      from c
 $$;
 
 -- Called by zart_claim_tasks (p_lock) and zart_next_run_at (not p_lock): the due tasks a claim
 -- of up to p_limit takes where it cannot take them simply in order: on an oldest-first claim,
 -- or in a queue with limits per key (p_key_max_running, p_key_rate_limit; p_running and
--- p_recent map each key to its runs running and started within the key rate interval, from
--- zart_limit_counts; p_limit is then what the queue's own limits allow). Candidates come in
+-- p_recent are zart_limit_counts's key_running and key_recent; p_limit is then what the queue's own limits allow). Candidates come in
 -- claim order (priority, then the names' turn, then run_at) or, oldest first, by run_at across
 -- priorities (from the first 1000 due of each name and priority). A candidate whose limit key
 -- is at its limits (counting the ones picked here too) is passed over. With p_lock: locks each picked task row (FOR UPDATE SKIP LOCKED; the caller
@@ -1069,17 +1079,13 @@ begin
                and r.started_at <= v_now - coalesce(greatest(v_lim.rate_interval_ms,
                                                              v_lim.key_rate_interval_ms), 0)
                                            * interval '1 millisecond';
-            select max(c.running) filter (where c.total), max(c.in_rate) filter (where c.total),
-                   jsonb_object_agg(c.limit_key, c.running)
-                       filter (where not c.total and c.limit_key is not null and c.running > 0),
-                   jsonb_object_agg(c.limit_key, c.in_key_rate)
-                       filter (where not c.total and c.limit_key is not null and c.in_key_rate > 0)
+            select c.running, c.in_rate, c.key_running, c.key_recent
               into v_running, v_in_rate, v_key_running, v_key_recent
               from public.zart_limit_counts(p_queue, v_lim.rate_interval_ms,
                                             v_lim.key_rate_interval_ms, v_now) c;
             -- least() ignores nulls: a limit not set does not bound.
-            v_allowed := greatest(least(p_limit, v_lim.max_running - coalesce(v_running, 0),
-                                        v_lim.rate_limit - coalesce(v_in_rate, 0)), 0);
+            v_allowed := greatest(least(p_limit, v_lim.max_running - v_running,
+                                        v_lim.rate_limit - v_in_rate), 0);
             v_picked := v_picked or v_lim.key_max_running is not null or v_lim.key_rate_limit is not null;
             -- Held back (or possibly, with limits per key): a run that ends wakes the workers.
             if v_lim.held_back is distinct from (v_allowed < p_limit or v_picked) then
@@ -1764,12 +1770,8 @@ begin
     if v_next <= v_now and public.zart_limits_on() then
         select * into v_lim from public.zart_queue_limits l where l.queue = p_queue;
         if found then
-            select least(1, v_lim.max_running - coalesce(max(c.running) filter (where c.total), 0),
-                         v_lim.rate_limit - coalesce(max(c.in_rate) filter (where c.total), 0)),
-                   jsonb_object_agg(c.limit_key, c.running)
-                       filter (where not c.total and c.limit_key is not null and c.running > 0),
-                   jsonb_object_agg(c.limit_key, c.in_key_rate)
-                       filter (where not c.total and c.limit_key is not null and c.in_key_rate > 0)
+            select least(1, v_lim.max_running - c.running, v_lim.rate_limit - c.in_rate),
+                   c.key_running, c.key_recent
               into v_allowed, v_key_running, v_key_recent
               from public.zart_limit_counts(p_queue, v_lim.rate_interval_ms,
                                             v_lim.key_rate_interval_ms, v_now) c;
@@ -2717,12 +2719,10 @@ set search_path = pg_catalog, pg_temp
 as $$
     select l.queue, l.max_running, l.rate_limit, l.rate_interval_ms, l.key_max_running,
            l.key_rate_limit, l.key_rate_interval_ms,
-           coalesce(c.running, 0), coalesce(c.in_rate, 0), l.updated_at
+           c.running, c.in_rate, l.updated_at
       from public.zart_queue_limits l
-      left join lateral (select c.running, c.in_rate
-                           from public.zart_limit_counts(l.queue, l.rate_interval_ms, null,
-                                                         public.zart_current_time()) c
-                          where c.total) c on true
+     cross join lateral public.zart_limit_counts(l.queue, l.rate_interval_ms, null,
+                                                 public.zart_current_time()) c
      order by l.queue
 $$;
 

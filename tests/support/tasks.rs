@@ -179,6 +179,62 @@ impl TaskHandler for Flaky {
     }
 }
 
+/// Creates the business table `Ledger` writes in its step transactions.
+pub const LEDGER_SQL: &str = "create table if not exists zart_test_ledger (
+    execution_id text not null,
+    step text not null,
+    pid integer not null
+)";
+
+/// Input of [`Ledger`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LedgerInput {
+    /// How many transactional steps.
+    pub steps: u32,
+    /// How long each body holds its transaction open after its write.
+    pub step_ms: u64,
+}
+
+/// `steps` transactional steps (`ctx.step_tx`). Each body first records an attempt in the
+/// side-effect table (autocommit, on its own connection: every run of a body counts), then
+/// writes a `zart_test_ledger` row in the step's transaction, then holds it open `step_ms`,
+/// so a kill often lands between the write and the commit.
+pub struct Ledger {
+    pub pool: deadpool_postgres::Pool,
+}
+
+#[async_trait]
+impl TaskHandler for Ledger {
+    type Data = LedgerInput;
+    type Output = u32;
+
+    async fn run(
+        &self,
+        ctx: &mut TaskContext<impl Scheduler>,
+        data: LedgerInput,
+    ) -> Result<u32, TaskError> {
+        let id = ctx.execution_id().to_owned();
+        for i in 0..data.steps {
+            let name = format!("entry-{i}");
+            let (pool, id, step) = (self.pool.clone(), id.clone(), name.clone());
+            let value: u32 = ctx
+                .step_tx(&name, |tx: zart_pg::StepTx| async move {
+                    record_side_effect(&pool, &id, &step).await?;
+                    tx.execute(
+                        "insert into zart_test_ledger (execution_id, step, pid) values ($1, $2, $3)",
+                        &[&id, &step, &(std::process::id() as i32)],
+                    )
+                    .await?;
+                    tokio::time::sleep(Duration::from_millis(data.step_ms)).await;
+                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>(i)
+                })
+                .await?;
+            assert_eq!(value, i, "a replayed step must return its recorded value");
+        }
+        Ok(data.steps)
+    }
+}
+
 /// Records one side effect row for `step` of `execution_id`, from this process.
 async fn record_side_effect(
     pool: &deadpool_postgres::Pool,
@@ -404,6 +460,8 @@ pub fn registry(pool: deadpool_postgres::Pool) -> TaskRegistry {
         .register("poison", Poison)
         .unwrap()
         .register("held", Held { pool: pool.clone() })
+        .unwrap()
+        .register("ledger", Ledger { pool: pool.clone() })
         .unwrap()
         .register("billing", Billing { pool })
         .unwrap();

@@ -121,6 +121,8 @@ pub fn registry(counts: &Counts) -> TaskRegistry {
         .register("fixable", Fixable(c()))
         .unwrap()
         .register("billing", Billing(c()))
+        .unwrap()
+        .register("tx-unit", TxUnit(c()))
         .unwrap();
     registry
 }
@@ -163,6 +165,25 @@ impl TaskHandler for Declines {
                 }
             },
         )
+        .await
+    }
+}
+
+/// `tx-unit`: one `ctx.step_tx` step `t` whose body takes `()`, a handle no backend gives, so
+/// it never runs (counted as `t` if it did): the execution fails with the reason.
+pub struct TxUnit(Counts);
+
+#[async_trait]
+impl TaskHandler for TxUnit {
+    type Data = Value;
+    type Output = ();
+
+    async fn run(&self, ctx: &mut TaskContext<impl Scheduler>, _: Value) -> Result<(), TaskError> {
+        let (counts, id) = (self.0.clone(), ctx.execution_id().to_owned());
+        ctx.step_tx("t", |_: ()| async move {
+            counts.hit(&id, "t");
+            Ok::<_, io::Error>(())
+        })
         .await
     }
 }

@@ -24,6 +24,10 @@
 //! ```
 
 pub mod admin;
+/// The guide to `ctx.step_tx` (docs/reference/step-tx.md in the repository), included here
+/// so its examples compile against this crate.
+#[doc = include_str!("../../docs/reference/step-tx.md")]
+pub mod step_tx_guide {}
 pub mod doctor;
 mod errors;
 mod group_commit;
@@ -34,10 +38,11 @@ mod pool;
 pub mod queries;
 mod queues;
 mod schedules;
+mod step_tx;
 mod tls;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -59,6 +64,10 @@ pub use migrate::{
     PendingMigration, FUNCTIONS_SQL, HISTORY_TABLE, REQUIRED_SCHEMA_VERSION, ROLES_SQL,
 };
 pub use pool::{PgPool, DEFAULT_POOL_SIZE, LISTEN_URL_ENV};
+pub use step_tx::StepTx;
+/// The driver [`StepTx`] dereferences to, re-exported so a body's statements name the same
+/// version (`zart_pg::tokio_postgres::types::ToSql`).
+pub use tokio_postgres;
 pub use tls::{split_url, SslMode, Tls};
 
 use errors::{from_pg, from_pool, Call};
@@ -74,6 +83,8 @@ pub struct PostgresScheduler {
     listen_health: listener::ListenHealth,
     notifier: OnceLock<notifier::Notifier>,
     group_commit: OnceLock<group_commit::GroupCommit>,
+    /// Room for `ctx.step_tx` transactions: half the pool (see `step_tx`).
+    step_tx_slots: Arc<tokio::sync::Semaphore>,
     /// Set while a write NOTIFYs inside its own statement (see [`InlineNotify`]).
     inline_notify: AtomicBool,
 }
@@ -101,8 +112,12 @@ impl PostgresScheduler {
     /// notification sender start on the first call made inside a tokio runtime.
     pub fn new(pool: PgPool) -> Self {
         let (wakeups, _) = broadcast::channel(WAKEUP_BUFFER);
+        let step_tx_slots = Arc::new(tokio::sync::Semaphore::new(step_tx::slots_for(
+            pool.pool().status().max_size,
+        )));
         PostgresScheduler {
             pool,
+            step_tx_slots,
             wakeups,
             listener: OnceLock::new(),
             listen_health: listener::ListenHealth::default(),
@@ -717,6 +732,11 @@ impl Scheduler for PostgresScheduler {
                 })
             })
             .collect()
+    }
+
+    async fn begin_step_tx(&self) -> Result<Box<dyn zart::scheduler::StepTransaction>, Error> {
+        let tx = step_tx::begin(self.pool.pool(), Arc::clone(&self.step_tx_slots)).await?;
+        Ok(Box::new(tx))
     }
 
     async fn heartbeat(&self, p: HeartbeatParams) -> Result<Vec<Lease>, Error> {

@@ -50,6 +50,12 @@ pub const LIST_QUEUE_LIMITS: &str = "select queue, max_running, rate_limit, rate
 /// attempts.
 pub const COMMIT_STEP: &str = "select public.zart_commit_step($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
+/// `zart_commit_step` inside a `ctx.step_tx` transaction (same params), run only while the
+/// transaction's mark is set: no row back means the body ended the transaction itself.
+pub const COMMIT_STEP_IN_TX: &str =
+    "select public.zart_commit_step($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+       from (select 1) once where current_setting('zart.step_tx', true) = 'on'";
+
 /// `zart_commit_steps` (group commit). Params: arrays of bucket, execution_id, fence, name,
 /// seq, status, output, error, attempts.
 pub const COMMIT_STEPS: &str =

@@ -629,6 +629,17 @@ impl Scheduler for SqliteScheduler {
             .await
     }
 
+    async fn begin_step_tx(&self) -> Result<Box<dyn zart::scheduler::StepTransaction>, Error> {
+        Err(Error::Unsupported {
+            feature: "ctx.step_tx".to_owned(),
+            backend: "sqlite".to_owned(),
+            hint: "a step cannot share a transaction with your writes here (the engine's file \
+                   has one writer, the worker's own connection); use ctx.step and make its \
+                   effect idempotent, or run on PostgreSQL (zart-pg)"
+                .to_owned(),
+        })
+    }
+
     fn subscribe(&self) -> broadcast::Receiver<Wakeup> {
         let rx = self.wakeups.subscribe();
         if let Some(probe) = &self.probe {

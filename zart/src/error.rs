@@ -106,6 +106,17 @@ pub enum Error {
         /// Why, with its status or its deadline.
         reason: String,
     },
+    /// The backend does not offer what was asked for (`ctx.step_tx` on a backend without a
+    /// transaction a step can share). Nothing was written.
+    #[error("{feature} is not offered by the {backend} backend: {hint}")]
+    Unsupported {
+        /// What was asked for (`ctx.step_tx`).
+        feature: String,
+        /// The backend that was asked (`sqlite`).
+        backend: String,
+        /// What to do instead.
+        hint: String,
+    },
     /// The database has no Zart schema, or an older one than this build needs.
     #[error("{0}")]
     Schema(String),
@@ -191,6 +202,7 @@ impl Error {
             Error::StepAlreadyRecorded { .. } => "step_already_recorded",
             Error::Finished { .. } => "finished",
             Error::NotRetryable { .. } => "not_retryable",
+            Error::Unsupported { .. } => "unsupported",
             Error::Schema(_) => "schema",
             Error::Serialization { .. } => "serialization",
             Error::Unavailable { .. } => "unavailable",
@@ -451,7 +463,9 @@ impl From<Error> for TaskError {
             // The database refused the value itself, or a child's id is taken by another
             // execution: trying again cannot help, so the execution fails with the reason
             // instead of being retried until its recovery limit.
-            Error::InvalidInput { .. } | Error::Conflict { .. } => TaskError::failed(err),
+            Error::InvalidInput { .. } | Error::Conflict { .. } | Error::Unsupported { .. } => {
+                TaskError::failed(err)
+            }
             other => TaskError::Storage(other),
         }
     }
@@ -522,6 +536,11 @@ mod tests {
                 id: "a".into(),
                 reason: "r".into(),
             },
+            Error::Unsupported {
+                feature: "f".into(),
+                backend: "b".into(),
+                hint: "h".into(),
+            },
             Error::Schema("old".into()),
             Error::Serialization {
                 action: "serialize",
@@ -561,6 +580,7 @@ mod tests {
                 "step_already_recorded",
                 "finished",
                 "not_retryable",
+                "unsupported",
                 "schema",
                 "serialization",
                 "unavailable",

@@ -370,6 +370,25 @@ pub trait Scheduler: Send + Sync + 'static {
     /// Only the transient and database errors of every call.
     async fn get_state(&self, id: &str) -> Result<Vec<StateValue>, Error>;
 
+    /// Opens a transaction on the backend's own database for [`crate::TaskContext::step_tx`]:
+    /// the step body writes in it, and [`StepTransaction::commit_with_step`] records the
+    /// step's result in it and commits both, or neither.
+    ///
+    /// Backends without such a transaction keep this default, which refuses.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] from a backend that does not offer it; the transient errors of
+    /// every call.
+    async fn begin_step_tx(&self) -> Result<Box<dyn StepTransaction>, Error> {
+        Err(Error::Unsupported {
+            feature: "ctx.step_tx".to_owned(),
+            backend: std::any::type_name::<Self>().to_owned(),
+            hint: "only a backend whose database holds your tables can commit a step with \
+                   your writes; use ctx.step with an idempotent effect instead"
+                .to_owned(),
+        })
+    }
+
     /// Subscribes to wake-ups (new work, timers, finished executions) from this backend.
     ///
     /// Wake-ups are hints, sent after the change they announce is stored: a subscriber looks
@@ -468,9 +487,46 @@ impl<T: Scheduler + ?Sized> Scheduler for Arc<T> {
     async fn get_state(&self, id: &str) -> Result<Vec<StateValue>, Error> {
         (**self).get_state(id).await
     }
+    async fn begin_step_tx(&self) -> Result<Box<dyn StepTransaction>, Error> {
+        (**self).begin_step_tx().await
+    }
     fn subscribe(&self) -> broadcast::Receiver<Wakeup> {
         (**self).subscribe()
     }
+}
+
+/// An open transaction on a backend's database that a step body writes in
+/// ([`Scheduler::begin_step_tx`], [`crate::TaskContext::step_tx`]).
+///
+/// Dropping it without [`StepTransaction::commit_with_step`] or
+/// [`StepTransaction::rollback`] must roll it back (a backend may do so by closing the
+/// connection).
+#[async_trait]
+pub trait StepTransaction: Send {
+    /// A new handle to the transaction, given to the step body (`TaskContext::step_tx` downcasts
+    /// it to the type the body takes). The backend may refuse to commit while a handle is
+    /// still held.
+    fn handle(&self) -> Box<dyn std::any::Any + Send>;
+
+    /// The type name of [`StepTransaction::handle`]'s value, for the error when a body takes
+    /// another type.
+    fn handle_type(&self) -> &'static str;
+
+    /// Records the step, fenced as [`Scheduler::commit_step`], in this transaction, and
+    /// commits. Either the body's writes and the step's record are both stored, or neither.
+    ///
+    /// # Errors
+    /// [`Error::LeaseLost`] or [`Error::Cancelled`] when the lease is not held (rolled back);
+    /// [`Error::Contention`] when the database rolled the transaction back for a concurrent
+    /// one; [`Error::Unavailable`] when the connection failed, in which case the commit may or
+    /// may not have happened; [`Error::InvalidInput`] when the body misused the transaction (it
+    /// ended it itself, or kept a handle past its end) or the output is refused (rolled back);
+    /// [`Error::Database`] for any other refusal at commit (a deferred constraint; rolled back).
+    async fn commit_with_step(self: Box<Self>, params: CommitStepParams) -> Result<(), Error>;
+
+    /// Rolls the transaction back. Failures are the backend's to handle (a connection it
+    /// cannot roll back is closed, never reused).
+    async fn rollback(self: Box<Self>);
 }
 
 /// A value an execution published ([`crate::TaskContext::set_state`]).

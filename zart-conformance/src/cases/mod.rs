@@ -19,6 +19,7 @@ mod schedules;
 mod sleeps;
 mod start;
 mod start_keys;
+mod tx;
 mod versioning;
 mod wait;
 
@@ -37,6 +38,7 @@ pub use schedules::*;
 pub use sleeps::*;
 pub use start::*;
 pub use start_keys::*;
+pub use tx::*;
 pub use versioning::*;
 pub use wait::*;
 
@@ -58,6 +60,7 @@ macro_rules! __for_each_case {
             claims_take_only_due_tasks_of_the_names_asked_for,
             a_claim_returns_the_recorded_steps_for_replay,
             a_final_step_result_is_recorded_once,
+            a_step_transaction_records_its_step_only_when_it_commits,
             next_run_at_reports_the_earliest_due_task,
             // priorities and limits
             higher_priorities_are_claimed_first_fifo_within_one,

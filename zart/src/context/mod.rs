@@ -9,6 +9,7 @@
 //! `parallel` the concurrent steps.
 
 mod parallel;
+mod tx;
 mod waits;
 
 pub use parallel::Parallel;
@@ -74,6 +75,14 @@ impl<S: Scheduler> std::fmt::Debug for TaskContext<S> {
 enum BodyOutcome<T> {
     Ok(T),
     Failed(String, FailureKind, Option<AppError>),
+}
+
+/// What follows one attempt of a retried step ([`TaskContext::after_attempt`]).
+enum Attempt<T> {
+    /// Record this outcome: the step is over.
+    Final(BodyOutcome<T>),
+    /// Run the next attempt now.
+    Again,
 }
 
 /// What the recording says about a step body.
@@ -330,41 +339,61 @@ impl<S: Scheduler> TaskContext<S> {
             let outcome = self
                 .run_body(name, attempt, retry.attempt_timeout(), f())
                 .await;
-            let (message, kind, app) = match outcome {
-                BodyOutcome::Failed(message, kind, app)
-                    if kind != FailureKind::Panic
-                        && attempt < retry.max_attempts()
-                        && app.as_ref().is_none_or(|a| a.retryable) =>
-                {
-                    (message, kind, app)
+            match self.after_attempt(name, seq, attempt, &retry, outcome).await? {
+                Attempt::Final(outcome) => {
+                    return self.record_outcome(name, seq, attempt, outcome).await
                 }
-                last => return self.record_outcome(name, seq, attempt, last).await,
-            };
-            let delay = retry.jittered_delay_after(attempt);
-            tracing::info!(
-                step.name = name,
-                attempt,
-                delay_ms = delay.as_millis() as u64,
-                error = %message,
-                "step attempt failed; retrying"
-            );
-            if delay > self.durable_backoff_threshold {
-                self.scheduler
-                    .retry_step(RetryStepParams {
-                        lease: self.lease.clone(),
-                        queue: self.queue.clone(),
-                        name: name.to_owned(),
-                        seq,
-                        error: step_error(name, attempt, message, kind, app.as_ref()),
-                        attempts: attempt,
-                        delay,
-                    })
-                    .await?;
-                return Err(self.suspend(Some(delay)));
+                Attempt::Again => attempts_done = attempt,
             }
-            tokio::time::sleep(delay).await;
-            attempts_done = attempt;
         }
+    }
+
+    /// Decides what follows one attempt of a retried step: the outcome to record (a success,
+    /// a failure that is not retried, the last attempt's failure), or another attempt now
+    /// (after an in-process back-off). A back-off longer than the durable threshold is
+    /// recorded (`retry_step`) and suspends the run: `Err(TaskError::Suspended)`.
+    async fn after_attempt<T>(
+        &mut self,
+        name: &str,
+        seq: u32,
+        attempt: u32,
+        retry: &RetryConfig,
+        outcome: BodyOutcome<T>,
+    ) -> Result<Attempt<T>, TaskError> {
+        let (message, kind, app) = match outcome {
+            BodyOutcome::Failed(message, kind, app)
+                if kind != FailureKind::Panic
+                    && attempt < retry.max_attempts()
+                    && app.as_ref().is_none_or(|a| a.retryable) =>
+            {
+                (message, kind, app)
+            }
+            last => return Ok(Attempt::Final(last)),
+        };
+        let delay = retry.jittered_delay_after(attempt);
+        tracing::info!(
+            step.name = name,
+            attempt,
+            delay_ms = delay.as_millis() as u64,
+            error = %message,
+            "step attempt failed; retrying"
+        );
+        if delay > self.durable_backoff_threshold {
+            self.scheduler
+                .retry_step(RetryStepParams {
+                    lease: self.lease.clone(),
+                    queue: self.queue.clone(),
+                    name: name.to_owned(),
+                    seq,
+                    error: step_error(name, attempt, message, kind, app.as_ref()),
+                    attempts: attempt,
+                    delay,
+                })
+                .await?;
+            return Err(self.suspend(Some(delay)));
+        }
+        tokio::time::sleep(delay).await;
+        Ok(Attempt::Again)
     }
 
     /// Checks a step against the recording and gives it its position: returns `seq` and the

@@ -1,5 +1,6 @@
 //! Races: an event sent while its workflow registers the wait (both interleavings forced, 1,000
-//! times), events emitted by a trigger under concurrent, partly rolled-back inserts, and the
+//! times), a child ending while its parent registers the wait for its children (both
+//! interleavings forced), events emitted by a trigger under concurrent, partly rolled-back inserts, and the
 //! NOTIFY payloads, which carry queue names and execution ids only, never user data.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -16,6 +17,174 @@ use zart::{
 use zart_tests::{column, count, init_tracing, wait_for, Harness, TestDb};
 
 const WAIT: Option<Duration> = Some(Duration::from_secs(60));
+
+// ---------------------------------------------------------------------------------------------
+// A child ending while its parent registers the wait for its children, forced at the SQL level.
+
+/// Iterations of the forced child race, half in each interleaving.
+const CHILD_RACE_ITERATIONS: usize = 40;
+
+const START_CHILDREN: &str = "select state, output from zart_start_children(
+    $1, $2, $3, array['k'], array[0], array[$2 || '/k'], array['echo'], array['7'::jsonb],
+    'child-race', $4)";
+
+/// The parent waits for one child with `zart_start_children` while the child's outcome is
+/// being recorded. Both calls queue on the parent's wait lock, held by a third session, in the
+/// order forced; either way the parent never waits for nothing: it found the child ended and
+/// went on with its lease, or it registered the wait and the child's outcome woke it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_ending_while_the_parent_waits_for_its_children_wakes_it_or_is_seen() {
+    init_tracing();
+    let db = TestDb::new().await;
+    let (locker, locker_pid) = backend(&db.url).await;
+    let (parent, parent_pid) = backend(&db.url).await;
+    let (child, child_pid) = backend(&db.url).await;
+    let holders = [locker_pid, parent_pid, child_pid];
+    let claim = |task: &'static str| {
+        let locker = locker.clone();
+        async move {
+            let row = locker
+                .query_one(
+                    "select bucket, execution_id, fence
+                       from zart_claim_tasks('race-worker', 'child-race', array[$1], 1, 600000)",
+                    &[&task],
+                )
+                .await
+                .unwrap();
+            (
+                row.get::<_, i16>(0),
+                row.get::<_, String>(1),
+                row.get::<_, i64>(2),
+            )
+        }
+    };
+    let (mut seen, mut woken) = (0, 0);
+    for i in 0..CHILD_RACE_ITERATIONS {
+        let id = format!("fan-{i}");
+        locker
+            .query(
+                "select zart_start($1, 'fan-out', '{}'::jsonb, 'child-race')",
+                &[&id],
+            )
+            .await
+            .unwrap();
+        let (bucket, _, fence) = claim("fan-out").await;
+        let first: String = locker
+            .query_one(START_CHILDREN, &[&bucket, &id, &fence, &false])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(first, "waiting", "{id}: the child was just started");
+        let (kid_bucket, kid_id, kid_fence) = claim("echo").await;
+        assert_eq!(kid_id, format!("{id}/k"));
+
+        locker.batch_execute("begin").await.unwrap();
+        locker
+            .execute("select zart_wait_lock($1)", &[&id])
+            .await
+            .unwrap();
+        let parent_first = i % 2 == 0;
+        let start_wait = || {
+            let (parent, id) = (parent.clone(), id.clone());
+            tokio::spawn(async move {
+                let row = parent
+                    .query_one(START_CHILDREN, &[&bucket, &id, &fence, &true])
+                    .await
+                    .unwrap();
+                (
+                    row.get::<_, String>(0),
+                    row.get::<_, Option<serde_json::Value>>(1),
+                )
+            })
+        };
+        let start_end = || {
+            let (child, kid_id) = (child.clone(), kid_id.clone());
+            tokio::spawn(async move {
+                child
+                    .query_one(
+                        "select zart_complete_execution($1, $2, $3, 'completed', '7'::jsonb, null)",
+                        &[&kid_bucket, &kid_id, &kid_fence],
+                    )
+                    .await
+                    .unwrap()
+                    .get::<_, Option<String>>(0)
+            })
+        };
+        let (wait_call, end_call) = if parent_first {
+            let w = start_wait();
+            wait_until_blocked(&locker, parent_pid, &holders, "the parent").await;
+            let e = start_end();
+            wait_until_blocked(&locker, child_pid, &holders, "the child's outcome").await;
+            (w, e)
+        } else {
+            let e = start_end();
+            wait_until_blocked(&locker, child_pid, &holders, "the child's outcome").await;
+            let w = start_wait();
+            wait_until_blocked(&locker, parent_pid, &holders, "the parent").await;
+            (w, e)
+        };
+        locker.batch_execute("commit").await.unwrap();
+        let (state, output) = wait_call.await.unwrap();
+        let woke = end_call.await.unwrap();
+
+        let row = locker
+            .query_one(
+                "select t.locked_by is null, t.run_at <= zart_current_time(), e.status
+                   from zart_tasks t join zart_executions e on e.id = t.execution_id
+                  where t.execution_id = $1",
+                &[&id],
+            )
+            .await
+            .unwrap();
+        let (released, due, status): (bool, bool, String) = (row.get(0), row.get(1), row.get(2));
+        if parent_first {
+            // Registered first: the child's outcome found the wait and made the parent due.
+            assert_eq!(state, "waiting", "{id}");
+            assert_eq!(
+                woke.as_deref(),
+                Some("child-race"),
+                "{id}: the outcome woke it"
+            );
+            assert!(released && due, "{id}: released and due at once");
+            woken += 1;
+            let (bucket, again, fence) = claim("fan-out").await;
+            assert_eq!(again, id, "{id}: the woken parent is the one due");
+            let row = locker
+                .query_one(START_CHILDREN, &[&bucket, &id, &fence, &true])
+                .await
+                .unwrap();
+            assert_eq!(
+                row.get::<_, String>(0),
+                "finished",
+                "{id}: its run finds the child ended"
+            );
+            locker
+                .query(
+                    "select zart_complete_execution($1, $2, $3, 'completed', '1'::jsonb, null)",
+                    &[&bucket, &id, &fence],
+                )
+                .await
+                .unwrap();
+        } else {
+            // The outcome first: it woke nobody, and the parent saw the child ended.
+            assert_eq!(state, "finished", "{id}");
+            assert_eq!(output, Some(serde_json::json!(7)), "{id}");
+            assert_eq!(woke, None, "{id}: nobody was waiting yet");
+            assert!(!released, "{id}: the parent kept its lease");
+            assert_eq!(status, "running", "{id}");
+            seen += 1;
+            locker
+                .query(
+                    "select zart_complete_execution($1, $2, $3, 'completed', '1'::jsonb, null)",
+                    &[&bucket, &id, &fence],
+                )
+                .await
+                .unwrap();
+        }
+    }
+    eprintln!("{CHILD_RACE_ITERATIONS} forced child races: {woken} woken, {seen} seen at once");
+    assert_eq!(woken + seen, CHILD_RACE_ITERATIONS);
+}
 
 // ---------------------------------------------------------------------------------------------
 // The event race, forced at the SQL level.

@@ -64,6 +64,7 @@ const WORKER_FUNCTIONS: &[&str] = &[
     "zart_retry_step",
     "zart_sleep",
     "zart_start_child",
+    "zart_start_children",
 ];
 /// Functions no role may call on its own: the entry points call them as their owner.
 const INTERNAL_FUNCTIONS: &[&str] = &[
@@ -72,6 +73,7 @@ const INTERNAL_FUNCTIONS: &[&str] = &[
     "zart_check_ms",
     "zart_check_payload",
     "zart_check_text",
+    "zart_child_wait",
     "zart_claim_levels",
     "zart_close_wait",
     "zart_deliver_event",

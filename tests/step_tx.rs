@@ -16,7 +16,9 @@ use zart::{
 };
 use zart_pg::StepTx;
 use zart_tests::tasks::{LedgerInput, LEDGER_SQL, SETUP_SQL};
-use zart_tests::{count, init_tracing, kill_process, spawn_worker_process, wait_for, Harness, TestDb};
+use zart_tests::{
+    count, init_tracing, kill_process, spawn_worker_process, wait_for, Harness, TestDb,
+};
 
 /// The worker process the crash test kills.
 const WORKER_BIN: &str = env!("CARGO_BIN_EXE_zart-test-worker");
@@ -64,15 +66,26 @@ impl TaskHandler for TxCases {
     type Data = Case;
     type Output = i64;
 
-    async fn run(&self, ctx: &mut TaskContext<impl Scheduler>, case: Case) -> Result<i64, TaskError> {
+    async fn run(
+        &self,
+        ctx: &mut TaskContext<impl Scheduler>,
+        case: Case,
+    ) -> Result<i64, TaskError> {
         let id = ctx.execution_id().to_owned();
-        let n: i32 = if matches!(case, Case::Deferred) { 99 } else { 1 };
+        let n: i32 = if matches!(case, Case::Deferred) {
+            99
+        } else {
+            1
+        };
         let retry = RetryConfig::fixed(3, Duration::from_millis(10));
         ctx.step_tx_with_retry("w", retry, |tx: StepTx| {
             let id = id.clone();
             async move {
-                tx.execute("insert into biz (execution_id, n) values ($1, $2)", &[&id, &n])
-                    .await?;
+                tx.execute(
+                    "insert into biz (execution_id, n) values ($1, $2)",
+                    &[&id, &n],
+                )
+                .await?;
                 match case {
                     Case::Ok | Case::Deferred => {}
                     Case::Fail => return Err("the body gave up".into()),
@@ -107,10 +120,18 @@ async fn harness() -> Harness {
 
 async fn run_case(h: &Harness, id: &str, case: Case) -> zart::Execution {
     h.durable
-        .start_with(id, "tx-cases", serde_json::to_value(case).unwrap(), StartOptions::default())
+        .start_with(
+            id,
+            "tx-cases",
+            serde_json::to_value(case).unwrap(),
+            StartOptions::default(),
+        )
         .await
         .unwrap();
-    h.durable.wait(id, Some(Duration::from_secs(30))).await.unwrap()
+    h.durable
+        .wait(id, Some(Duration::from_secs(30)))
+        .await
+        .unwrap()
 }
 
 async fn biz_rows(h: &Harness, id: &str) -> i64 {
@@ -141,7 +162,10 @@ async fn open_transactions(h: &Harness) -> i64 {
 async fn steps(h: &Harness, id: &str) -> Vec<(String, i32)> {
     let client = h.db.client().await;
     client
-        .query("select status, attempts from zart_steps where execution_id = $1 order by seq", &[&id])
+        .query(
+            "select status, attempts from zart_steps where execution_id = $1 order by seq",
+            &[&id],
+        )
         .await
         .unwrap()
         .iter()
@@ -150,7 +174,10 @@ async fn steps(h: &Harness, id: &str) -> Vec<(String, i32)> {
 }
 
 fn error_message(done: &zart::Execution) -> String {
-    done.error.as_ref().map(|e| e.message.clone()).unwrap_or_default()
+    done.error
+        .as_ref()
+        .map(|e| e.message.clone())
+        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,10 +207,18 @@ async fn a_failed_or_panicking_body_rolls_its_writes_back_and_records_the_failur
         let done = run_case(&h, id, case).await;
         assert_eq!(done.status, ExecutionStatus::Failed);
         assert_eq!(error_message(&done), message);
-        assert_eq!(biz_rows(&h, id).await, 0, "{id}: every attempt was rolled back");
+        assert_eq!(
+            biz_rows(&h, id).await,
+            0,
+            "{id}: every attempt was rolled back"
+        );
         // A panic is not retried; an error is, up to the 3 attempts.
         let attempts = if matches!(case, Case::Panic) { 1 } else { 3 };
-        assert_eq!(steps(&h, id).await, [("failed".to_owned(), attempts)], "{id}");
+        assert_eq!(
+            steps(&h, id).await,
+            [("failed".to_owned(), attempts)],
+            "{id}"
+        );
     }
     assert_eq!(open_transactions(&h).await, 0);
     h.stop().await;
@@ -196,7 +231,11 @@ async fn a_commit_refused_by_the_database_is_a_failed_attempt_and_is_retried() {
     h.spawn_worker(WorkerConfig::default());
     let done = run_case(&h, "gate", Case::Deferred).await;
     assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
-    assert_eq!(biz_rows(&h, "gate").await, 1, "the refused commit wrote nothing");
+    assert_eq!(
+        biz_rows(&h, "gate").await,
+        1,
+        "the refused commit wrote nothing"
+    );
     assert_eq!(steps(&h, "gate").await, [("completed".to_owned(), 2)]);
     h.stop().await;
 }
@@ -210,9 +249,16 @@ async fn a_body_that_ends_or_keeps_its_transaction_fails_the_step() {
     let done = run_case(&h, "commit", Case::Commit).await;
     assert_eq!(done.status, ExecutionStatus::Failed);
     let message = error_message(&done);
-    assert!(message.contains("ended its transaction itself"), "{message}");
+    assert!(
+        message.contains("ended its transaction itself"),
+        "{message}"
+    );
     // What the body committed itself stays: that is the misuse the message names.
-    assert_eq!(biz_rows(&h, "commit").await, 3, "one row per attempt, each committed by the body");
+    assert_eq!(
+        biz_rows(&h, "commit").await,
+        3,
+        "one row per attempt, each committed by the body"
+    );
 
     let done = run_case(&h, "leak", Case::Leak).await;
     assert_eq!(done.status, ExecutionStatus::Failed);
@@ -229,7 +275,8 @@ async fn a_body_that_ends_or_keeps_its_transaction_fails_the_step() {
 async fn a_run_dropped_mid_body_closes_its_connection_and_writes_nothing() {
     init_tracing();
     let h = harness().await;
-    let stop = h.spawn_worker(WorkerConfig::default().with_shutdown_timeout(Duration::from_millis(300)));
+    let stop =
+        h.spawn_worker(WorkerConfig::default().with_shutdown_timeout(Duration::from_millis(300)));
     h.durable
         .start_with("hang", "tx-cases", json!("Hang"), StartOptions::default())
         .await
@@ -240,9 +287,11 @@ async fn a_run_dropped_mid_body_closes_its_connection_and_writes_nothing() {
     })
     .await;
     stop.shutdown();
-    wait_for("the transaction to be gone", Duration::from_secs(20), || async {
-        (open_transactions(&h).await == 0).then_some(())
-    })
+    wait_for(
+        "the transaction to be gone",
+        Duration::from_secs(20),
+        || async { (open_transactions(&h).await == 0).then_some(()) },
+    )
     .await;
     assert_eq!(biz_rows(&h, "hang").await, 0);
     assert!(steps(&h, "hang").await.is_empty());
@@ -265,7 +314,12 @@ async fn a_lost_lease_refuses_the_commit_and_rolls_the_writes_back() {
         lease: Duration::from_secs(60),
         ..Default::default()
     };
-    let task = h.scheduler.claim_tasks(claim("w1")).await.unwrap().remove(0);
+    let task = h
+        .scheduler
+        .claim_tasks(claim("w1"))
+        .await
+        .unwrap()
+        .remove(0);
     let tx = h.scheduler.begin_step_tx().await.unwrap();
     let handle = *tx.handle().downcast::<StepTx>().unwrap();
     handle
@@ -321,7 +375,11 @@ async fn killed_workers_leave_exactly_one_write_per_recorded_step() {
                 "select zart_start($1, 'ledger', $2)",
                 &[
                     &format!("ledger-{i}"),
-                    &serde_json::to_value(LedgerInput { steps: STEPS, step_ms: 400 }).unwrap(),
+                    &serde_json::to_value(LedgerInput {
+                        steps: STEPS,
+                        step_ms: 400,
+                    })
+                    .unwrap(),
                 ],
             )
             .await
@@ -347,16 +405,27 @@ async fn killed_workers_leave_exactly_one_write_per_recorded_step() {
         eprintln!("kill {kill}: {uncommitted} bodies of pid {pid} had written and not committed");
     }
     let _last = spawn_worker_process(WORKER_BIN, &db).await;
-    wait_for("every execution to complete", Duration::from_secs(90), || async {
-        (count(&client, "select count(*) from zart_executions where status = 'completed'").await
-            == EXECUTIONS as i64)
-            .then_some(())
-    })
+    wait_for(
+        "every execution to complete",
+        Duration::from_secs(90),
+        || async {
+            (count(
+                &client,
+                "select count(*) from zart_executions where status = 'completed'",
+            )
+            .await
+                == EXECUTIONS as i64)
+                .then_some(())
+        },
+    )
     .await;
 
     let total = i64::from(STEPS) * EXECUTIONS as i64;
     assert_eq!(count(&client, recorded).await, total);
-    assert_eq!(count(&client, "select count(*) from zart_test_ledger").await, total);
+    assert_eq!(
+        count(&client, "select count(*) from zart_test_ledger").await,
+        total
+    );
     assert_eq!(
         count(
             &client,
@@ -370,5 +439,8 @@ async fn killed_workers_leave_exactly_one_write_per_recorded_step() {
     );
     let ran = count(&client, bodies).await;
     eprintln!("bodies run {ran}, writes committed {total}");
-    assert!(ran > total, "some body's write was rolled back by a kill ({ran} runs)");
+    assert!(
+        ran > total,
+        "some body's write was rolled back by a kill ({ran} runs)"
+    );
 }

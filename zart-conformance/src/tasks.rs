@@ -123,6 +123,8 @@ pub fn registry(counts: &Counts) -> TaskRegistry {
         .register("billing", Billing(c()))
         .unwrap()
         .register("tx-unit", TxUnit(c()))
+        .unwrap()
+        .register("fan-out", FanOut(c()))
         .unwrap();
     registry
 }
@@ -166,6 +168,52 @@ impl TaskHandler for Declines {
             },
         )
         .await
+    }
+}
+
+/// Input of [`FanOut`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FanOutInput {
+    /// How many children `c-0` .. `c-{n-1}`; child `i` is an `echo` of `i`.
+    pub children: u32,
+    /// This child is a `fails` instead.
+    pub failing: Option<u32>,
+}
+
+/// `fan-out`: one `wait_all` of a step `local` (returns `"local"`) and the children of the
+/// input. The output is `{"ok": [results in order]}`, or `{"failed": step, "message": ..}` for
+/// the first failure.
+pub struct FanOut(Counts);
+
+#[async_trait]
+impl TaskHandler for FanOut {
+    type Data = FanOutInput;
+    type Output = Value;
+
+    async fn run(
+        &self,
+        ctx: &mut TaskContext<impl Scheduler>,
+        input: FanOutInput,
+    ) -> Result<Value, TaskError> {
+        let (counts, id) = (self.0.clone(), ctx.execution_id().to_owned());
+        let mut parallel = Parallel::new().step("local", move || async move {
+            counts.hit(&id, "local");
+            Ok::<_, io::Error>(json!("local"))
+        });
+        for i in 0..input.children {
+            parallel = if input.failing == Some(i) {
+                parallel.child(format!("c-{i}"), "fails", &json!(null))
+            } else {
+                parallel.child(format!("c-{i}"), "echo", &json!(i))
+            };
+        }
+        match ctx.wait_all(parallel).await {
+            Ok(results) => Ok(json!({ "ok": results })),
+            Err(TaskError::StepFailed { step, message, .. }) => {
+                Ok(json!({ "failed": step, "message": message }))
+            }
+            Err(other) => Err(other),
+        }
     }
 }
 

@@ -101,7 +101,8 @@ declare
                              'zart_retry_step', 'zart_complete_execution',
                              'zart_complete_executions', 'zart_heartbeat', 'zart_release_tasks',
                              'zart_next_run_at', 'zart_sleep', 'zart_await_event',
-                             'zart_prune', 'zart_start_child', 'zart_claim_schedules',
+                             'zart_prune', 'zart_start_child', 'zart_start_children',
+                             'zart_claim_schedules',
                              'zart_fire_schedule', 'zart_next_schedule_at'];
     v_grant  record;
 begin

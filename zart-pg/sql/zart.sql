@@ -42,6 +42,7 @@
 --   zart_sleep(..)               entry (worker) a durable sleep: records the wake time, suspends
 --   zart_await_event(..)         entry (worker) consumes a buffered event, or suspends / times out
 --   zart_start_child(..)         entry (worker) starts a child execution and waits for its outcome
+--   zart_start_children(..)      entry (worker) starts several children; waits until all have finished
 --   zart_prune(..)               entry (worker) deletes a batch of old finished executions with
 --                                their steps and events (retention), one pruner at a time
 --   zart_apply_settings()        writes zart_settings into the two functions below (and trigger)
@@ -74,6 +75,7 @@
 --   zart_suspend(..)             releases a claimed task until a time, recording what it waits for
 --   zart_open_wait(..)           finds or records the step row of a sleep, event wait or child
 --   zart_close_wait(..)          records how a wait ended
+--   zart_child_wait(..)          starts or finds a child and records its outcome once finished
 --   zart_take_event(..)          consumes a buffered event into an open event wait
 --   zart_deliver_event(..)       hands a just-sent event to its waiter
 --   zart_wait_lock(..)           per-execution advisory lock (salted) serialising waits and wake-ups
@@ -144,7 +146,7 @@ drop function if exists public.zart_start_child(smallint, text, bigint, text, in
 -- Called by workers and clients at start to refuse an outdated schema. No locks.
 -- Raises nothing.
 create or replace function public.zart_schema_version() returns integer
-language sql immutable parallel safe as $$ select 10 $$;
+language sql immutable parallel safe as $$ select 11 $$;
 
 -- Called by everything that addresses one execution. No locks.
 -- Raises nothing; null in, null out.
@@ -2112,11 +2114,84 @@ begin
 end
 $$;
 
--- Called by TaskContext::child. Takes the parent's wait lock, then locks its task row (fenced). On first reach starts the
--- child (idempotent, same rules as zart_start_execution) and records the wait; then, if the
--- child has finished, records its outcome as the step's result, else releases the parent until
--- the child's outcome wakes it. Returns (state 'finished' | 'waiting', created, the child's
--- status, output and error). Raises ZA001/ZA002/ZA003/ZA004/ZA006.
+-- Called by zart_start_child and zart_start_children, with the parent's wait lock and its task
+-- row held. On first reach starts the child (idempotent, same rules as zart_start_execution) and
+-- records the wait; then, if the child has finished, records its outcome as the step's result.
+-- Returns (state 'finished' | 'waiting' | 'detached', created, the child's status, output and
+-- error). Suspends nothing. Raises ZA003/ZA004/ZA006.
+create or replace function public.zart_child_wait(
+    p_bucket       smallint,
+    p_execution_id text,
+    p_name         text,
+    p_seq          integer,
+    p_child_id     text,
+    p_task_name    text,
+    p_input        jsonb,
+    p_queue        text,
+    p_detached     boolean,
+    out state        text,
+    out created      boolean,
+    out child_status text,
+    out output       jsonb,
+    out error        jsonb
+)
+language plpgsql as $$
+declare
+    v_first   boolean;
+    v_child   public.zart_executions%rowtype;
+begin
+    created := false;
+    select w.created into v_first
+      from public.zart_open_wait(p_bucket, p_execution_id, p_name, p_seq, 'child', null,
+                                 jsonb_build_object('child_id', p_child_id)) w;
+    if v_first then
+        -- In the parent's tenant, at the parent's priority; no session check: the parent's
+        -- lease is the authority. A detached child has no parent: nothing cascades to it.
+        select st.created into created
+          from public.zart_executions e
+         cross join lateral public.zart_insert_execution(
+                   public.zart_bucket(p_child_id), p_child_id, p_task_name, p_input, p_queue,
+                   case when p_detached then null else p_execution_id end, null, e.tenant, null,
+                   public.zart_payload_limit(), null, e.priority, null) st
+         where e.bucket = p_bucket and e.id = p_execution_id;
+    end if;
+    if p_detached then
+        -- Recorded at once: the parent goes on.
+        perform public.zart_close_wait(p_bucket, p_execution_id, p_name, 'completed',
+                                       jsonb_build_object('child_id', p_child_id), null);
+        state := 'detached';
+        return;
+    end if;
+
+    select * into v_child from public.zart_executions e
+     where e.bucket = public.zart_bucket(p_child_id) and e.id = p_child_id;
+    child_status := v_child.status;
+    if v_child.status in ('completed', 'failed', 'cancelled') then
+        perform public.zart_close_wait(
+            p_bucket, p_execution_id, p_name,
+            case when v_child.status = 'completed' then 'completed' else 'failed' end,
+            case when v_child.status = 'completed' then v_child.output end,
+            -- Recorded as the parent's own failure (kind child_failed, the child's message),
+            -- so a replay sees exactly what the first run saw.
+            case when v_child.status = 'completed' then null
+                 else jsonb_build_object(
+                     'kind', 'child_failed', 'step', p_name, 'attempts', 1, 'child_id', p_child_id,
+                     'message', coalesce(v_child.error->>'message',
+                                         format('child "%s" ended %s', p_child_id, v_child.status))) end);
+        state := 'finished';
+        output := v_child.output;
+        error := v_child.error;
+        return;
+    end if;
+    state := 'waiting';
+end
+$$;
+
+-- Called by TaskContext::child and start_detached. Takes the parent's wait lock, then locks its
+-- task row (fenced); starts the child or finds it (zart_child_wait); if it has not finished,
+-- releases the parent until the child's outcome wakes it. Returns (state 'finished' | 'waiting'
+-- | 'detached', created, the child's status, output and error).
+-- Raises ZA001/ZA002/ZA003/ZA004/ZA006.
 create or replace function public.zart_start_child(
     p_bucket       smallint,
     p_execution_id text,
@@ -2133,53 +2208,73 @@ language plpgsql security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-    v_first   boolean;
-    v_created boolean := false;
-    v_child   public.zart_executions%rowtype;
+    v_wait record;
 begin
     perform public.zart_wait_lock(p_execution_id);
     perform public.zart_lock_task(p_bucket, p_execution_id, p_fence);
-    select w.created into v_first
-      from public.zart_open_wait(p_bucket, p_execution_id, p_name, p_seq, 'child', null,
-                                 jsonb_build_object('child_id', p_child_id)) w;
-    if v_first then
-        -- In the parent's tenant, at the parent's priority; no session check: the parent's
-        -- lease is the authority. A detached child has no parent: nothing cascades to it.
-        select st.created into v_created
-          from public.zart_executions e
-         cross join lateral public.zart_insert_execution(
-                   public.zart_bucket(p_child_id), p_child_id, p_task_name, p_input, p_queue,
-                   case when p_detached then null else p_execution_id end, null, e.tenant, null,
-                   public.zart_payload_limit(), null, e.priority, null) st
-         where e.bucket = p_bucket and e.id = p_execution_id;
+    v_wait := public.zart_child_wait(p_bucket, p_execution_id, p_name, p_seq, p_child_id,
+                                     p_task_name, p_input, p_queue, p_detached);
+    if v_wait.state = 'waiting' then
+        perform public.zart_suspend(p_bucket, p_execution_id, p_fence, 'infinity', 'waiting',
+                                    'child', p_child_id);
     end if;
-    if p_detached then
-        -- Recorded at once: the parent goes on.
-        perform public.zart_close_wait(p_bucket, p_execution_id, p_name, 'completed',
-                                       jsonb_build_object('child_id', p_child_id), null);
-        return query select 'detached'::text, v_created, null::text, null::jsonb, null::jsonb;
-        return;
-    end if;
+    return query select v_wait.state, v_wait.created, v_wait.child_status, v_wait.output,
+                        v_wait.error;
+end
+$$;
 
-    select * into v_child from public.zart_executions e
-     where e.bucket = public.zart_bucket(p_child_id) and e.id = p_child_id;
-    if v_child.status in ('completed', 'failed', 'cancelled') then
-        perform public.zart_close_wait(
-            p_bucket, p_execution_id, p_name,
-            case when v_child.status = 'completed' then 'completed' else 'failed' end,
-            case when v_child.status = 'completed' then v_child.output end,
-            -- Recorded as the parent's own failure (kind child_failed, the child's message),
-            -- so a replay sees exactly what the first run saw.
-            case when v_child.status = 'completed' then null
-                 else jsonb_build_object(
-                     'kind', 'child_failed', 'step', p_name, 'attempts', 1, 'child_id', p_child_id,
-                     'message', coalesce(v_child.error->>'message',
-                                         format('child "%s" ended %s', p_child_id, v_child.status))) end);
-        return query select 'finished'::text, v_created, v_child.status, v_child.output, v_child.error;
-        return;
+-- Called by TaskContext::wait_all for its children. Takes the parent's wait lock, then locks its
+-- task row (fenced); starts or finds each child, in order (zart_child_wait; the arrays are one
+-- child per position), recording the outcome of each that has finished. With p_suspend, if any
+-- has not finished, releases the parent until the first unfinished one (in order) finishes: its
+-- run then records every child finished by then and waits for the next, so the parent wakes at
+-- most once per child. Returns one row per child, in order: (state 'finished' | 'waiting',
+-- created, the child's status, output and error). Raises ZA001/ZA002/ZA003/ZA004/ZA006.
+create or replace function public.zart_start_children(
+    p_bucket       smallint,
+    p_execution_id text,
+    p_fence        bigint,
+    p_names        text[],
+    p_seqs         integer[],
+    p_child_ids    text[],
+    p_task_names   text[],
+    p_inputs       jsonb[],
+    p_queue        text,
+    p_suspend      boolean
+) returns table (state text, created boolean, child_status text, output jsonb, error jsonb)
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_n       integer := coalesce(cardinality(p_names), 0);
+    v_wait    record;
+    v_waiting text;
+begin
+    if cardinality(p_seqs) is distinct from v_n or cardinality(p_child_ids) is distinct from v_n
+       or cardinality(p_task_names) is distinct from v_n
+       or cardinality(p_inputs) is distinct from v_n then
+        raise exception 'invalid children: the arrays differ in length' using errcode = 'ZA004';
     end if;
-    perform public.zart_suspend(p_bucket, p_execution_id, p_fence, 'infinity', 'waiting', 'child', p_child_id);
-    return query select 'waiting'::text, v_created, v_child.status, null::jsonb, null::jsonb;
+    perform public.zart_wait_lock(p_execution_id);
+    perform public.zart_lock_task(p_bucket, p_execution_id, p_fence);
+    for i in 1 .. v_n loop
+        v_wait := public.zart_child_wait(p_bucket, p_execution_id, p_names[i], p_seqs[i],
+                                         p_child_ids[i], p_task_names[i], p_inputs[i], p_queue,
+                                         false);
+        if v_wait.state = 'waiting' and v_waiting is null then
+            v_waiting := p_child_ids[i];
+        end if;
+        state := v_wait.state;
+        created := v_wait.created;
+        child_status := v_wait.child_status;
+        output := v_wait.output;
+        error := v_wait.error;
+        return next;
+    end loop;
+    if p_suspend and v_waiting is not null then
+        perform public.zart_suspend(p_bucket, p_execution_id, p_fence, 'infinity', 'waiting',
+                                    'child', v_waiting);
+    end if;
 end
 $$;
 

@@ -53,7 +53,7 @@ use zart::scheduler::{
     AwaitEventParams, ChildWait, ClaimTasksParams, ClaimedTask, CommitStepParams,
     CompleteExecutionParams, EventWait, HeartbeatParams, Lease, NextRunAtParams, PruneOutcome,
     PruneParams, RecordedStep, ReleaseTasksParams, RetryStepParams, SendEventParams, SleepParams,
-    StartChildParams, StartExecutionParams, StartOutcome, WakeAt, Wakeup,
+    StartChildParams, StartChildrenParams, StartExecutionParams, StartOutcome, WakeAt, Wakeup,
 };
 use zart::{Error, ErrorRecord, Execution, ExecutionStatus, Scheduler};
 
@@ -65,10 +65,10 @@ pub use migrate::{
 };
 pub use pool::{PgPool, DEFAULT_POOL_SIZE, LISTEN_URL_ENV};
 pub use step_tx::StepTx;
+pub use tls::{split_url, SslMode, Tls};
 /// The driver [`StepTx`] dereferences to, re-exported so a body's statements name the same
 /// version (`zart_pg::tokio_postgres::types::ToSql`).
 pub use tokio_postgres;
-pub use tls::{split_url, SslMode, Tls};
 
 use errors::{from_pg, from_pool, Call};
 
@@ -207,6 +207,28 @@ impl PostgresScheduler {
     ) -> Result<Vec<tokio_postgres::Row>, Error> {
         query(self.pool.pool(), sql, params, call).await
     }
+}
+
+/// A row of `zart_start_child` or `zart_start_children` (state, created, child_status, output,
+/// error): what it says of the child, and whether it was created.
+fn child_wait(row: &tokio_postgres::Row, call: Call<'_>) -> Result<(ChildWait, bool), Error> {
+    let get_err = |e| from_pg(e, call);
+    let created: bool = row.try_get("created").map_err(get_err)?;
+    let state: String = row.try_get("state").map_err(get_err)?;
+    let wait = match state.as_str() {
+        "finished" => {
+            let status: String = row.try_get("child_status").map_err(get_err)?;
+            let error: Option<serde_json::Value> = row.try_get("error").map_err(get_err)?;
+            ChildWait::Finished {
+                status: ExecutionStatus::parse(&status)?,
+                output: row.try_get("output").map_err(get_err)?,
+                error: error.map(error_record),
+            }
+        }
+        "detached" => ChildWait::Detached,
+        _ => ChildWait::Waiting,
+    };
+    Ok((wait, created))
 }
 
 /// A recorded error as JSON.
@@ -608,24 +630,56 @@ impl Scheduler for PostgresScheduler {
             )
             .await?;
         let row = rows.first().ok_or_else(|| no_row("zart_start_child"))?;
-        let get_err = |e| from_pg(e, call);
-        let created: bool = row.try_get("created").map_err(get_err)?;
+        let (wait, created) = child_wait(row, call)?;
         if created {
             self.notify_after_commit(queries::CHANNEL_WORK, &p.queue);
         }
-        let state: String = row.try_get("state").map_err(get_err)?;
-        match state.as_str() {
-            "finished" => {}
-            "detached" => return Ok(ChildWait::Detached),
-            _ => return Ok(ChildWait::Waiting),
+        Ok(wait)
+    }
+
+    async fn start_children(&self, p: StartChildrenParams) -> Result<Vec<ChildWait>, Error> {
+        let call = Call::execution("starting children", &p.lease.execution_id);
+        let mut names = Vec::with_capacity(p.children.len());
+        let mut seqs = Vec::with_capacity(p.children.len());
+        let mut ids = Vec::with_capacity(p.children.len());
+        let mut tasks = Vec::with_capacity(p.children.len());
+        let mut inputs = Vec::with_capacity(p.children.len());
+        for child in &p.children {
+            names.push(child.name.as_str());
+            seqs.push(int4(child.seq));
+            ids.push(child.child_id.as_str());
+            tasks.push(child.task_name.as_str());
+            inputs.push(&child.input);
         }
-        let status: String = row.try_get("child_status").map_err(get_err)?;
-        let error: Option<serde_json::Value> = row.try_get("error").map_err(get_err)?;
-        Ok(ChildWait::Finished {
-            status: ExecutionStatus::parse(&status)?,
-            output: row.try_get("output").map_err(get_err)?,
-            error: error.map(error_record),
-        })
+        let rows = self
+            .query(
+                queries::START_CHILDREN,
+                &[
+                    (&bucket_of(&p.lease)?, Type::INT2),
+                    (&p.lease.execution_id, Type::TEXT),
+                    (&p.lease.fence, Type::INT8),
+                    (&names, Type::TEXT_ARRAY),
+                    (&seqs, Type::INT4_ARRAY),
+                    (&ids, Type::TEXT_ARRAY),
+                    (&tasks, Type::TEXT_ARRAY),
+                    (&inputs, Type::JSONB_ARRAY),
+                    (&p.queue, Type::TEXT),
+                    (&p.suspend, Type::BOOL),
+                ],
+                call,
+            )
+            .await?;
+        let mut waits = Vec::with_capacity(rows.len());
+        let mut any_created = false;
+        for row in &rows {
+            let (wait, created) = child_wait(row, call)?;
+            any_created |= created;
+            waits.push(wait);
+        }
+        if any_created {
+            self.notify_after_commit(queries::CHANNEL_WORK, &p.queue);
+        }
+        Ok(waits)
     }
 
     async fn cancel_execution(&self, id: &str) -> Result<Vec<String>, Error> {

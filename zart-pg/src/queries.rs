@@ -95,6 +95,11 @@ pub const SEND_EVENT_NOTIFY: &str = "select w.queue, \
 pub const START_CHILD: &str = "select state, created, child_status, output, error \
      from public.zart_start_child($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
+/// `zart_start_children`. Params: bucket, execution_id, fence, names, seqs, child_ids,
+/// task_names, inputs, queue, suspend.
+pub const START_CHILDREN: &str = "select state, created, child_status, output, error \
+     from public.zart_start_children($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+
 /// `zart_cancel_execution` with the bucket computed from the id. Params: execution_id.
 pub const CANCEL_EXECUTION: &str = "select execution_id, cancelled, woken_queue \
      from public.zart_cancel_execution(public.zart_bucket($1), $1)";

@@ -109,10 +109,13 @@ pub(crate) async fn begin(
     slots: Arc<Semaphore>,
 ) -> Result<PgStepTransaction, Error> {
     let call = Call::new("opening a step transaction");
-    let slot = slots.acquire_owned().await.map_err(|_| Error::Unavailable {
-        message: "opening a step transaction: the scheduler is shutting down".to_owned(),
-        source: None,
-    })?;
+    let slot = slots
+        .acquire_owned()
+        .await
+        .map_err(|_| Error::Unavailable {
+            message: "opening a step transaction: the scheduler is shutting down".to_owned(),
+            source: None,
+        })?;
     let client = pool.get().await.map_err(|e| from_pool(e, call))?;
     // Not ended until committed or rolled back: dropped before that (here too, if `begin`
     // fails half-way), the connection is closed rather than pooled.
@@ -148,8 +151,8 @@ impl StepTransaction for PgStepTransaction {
 
     async fn commit_with_step(self: Box<Self>, p: CommitStepParams) -> Result<(), Error> {
         let inner = self.inner;
-        let call = Call::execution("committing a step transaction", &p.lease.execution_id)
-            .step(&p.name);
+        let call =
+            Call::execution("committing a step transaction", &p.lease.execution_id).step(&p.name);
         if Arc::strong_count(&inner) > 1 {
             inner.rollback().await;
             return Err(Error::invalid(

@@ -81,7 +81,7 @@ use zart::scheduler::{
     CommitStepParams, CompleteExecutionParams, DueSchedule, EventWait, FireOutcome,
     FireScheduleParams, HeartbeatParams, Lease, NextRunAtParams, PruneOutcome, PruneParams,
     ReleaseTasksParams, RetryStepParams, SendEventParams, SleepParams, StartChildParams,
-    StartExecutionParams, StartOutcome, Wakeup,
+    StartChildrenParams, StartExecutionParams, StartOutcome, Wakeup,
 };
 use zart::wakeups::Poller;
 use zart::{Error, Execution, Scheduler};
@@ -495,6 +495,13 @@ impl Scheduler for SqliteScheduler {
     async fn start_child(&self, p: StartChildParams) -> Result<ChildWait, Error> {
         match self.write(Op::StartChild(p)).await? {
             Reply::Child(wait) => Ok(wait),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn start_children(&self, p: StartChildrenParams) -> Result<Vec<ChildWait>, Error> {
+        match self.write(Op::StartChildren(p)).await? {
+            Reply::Children(waits) => Ok(waits),
             other => Err(unexpected(other)),
         }
     }

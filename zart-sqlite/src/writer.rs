@@ -23,8 +23,8 @@ use zart::scheduler::{
     AwaitEventParams, ChildWait, ClaimSchedulesParams, ClaimTasksParams, ClaimedTask,
     CommitStepParams, CompleteExecutionParams, DueSchedule, EventWait, FireOutcome,
     FireScheduleParams, HeartbeatParams, Lease, PruneOutcome, PruneParams, ReleaseTasksParams,
-    RetryStepParams, SendEventParams, SleepParams, StartChildParams, StartExecutionParams,
-    StartOutcome, Wakeup,
+    RetryStepParams, SendEventParams, SleepParams, StartChildParams, StartChildrenParams,
+    StartExecutionParams, StartOutcome, Wakeup,
 };
 use zart::Error;
 
@@ -45,6 +45,7 @@ pub(crate) enum Op {
     AwaitEvent(AwaitEventParams),
     SendEvent(SendEventParams),
     StartChild(StartChildParams),
+    StartChildren(StartChildrenParams),
     Cancel(String),
     RetryExecution(String),
     Heartbeat(HeartbeatParams),
@@ -112,6 +113,7 @@ pub(crate) enum Reply {
     Slept(Option<Duration>),
     Event(EventWait),
     Child(ChildWait),
+    Children(Vec<ChildWait>),
     Cancelled(Vec<String>),
     Retried(Vec<String>),
     Renewed(Vec<Lease>),

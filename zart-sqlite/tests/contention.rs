@@ -65,6 +65,9 @@ impl Scheduler for Contended {
     async fn start_child(&self, p: StartChildParams) -> Result<ChildWait, Error> {
         self.inner.start_child(p).await
     }
+    async fn start_children(&self, p: StartChildrenParams) -> Result<Vec<ChildWait>, Error> {
+        self.inner.start_children(p).await
+    }
     async fn cancel_execution(&self, id: &str) -> Result<Vec<String>, Error> {
         self.inner.cancel_execution(id).await
     }

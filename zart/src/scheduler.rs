@@ -190,6 +190,21 @@ pub trait Scheduler: Send + Sync + 'static {
     /// [`Error::StepAlreadyRecorded`] when the step already has a final result.
     async fn start_child(&self, params: StartChildParams) -> Result<ChildWait, Error>;
 
+    /// Starts several children (idempotently) and reports each one's outcome, in order; with
+    /// `suspend`, suspends the parent while any is unfinished (`zart_start_children`).
+    ///
+    /// Fenced, and atomic. For each child, as [`Scheduler::start_child`] without suspending:
+    /// the first call records its wait step and starts it; a finished child's outcome is
+    /// recorded in its step (and later calls report it from the child's row again). If
+    /// `suspend` is set and some child has not finished, the parent becomes `waiting`, the
+    /// lease is given up, and the outcome of the **first** unfinished child in order makes the
+    /// parent due (so a parent waiting for `n` children is woken at most `n` times); without
+    /// `suspend` the lease is kept. Never [`ChildWait::Detached`].
+    ///
+    /// # Errors
+    /// As [`Scheduler::start_child`], for any child (nothing is written then).
+    async fn start_children(&self, params: StartChildrenParams) -> Result<Vec<ChildWait>, Error>;
+
     /// Cancels an execution and its unfinished descendants (`zart_cancel_execution`); returns
     /// the ids cancelled, the one asked for first (empty if it had already finished).
     ///
@@ -428,6 +443,9 @@ impl<T: Scheduler + ?Sized> Scheduler for Arc<T> {
     }
     async fn start_child(&self, params: StartChildParams) -> Result<ChildWait, Error> {
         (**self).start_child(params).await
+    }
+    async fn start_children(&self, params: StartChildrenParams) -> Result<Vec<ChildWait>, Error> {
+        (**self).start_children(params).await
     }
     async fn cancel_execution(&self, id: &str) -> Result<Vec<String>, Error> {
         (**self).cancel_execution(id).await
@@ -1004,6 +1022,34 @@ pub struct StartChildParams {
     /// Start it detached: an execution of its own (no parent: not cancelled with the parent,
     /// its outcome wakes nobody), recorded in the parent as a completed step at once.
     pub detached: bool,
+}
+
+/// Arguments of [`Scheduler::start_children`].
+#[derive(Debug, Clone)]
+pub struct StartChildrenParams {
+    /// The parent run's lease.
+    pub lease: Lease,
+    /// The queue the children run on.
+    pub queue: String,
+    /// The children, in call order.
+    pub children: Vec<ChildSpec>,
+    /// Suspend the parent while any child is unfinished.
+    pub suspend: bool,
+}
+
+/// One child of [`StartChildrenParams`].
+#[derive(Debug, Clone)]
+pub struct ChildSpec {
+    /// The step name in the parent.
+    pub name: String,
+    /// Its call-order position.
+    pub seq: u32,
+    /// The child's execution id.
+    pub child_id: String,
+    /// The child's task name.
+    pub task_name: String,
+    /// The child's input.
+    pub input: serde_json::Value,
 }
 
 /// What [`Scheduler::start_child`] found.

@@ -1,8 +1,11 @@
 //! Child workflows and parallel steps.
 
 use serde_json::json;
-use zart::scheduler::{StepKind, StepStatus};
-use zart::ExecutionStatus;
+use zart::scheduler::{
+    ChildSpec, ChildWait, ClaimedTask, CompleteExecutionParams, Outcome, StartChildrenParams,
+    StepKind, StepStatus,
+};
+use zart::{ExecutionStatus, Scheduler, WorkerConfig};
 
 use crate::tasks::ParentInput;
 use crate::{Backend, Env};
@@ -237,4 +240,177 @@ pub async fn a_detached_child_runs_on_its_own(backend: &impl Backend) {
         );
     }
     env.stop().await;
+}
+
+/// `wait_all` with children: they are started together and run at once, every member's result
+/// comes back in the order added, each child is started once with the parent as its parent,
+/// and the parent is claimed at most once per child after its first run. A failed child is the
+/// failure returned, once every child has ended.
+pub async fn wait_all_runs_children_together_and_returns_their_results_in_order(
+    backend: &impl Backend,
+) {
+    let env = Env::new(backend).await;
+    env.spawn_worker_with(WorkerConfig::default().with_concurrency(2));
+    env.start("fan", "fan-out", json!({"children": 3, "failing": null}))
+        .await;
+    let done = env.finished("fan").await;
+    assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
+    assert_eq!(done.output, Some(json!({"ok": ["local", 0, 1, 2]})));
+    assert!(
+        (1..=4).contains(&done.attempts),
+        "claimed {} times: at most once per child after the first run",
+        done.attempts
+    );
+    assert_eq!(env.counts.get("fan", "local"), 1, "replays skip the step");
+    for i in 0..3 {
+        let kid = env.execution(&format!("fan/c-{i}")).await;
+        assert_eq!(kid.status, ExecutionStatus::Completed);
+        assert_eq!(kid.parent_id.as_deref(), Some("fan"));
+        assert_eq!(env.counts.get(&format!("fan/c-{i}"), "echo"), 1);
+    }
+    let steps: Vec<(String, u32, StepKind, StepStatus)> = env
+        .steps("fan")
+        .await
+        .into_iter()
+        .map(|s| (s.name, s.seq, s.kind, s.status))
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            ("local".into(), 0, StepKind::Step, StepStatus::Completed),
+            ("c-0".into(), 1, StepKind::Child, StepStatus::Completed),
+            ("c-1".into(), 2, StepKind::Child, StepStatus::Completed),
+            ("c-2".into(), 3, StepKind::Child, StepStatus::Completed),
+        ]
+    );
+
+    env.start("fan-fail", "fan-out", json!({"children": 3, "failing": 1}))
+        .await;
+    let done = env.finished("fan-fail").await;
+    assert_eq!(
+        done.output,
+        Some(json!({"failed": "c-1", "message": "card declined"}))
+    );
+    for i in [0, 2] {
+        let kid = env.execution(&format!("fan-fail/c-{i}")).await;
+        assert_eq!(
+            kid.status,
+            ExecutionStatus::Completed,
+            "every child ended first"
+        );
+    }
+    env.stop().await;
+}
+
+fn waiter_child(parent: &str, i: u32) -> ChildSpec {
+    ChildSpec {
+        name: format!("k-{i}"),
+        seq: i,
+        child_id: format!("{parent}/k-{i}"),
+        task_name: "waiter".into(),
+        input: json!({"event": "go", "timeout_secs": null}),
+    }
+}
+
+async fn start_children(
+    env: &Env,
+    task: &ClaimedTask,
+    suspend: bool,
+) -> Result<Vec<ChildWait>, zart::Error> {
+    env.scheduler
+        .start_children(StartChildrenParams {
+            lease: task.lease.clone(),
+            queue: "default".into(),
+            children: vec![waiter_child("p", 0), waiter_child("p", 1)],
+            suspend,
+        })
+        .await
+}
+
+/// `start_children`: each child is started once; without `suspend` the parent keeps its
+/// lease; with it, the parent waits without a lease and only the first unfinished child in
+/// order wakes it (a later one ending first does not); the next call records every finished
+/// child's outcome and keeps the lease.
+pub async fn start_children_waits_for_the_first_unfinished_child_in_order(backend: &impl Backend) {
+    let env = Env::new(backend).await;
+    env.start("p", "fan-out", json!({"children": 0, "failing": null}))
+        .await;
+    let task = env.claim_one("fake", "fan-out").await;
+    assert_eq!(
+        start_children(&env, &task, false).await.unwrap(),
+        vec![ChildWait::Waiting, ChildWait::Waiting]
+    );
+    env.commit(&task, "still-held", 2, json!(true))
+        .await
+        .expect("without suspend the lease is kept");
+    assert_eq!(
+        start_children(&env, &task, true).await.unwrap(),
+        vec![ChildWait::Waiting, ChildWait::Waiting]
+    );
+    assert_eq!(env.execution("p").await.status, ExecutionStatus::Waiting);
+    assert!(
+        env.commit(&task, "late", 3, json!(1)).await.is_err(),
+        "suspending gave the lease up"
+    );
+
+    // Both children were started once, with the parent as theirs.
+    let kids = env.claim("kids", &["waiter"], 10).await;
+    assert_eq!(kids.len(), 2);
+    let finish = |i: usize| {
+        let kid = kids
+            .iter()
+            .find(|k| k.lease.execution_id == format!("p/k-{i}"))
+            .unwrap()
+            .clone();
+        let scheduler = env.scheduler.clone();
+        async move {
+            scheduler
+                .complete_execution(CompleteExecutionParams {
+                    lease: kid.lease,
+                    outcome: Outcome::Completed(json!(format!("done-{i}"))),
+                })
+                .await
+                .unwrap();
+        }
+    };
+    finish(1).await;
+    assert!(
+        env.claim("fake2", &["fan-out"], 1).await.is_empty(),
+        "a later child ending first does not wake the parent"
+    );
+    finish(0).await;
+    let task = env.claim_one("fake2", "fan-out").await;
+    assert_eq!(
+        start_children(&env, &task, true).await.unwrap(),
+        vec![
+            ChildWait::Finished {
+                status: ExecutionStatus::Completed,
+                output: Some(json!("done-0")),
+                error: None,
+            },
+            ChildWait::Finished {
+                status: ExecutionStatus::Completed,
+                output: Some(json!("done-1")),
+                error: None,
+            },
+        ]
+    );
+    env.commit(&task, "after", 3, json!(1))
+        .await
+        .expect("nothing left to wait for: the lease is kept");
+    let steps: Vec<(String, StepStatus)> = env
+        .steps("p")
+        .await
+        .into_iter()
+        .filter(|s| s.kind == StepKind::Child)
+        .map(|s| (s.name, s.status))
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            ("k-0".into(), StepStatus::Completed),
+            ("k-1".into(), StepStatus::Completed)
+        ]
+    );
+    assert_eq!(env.execution("p/k-0").await.attempts, 1, "started once");
 }

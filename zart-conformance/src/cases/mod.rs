@@ -105,6 +105,8 @@ macro_rules! __for_each_case {
             a_child_id_taken_by_another_execution_fails_the_parent,
             wait_all_runs_every_step_once_in_order,
             wait_all_after_a_crash_runs_only_the_unfinished_steps,
+            wait_all_runs_children_together_and_returns_their_results_in_order,
+            start_children_waits_for_the_first_unfinished_child_in_order,
             // cancel
             cancel_ends_a_sleeping_execution_at_once,
             cancel_cascades_to_children,

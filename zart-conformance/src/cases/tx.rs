@@ -7,7 +7,12 @@ use zart::{Error, ExecutionStatus, Scheduler};
 
 use crate::{Backend, Env};
 
-fn completed(task: &ClaimedTask, name: &str, seq: u32, output: serde_json::Value) -> CommitStepParams {
+fn completed(
+    task: &ClaimedTask,
+    name: &str,
+    seq: u32,
+    output: serde_json::Value,
+) -> CommitStepParams {
     CommitStepParams {
         lease: task.lease.clone(),
         name: name.to_owned(),
@@ -42,7 +47,10 @@ pub async fn a_step_transaction_records_its_step_only_when_it_commits(backend: &
         Err(other) => panic!("begin_step_tx: {other:?}"),
         Ok(tx) => {
             tx.rollback().await;
-            assert!(env.steps("tx").await.is_empty(), "a rollback records nothing");
+            assert!(
+                env.steps("tx").await.is_empty(),
+                "a rollback records nothing"
+            );
 
             begin(&env)
                 .await
@@ -72,7 +80,11 @@ pub async fn a_step_transaction_records_its_step_only_when_it_commits(backend: &
                 .await
                 .unwrap_err();
             assert!(matches!(late, Error::LeaseLost { .. }), "{late:?}");
-            assert_eq!(env.steps("tx").await.len(), 1, "a lost lease writes nothing");
+            assert_eq!(
+                env.steps("tx").await.len(),
+                1,
+                "a lost lease writes nothing"
+            );
         }
     }
 

@@ -107,6 +107,7 @@ pub(crate) fn run(tx: &mut Tx<'_>, op: &Op) -> Result<Reply, Error> {
         Op::AwaitEvent(p) => waits::await_event(tx, p),
         Op::SendEvent(p) => waits::send_event(tx, p),
         Op::StartChild(p) => waits::start_child(tx, p),
+        Op::StartChildren(p) => waits::start_children(tx, p),
         Op::Cancel(id) => cancel::cancel_execution(tx, id),
         Op::RetryExecution(id) => retry::retry_execution(tx, id),
         Op::Heartbeat(p) => leases::heartbeat(tx, p),

@@ -10,8 +10,8 @@ use super::Cached;
 use rusqlite::OptionalExtension;
 use zart::limits::check_name;
 use zart::scheduler::{
-    AwaitEventParams, ChildWait, EventWait, EventWaitRecord, Lease, SendEventParams, SleepParams,
-    StartChildParams, WakeAt, Wakeup,
+    AwaitEventParams, ChildSpec, ChildWait, EventWait, EventWaitRecord, Lease, SendEventParams,
+    SleepParams, StartChildParams, StartChildrenParams, WakeAt, Wakeup,
 };
 use zart::{Error, ErrorRecord, ExecutionStatus};
 
@@ -267,12 +267,73 @@ pub(super) fn send_event(tx: &mut Tx<'_>, p: &SendEventParams) -> Result<Reply, 
 
 pub(super) fn start_child(tx: &mut Tx<'_>, p: &StartChildParams) -> Result<Reply, Error> {
     hold(tx, &p.lease)?;
-    let id = &p.lease.execution_id;
+    let wait = child_wait(
+        tx,
+        &p.lease,
+        &ChildSpec {
+            name: p.name.clone(),
+            seq: p.seq,
+            child_id: p.child_id.clone(),
+            task_name: p.task_name.clone(),
+            input: p.input.clone(),
+        },
+        &p.queue,
+        p.detached,
+    )?;
+    if wait == ChildWait::Waiting {
+        suspend(
+            tx,
+            &p.lease,
+            clock::INFINITY.to_owned(),
+            "waiting",
+            "child",
+            &p.child_id,
+        )?;
+    }
+    Ok(Reply::Child(wait))
+}
+
+/// `zart_start_children`: each child as `start_child` without suspending; then, if asked and
+/// any is unfinished, suspends until the first unfinished one (in order) finishes.
+pub(super) fn start_children(tx: &mut Tx<'_>, p: &StartChildrenParams) -> Result<Reply, Error> {
+    hold(tx, &p.lease)?;
+    let mut waits = Vec::with_capacity(p.children.len());
+    let mut first_waiting = None;
+    for child in &p.children {
+        let wait = child_wait(tx, &p.lease, child, &p.queue, false)?;
+        if wait == ChildWait::Waiting && first_waiting.is_none() {
+            first_waiting = Some(child.child_id.as_str());
+        }
+        waits.push(wait);
+    }
+    if let (true, Some(child_id)) = (p.suspend, first_waiting) {
+        suspend(
+            tx,
+            &p.lease,
+            clock::INFINITY.to_owned(),
+            "waiting",
+            "child",
+            child_id,
+        )?;
+    }
+    Ok(Reply::Children(waits))
+}
+
+/// `zart_child_wait`: with the parent held, starts or finds `child` (recording the wait on
+/// first reach) and records its outcome once it has finished. Suspends nothing.
+fn child_wait(
+    tx: &mut Tx<'_>,
+    lease: &Lease,
+    p: &ChildSpec,
+    queue: &str,
+    detached: bool,
+) -> Result<ChildWait, Error> {
+    let id = &lease.execution_id;
     let marker = to_json(
         &serde_json::json!({ "child_id": p.child_id }),
         "a child wait",
     )?;
-    let (_, first) = open_wait(tx, &p.lease, &p.name, p.seq, "child", None, Some(marker))?;
+    let (_, first) = open_wait(tx, lease, &p.name, p.seq, "child", None, Some(marker))?;
     if first {
         if p.child_id == *id {
             return Err(Error::invalid(
@@ -291,9 +352,9 @@ pub(super) fn start_child(tx: &mut Tx<'_>, p: &StartChildParams) -> Result<Reply
                 id: &p.child_id,
                 task_name: &p.task_name,
                 input: &p.input,
-                queue: &p.queue,
+                queue,
                 // A detached child has no parent: nothing cascades to it.
-                parent_id: (!p.detached).then_some(id.as_str()),
+                parent_id: (!detached).then_some(id.as_str()),
                 deadline_ms: None,
                 start_ms: None,
                 priority: i16::try_from(priority).unwrap_or_default(),
@@ -301,14 +362,14 @@ pub(super) fn start_child(tx: &mut Tx<'_>, p: &StartChildParams) -> Result<Reply
             },
         )?;
     }
-    if p.detached {
+    if detached {
         // Recorded at once: the parent goes on.
         let marker = to_json(
             &serde_json::json!({ "child_id": p.child_id }),
             "a detached child",
         )?;
         close_wait(tx, id, &p.name, "completed", Some(marker), None)?;
-        return Ok(Reply::Child(ChildWait::Detached));
+        return Ok(ChildWait::Detached);
     }
     let child: Option<(String, Option<String>, Option<String>)> = tx
         .conn
@@ -354,22 +415,14 @@ pub(super) fn start_child(tx: &mut Tx<'_>, p: &StartChildParams) -> Result<Reply
                 )?;
                 close_wait(tx, id, &p.name, "failed", None, Some(text))?;
             }
-            return Ok(Reply::Child(ChildWait::Finished {
+            return Ok(ChildWait::Finished {
                 status,
                 output,
                 error,
-            }));
+            });
         }
     }
-    suspend(
-        tx,
-        &p.lease,
-        clock::INFINITY.to_owned(),
-        "waiting",
-        "child",
-        &p.child_id,
-    )?;
-    Ok(Reply::Child(ChildWait::Waiting))
+    Ok(ChildWait::Waiting)
 }
 
 /// A child's failure as its parent's wait records it: the error record and the child's id.

@@ -339,7 +339,10 @@ impl<S: Scheduler> TaskContext<S> {
             let outcome = self
                 .run_body(name, attempt, retry.attempt_timeout(), f())
                 .await;
-            match self.after_attempt(name, seq, attempt, &retry, outcome).await? {
+            match self
+                .after_attempt(name, seq, attempt, &retry, outcome)
+                .await?
+            {
                 Attempt::Final(outcome) => {
                     return self.record_outcome(name, seq, attempt, outcome).await
                 }

@@ -145,7 +145,10 @@ impl<S: Scheduler> TaskContext<S> {
                 }
                 TxAttempt::RolledBack(outcome) => outcome,
             };
-            match self.after_attempt(name, seq, attempt, &retry, outcome).await? {
+            match self
+                .after_attempt(name, seq, attempt, &retry, outcome)
+                .await?
+            {
                 Attempt::Final(outcome) => {
                     return self.record_outcome(name, seq, attempt, outcome).await
                 }
@@ -234,7 +237,10 @@ impl<S: Scheduler> TaskContext<S> {
             ) => Err(err.into()),
             // Rolled back: the attempt failed, with the database's reason.
             Err(err) => Ok(TxAttempt::RolledBack(BodyOutcome::Failed(
-                format!("the step's transaction did not commit: {}", error_chain(&err)),
+                format!(
+                    "the step's transaction did not commit: {}",
+                    error_chain(&err)
+                ),
                 FailureKind::Error,
                 None,
             ))),

@@ -10,9 +10,53 @@ use serde::Serialize;
 use super::{decode, recorded_failure, TaskContext};
 use crate::error::FailureKind;
 use crate::scheduler::{
-    AwaitEventParams, ChildWait, SleepParams, StartChildParams, StepKind, StepStatus, WakeAt,
+    AwaitEventParams, ChildWait, RecordedStep, SleepParams, StartChildParams, StepKind, StepStatus,
+    WakeAt,
 };
 use crate::{ExecutionStatus, Scheduler, TaskError};
+
+/// The result of a child step recorded as finished (`None` while its wait is open).
+pub(super) fn recorded_child<T: DeserializeOwned>(
+    name: &str,
+    child_id: &str,
+    recorded: RecordedStep,
+) -> Option<Result<T, TaskError>> {
+    match recorded.status {
+        StepStatus::Completed => Some(decode(recorded.output.unwrap_or_default(), || {
+            format!("the output of child {child_id:?}")
+        })),
+        StepStatus::Failed => Some(Err(recorded_failure(name, &recorded))),
+        StepStatus::Retrying | StepStatus::Waiting => None,
+    }
+}
+
+/// The result of child step `name` once its child finished: its output, or a failure of kind
+/// `child_failed` with the child's message.
+pub(super) fn finished_child<T: DeserializeOwned>(
+    name: &str,
+    child_id: &str,
+    status: ExecutionStatus,
+    output: Option<serde_json::Value>,
+    error: Option<crate::ErrorRecord>,
+) -> Result<T, TaskError> {
+    if status == ExecutionStatus::Completed {
+        return decode(output.unwrap_or_default(), || {
+            format!("the output of child {child_id:?}")
+        });
+    }
+    Err(TaskError::StepFailed {
+        step: name.to_owned(),
+        message: match error {
+            Some(e) => e.message,
+            None => format!("child {child_id:?} ended {status}"),
+        },
+        attempts: 1,
+        kind: FailureKind::Child,
+        // As the recording says (kind child_failed); the child's own error, an application
+        // error or not, is on the child's execution.
+        app: None,
+    })
+}
 
 /// How a [`TaskContext::wait_for_event`] ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,35 +293,18 @@ impl<S: Scheduler> TaskContext<S> {
     ) -> Result<O, TaskError> {
         let child_id = self.child_id(name)?;
         let (seq, recorded) = self.enter(name, StepKind::Child)?;
-        let what = || format!("the output of child {child_id:?}");
-        if let Some(recorded) = recorded {
-            match recorded.status {
-                StepStatus::Completed => return decode(recorded.output.unwrap_or_default(), what),
-                StepStatus::Failed => return Err(recorded_failure(name, &recorded)),
-                StepStatus::Retrying | StepStatus::Waiting => {}
-            }
+        if let Some(result) = recorded.and_then(|r| recorded_child(name, &child_id, r)) {
+            return result;
         }
         let wait = self
             .start_child(name, seq, &child_id, task, input, false)
             .await?;
         match wait {
             ChildWait::Finished {
-                status: ExecutionStatus::Completed,
+                status,
                 output,
-                ..
-            } => decode(output.unwrap_or_default(), what),
-            ChildWait::Finished { status, error, .. } => Err(TaskError::StepFailed {
-                step: name.to_owned(),
-                message: match error {
-                    Some(e) => e.message,
-                    None => format!("child {child_id:?} ended {status}"),
-                },
-                attempts: 1,
-                kind: FailureKind::Child,
-                // As the recording says (kind child_failed); the child's own error, an
-                // application error or not, is on the child's execution.
-                app: None,
-            }),
+                error,
+            } => finished_child(name, &child_id, status, output, error),
             ChildWait::Waiting => Err(self.suspend(None)),
             ChildWait::Detached => Err(TaskError::failed(crate::Error::Database {
                 message: format!("the store started child {child_id:?} detached, not as asked"),
@@ -330,7 +357,7 @@ impl<S: Scheduler> TaskContext<S> {
     }
 
     /// The id of this execution's child `name` (`<id>/<name>`), checked.
-    fn child_id(&self, name: &str) -> Result<String, TaskError> {
+    pub(super) fn child_id(&self, name: &str) -> Result<String, TaskError> {
         crate::limits::check_name("step name", name).map_err(TaskError::failed)?;
         let child_id = format!("{}/{name}", self.lease.execution_id);
         crate::limits::check_name("child execution id", &child_id).map_err(TaskError::failed)?;

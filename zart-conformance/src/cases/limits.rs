@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 use zart::queues::{QueueLimits, Rate};
 use zart::scheduler::{ClaimTasksParams, ClaimedTask, NextRunAtParams};
-use zart::{Error, Scheduler, StartOptions};
+use zart::{Error, Scheduler, StartOptions, WorkerConfig};
 
 use crate::env::FAKE_LEASE;
 use crate::{Backend, Env};
@@ -51,6 +51,41 @@ async fn next_run_at(env: &Env) -> Option<Duration> {
         })
         .await
         .unwrap()
+}
+
+/// A worker's claims do not starve a low priority: with one slot and a queue saturated with
+/// higher-priority work started after it, the low-priority execution runs within the first ten
+/// claims (every tenth claim of a worker takes the longest due), not after the whole backlog.
+pub async fn a_low_priority_is_not_starved_by_a_saturated_queue(backend: &impl Backend) {
+    const HIGH: usize = 40;
+    let env = Env::new(backend).await;
+    start(&env, "starved?", StartOptions::new().with_priority(-5)).await;
+    for i in 0..HIGH {
+        env.durable
+            .start_with(
+                &format!("busy-{i}"),
+                "echo",
+                json!(i),
+                StartOptions::new().with_priority(5),
+            )
+            .await
+            .unwrap();
+    }
+    env.spawn_worker_with(WorkerConfig::default().with_concurrency(1));
+    let low = env.finished("starved?").await;
+    let mut before = 0;
+    for i in 0..HIGH {
+        let high = env.finished(&format!("busy-{i}")).await;
+        if high.finished_at < low.finished_at {
+            before += 1;
+        }
+    }
+    assert!(
+        before < 10,
+        "{before} of {HIGH} higher-priority executions ran before the low one; the tenth \
+         claim at the latest should have taken it"
+    );
+    env.stop().await;
 }
 
 /// Claims take higher priorities first and, within one priority, the earliest due first; an

@@ -64,6 +64,7 @@ macro_rules! __for_each_case {
             next_run_at_reports_the_earliest_due_task,
             // priorities and limits
             higher_priorities_are_claimed_first_fifo_within_one,
+            a_low_priority_is_not_starved_by_a_saturated_queue,
             a_concurrency_limit_holds_claims_back_until_a_run_ends,
             a_rate_limit_lets_runs_start_per_interval,
             per_key_limits_pass_over_a_busy_key,

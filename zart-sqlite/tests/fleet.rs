@@ -40,13 +40,28 @@ impl TaskHandler for Logged {
         let id = ctx.execution_id().to_owned();
         ctx.step("log", || async move {
             let path = std::env::var(LOG_VAR).expect("run by two_worker_processes_share_one_file");
-            let mut log = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+            let mut log = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
             log.write_all(format!("{} {id}\n", std::process::id()).as_bytes())
                 .unwrap();
+            // Until the other process has run a step too, hold this slot (at most 10 s): a
+            // process that woke first cannot drain every burst alone, so both take part
+            // whatever the timing (the other claims what these held slots leave).
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while pids_in(&path) < 2 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
             Ok::<_, std::io::Error>(())
         })
         .await
     }
+}
+
+/// How many processes have logged a step so far.
+fn pids_in(log: &str) -> usize {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let pids: std::collections::BTreeSet<&str> =
+        text.lines().filter_map(|l| l.split(' ').next()).collect();
+    pids.len()
 }
 
 fn registry() -> Arc<TaskRegistry> {
@@ -68,7 +83,10 @@ async fn fleet_worker_process() {
     Worker::new(
         scheduler,
         registry(),
-        WorkerConfig::default().with_handle_signals(false),
+        // Few slots, so the held ones (see `Logged`) leave work for the other process.
+        WorkerConfig::default()
+            .with_concurrency(4)
+            .with_handle_signals(false),
     )
     .run()
     .await

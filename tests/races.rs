@@ -19,6 +19,151 @@ use zart_tests::{column, count, init_tracing, wait_for, Harness, TestDb};
 const WAIT: Option<Duration> = Some(Duration::from_secs(60));
 
 // ---------------------------------------------------------------------------------------------
+// The event race on a channel: the second wait for a name, forced at the SQL level.
+
+/// Iterations of the forced channel race, half in each interleaving.
+const CHANNEL_RACE_ITERATIONS: usize = 40;
+
+const AWAIT_SECOND: &str = "select state, payload
+                              from zart_await_event($1, $2, $3, 'event#2:go', 1, 'go', null)";
+
+/// An event name is a channel: after a first wait took the first event, the second wait for
+/// the name races the second event (both interleavings forced, as for the first wait). Either
+/// way the second wait gets the second event exactly once, and the first keeps the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_sent_while_a_later_wait_on_the_channel_registers_is_its_own() {
+    init_tracing();
+    let db = TestDb::new().await;
+    let queue = "channel-race";
+    let (locker, locker_pid) = backend(&db.url).await;
+    let (waiter, waiter_pid) = backend(&db.url).await;
+    let (sender, sender_pid) = backend(&db.url).await;
+    let holders = [locker_pid, waiter_pid, sender_pid];
+    let send = |id: String, payload: serde_json::Value| {
+        let sender = sender.clone();
+        tokio::spawn(async move {
+            sender
+                .query_one(
+                    "select zart_send_event(zart_bucket($1), $1, 'go', $2)",
+                    &[&id, &payload],
+                )
+                .await
+                .unwrap()
+                .get::<_, Option<String>>(0)
+        })
+    };
+    let mut woken_count = 0;
+    for i in 0..CHANNEL_RACE_ITERATIONS {
+        let id = format!("ch-{i}");
+        let (first, second) = (
+            serde_json::json!({"n": 1, "i": i}),
+            serde_json::json!({"n": 2, "i": i}),
+        );
+        locker
+            .query(
+                "select zart_start($1, 'waiter', '{}'::jsonb, $2)",
+                &[&id, &queue],
+            )
+            .await
+            .unwrap();
+        let (bucket, fence, _) = claim_one(&locker, queue, &id).await;
+        send(id.clone(), first.clone()).await.unwrap();
+        let row = waiter
+            .query_one(AWAIT, &[&bucket, &id, &fence])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), "received", "{id}: the first wait");
+        assert_eq!(
+            row.get::<_, Option<serde_json::Value>>(1).as_ref(),
+            Some(&first)
+        );
+
+        locker.batch_execute("begin").await.unwrap();
+        locker
+            .execute("select zart_wait_lock($1)", &[&id])
+            .await
+            .unwrap();
+        let waiter_first = i % 2 == 0;
+        let start_wait = || {
+            let (waiter, id) = (waiter.clone(), id.clone());
+            tokio::spawn(async move {
+                let row = waiter
+                    .query_one(AWAIT_SECOND, &[&bucket, &id, &fence])
+                    .await
+                    .unwrap();
+                (
+                    row.get::<_, String>(0),
+                    row.get::<_, Option<serde_json::Value>>(1),
+                )
+            })
+        };
+        let (wait_call, send_call) = if waiter_first {
+            let w = start_wait();
+            wait_until_blocked(&locker, waiter_pid, &holders, "the waiter").await;
+            let s = send(id.clone(), second.clone());
+            wait_until_blocked(&locker, sender_pid, &holders, "the sender").await;
+            (w, s)
+        } else {
+            let s = send(id.clone(), second.clone());
+            wait_until_blocked(&locker, sender_pid, &holders, "the sender").await;
+            let w = start_wait();
+            wait_until_blocked(&locker, waiter_pid, &holders, "the waiter").await;
+            (w, s)
+        };
+        locker.batch_execute("commit").await.unwrap();
+        let (state, got) = wait_call.await.unwrap();
+        let woken = send_call.await.unwrap();
+        let mut fence = fence;
+        if waiter_first {
+            assert_eq!(state, "waiting", "{id}");
+            assert_eq!(
+                woken.as_deref(),
+                Some(queue),
+                "{id}: the sender woke the wait"
+            );
+            let (_, refence, steps) = claim_one(&locker, queue, &id).await;
+            fence = refence;
+            let wait = steps
+                .as_array()
+                .and_then(|steps| steps.iter().find(|s| s["name"] == "event#2:go"))
+                .cloned()
+                .unwrap_or_else(|| panic!("{id}: no second wait step in {steps}"));
+            assert_eq!(wait["status"], "completed", "{id}: {wait}");
+            assert_eq!(wait["output"]["received"], second, "{id}: handed over");
+            woken_count += 1;
+        } else {
+            assert_eq!(state, "received", "{id}");
+            assert_eq!(got.as_ref(), Some(&second), "{id}: the second event");
+            assert_eq!(woken, None, "{id}");
+        }
+        locker
+            .query(
+                "select zart_complete_execution($1, $2, $3, 'completed', 'null'::jsonb, null)",
+                &[&bucket, &id, &fence],
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(woken_count, CHANNEL_RACE_ITERATIONS / 2);
+    // Each event consumed once, by the wait of its number.
+    let client = db.client().await;
+    let n = i64::try_from(CHANNEL_RACE_ITERATIONS).unwrap();
+    assert_eq!(
+        count(&client, "select count(*) from zart_events").await,
+        2 * n
+    );
+    assert_eq!(
+        count(
+            &client,
+            "select count(*) from zart_events
+              where consumed_by = case payload->>'n' when '1' then 'event:go' else 'event#2:go' end"
+        )
+        .await,
+        2 * n
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // A child ending while its parent registers the wait for its children, forced at the SQL level.
 
 /// Iterations of the forced child race, half in each interleaving.

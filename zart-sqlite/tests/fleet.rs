@@ -40,7 +40,10 @@ impl TaskHandler for Logged {
         let id = ctx.execution_id().to_owned();
         ctx.step("log", || async move {
             let path = std::env::var(LOG_VAR).expect("run by two_worker_processes_share_one_file");
-            let mut log = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+            let mut log = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap();
             log.write_all(format!("{} {id}\n", std::process::id()).as_bytes())
                 .unwrap();
             // Until the other process has run a step too, hold this slot (at most 10 s): a

@@ -47,6 +47,7 @@
 
 pub mod cases;
 pub mod env;
+pub mod history;
 pub mod tasks;
 
 use std::time::Duration;

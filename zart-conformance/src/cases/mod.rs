@@ -9,6 +9,7 @@ mod children;
 mod claims;
 mod deadlines;
 mod events;
+mod history;
 mod leases;
 mod limits;
 mod replay;
@@ -28,6 +29,7 @@ pub use children::*;
 pub use claims::*;
 pub use deadlines::*;
 pub use events::*;
+pub use history::*;
 pub use leases::*;
 pub use limits::*;
 pub use replay::*;
@@ -135,6 +137,8 @@ macro_rules! __for_each_case {
             a_schedule_fires_once_per_fire_time,
             schedule_overlap_and_catch_up_policies_hold,
             schedules_are_declared_paused_resumed_and_deleted,
+            // random histories
+            random_histories_hold_against_the_model,
         );
     };
     (@each $m:path, $backend:expr; $($name:ident,)*) => {

@@ -1,0 +1,967 @@
+//! Random histories checked against a model.
+//!
+//! A seeded generator draws a sequence of operations on one fresh store: starts (new, repeated
+//! and conflicting ids), claims by two fake workers, step commits, completions, sleeps, event
+//! waits and their resumption after a claim, events sent, cancels, releases, heartbeats, worker
+//! "crashes" (a worker forgets its leases; the store still holds them until they expire and
+//! another claim takes over), writes under stale leases, and moves of the store's clock. Every
+//! operation's answer is checked against a small reference model of what the contract says must
+//! happen, and after every operation every execution's status, claim count and recorded steps
+//! are compared with the model. A failure names its seed; [`run_history`] with that seed replays
+//! the same history exactly (the generator is a SplitMix64 stream, not a library RNG whose
+//! algorithm could change).
+//!
+//! Times are whole multiples of 30 s, and the store's clock only moves by the fixture, so the
+//! few milliseconds of real time a history takes never decide whether something is due.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use zart::scheduler::{
+    AwaitEventParams, ClaimTasksParams, ClaimedTask, CommitStepParams, CompleteExecutionParams,
+    EventWait, HeartbeatParams, Lease, Outcome, ReleaseTasksParams, SendEventParams, SleepParams,
+    StartExecutionParams, StepStatus, WakeAt,
+};
+use zart::{Error, ExecutionStatus, Scheduler};
+
+use crate::{Backend, Harness};
+
+/// The lease every claim of a history takes.
+const LEASE: i64 = 600_000;
+/// The ids a history starts (few, so repeats, conflicts and events on busy ids are common).
+const IDS: usize = 5;
+/// The fake workers.
+const WORKERS: usize = 2;
+/// The task name of every execution (no real worker runs it).
+const TASK: &str = "history";
+
+/// What a history checked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HistoryReport {
+    /// Operations run (each one's answer checked).
+    pub operations: usize,
+    /// Store-wide comparisons with the model (one after each operation).
+    pub checks: usize,
+}
+
+/// SplitMix64: a small, fixed generator, so a seed replays the same history on any build.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (`n > 0`).
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// What a recorded step row must look like.
+#[derive(Debug, Clone, PartialEq)]
+struct ModelStep {
+    name: String,
+    seq: u32,
+    /// `None`: `waiting` or `completed` are both allowed (a sleep whose time came may be ended
+    /// by the claim; an event handed over may be recorded at once).
+    status: Option<StepStatus>,
+}
+
+/// The open wait of an execution.
+#[derive(Debug, Clone, PartialEq)]
+enum Wait {
+    Sleep {
+        step: String,
+        seq: u32,
+        until: i64,
+    },
+    Event {
+        step: String,
+        seq: u32,
+        name: String,
+        delivered: Option<Value>,
+    },
+}
+
+/// One execution as the contract says it must be.
+#[derive(Debug, Clone)]
+struct Model {
+    input: i64,
+    status: ExecutionStatus,
+    attempts: u32,
+    /// The lease a claim holds, with its expiry (model time).
+    lease: Option<(Lease, i64)>,
+    /// When the task is due, while no lease holds it (`None`: not until an event).
+    due_at: Option<i64>,
+    steps: Vec<ModelStep>,
+    /// Unconsumed events, in arrival order.
+    events: Vec<(String, Value)>,
+    wait: Option<Wait>,
+    /// Event waits opened per name (their step names count up, as `ctx.wait_for_event`'s).
+    waits_per_name: BTreeMap<String, u32>,
+}
+
+impl Model {
+    fn finished(&self) -> bool {
+        matches!(
+            self.status,
+            ExecutionStatus::Completed | ExecutionStatus::Failed | ExecutionStatus::Cancelled
+        )
+    }
+
+    fn next_seq(&self) -> u32 {
+        self.steps.iter().map(|s| s.seq + 1).max().unwrap_or(0)
+    }
+
+    /// Whether a write under `lease` is accepted now.
+    fn holds(&self, lease: &Lease) -> bool {
+        !self.finished()
+            && self
+                .lease
+                .as_ref()
+                .is_some_and(|(l, _)| l.fence == lease.fence)
+    }
+
+    /// The error a write under a lease not held gets.
+    fn refusal(&self) -> &'static str {
+        if self.status == ExecutionStatus::Cancelled {
+            "cancelled"
+        } else {
+            "lease_lost"
+        }
+    }
+
+    fn due(&self, now: i64) -> bool {
+        !self.finished()
+            && match &self.lease {
+                Some((_, expires)) => *expires <= now,
+                None => self.due_at.is_some_and(|at| at <= now),
+            }
+    }
+
+    /// Gives the lease up and suspends: due at `due_at` (or never, for `None`).
+    fn suspend(&mut self, status: ExecutionStatus, due_at: Option<i64>) {
+        self.status = status;
+        self.lease = None;
+        self.due_at = due_at;
+    }
+
+    fn step_mut(&mut self, name: &str) -> Option<&mut ModelStep> {
+        self.steps.iter_mut().find(|s| s.name == name)
+    }
+}
+
+/// One history in progress.
+struct History<'a> {
+    scheduler: &'a dyn Scheduler,
+    harness: &'a Harness,
+    rng: Rng,
+    now: i64,
+    models: BTreeMap<String, Model>,
+    /// The leases each fake worker believes it holds (stale ones included).
+    held: [Vec<Lease>; WORKERS],
+    /// Every lease ever claimed, for writes by zombies.
+    every_lease: Vec<Lease>,
+    counter: u64,
+    log: String,
+}
+
+/// Runs one history of `operations` operations with `seed` on a fresh store of `backend`.
+///
+/// # Errors
+/// The first difference between the store and the model, with the operations that led to it.
+pub async fn run_history(
+    backend: &impl Backend,
+    seed: u64,
+    operations: usize,
+) -> Result<HistoryReport, String> {
+    let harness = backend.fresh().await;
+    let scheduler = harness.scheduler().clone();
+    let mut history = History {
+        scheduler: &*scheduler,
+        harness: &harness,
+        rng: Rng(seed),
+        now: 0,
+        models: BTreeMap::new(),
+        held: Default::default(),
+        every_lease: Vec::new(),
+        counter: 0,
+        log: String::new(),
+    };
+    let mut report = HistoryReport::default();
+    for step in 0..operations {
+        let result = history.step().await;
+        report.operations += 1;
+        let result = match result {
+            Ok(()) => history.check().await,
+            Err(e) => Err(e),
+        };
+        if let Err(problem) = result {
+            return Err(format!(
+                "history seed {seed}, operation {step}: {problem}\noperations so far:\n{}",
+                history.log
+            ));
+        }
+        report.checks += 1;
+    }
+    if std::env::var_os("ZART_HISTORY_LOG").is_some() {
+        eprintln!("history seed {seed}:\n{}", history.log);
+    }
+    Ok(report)
+}
+
+fn code(result: &Result<impl std::fmt::Debug, Error>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(e) => e.code(),
+    }
+}
+
+fn expect(what: &str, got: &'static str, want: &'static str) -> Result<(), String> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("{what}: got {got}, the model says {want}"))
+    }
+}
+
+impl History<'_> {
+    fn say(&mut self, line: String) {
+        let _ = writeln!(self.log, "  {line}");
+    }
+
+    fn fresh_payload(&mut self) -> Value {
+        self.counter += 1;
+        json!({ "n": self.counter })
+    }
+
+    /// A lease worker `w` believes it holds, if any.
+    fn pick_lease(&mut self, w: usize) -> Option<Lease> {
+        let n = self.held[w].len();
+        (n > 0).then(|| self.held[w][self.rng.below(n)].clone())
+    }
+
+    /// Draws and runs one operation, checking its answer.
+    async fn step(&mut self) -> Result<(), String> {
+        let w = self.rng.below(WORKERS);
+        match self.rng.below(100) {
+            0..=14 => self.start().await,
+            15..=29 => self.claim(w).await,
+            30..=39 => self.commit(w).await,
+            40..=45 => self.complete(w).await,
+            46..=53 => self.sleep(w).await,
+            54..=61 => self.await_event(w).await,
+            62..=69 => self.resume(w).await,
+            70..=79 => self.send().await,
+            80..=82 => self.cancel().await,
+            83..=85 => self.release(w).await,
+            86..=88 => self.heartbeat(w).await,
+            89..=90 => {
+                self.say(format!(
+                    "crash w{w}: it forgets {} leases",
+                    self.held[w].len()
+                ));
+                self.held[w].clear();
+                Ok(())
+            }
+            91..=94 => self.zombie_write().await,
+            _ => self.advance().await,
+        }
+    }
+
+    async fn start(&mut self) -> Result<(), String> {
+        let id = format!("h{}", self.rng.below(IDS));
+        let input = self.rng.below(2) as i64;
+        self.say(format!("start {id} input {input}"));
+        let got = self
+            .scheduler
+            .start_execution(StartExecutionParams {
+                id: id.clone(),
+                task_name: TASK.into(),
+                input: json!(input),
+                queue: "default".into(),
+                ..Default::default()
+            })
+            .await;
+        match self.models.get(&id) {
+            None => {
+                let outcome = got.map_err(|e| format!("start {id}: {e}"))?;
+                if !outcome.created || outcome.status != ExecutionStatus::Scheduled {
+                    return Err(format!("start {id}: {outcome:?}, the model says created"));
+                }
+                self.models.insert(
+                    id,
+                    Model {
+                        input,
+                        status: ExecutionStatus::Scheduled,
+                        attempts: 0,
+                        lease: None,
+                        due_at: Some(self.now),
+                        steps: Vec::new(),
+                        events: Vec::new(),
+                        wait: None,
+                        waits_per_name: BTreeMap::new(),
+                    },
+                );
+                Ok(())
+            }
+            Some(model) if model.input == input => {
+                let outcome = got.map_err(|e| format!("start {id} again: {e}"))?;
+                if outcome.created || outcome.status != model.status {
+                    return Err(format!(
+                        "start {id} again: {outcome:?}, the model says not created, {}",
+                        model.status
+                    ));
+                }
+                Ok(())
+            }
+            Some(_) => expect(
+                &format!("start {id} with another input"),
+                code(&got),
+                "conflict",
+            ),
+        }
+    }
+
+    async fn claim(&mut self, w: usize) -> Result<(), String> {
+        let limit = 1 + self.rng.below(3);
+        let due: Vec<String> = self
+            .models
+            .iter()
+            .filter(|(_, m)| m.due(self.now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        self.say(format!("claim w{w} limit {limit} (due: {due:?})"));
+        let claimed: Vec<ClaimedTask> = self
+            .scheduler
+            .claim_tasks(ClaimTasksParams {
+                worker_id: format!("w{w}"),
+                queue: "default".into(),
+                task_names: vec![TASK.into()],
+                limit: limit as u32,
+                lease: Duration::from_millis(LEASE as u64),
+                oldest_first: false,
+            })
+            .await
+            .map_err(|e| format!("claim: {e}"))?;
+        if claimed.len() != limit.min(due.len()) {
+            return Err(format!(
+                "claim of {limit} returned {} tasks; the model has {} due",
+                claimed.len(),
+                due.len()
+            ));
+        }
+        for task in claimed {
+            let id = task.lease.execution_id.clone();
+            if !due.contains(&id) {
+                return Err(format!(
+                    "claim returned {id}, which the model says is not due"
+                ));
+            }
+            let now = self.now;
+            let model = self.models.get_mut(&id).ok_or("claimed an unknown id")?;
+            // The claim hands the recorded steps over for replay.
+            let names: Vec<(String, u32)> =
+                task.steps.iter().map(|s| (s.name.clone(), s.seq)).collect();
+            let want: Vec<(String, u32)> = model
+                .steps
+                .iter()
+                .map(|s| (s.name.clone(), s.seq))
+                .collect();
+            if names != want {
+                return Err(format!(
+                    "claim of {id} returned steps {names:?}, the model has {want:?}"
+                ));
+            }
+            model.attempts += 1;
+            model.status = ExecutionStatus::Running;
+            model.lease = Some((task.lease.clone(), now + LEASE));
+            model.due_at = None;
+            // A wait that ended may already be recorded so (a sleep whose time came, ended by
+            // the claim; an event handed over at sending): the replay then takes the recorded
+            // row, as `TaskContext` does, and never asks the store again.
+            if let Some(Wait::Sleep { step, until, .. }) = &model.wait {
+                if *until <= now {
+                    let step = step.clone();
+                    if let Some(row) = model.step_mut(&step) {
+                        row.status = None;
+                    }
+                }
+            }
+            for (row, got) in model.steps.iter_mut().zip(&task.steps) {
+                if row.status.is_none() {
+                    if !matches!(got.status, StepStatus::Waiting | StepStatus::Completed) {
+                        return Err(format!(
+                            "claim of {id}: wait {} is {:?}",
+                            row.name, got.status
+                        ));
+                    }
+                    row.status = Some(got.status);
+                }
+            }
+            let ended = match &model.wait {
+                Some(Wait::Sleep { step, .. }) | Some(Wait::Event { step, .. }) => task
+                    .steps
+                    .iter()
+                    .find(|s| s.name == *step)
+                    .is_some_and(|s| s.status == StepStatus::Completed),
+                None => false,
+            };
+            if ended {
+                if let Some(Wait::Event {
+                    step, delivered, ..
+                }) = &model.wait
+                {
+                    let output = task
+                        .steps
+                        .iter()
+                        .find(|s| s.name == *step)
+                        .and_then(|s| s.output.clone());
+                    let want = delivered.as_ref().map(|p| json!({ "received": p }));
+                    if output != want {
+                        return Err(format!(
+                            "claim of {id}: {step} holds {output:?}, sent {want:?}"
+                        ));
+                    }
+                }
+                model.wait = None;
+            }
+            self.held[w].push(task.lease.clone());
+            self.every_lease.push(task.lease);
+        }
+        Ok(())
+    }
+
+    /// The model of the execution `lease` is for (it always exists: leases come from claims).
+    fn model_of(&self, lease: &Lease) -> Result<Model, String> {
+        self.models
+            .get(&lease.execution_id)
+            .cloned()
+            .ok_or_else(|| format!("no model for {}", lease.execution_id))
+    }
+
+    async fn commit(&mut self, w: usize) -> Result<(), String> {
+        let Some(lease) = self.pick_lease(w) else {
+            return self.claim(w).await;
+        };
+        self.commit_under(lease, &format!("w{w}")).await
+    }
+
+    async fn zombie_write(&mut self) -> Result<(), String> {
+        let n = self.every_lease.len();
+        if n == 0 {
+            return self.advance().await;
+        }
+        let lease = self.every_lease[self.rng.below(n)].clone();
+        self.commit_under(lease, "a zombie").await
+    }
+
+    async fn commit_under(&mut self, lease: Lease, who: &str) -> Result<(), String> {
+        let model = self.model_of(&lease)?;
+        let seq = model.next_seq();
+        let name = format!("s{seq}");
+        let id = lease.execution_id.clone();
+        self.say(format!(
+            "commit {name} of {id} by {who} (fence {})",
+            lease.fence
+        ));
+        let got = self
+            .scheduler
+            .commit_step(CommitStepParams {
+                lease: lease.clone(),
+                name: name.clone(),
+                seq,
+                status: StepStatus::Completed,
+                output: Some(json!(seq)),
+                error: None,
+                attempts: 1,
+            })
+            .await;
+        if model.holds(&lease) {
+            expect(&format!("commit {name} of {id}"), code(&got), "ok")?;
+            let model = self.models.get_mut(&id).ok_or("gone")?;
+            model.steps.push(ModelStep {
+                name,
+                seq,
+                status: Some(StepStatus::Completed),
+            });
+            Ok(())
+        } else {
+            expect(
+                &format!("commit {name} of {id} by {who}"),
+                code(&got),
+                model.refusal(),
+            )
+        }
+    }
+
+    async fn complete(&mut self, w: usize) -> Result<(), String> {
+        let Some(lease) = self.pick_lease(w) else {
+            return self.claim(w).await;
+        };
+        let model = self.model_of(&lease)?;
+        let id = lease.execution_id.clone();
+        self.say(format!("complete {id} by w{w} (fence {})", lease.fence));
+        let got = self
+            .scheduler
+            .complete_execution(CompleteExecutionParams {
+                lease: lease.clone(),
+                outcome: Outcome::Completed(json!("done")),
+            })
+            .await;
+        if model.holds(&lease) {
+            expect(&format!("complete {id}"), code(&got), "ok")?;
+            let model = self.models.get_mut(&id).ok_or("gone")?;
+            model.status = ExecutionStatus::Completed;
+            model.lease = None;
+            model.due_at = None;
+            model.wait = None;
+            Ok(())
+        } else {
+            expect(
+                &format!("complete {id} by w{w}"),
+                code(&got),
+                model.refusal(),
+            )
+        }
+    }
+
+    async fn sleep(&mut self, w: usize) -> Result<(), String> {
+        let Some(lease) = self.pick_lease(w) else {
+            return self.claim(w).await;
+        };
+        let model = self.model_of(&lease)?;
+        if model.wait.is_some() {
+            // An open wait is resumed before anything new, as a replay would.
+            return self.resume_under(lease, w).await;
+        }
+        let seq = model.next_seq();
+        let name = format!("nap{seq}");
+        let minutes = 1 + self.rng.below(3) as i64;
+        let id = lease.execution_id.clone();
+        self.say(format!("sleep {name} of {id} for {minutes} min by w{w}"));
+        let got = self
+            .scheduler
+            .sleep(SleepParams {
+                lease: lease.clone(),
+                queue: "default".into(),
+                name: name.clone(),
+                seq,
+                until: WakeAt::After(Duration::from_secs(60 * minutes as u64)),
+            })
+            .await;
+        if !model.holds(&lease) {
+            return expect(
+                &format!("sleep {name} of {id} by w{w}"),
+                code(&got),
+                model.refusal(),
+            );
+        }
+        let left = got.map_err(|e| format!("sleep {name} of {id}: {e}"))?;
+        if left.is_none() {
+            return Err(format!(
+                "sleep {name} of {id}: ended at once, the model says it suspends"
+            ));
+        }
+        let until = self.now + 60_000 * minutes;
+        let model = self.models.get_mut(&id).ok_or("gone")?;
+        model.steps.push(ModelStep {
+            name: name.clone(),
+            seq,
+            status: Some(StepStatus::Waiting),
+        });
+        model.wait = Some(Wait::Sleep {
+            step: name,
+            seq,
+            until,
+        });
+        model.suspend(ExecutionStatus::Sleeping, Some(until));
+        Ok(())
+    }
+
+    async fn await_event(&mut self, w: usize) -> Result<(), String> {
+        let Some(lease) = self.pick_lease(w) else {
+            return self.claim(w).await;
+        };
+        let model = self.model_of(&lease)?;
+        if model.wait.is_some() {
+            return self.resume_under(lease, w).await;
+        }
+        let name = ["a", "b"][self.rng.below(2)].to_owned();
+        let nth = model.waits_per_name.get(&name).copied().unwrap_or(0) + 1;
+        let step = if nth == 1 {
+            format!("event:{name}")
+        } else {
+            format!("event#{nth}:{name}")
+        };
+        let seq = model.next_seq();
+        let id = lease.execution_id.clone();
+        self.say(format!("await {step} of {id} by w{w}"));
+        let got = self
+            .scheduler
+            .await_event(AwaitEventParams {
+                lease: lease.clone(),
+                queue: "default".into(),
+                name: step.clone(),
+                seq,
+                event_name: name.clone(),
+                timeout: None,
+            })
+            .await;
+        if !model.holds(&lease) {
+            return expect(
+                &format!("await {step} of {id} by w{w}"),
+                code(&got),
+                model.refusal(),
+            );
+        }
+        let got = got.map_err(|e| format!("await {step} of {id}: {e}"))?;
+        let model = self.models.get_mut(&id).ok_or("gone")?;
+        model.waits_per_name.insert(name.clone(), nth);
+        let buffered = model.events.iter().position(|(n, _)| *n == name);
+        match (got, buffered) {
+            (EventWait::Received(payload), Some(at)) => {
+                let (_, want) = model.events.remove(at);
+                if payload != want {
+                    return Err(format!(
+                        "await {step} of {id}: got {payload}, the oldest is {want}"
+                    ));
+                }
+                model.steps.push(ModelStep {
+                    name: step,
+                    seq,
+                    status: Some(StepStatus::Completed),
+                });
+                Ok(())
+            }
+            (EventWait::Waiting { .. }, None) => {
+                model.steps.push(ModelStep {
+                    name: step.clone(),
+                    seq,
+                    status: Some(StepStatus::Waiting),
+                });
+                model.wait = Some(Wait::Event {
+                    step,
+                    seq,
+                    name,
+                    delivered: None,
+                });
+                model.suspend(ExecutionStatus::Waiting, None);
+                Ok(())
+            }
+            (got, buffered) => Err(format!(
+                "await {step} of {id}: got {got:?}; the model has {} buffered",
+                if buffered.is_some() { "one" } else { "none" }
+            )),
+        }
+    }
+
+    /// Resumes the open wait of an execution worker `w` holds, as a replay reaches it again.
+    async fn resume(&mut self, w: usize) -> Result<(), String> {
+        let Some(lease) = self.pick_lease(w) else {
+            return self.claim(w).await;
+        };
+        self.resume_under(lease, w).await
+    }
+
+    async fn resume_under(&mut self, lease: Lease, w: usize) -> Result<(), String> {
+        let model = self.model_of(&lease)?;
+        let id = lease.execution_id.clone();
+        match model.wait.clone() {
+            None => self.commit_under(lease, &format!("w{w}")).await,
+            Some(Wait::Sleep { step, seq, until }) => {
+                self.say(format!("resume sleep {step} of {id} by w{w}"));
+                let got = self
+                    .scheduler
+                    .sleep(SleepParams {
+                        lease: lease.clone(),
+                        queue: "default".into(),
+                        name: step.clone(),
+                        seq,
+                        // Later calls keep the recorded wake time whatever this says.
+                        until: WakeAt::After(Duration::from_secs(3600)),
+                    })
+                    .await;
+                if !model.holds(&lease) {
+                    return expect(
+                        &format!("resume {step} of {id}"),
+                        code(&got),
+                        model.refusal(),
+                    );
+                }
+                let left = got.map_err(|e| format!("resume {step} of {id}: {e}"))?;
+                let now = self.now;
+                let model = self.models.get_mut(&id).ok_or("gone")?;
+                match (left, until <= now) {
+                    (None, true) => {
+                        if let Some(row) = model.step_mut(&step) {
+                            row.status = Some(StepStatus::Completed);
+                        }
+                        model.wait = None;
+                        Ok(())
+                    }
+                    (Some(_), false) => {
+                        model.suspend(ExecutionStatus::Sleeping, Some(until));
+                        Ok(())
+                    }
+                    (left, _) => Err(format!(
+                        "resume {step} of {id}: {left:?} left, the wake time is {until} and now is {now}"
+                    )),
+                }
+            }
+            Some(Wait::Event {
+                step,
+                seq,
+                name,
+                delivered,
+            }) => {
+                self.say(format!("resume {step} of {id} by w{w}"));
+                let got = self
+                    .scheduler
+                    .await_event(AwaitEventParams {
+                        lease: lease.clone(),
+                        queue: "default".into(),
+                        name: step.clone(),
+                        seq,
+                        event_name: name.clone(),
+                        timeout: None,
+                    })
+                    .await;
+                if !model.holds(&lease) {
+                    return expect(
+                        &format!("resume {step} of {id}"),
+                        code(&got),
+                        model.refusal(),
+                    );
+                }
+                let got = got.map_err(|e| format!("resume {step} of {id}: {e}"))?;
+                let model = self.models.get_mut(&id).ok_or("gone")?;
+                match (got, delivered) {
+                    (EventWait::Received(payload), Some(want)) => {
+                        if payload != want {
+                            return Err(format!(
+                                "resume {step} of {id}: got {payload}, sent {want}"
+                            ));
+                        }
+                        if let Some(row) = model.step_mut(&step) {
+                            row.status = Some(StepStatus::Completed);
+                        }
+                        model.wait = None;
+                        Ok(())
+                    }
+                    (EventWait::Waiting { .. }, None) => {
+                        model.suspend(ExecutionStatus::Waiting, None);
+                        Ok(())
+                    }
+                    (got, delivered) => Err(format!(
+                        "resume {step} of {id}: got {got:?}, the model's event: {delivered:?}"
+                    )),
+                }
+            }
+        }
+    }
+
+    async fn send(&mut self) -> Result<(), String> {
+        let id = format!("h{}", self.rng.below(IDS + 1)); // h5 is never started
+        let name = ["a", "b"][self.rng.below(2)].to_owned();
+        let payload = self.fresh_payload();
+        self.say(format!("send {name} {payload} to {id}"));
+        let got = self
+            .scheduler
+            .send_event(SendEventParams {
+                execution_id: id.clone(),
+                name: name.clone(),
+                payload: payload.clone(),
+            })
+            .await;
+        let now = self.now;
+        let Some(model) = self.models.get_mut(&id) else {
+            return expect(&format!("send to unknown {id}"), code(&got), "not_found");
+        };
+        if model.finished() {
+            return expect(&format!("send to finished {id}"), code(&got), "finished");
+        }
+        expect(&format!("send to {id}"), code(&got), "ok")?;
+        match &mut model.wait {
+            Some(Wait::Event {
+                step,
+                name: waits_for,
+                delivered,
+                ..
+            }) if *waits_for == name && delivered.is_none() => {
+                // The open wait takes it (handed over now, or found by the waiter).
+                *delivered = Some(payload);
+                let step = step.clone();
+                if let Some(row) = model.step_mut(&step) {
+                    row.status = None;
+                }
+                if model.lease.is_none() {
+                    model.due_at = Some(now);
+                }
+            }
+            _ => model.events.push((name, payload)),
+        }
+        Ok(())
+    }
+
+    async fn cancel(&mut self) -> Result<(), String> {
+        let id = format!("h{}", self.rng.below(IDS + 1));
+        self.say(format!("cancel {id}"));
+        let got = self.scheduler.cancel_execution(&id).await;
+        let Some(model) = self.models.get_mut(&id) else {
+            return expect(&format!("cancel unknown {id}"), code(&got), "not_found");
+        };
+        let ids = got.map_err(|e| format!("cancel {id}: {e}"))?;
+        if model.finished() {
+            if !ids.is_empty() {
+                return Err(format!("cancel of finished {id} cancelled {ids:?}"));
+            }
+            return Ok(());
+        }
+        if ids != [id.clone()] {
+            return Err(format!("cancel {id} returned {ids:?}"));
+        }
+        model.status = ExecutionStatus::Cancelled;
+        model.lease = None;
+        model.due_at = None;
+        model.wait = None;
+        Ok(())
+    }
+
+    async fn release(&mut self, w: usize) -> Result<(), String> {
+        let leases = std::mem::take(&mut self.held[w]);
+        let held: Vec<String> = leases
+            .iter()
+            .filter(|l| self.models.get(&l.execution_id).is_some_and(|m| m.holds(l)))
+            .map(|l| l.execution_id.clone())
+            .collect();
+        self.say(format!(
+            "release w{w}: {} leases, {held:?} held",
+            leases.len()
+        ));
+        let got = self
+            .scheduler
+            .release_tasks(ReleaseTasksParams {
+                worker_id: format!("w{w}"),
+                queue: "default".into(),
+                leases,
+            })
+            .await
+            .map_err(|e| format!("release: {e}"))?;
+        if got != held.len() as u64 {
+            return Err(format!(
+                "release w{w} released {got}, the model says {}",
+                held.len()
+            ));
+        }
+        let now = self.now;
+        for id in held {
+            let model = self.models.get_mut(&id).ok_or("gone")?;
+            model.suspend(ExecutionStatus::Scheduled, Some(now));
+        }
+        Ok(())
+    }
+
+    async fn heartbeat(&mut self, w: usize) -> Result<(), String> {
+        let leases = self.held[w].clone();
+        let mut want: Vec<String> = leases
+            .iter()
+            .filter(|l| self.models.get(&l.execution_id).is_some_and(|m| m.holds(l)))
+            .map(|l| l.execution_id.clone())
+            .collect();
+        want.sort();
+        want.dedup();
+        self.say(format!(
+            "heartbeat w{w}: {} leases, {want:?} held",
+            leases.len()
+        ));
+        let got = self
+            .scheduler
+            .heartbeat(HeartbeatParams {
+                worker_id: format!("w{w}"),
+                lease: Duration::from_millis(LEASE as u64),
+                leases,
+            })
+            .await
+            .map_err(|e| format!("heartbeat: {e}"))?;
+        let mut ids: Vec<String> = got.iter().map(|l| l.execution_id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        if ids != want {
+            return Err(format!(
+                "heartbeat w{w} renewed {ids:?}, the model holds {want:?}"
+            ));
+        }
+        let now = self.now;
+        for id in ids {
+            if let Some((_, expires)) = self.models.get_mut(&id).and_then(|m| m.lease.as_mut()) {
+                *expires = now + LEASE;
+            }
+        }
+        Ok(())
+    }
+
+    async fn advance(&mut self) -> Result<(), String> {
+        let by = [30_000, 90_000, 630_000][self.rng.below(3)];
+        self.say(format!("advance the clock {} s", by / 1000));
+        self.harness
+            .fixture()
+            .advance_clock(Duration::from_millis(by as u64))
+            .await;
+        self.now += by;
+        Ok(())
+    }
+
+    /// Compares every execution in the store with the model.
+    async fn check(&mut self) -> Result<(), String> {
+        let fixture = self.harness.fixture();
+        for (id, model) in &self.models {
+            let row = fixture
+                .execution(id)
+                .await
+                .ok_or_else(|| format!("{id} is not in the store"))?;
+            if row.status != model.status || row.attempts != model.attempts {
+                return Err(format!(
+                    "{id} is {} after {} claims; the model says {} after {}",
+                    row.status, row.attempts, model.status, model.attempts
+                ));
+            }
+            let steps = fixture.steps(id).await;
+            let got: Vec<(String, u32, StepStatus)> = steps
+                .iter()
+                .map(|s| (s.name.clone(), s.seq, s.status))
+                .collect();
+            let fits = got.len() == model.steps.len()
+                && got
+                    .iter()
+                    .zip(&model.steps)
+                    .all(|((name, seq, status), want)| {
+                        *name == want.name
+                            && *seq == want.seq
+                            && match want.status {
+                                Some(s) => *status == s,
+                                None => {
+                                    matches!(status, StepStatus::Waiting | StepStatus::Completed)
+                                }
+                            }
+                    });
+            if !fits {
+                return Err(format!(
+                    "{id} has steps {got:?}; the model has {:?}",
+                    model.steps
+                ));
+            }
+        }
+        if fixture.execution(&format!("h{IDS}")).await.is_some() {
+            return Err(format!("h{IDS} was never started but is stored"));
+        }
+        Ok(())
+    }
+}

@@ -82,99 +82,12 @@ async fn chaos_small() {
 // ---------------------------------------------------------------------------------------------
 // A private throwaway cluster (ci/pg-up), stopped and deleted (ci/pg-down) when dropped.
 
-struct PrivatePg {
-    /// Stops and deletes the cluster when dropped.
-    _cluster: PgUp,
-    url: String,
-    dir: String,
-    pg_ctl: String,
-    user: String,
-    port: u16,
-}
-
-fn is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-impl PrivatePg {
-    /// Starts a throwaway cluster with `ci/pg-up` (blocking: call from `spawn_blocking`).
-    fn start() -> PrivatePg {
-        let cluster = PgUp::start();
-        PrivatePg {
-            url: cluster.url(),
-            dir: cluster.get("ZART_PG_DIR"),
-            pg_ctl: cluster.get("ZART_PG_CTL"),
-            user: cluster.get("ZART_PG_USER"),
-            port: cluster.port(),
-            _cluster: cluster,
-        }
-    }
-
-    /// `pg_ctl <args>` as the cluster's OS user (blocking).
-    fn pg_ctl(&self, args: &[&str]) {
-        let mut cmd = if is_root() && self.user != "root" {
-            let mut c = std::process::Command::new("runuser");
-            c.args(["-u", &self.user, "--", &self.pg_ctl]);
-            c
-        } else {
-            std::process::Command::new(&self.pg_ctl)
-        };
-        // The server inherits pg_ctl's output unless -l is given: send it to the log so that
-        // nothing here waits for the server's end of a pipe.
-        let log = format!("{}/server.log", self.dir);
-        let status = cmd
-            .current_dir("/")
-            .args(["-D", &self.dir])
-            .args(args)
-            .args(if args.contains(&"stop") {
-                vec![]
-            } else {
-                vec!["-l", log.as_str()]
-            })
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::inherit())
-            .status()
-            .expect("run pg_ctl");
-        if !status.success() {
-            let tail = std::fs::read_to_string(&log).unwrap_or_default();
-            let tail: Vec<_> = tail.lines().rev().take(20).collect();
-            panic!(
-                "pg_ctl {args:?} failed ({status}); server log tail:\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        }
-    }
-
-    fn restart(&self) {
-        self.pg_ctl(&["-m", "fast", "-w", "-t", "60", "restart"]);
-    }
-
-    fn stop(&self) {
-        self.pg_ctl(&["-m", "fast", "-w", "-t", "60", "stop"]);
-    }
-
-    /// Starts it again on the same port, with the options ci/pg-up uses.
-    fn start_again(&self) {
-        let opts = format!(
-            "-c listen_addresses=127.0.0.1 -p {} -k {} -c max_connections=300 -c fsync=off \
-             -c synchronous_commit=off -c full_page_writes=off",
-            self.port, self.dir
-        );
-        self.pg_ctl(&["-w", "-t", "60", "-o", &opts, "start"]);
-    }
-}
-
-async fn private_pg() -> PrivatePg {
-    tokio::task::spawn_blocking(PrivatePg::start).await.unwrap()
+async fn private_pg() -> PgUp {
+    tokio::task::spawn_blocking(PgUp::start).await.unwrap()
 }
 
 /// Runs a blocking cluster operation off the runtime's threads.
-async fn blocking(pg: &Arc<PrivatePg>, f: fn(&PrivatePg)) {
+async fn blocking(pg: &Arc<PgUp>, f: fn(&PgUp)) {
     let pg = pg.clone();
     tokio::task::spawn_blocking(move || f(&pg)).await.unwrap();
 }
@@ -314,7 +227,7 @@ async fn assert_all_completed(
 async fn a_database_restart_under_load_loses_nothing() {
     init_tracing();
     let pg = Arc::new(private_pg().await);
-    let config = tokio_postgres::Config::from_str(&pg.url).unwrap();
+    let config = tokio_postgres::Config::from_str(&pg.url()).unwrap();
     zart_pg::migrate(&config).await.unwrap();
     // Side effects go to the shared server, which stays up: the restart hits Zart's database
     // only, as it would a production deployment whose steps call other systems.
@@ -326,10 +239,10 @@ async fn a_database_restart_under_load_loses_nothing() {
         .await
         .unwrap();
     let effects = PgPool::connect_lazy(&effects_db.url, 8).unwrap();
-    let probe = PgPool::connect_lazy(&pg.url, 2).unwrap();
+    let probe = PgPool::connect_lazy(&pg.url(), 2).unwrap();
 
     let app = in_process(
-        &pg.url,
+        &pg.url(),
         &effects,
         WorkerConfig::default()
             .with_concurrency(8)
@@ -371,7 +284,7 @@ async fn a_database_restart_under_load_loses_nothing() {
     .await
     .unwrap();
     let restart_began = epoch_now();
-    blocking(&pg, PrivatePg::restart).await;
+    blocking(&pg, |pg| pg.restart("fast")).await;
     let back_up = epoch_now();
     let started_at_restart = started.load(Ordering::SeqCst);
 
@@ -560,18 +473,18 @@ async fn dropped_connections_lose_nothing_and_the_listener_comes_back() {
 async fn a_worker_started_while_the_database_is_down_waits_and_clients_fail_fast() {
     init_tracing();
     let pg = Arc::new(private_pg().await);
-    let config = tokio_postgres::Config::from_str(&pg.url).unwrap();
+    let config = tokio_postgres::Config::from_str(&pg.url()).unwrap();
     zart_pg::migrate(&config).await.unwrap();
     {
         let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(conn);
         client.batch_execute(tasks::SETUP_SQL).await.unwrap();
     }
-    blocking(&pg, PrivatePg::stop).await;
+    blocking(&pg, PgUp::stop).await;
 
-    let effects = PgPool::connect_lazy(&pg.url, 4).unwrap();
+    let effects = PgPool::connect_lazy(&pg.url(), 4).unwrap();
     let mut app = in_process(
-        &pg.url,
+        &pg.url(),
         &effects,
         WorkerConfig::default().with_lease_duration(Duration::from_secs(2)),
     );
@@ -608,10 +521,10 @@ async fn a_worker_started_while_the_database_is_down_waits_and_clients_fail_fast
         "the worker's run() returned while the database was down: {early:?}"
     );
 
-    blocking(&pg, PrivatePg::start_again).await;
+    blocking(&pg, PgUp::start_again).await;
     let back_up = Instant::now();
     start_retrying(&client, "outage-1", 0).await;
-    let probe = PgPool::connect_lazy(&pg.url, 2).unwrap();
+    let probe = PgPool::connect_lazy(&pg.url(), 2).unwrap();
     wait_for(
         "the waiting worker to run the execution",
         Duration::from_secs(30),

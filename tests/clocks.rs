@@ -6,7 +6,7 @@
 //! saying so.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use zart::ExecutionStatus;
 use zart_tests::{
@@ -20,62 +20,9 @@ const WAIT: Option<Duration> = Some(Duration::from_secs(30));
 const SKEW: &str = "+10m";
 const SKEW_SECS: i64 = 600;
 
-/// The environment `faketime -f SKEW` runs a program with (`LD_PRELOAD` of libfaketime and
-/// `FAKETIME`), checked to shift the wall clock of a process by [`SKEW`]. Passing it to the
-/// worker directly keeps the worker our own child process (faketime(1) would fork it).
+/// The environment a worker runs with to see its wall clock [`SKEW`] ahead.
 fn skewed_env() -> Vec<(String, String)> {
-    let missing = |e: &dyn std::fmt::Display| {
-        panic!(
-            "cannot run `faketime` ({e}): the clock-skew tests need it to run a worker with a \
-             wall clock {SKEW} off; install it with `apt-get install -y faketime`"
-        )
-    };
-    let out = std::process::Command::new("faketime")
-        .args(["-f", SKEW, "env"])
-        .output()
-        .unwrap_or_else(|e| missing(&e));
-    assert!(
-        out.status.success(),
-        "`faketime -f {SKEW} env` failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let env: Vec<(String, String)> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter_map(|line| line.split_once('='))
-        // FAKETIME_SHARED names the shared memory of that faketime process, gone by now.
-        .filter(|(k, _)| *k == "LD_PRELOAD" || *k == "FAKETIME")
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-    assert!(
-        env.iter()
-            .any(|(k, v)| k == "LD_PRELOAD" && v.contains("faketime")),
-        "faketime did not set LD_PRELOAD: {env:?}"
-    );
-    // The shift is real for a process started with this environment.
-    let date = std::process::Command::new("date")
-        .arg("+%s")
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .output()
-        .unwrap();
-    let theirs: i64 = String::from_utf8(date.stdout)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let ours = i64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap();
-    assert!(
-        (theirs - ours - SKEW_SECS).abs() <= 5,
-        "a process under {env:?} sees {theirs}, {} s from our {ours}; expected {SKEW_SECS}",
-        theirs - ours
-    );
-    env
+    zart_tests::faults::faketime_env(SKEW, SKEW_SECS).unwrap_or_else(|e| panic!("{e}"))
 }
 
 async fn spawn_skewed_worker(h: &Harness) -> (tokio::process::Child, i32) {

@@ -5,6 +5,7 @@
 //! fail, never skip, when no server is reachable.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+pub mod faults;
 pub mod logins;
 pub mod pg_up;
 pub mod sidecar;

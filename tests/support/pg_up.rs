@@ -73,6 +73,82 @@ impl PgUp {
     }
 }
 
+impl PgUp {
+    /// `pg_ctl -D <dir> <args>` as the cluster's OS user (blocking: call it from
+    /// `spawn_blocking`); the server's output goes to `server.log` in the data dir.
+    ///
+    /// # Panics
+    /// When pg_ctl fails, with the tail of the server log.
+    pub fn pg_ctl(&self, args: &[&str]) {
+        let (dir, pg_ctl, user) = (
+            self.get("ZART_PG_DIR"),
+            self.get("ZART_PG_CTL"),
+            self.get("ZART_PG_USER"),
+        );
+        let mut cmd = if is_root() && user != "root" {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", &user, "--", &pg_ctl]);
+            c
+        } else {
+            std::process::Command::new(&pg_ctl)
+        };
+        // The server inherits pg_ctl's output unless -l is given: send it to the log so that
+        // nothing here waits for the server's end of a pipe.
+        let log = format!("{dir}/server.log");
+        let status = cmd
+            .current_dir("/")
+            .args(["-D", &dir])
+            .args(args)
+            .args(if args.contains(&"stop") {
+                vec![]
+            } else {
+                vec!["-l", log.as_str()]
+            })
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .status()
+            .expect("run pg_ctl");
+        if !status.success() {
+            let tail = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<_> = tail.lines().rev().take(20).collect();
+            panic!(
+                "pg_ctl {args:?} failed ({status}); server log tail:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+    }
+
+    /// Restarts the server with shutdown mode `mode` (`fast` or `immediate`), waiting for it.
+    pub fn restart(&self, mode: &str) {
+        self.pg_ctl(&["-m", mode, "-w", "-t", "60", "restart"]);
+    }
+
+    /// Stops the server (fast shutdown), waiting for it.
+    pub fn stop(&self) {
+        self.pg_ctl(&["-m", "fast", "-w", "-t", "60", "stop"]);
+    }
+
+    /// Starts it again on the same port, with the options ci/pg-up uses.
+    pub fn start_again(&self) {
+        let opts = format!(
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c max_connections=300 -c fsync=off \
+             -c synchronous_commit=off -c full_page_writes=off",
+            self.port(),
+            self.get("ZART_PG_DIR")
+        );
+        self.pg_ctl(&["-w", "-t", "60", "-o", &opts, "start"]);
+    }
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
 impl Drop for PgUp {
     fn drop(&mut self) {
         let status = std::process::Command::new(repo_root().join("ci/pg-down"))

@@ -1,5 +1,7 @@
 //! Fault injection with real processes and a real PostgreSQL: worker processes killed at random
-//! (the `zart-chaos` driver), the database restarted under load, every connection of the
+//! (the `zart-chaos` driver), the same combined with restarts, terminate storms, dropped LISTEN
+//! connections, network stalls and skewed worker clocks in one run (`zart-chaos --faults`), the
+//! database restarted under load, every connection of the
 //! database terminated repeatedly, and a worker started while the database is down.
 //!
 //! The restart and outage scenarios run on a private throwaway cluster started with `ci/pg-up`
@@ -72,6 +74,82 @@ async fn chaos_small() {
     assert_eq!(n("lost"), 0);
     assert_eq!(n("steps_recorded_twice"), 0);
     assert_eq!(n("executions_with_wrong_steps"), 0);
+    assert_eq!(n("step_rows"), n("workflows") * STEPS);
+    assert_eq!(n("steps_never_ran"), 0);
+    assert_eq!(n("unexplained_reruns"), 0);
+    assert_eq!(n("unexpected_worker_exits"), 0);
+    assert_eq!(n("stuck_tasks"), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Faults combined in one run: the zart-chaos driver with --faults on a small run.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_combined_small() {
+    init_tracing();
+    let json =
+        std::env::temp_dir().join(format!("zart-chaos-combined-{}.json", std::process::id()));
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_zart-chaos"))
+        .args([
+            "--workflows",
+            "60",
+            "--workers",
+            "3",
+            "--concurrency",
+            "4",
+            "--kill-every-ms",
+            "600",
+            "--step-ms",
+            "40",
+            "--min-kills",
+            "3",
+            "--faults",
+            "--fault-every-ms",
+            "900",
+            "--timeout-s",
+            "150",
+            "--json",
+        ])
+        .arg(&json)
+        .env_remove("DATABASE_URL")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(200), run)
+        .await
+        .expect("zart-chaos --faults did not finish within 200 s")
+        .expect("run zart-chaos");
+    eprintln!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|l| !l.starts_with("[worker"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        out.status.success(),
+        "zart-chaos --faults failed: {}",
+        out.status
+    );
+    let figures: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON report")).unwrap();
+    let _ = std::fs::remove_file(&json);
+    let n = |k: &str| {
+        figures[k]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{k} in {figures}"))
+    };
+    assert_eq!(figures["ok"], true);
+    assert!(n("kills") >= 3, "{figures}");
+    assert_eq!(n("restarts"), 2, "{figures}");
+    assert_eq!(n("storms"), 3, "{figures}");
+    assert_eq!(n("listener_drops"), 3, "{figures}");
+    assert_eq!(n("stalls"), 3, "{figures}");
+    assert_eq!(figures["skewed_workers"], true);
+    assert_eq!(n("completed"), n("workflows"));
+    assert_eq!(n("lost"), 0);
+    assert_eq!(n("steps_recorded_twice"), 0);
     assert_eq!(n("step_rows"), n("workflows") * STEPS);
     assert_eq!(n("steps_never_ran"), 0);
     assert_eq!(n("unexplained_reruns"), 0);

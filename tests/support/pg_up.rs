@@ -21,7 +21,25 @@ impl PgUp {
     /// Starts a fresh cluster (blocking: call it from `spawn_blocking`). Panics unless ci/pg-up
     /// started one of its own on a port other than the shared server's.
     pub fn start() -> PgUp {
-        let out = std::process::Command::new(repo_root().join("ci/pg-up"))
+        PgUp::start_with(false)
+    }
+
+    /// Like [`PgUp::start`], with PostgreSQL's durability defaults (`fsync`,
+    /// `synchronous_commit`: ci/pg-up's `ZART_PG_DURABLE=1`), for tests that crash the server
+    /// (an immediate shutdown loses asynchronously committed transactions, which an
+    /// acknowledged write must never be).
+    pub fn start_durable() -> PgUp {
+        PgUp::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> PgUp {
+        let mut command = std::process::Command::new(repo_root().join("ci/pg-up"));
+        if durable {
+            command.env("ZART_PG_DURABLE", "1");
+        } else {
+            command.env_remove("ZART_PG_DURABLE");
+        }
+        let out = command
             .env_remove("DATABASE_URL")
             .env_remove("ZART_PG_DIR")
             .env_remove("ZART_PG_STARTED")

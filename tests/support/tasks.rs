@@ -60,13 +60,7 @@ impl TaskHandler for Counted {
             let step = name.clone();
             let value: u32 = ctx
                 .step(&name, || async move {
-                    let client = pool.get().await?;
-                    client
-                        .execute(
-                            "insert into zart_test_side_effects (execution_id, step, pid) values ($1, $2, $3)",
-                            &[&id, &step, &(std::process::id() as i32)],
-                        )
-                        .await?;
+                    record_side_effect_patiently(&pool, &id, &step).await?;
                     tokio::time::sleep(Duration::from_millis(data.step_ms)).await;
                     Ok::<_, Box<dyn std::error::Error + Send + Sync>>(i * 10)
                 })
@@ -232,6 +226,38 @@ impl TaskHandler for Ledger {
             assert_eq!(value, i, "a replayed step must return its recorded value");
         }
         Ok(data.steps)
+    }
+}
+
+/// How long a `counted` step body keeps trying to record its side effect while the database
+/// is unreachable: `ZART_TEST_EFFECT_RETRY_S` seconds (0, the default: it fails at once). The
+/// chaos driver sets it, so a step body that runs during a restart records its effect once the
+/// server is back instead of failing its workflow. A retried insert that had committed is a
+/// second row: an extra run, which the driver explains by the fault.
+fn effect_retry() -> Duration {
+    Duration::from_secs(
+        std::env::var("ZART_TEST_EFFECT_RETRY_S")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    )
+}
+
+/// [`record_side_effect`], tried again for [`effect_retry`] while it fails.
+async fn record_side_effect_patiently(
+    pool: &deadpool_postgres::Pool,
+    execution_id: &str,
+    step: &str,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let give_up = std::time::Instant::now() + effect_retry();
+    loop {
+        match record_side_effect(pool, execution_id, step).await {
+            Err(e) if std::time::Instant::now() < give_up => {
+                tracing::debug!(error = %e, "recording a side effect failed; trying again");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
     }
 }
 

@@ -967,7 +967,17 @@ async fn doctor_passes_for_the_owner_and_names_what_a_bare_login_lacks() {
         .collect();
     assert_eq!(
         names,
-        ["server", "schema", "roles", "client", "worker", "reader", "clock", "notify"]
+        [
+            "server",
+            "schema",
+            "roles",
+            "client",
+            "worker",
+            "reader",
+            "durability",
+            "clock",
+            "notify"
+        ]
     );
     let out = zart(&db.url, &["doctor"]).await;
     expect_code(&out, 0);

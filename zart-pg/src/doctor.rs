@@ -52,6 +52,7 @@ pub const WORKER_ENTRY_POINTS: &[&str] = &[
     "zart_sleep",
     "zart_await_event",
     "zart_start_child",
+    "zart_start_children",
     "zart_prune",
     "zart_claim_schedules",
     "zart_fire_schedule",
@@ -88,8 +89,8 @@ impl Level {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Check {
-    /// What was checked: `server`, `schema`, `roles`, `client`, `worker`, `reader`, `clock`,
-    /// `notify`.
+    /// What was checked: `server`, `schema`, `roles`, `client`, `worker`, `reader`,
+    /// `durability`, `clock`, `notify`.
     pub name: &'static str,
     /// How it came out.
     pub level: Level,
@@ -239,10 +240,53 @@ pub async fn doctor(pool: &PgPool) -> Result<DoctorReport, Error> {
         )
     });
 
+    let durability = client
+        .query_one(
+            "select current_setting('synchronous_commit'), current_setting('fsync')",
+            &[],
+        )
+        .await
+        .map_err(pg)?;
+    checks.push(durability_check(
+        &durability.try_get::<_, String>(0).map_err(pg)?,
+        &durability.try_get::<_, String>(1).map_err(pg)?,
+    ));
+
     checks.push(clock_check(sent, round_trip, server_time));
     drop(client);
     checks.push(notify_check(pool).await);
     Ok(DoctorReport { checks })
+}
+
+/// Warns when the server may lose commits it acknowledged: a step a worker was told is recorded
+/// could then vanish in a crash while the execution went on past it.
+fn durability_check(synchronous_commit: &str, fsync: &str) -> Check {
+    let mut lost = Vec::new();
+    if synchronous_commit == "off" {
+        lost.push("synchronous_commit is off");
+    }
+    if fsync == "off" {
+        lost.push("fsync is off");
+    }
+    if lost.is_empty() {
+        Check::new(
+            "durability",
+            Level::Ok,
+            format!("synchronous_commit {synchronous_commit}, fsync {fsync}"),
+        )
+    } else {
+        Check::new(
+            "durability",
+            Level::Warn,
+            format!(
+                "{}: a server crash can lose step results and outcomes that workers were told \
+                 are stored, after the executions went on past them; Zart's guarantees need \
+                 both on for the sessions of its roles (its claims turn synchronous_commit off \
+                 for themselves, which is safe)",
+                lost.join(" and ")
+            ),
+        )
+    }
 }
 
 fn schema_check(installed: Option<i32>) -> Check {
@@ -392,4 +436,30 @@ async fn notify_round_trip(pool: &PgPool) -> Result<Option<Duration>, Error> {
     drop(client);
     let _ = driver.await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{durability_check, Level};
+
+    #[test]
+    fn durability_warns_when_the_server_may_lose_acknowledged_commits() {
+        assert_eq!(durability_check("on", "on").level, Level::Ok);
+        assert_eq!(durability_check("remote_apply", "on").level, Level::Ok);
+        let check = durability_check("off", "on");
+        assert_eq!(check.level, Level::Warn);
+        assert!(
+            check.detail.starts_with("synchronous_commit is off:"),
+            "{}",
+            check.detail
+        );
+        let check = durability_check("off", "off");
+        assert!(
+            check
+                .detail
+                .starts_with("synchronous_commit is off and fsync is off:"),
+            "{}",
+            check.detail
+        );
+    }
 }

@@ -626,3 +626,147 @@ async fn a_worker_started_while_the_database_is_down_waits_and_clients_fail_fast
     app.stop.shutdown();
     app.handle.await.unwrap().unwrap();
 }
+
+// ---------------------------------------------------------------------------------------------
+// A database that takes no writes.
+
+/// Five steps of 100 ms that write nothing of their own, so only Zart's writes meet the
+/// read-only database.
+struct Quiet;
+
+#[async_trait::async_trait]
+impl zart::TaskHandler for Quiet {
+    type Data = ();
+    type Output = u32;
+
+    async fn run(
+        &self,
+        ctx: &mut zart::TaskContext<impl zart::Scheduler>,
+        _: (),
+    ) -> Result<u32, zart::TaskError> {
+        for i in 0..5u32 {
+            ctx.step(&format!("quiet-{i}"), || async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Ok::<_, std::io::Error>(i)
+            })
+            .await?;
+        }
+        Ok(5)
+    }
+}
+
+/// Sets `default_transaction_read_only` for new sessions of the test database and ends the
+/// current ones (pools reconnect), so every session from here on sees it.
+async fn set_read_only(admin: &tokio_postgres::Client, db: &TestDb, on: bool) {
+    admin
+        .batch_execute(&format!(
+            "alter database {} set default_transaction_read_only = {}",
+            db.name,
+            if on { "on" } else { "off" }
+        ))
+        .await
+        .unwrap();
+    admin
+        .execute(
+            "select pg_terminate_backend(pid) from pg_stat_activity
+              where datname = $1 and pid <> pg_backend_pid()",
+            &[&db.name],
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_database_is_refused_at_start_and_writes_wait_until_it_is_writable() {
+    init_tracing();
+    let db = TestDb::new().await;
+    // The admin session lives on another database: terminating the test database's sessions
+    // must not end it.
+    let admin = zart_tests::connect(&url_with_db(&server_url(), "postgres")).await;
+    let mut registry = zart::TaskRegistry::new();
+    registry.register("quiet", Quiet).unwrap();
+    let registry = Arc::new(registry);
+
+    // Read-only from the start: a worker refuses to start, a client's start says why.
+    set_read_only(&admin, &db, true).await;
+    let scheduler = db.scheduler().await;
+    let worker = Worker::new(
+        scheduler.clone(),
+        registry.clone(),
+        WorkerConfig::default().with_handle_signals(false),
+    );
+    let err = tokio::time::timeout(Duration::from_secs(20), worker.run())
+        .await
+        .expect("the worker refuses at once")
+        .unwrap_err();
+    assert!(!err.is_transient(), "{err}");
+    assert!(err.to_string().contains("read-only"), "{err}");
+    let durable = DurableScheduler::new(scheduler.clone(), registry.clone());
+    let err = durable
+        .start("ro-0", "quiet", serde_json::json!(null))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("read-only"), "{err}");
+
+    // Writable: work runs. Then read-only under a running worker: its writes fail and are
+    // retried (the run is abandoned to its lease, nothing half-written); writable again: every
+    // execution completes with exactly its five steps.
+    set_read_only(&admin, &db, false).await;
+    let scheduler = db.scheduler().await;
+    let durable = DurableScheduler::new(scheduler.clone(), registry.clone());
+    let worker = Worker::new(
+        scheduler.clone(),
+        registry.clone(),
+        WorkerConfig::default()
+            .with_handle_signals(false)
+            .with_lease_duration(Duration::from_secs(2)),
+    );
+    let stop = worker.shutdown_handle();
+    let running = tokio::spawn(worker.run());
+    for i in 0..6 {
+        durable
+            .start(&format!("ro-{i}"), "quiet", serde_json::json!(null))
+            .await
+            .unwrap();
+    }
+    let client = db.client().await;
+    wait_for(
+        "some steps to be recorded",
+        Duration::from_secs(20),
+        || async { (count(&client, "select count(*) from zart_steps").await >= 3).then_some(()) },
+    )
+    .await;
+    drop(client);
+    set_read_only(&admin, &db, true).await;
+    let frozen_at = {
+        let ro = db.client().await;
+        count(&ro, "select count(*) from zart_steps").await
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let ro = db.client().await;
+    assert_eq!(
+        count(&ro, "select count(*) from zart_steps").await,
+        frozen_at,
+        "nothing is written while the database is read-only"
+    );
+    drop(ro);
+    assert!(
+        !running.is_finished(),
+        "the worker rides through, backing off"
+    );
+
+    set_read_only(&admin, &db, false).await;
+    let ids: Vec<String> = (0..6).map(|i| format!("ro-{i}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let done = durable
+        .wait_all(&ids, Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert!(done
+        .iter()
+        .all(|e| e.status == zart::ExecutionStatus::Completed));
+    let client = db.client().await;
+    assert_eq!(count(&client, "select count(*) from zart_steps").await, 30);
+    stop.shutdown();
+    running.await.unwrap().unwrap();
+}

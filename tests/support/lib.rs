@@ -65,7 +65,7 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
-async fn connect(url: &str) -> tokio_postgres::Client {
+pub async fn connect(url: &str) -> tokio_postgres::Client {
     let (client, conn) = tokio_postgres::connect(url, NoTls)
         .await
         .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"));

@@ -163,6 +163,18 @@ fn from_sqlstate(code: &str, message: String, call: Call<'_>, err: BoxError) -> 
             ),
             source: Some(err),
         },
+        // read_only_sql_transaction: a standby, or default_transaction_read_only turned on
+        // since the process started. Transient: a promotion or the setting turned off lets
+        // the same call pass, and workers back off until then.
+        "25006" => Error::Unavailable {
+            message: format!(
+                "{}: the database refused a write because it is read-only ({message}); Zart \
+                 needs a writable primary: point DATABASE_URL at it, or turn \
+                 default_transaction_read_only off for Zart's roles",
+                call.what
+            ),
+            source: Some(err),
+        },
         // undefined_function, undefined_table: the schema is not there.
         "42883" | "42P01" => Error::Schema(format!("{MISSING_SCHEMA} ({message})")),
         _ if code.starts_with("08")
@@ -200,6 +212,22 @@ pub(crate) fn from_pool(err: deadpool_postgres::PoolError, call: Call<'_>) -> Er
             ),
             source: Some(Box::new(other)),
         },
+    }
+}
+
+/// A server that takes no writes, found at start: refused, since nothing Zart does can work.
+pub(crate) fn read_only_database(standby: bool) -> Error {
+    Error::Database {
+        message: if standby {
+            "the database is a hot standby (in recovery) and takes no writes: Zart needs a \
+             writable primary; point DATABASE_URL at the primary"
+                .to_owned()
+        } else {
+            "transactions on this database are read-only (default_transaction_read_only is \
+             on for this login or database): Zart needs to write; turn it off for Zart's roles"
+                .to_owned()
+        },
+        source: None,
     }
 }
 

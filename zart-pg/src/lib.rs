@@ -355,13 +355,16 @@ impl Scheduler for PostgresScheduler {
                 Call::new("checking the schema"),
             )
             .await?;
-        let version: i32 = rows
-            .first()
-            .ok_or_else(errors::missing_schema)?
-            .try_get(0)
-            .map_err(|e| row_error(e, "checking the schema"))?;
+        let row = rows.first().ok_or_else(errors::missing_schema)?;
+        let get_err = |e| row_error(e, "checking the schema");
+        let version: i32 = row.try_get(0).map_err(get_err)?;
         if version < REQUIRED_SCHEMA_VERSION {
             return Err(errors::outdated_schema(version, REQUIRED_SCHEMA_VERSION));
+        }
+        let standby: bool = row.try_get(1).map_err(get_err)?;
+        let read_only: bool = row.try_get(2).map_err(get_err)?;
+        if standby || read_only {
+            return Err(errors::read_only_database(standby));
         }
         Ok(())
     }

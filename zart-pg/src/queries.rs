@@ -2,7 +2,9 @@
 //! live in `sql/zart.sql`; the tables in `migrations/`.
 
 /// The schema version of the installed functions (`zart_schema_version`).
-pub const SCHEMA_VERSION: &str = "select public.zart_schema_version()";
+pub const SCHEMA_VERSION: &str =
+    "select public.zart_schema_version(), pg_catalog.pg_is_in_recovery(), \
+     pg_catalog.current_setting('transaction_read_only') = 'on'";
 
 /// `zart_start_execution` with the bucket computed in SQL from the id.
 /// Params: id, task_name, input, queue, parent_id, deadline_ms, start_after_ms, start_at,

@@ -602,10 +602,13 @@ impl<S: Scheduler> DurableScheduler<S> {
 
     /// Waits until the execution is completed, failed or cancelled, and returns it. Wakes on
     /// the backend's finish notification, not by polling (a slow safety check runs every 5 s).
+    /// A store briefly out of reach (a restart, a dropped connection) does not end the wait: it
+    /// looks again after a back-off, within the timeout.
     ///
     /// # Errors
     /// [`Error::WaitTimeout`] when `timeout` passes first; [`Error::NotFound`] for an unknown
-    /// id.
+    /// id; the transient error ([`Error::Unavailable`], [`Error::Contention`]) when the store
+    /// is still out of reach at the timeout.
     pub async fn wait(&self, id: &str, timeout: Option<Duration>) -> Result<Execution, Error> {
         let mut finished = self.wait_for(&[id], 1, timeout).await?;
         Ok(finished.remove(0))
@@ -683,19 +686,43 @@ impl<S: Scheduler> DurableScheduler<S> {
         // Which ids to look at: all at first, after a sweep and after a lagged stream; else the
         // ones a wake-up named.
         let mut look: Vec<&str> = distinct.clone();
+        // The store being briefly out of reach (a restart, a dropped connection) does not end
+        // the wait: the ids are looked at again after a back-off, within the timeout.
+        let mut backoff = crate::backoff::Backoff::new();
         loop {
+            let mut unreachable: Vec<&str> = Vec::new();
+            let mut last_error = None;
             for id in look.drain(..) {
                 if done.contains_key(id) {
                     continue;
                 }
-                let execution = self.status(id).await?;
-                if execution.status.is_terminal() {
-                    done.insert(id.to_owned(), execution);
+                match self.status(id).await {
+                    Ok(execution) if execution.status.is_terminal() => {
+                        done.insert(id.to_owned(), execution);
+                    }
+                    Ok(_) => {}
+                    Err(err) if err.is_transient() => {
+                        unreachable.push(id);
+                        last_error = Some(err);
+                    }
+                    Err(err) => return Err(err),
                 }
             }
             if done.len() >= need {
                 return Ok(ids.iter().filter_map(|id| done.get(*id).cloned()).collect());
             }
+            if let Some(err) = last_error {
+                let retry_at = tokio::time::Instant::now() + backoff.next();
+                match deadline {
+                    Some(deadline) if retry_at >= deadline => return Err(err),
+                    _ => {}
+                }
+                tracing::debug!(error = %err, "wait: the store is out of reach; looking again");
+                tokio::time::sleep_until(retry_at).await;
+                look = unreachable;
+                continue;
+            }
+            backoff = crate::backoff::Backoff::new();
             if let Some(deadline) = deadline {
                 if tokio::time::Instant::now() >= deadline {
                     let pending = distinct.iter().find(|id| !done.contains_key(**id));

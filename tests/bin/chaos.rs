@@ -782,7 +782,7 @@ async fn inject(
     match kind {
         "restart" => {
             let cluster = cluster.ok_or_else(|| anyhow!("a restart needs the private cluster"))?;
-            let mode = if state.restarts % 2 == 0 {
+            let mode = if state.restarts.is_multiple_of(2) {
                 "fast"
             } else {
                 "immediate"

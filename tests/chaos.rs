@@ -770,3 +770,221 @@ async fn a_read_only_database_is_refused_at_start_and_writes_wait_until_it_is_wr
     stop.shutdown();
     running.await.unwrap().unwrap();
 }
+
+// ---------------------------------------------------------------------------------------------
+// The database's disk fills up, then frees.
+
+/// A small tmpfs mounted as a tablespace of the shared server; everything is undone when it is
+/// dropped (tables moved back, tablespace dropped, unmounted), on failure too.
+struct SmallDisk {
+    dir: String,
+    tablespace: String,
+    url: String,
+}
+
+impl SmallDisk {
+    /// Mounts `size` of tmpfs, owned by the server's OS user, and makes it tablespace `name`.
+    /// Needs root (to mount) and a server on this machine (a superuser login).
+    async fn mount(admin: &tokio_postgres::Client, url: &str, size: &str) -> SmallDisk {
+        use std::os::unix::fs::MetadataExt;
+        let pid = std::process::id();
+        let dir = format!("/tmp/zart-small-disk-{pid}");
+        let tablespace = format!("zart_small_{pid}");
+        std::fs::create_dir_all(&dir).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", &dir])
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "mounting a {size} tmpfs at {dir} failed: the disk-full test needs root"
+        );
+        let disk = SmallDisk {
+            dir: dir.clone(),
+            tablespace: tablespace.clone(),
+            url: url.to_owned(),
+        };
+        let data_dir: String = admin
+            .query_one("select current_setting('data_directory')", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let owner = std::fs::metadata(&data_dir).unwrap_or_else(|e| {
+            panic!("the server's data directory {data_dir} is not on this machine: {e}")
+        });
+        std::os::unix::fs::chown(&dir, Some(owner.uid()), Some(owner.gid())).unwrap();
+        admin
+            .batch_execute(&format!("create tablespace {tablespace} location '{dir}'"))
+            .await
+            .unwrap();
+        disk
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let (url, tablespace, dir) = (self.url.clone(), self.tablespace.clone(), self.dir.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                // Only empty: the test database (dropped first) held the tables. A failed test
+                // keeps its database for inspection, and then the tablespace and mount stay.
+                let admin = zart_tests::connect(&url).await;
+                let _ = admin
+                    .batch_execute(&format!("drop tablespace if exists {tablespace}"))
+                    .await;
+            });
+        })
+        .join();
+        let _ = std::process::Command::new("umount").arg(&dir).status();
+        let _ = std::fs::remove_dir(&dir);
+    }
+}
+
+/// Random bytes (not compressible) as a bytea of `n` KiB, in SQL.
+const RANDOM_KIB: &str =
+    "select decode(string_agg(lpad(to_hex((random() * 4294967295)::bigint), 8, '0'), ''), 'hex')
+                            from generate_series(1, $1::int * 256)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_fails_writes_clearly_and_work_resumes_once_it_frees() {
+    init_tracing();
+    let admin_url = url_with_db(&server_url(), "postgres");
+    let admin = zart_tests::connect(&admin_url).await;
+    let disk = SmallDisk::mount(&admin, &admin_url, "16M").await;
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    // Every Zart table and index of the test database onto the small disk.
+    client
+        .batch_execute(&format!(
+            "alter table all in tablespace pg_default set tablespace {ts};
+             alter index all in tablespace pg_default set tablespace {ts};",
+            ts = disk.tablespace
+        ))
+        .await
+        .unwrap();
+
+    let mut registry = zart::TaskRegistry::new();
+    registry.register("quiet", Quiet).unwrap();
+    let registry = Arc::new(registry);
+    let scheduler = db.scheduler().await;
+    let durable = DurableScheduler::new(scheduler.clone(), registry.clone());
+    for i in 0..8 {
+        durable
+            .start(&format!("full-{i}"), "quiet", serde_json::json!(null))
+            .await
+            .unwrap();
+    }
+
+    // Fill the disk to the last page.
+    client
+        .batch_execute(&format!(
+            "create table filler (b bytea) tablespace {}",
+            disk.tablespace
+        ))
+        .await
+        .unwrap();
+    let mut rows = 0;
+    let full = loop {
+        match client
+            .execute(&format!("insert into filler (b) {RANDOM_KIB}"), &[&256i32])
+            .await
+        {
+            Ok(_) => rows += 1,
+            Err(e) => break e,
+        }
+        assert!(
+            rows < 1000,
+            "16 MB should be full long before 256 MB were written"
+        );
+    };
+    assert_eq!(
+        full.as_db_error().map(|e| e.code().code()),
+        Some("53100"),
+        "the disk filled up: {full}"
+    );
+
+    // Writes that need room fail with a clear, transient error, and store nothing.
+    let big = serde_json::json!({ "blob": "x".repeat(200_000) });
+    let mut filled = 0;
+    let err = loop {
+        // Starts may still find room in pages freed before; keep going until one does not.
+        match durable
+            .start(&format!("big-{filled}"), "quiet", big.clone())
+            .await
+        {
+            Ok(_) => filled += 1,
+            Err(e) => break e,
+        }
+        assert!(filled < 50, "the full disk took 50 starts of 200 KB");
+    };
+    assert!(err.is_transient(), "{err}");
+    assert!(err.to_string().contains("out of disk space"), "{err}");
+    let refused = format!("big-{filled}");
+    assert!(
+        matches!(
+            durable.status(&refused).await,
+            Err(zart::Error::NotFound { .. })
+        ),
+        "the refused start stored nothing"
+    );
+
+    // A worker on the full disk: it rides through, backing off; nothing half-written.
+    let worker = Worker::new(
+        scheduler.clone(),
+        registry.clone(),
+        WorkerConfig::default()
+            .with_handle_signals(false)
+            .with_lease_duration(Duration::from_secs(2)),
+    );
+    let stop = worker.shutdown_handle();
+    let running = tokio::spawn(worker.run());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !running.is_finished(),
+        "the worker rides through the full disk"
+    );
+    let gaps = "select count(*) from (select execution_id, count(*) n, max(seq) m
+                   from zart_steps group by 1) s where s.m + 1 <> s.n";
+    assert_eq!(
+        count(&client, gaps).await,
+        0,
+        "steps are recorded in order, none lost"
+    );
+
+    // Room again: everything completes by itself.
+    client.batch_execute("drop table filler").await.unwrap();
+    let mut ids: Vec<String> = (0..8).map(|i| format!("full-{i}")).collect();
+    ids.extend((0..filled).map(|i| format!("big-{i}")));
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let done = durable
+        .wait_all(&ids, Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert!(done
+        .iter()
+        .all(|e| e.status == zart::ExecutionStatus::Completed));
+    assert_eq!(count(&client, gaps).await, 0);
+    assert_eq!(
+        count(&client, "select count(*) from zart_steps").await,
+        5 * ids.len() as i64
+    );
+    durable
+        .start(&refused, "quiet", big)
+        .await
+        .expect("the refused start goes through once there is room");
+    stop.shutdown();
+    running.await.unwrap().unwrap();
+    eprintln!(
+        "full disk: {rows} filler rows of 256 KiB, {filled} big starts before the refusal, \
+         every execution completed once the filler was dropped"
+    );
+    drop(client);
+    drop(db);
+    // Let the test database's drop finish before the tablespace goes.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(disk);
+}

@@ -163,6 +163,19 @@ fn from_sqlstate(code: &str, message: String, call: Call<'_>, err: BoxError) -> 
             ),
             source: Some(err),
         },
+        // disk_full, out_of_memory: the server could not take the write now; nothing was
+        // written (the transaction rolled back), and the same call passes once there is room.
+        "53100" | "53200" => {
+            Error::Unavailable {
+                message: format!(
+                "{}: the database server is out of {} ({message}); nothing was written, and work \
+                 resumes once it has room",
+                call.what,
+                if code == "53100" { "disk space" } else { "memory" }
+            ),
+                source: Some(err),
+            }
+        }
         // read_only_sql_transaction: a standby, or default_transaction_read_only turned on
         // since the process started. Transient: a promotion or the setting turned off lets
         // the same call pass, and workers back off until then.
@@ -278,6 +291,20 @@ mod tests {
             let err = map(code);
             assert!(matches!(err, Error::Unavailable { .. }), "{code}: {err:?}");
             assert!(err.is_transient(), "{code}");
+        }
+    }
+
+    #[test]
+    fn a_full_disk_a_full_memory_and_a_read_only_database_are_transient_and_say_so() {
+        for (code, says) in [
+            ("53100", "out of disk space"),
+            ("53200", "out of memory"),
+            ("25006", "read-only"),
+        ] {
+            let err = map(code);
+            assert!(matches!(err, Error::Unavailable { .. }), "{code}: {err:?}");
+            assert!(err.is_transient(), "{code}");
+            assert!(err.to_string().contains(says), "{code}: {err}");
         }
     }
 

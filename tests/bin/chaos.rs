@@ -28,7 +28,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -254,54 +254,6 @@ impl Rng {
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
-}
-
-/// Where `zart-test-worker` is: next to this executable. When it is missing and this run was
-/// launched by `cargo run` (which builds only the selected binary), it is built with the same
-/// profile first, so the documented command works on a fresh checkout.
-fn worker_binary() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("locating the zart-chaos executable")?;
-    let path = exe.with_file_name(format!("zart-test-worker{}", std::env::consts::EXE_SUFFIX));
-    if path.exists() {
-        return Ok(path);
-    }
-    let profile = exe
-        .parent()
-        .and_then(Path::file_name)
-        .and_then(|p| p.to_str())
-        .unwrap_or("debug")
-        .to_owned();
-    if let Ok(cargo) = std::env::var("CARGO") {
-        let mut cmd = std::process::Command::new(cargo);
-        cmd.args(["build", "-p", "zart-tests", "--bin", "zart-test-worker"]);
-        match profile.as_str() {
-            "debug" => {}
-            "release" => {
-                cmd.arg("--release");
-            }
-            other => {
-                cmd.args(["--profile", other]);
-            }
-        }
-        eprintln!(
-            "zart-chaos: {} is missing; building it: {cmd:?}",
-            path.display()
-        );
-        let status = cmd.status().context("running cargo build")?;
-        if status.success() && path.exists() {
-            return Ok(path);
-        }
-    }
-    let release = if profile == "release" {
-        " --release"
-    } else {
-        ""
-    };
-    bail!(
-        "the worker binary {} does not exist: build it first with \
-         `cargo build{release} -p zart-tests --bins`",
-        path.display()
-    )
 }
 
 /// A running `zart-test-worker` process.
@@ -607,7 +559,7 @@ async fn main() {
 
 /// Sets up the database, runs the chaos and verifies; true when every invariant held.
 async fn run(o: &Options) -> anyhow::Result<bool> {
-    let bin = worker_binary()?;
+    let bin = zart_tests::sibling_binary("zart-test-worker")?;
     // Combined faults restart the server: never the shared one. It keeps PostgreSQL's
     // durability settings: an immediate shutdown is a crash, and the throwaway default
     // (synchronous_commit off) would lose commits the workers were told had happened.

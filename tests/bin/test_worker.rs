@@ -27,11 +27,24 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
-    let config = WorkerConfig::default()
+    // ZART_TEST_RETENTION_S: completed executions older than this are deleted, checked every
+    // tenth of that (at least a second); the soak driver sets it.
+    let retention = std::env::var("ZART_TEST_RETENTION_S")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|secs| {
+            zart::retention::Retention::default()
+                .with_completed(Some(Duration::from_secs(secs)))
+                .with_interval(Duration::from_secs((secs / 10).max(1)))
+        });
+    let mut config = WorkerConfig::default()
         .with_max_recoveries(max_recoveries)
         .with_lease_duration(Duration::from_millis(lease_ms))
         .with_concurrency(concurrency)
         .with_shutdown_timeout(Duration::from_secs(5));
+    if let Some(retention) = retention {
+        config = config.with_retention(retention);
+    }
     let worker = Worker::new(scheduler, registry, config);
     println!("ready {}", worker.id());
     worker.run().await.expect("worker failed");

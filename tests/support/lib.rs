@@ -442,3 +442,58 @@ impl Harness {
         }
     }
 }
+
+/// Where the binary `name` of this package is: next to the running executable (a driver such
+/// as `zart-chaos` finds `zart-test-worker` so). When it is missing and the driver was launched
+/// by `cargo run` (which builds only the selected binary), it is built with the same profile
+/// first, so the documented commands work on a fresh checkout.
+///
+/// # Errors
+/// When it is missing and cannot be built.
+pub fn sibling_binary(name: &str) -> anyhow::Result<std::path::PathBuf> {
+    use anyhow::{bail, Context as _};
+    use std::path::Path;
+    let exe = std::env::current_exe().context("locating the running executable")?;
+    let path = exe.with_file_name(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    if path.exists() {
+        return Ok(path);
+    }
+    let profile = exe
+        .parent()
+        .and_then(Path::file_name)
+        .and_then(|p| p.to_str())
+        .unwrap_or("debug")
+        .to_owned();
+    if let Ok(cargo) = std::env::var("CARGO") {
+        let mut cmd = std::process::Command::new(cargo);
+        cmd.args(["build", "-p", "zart-tests", "--bin", name]);
+        match profile.as_str() {
+            "debug" => {}
+            "release" => {
+                cmd.arg("--release");
+            }
+            other => {
+                cmd.args(["--profile", other]);
+            }
+        }
+        eprintln!(
+            "zart-chaos: {} is missing; building it: {cmd:?}",
+            path.display()
+        );
+        let status = cmd.status().context("running cargo build")?;
+        if status.success() && path.exists() {
+            return Ok(path);
+        }
+    }
+    let release = if profile == "release" {
+        " --release"
+    } else {
+        ""
+    };
+    bail!(
+        "the worker binary {} does not exist: build it first with \
+         `cargo build{release} -p zart-tests --bins`",
+        path.display()
+    )
+}
+

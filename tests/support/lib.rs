@@ -496,4 +496,3 @@ pub fn sibling_binary(name: &str) -> anyhow::Result<std::path::PathBuf> {
         path.display()
     )
 }
-

@@ -988,3 +988,101 @@ async fn a_full_disk_fails_writes_clearly_and_work_resumes_once_it_frees() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     drop(disk);
 }
+
+// ---------------------------------------------------------------------------------------------
+// No connection to be had: the server's limit reached, the pool exhausted.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_limit_and_an_exhausted_pool_give_clear_errors_and_work_goes_on() {
+    init_tracing();
+    let db = TestDb::new().await;
+    let admin = db.client().await;
+    let logins = zart_tests::logins::Logins::new(&db);
+    let role = logins
+        .create(&admin, "capped", &["zart_worker", "zart_client"])
+        .await;
+    admin
+        .batch_execute(&format!("alter role {role} connection limit 3"))
+        .await
+        .unwrap();
+    let mut registry = zart::TaskRegistry::new();
+    registry.register("quiet", Quiet).unwrap();
+    let registry = Arc::new(registry);
+
+    // The role's three connections are taken: a start fails at once, transient, saying why.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(logins.client("capped").await);
+    }
+    let pool = PgPool::from_config(logins.config("capped"), 8).unwrap();
+    let scheduler = Arc::new(PostgresScheduler::new(pool));
+    let durable = DurableScheduler::new(scheduler.clone(), registry.clone());
+    let err = durable
+        .start("cap-0", "quiet", serde_json::json!(null))
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert!(
+        err.to_string()
+            .contains("no connection left for this login"),
+        "{err}"
+    );
+
+    // A worker on that login rides through while none is free; work started meanwhile (by
+    // another login) waits, and runs once connections come free.
+    admin
+        .execute(
+            "select count(zart_start('cap-' || i, 'quiet', 'null'::jsonb))
+               from generate_series(1, 4) i",
+            &[],
+        )
+        .await
+        .unwrap();
+    let worker = Worker::new(
+        scheduler.clone(),
+        registry.clone(),
+        WorkerConfig::default().with_handle_signals(false),
+    );
+    let stop = worker.shutdown_handle();
+    let running = tokio::spawn(worker.run());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!running.is_finished(), "the worker waits for a connection");
+    let completed = "select count(*) from zart_executions where status = 'completed'";
+    assert_eq!(count(&admin, completed).await, 0);
+    drop(held);
+    wait_for(
+        "every execution to complete",
+        Duration::from_secs(60),
+        || async { (count(&admin, completed).await == 4).then_some(()) },
+    )
+    .await;
+    stop.shutdown();
+    running.await.unwrap().unwrap();
+
+    // A pool whose every connection is held by its owner's own code: Zart's call waits the
+    // pool's wait timeout, then fails saying the pool is exhausted; freed, it works again.
+    let pool = PgPool::from_config(db.config(), 2)
+        .unwrap()
+        .with_wait_timeout(Duration::from_millis(300))
+        .unwrap();
+    let scheduler = Arc::new(PostgresScheduler::new(pool.clone()));
+    let durable = DurableScheduler::new(scheduler, registry.clone());
+    let mine = (
+        pool.pool().get().await.unwrap(),
+        pool.pool().get().await.unwrap(),
+    );
+    let err = durable
+        .start("pool-0", "quiet", serde_json::json!(null))
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert!(
+        err.to_string().contains("no pooled connection came free"),
+        "{err}"
+    );
+    drop(mine);
+    durable
+        .start("pool-0", "quiet", serde_json::json!(null))
+        .await
+        .expect("a start once a connection is free");
+}

@@ -190,12 +190,18 @@ fn from_sqlstate(code: &str, message: String, call: Call<'_>, err: BoxError) -> 
         },
         // undefined_function, undefined_table: the schema is not there.
         "42883" | "42P01" => Error::Schema(format!("{MISSING_SCHEMA} ({message})")),
-        _ if code.starts_with("08")
-            || code == "57P01"
-            || code == "57P02"
-            || code == "57P03"
-            || code == "53300" =>
-        {
+        // too_many_connections: the server's max_connections, or the role's or database's
+        // CONNECTION LIMIT. Transient: connections come free.
+        "53300" => Error::Unavailable {
+            message: format!(
+                "{}: the server has no connection left for this login ({message}): \
+                 max_connections, or a CONNECTION LIMIT on the role or database, is reached; \
+                 each Zart process needs its pool's size plus one (its LISTEN connection)",
+                call.what
+            ),
+            source: Some(err),
+        },
+        _ if code.starts_with("08") || code == "57P01" || code == "57P02" || code == "57P03" => {
             Error::Unavailable {
                 message: call.what.to_owned(),
                 source: Some(err),
@@ -218,6 +224,17 @@ fn from_sqlstate(code: &str, message: String, call: Call<'_>, err: BoxError) -> 
 pub(crate) fn from_pool(err: deadpool_postgres::PoolError, call: Call<'_>) -> Error {
     match err {
         deadpool_postgres::PoolError::Backend(pg) => from_pg(pg, call),
+        deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => {
+            Error::Unavailable {
+                message: format!(
+                    "{}: no pooled connection came free within the pool's wait timeout (every \
+                     connection of the pool is in use: raise the pool's size, PgPool's \
+                     max_size, or run fewer executions at once per process)",
+                    call.what
+                ),
+                source: Some(Box::new(err)),
+            }
+        }
         other => Error::Unavailable {
             message: format!(
                 "{}: could not get a database connection: {other}",

@@ -63,7 +63,7 @@ pub use migrate::{
     migrate, migration_names, migration_plan, MigrateTarget, MigrationPlan, MigrationReport,
     PendingMigration, FUNCTIONS_SQL, HISTORY_TABLE, REQUIRED_SCHEMA_VERSION, ROLES_SQL,
 };
-pub use pool::{PgPool, DEFAULT_POOL_SIZE, LISTEN_URL_ENV};
+pub use pool::{PgPool, DEFAULT_POOL_SIZE, DEFAULT_WAIT_TIMEOUT, LISTEN_URL_ENV};
 pub use step_tx::StepTx;
 pub use tls::{split_url, SslMode, Tls};
 /// The driver [`StepTx`] dereferences to, re-exported so a body's statements name the same

@@ -131,27 +131,24 @@ impl PgPool {
         max_size: usize,
     ) -> Result<Self, Error> {
         tls.apply(&mut config);
-        let manager = Manager::from_config(
-            config.clone(),
-            tls.connector(),
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(max_size.max(1))
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(Duration::from_secs(30)))
-            .create_timeout(Some(Duration::from_secs(10)))
-            .recycle_timeout(Some(Duration::from_secs(5)))
-            .build()
-            .map_err(|e| Error::invalid("pool", e.to_string()))?;
         Ok(PgPool {
-            pool,
+            pool: build_pool(&config, &tls, max_size, DEFAULT_WAIT_TIMEOUT)?,
             config,
             tls,
             listen: None,
         })
+    }
+
+    /// The same pool (not connected yet), whose callers wait at most `wait` for a connection
+    /// to come free when every one is in use, and then fail with [`Error::Unavailable`]
+    /// saying the pool is exhausted. Default [`DEFAULT_WAIT_TIMEOUT`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when the pool cannot be built.
+    pub fn with_wait_timeout(mut self, wait: Duration) -> Result<Self, Error> {
+        let max_size = self.pool.status().max_size;
+        self.pool = build_pool(&self.config, &self.tls, max_size, wait)?;
+        Ok(self)
     }
 
     /// The deadpool pool, for your own queries.
@@ -169,6 +166,33 @@ impl PgPool {
     pub fn tls(&self) -> &Tls {
         &self.tls
     }
+}
+
+/// How long a caller waits for a pooled connection when all are in use, unless
+/// [`PgPool::with_wait_timeout`] says otherwise.
+pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn build_pool(
+    config: &tokio_postgres::Config,
+    tls: &Tls,
+    max_size: usize,
+    wait: Duration,
+) -> Result<Pool, Error> {
+    let manager = Manager::from_config(
+        config.clone(),
+        tls.connector(),
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(max_size.max(1))
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(wait))
+        .create_timeout(Some(Duration::from_secs(10)))
+        .recycle_timeout(Some(Duration::from_secs(5)))
+        .build()
+        .map_err(|e| Error::invalid("pool", e.to_string()))
 }
 
 /// A URL's settings with Zart's defaults: a 10 s connect timeout and `application_name`.

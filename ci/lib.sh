@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Shared helpers for the ci/ scripts; source it, don't run it.
 # Provides: log/warn/die/step messages, at_exit (stacked EXIT hooks),
-# with_pg (bring up Postgres via ci/pg-up, stop it at exit if we started it).
+# with_pg (bring up Postgres via ci/pg-up, stop it at exit if we started it), with_mariadb
+# (the same for MariaDB via ci/mariadb-up).
 
 CI_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CI_NAME="${CI_NAME:-$(basename "$0")}"
@@ -41,6 +42,20 @@ with_pg() {
   if [[ ${ZART_PG_FRESH:-0} == 1 ]]; then
     # shellcheck disable=SC2016 # expanded when the hook runs
     at_exit '"$CI_ROOT/ci/pg-down" || true'
+  fi
+}
+
+# with_mariadb: make ZART_MYSQL_URL point at a reachable MariaDB/MySQL server (reusing the
+# caller's, or 127.0.0.1:3306, if it answers); a throwaway server started here is stopped at
+# exit.
+with_mariadb() {
+  local out
+  out="$("$CI_ROOT/ci/mariadb-up")" || die "could not bring up MariaDB (see messages above)"
+  unset ZART_MYSQL_FRESH
+  eval "$out"
+  if [[ ${ZART_MYSQL_FRESH:-0} == 1 ]]; then
+    # shellcheck disable=SC2016 # expanded when the hook runs
+    at_exit '"$CI_ROOT/ci/mariadb-down" || true'
   fi
 }
 

@@ -51,6 +51,10 @@ impl Fixture for Inspector {
         self.db.advance_clock(by).await;
     }
 
+    async fn reopen(&self) -> Option<DynScheduler> {
+        Some(self.db.scheduler().await)
+    }
+
     async fn execution(&self, id: &str) -> Option<ExecutionRow> {
         let row = self
             .client

@@ -1,10 +1,13 @@
 //! Random histories checked against a model.
 //!
 //! A seeded generator draws a sequence of operations on one fresh store: starts (new, repeated
-//! and conflicting ids), claims by two fake workers, step commits, completions, sleeps, event
-//! waits and their resumption after a claim, events sent, cancels, releases, heartbeats, worker
-//! "crashes" (a worker forgets its leases; the store still holds them until they expire and
-//! another claim takes over), writes under stale leases, and moves of the store's clock. Every
+//! and conflicting ids), claims by two fake workers, step commits, completions and failures,
+//! sleeps, event waits, child executions (started by a holder, its parent woken by their end,
+//! cancels and failures cascading to them) and the resumption of each wait after a claim,
+//! events sent, cancels, releases, heartbeats, worker "crashes" (a worker forgets its leases;
+//! the store still holds them until they expire and another claim takes over), writes under
+//! stale leases, restarts of the backend (a new scheduler on the same store, when the fixture
+//! can make one) and moves of the store's clock. Every
 //! operation's answer is checked against a small reference model of what the contract says must
 //! happen, and after every operation every execution's status, claim count and recorded steps
 //! are compared with the model. A failure names its seed; [`run_history`] with that seed replays
@@ -20,11 +23,12 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use zart::scheduler::{
-    AwaitEventParams, ClaimTasksParams, ClaimedTask, CommitStepParams, CompleteExecutionParams,
-    EventWait, HeartbeatParams, Lease, Outcome, ReleaseTasksParams, SendEventParams, SleepParams,
-    StartExecutionParams, StepStatus, WakeAt,
+    AwaitEventParams, ChildWait, ClaimTasksParams, ClaimedTask, CommitStepParams,
+    CompleteExecutionParams, DynScheduler, EventWait, HeartbeatParams, Lease, Outcome,
+    ReleaseTasksParams, SendEventParams, SleepParams, StartChildParams, StartExecutionParams,
+    StepStatus, WakeAt,
 };
-use zart::{Error, ExecutionStatus, Scheduler};
+use zart::{Error, ErrorRecord, ExecutionStatus, Scheduler};
 
 use crate::{Backend, Harness};
 
@@ -44,6 +48,10 @@ pub struct HistoryReport {
     pub operations: usize,
     /// Store-wide comparisons with the model (one after each operation).
     pub checks: usize,
+    /// Restarts of the backend (0 when the fixture cannot reopen the store).
+    pub restarts: usize,
+    /// Child executions started.
+    pub children: usize,
 }
 
 /// SplitMix64: a small, fixed generator, so a seed replays the same history on any build.
@@ -88,6 +96,11 @@ enum Wait {
         name: String,
         delivered: Option<Value>,
     },
+    Child {
+        step: String,
+        seq: u32,
+        child_id: String,
+    },
 }
 
 /// One execution as the contract says it must be.
@@ -106,6 +119,8 @@ struct Model {
     wait: Option<Wait>,
     /// Event waits opened per name (their step names count up, as `ctx.wait_for_event`'s).
     waits_per_name: BTreeMap<String, u32>,
+    /// The parent, for a child execution.
+    parent: Option<String>,
 }
 
 impl Model {
@@ -160,7 +175,7 @@ impl Model {
 
 /// One history in progress.
 struct History<'a> {
-    scheduler: &'a dyn Scheduler,
+    scheduler: DynScheduler,
     harness: &'a Harness,
     rng: Rng,
     now: i64,
@@ -171,6 +186,7 @@ struct History<'a> {
     every_lease: Vec<Lease>,
     counter: u64,
     log: String,
+    report: HistoryReport,
 }
 
 /// Runs one history of `operations` operations with `seed` on a fresh store of `backend`.
@@ -183,9 +199,8 @@ pub async fn run_history(
     operations: usize,
 ) -> Result<HistoryReport, String> {
     let harness = backend.fresh().await;
-    let scheduler = harness.scheduler().clone();
     let mut history = History {
-        scheduler: &*scheduler,
+        scheduler: harness.scheduler().clone(),
         harness: &harness,
         rng: Rng(seed),
         now: 0,
@@ -194,6 +209,7 @@ pub async fn run_history(
         every_lease: Vec::new(),
         counter: 0,
         log: String::new(),
+        report: HistoryReport::default(),
     };
     let mut report = HistoryReport::default();
     for step in 0..operations {
@@ -211,6 +227,8 @@ pub async fn run_history(
         }
         report.checks += 1;
     }
+    report.restarts = history.report.restarts;
+    report.children = history.report.children;
     if std::env::var_os("ZART_HISTORY_LOG").is_some() {
         eprintln!("history seed {seed}:\n{}", history.log);
     }
@@ -252,18 +270,20 @@ impl History<'_> {
     async fn step(&mut self) -> Result<(), String> {
         let w = self.rng.below(WORKERS);
         match self.rng.below(100) {
-            0..=14 => self.start().await,
-            15..=29 => self.claim(w).await,
-            30..=39 => self.commit(w).await,
-            40..=45 => self.complete(w).await,
-            46..=53 => self.sleep(w).await,
-            54..=61 => self.await_event(w).await,
-            62..=69 => self.resume(w).await,
-            70..=79 => self.send().await,
-            80..=82 => self.cancel().await,
-            83..=85 => self.release(w).await,
-            86..=88 => self.heartbeat(w).await,
-            89..=90 => {
+            0..=12 => self.start().await,
+            13..=26 => self.claim(w).await,
+            27..=35 => self.commit(w).await,
+            36..=40 => self.complete(w, false).await,
+            41..=42 => self.complete(w, true).await,
+            43..=49 => self.sleep(w).await,
+            50..=56 => self.await_event(w).await,
+            57..=61 => self.child(w).await,
+            62..=68 => self.resume(w).await,
+            69..=77 => self.send().await,
+            78..=80 => self.cancel().await,
+            81..=83 => self.release(w).await,
+            84..=85 => self.heartbeat(w).await,
+            86..=87 => {
                 self.say(format!(
                     "crash w{w}: it forgets {} leases",
                     self.held[w].len()
@@ -271,8 +291,23 @@ impl History<'_> {
                 self.held[w].clear();
                 Ok(())
             }
-            91..=94 => self.zombie_write().await,
+            88..=91 => self.zombie_write().await,
+            92..=93 => self.restart().await,
             _ => self.advance().await,
+        }
+    }
+
+    /// A new scheduler on the same store, as after a restart of the process; the fake
+    /// workers keep their leases (the store does).
+    async fn restart(&mut self) -> Result<(), String> {
+        match self.harness.fixture().reopen().await {
+            Some(scheduler) => {
+                self.say("restart the backend".to_owned());
+                self.scheduler = scheduler;
+                self.report.restarts += 1;
+                Ok(())
+            }
+            None => self.advance().await,
         }
     }
 
@@ -308,6 +343,7 @@ impl History<'_> {
                         events: Vec::new(),
                         wait: None,
                         waits_per_name: BTreeMap::new(),
+                        parent: None,
                     },
                 );
                 Ok(())
@@ -407,6 +443,7 @@ impl History<'_> {
                 }
             }
             let ended = match &model.wait {
+                Some(Wait::Child { .. }) => false,
                 Some(Wait::Sleep { step, .. }) | Some(Wait::Event { step, .. }) => task
                     .steps
                     .iter()
@@ -502,35 +539,167 @@ impl History<'_> {
         }
     }
 
-    async fn complete(&mut self, w: usize) -> Result<(), String> {
+    async fn complete(&mut self, w: usize, failed: bool) -> Result<(), String> {
         let Some(lease) = self.pick_lease(w) else {
             return self.claim(w).await;
         };
         let model = self.model_of(&lease)?;
         let id = lease.execution_id.clone();
-        self.say(format!("complete {id} by w{w} (fence {})", lease.fence));
+        let how = if failed { "fail" } else { "complete" };
+        self.say(format!("{how} {id} by w{w} (fence {})", lease.fence));
+        let outcome = if failed {
+            Outcome::Failed(ErrorRecord {
+                kind: "step_failed".into(),
+                message: "on purpose".into(),
+                ..Default::default()
+            })
+        } else {
+            Outcome::Completed(json!("done"))
+        };
         let got = self
             .scheduler
             .complete_execution(CompleteExecutionParams {
                 lease: lease.clone(),
-                outcome: Outcome::Completed(json!("done")),
+                outcome,
             })
             .await;
-        if model.holds(&lease) {
-            expect(&format!("complete {id}"), code(&got), "ok")?;
-            let model = self.models.get_mut(&id).ok_or("gone")?;
-            model.status = ExecutionStatus::Completed;
+        if !model.holds(&lease) {
+            return expect(&format!("{how} {id} by w{w}"), code(&got), model.refusal());
+        }
+        expect(&format!("{how} {id}"), code(&got), "ok")?;
+        let model = self.models.get_mut(&id).ok_or("gone")?;
+        model.status = if failed {
+            ExecutionStatus::Failed
+        } else {
+            ExecutionStatus::Completed
+        };
+        model.lease = None;
+        model.due_at = None;
+        model.wait = None;
+        if failed {
+            // A failed execution's unfinished descendants are cancelled with it.
+            for victim in self.descendants(&id) {
+                self.cancelled(&victim);
+            }
+        }
+        self.wake_parent(&id);
+        Ok(())
+    }
+
+    /// The unfinished descendants of `id`, children first.
+    fn descendants(&self, id: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut frontier = vec![id.to_owned()];
+        while let Some(parent) = frontier.pop() {
+            for (child, m) in &self.models {
+                if m.parent.as_deref() == Some(parent.as_str()) {
+                    frontier.push(child.clone());
+                    if !m.finished() {
+                        found.push(child.clone());
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    fn cancelled(&mut self, id: &str) {
+        if let Some(model) = self.models.get_mut(id) {
+            model.status = ExecutionStatus::Cancelled;
             model.lease = None;
             model.due_at = None;
             model.wait = None;
-            Ok(())
-        } else {
-            expect(
-                &format!("complete {id} by w{w}"),
+        }
+    }
+
+    /// `id` has ended: its parent, if suspended waiting for it, is due now.
+    fn wake_parent(&mut self, id: &str) {
+        let now = self.now;
+        let Some(parent) = self.models.get(id).and_then(|m| m.parent.clone()) else {
+            return;
+        };
+        if let Some(p) = self.models.get_mut(&parent) {
+            let waits_for_it =
+                matches!(&p.wait, Some(Wait::Child { child_id, .. }) if child_id == id);
+            if waits_for_it && !p.finished() && p.lease.is_none() {
+                p.due_at = Some(now);
+            }
+        }
+    }
+
+    /// Starts a child of an execution worker `w` holds: it suspends waiting for it.
+    async fn child(&mut self, w: usize) -> Result<(), String> {
+        let Some(lease) = self.pick_lease(w) else {
+            return self.claim(w).await;
+        };
+        let model = self.model_of(&lease)?;
+        if model.wait.is_some() {
+            return self.resume_under(lease, w).await;
+        }
+        let id = lease.execution_id.clone();
+        let seq = model.next_seq();
+        let step = format!("kid{seq}");
+        let child_id = format!("{id}/{step}");
+        if child_id.len() > 200 {
+            return self.commit_under(lease, &format!("w{w}")).await;
+        }
+        self.say(format!("start child {child_id} by w{w}"));
+        let got = self
+            .scheduler
+            .start_child(StartChildParams {
+                lease: lease.clone(),
+                name: step.clone(),
+                seq,
+                child_id: child_id.clone(),
+                task_name: TASK.into(),
+                input: json!(0),
+                queue: "default".into(),
+                detached: false,
+            })
+            .await;
+        if !model.holds(&lease) {
+            return expect(
+                &format!("start child {child_id}"),
                 code(&got),
                 model.refusal(),
-            )
+            );
         }
+        let wait = got.map_err(|e| format!("start child {child_id}: {e}"))?;
+        if wait != ChildWait::Waiting {
+            return Err(format!(
+                "start child {child_id}: {wait:?}, the model says it waits"
+            ));
+        }
+        let now = self.now;
+        self.models.insert(
+            child_id.clone(),
+            Model {
+                input: 0,
+                status: ExecutionStatus::Scheduled,
+                attempts: 0,
+                lease: None,
+                due_at: Some(now),
+                steps: Vec::new(),
+                events: Vec::new(),
+                wait: None,
+                waits_per_name: BTreeMap::new(),
+                parent: Some(id.clone()),
+            },
+        );
+        self.report.children += 1;
+        let model = self.models.get_mut(&id).ok_or("gone")?;
+        model.steps.push(ModelStep {
+            name: step.clone(),
+            seq,
+            status: Some(StepStatus::Waiting),
+        });
+        model.wait = Some(Wait::Child {
+            step,
+            seq,
+            child_id,
+        });
+        model.suspend(ExecutionStatus::Waiting, None);
+        Ok(())
     }
 
     async fn sleep(&mut self, w: usize) -> Result<(), String> {
@@ -716,6 +885,66 @@ impl History<'_> {
                     )),
                 }
             }
+            Some(Wait::Child {
+                step,
+                seq,
+                child_id,
+            }) => {
+                self.say(format!("resume {step} of {id} by w{w}"));
+                let got = self
+                    .scheduler
+                    .start_child(StartChildParams {
+                        lease: lease.clone(),
+                        name: step.clone(),
+                        seq,
+                        child_id: child_id.clone(),
+                        task_name: TASK.into(),
+                        input: json!(0),
+                        queue: "default".into(),
+                        detached: false,
+                    })
+                    .await;
+                if !model.holds(&lease) {
+                    return expect(
+                        &format!("resume {step} of {id}"),
+                        code(&got),
+                        model.refusal(),
+                    );
+                }
+                let got = got.map_err(|e| format!("resume {step} of {id}: {e}"))?;
+                let child_status = self
+                    .models
+                    .get(&child_id)
+                    .map(|c| c.status)
+                    .ok_or("no model of the child")?;
+                let ended = matches!(
+                    child_status,
+                    ExecutionStatus::Completed
+                        | ExecutionStatus::Failed
+                        | ExecutionStatus::Cancelled
+                );
+                let model = self.models.get_mut(&id).ok_or("gone")?;
+                match got {
+                    ChildWait::Finished { status, .. } if ended && status == child_status => {
+                        if let Some(row) = model.step_mut(&step) {
+                            row.status = Some(if status == ExecutionStatus::Completed {
+                                StepStatus::Completed
+                            } else {
+                                StepStatus::Failed
+                            });
+                        }
+                        model.wait = None;
+                        Ok(())
+                    }
+                    ChildWait::Waiting if !ended => {
+                        model.suspend(ExecutionStatus::Waiting, None);
+                        Ok(())
+                    }
+                    got => Err(format!(
+                        "resume {step} of {id}: {got:?}; the model's child {child_id} is {child_status}"
+                    )),
+                }
+            }
             Some(Wait::Event {
                 step,
                 seq,
@@ -812,10 +1041,13 @@ impl History<'_> {
     }
 
     async fn cancel(&mut self) -> Result<(), String> {
-        let id = format!("h{}", self.rng.below(IDS + 1));
+        // Any execution (children too), or the one id never started.
+        let ids: Vec<String> = self.models.keys().cloned().collect();
+        let pick = self.rng.below(ids.len() + 1);
+        let id = ids.get(pick).cloned().unwrap_or_else(|| format!("h{IDS}"));
         self.say(format!("cancel {id}"));
         let got = self.scheduler.cancel_execution(&id).await;
-        let Some(model) = self.models.get_mut(&id) else {
+        let Some(model) = self.models.get(&id) else {
             return expect(&format!("cancel unknown {id}"), code(&got), "not_found");
         };
         let ids = got.map_err(|e| format!("cancel {id}: {e}"))?;
@@ -825,13 +1057,20 @@ impl History<'_> {
             }
             return Ok(());
         }
-        if ids != [id.clone()] {
-            return Err(format!("cancel {id} returned {ids:?}"));
+        let mut want = vec![id.clone()];
+        want.extend(self.descendants(&id));
+        let (mut got_sorted, mut want_sorted) = (ids.clone(), want.clone());
+        got_sorted.sort();
+        want_sorted.sort();
+        if ids.first() != Some(&id) || got_sorted != want_sorted {
+            return Err(format!(
+                "cancel {id} returned {ids:?}; the model cancels {want:?}"
+            ));
         }
-        model.status = ExecutionStatus::Cancelled;
-        model.lease = None;
-        model.due_at = None;
-        model.wait = None;
+        for victim in &want {
+            self.cancelled(victim);
+        }
+        self.wake_parent(&id);
         Ok(())
     }
 
@@ -931,6 +1170,12 @@ impl History<'_> {
                 return Err(format!(
                     "{id} is {} after {} claims; the model says {} after {}",
                     row.status, row.attempts, model.status, model.attempts
+                ));
+            }
+            if row.parent_id != model.parent {
+                return Err(format!(
+                    "{id} has parent {:?}; the model says {:?}",
+                    row.parent_id, model.parent
                 ));
             }
             let steps = fixture.steps(id).await;

@@ -92,6 +92,13 @@ pub trait Fixture: Send + Sync + 'static {
     /// The step rows of one execution (steps, sleeps, event waits, children, patch markers),
     /// in `seq` order.
     async fn steps(&self, id: &str) -> Vec<StepRow>;
+
+    /// A new scheduler on the same store, as a process restarted on it would build (new
+    /// connections, nothing kept in memory). The random histories restart the backend with it
+    /// and go on with the new one; `None` (the default) leaves restarts out of them.
+    async fn reopen(&self) -> Option<DynScheduler> {
+        None
+    }
 }
 
 /// One execution as stored (`zart_executions` in the Postgres backend).

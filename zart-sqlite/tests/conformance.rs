@@ -43,6 +43,7 @@ impl Backend for Sqlite {
         conn.busy_timeout(Duration::from_secs(5)).unwrap();
         let store = Store {
             dir,
+            url,
             scheduler: scheduler.clone(),
             conn: Mutex::new(conn),
         };
@@ -56,6 +57,7 @@ zart_conformance::suite!(Sqlite);
 /// One case's database: its directory, the scheduler (for the clock) and a read connection.
 struct Store {
     dir: PathBuf,
+    url: String,
     scheduler: Arc<SqliteScheduler>,
     conn: Mutex<Connection>,
 }
@@ -76,6 +78,15 @@ fn count(n: i64) -> u32 {
 impl Fixture for Store {
     async fn advance_clock(&self, by: Duration) {
         self.scheduler.advance_test_clock(by).await.unwrap();
+    }
+
+    async fn reopen(&self) -> Option<DynScheduler> {
+        // The clock's offset is in the file: the new scheduler sees the same time.
+        let scheduler =
+            SqliteScheduler::connect_with(&self.url, SqliteOptions::default().test_clock(true))
+                .await
+                .unwrap();
+        Some(Arc::new(scheduler))
     }
 
     async fn execution(&self, id: &str) -> Option<ExecutionRow> {

@@ -1086,3 +1086,154 @@ async fn a_connection_limit_and_an_exhausted_pool_give_clear_errors_and_work_goe
         .await
         .expect("a start once a connection is free");
 }
+
+// ---------------------------------------------------------------------------------------------
+// A hot standby.
+
+/// A standby of a private cluster (`pg_basebackup -R`, then started on a free port), stopped
+/// and deleted when dropped.
+struct Standby {
+    dir: String,
+    pg_ctl: String,
+    user: String,
+    url: String,
+}
+
+impl Standby {
+    /// Makes and starts a streaming standby of `primary` (blocking).
+    fn start(primary: &PgUp) -> Standby {
+        let pg_ctl = primary.get("ZART_PG_CTL");
+        let user = primary.get("ZART_PG_USER");
+        let bin = std::path::Path::new(&pg_ctl).parent().unwrap().to_owned();
+        let dir = format!("{}-standby", primary.get("ZART_PG_DIR"));
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let as_user = |program: &std::path::Path, args: &[&str]| {
+            let mut cmd = if zart_tests::is_root() && user != "root" {
+                let mut c = std::process::Command::new("runuser");
+                c.args(["-u", &user, "--"]).arg(program);
+                c
+            } else {
+                std::process::Command::new(program)
+            };
+            let status = cmd
+                .current_dir("/")
+                .args(args)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            if !status.success() {
+                let log = args
+                    .iter()
+                    .position(|a| *a == "-l")
+                    .and_then(|i| std::fs::read_to_string(args[i + 1]).ok())
+                    .unwrap_or_default();
+                panic!("{} {args:?} failed:\n{log}", program.display());
+            }
+        };
+        std::fs::create_dir_all(&dir).unwrap();
+        // A data directory must be private to the server's user.
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        if zart_tests::is_root() {
+            let _ = std::process::Command::new("chown")
+                .args([&user, &dir])
+                .status();
+        }
+        as_user(
+            &bin.join("pg_basebackup"),
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &primary.port().to_string(),
+                "-U",
+                "postgres",
+                "-D",
+                &dir,
+                "-R",
+                "-X",
+                "stream",
+                "--checkpoint=fast",
+            ],
+        );
+        let standby = Standby {
+            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            dir: dir.clone(),
+            pg_ctl: pg_ctl.clone(),
+            user: user.clone(),
+        };
+        // max_connections as the primary's (ci/pg-up's): a standby may not have fewer.
+        let opts = format!(
+            "-c listen_addresses=127.0.0.1 -p {port} -k {dir} -c hot_standby=on \
+             -c max_connections=300"
+        );
+        as_user(
+            std::path::Path::new(&pg_ctl),
+            &[
+                "-D",
+                &dir,
+                "-w",
+                "-t",
+                "60",
+                "-l",
+                &format!("{dir}/server.log"),
+                "-o",
+                &opts,
+                "start",
+            ],
+        );
+        standby
+    }
+}
+
+impl Drop for Standby {
+    fn drop(&mut self) {
+        let mut cmd = if zart_tests::is_root() && self.user != "root" {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", &self.user, "--", &self.pg_ctl]);
+            c
+        } else {
+            std::process::Command::new(&self.pg_ctl)
+        };
+        let _ = cmd
+            .current_dir("/")
+            .args(["-D", &self.dir, "-m", "immediate", "stop"])
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_standby_is_refused_at_start_naming_the_primary() {
+    init_tracing();
+    let primary = Arc::new(private_pg().await);
+    zart_pg::migrate(&tokio_postgres::Config::from_str(&primary.url()).unwrap())
+        .await
+        .unwrap();
+    let p = primary.clone();
+    let standby = tokio::task::spawn_blocking(move || Standby::start(&p))
+        .await
+        .unwrap();
+    let scheduler = Arc::new(PostgresScheduler::new(
+        PgPool::connect(&standby.url).await.unwrap(),
+    ));
+    let mut registry = zart::TaskRegistry::new();
+    registry.register("quiet", Quiet).unwrap();
+    let worker = Worker::new(
+        scheduler,
+        Arc::new(registry),
+        WorkerConfig::default().with_handle_signals(false),
+    );
+    let err = tokio::time::timeout(Duration::from_secs(20), worker.run())
+        .await
+        .expect("the worker refuses at once")
+        .unwrap_err();
+    assert!(!err.is_transient(), "{err}");
+    assert!(err.to_string().contains("hot standby"), "{err}");
+    assert!(err.to_string().contains("primary"), "{err}");
+    drop(standby);
+}

@@ -11,6 +11,8 @@ pub mod pg_up;
 pub mod sidecar;
 pub mod tasks;
 
+pub use pg_up::is_root;
+
 use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::str::FromStr;

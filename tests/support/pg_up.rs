@@ -159,7 +159,8 @@ impl PgUp {
     }
 }
 
-fn is_root() -> bool {
+/// Whether this process runs as root (servers then run as their own OS user).
+pub fn is_root() -> bool {
     std::process::Command::new("id")
         .arg("-u")
         .output()

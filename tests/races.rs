@@ -97,19 +97,22 @@ async fn an_event_sent_while_a_later_wait_on_the_channel_registers_is_its_own() 
                 )
             })
         };
-        let (wait_call, send_call) = if waiter_first {
-            let w = start_wait();
-            wait_until_blocked(&locker, waiter_pid, &holders, "the waiter").await;
-            let s = send(id.clone(), second.clone());
-            wait_until_blocked(&locker, sender_pid, &holders, "the sender").await;
-            (w, s)
-        } else {
-            let s = send(id.clone(), second.clone());
-            wait_until_blocked(&locker, sender_pid, &holders, "the sender").await;
-            let w = start_wait();
-            wait_until_blocked(&locker, waiter_pid, &holders, "the waiter").await;
-            (w, s)
-        };
+        let (wait_call, send_call) = queue_up(
+            &locker,
+            &holders,
+            Racer {
+                pid: waiter_pid,
+                what: "the waiter",
+                start: Box::new(start_wait),
+            },
+            Racer {
+                pid: sender_pid,
+                what: "the sender",
+                start: Box::new(|| send(id.clone(), second.clone())),
+            },
+            waiter_first,
+        )
+        .await;
         locker.batch_execute("commit").await.unwrap();
         let (state, got) = wait_call.await.unwrap();
         let woken = send_call.await.unwrap();
@@ -255,19 +258,22 @@ async fn a_child_ending_while_the_parent_waits_for_its_children_wakes_it_or_is_s
                     .get::<_, Option<String>>(0)
             })
         };
-        let (wait_call, end_call) = if parent_first {
-            let w = start_wait();
-            wait_until_blocked(&locker, parent_pid, &holders, "the parent").await;
-            let e = start_end();
-            wait_until_blocked(&locker, child_pid, &holders, "the child's outcome").await;
-            (w, e)
-        } else {
-            let e = start_end();
-            wait_until_blocked(&locker, child_pid, &holders, "the child's outcome").await;
-            let w = start_wait();
-            wait_until_blocked(&locker, parent_pid, &holders, "the parent").await;
-            (w, e)
-        };
+        let (wait_call, end_call) = queue_up(
+            &locker,
+            &holders,
+            Racer {
+                pid: parent_pid,
+                what: "the parent",
+                start: Box::new(start_wait),
+            },
+            Racer {
+                pid: child_pid,
+                what: "the child's outcome",
+                start: Box::new(start_end),
+            },
+            parent_first,
+        )
+        .await;
         locker.batch_execute("commit").await.unwrap();
         let (state, output) = wait_call.await.unwrap();
         let woke = end_call.await.unwrap();
@@ -360,6 +366,38 @@ async fn wait_until_blocked(client: &tokio_postgres::Client, pid: i32, by: &[i32
             "{what} (backend {pid}) never blocked on the wait lock"
         );
         tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// One call of a forced race: the session that makes it (its backend pid), what it is (for
+/// messages), and how to start it.
+struct Racer<'a, T> {
+    pid: i32,
+    what: &'a str,
+    start: Box<dyn FnOnce() -> tokio::task::JoinHandle<T> + Send + 'a>,
+}
+
+/// Starts the two calls in the order asked (`a` first when `a_first`), each only once the one
+/// before it queues behind the lock the locker holds; returns their handles as (a, b).
+async fn queue_up<A, B>(
+    locker: &tokio_postgres::Client,
+    holders: &[i32],
+    a: Racer<'_, A>,
+    b: Racer<'_, B>,
+    a_first: bool,
+) -> (tokio::task::JoinHandle<A>, tokio::task::JoinHandle<B>) {
+    if a_first {
+        let ha = (a.start)();
+        wait_until_blocked(locker, a.pid, holders, a.what).await;
+        let hb = (b.start)();
+        wait_until_blocked(locker, b.pid, holders, b.what).await;
+        (ha, hb)
+    } else {
+        let hb = (b.start)();
+        wait_until_blocked(locker, b.pid, holders, b.what).await;
+        let ha = (a.start)();
+        wait_until_blocked(locker, a.pid, holders, a.what).await;
+        (ha, hb)
     }
 }
 
@@ -473,19 +511,22 @@ async fn race_lane(url: String, lane: usize, iterations: usize) -> LaneStats {
                     .get::<_, Option<String>>(0)
             })
         };
-        let (wait_call, send_call) = if waiter_first {
-            let w = start_wait();
-            wait_until_blocked(&locker, waiter_pid, &holders, "the waiter").await;
-            let s = start_send();
-            wait_until_blocked(&locker, sender_pid, &holders, "the sender").await;
-            (w, s)
-        } else {
-            let s = start_send();
-            wait_until_blocked(&locker, sender_pid, &holders, "the sender").await;
-            let w = start_wait();
-            wait_until_blocked(&locker, waiter_pid, &holders, "the waiter").await;
-            (w, s)
-        };
+        let (wait_call, send_call) = queue_up(
+            &locker,
+            &holders,
+            Racer {
+                pid: waiter_pid,
+                what: "the waiter",
+                start: Box::new(start_wait),
+            },
+            Racer {
+                pid: sender_pid,
+                what: "the sender",
+                start: Box::new(start_send),
+            },
+            waiter_first,
+        )
+        .await;
         locker.batch_execute("commit").await.unwrap();
         let (state, got) = wait_call.await.unwrap();
         let woken = send_call.await.unwrap();

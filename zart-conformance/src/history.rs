@@ -242,6 +242,20 @@ fn code(result: &Result<impl std::fmt::Debug, Error>) -> &'static str {
     }
 }
 
+/// The answer to a write under `lease`: the model's refusal when the lease is not held (then
+/// `None`), else the value, which must be there.
+fn answer<T: std::fmt::Debug>(
+    model: &Model,
+    lease: &Lease,
+    what: &str,
+    got: Result<T, Error>,
+) -> Result<Option<T>, String> {
+    if !model.holds(lease) {
+        return expect(what, code(&got), model.refusal()).map(|()| None);
+    }
+    got.map(Some).map_err(|e| format!("{what}: {e}"))
+}
+
 fn expect(what: &str, got: &'static str, want: &'static str) -> Result<(), String> {
     if got == want {
         Ok(())
@@ -476,6 +490,48 @@ impl History<'_> {
         Ok(())
     }
 
+    /// `start_child` of the history's child `child_id` from step `step` at `seq`.
+    async fn start_child_call(
+        &self,
+        lease: &Lease,
+        step: &str,
+        seq: u32,
+        child_id: &str,
+    ) -> Result<ChildWait, Error> {
+        self.scheduler
+            .start_child(StartChildParams {
+                lease: lease.clone(),
+                name: step.to_owned(),
+                seq,
+                child_id: child_id.to_owned(),
+                task_name: TASK.into(),
+                input: json!(0),
+                queue: "default".into(),
+                detached: false,
+            })
+            .await
+    }
+
+    /// `await_event` of event `name` from step `step` at `seq`, without a timeout.
+    async fn await_call(
+        &self,
+        lease: &Lease,
+        step: &str,
+        seq: u32,
+        name: &str,
+    ) -> Result<EventWait, Error> {
+        self.scheduler
+            .await_event(AwaitEventParams {
+                lease: lease.clone(),
+                queue: "default".into(),
+                name: step.to_owned(),
+                seq,
+                event_name: name.to_owned(),
+                timeout: None,
+            })
+            .await
+    }
+
     /// The model of the execution `lease` is for (it always exists: leases come from claims).
     fn model_of(&self, lease: &Lease) -> Result<Model, String> {
         self.models
@@ -644,27 +700,10 @@ impl History<'_> {
             return self.commit_under(lease, &format!("w{w}")).await;
         }
         self.say(format!("start child {child_id} by w{w}"));
-        let got = self
-            .scheduler
-            .start_child(StartChildParams {
-                lease: lease.clone(),
-                name: step.clone(),
-                seq,
-                child_id: child_id.clone(),
-                task_name: TASK.into(),
-                input: json!(0),
-                queue: "default".into(),
-                detached: false,
-            })
-            .await;
-        if !model.holds(&lease) {
-            return expect(
-                &format!("start child {child_id}"),
-                code(&got),
-                model.refusal(),
-            );
-        }
-        let wait = got.map_err(|e| format!("start child {child_id}: {e}"))?;
+        let got = self.start_child_call(&lease, &step, seq, &child_id).await;
+        let Some(wait) = answer(&model, &lease, &format!("start child {child_id}"), got)? else {
+            return Ok(());
+        };
         if wait != ChildWait::Waiting {
             return Err(format!(
                 "start child {child_id}: {wait:?}, the model says it waits"
@@ -726,14 +765,15 @@ impl History<'_> {
                 until: WakeAt::After(Duration::from_secs(60 * minutes as u64)),
             })
             .await;
-        if !model.holds(&lease) {
-            return expect(
-                &format!("sleep {name} of {id} by w{w}"),
-                code(&got),
-                model.refusal(),
-            );
-        }
-        let left = got.map_err(|e| format!("sleep {name} of {id}: {e}"))?;
+        let Some(left) = answer(
+            &model,
+            &lease,
+            &format!("sleep {name} of {id} by w{w}"),
+            got,
+        )?
+        else {
+            return Ok(());
+        };
         if left.is_none() {
             return Err(format!(
                 "sleep {name} of {id}: ended at once, the model says it suspends"
@@ -773,25 +813,16 @@ impl History<'_> {
         let seq = model.next_seq();
         let id = lease.execution_id.clone();
         self.say(format!("await {step} of {id} by w{w}"));
-        let got = self
-            .scheduler
-            .await_event(AwaitEventParams {
-                lease: lease.clone(),
-                queue: "default".into(),
-                name: step.clone(),
-                seq,
-                event_name: name.clone(),
-                timeout: None,
-            })
-            .await;
-        if !model.holds(&lease) {
-            return expect(
-                &format!("await {step} of {id} by w{w}"),
-                code(&got),
-                model.refusal(),
-            );
-        }
-        let got = got.map_err(|e| format!("await {step} of {id}: {e}"))?;
+        let got = self.await_call(&lease, &step, seq, &name).await;
+        let Some(got) = answer(
+            &model,
+            &lease,
+            &format!("await {step} of {id} by w{w}"),
+            got,
+        )?
+        else {
+            return Ok(());
+        };
         let model = self.models.get_mut(&id).ok_or("gone")?;
         model.waits_per_name.insert(name.clone(), nth);
         let buffered = model.events.iter().position(|(n, _)| *n == name);
@@ -858,14 +889,10 @@ impl History<'_> {
                         until: WakeAt::After(Duration::from_secs(3600)),
                     })
                     .await;
-                if !model.holds(&lease) {
-                    return expect(
-                        &format!("resume {step} of {id}"),
-                        code(&got),
-                        model.refusal(),
-                    );
-                }
-                let left = got.map_err(|e| format!("resume {step} of {id}: {e}"))?;
+                let Some(left) = answer(&model, &lease, &format!("resume {step} of {id}"), got)?
+                else {
+                    return Ok(());
+                };
                 let now = self.now;
                 let model = self.models.get_mut(&id).ok_or("gone")?;
                 match (left, until <= now) {
@@ -891,27 +918,11 @@ impl History<'_> {
                 child_id,
             }) => {
                 self.say(format!("resume {step} of {id} by w{w}"));
-                let got = self
-                    .scheduler
-                    .start_child(StartChildParams {
-                        lease: lease.clone(),
-                        name: step.clone(),
-                        seq,
-                        child_id: child_id.clone(),
-                        task_name: TASK.into(),
-                        input: json!(0),
-                        queue: "default".into(),
-                        detached: false,
-                    })
-                    .await;
-                if !model.holds(&lease) {
-                    return expect(
-                        &format!("resume {step} of {id}"),
-                        code(&got),
-                        model.refusal(),
-                    );
-                }
-                let got = got.map_err(|e| format!("resume {step} of {id}: {e}"))?;
+                let got = self.start_child_call(&lease, &step, seq, &child_id).await;
+                let Some(got) = answer(&model, &lease, &format!("resume {step} of {id}"), got)?
+                else {
+                    return Ok(());
+                };
                 let child_status = self
                     .models
                     .get(&child_id)
@@ -952,25 +963,11 @@ impl History<'_> {
                 delivered,
             }) => {
                 self.say(format!("resume {step} of {id} by w{w}"));
-                let got = self
-                    .scheduler
-                    .await_event(AwaitEventParams {
-                        lease: lease.clone(),
-                        queue: "default".into(),
-                        name: step.clone(),
-                        seq,
-                        event_name: name.clone(),
-                        timeout: None,
-                    })
-                    .await;
-                if !model.holds(&lease) {
-                    return expect(
-                        &format!("resume {step} of {id}"),
-                        code(&got),
-                        model.refusal(),
-                    );
-                }
-                let got = got.map_err(|e| format!("resume {step} of {id}: {e}"))?;
+                let got = self.await_call(&lease, &step, seq, &name).await;
+                let Some(got) = answer(&model, &lease, &format!("resume {step} of {id}"), got)?
+                else {
+                    return Ok(());
+                };
                 let model = self.models.get_mut(&id).ok_or("gone")?;
                 match (got, delivered) {
                     (EventWait::Received(payload), Some(want)) => {

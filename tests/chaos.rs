@@ -23,12 +23,33 @@ const STEPS: i64 = 5;
 // ---------------------------------------------------------------------------------------------
 // Worker processes killed at random: the zart-chaos driver on a small run.
 
+/// The invariants every zart-chaos run must report held; returns the report's number `k`.
+fn assert_chaos_held(figures: &serde_json::Value) -> impl Fn(&str) -> i64 + '_ {
+    let n = move |k: &str| {
+        figures[k]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{k} in {figures}"))
+    };
+    assert_eq!(figures["ok"], true);
+    assert_eq!(n("completed"), n("workflows"));
+    assert_eq!(n("lost"), 0);
+    assert_eq!(n("steps_recorded_twice"), 0);
+    assert_eq!(n("executions_with_wrong_steps"), 0);
+    assert_eq!(n("step_rows"), n("workflows") * STEPS);
+    assert_eq!(n("steps_never_ran"), 0);
+    assert_eq!(n("unexplained_reruns"), 0);
+    assert_eq!(n("unexpected_worker_exits"), 0);
+    assert_eq!(n("stuck_tasks"), 0);
+    n
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_small() {
     init_tracing();
-    let json = std::env::temp_dir().join(format!("zart-chaos-small-{}.json", std::process::id()));
-    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_zart-chaos"))
-        .args([
+    let server = server_url();
+    let figures = zart_tests::run_driver(
+        env!("CARGO_BIN_EXE_zart-chaos"),
+        &[
             "--workflows",
             "60",
             "--workers",
@@ -44,41 +65,15 @@ async fn chaos_small() {
             "--timeout-s",
             "90",
             "--database-url",
-            &server_url(),
-            "--json",
-        ])
-        .arg(&json)
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("zart-chaos did not finish within 120 s")
-        .expect("run zart-chaos");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("{stderr}{stdout}");
-    assert!(out.status.success(), "zart-chaos failed: {}", out.status);
-
-    let figures: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON report")).unwrap();
-    let _ = std::fs::remove_file(&json);
-    let n = |k: &str| {
-        figures[k]
-            .as_i64()
-            .unwrap_or_else(|| panic!("{k} in {figures}"))
-    };
-    assert_eq!(figures["ok"], true);
+            &server,
+        ],
+        &[],
+        Duration::from_secs(120),
+    )
+    .await;
+    let n = assert_chaos_held(&figures);
     assert!(n("workflows") >= 60);
     assert!(n("kills") >= 5, "{figures}");
-    assert_eq!(n("completed"), n("workflows"));
-    assert_eq!(n("lost"), 0);
-    assert_eq!(n("steps_recorded_twice"), 0);
-    assert_eq!(n("executions_with_wrong_steps"), 0);
-    assert_eq!(n("step_rows"), n("workflows") * STEPS);
-    assert_eq!(n("steps_never_ran"), 0);
-    assert_eq!(n("unexplained_reruns"), 0);
-    assert_eq!(n("unexpected_worker_exits"), 0);
-    assert_eq!(n("stuck_tasks"), 0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -87,10 +82,9 @@ async fn chaos_small() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_combined_small() {
     init_tracing();
-    let json =
-        std::env::temp_dir().join(format!("zart-chaos-combined-{}.json", std::process::id()));
-    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_zart-chaos"))
-        .args([
+    let figures = zart_tests::run_driver(
+        env!("CARGO_BIN_EXE_zart-chaos"),
+        &[
             "--workflows",
             "60",
             "--workers",
@@ -108,53 +102,19 @@ async fn chaos_combined_small() {
             "900",
             "--timeout-s",
             "150",
-            "--json",
-        ])
-        .arg(&json)
-        .env_remove("DATABASE_URL")
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(200), run)
-        .await
-        .expect("zart-chaos --faults did not finish within 200 s")
-        .expect("run zart-chaos");
-    eprintln!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .filter(|l| !l.starts_with("[worker"))
-            .collect::<Vec<_>>()
-            .join("\n"),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert!(
-        out.status.success(),
-        "zart-chaos --faults failed: {}",
-        out.status
-    );
-    let figures: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON report")).unwrap();
-    let _ = std::fs::remove_file(&json);
-    let n = |k: &str| {
-        figures[k]
-            .as_i64()
-            .unwrap_or_else(|| panic!("{k} in {figures}"))
-    };
-    assert_eq!(figures["ok"], true);
+        ],
+        // The faults run on a private cluster of their own.
+        &["DATABASE_URL"],
+        Duration::from_secs(200),
+    )
+    .await;
+    let n = assert_chaos_held(&figures);
     assert!(n("kills") >= 3, "{figures}");
     assert_eq!(n("restarts"), 2, "{figures}");
     assert_eq!(n("storms"), 3, "{figures}");
     assert_eq!(n("listener_drops"), 3, "{figures}");
     assert_eq!(n("stalls"), 3, "{figures}");
     assert_eq!(figures["skewed_workers"], true);
-    assert_eq!(n("completed"), n("workflows"));
-    assert_eq!(n("lost"), 0);
-    assert_eq!(n("steps_recorded_twice"), 0);
-    assert_eq!(n("step_rows"), n("workflows") * STEPS);
-    assert_eq!(n("steps_never_ran"), 0);
-    assert_eq!(n("unexplained_reruns"), 0);
-    assert_eq!(n("unexpected_worker_exits"), 0);
-    assert_eq!(n("stuck_tasks"), 0);
 }
 
 // ---------------------------------------------------------------------------------------------

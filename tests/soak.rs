@@ -11,9 +11,10 @@ use zart_tests::{init_tracing, server_url};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_small() {
     init_tracing();
-    let json = std::env::temp_dir().join(format!("zart-soak-small-{}.json", std::process::id()));
-    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_zart-soak"))
-        .args([
+    let server = server_url();
+    let report = zart_tests::run_driver(
+        env!("CARGO_BIN_EXE_zart-soak"),
+        &[
             "--steady-s",
             "20",
             "--rate",
@@ -27,25 +28,12 @@ async fn soak_small() {
             "--retention-s",
             "15",
             "--database-url",
-            &server_url(),
-            "--json",
-        ])
-        .arg(&json)
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(300), run)
-        .await
-        .expect("zart-soak did not finish within 300 s")
-        .expect("run zart-soak");
-    eprintln!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert!(out.status.success(), "zart-soak failed: {}", out.status);
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON report")).unwrap();
-    let _ = std::fs::remove_file(&json);
+            &server,
+        ],
+        &[],
+        Duration::from_secs(300),
+    )
+    .await;
     assert_eq!(report["ok"], true);
     let phases: Vec<&str> = report["samples"]
         .as_array()

@@ -498,3 +498,55 @@ pub fn sibling_binary(name: &str) -> anyhow::Result<std::path::PathBuf> {
         path.display()
     )
 }
+
+/// Runs a driver binary (`zart-chaos`, `zart-soak`: pass `env!("CARGO_BIN_EXE_<name>")`) with
+/// `args` and `--json <a temporary file>`, without the environment variables `unset`, for at
+/// most `limit`; prints its output (workers' log lines left out), fails the test unless it
+/// exits 0, and returns its JSON report.
+pub async fn run_driver(
+    bin: &str,
+    args: &[&str],
+    unset: &[&str],
+    limit: Duration,
+) -> serde_json::Value {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let name = std::path::Path::new(bin)
+        .file_name()
+        .map_or_else(|| "driver".into(), |n| n.to_string_lossy().into_owned());
+    let json = std::env::temp_dir().join(format!(
+        "{name}-{}-{}.json",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    let mut command = tokio::process::Command::new(bin);
+    command
+        .args(args)
+        .arg("--json")
+        .arg(&json)
+        .kill_on_drop(true);
+    for key in unset {
+        command.env_remove(key);
+    }
+    let out = tokio::time::timeout(limit, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("{name} did not finish within {limit:?}"))
+        .unwrap_or_else(|e| panic!("run {name}: {e}"));
+    eprintln!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|l| !l.starts_with("[worker"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        out.status.success(),
+        "{name} {args:?} failed: {}",
+        out.status
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON report")).unwrap();
+    let _ = std::fs::remove_file(&json);
+    report
+}

@@ -1,31 +1,15 @@
 //! `zart list` and `zart show`: executions rendered as tables or JSON from [`zart::admin`].
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use zart::admin::{ExecutionDetail, ExecutionPage, ExecutionSummary, StepRecord, WaitReason};
-use zart::{ErrorRecord, ExecutionStatus};
+use zart::view::{ExecutionDetailView, ExecutionPageView};
+use zart::ExecutionStatus;
 
-use crate::text::{between, json_short, table, time, time_json, time_or_dash};
+use crate::text::{between, json_short, table, time, time_or_dash};
 
-/// A page of executions as JSON.
+/// A page of executions as JSON (the shape of [`zart::view`]).
 pub fn page_json(page: &ExecutionPage) -> Value {
-    json!({
-        "executions": page.executions.iter().map(summary_json).collect::<Vec<_>>(),
-        "next_after": page.next_after,
-    })
-}
-
-fn summary_json(s: &ExecutionSummary) -> Value {
-    json!({
-        "id": s.id,
-        "task": s.task_name,
-        "queue": s.queue,
-        "status": s.status.as_str(),
-        "attempts": s.attempts,
-        "parent_id": s.parent_id,
-        "created_at": time(s.created_at),
-        "started_at": time_json(s.started_at),
-        "finished_at": time_json(s.finished_at),
-    })
+    serde_json::to_value(ExecutionPageView::from(page)).unwrap_or(Value::Null)
 }
 
 /// A page of executions as a table, with how to get the next page.
@@ -75,102 +59,9 @@ fn shell_word(s: &str) -> String {
     }
 }
 
-fn error_json(e: &ErrorRecord) -> Value {
-    json!({
-        "kind": e.kind,
-        "message": e.message,
-        "step": e.step,
-        "attempts": e.attempts,
-        "details": e.details,
-        "retryable": e.retryable,
-    })
-}
-
-/// One execution in full as JSON.
+/// One execution in full as JSON (the shape of [`zart::view`]).
 pub fn detail_json(d: &ExecutionDetail) -> Value {
-    let e = &d.execution;
-    json!({
-        "execution": {
-            "id": e.id,
-            "task": e.task_name,
-            "queue": e.queue,
-            "status": e.status.as_str(),
-            "attempts": e.attempts,
-            "parent_id": e.parent_id,
-            "input": e.input,
-            "output": e.output,
-            "error": e.error.as_ref().map(error_json),
-            "deadline_at": time_json(d.deadline_at),
-            "created_at": time(e.created_at),
-            "started_at": time_json(e.started_at),
-            "updated_at": time(d.updated_at),
-            "finished_at": time_json(e.finished_at),
-        },
-        "waiting": d.wait_reasons().iter().map(reason_json).collect::<Vec<_>>(),
-        "task": d.task.as_ref().map(|t| json!({
-            "run_at": time_json(t.run_at),
-            "locked_by": t.locked_by,
-            "wait_kind": t.wait_kind,
-            "wait_name": t.wait_name,
-            "recoveries": t.recoveries,
-        })),
-        "steps": d.steps.iter().map(|s| json!({
-            "seq": s.seq,
-            "name": s.name,
-            "kind": s.kind,
-            "status": s.outcome(),
-            "attempts": s.attempts,
-            "output": s.output,
-            "error": s.error.as_ref().map(error_json),
-            "wake_at": time_json(s.wake_at),
-            "created_at": time(s.created_at),
-            "updated_at": time(s.updated_at),
-        })).collect::<Vec<_>>(),
-        "children": d.children.iter().map(summary_json).collect::<Vec<_>>(),
-        "pending_events": d.pending_events.iter().map(|v| json!({
-            "name": v.name,
-            "payload": v.payload,
-            "created_at": time(v.created_at),
-        })).collect::<Vec<_>>(),
-        "now": time(d.now),
-    })
-}
-
-fn reason_json(r: &WaitReason) -> Value {
-    match r {
-        WaitReason::Running {
-            worker,
-            lease_until,
-        } => json!({"reason": "running", "worker": worker, "lease_until": time(*lease_until)}),
-        WaitReason::LeaseExpired { worker, expired_at } => {
-            json!({"reason": "lease_expired", "worker": worker, "expired_at": time(*expired_at)})
-        }
-        WaitReason::Sleeping { step, until } => {
-            json!({"reason": "sleeping", "step": step, "until": time(*until)})
-        }
-        WaitReason::Retrying {
-            step,
-            attempts,
-            until,
-        } => {
-            json!({"reason": "retrying", "step": step, "attempts": attempts, "until": time(*until)})
-        }
-        WaitReason::Event {
-            name,
-            since,
-            timeout_at,
-        } => json!({"reason": "event", "event": name, "since": time_json(*since),
-                    "timeout_at": time_json(*timeout_at)}),
-        WaitReason::Child { child_id, since } => {
-            json!({"reason": "child", "child_id": child_id, "since": time_json(*since)})
-        }
-        WaitReason::Due { since } => json!({"reason": "due", "since": time(*since)}),
-        WaitReason::Scheduled { at } => json!({"reason": "scheduled", "at": time(*at)}),
-        WaitReason::PastDeadline { deadline } => {
-            json!({"reason": "past_deadline", "deadline": time(*deadline)})
-        }
-        _ => json!({"reason": "unknown"}),
-    }
+    serde_json::to_value(ExecutionDetailView::from(d)).unwrap_or(Value::Null)
 }
 
 fn reason_text(d: &ExecutionDetail, r: &WaitReason) -> String {

@@ -7,11 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A time as the CLI prints it.
 pub fn time(t: SystemTime) -> String {
-    let ms = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
-    zart_sqlite::clock::format(ms)
+    zart::view::time(t)
 }
 
 /// An optional time, `-` when absent.

@@ -73,6 +73,7 @@ mod retry;
 pub mod schedule;
 pub mod scheduler;
 pub mod telemetry;
+pub mod view;
 pub mod wakeups;
 mod worker;
 

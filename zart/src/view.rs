@@ -41,6 +41,7 @@ fn time_opt(t: Option<SystemTime>) -> Option<String> {
 
 /// One page of executions ([`crate::admin::Admin::list_executions`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExecutionPageView {
     /// The executions, newest first.
     pub executions: Vec<ExecutionSummaryView>,
@@ -59,6 +60,7 @@ impl From<&ExecutionPage> for ExecutionPageView {
 
 /// An execution in a list: everything but its input, output and error.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExecutionSummaryView {
     /// The id.
     pub id: String,
@@ -99,6 +101,7 @@ impl From<&ExecutionSummary> for ExecutionSummaryView {
 
 /// A recorded error.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorView {
     /// Its kind (`step_failed`, `panic`, an application error's own kind, ...).
     pub kind: String,
@@ -109,6 +112,7 @@ pub struct ErrorView {
     /// That step's attempts.
     pub attempts: Option<u32>,
     /// An application error's details.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub details: Option<serde_json::Value>,
     /// Whether an application error said it may be retried.
     pub retryable: Option<bool>,
@@ -130,6 +134,7 @@ impl From<&ErrorRecord> for ErrorView {
 /// One execution in full ([`crate::admin::Admin::describe_execution`]), with why it is not
 /// moving.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExecutionDetailView {
     /// The execution.
     pub execution: ExecutionView,
@@ -179,6 +184,7 @@ impl From<&ExecutionDetail> for ExecutionDetailView {
 
 /// The execution part of an [`ExecutionDetailView`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExecutionView {
     /// The id.
     pub id: String,
@@ -193,8 +199,10 @@ pub struct ExecutionView {
     /// The parent, for a child execution.
     pub parent_id: Option<String>,
     /// The input.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub input: serde_json::Value,
     /// The output, once completed.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub output: Option<serde_json::Value>,
     /// The error, once failed or cancelled.
     pub error: Option<ErrorView>,
@@ -212,6 +220,7 @@ pub struct ExecutionView {
 
 /// Why an unfinished execution is where it is ([`WaitReason`]), tagged by `reason`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "reason", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum WaitReasonView {
@@ -333,6 +342,7 @@ impl From<&WaitReason> for WaitReasonView {
 
 /// The live queue entry of an unfinished execution.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskView {
     /// When it is due (`null`: not until something wakes it).
     pub run_at: Option<String>,
@@ -360,6 +370,7 @@ impl From<&TaskState> for TaskView {
 
 /// One step or wait.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StepView {
     /// Its position in call order.
     pub seq: u32,
@@ -373,6 +384,7 @@ pub struct StepView {
     /// Attempts recorded.
     pub attempts: u32,
     /// The output.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub output: Option<serde_json::Value>,
     /// The error.
     pub error: Option<ErrorView>,
@@ -403,10 +415,12 @@ impl From<&StepRecord> for StepView {
 
 /// An event no wait has consumed yet.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PendingEventView {
     /// Its name.
     pub name: String,
     /// Its payload.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub payload: serde_json::Value,
     /// When it was sent.
     pub created_at: String,
@@ -433,6 +447,9 @@ mod tests {
         let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_796_000_000_123);
         assert_eq!(time(t), "2026-11-30T00:53:20.123Z");
         // Truncated to the millisecond, never rounded up.
-        assert_eq!(time(t + Duration::from_micros(999)), "2026-11-30T00:53:20.123Z");
+        assert_eq!(
+            time(t + Duration::from_micros(999)),
+            "2026-11-30T00:53:20.123Z"
+        );
     }
 }

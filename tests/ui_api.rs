@@ -313,3 +313,90 @@ async fn ids_with_slashes_are_percent_encoded_and_the_openapi_document_describes
     assert!(doc["components"]["schemas"]["ExecutionDetailView"].is_object());
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_is_served_without_a_token_and_the_stream_pushes_snapshots() {
+    init_tracing();
+    let h = seeded().await;
+    let port = serve(
+        &h,
+        UiConfig::with_tokens([TOKEN]).refresh(Duration::from_millis(200)),
+    )
+    .await;
+
+    // The page: no data of its own, so no token needed; nothing loaded from elsewhere.
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut page = String::new();
+    stream.read_to_string(&mut page).await.unwrap();
+    assert!(page.starts_with("HTTP/1.1 200"), "{}", &page[..80]);
+    assert!(page.contains("<title>Zart</title>"));
+    for outside in ["http://", "https://", "//cdn"] {
+        assert!(
+            !page.contains(&format!("src=\"{outside}")),
+            "the page loads {outside}"
+        );
+    }
+    let (status, config) = get(port, "/api/config").await;
+    assert_eq!((status, config["read_only"].as_bool()), (200, Some(false)));
+
+    // The stream: a snapshot at once, then one after a change.
+    let (status, _) = call(port, "GET", "/api/stream", None, None).await;
+    assert_eq!(status, 401, "the stream needs a token too");
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stream
+        .write_all(
+            format!(
+                "GET /api/stream HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    let mut buf = vec![0u8; 65536];
+    let next_snapshot = |seen: &mut String| -> Option<Value> {
+        let at = seen.find("event: snapshot\ndata: ")?;
+        let rest = &seen[at + "event: snapshot\ndata: ".len()..];
+        let end = rest.find('\n')?;
+        let value = serde_json::from_str(&rest[..end]).ok()?;
+        let cut = at + "event: snapshot\ndata: ".len() + end;
+        seen.drain(..cut);
+        Some(value)
+    };
+    let mut snapshots = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while snapshots.len() < 2 {
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut buf))
+            .await
+            .expect("snapshots within 20 s")
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        while let Some(s) = next_snapshot(&mut seen) {
+            snapshots.push(s);
+            if snapshots.len() == 1 {
+                // A change for the next snapshot to carry.
+                h.durable.cancel("nap").await.unwrap();
+            }
+        }
+    }
+    let first = &snapshots[0];
+    assert_eq!(first["recent"]["executions"].as_array().unwrap().len(), 4);
+    assert_eq!(first["queues"][0]["by_status"]["sleeping"], 1);
+    let second = &snapshots[1];
+    let nap = second["recent"]["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == "nap")
+        .unwrap();
+    assert_eq!(nap["status"], "cancelled");
+    h.stop().await;
+}

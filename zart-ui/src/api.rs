@@ -24,6 +24,7 @@ use crate::Backend;
 pub(crate) struct State {
     pub(crate) backend: Arc<dyn Backend>,
     pub(crate) read_only: bool,
+    pub(crate) live: Arc<crate::live::Live>,
 }
 
 type Api<T> = Result<Json<T>, ApiError>;
@@ -36,6 +37,8 @@ pub(crate) fn routes(state: State) -> Router {
         .route("/api/executions/{id}/retry", post(retry))
         .route("/api/executions/{id}/events", post(send_event))
         .route("/api/queues", get(queues))
+        .route("/api/config", get(config))
+        .route("/api/stream", get(crate::live::stream))
         .route("/api/openapi.json", get(openapi))
         .with_state(state)
 }
@@ -263,6 +266,21 @@ pub(crate) struct QueueView {
     by_status: BTreeMap<String, u64>,
 }
 
+/// The queue stats as the API shows them.
+pub(crate) fn queue_views(stats: Vec<zart::admin::QueueStats>) -> Vec<QueueView> {
+    stats
+        .into_iter()
+        .map(|q| QueueView {
+            queue: q.queue,
+            by_status: q
+                .by_status
+                .into_iter()
+                .map(|(s, n)| (s.as_str().to_owned(), n))
+                .collect(),
+        })
+        .collect()
+}
+
 /// Unfinished executions per queue, by status.
 #[utoipa::path(
     get,
@@ -271,20 +289,27 @@ pub(crate) struct QueueView {
     security(("bearer" = []))
 )]
 async fn queues(axum::extract::State(state): axum::extract::State<State>) -> Api<Vec<QueueView>> {
-    let stats = state.backend.queue_stats().await?;
-    Ok(Json(
-        stats
-            .into_iter()
-            .map(|q| QueueView {
-                queue: q.queue,
-                by_status: q
-                    .by_status
-                    .into_iter()
-                    .map(|(s, n)| (s.as_str().to_owned(), n))
-                    .collect(),
-            })
-            .collect(),
-    ))
+    Ok(Json(queue_views(state.backend.queue_stats().await?)))
+}
+
+/// What the API allows, for a client to show only what works.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ConfigView {
+    /// True when every action is refused.
+    read_only: bool,
+}
+
+/// What the API allows.
+#[utoipa::path(
+    get,
+    path = "/api/config",
+    responses((status = 200, description = "What the API allows", body = ConfigView)),
+    security(("bearer" = []))
+)]
+async fn config(axum::extract::State(state): axum::extract::State<State>) -> Json<ConfigView> {
+    Json(ConfigView {
+        read_only: state.read_only,
+    })
 }
 
 /// This API's OpenAPI document.
@@ -303,7 +328,7 @@ fn writable(state: &State) -> Result<(), ApiError> {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Zart admin API", description = "See and act on Zart executions."),
-    paths(list_executions, describe_execution, cancel, retry, send_event, queues),
+    paths(list_executions, describe_execution, cancel, retry, send_event, queues, config),
     components(schemas(
         ApiError,
         ExecutionPageView,
@@ -312,7 +337,8 @@ fn writable(state: &State) -> Result<(), ApiError> {
         Retried,
         EventBody,
         Sent,
-        QueueView
+        QueueView,
+        ConfigView
     )),
     modifiers(&BearerAuth)
 )]

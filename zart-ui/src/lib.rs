@@ -24,6 +24,9 @@
 //! | `POST /api/executions/{id}/retry` | runs a failed execution again from its failed step |
 //! | `POST /api/executions/{id}/events` | sends an event (`{"name": .., "payload": ..}`) |
 //! | `GET /api/queues` | unfinished executions per queue, by status |
+//! | `GET /api/config` | what the API allows (`read_only`) |
+//! | `GET /api/stream` | server-sent events `snapshot`: queue counts and the newest executions, on change |
+//! | `GET /` | the web UI (no token needed for the page; it asks for one) |
 //! | `GET /api/openapi.json` | this API's OpenAPI 3.1 document |
 //!
 //! Access: every request needs `Authorization: Bearer <token>` with one of the configured
@@ -35,6 +38,7 @@
 mod api;
 mod auth;
 mod errors;
+mod live;
 
 use std::sync::Arc;
 
@@ -55,6 +59,7 @@ pub struct UiConfig {
     tokens: Vec<String>,
     anonymous: bool,
     read_only: bool,
+    refresh: std::time::Duration,
 }
 
 impl std::fmt::Debug for UiConfig {
@@ -83,6 +88,7 @@ impl UiConfig {
                 .collect(),
             anonymous: false,
             read_only: false,
+            refresh: DEFAULT_REFRESH,
         }
     }
 
@@ -93,6 +99,7 @@ impl UiConfig {
             tokens: Vec::new(),
             anonymous: true,
             read_only: false,
+            refresh: DEFAULT_REFRESH,
         }
     }
 
@@ -101,16 +108,41 @@ impl UiConfig {
         self.read_only = read_only;
         self
     }
+
+    /// How often the live view reads a new snapshot while a browser listens (at least 100 ms;
+    /// default [`DEFAULT_REFRESH`]). One read per interval per server, whatever the number of
+    /// browsers.
+    pub fn refresh(mut self, every: std::time::Duration) -> Self {
+        self.refresh = every.max(std::time::Duration::from_millis(100));
+        self
+    }
 }
 
+/// How often the live view refreshes by default.
+pub const DEFAULT_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The API as an axum router (paths under `/api`), over `backend`.
+///
+/// `GET /` serves the web UI, one page with no data of its own, without a token (it asks for
+/// one); everything under `/api` needs it.
 pub fn router(backend: Arc<dyn Backend>, config: UiConfig) -> Router {
     let state = api::State {
         backend,
         read_only: config.read_only,
+        live: Arc::new(live::Live::new(config.refresh)),
     };
-    api::routes(state).layer(axum::middleware::from_fn_with_state(
+    let api = api::routes(state).layer(axum::middleware::from_fn_with_state(
         Arc::new(config),
         auth::require_token,
-    ))
+    ));
+    Router::new()
+        .route("/", axum::routing::get(page))
+        .merge(api)
+}
+
+/// The web UI: one HTML page with its script and styles inline, nothing loaded from elsewhere.
+const PAGE: &str = include_str!("page.html");
+
+async fn page() -> axum::response::Html<&'static str> {
+    axum::response::Html(PAGE)
 }

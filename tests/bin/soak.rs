@@ -250,6 +250,7 @@ async fn sample(
             client,
             "select sum(pg_total_relation_size(c.oid))::float8 / 1048576 from pg_class c
               where c.relkind = 'r' and c.relname like 'zart\\_%'
+                and c.relname not like 'zart\\_test\\_%'
                 and c.relnamespace = 'public'::regnamespace",
         )
         .await?,

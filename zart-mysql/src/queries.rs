@@ -28,14 +28,14 @@ pub const MIGRATION_UNLOCK: &str = "select release_lock('zart_migrate')";
 
 // ---- server checks ------------------------------------------------------------------------
 
-/// What the start checks refuse on: version, binlog format, default engine, isolation.
-pub const SERVER_SETTINGS: &str = "select version(), @@global.binlog_format,
-    @@default_storage_engine, @@session.transaction_isolation";
-/// The session settings every pooled connection runs with.
-pub const SESSION_SETUP: &str = "set session transaction isolation level read committed,
-    time_zone = '+00:00', names utf8mb4 collate utf8mb4_bin";
-/// The session settings without the isolation level (MariaDB before 11.1 rejects the
-/// combined form on some builds).
+/// What the start checks refuse on: version, binlog format, default engine.
+pub const SERVER_SETTINGS: &str =
+    "select version(), @@global.binlog_format, @@default_storage_engine";
+/// The session's isolation level on MariaDB (`tx_isolation`; 11.1+ also has the MySQL name).
+pub const MARIADB_ISOLATION: &str = "select @@session.tx_isolation";
+/// The session's isolation level on MySQL 8.
+pub const MYSQL_ISOLATION: &str = "select @@session.transaction_isolation";
+/// The isolation level every pooled connection runs with.
 pub const SESSION_ISOLATION: &str = "set session transaction isolation level read committed";
 /// The session time zone and character set.
 pub const SESSION_ZONE: &str = "set time_zone = '+00:00', names utf8mb4";

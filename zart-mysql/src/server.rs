@@ -77,11 +77,11 @@ pub(crate) fn describe(url: &str) -> String {
 /// `SKIP LOCKED` and `LIMIT` in updates), a default storage engine other than InnoDB, a
 /// session not READ COMMITTED.
 pub(crate) async fn check(conn: &mut Conn) -> Result<(), Error> {
-    let row: Option<(String, Option<String>, String, String)> = conn
+    let row: Option<(String, Option<String>, String)> = conn
         .query_first(queries::SERVER_SETTINGS)
         .await
         .map_err(|e| from_mysql(e, "reading the server's settings"))?;
-    let Some((version, binlog, engine, isolation)) = row else {
+    let Some((version, binlog, engine)) = row else {
         return Err(crate::errors::internal("the server sent no settings"));
     };
     refuse_version(&version)?;
@@ -98,6 +98,16 @@ pub(crate) async fn check(conn: &mut Conn) -> Result<(), Error> {
             &format!("is {engine}: Zart needs InnoDB's transactions and row locks"),
         ));
     }
+    let isolation_query = if version.to_ascii_lowercase().contains("mariadb") {
+        queries::MARIADB_ISOLATION
+    } else {
+        queries::MYSQL_ISOLATION
+    };
+    let isolation: Option<String> = conn
+        .query_first(isolation_query)
+        .await
+        .map_err(|e| from_mysql(e, "reading the session's isolation level"))?;
+    let isolation = isolation.unwrap_or_default();
     if !isolation.eq_ignore_ascii_case("READ-COMMITTED") {
         return Err(setting(
             "transaction_isolation",

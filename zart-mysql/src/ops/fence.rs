@@ -21,7 +21,10 @@ pub(super) async fn hold(tx: &mut Tx<'_>, lease: &Lease) -> Result<(), Error> {
 
 /// Why a fenced write of `id` was refused.
 pub(super) async fn refused(tx: &mut Tx<'_>, id: &str) -> Result<Error, Error> {
-    let status: Option<String> = tx.first(queries::EXECUTION_STATUS, p![id], "checking a lease").await?;
+    let status: Option<String> = tx
+        .first::<(String, Option<String>)>(queries::EXECUTION_STATUS, p![id], "checking a lease")
+        .await?
+        .map(|(status, _)| status);
     Ok(if status.as_deref() == Some("cancelled") {
         Error::Cancelled { id: id.to_owned() }
     } else {

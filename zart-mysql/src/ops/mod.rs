@@ -148,9 +148,11 @@ pub(crate) async fn first<T: FromRow + Send + 'static>(
     what: &str,
 ) -> Result<Option<T>, Error> {
     let (sql, params) = positional(sql, params);
-    conn.exec_first(sql.as_str(), params)
+    let row: Option<mysql_async::Row> = conn
+        .exec_first(sql.as_str(), params)
         .await
-        .map_err(|e| from_mysql(e, what))
+        .map_err(|e| from_mysql(e, what))?;
+    row.map(|row| convert(row, what)).transpose()
 }
 
 /// Every row of a query on `conn`.
@@ -161,9 +163,18 @@ pub(crate) async fn all<T: FromRow + Send + 'static>(
     what: &str,
 ) -> Result<Vec<T>, Error> {
     let (sql, params) = positional(sql, params);
-    conn.exec(sql.as_str(), params)
+    let rows: Vec<mysql_async::Row> = conn
+        .exec(sql.as_str(), params)
         .await
-        .map_err(|e| from_mysql(e, what))
+        .map_err(|e| from_mysql(e, what))?;
+    rows.into_iter().map(|row| convert(row, what)).collect()
+}
+
+/// A row as `T`, or an error saying what did not fit (the driver's own conversion panics).
+fn convert<T: FromRow>(row: mysql_async::Row, what: &str) -> Result<T, Error> {
+    T::from_row_opt(row).map_err(|e| {
+        crate::errors::internal(format!("{what}: a row did not convert: {:?}", e.0))
+    })
 }
 
 /// `queries.rs` numbers its parameters (`?1`, used as often as needed); MySQL's are

@@ -83,7 +83,10 @@ async fn check_parent(tx: &mut Tx<'_>, id: &str, parent: &str) -> Result<(), Err
             "an execution cannot be its own parent",
         ));
     }
-    let exists: Option<String> = tx.first(queries::EXECUTION_STATUS, p![parent], "starting an execution").await?;
+    let exists: Option<String> = tx
+        .first::<(String, Option<String>)>(queries::EXECUTION_STATUS, p![parent], "starting an execution")
+        .await?
+        .map(|(status, _)| status);
     if exists.is_none() {
         // A new execution cannot be an ancestor of an existing one: no cycle can form.
         return Err(Error::invalid(

@@ -53,7 +53,10 @@ pub(super) async fn start_key(tx: &mut Tx<'_>,
         return Ok(None);
     }
     // Gone (pruned): the start begins anew.
-    let status: Option<String> = tx.first(queries::EXECUTION_STATUS, p![&named], "reading a start key").await?;
+    let status: Option<String> = tx
+        .first::<(String, Option<String>)>(queries::EXECUTION_STATUS, p![&named], "reading a start key")
+        .await?
+        .map(|(status, _)| status);
     match status {
         Some(status) => Ok(Some(StartOutcome {
             created: false,

@@ -182,7 +182,10 @@ pub(super) async fn send_event(tx: &mut Tx<'_>, p: &SendEventParams) -> Result<R
     let payload = to_json(&p.payload, "an event payload")?;
     check_size(tx, "event payload", &payload)?;
     let id = &p.execution_id;
-    let status: Option<String> = tx.first(queries::EXECUTION_STATUS, p![id], "sending an event").await?;
+    let status: Option<String> = tx
+        .first::<(String, Option<String>)>(queries::EXECUTION_STATUS, p![id], "sending an event")
+        .await?
+        .map(|(status, _)| status);
     let Some(status) = status else {
         return Err(Error::NotFound { id: id.clone() });
     };

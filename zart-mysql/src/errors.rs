@@ -73,16 +73,11 @@ pub(crate) fn from_mysql(err: MyError, what: &str) -> Error {
             message: format!("{what}: the database server cannot be reached: {err}"),
             source: Some(Box::new(err)),
         },
-        MyError::Driver(driver) => match driver {
-            mysql_async::DriverError::PoolDisconnected
-            | mysql_async::DriverError::ConnectionClosed => Error::Unavailable {
-                message: format!("{what}: {err}"),
-                source: Some(Box::new(err)),
-            },
-            _ => Error::Database {
-                message: format!("{what}: {err}"),
-                source: Some(Box::new(err)),
-            },
+        MyError::Driver(
+            mysql_async::DriverError::PoolDisconnected | mysql_async::DriverError::ConnectionClosed,
+        ) => Error::Unavailable {
+            message: format!("{what}: {err}"),
+            source: Some(Box::new(err)),
         },
         _ => Error::Database {
             message: format!("{what}: {err}"),

@@ -272,7 +272,9 @@ impl MySqlScheduler {
 }
 
 fn unexpected(reply: Reply) -> Error {
-    internal(format!("the MySQL writer answered {reply:?} to another call"))
+    internal(format!(
+        "the MySQL writer answered {reply:?} to another call"
+    ))
 }
 
 #[async_trait]
@@ -373,7 +375,7 @@ impl Scheduler for MySqlScheduler {
     }
 
     async fn get_execution(&self, id: &str) -> Result<Option<Execution>, Error> {
-        read!(self, |tx| ops::read::get_execution(&mut tx, &id))
+        read!(self, |tx| ops::read::get_execution(&mut tx, id))
     }
 
     async fn prune(&self, p: PruneParams) -> Result<PruneOutcome, Error> {
@@ -448,7 +450,7 @@ impl Scheduler for MySqlScheduler {
     }
 
     async fn get_state(&self, id: &str) -> Result<Vec<zart::scheduler::StateValue>, Error> {
-        read!(self, |tx| ops::read::get_state(&mut tx, &id))
+        read!(self, |tx| ops::read::get_state(&mut tx, id))
     }
 
     async fn begin_step_tx(&self) -> Result<Box<dyn zart::scheduler::StepTransaction>, Error> {

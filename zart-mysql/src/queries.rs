@@ -43,8 +43,7 @@ pub const SESSION_ZONE: &str = "set time_zone = '+00:00', names utf8mb4";
 // ---- clock --------------------------------------------------------------------------------
 
 /// The server's time in milliseconds since the epoch.
-pub const NOW: &str =
-    "select cast(floor(unix_timestamp(utc_timestamp(6)) * 1000) as signed)";
+pub const NOW: &str = "select cast(floor(unix_timestamp(utc_timestamp(6)) * 1000) as signed)";
 /// [`NOW`] plus the test clock's offset.
 pub const NOW_WITH_OFFSET: &str =
     "select cast(floor(unix_timestamp(utc_timestamp(6)) * 1000) as signed)
@@ -257,17 +256,20 @@ pub const CANCEL_EXECUTION: &str = "update zart_executions
     where id = ?1 and status not in ('completed', 'failed', 'cancelled')";
 
 /// What a retry reads of an execution: status, task, queue, the step its error names, deadline.
-pub const RETRY_TARGET: &str = "select status, task_name, queue, json_unquote(json_extract(error, '$.step')),
+pub const RETRY_TARGET: &str =
+    "select status, task_name, queue, json_unquote(json_extract(error, '$.step')),
     deadline_at from zart_executions where id = ?1";
 /// The child whose failure a failed child wait ?2 recorded, if the step is one.
-pub const FAILED_CHILD_OF_STEP: &str = "select json_unquote(json_extract(error, '$.child_id')) from zart_steps
+pub const FAILED_CHILD_OF_STEP: &str =
+    "select json_unquote(json_extract(error, '$.child_id')) from zart_steps
     where execution_id = ?1 and name = ?2 and status = 'failed' and kind = 'child'";
 /// Deletes what a retry re-runs: the failed step ?2 (the one the error names), and every step
 /// in back-off.
 pub const DELETE_RETRIED_STEPS: &str = "delete from zart_steps
     where execution_id = ?1 and (status = 'retrying' or (status = 'failed' and name = ?2))";
 /// The children an execution's open child waits are waiting on.
-pub const OPEN_CHILD_WAITS: &str = "select json_unquote(json_extract(output, '$.child_id')) from zart_steps
+pub const OPEN_CHILD_WAITS: &str =
+    "select json_unquote(json_extract(output, '$.child_id')) from zart_steps
     where execution_id = ?1 and kind = 'child' and status = 'waiting'
       and json_extract(output, '$.child_id') is not null";
 /// The task row of a retried execution, due at ?4, its claim count carried on from the

@@ -94,10 +94,15 @@ async fn apply(conn: &mut Conn) -> Result<MigrationReport, Error> {
     conn.query_drop(queries::CREATE_SCHEMA_HISTORY)
         .await
         .map_err(|e| from_mysql(e, "creating zart_schema_history"))?;
-    let found: i64 = first::<Option<i64>>(conn, queries::SCHEMA_VERSION, Vec::new(), "reading the schema version")
-        .await?
-        .flatten()
-        .unwrap_or(0);
+    let found: i64 = first::<Option<i64>>(
+        conn,
+        queries::SCHEMA_VERSION,
+        Vec::new(),
+        "reading the schema version",
+    )
+    .await?
+    .flatten()
+    .unwrap_or(0);
     if found > SCHEMA_VERSION {
         return Err(newer(found));
     }
@@ -144,15 +149,25 @@ fn statements(sql: &str) -> Vec<String> {
 
 /// Checks that the database on `conn` has this build's schema. Reads only.
 pub(crate) async fn check(conn: &mut Conn) -> Result<(), Error> {
-    let has_history: i64 = first::<i64>(conn, queries::HAS_SCHEMA_HISTORY, Vec::new(), "checking the schema")
-        .await?
-        .unwrap_or(0);
+    let has_history: i64 = first::<i64>(
+        conn,
+        queries::HAS_SCHEMA_HISTORY,
+        Vec::new(),
+        "checking the schema",
+    )
+    .await?
+    .unwrap_or(0);
     let found = if has_history == 0 {
         None
     } else {
-        first::<Option<i64>>(conn, queries::SCHEMA_VERSION, Vec::new(), "checking the schema")
-            .await?
-            .flatten()
+        first::<Option<i64>>(
+            conn,
+            queries::SCHEMA_VERSION,
+            Vec::new(),
+            "checking the schema",
+        )
+        .await?
+        .flatten()
     };
     match found {
         None => Err(Error::Schema(
@@ -184,6 +199,8 @@ mod tests {
     fn migrations_split_into_statements() {
         let parts = statements(MIGRATIONS[0].sql);
         assert_eq!(parts.len(), 9);
-        assert!(parts.iter().all(|s| s.trim_start().starts_with("create table")));
+        assert!(parts
+            .iter()
+            .all(|s| s.trim_start().starts_with("create table")));
     }
 }

@@ -85,7 +85,10 @@ pub(crate) async fn check(conn: &mut Conn) -> Result<(), Error> {
         return Err(crate::errors::internal("the server sent no settings"));
     };
     refuse_version(&version)?;
-    if binlog.as_deref().is_some_and(|b| b.eq_ignore_ascii_case("STATEMENT")) {
+    if binlog
+        .as_deref()
+        .is_some_and(|b| b.eq_ignore_ascii_case("STATEMENT"))
+    {
         return Err(setting(
             "binlog_format",
             "is STATEMENT: row locks with SKIP LOCKED are not replicated safely; set \
@@ -142,9 +145,7 @@ fn refuse_version(version: &str) -> Result<(), Error> {
     }
     Err(setting(
         "version",
-        &format!(
-            "is {version}: Zart needs MariaDB 10.6+ or MySQL 8.0+ (FOR UPDATE SKIP LOCKED)"
-        ),
+        &format!("is {version}: Zart needs MariaDB 10.6+ or MySQL 8.0+ (FOR UPDATE SKIP LOCKED)"),
     ))
 }
 

@@ -46,9 +46,13 @@ impl ChangeProbe for ChangeCounterProbe {
             .get_conn()
             .await
             .map_err(|e| from_mysql(e, "probing for changes"))?;
-        let row: Option<(i64, String, i64)> =
-            crate::ops::first(&mut conn, queries::CHANGE_PROBE, Vec::new(), "probing for changes")
-                .await?;
+        let row: Option<(i64, String, i64)> = crate::ops::first(
+            &mut conn,
+            queries::CHANGE_PROBE,
+            Vec::new(),
+            "probing for changes",
+        )
+        .await?;
         let mut hasher = DefaultHasher::new();
         row.hash(&mut hasher);
         Ok(hasher.finish())

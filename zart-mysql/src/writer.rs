@@ -149,7 +149,11 @@ async fn rollback(conn: &mut Conn) {
 }
 
 /// Many operations in one transaction, each after a savepoint when there are several.
-async fn write_batch(conn: &mut Conn, settings: &Settings, items: &[Arc<Op>]) -> Result<Answers, Error> {
+async fn write_batch(
+    conn: &mut Conn,
+    settings: &Settings,
+    items: &[Arc<Op>],
+) -> Result<Answers, Error> {
     conn.query_drop("start transaction")
         .await
         .map_err(|e| from_mysql(e, "starting a write transaction"))?;

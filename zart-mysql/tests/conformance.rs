@@ -141,16 +141,19 @@ impl Fixture for Store {
             .await
             .unwrap();
         rows.into_iter()
-            .map(|(name, seq, status, kind, attempts, output, error)| StepRow {
-                name,
-                seq: count(seq),
-                status: serde_json::from_value::<StepStatus>(serde_json::json!(status)).unwrap(),
-                kind: serde_json::from_value::<StepKind>(serde_json::json!(kind)).unwrap(),
-                attempts: count(attempts),
-                output: json(output),
-                error: error_record(error.clone()),
-                error_json: json(error),
-            })
+            .map(
+                |(name, seq, status, kind, attempts, output, error)| StepRow {
+                    name,
+                    seq: count(seq),
+                    status: serde_json::from_value::<StepStatus>(serde_json::json!(status))
+                        .unwrap(),
+                    kind: serde_json::from_value::<StepKind>(serde_json::json!(kind)).unwrap(),
+                    attempts: count(attempts),
+                    output: json(output),
+                    error: error_record(error.clone()),
+                    error_json: json(error),
+                },
+            )
             .collect()
     }
 }
@@ -173,7 +176,9 @@ impl Drop for Store {
             rt.block_on(async move {
                 let _ = reads.disconnect().await;
                 if let Ok(mut conn) = admin.get_conn().await {
-                    let _ = conn.query_drop(format!("drop database if exists {name}")).await;
+                    let _ = conn
+                        .query_drop(format!("drop database if exists {name}"))
+                        .await;
                 }
                 drop(admin);
             });

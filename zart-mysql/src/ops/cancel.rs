@@ -10,12 +10,14 @@ use zart::{Error, ErrorRecord};
 
 use super::fence::wake_waiter;
 use super::Tx;
-use crate::errors::{to_json};
+use crate::errors::to_json;
 use crate::queries;
 use crate::writer::Reply;
 
 pub(super) async fn cancel_execution(tx: &mut Tx<'_>, id: &str) -> Result<Reply, Error> {
-    let row: Option<(String, Option<String>)> = tx.first(queries::EXECUTION_STATUS, p![id], "cancelling").await?;
+    let row: Option<(String, Option<String>)> = tx
+        .first(queries::EXECUTION_STATUS, p![id], "cancelling")
+        .await?;
     let Some((status, parent)) = row else {
         return Err(Error::NotFound { id: id.to_owned() });
     };
@@ -39,7 +41,8 @@ pub(super) async fn cancel_execution(tx: &mut Tx<'_>, id: &str) -> Result<Reply,
 /// Cancels the unfinished executions of the tree under `root` (the root too when
 /// `include_root`): their tasks go and they become `cancelled`. Returns the ids cancelled,
 /// in walk order (the root first).
-pub(super) async fn cancel_tree(tx: &mut Tx<'_>,
+pub(super) async fn cancel_tree(
+    tx: &mut Tx<'_>,
     root: &str,
     include_root: bool,
 ) -> Result<Vec<String>, Error> {
@@ -71,7 +74,9 @@ pub(super) async fn cancel_tree(tx: &mut Tx<'_>,
     let mut cancelled = Vec::new();
     for id in order.into_iter().skip(usize::from(!include_root)) {
         tx.exec(queries::DELETE_TASK, p![&id], "cancelling").await?;
-        let marked = tx.exec(queries::CANCEL_EXECUTION, p![id, now, error], "cancelling").await?;
+        let marked = tx
+            .exec(queries::CANCEL_EXECUTION, p![id, now, error], "cancelling")
+            .await?;
         if marked > 0 {
             cancelled.push(id);
         }

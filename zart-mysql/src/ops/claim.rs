@@ -56,7 +56,8 @@ pub(super) async fn claim_tasks(tx: &mut Tx<'_>, p: &ClaimTasksParams) -> Result
             oldest_first: p.oldest_first,
         },
         limits.as_ref(),
-    ).await?;
+    )
+    .await?;
 
     let lease_until = clock::format(tx.now.saturating_add(lease_ms));
     let mut claimed = Vec::with_capacity(due.len());
@@ -71,7 +72,8 @@ pub(super) async fn claim_tasks(tx: &mut Tx<'_>, p: &ClaimTasksParams) -> Result
     Ok(Reply::Claimed(claimed))
 }
 
-async fn claim_one(tx: &mut Tx<'_>,
+async fn claim_one(
+    tx: &mut Tx<'_>,
     p: &ClaimTasksParams,
     task: Due,
     lease_until: &str,
@@ -88,16 +90,27 @@ async fn claim_one(tx: &mut Tx<'_>,
     let id = id.as_str();
     let now = tx.now_text();
     let fence = new_fence();
-    tx.exec(queries::CLAIM_TASK,
-            p![id, p.worker_id, lease_until, fence, attempts, recoveries], "claiming").await?;
+    tx.exec(
+        queries::CLAIM_TASK,
+        p![id, p.worker_id, lease_until, fence, attempts, recoveries],
+        "claiming",
+    )
+    .await?;
     if wait_kind.as_deref() == Some("sleep") {
         // A sleep that is over ends here, as `sleep` would end it, so the replay finds it
         // completed (written under this claim: if the claim is lost, so is this).
-        tx.exec(queries::END_WOKEN_SLEEP,
-                p![id, wait_name, to_json(&now, "the time")?, now], "claiming").await?;
+        tx.exec(
+            queries::END_WOKEN_SLEEP,
+            p![id, wait_name, to_json(&now, "the time")?, now],
+            "claiming",
+        )
+        .await?;
     }
-    tx.exec(queries::START_RUNNING, p![id, attempts, now], "claiming").await?;
-    let (parent_id, input, deadline_at): (Option<String>, String, Option<String>) = tx.one(queries::CLAIMED_EXECUTION, p![id], "claiming").await?;
+    tx.exec(queries::START_RUNNING, p![id, attempts, now], "claiming")
+        .await?;
+    let (parent_id, input, deadline_at): (Option<String>, String, Option<String>) = tx
+        .one(queries::CLAIMED_EXECUTION, p![id], "claiming")
+        .await?;
     let deadline_in = match deadline_at {
         Some(at) => Some(clock::duration(
             clock::parse_stored(&at, "a deadline")? - tx.now,

@@ -12,7 +12,13 @@ use crate::queries;
 /// Succeeds while `lease` is held (the task exists, its fence is this one, it is locked);
 /// else [`Error::Cancelled`] if the execution was cancelled, [`Error::LeaseLost`] otherwise.
 pub(super) async fn hold(tx: &mut Tx<'_>, lease: &Lease) -> Result<(), Error> {
-    let held: i64 = tx.one(queries::HELD_TASK, p![lease.execution_id, lease.fence], "checking a lease").await?;
+    let held: i64 = tx
+        .one(
+            queries::HELD_TASK,
+            p![lease.execution_id, lease.fence],
+            "checking a lease",
+        )
+        .await?;
     if held == 0 {
         return Err(refused(tx, &lease.execution_id).await?);
     }
@@ -35,29 +41,45 @@ pub(super) async fn refused(tx: &mut Tx<'_>, id: &str) -> Result<Error, Error> {
 /// Gives a held lease up: the execution gets `status`, the task is due at `run_at` (capped by
 /// the deadline: a deadline cuts any wait short) and records what it waits for. The run ends:
 /// in a limited queue, that wakes the queue's workers.
-pub(super) async fn suspend(tx: &mut Tx<'_>,
+pub(super) async fn suspend(
+    tx: &mut Tx<'_>,
     lease: &Lease,
     run_at: String,
     status: &str,
     wait_kind: &str,
     wait_name: &str,
 ) -> Result<(), Error> {
-    let (deadline, queue): (Option<String>, Option<String>) = tx.first::<(Option<String>, Option<String>, Option<String>)>(queries::DEADLINE_AND_PARENT, p![&lease.execution_id], "suspending an execution").await?.map(|(d, _, q)| (d, q))
+    let (deadline, queue): (Option<String>, Option<String>) = tx
+        .first::<(Option<String>, Option<String>, Option<String>)>(
+            queries::DEADLINE_AND_PARENT,
+            p![&lease.execution_id],
+            "suspending an execution",
+        )
+        .await?
+        .map(|(d, _, q)| (d, q))
         .unwrap_or_default();
-    tx.exec(queries::SUSPEND_EXECUTION,
-            p![lease.execution_id, status, tx.now_text()], "suspending an execution").await?;
+    tx.exec(
+        queries::SUSPEND_EXECUTION,
+        p![lease.execution_id, status, tx.now_text()],
+        "suspending an execution",
+    )
+    .await?;
     let run_at = match deadline {
         Some(deadline) if deadline < run_at => deadline,
         _ => run_at,
     };
-    tx.exec(queries::SUSPEND_TASK,
-            p![
-                lease.execution_id,
-                lease.fence,
-                run_at,
-                wait_kind,
-                wait_name
-            ], "suspending an execution").await?;
+    tx.exec(
+        queries::SUSPEND_TASK,
+        p![
+            lease.execution_id,
+            lease.fence,
+            run_at,
+            wait_kind,
+            wait_name
+        ],
+        "suspending an execution",
+    )
+    .await?;
     match queue {
         Some(queue) => limit_freed(tx, &queue).await,
         None => Ok(()),
@@ -66,14 +88,19 @@ pub(super) async fn suspend(tx: &mut Tx<'_>,
 
 /// Makes `id` due now if it is suspended waiting for exactly this (kind, name); returns its
 /// queue if it was woken.
-pub(super) async fn wake_waiter(tx: &mut Tx<'_>,
+pub(super) async fn wake_waiter(
+    tx: &mut Tx<'_>,
     id: &str,
     wait_kind: &str,
     wait_name: &str,
 ) -> Result<Option<String>, Error> {
     let what = "waking a waiting execution";
     let woken = tx
-        .exec(queries::WAKE_WAITER, p![id, wait_kind, wait_name, tx.now_text()], what)
+        .exec(
+            queries::WAKE_WAITER,
+            p![id, wait_kind, wait_name, tx.now_text()],
+            what,
+        )
         .await?;
     if woken == 0 {
         return Ok(None);

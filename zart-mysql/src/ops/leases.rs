@@ -16,8 +16,13 @@ pub(super) async fn heartbeat(tx: &mut Tx<'_>, p: &HeartbeatParams) -> Result<Re
     let until = clock::format(tx.now.saturating_add(lease_ms));
     let mut renewed = Vec::new();
     for lease in &p.leases {
-        let n = tx.exec(queries::RENEW_LEASE,
-                p![lease.execution_id, lease.fence, p.worker_id, until], "heartbeat").await?;
+        let n = tx
+            .exec(
+                queries::RENEW_LEASE,
+                p![lease.execution_id, lease.fence, p.worker_id, until],
+                "heartbeat",
+            )
+            .await?;
         if n > 0 {
             renewed.push(lease.clone());
         }
@@ -29,11 +34,20 @@ pub(super) async fn release_tasks(tx: &mut Tx<'_>, p: &ReleaseTasksParams) -> Re
     let now = tx.now_text();
     let mut released = 0_u64;
     for lease in &p.leases {
-        let n = tx.exec(queries::RELEASE_TASK,
-                p![lease.execution_id, lease.fence, p.worker_id, now], "releasing leases").await?;
+        let n = tx
+            .exec(
+                queries::RELEASE_TASK,
+                p![lease.execution_id, lease.fence, p.worker_id, now],
+                "releasing leases",
+            )
+            .await?;
         if n > 0 {
-            tx.exec(queries::RESCHEDULE_EXECUTION,
-                    p![lease.execution_id, now], "releasing leases").await?;
+            tx.exec(
+                queries::RESCHEDULE_EXECUTION,
+                p![lease.execution_id, now],
+                "releasing leases",
+            )
+            .await?;
             released += 1;
         }
     }
@@ -55,7 +69,12 @@ pub(super) async fn advance_clock(tx: &mut Tx<'_>, by: Duration) -> Result<Reply
              to move time in tests",
         ));
     }
-    tx.exec(queries::ADVANCE_CLOCK, p![clock::millis(by)], "moving the test clock").await?;
+    tx.exec(
+        queries::ADVANCE_CLOCK,
+        p![clock::millis(by)],
+        "moving the test clock",
+    )
+    .await?;
     tx.wake(Wakeup::Resync);
     Ok(Reply::Done)
 }

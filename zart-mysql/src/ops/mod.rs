@@ -172,9 +172,8 @@ pub(crate) async fn all<T: FromRow + Send + 'static>(
 
 /// A row as `T`, or an error saying what did not fit (the driver's own conversion panics).
 fn convert<T: FromRow>(row: mysql_async::Row, what: &str) -> Result<T, Error> {
-    T::from_row_opt(row).map_err(|e| {
-        crate::errors::internal(format!("{what}: a row did not convert: {:?}", e.0))
-    })
+    T::from_row_opt(row)
+        .map_err(|e| crate::errors::internal(format!("{what}: a row did not convert: {:?}", e.0)))
 }
 
 /// `queries.rs` numbers its parameters (`?1`, used as often as needed); MySQL's are
@@ -195,7 +194,12 @@ fn positional(sql: &str, params: Vec<Value>) -> (String, Params) {
                 let n: usize = sql[i + 1..j].parse().unwrap_or(0);
                 out.push_str(&sql[copied..i]);
                 out.push('?');
-                values.push(params.get(n.wrapping_sub(1)).cloned().unwrap_or(Value::NULL));
+                values.push(
+                    params
+                        .get(n.wrapping_sub(1))
+                        .cloned()
+                        .unwrap_or(Value::NULL),
+                );
                 copied = j;
                 i = j;
                 continue;
@@ -258,7 +262,9 @@ pub(crate) async fn run(tx: &mut Tx<'_>, op: &Op) -> Result<Reply, Error> {
         Op::DeleteSchedule(id) => schedules::delete_schedule(tx, id).await,
         Op::ClaimSchedules(p) => schedules::claim_schedules(tx, p).await,
         Op::FireSchedule(p) => schedules::fire_schedule(tx, p).await,
-        Op::SetQueueLimits(queue, limits) => queues::set_queue_limits(tx, queue, limits.as_ref()).await,
+        Op::SetQueueLimits(queue, limits) => {
+            queues::set_queue_limits(tx, queue, limits.as_ref()).await
+        }
     }
 }
 

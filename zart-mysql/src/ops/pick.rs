@@ -89,7 +89,8 @@ pub(super) async fn claim_levels<'n>(
 
 /// The due tasks a claim of up to `p.limit` takes now, in the order it takes them; with
 /// `limits`, within the queue's limits (the runs counted at `p.now`).
-pub(super) async fn pick_tasks(tx: &mut Tx<'_>,
+pub(super) async fn pick_tasks(
+    tx: &mut Tx<'_>,
     p: &Pick<'_>,
     limits: Option<&Limits>,
 ) -> Result<Vec<Due>, Error> {
@@ -133,9 +134,7 @@ pub(super) async fn pick_tasks(tx: &mut Tx<'_>,
             } else {
                 budget.left()
             };
-            if !due_tasks(tx, p.queue, level, &now, read, |due| {
-                take(due, &mut budget)
-            }).await? {
+            if !due_tasks(tx, p.queue, level, &now, read, |due| take(due, &mut budget)).await? {
                 break;
             }
         }
@@ -145,7 +144,8 @@ pub(super) async fn pick_tasks(tx: &mut Tx<'_>,
 
 /// Up to `read` due tasks of each level, the longest due first across levels (equal due
 /// times in claim order).
-async fn oldest_due(tx: &mut Tx<'_>,
+async fn oldest_due(
+    tx: &mut Tx<'_>,
     queue: &str,
     levels: &[(i64, &str)],
     now: &str,
@@ -156,7 +156,8 @@ async fn oldest_due(tx: &mut Tx<'_>,
         due_tasks(tx, queue, level, now, read, |due| {
             all.push(due);
             true
-        }).await?;
+        })
+        .await?;
     }
     // Stable: equal due times keep the claim order.
     all.sort_by(|a, b| a.run_at.cmp(&b.run_at));
@@ -165,7 +166,8 @@ async fn oldest_due(tx: &mut Tx<'_>,
 
 /// Reads up to `max` due tasks of one level, earliest first, into `visit` until it returns
 /// false; returns false if it did. Reads lazily: only as far as `visit` goes.
-async fn due_tasks(tx: &mut Tx<'_>,
+async fn due_tasks(
+    tx: &mut Tx<'_>,
     queue: &str,
     (priority, name): (i64, &str),
     now: &str,
@@ -175,7 +177,11 @@ async fn due_tasks(tx: &mut Tx<'_>,
     // MySQL's LIMIT takes no "all": the largest count stands for it.
     let max = i64::try_from(max).unwrap_or(i64::MAX);
     let rows: Vec<DueRow> = tx
-        .all(queries::DUE_TASKS, p![queue, name, priority, now, max], "claiming")
+        .all(
+            queries::DUE_TASKS,
+            p![queue, name, priority, now, max],
+            "claiming",
+        )
         .await?;
     for row in rows {
         if !visit(Due::from_row(row)) {

@@ -2,7 +2,6 @@
 //! events, in the writer's transaction (the one writer makes it the only pruner); and the dry
 //! run's count, on a read connection.
 
-
 use super::p;
 use zart::scheduler::{PruneOutcome, PruneParams};
 use zart::Error;
@@ -42,11 +41,15 @@ pub(super) async fn prune(tx: &mut Tx<'_>, p: &PruneParams) -> Result<Reply, Err
 }
 
 /// Counts the executions a prune would delete (a dry run; no limit).
-pub(crate) async fn count(tx: &mut Tx<'_>,
-    p: &PruneParams,
-) -> Result<PruneOutcome, Error> {
+pub(crate) async fn count(tx: &mut Tx<'_>, p: &PruneParams) -> Result<PruneOutcome, Error> {
     p.check()?;
     let now = tx.now();
-    let n: i64 = tx.one(queries::COUNT_PRUNABLE, p![p.status.as_str(), cutoff(now, p)], "counting prunable executions").await?;
+    let n: i64 = tx
+        .one(
+            queries::COUNT_PRUNABLE,
+            p![p.status.as_str(), cutoff(now, p)],
+            "counting prunable executions",
+        )
+        .await?;
     Ok(PruneOutcome::Counted(u64::try_from(n).unwrap_or(0)))
 }

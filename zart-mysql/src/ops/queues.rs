@@ -105,40 +105,59 @@ pub(crate) async fn queue_limits(tx: &mut Tx<'_>, queue: &str) -> Result<Option<
 
 /// The runs of `queue` running at `now`, and those started within `rate_ms` of it (0 without
 /// a rate).
-async fn run_counts(tx: &mut Tx<'_>,
+async fn run_counts(
+    tx: &mut Tx<'_>,
     queue: &str,
     now: i64,
     rate_ms: Option<i64>,
 ) -> Result<(i64, i64), Error> {
     let since = rate_ms.map(|ms| window_start(now, ms));
-    tx.one(queries::LIMIT_RUN_COUNTS, p![queue, clock::format(now), since], "counting a queue's runs").await 
+    tx.one(
+        queries::LIMIT_RUN_COUNTS,
+        p![queue, clock::format(now), since],
+        "counting a queue's runs",
+    )
+    .await
 }
 
 /// Deletes the runs of `queue` that neither run nor fall within any rate window.
-pub(super) async fn delete_spent_runs(tx: &mut Tx<'_>, queue: &str, limits: &Limits) -> Result<(), Error> {
+pub(super) async fn delete_spent_runs(
+    tx: &mut Tx<'_>,
+    queue: &str,
+    limits: &Limits,
+) -> Result<(), Error> {
     let window = limits
         .rate_ms
         .unwrap_or(0)
         .max(limits.key_rate_ms.unwrap_or(0));
-    tx.exec(queries::DELETE_SPENT_RUNS,
-            p![queue, window_start(tx.now, window), tx.now_text()], "claiming").await?;
+    tx.exec(
+        queries::DELETE_SPENT_RUNS,
+        p![queue, window_start(tx.now, window), tx.now_text()],
+        "claiming",
+    )
+    .await?;
     Ok(())
 }
 
 /// Records a run claimed in a limited queue.
-pub(super) async fn record_run(tx: &mut Tx<'_>,
+pub(super) async fn record_run(
+    tx: &mut Tx<'_>,
     queue: &str,
     lease: &Lease,
     limit_key: Option<&str>,
 ) -> Result<(), Error> {
-    tx.exec(queries::INSERT_LIMIT_RUN,
-            p![
-                queue,
-                lease.execution_id,
-                lease.fence,
-                limit_key,
-                tx.now_text()
-            ], "claiming").await?;
+    tx.exec(
+        queries::INSERT_LIMIT_RUN,
+        p![
+            queue,
+            lease.execution_id,
+            lease.fence,
+            limit_key,
+            tx.now_text()
+        ],
+        "claiming",
+    )
+    .await?;
     Ok(())
 }
 
@@ -162,7 +181,8 @@ impl Budget {
 
     /// Up to `limit` runs, and what `queue`'s limits let start at `now`:
     /// `min(limit, max_running - running, rate_limit - started in window)`.
-    pub(crate) async fn read(tx: &mut Tx<'_>,
+    pub(crate) async fn read(
+        tx: &mut Tx<'_>,
         queue: &str,
         limits: Limits,
         now: i64,
@@ -208,7 +228,8 @@ impl Budget {
 }
 
 /// What each limit key of `queue` has running at `now`, and started within `key_rate_ms`.
-async fn key_counts(tx: &mut Tx<'_>,
+async fn key_counts(
+    tx: &mut Tx<'_>,
     queue: &str,
     now: i64,
     key_rate_ms: Option<i64>,
@@ -230,7 +251,8 @@ async fn key_counts(tx: &mut Tx<'_>,
 /// When a rate window of `queue`'s limits next lets one more run start after `now`: the
 /// earliest start within the queue's window plus its interval, or the same per key; `None`
 /// when no recorded run holds a window.
-pub(crate) async fn next_rate_slot(tx: &mut Tx<'_>,
+pub(crate) async fn next_rate_slot(
+    tx: &mut Tx<'_>,
     queue: &str,
     limits: &Limits,
     now: i64,
@@ -238,7 +260,13 @@ pub(crate) async fn next_rate_slot(tx: &mut Tx<'_>,
     let mut next: Option<i64> = None;
     for (ms, keyed) in [(limits.rate_ms, false), (limits.key_rate_ms, true)] {
         let Some(ms) = ms else { continue };
-        let first: Option<String> = tx.one(queries::FIRST_RUN_AFTER, p![queue, window_start(now, ms), keyed], "reading a queue's rate window").await?;
+        let first: Option<String> = tx
+            .one(
+                queries::FIRST_RUN_AFTER,
+                p![queue, window_start(now, ms), keyed],
+                "reading a queue's rate window",
+            )
+            .await?;
         if let Some(first) = first {
             let at = clock::parse_stored(&first, "a run's start")?.saturating_add(ms);
             next = Some(next.map_or(at, |n| n.min(at)));
@@ -260,7 +288,8 @@ pub(super) async fn limit_freed(tx: &mut Tx<'_>, queue: &str) -> Result<(), Erro
 
 /// Sets or removes the limits of `queue`; true when it has limits now. Wakes its workers:
 /// looser limits may let claims go.
-pub(super) async fn set_queue_limits(tx: &mut Tx<'_>,
+pub(super) async fn set_queue_limits(
+    tx: &mut Tx<'_>,
     queue: &str,
     limits: Option<&QueueLimits>,
 ) -> Result<Reply, Error> {
@@ -272,22 +301,27 @@ pub(super) async fn set_queue_limits(tx: &mut Tx<'_>,
         queue: queue.to_owned(),
     });
     if limits.is_empty() {
-        tx.exec(queries::DELETE_QUEUE_LIMITS, p![queue], what).await?;
+        tx.exec(queries::DELETE_QUEUE_LIMITS, p![queue], what)
+            .await?;
         tx.exec(queries::DELETE_QUEUE_RUNS, p![queue], what).await?;
         return Ok(Reply::LimitsSet(false));
     }
     let l = Limits::from_api(&limits);
-    tx.exec(queries::UPSERT_QUEUE_LIMITS,
-            p![
-                queue,
-                l.max_running,
-                l.rate_limit,
-                l.rate_ms,
-                l.key_max_running,
-                l.key_rate_limit,
-                l.key_rate_ms,
-                tx.now_text()
-            ], what).await?;
+    tx.exec(
+        queries::UPSERT_QUEUE_LIMITS,
+        p![
+            queue,
+            l.max_running,
+            l.rate_limit,
+            l.rate_ms,
+            l.key_max_running,
+            l.key_rate_limit,
+            l.key_rate_ms,
+            tx.now_text()
+        ],
+        what,
+    )
+    .await?;
     Ok(Reply::LimitsSet(true))
 }
 

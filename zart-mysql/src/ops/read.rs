@@ -19,7 +19,8 @@ use crate::queries;
 /// due). In a limited queue, due tasks its limits hold back do not count as due: then it is
 /// the time until the next task falls due, a lease runs out or a rate window lets one more
 /// start, whichever comes first (a run that ends sends a wake-up of its own); `None` if none.
-pub(crate) async fn next_run_at(tx: &mut Tx<'_>,
+pub(crate) async fn next_run_at(
+    tx: &mut Tx<'_>,
     p: &NextRunAtParams,
 ) -> Result<Option<Duration>, Error> {
     let earliest = earliest_by_name(tx, queries::NEXT_RUN_AT, "next_run_at", p, None).await?;
@@ -43,7 +44,8 @@ pub(crate) async fn next_run_at(tx: &mut Tx<'_>,
 
 /// Whether a claim of one task of the names would take nothing now (the queue's limits hold
 /// every due task back). Writes nothing.
-async fn held_back(tx: &mut Tx<'_>,
+async fn held_back(
+    tx: &mut Tx<'_>,
     p: &NextRunAtParams,
     limits: &Limits,
     now: i64,
@@ -61,7 +63,8 @@ async fn held_back(tx: &mut Tx<'_>,
 
 /// The next time anything can change for a held-back queue without a wake-up: a task falls
 /// due or a lease runs out, or a rate window (the queue's or a key's) lets one more start.
-async fn next_change(tx: &mut Tx<'_>,
+async fn next_change(
+    tx: &mut Tx<'_>,
     p: &NextRunAtParams,
     limits: &Limits,
     now: i64,
@@ -73,7 +76,8 @@ async fn next_change(tx: &mut Tx<'_>,
         "next_run_at",
         p,
         Some(&now_text),
-    ).await?
+    )
+    .await?
     .map(|at| clock::parse_stored(&at, "a run time"))
     .transpose()?;
     let rate = next_rate_slot(tx, &p.queue, limits, now).await?;
@@ -86,7 +90,8 @@ async fn next_change(tx: &mut Tx<'_>,
 /// The earliest of the times `sql` reads for each of `p.task_names` (parameters: the queue,
 /// the name, and `now` when given; one row, one nullable time each; times compare as text),
 /// or `None` when every one is null.
-pub(crate) async fn earliest_by_name(tx: &mut Tx<'_>,
+pub(crate) async fn earliest_by_name(
+    tx: &mut Tx<'_>,
     sql: &str,
     what: &str,
     p: &NextRunAtParams,
@@ -109,7 +114,8 @@ pub(crate) async fn earliest_by_name(tx: &mut Tx<'_>,
 }
 
 /// The values an execution published, the latest of each name, by name.
-pub(crate) async fn get_state(tx: &mut Tx<'_>,
+pub(crate) async fn get_state(
+    tx: &mut Tx<'_>,
     id: &str,
 ) -> Result<Vec<zart::scheduler::StateValue>, Error> {
     let rows: Vec<(String, Option<String>, String)> =

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use zart::scheduler::Wakeup;
 use zart::Error;
 
-use super::{Tx};
+use super::Tx;
 use crate::queries;
 use crate::writer::Reply;
 
@@ -60,11 +60,21 @@ pub(super) async fn retry_execution(tx: &mut Tx<'_>, id: &str) -> Result<Reply, 
         }
         let mut kids = Vec::new();
         if let Some(step) = &failed_step {
-            let child: Option<Option<String>> = tx.first(queries::FAILED_CHILD_OF_STEP, p![&current, step], "retrying").await?;
+            let child: Option<Option<String>> = tx
+                .first(
+                    queries::FAILED_CHILD_OF_STEP,
+                    p![&current, step],
+                    "retrying",
+                )
+                .await?;
             kids.extend(child.flatten());
         }
-        tx.exec(queries::DELETE_RETRIED_STEPS,
-                p![current, failed_step], "retrying").await?;
+        tx.exec(
+            queries::DELETE_RETRIED_STEPS,
+            p![current, failed_step],
+            "retrying",
+        )
+        .await?;
         let open: Vec<String> = tx
             .all(queries::OPEN_CHILD_WAITS, p![current], "retrying")
             .await?;
@@ -75,9 +85,14 @@ pub(super) async fn retry_execution(tx: &mut Tx<'_>, id: &str) -> Result<Reply, 
             }
         }
         let now = tx.now_text();
-        tx.exec(queries::REVIVE_EXECUTION, p![current, now], "retrying").await?;
-        tx.exec(queries::INSERT_RETRIED_TASK,
-                p![current, task_name, queue, now], "retrying").await?;
+        tx.exec(queries::REVIVE_EXECUTION, p![current, now], "retrying")
+            .await?;
+        tx.exec(
+            queries::INSERT_RETRIED_TASK,
+            p![current, task_name, queue, now],
+            "retrying",
+        )
+        .await?;
         tx.wake(Wakeup::Work { queue });
         revived.push(current);
     }

@@ -79,7 +79,8 @@ pub(super) async fn upsert_schedule(tx: &mut Tx<'_>, s: &Schedule) -> Result<Rep
     let input = to_json(&s.input, "a schedule's input")?;
     check_size(tx, "input", &input)?;
     let what = "storing a schedule";
-    let timing: Option<(String, String)> = tx.first(queries::SCHEDULE_TIMING, p![&s.id], what).await?;
+    let timing: Option<(String, String)> =
+        tx.first(queries::SCHEDULE_TIMING, p![&s.id], what).await?;
     let now = tx.now_text();
     let catch_up_limit = s.catch_up.limit();
     let declaration = p![
@@ -102,7 +103,8 @@ pub(super) async fn upsert_schedule(tx: &mut Tx<'_>, s: &Schedule) -> Result<Rep
         Some((cron, time_zone)) => {
             tx.exec(queries::UPDATE_SCHEDULE, declaration, what).await?;
             if *cron != s.cron || *time_zone != s.time_zone {
-                tx.exec(queries::RETIME_SCHEDULE, p![s.id, now], what).await?;
+                tx.exec(queries::RETIME_SCHEDULE, p![s.id, now], what)
+                    .await?;
             }
         }
     }
@@ -113,7 +115,11 @@ pub(super) async fn upsert_schedule(tx: &mut Tx<'_>, s: &Schedule) -> Result<Rep
 }
 
 /// Pauses or resumes a schedule; a resumed one may be due at once, so its workers are woken.
-pub(super) async fn pause_schedule(tx: &mut Tx<'_>, id: &str, paused: bool) -> Result<Reply, Error> {
+pub(super) async fn pause_schedule(
+    tx: &mut Tx<'_>,
+    id: &str,
+    paused: bool,
+) -> Result<Reply, Error> {
     let queue: Option<String> = tx
         .first(queries::SCHEDULE_QUEUE, p![id], "pausing a schedule")
         .await?;
@@ -134,13 +140,18 @@ pub(super) async fn pause_schedule(tx: &mut Tx<'_>, id: &str, paused: bool) -> R
 
 /// Deletes a schedule; answers whether there was one.
 pub(super) async fn delete_schedule(tx: &mut Tx<'_>, id: &str) -> Result<Reply, Error> {
-    let deleted = tx.exec(queries::DELETE_SCHEDULE, p![id], "deleting a schedule").await?;
+    let deleted = tx
+        .exec(queries::DELETE_SCHEDULE, p![id], "deleting a schedule")
+        .await?;
     Ok(Reply::Deleted(deleted > 0))
 }
 
 /// Holds the due schedules of the queue and names for the worker, names in turn from a random
 /// first one, as task claims do.
-pub(super) async fn claim_schedules(tx: &mut Tx<'_>, p: &ClaimSchedulesParams) -> Result<Reply, Error> {
+pub(super) async fn claim_schedules(
+    tx: &mut Tx<'_>,
+    p: &ClaimSchedulesParams,
+) -> Result<Reply, Error> {
     let lease_ms = check_lease(p.lease)?;
     let names = super::claim::claim_order(&p.task_names);
     if names.is_empty() || p.limit == 0 {
@@ -196,8 +207,12 @@ pub(super) async fn claim_schedules(tx: &mut Tx<'_>, p: &ClaimSchedulesParams) -
         .collect::<Result<Vec<_>, Error>>()?;
     let until = clock::format(tx.now.saturating_add(lease_ms));
     for due in &claimed {
-        tx.exec(queries::LOCK_SCHEDULE,
-                p![due.row.schedule.id, p.worker_id, until], what).await?;
+        tx.exec(
+            queries::LOCK_SCHEDULE,
+            p![due.row.schedule.id, p.worker_id, until],
+            what,
+        )
+        .await?;
     }
     Ok(Reply::SchedulesClaimed(claimed))
 }
@@ -207,7 +222,9 @@ pub(super) async fn claim_schedules(tx: &mut Tx<'_>, p: &ClaimSchedulesParams) -
 /// has its hold given up: the times stay for its catch-up on resume.
 pub(super) async fn fire_schedule(tx: &mut Tx<'_>, p: &FireScheduleParams) -> Result<Reply, Error> {
     let what = "firing a schedule";
-    let held: Option<Held> = tx.first(queries::HELD_SCHEDULE, p![p.id, p.worker_id], what).await?;
+    let held: Option<Held> = tx
+        .first(queries::HELD_SCHEDULE, p![p.id, p.worker_id], what)
+        .await?;
     let Some((paused, task_name, queue, input_text, overlap, mut last)) = held else {
         return Err(Error::LeaseLost { id: p.id.clone() });
     };
@@ -242,7 +259,8 @@ pub(super) async fn fire_schedule(tx: &mut Tx<'_>, p: &FireScheduleParams) -> Re
         // the overlap policy for.
         if status(tx, id).await?.is_none() {
             let previous = match &last {
-                Some(prev) => status(tx, prev).await?
+                Some(prev) => status(tx, prev)
+                    .await?
                     .filter(|(status, _)| !is_finished(status))
                     .map(|(_, parent)| (prev.clone(), parent)),
                 None => None,
@@ -254,7 +272,9 @@ pub(super) async fn fire_schedule(tx: &mut Tx<'_>, p: &FireScheduleParams) -> Re
                         continue;
                     }
                     Overlap::CancelPrevious => {
-                        outcome.cancelled.extend(cancel_tree(tx, &prev, true).await?);
+                        outcome
+                            .cancelled
+                            .extend(cancel_tree(tx, &prev, true).await?);
                         if let Some(parent) = parent {
                             if let Some(queue) = wake_waiter(tx, &parent, "child", &prev).await? {
                                 tx.wake(Wakeup::Work { queue });
@@ -277,18 +297,23 @@ pub(super) async fn fire_schedule(tx: &mut Tx<'_>, p: &FireScheduleParams) -> Re
                     priority: 0,
                     limit_key: None,
                 },
-            ).await?;
+            )
+            .await?;
             if started.created {
                 outcome.started.push(id.clone());
             }
         }
-        tx.exec(queries::RECORD_FIRE,
-                p![p.id, clock::format(clock::system_ms(*at)), id], what).await?;
+        tx.exec(
+            queries::RECORD_FIRE,
+            p![p.id, clock::format(clock::system_ms(*at)), id],
+            what,
+        )
+        .await?;
         last = Some(id.clone());
     }
     let next = p.next_fire_at.map(|t| clock::format(clock::system_ms(t)));
-    tx.exec(queries::FIRED_SCHEDULE,
-            p![p.id, next, p.error], what).await?;
+    tx.exec(queries::FIRED_SCHEDULE, p![p.id, next, p.error], what)
+        .await?;
     if !outcome.cancelled.is_empty() {
         tx.wake(Wakeup::Finished {
             execution_ids: Arc::from(outcome.cancelled.clone()),
@@ -308,7 +333,8 @@ pub(super) async fn fire_schedule(tx: &mut Tx<'_>, p: &FireScheduleParams) -> Re
 
 /// An execution's status and parent, or `None` when there is no such execution.
 async fn status(tx: &mut Tx<'_>, id: &str) -> Result<Option<(String, Option<String>)>, Error> {
-    tx.first(queries::EXECUTION_STATUS, p![id], "firing a schedule").await
+    tx.first(queries::EXECUTION_STATUS, p![id], "firing a schedule")
+        .await
 }
 
 /// Whether a stored execution status is a final one.
@@ -331,7 +357,8 @@ pub(crate) async fn list_schedules(tx: &mut Tx<'_>) -> Result<Vec<ScheduleRow>, 
 /// How long until a schedule of the queue with one of the names can be claimed: zero when
 /// one is due (or not computed yet), a held one at the end of its hold if that is later;
 /// `None` when there is none (paused and stopped ones do not count).
-pub(crate) async fn next_schedule_at(tx: &mut Tx<'_>,
+pub(crate) async fn next_schedule_at(
+    tx: &mut Tx<'_>,
     p: &NextRunAtParams,
 ) -> Result<Option<Duration>, Error> {
     let now = tx.now();
@@ -342,7 +369,8 @@ pub(crate) async fn next_schedule_at(tx: &mut Tx<'_>,
         "next_schedule_at",
         p,
         Some(&now_text),
-    ).await?;
+    )
+    .await?;
     let Some(earliest) = earliest else {
         return Ok(None);
     };

@@ -33,7 +33,10 @@ pub(super) struct NewExecution<'a> {
 /// Starts a top-level execution, or a child of an existing one. With a start key, the key is
 /// looked at first and may name the execution to return instead; every refusal comes before
 /// the first write.
-pub(super) async fn start_execution(tx: &mut Tx<'_>, p: &StartExecutionParams) -> Result<Reply, Error> {
+pub(super) async fn start_execution(
+    tx: &mut Tx<'_>,
+    p: &StartExecutionParams,
+) -> Result<Reply, Error> {
     if let Some(key) = &p.start_key {
         if key.debounce && p.start.is_some() {
             return Err(Error::invalid(
@@ -84,7 +87,11 @@ async fn check_parent(tx: &mut Tx<'_>, id: &str, parent: &str) -> Result<(), Err
         ));
     }
     let exists: Option<String> = tx
-        .first::<(String, Option<String>)>(queries::EXECUTION_STATUS, p![parent], "starting an execution")
+        .first::<(String, Option<String>)>(
+            queries::EXECUTION_STATUS,
+            p![parent],
+            "starting an execution",
+        )
         .await?
         .map(|(status, _)| status);
     if exists.is_none() {
@@ -124,7 +131,10 @@ async fn start_ms(tx: &mut Tx<'_>, start: Option<WakeAt>) -> Result<Option<i64>,
 
 /// Checks what a new execution is started with, as `insert_execution` does before it writes;
 /// returns its input as stored.
-pub(super) async fn check_execution(tx: &mut Tx<'_>, e: &NewExecution<'_>) -> Result<String, Error> {
+pub(super) async fn check_execution(
+    tx: &mut Tx<'_>,
+    e: &NewExecution<'_>,
+) -> Result<String, Error> {
     check_name("execution id", e.id)?;
     check_name("task name", e.task_name)?;
     check_name("queue", e.queue)?;
@@ -172,7 +182,10 @@ impl Existing {
 }
 
 /// The execution `id` as a repeated start compares it.
-pub(super) async fn existing_execution(tx: &mut Tx<'_>, id: &str) -> Result<Option<Existing>, Error> {
+pub(super) async fn existing_execution(
+    tx: &mut Tx<'_>,
+    id: &str,
+) -> Result<Option<Existing>, Error> {
     type Row = (
         String,
         String,
@@ -188,7 +201,17 @@ pub(super) async fn existing_execution(tx: &mut Tx<'_>, id: &str) -> Result<Opti
         .first(queries::EXISTING_EXECUTION, p![id], "starting an execution")
         .await?;
     Ok(row.map(
-        |(task_name, input, queue, parent_id, deadline_at, started_from, status, priority, limit_key)| {
+        |(
+            task_name,
+            input,
+            queue,
+            parent_id,
+            deadline_at,
+            started_from,
+            status,
+            priority,
+            limit_key,
+        )| {
             Existing {
                 task_name,
                 input,
@@ -206,7 +229,8 @@ pub(super) async fn existing_execution(tx: &mut Tx<'_>, id: &str) -> Result<Opti
 
 /// Inserts the execution and its task if the id is new; else returns the existing one's status
 /// when everything matches, or [`Error::Conflict`] saying what differs.
-pub(super) async fn insert_execution(tx: &mut Tx<'_>,
+pub(super) async fn insert_execution(
+    tx: &mut Tx<'_>,
     e: &NewExecution<'_>,
 ) -> Result<StartOutcome, Error> {
     let input = check_execution(tx, e).await?;
@@ -218,7 +242,9 @@ pub(super) async fn insert_execution(tx: &mut Tx<'_>,
     let deadline_at = e
         .deadline_ms
         .map(|ms| clock::format(start.saturating_add(ms)));
-    let inserted = tx.exec(queries::INSERT_EXECUTION,
+    let inserted = tx
+        .exec(
+            queries::INSERT_EXECUTION,
             p![
                 e.id,
                 e.task_name,
@@ -230,10 +256,17 @@ pub(super) async fn insert_execution(tx: &mut Tx<'_>,
                 start_at,
                 e.priority,
                 e.limit_key
-            ], "starting an execution").await?;
+            ],
+            "starting an execution",
+        )
+        .await?;
     if inserted == 1 {
-        tx.exec(queries::INSERT_TASK,
-                p![e.id, e.task_name, e.queue, run_at, e.priority, e.limit_key], "starting an execution").await?;
+        tx.exec(
+            queries::INSERT_TASK,
+            p![e.id, e.task_name, e.queue, run_at, e.priority, e.limit_key],
+            "starting an execution",
+        )
+        .await?;
         tx.wake(Wakeup::Work {
             queue: e.queue.to_owned(),
         });
@@ -243,7 +276,8 @@ pub(super) async fn insert_execution(tx: &mut Tx<'_>,
             id: e.id.to_owned(),
         });
     }
-    let existing = existing_execution(tx, e.id).await?
+    let existing = existing_execution(tx, e.id)
+        .await?
         .ok_or_else(|| crate::errors::internal(format!("execution {:?} vanished", e.id)))?;
     if let Some(detail) = difference(e, &existing)? {
         return Err(Error::Conflict {

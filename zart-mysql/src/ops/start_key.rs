@@ -15,7 +15,7 @@ use zart::scheduler::{StartExecutionParams, StartOutcome};
 use zart::{Error, ExecutionStatus};
 
 use super::start::existing_execution;
-use super::{Tx};
+use super::Tx;
 use crate::clock;
 use crate::queries;
 
@@ -23,13 +23,20 @@ use crate::queries;
 /// moved it). `None`: the start creates its own, delayed to `until` for a debounce. Writes
 /// only for a debounce that moves its execution; `input` is the start's, checked and as
 /// stored.
-pub(super) async fn start_key(tx: &mut Tx<'_>,
+pub(super) async fn start_key(
+    tx: &mut Tx<'_>,
     p: &StartExecutionParams,
     key: &StartKey,
     input: &str,
     until: i64,
 ) -> Result<Option<StartOutcome>, Error> {
-    let row: Option<(String, bool, String)> = tx.first(queries::START_KEY, p![p.task_name, key.key], "reading a start key").await?;
+    let row: Option<(String, bool, String)> = tx
+        .first(
+            queries::START_KEY,
+            p![p.task_name, key.key],
+            "reading a start key",
+        )
+        .await?;
     let Some((named, debounce, expires_at)) = row else {
         return Ok(None);
     };
@@ -54,7 +61,11 @@ pub(super) async fn start_key(tx: &mut Tx<'_>,
     }
     // Gone (pruned): the start begins anew.
     let status: Option<String> = tx
-        .first::<(String, Option<String>)>(queries::EXECUTION_STATUS, p![&named], "reading a start key")
+        .first::<(String, Option<String>)>(
+            queries::EXECUTION_STATUS,
+            p![&named],
+            "reading a start key",
+        )
         .await?
         .map(|(status, _)| status);
     match status {
@@ -69,7 +80,8 @@ pub(super) async fn start_key(tx: &mut Tx<'_>,
 
 /// Moves execution `named` to start at `until` with `input`, if no worker has claimed it yet,
 /// and renews the key; returns it, or `None` (nothing written) when it was claimed or is gone.
-async fn debounce_start(tx: &mut Tx<'_>,
+async fn debounce_start(
+    tx: &mut Tx<'_>,
     task_name: &str,
     key: &StartKey,
     named: &str,
@@ -80,7 +92,13 @@ async fn debounce_start(tx: &mut Tx<'_>,
         return Ok(None);
     };
     let start_at = clock::format(until);
-    let moved = tx.exec(queries::DEBOUNCE_TASK, p![named, start_at], "debouncing a start").await?;
+    let moved = tx
+        .exec(
+            queries::DEBOUNCE_TASK,
+            p![named, start_at],
+            "debouncing a start",
+        )
+        .await?;
     if moved == 0 {
         return Ok(None);
     }
@@ -88,8 +106,12 @@ async fn debounce_start(tx: &mut Tx<'_>,
     let deadline_at = existing
         .deadline_ms()?
         .map(|ms| clock::format(until.saturating_add(ms)));
-    tx.exec(queries::DEBOUNCE_EXECUTION,
-            p![named, input, start_at, deadline_at, tx.now_text()], "debouncing a start").await?;
+    tx.exec(
+        queries::DEBOUNCE_EXECUTION,
+        p![named, input, start_at, deadline_at, tx.now_text()],
+        "debouncing a start",
+    )
+    .await?;
     set_start_key(tx, task_name, key, named, until).await?;
     Ok(Some(StartOutcome {
         created: false,
@@ -99,13 +121,18 @@ async fn debounce_start(tx: &mut Tx<'_>,
 }
 
 /// Points `key` of `task_name` at execution `id` until `until` (creating the key if new).
-pub(super) async fn set_start_key(tx: &mut Tx<'_>,
+pub(super) async fn set_start_key(
+    tx: &mut Tx<'_>,
     task_name: &str,
     key: &StartKey,
     id: &str,
     until: i64,
 ) -> Result<(), Error> {
-    tx.exec(queries::SET_START_KEY,
-            p![task_name, key.key, id, key.debounce, clock::format(until)], "recording a start key").await?;
+    tx.exec(
+        queries::SET_START_KEY,
+        p![task_name, key.key, id, key.debounce, clock::format(until)],
+        "recording a start key",
+    )
+    .await?;
     Ok(())
 }

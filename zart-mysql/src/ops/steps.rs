@@ -15,7 +15,7 @@ use super::fence::{hold, refused, suspend, wake_waiter};
 use super::queues::limit_freed;
 use super::{check_size, check_wait, Tx};
 use crate::clock;
-use crate::errors::{to_json};
+use crate::errors::to_json;
 use crate::queries;
 use crate::writer::Reply;
 
@@ -42,7 +42,8 @@ pub(super) async fn commit_step(tx: &mut Tx<'_>, p: &CommitStepParams) -> Result
             error: p.error.as_ref(),
             attempts: p.attempts,
         },
-    ).await?;
+    )
+    .await?;
     Ok(Reply::Done)
 }
 
@@ -60,7 +61,8 @@ pub(super) async fn retry_step(tx: &mut Tx<'_>, p: &RetryStepParams) -> Result<R
             error: Some(&p.error),
             attempts: p.attempts,
         },
-    ).await?;
+    )
+    .await?;
     let run_at = clock::format(tx.now.saturating_add(delay));
     suspend(tx, &p.lease, run_at, "sleeping", "retry", &p.name).await?;
     tx.wake(Wakeup::Timer {
@@ -86,7 +88,9 @@ async fn record_step(tx: &mut Tx<'_>, s: &StepResult<'_>) -> Result<(), Error> {
     if let Some(text) = &error {
         check_size(tx, "step error", text)?;
     }
-    let written = tx.exec(queries::UPSERT_STEP,
+    let written = tx
+        .exec(
+            queries::UPSERT_STEP,
             p![
                 s.lease.execution_id,
                 s.name,
@@ -97,7 +101,10 @@ async fn record_step(tx: &mut Tx<'_>, s: &StepResult<'_>) -> Result<(), Error> {
                 s.attempts,
                 tx.now_text(),
                 s.lease.fence
-            ], "recording a step").await?;
+            ],
+            "recording a step",
+        )
+        .await?;
     if written == 0 {
         // Nothing written: the lease is not held, or the step has its final result.
         hold(tx, s.lease).await?;
@@ -109,7 +116,8 @@ async fn record_step(tx: &mut Tx<'_>, s: &StepResult<'_>) -> Result<(), Error> {
     Ok(())
 }
 
-pub(super) async fn complete_execution(tx: &mut Tx<'_>,
+pub(super) async fn complete_execution(
+    tx: &mut Tx<'_>,
     p: &CompleteExecutionParams,
 ) -> Result<Reply, Error> {
     let id = &p.lease.execution_id;
@@ -125,15 +133,31 @@ pub(super) async fn complete_execution(tx: &mut Tx<'_>,
             ("failed", None, Some(text))
         }
     };
-    let removed = tx.exec(queries::DELETE_HELD_TASK,
-            p![id, p.lease.fence], "recording an outcome").await?;
+    let removed = tx
+        .exec(
+            queries::DELETE_HELD_TASK,
+            p![id, p.lease.fence],
+            "recording an outcome",
+        )
+        .await?;
     if removed == 0 {
         return Err(refused(tx, id).await?);
     }
-    let (parent, queue): (Option<String>, Option<String>) = tx.first::<(Option<String>, Option<String>, Option<String>)>(queries::DEADLINE_AND_PARENT, p![id], "recording an outcome").await?.map(|(_, p, q)| (p, q))
+    let (parent, queue): (Option<String>, Option<String>) = tx
+        .first::<(Option<String>, Option<String>, Option<String>)>(
+            queries::DEADLINE_AND_PARENT,
+            p![id],
+            "recording an outcome",
+        )
+        .await?
+        .map(|(_, p, q)| (p, q))
         .unwrap_or_default();
-    tx.exec(queries::FINISH_EXECUTION,
-            p![id, status, output, error, tx.now_text()], "recording an outcome").await?;
+    tx.exec(
+        queries::FINISH_EXECUTION,
+        p![id, status, output, error, tx.now_text()],
+        "recording an outcome",
+    )
+    .await?;
     let mut finished = vec![id.clone()];
     if status == "failed" {
         // A failed execution's unfinished descendants are cancelled, as a cancelled one's are.

@@ -24,7 +24,8 @@ use crate::writer::Reply;
 
 /// Finds the open step row of a wait, or records it (`waiting`, with `wake_at` and `output`)
 /// on first reach. Returns its wake time and whether it was recorded now.
-async fn open_wait(tx: &mut Tx<'_>,
+async fn open_wait(
+    tx: &mut Tx<'_>,
     lease: &Lease,
     name: &str,
     seq: u32,
@@ -34,11 +35,17 @@ async fn open_wait(tx: &mut Tx<'_>,
 ) -> Result<(Option<String>, bool), Error> {
     check_name("step name", name)?;
     let id = &lease.execution_id;
-    let found: Option<(Option<String>, String)> = tx.first(queries::FIND_WAIT, p![id, name], "opening a wait").await?;
+    let found: Option<(Option<String>, String)> = tx
+        .first(queries::FIND_WAIT, p![id, name], "opening a wait")
+        .await?;
     match found {
         None => {
-            tx.exec(queries::OPEN_WAIT,
-                    p![id, name, seq, kind, wake_at, output, tx.now_text()], "opening a wait").await?;
+            tx.exec(
+                queries::OPEN_WAIT,
+                p![id, name, seq, kind, wake_at, output, tx.now_text()],
+                "opening a wait",
+            )
+            .await?;
             Ok((wake_at, true))
         }
         Some((_, status)) if status != "waiting" => Err(Error::StepAlreadyRecorded {
@@ -50,15 +57,20 @@ async fn open_wait(tx: &mut Tx<'_>,
 }
 
 /// Records how a wait ended.
-async fn close_wait(tx: &mut Tx<'_>,
+async fn close_wait(
+    tx: &mut Tx<'_>,
     id: &str,
     name: &str,
     status: &str,
     output: Option<String>,
     error: Option<String>,
 ) -> Result<(), Error> {
-    tx.exec(queries::CLOSE_WAIT,
-            p![id, name, status, output, error, tx.now_text()], "closing a wait").await?;
+    tx.exec(
+        queries::CLOSE_WAIT,
+        p![id, name, status, output, error, tx.now_text()],
+        "closing a wait",
+    )
+    .await?;
     Ok(())
 }
 
@@ -80,7 +92,8 @@ pub(super) async fn sleep(tx: &mut Tx<'_>, p: &SleepParams) -> Result<Reply, Err
         "sleep",
         Some(clock::format(wake)),
         None,
-    ).await?;
+    )
+    .await?;
     let wake = match wake {
         Some(text) => clock::parse_stored(&text, "a wake time")?,
         None => tx.now,
@@ -94,7 +107,8 @@ pub(super) async fn sleep(tx: &mut Tx<'_>, p: &SleepParams) -> Result<Reply, Err
             "completed",
             Some(now),
             None,
-        ).await?;
+        )
+        .await?;
         return Ok(Reply::Slept(None));
     }
     suspend(
@@ -104,7 +118,8 @@ pub(super) async fn sleep(tx: &mut Tx<'_>, p: &SleepParams) -> Result<Reply, Err
         "sleeping",
         "sleep",
         &p.name,
-    ).await?;
+    )
+    .await?;
     tx.wake(Wakeup::Timer {
         queue: p.queue.clone(),
     });
@@ -113,18 +128,29 @@ pub(super) async fn sleep(tx: &mut Tx<'_>, p: &SleepParams) -> Result<Reply, Err
 
 /// Consumes the oldest buffered event `event_name` that arrived by `wake` (the wait's timeout)
 /// into wait step `step`; returns its payload if there was one.
-async fn take_event(tx: &mut Tx<'_>,
+async fn take_event(
+    tx: &mut Tx<'_>,
     id: &str,
     step: &str,
     event_name: &str,
     wake: Option<&str>,
 ) -> Result<Option<serde_json::Value>, Error> {
-    let event: Option<(i64, String)> = tx.first(queries::OLDEST_EVENT, p![id, event_name, wake], "taking an event").await?;
+    let event: Option<(i64, String)> = tx
+        .first(
+            queries::OLDEST_EVENT,
+            p![id, event_name, wake],
+            "taking an event",
+        )
+        .await?;
     let Some((event_id, payload)) = event else {
         return Ok(None);
     };
-    tx.exec(queries::CONSUME_EVENT,
-            p![event_id, tx.now_text(), step], "taking an event").await?;
+    tx.exec(
+        queries::CONSUME_EVENT,
+        p![event_id, tx.now_text(), step],
+        "taking an event",
+    )
+    .await?;
     let payload: serde_json::Value = from_json(&payload, "an event payload")?;
     let record = EventWaitRecord::Received {
         received: payload.clone(),
@@ -149,7 +175,8 @@ pub(super) async fn await_event(tx: &mut Tx<'_>, p: &AwaitEventParams) -> Result
         "event",
         timeout.map(|ms| clock::format(tx.now.saturating_add(ms))),
         None,
-    ).await?;
+    )
+    .await?;
     if let Some(payload) = take_event(tx, id, &p.name, &p.event_name, wake.as_deref()).await? {
         return Ok(Reply::Event(EventWait::Received(payload)));
     }
@@ -197,15 +224,23 @@ pub(super) async fn send_event(tx: &mut Tx<'_>, p: &SendEventParams) -> Result<R
             what: "the event was not stored".to_owned(),
         });
     }
-    tx.exec(queries::INSERT_EVENT,
-            p![id, p.name, payload, tx.now_text()], "sending an event").await?;
-    let waiting: i64 = tx.one(queries::WAITS_FOR_EVENT, p![id, p.name], "sending an event").await?;
+    tx.exec(
+        queries::INSERT_EVENT,
+        p![id, p.name, payload, tx.now_text()],
+        "sending an event",
+    )
+    .await?;
+    let waiting: i64 = tx
+        .one(queries::WAITS_FOR_EVENT, p![id, p.name], "sending an event")
+        .await?;
     if waiting == 0 {
         return Ok(Reply::Done);
     }
     // Suspended on exactly this event: hand it over into the open wait step for the name
     // (TaskContext::wait_for_event's step), so the replay finds it completed.
-    let open: Option<(String, Option<String>)> = tx.first(queries::OPEN_EVENT_WAIT, p![id, p.name], "sending an event").await?;
+    let open: Option<(String, Option<String>)> = tx
+        .first(queries::OPEN_EVENT_WAIT, p![id, p.name], "sending an event")
+        .await?;
     if let Some((step, wake)) = open {
         take_event(tx, id, &step, &p.name, wake.as_deref()).await?;
     }
@@ -229,7 +264,8 @@ pub(super) async fn start_child(tx: &mut Tx<'_>, p: &StartChildParams) -> Result
         },
         &p.queue,
         p.detached,
-    ).await?;
+    )
+    .await?;
     if wait == ChildWait::Waiting {
         suspend(
             tx,
@@ -238,14 +274,18 @@ pub(super) async fn start_child(tx: &mut Tx<'_>, p: &StartChildParams) -> Result
             "waiting",
             "child",
             &p.child_id,
-        ).await?;
+        )
+        .await?;
     }
     Ok(Reply::Child(wait))
 }
 
 /// `zart_start_children`: each child as `start_child` without suspending; then, if asked and
 /// any is unfinished, suspends until the first unfinished one (in order) finishes.
-pub(super) async fn start_children(tx: &mut Tx<'_>, p: &StartChildrenParams) -> Result<Reply, Error> {
+pub(super) async fn start_children(
+    tx: &mut Tx<'_>,
+    p: &StartChildrenParams,
+) -> Result<Reply, Error> {
     hold(tx, &p.lease).await?;
     let mut waits = Vec::with_capacity(p.children.len());
     let mut first_waiting = None;
@@ -264,14 +304,16 @@ pub(super) async fn start_children(tx: &mut Tx<'_>, p: &StartChildrenParams) -> 
             "waiting",
             "child",
             child_id,
-        ).await?;
+        )
+        .await?;
     }
     Ok(Reply::Children(waits))
 }
 
 /// `zart_child_wait`: with the parent held, starts or finds `child` (recording the wait on
 /// first reach) and records its outcome once it has finished. Suspends nothing.
-async fn child_wait(tx: &mut Tx<'_>,
+async fn child_wait(
+    tx: &mut Tx<'_>,
     lease: &Lease,
     p: &ChildSpec,
     queue: &str,
@@ -291,7 +333,9 @@ async fn child_wait(tx: &mut Tx<'_>,
             ));
         }
         // At the parent's priority.
-        let priority: i64 = tx.one(queries::EXECUTION_PRIORITY, p![id], "starting a child").await?;
+        let priority: i64 = tx
+            .one(queries::EXECUTION_PRIORITY, p![id], "starting a child")
+            .await?;
         insert_execution(
             tx,
             &NewExecution {
@@ -306,7 +350,8 @@ async fn child_wait(tx: &mut Tx<'_>,
                 priority: i16::try_from(priority).unwrap_or_default(),
                 limit_key: None,
             },
-        ).await?;
+        )
+        .await?;
     }
     if detached {
         // Recorded at once: the parent goes on.
@@ -317,7 +362,9 @@ async fn child_wait(tx: &mut Tx<'_>,
         close_wait(tx, id, &p.name, "completed", Some(marker), None).await?;
         return Ok(ChildWait::Detached);
     }
-    let child: Option<(String, Option<String>, Option<String>)> = tx.first(queries::CHILD_OUTCOME, p![&p.child_id], "starting a child").await?;
+    let child: Option<(String, Option<String>, Option<String>)> = tx
+        .first(queries::CHILD_OUTCOME, p![&p.child_id], "starting a child")
+        .await?;
     if let Some((status, output, error)) = child {
         let status = ExecutionStatus::parse(&status)?;
         if status.is_terminal() {

@@ -197,6 +197,10 @@ pub const LIST_QUEUE_LIMITS: &str = "select queue, max_running, rate_limit, rate
 /// until commit, so no claim takes it over meanwhile).
 pub const HELD_TASK: &str = "select count(*) from zart_tasks
     where execution_id = ?1 and fence = ?2 and locked_by is not null for update";
+/// Locks an execution's task row (if it has one) until commit: a write that wakes or hands
+/// over to a waiting execution waits here for a suspension in flight, so it sees it committed
+/// (an `update` alone would pass over a row whose committed version does not match yet).
+pub const LOCK_TASK: &str = "select count(*) from zart_tasks where execution_id = ?1 for update";
 /// An execution's status.
 pub const EXECUTION_STATUS: &str = "select status, parent_id from zart_executions where id = ?1";
 

@@ -95,6 +95,7 @@ pub(super) async fn wake_waiter(
     wait_name: &str,
 ) -> Result<Option<String>, Error> {
     let what = "waking a waiting execution";
+    lock_task(tx, id, what).await?;
     let woken = tx
         .exec(
             queries::WAKE_WAITER,
@@ -106,4 +107,10 @@ pub(super) async fn wake_waiter(
         return Ok(None);
     }
     tx.first(queries::TASK_QUEUE, p![id], what).await
+}
+
+/// Locks `id`'s task row until commit (see `queries::LOCK_TASK`).
+pub(super) async fn lock_task(tx: &mut Tx<'_>, id: &str, what: &str) -> Result<(), Error> {
+    let _: i64 = tx.one(queries::LOCK_TASK, p![id], what).await?;
+    Ok(())
 }

@@ -88,6 +88,9 @@ async fn record_step(tx: &mut Tx<'_>, s: &StepResult<'_>) -> Result<(), Error> {
     if let Some(text) = &error {
         check_size(tx, "step error", text)?;
     }
+    // Locks the task row while the lease is held: a take-over waits for this commit (the
+    // upsert's own check reads without a lock under READ COMMITTED).
+    hold(tx, s.lease).await?;
     let written = tx
         .exec(
             queries::UPSERT_STEP,

@@ -14,7 +14,7 @@ use zart::scheduler::{
 };
 use zart::{Error, ErrorRecord, ExecutionStatus};
 
-use super::fence::{hold, suspend, wake_waiter};
+use super::fence::{hold, lock_task, suspend, wake_waiter};
 use super::start::{insert_execution, NewExecution};
 use super::{check_size, check_wait, Tx};
 use crate::clock;
@@ -209,6 +209,8 @@ pub(super) async fn send_event(tx: &mut Tx<'_>, p: &SendEventParams) -> Result<R
     let payload = to_json(&p.payload, "an event payload")?;
     check_size(tx, "event payload", &payload)?;
     let id = &p.execution_id;
+    // Serialised with a wait being registered on this execution (it holds the task row).
+    lock_task(tx, id, "sending an event").await?;
     let status: Option<String> = tx
         .first::<(String, Option<String>)>(queries::EXECUTION_STATUS, p![id], "sending an event")
         .await?

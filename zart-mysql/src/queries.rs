@@ -75,6 +75,13 @@ pub const EXECUTION_PRIORITY: &str = "select priority from zart_executions where
 /// The execution a start key of task ?1 names, whether it debounces, and until when it holds.
 pub const START_KEY: &str = "select execution_id, debounce, expires_at from zart_start_keys
     where task_name = ?1 and start_key = ?2 and tenant = ''";
+/// Takes the row lock of start key ?2 of task ?1 until commit, inserting a placeholder (no
+/// execution, `''`) if the key is new: concurrent starts with one key, in any process, then
+/// take turns (a locking read alone would not lock a key that does not exist yet).
+pub const LOCK_START_KEY: &str = "insert into zart_start_keys
+    (task_name, start_key, tenant, execution_id, debounce, expires_at)
+    values (?1, ?2, '', '', ?3, '')
+    on duplicate key update task_name = task_name";
 /// Points a start key at execution ?3 until ?5 (a new key is ?4: debounce or not).
 pub const SET_START_KEY: &str = "insert into zart_start_keys
     (task_name, start_key, tenant, execution_id, debounce, expires_at)
@@ -146,6 +153,11 @@ macro_rules! run_is_running {
 pub const QUEUE_LIMITS: &str = "select max_running, rate_limit, rate_interval_ms,
     key_max_running, key_rate_limit, key_rate_interval_ms
     from zart_queue_limits where queue = ?1";
+/// [`QUEUE_LIMITS`], the row locked until commit: claims of a limited queue take turns on it
+/// across processes, so they count its runs one after another (as zart-pg's claims do).
+pub const LOCK_QUEUE_LIMITS: &str = "select max_running, rate_limit, rate_interval_ms,
+    key_max_running, key_rate_limit, key_rate_interval_ms
+    from zart_queue_limits where queue = ?1 for update";
 /// Deletes the runs of queue ?1 that count no more: started by ?2 (before every rate window)
 /// and not running at ?3.
 pub const DELETE_SPENT_RUNS: &str = concat!(
@@ -508,7 +520,8 @@ pub const DUE_SCHEDULES: &str = concat!(
     where queue = ?1 and task_name = ?2 and paused = 0 and error is null
       and (next_fire_at is null or next_fire_at <= ?5)
       and (locked_until is null or locked_until < ?3)
-    order by next_fire_at limit ?4"
+    order by next_fire_at limit ?4
+    for update skip locked"
 );
 /// Holds a schedule for worker ?2 until ?3.
 pub const LOCK_SCHEDULE: &str =

@@ -8,7 +8,7 @@ use zart::scheduler::{ClaimTasksParams, ClaimedTask, Lease, RecordedStep};
 use zart::Error;
 
 use super::pick::{pick_tasks, Due, Pick};
-use super::queues::{delete_spent_runs, queue_limits, record_run};
+use super::queues::{delete_spent_runs, lock_queue_limits, record_run};
 use super::{check_lease, parse_name, Tx};
 use crate::clock;
 use crate::errors::{error_record, from_json, to_json};
@@ -42,7 +42,7 @@ pub(super) async fn claim_tasks(tx: &mut Tx<'_>, p: &ClaimTasksParams) -> Result
     if names.is_empty() || p.limit == 0 {
         return Ok(Reply::Claimed(Vec::new()));
     }
-    let limits = queue_limits(tx, &p.queue).await?;
+    let limits = lock_queue_limits(tx, &p.queue).await?;
     if let Some(limits) = &limits {
         delete_spent_runs(tx, &p.queue, limits).await?;
     }

@@ -1,6 +1,7 @@
 //! Retention (`zart_prune`): deletes a batch of old finished executions with their steps and
-//! events, in the writer's transaction (the one writer makes it the only pruner); and the dry
-//! run's count, on a read connection.
+//! events, in the writer's transaction (one pruner per process; pruners of two processes may
+//! pick the same rows, and deleting twice is harmless); and the dry run's count, on a pooled
+//! connection.
 
 use super::p;
 use zart::scheduler::{PruneOutcome, PruneParams};

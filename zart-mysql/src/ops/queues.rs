@@ -4,7 +4,8 @@
 //! A limited queue has a `zart_queue_limits` row; every run a claim starts in it is recorded in
 //! `zart_limit_runs` with its fence. A run is running while its task row holds that fence with
 //! a lease not yet expired, and counts against a rate while it started within the interval.
-//! The writer serialises every claim, so counting and recording need no lock.
+//! A claim in a limited queue locks its limits row first (`queries::LOCK_QUEUE_LIMITS`), so
+//! claims of every process take turns counting and recording its runs.
 
 use super::p;
 use std::collections::HashMap;
@@ -97,9 +98,19 @@ fn window_start(now: i64, ms: i64) -> String {
 
 /// The limits of `queue`, if it has any.
 pub(crate) async fn queue_limits(tx: &mut Tx<'_>, queue: &str) -> Result<Option<Limits>, Error> {
-    let row: Option<LimitsRow> = tx
-        .first(queries::QUEUE_LIMITS, p![queue], "reading queue limits")
-        .await?;
+    read_limits(tx, queries::QUEUE_LIMITS, queue).await
+}
+
+/// The limits of `queue`, if it has any, its row locked until commit (a claim).
+pub(crate) async fn lock_queue_limits(
+    tx: &mut Tx<'_>,
+    queue: &str,
+) -> Result<Option<Limits>, Error> {
+    read_limits(tx, queries::LOCK_QUEUE_LIMITS, queue).await
+}
+
+async fn read_limits(tx: &mut Tx<'_>, sql: &str, queue: &str) -> Result<Option<Limits>, Error> {
+    let row: Option<LimitsRow> = tx.first(sql, p![queue], "reading queue limits").await?;
     Ok(row.map(Limits::from_row))
 }
 

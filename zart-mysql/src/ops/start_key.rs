@@ -6,8 +6,8 @@
 //! until a worker first claims it: a start with the key before then replaces that execution's
 //! input and moves its start (and deadline) to the end of a new window. Otherwise the start
 //! creates its own execution (a debounced one delayed by the window) and the key names it
-//! from then on. A key used both ways is a conflict. The writer runs one operation at a time,
-//! so the key needs no lock.
+//! from then on. A key used both ways is a conflict. Starts with one key take turns on its
+//! row lock (`queries::LOCK_START_KEY`), across processes too.
 
 use super::p;
 use zart::queues::StartKey;
@@ -30,6 +30,12 @@ pub(super) async fn start_key(
     input: &str,
     until: i64,
 ) -> Result<Option<StartOutcome>, Error> {
+    tx.exec(
+        queries::LOCK_START_KEY,
+        p![p.task_name, key.key, key.debounce],
+        "locking a start key",
+    )
+    .await?;
     let row: Option<(String, bool, String)> = tx
         .first(
             queries::START_KEY,
@@ -37,7 +43,8 @@ pub(super) async fn start_key(
             "reading a start key",
         )
         .await?;
-    let Some((named, debounce, expires_at)) = row else {
+    // A placeholder (no execution) is a key this start is the first to use.
+    let Some((named, debounce, expires_at)) = row.filter(|(named, _, _)| !named.is_empty()) else {
         return Ok(None);
     };
     if debounce != key.debounce {

@@ -2,9 +2,10 @@
 //! (`zart_send_event` with its event hand-over).
 //!
 //! A wait is a step row, `waiting` while open, with its wake time (or timeout) in `wake_at`.
-//! Every write happens under the writer's one transaction at a time, so a wait being
-//! registered and an event being sent are serialised without a lock of their own: the event
-//! is seen either by the wait or by the sender's wake-up, never lost between them.
+//! A wait being registered holds its execution's task row (the fence check locks it), and an
+//! event being sent locks the same row first (`fence::lock_task`), so the two take turns even
+//! from different processes: the event is seen either by the wait or by the sender's
+//! hand-over, never lost between them.
 
 use super::p;
 use zart::limits::check_name;

@@ -126,3 +126,60 @@ pub(crate) fn error_record(text: &str) -> zart::ErrorRecord {
         ..Default::default()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mysql_async::ServerError;
+
+    fn server(code: u16, message: &str) -> MyError {
+        MyError::Server(ServerError {
+            code,
+            message: message.to_owned(),
+            state: "HY000".to_owned(),
+        })
+    }
+
+    #[test]
+    fn deadlocks_and_lock_waits_are_transient_contention() {
+        for code in [1213, 1205] {
+            let err = from_mysql(server(code, "try again"), "claiming");
+            assert!(matches!(err, Error::Contention { .. }), "{code}: {err:?}");
+            assert!(err.is_transient());
+        }
+    }
+
+    #[test]
+    fn lost_connections_are_transient_unavailable() {
+        for code in [2002, 2003, 2006, 2013, 1040, 1053] {
+            let err = from_mysql(server(code, "gone"), "committing");
+            assert!(matches!(err, Error::Unavailable { .. }), "{code}: {err:?}");
+            assert!(err.is_transient());
+        }
+        let io = MyError::Io(mysql_async::IoError::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        assert!(from_mysql(io, "connecting").is_transient());
+    }
+
+    #[test]
+    fn a_missing_zart_table_says_to_run_migrate() {
+        let err = from_mysql(
+            server(1146, "Table 'app.zart_tasks' doesn't exist"),
+            "claiming",
+        );
+        assert!(matches!(err, Error::Schema(_)), "{err:?}");
+        assert!(err.to_string().contains("zart migrate"), "{err}");
+        let other = from_mysql(server(1146, "Table 'app.orders' doesn't exist"), "x");
+        assert!(matches!(other, Error::Database { .. }), "{other:?}");
+    }
+
+    #[test]
+    fn access_denied_and_unknown_databases_say_what_to_do() {
+        let err = from_mysql(server(1045, "Access denied for user 'zart'"), "connecting");
+        assert!(err.to_string().contains("access denied"), "{err}");
+        assert!(!err.is_transient());
+        let err = from_mysql(server(1049, "Unknown database 'app'"), "connecting");
+        assert!(err.to_string().contains("create the database"), "{err}");
+    }
+}

@@ -162,12 +162,17 @@ impl std::fmt::Debug for MySqlScheduler {
     }
 }
 
-/// Runs a read on a pooled connection, with the time read once.
+/// Runs a read on a pooled connection, with the time read once (`read!(self, timed, ..)`) or
+/// not at all, for a read that needs no time (one statement fewer).
 macro_rules! read {
+    ($self:ident, timed, |$tx:ident| $body:expr) => {{
+        let mut conn = $self.conn().await?;
+        let mut $tx = Tx::new(&mut conn, &$self.settings).await?;
+        $body.await
+    }};
     ($self:ident, |$tx:ident| $body:expr) => {{
         let mut conn = $self.conn().await?;
-        #[allow(unused_mut)]
-        let mut $tx = Tx::new(&mut conn, &$self.settings).await?;
+        let mut $tx = Tx::at(&mut conn, &$self.settings, 0);
         $body.await
     }};
 }
@@ -371,7 +376,7 @@ impl Scheduler for MySqlScheduler {
     }
 
     async fn next_run_at(&self, p: NextRunAtParams) -> Result<Option<Duration>, Error> {
-        read!(self, |tx| ops::read::next_run_at(&mut tx, &p))
+        read!(self, timed, |tx| ops::read::next_run_at(&mut tx, &p))
     }
 
     async fn get_execution(&self, id: &str) -> Result<Option<Execution>, Error> {
@@ -381,7 +386,7 @@ impl Scheduler for MySqlScheduler {
     async fn prune(&self, p: PruneParams) -> Result<PruneOutcome, Error> {
         p.check()?;
         if p.dry_run {
-            return read!(self, |tx| ops::prune::count(&mut tx, &p));
+            return read!(self, timed, |tx| ops::prune::count(&mut tx, &p));
         }
         match self.write(Op::Prune(p)).await? {
             Reply::Pruned(outcome) => Ok(outcome),
@@ -428,7 +433,9 @@ impl Scheduler for MySqlScheduler {
     }
 
     async fn next_schedule_at(&self, p: NextRunAtParams) -> Result<Option<Duration>, Error> {
-        read!(self, |tx| ops::schedules::next_schedule_at(&mut tx, &p))
+        read!(self, timed, |tx| ops::schedules::next_schedule_at(
+            &mut tx, &p
+        ))
     }
 
     async fn set_queue_limits(
@@ -446,7 +453,7 @@ impl Scheduler for MySqlScheduler {
     }
 
     async fn list_queue_limits(&self) -> Result<Vec<QueueLimitsRow>, Error> {
-        read!(self, |tx| ops::queues::list_queue_limits(&mut tx))
+        read!(self, timed, |tx| ops::queues::list_queue_limits(&mut tx))
     }
 
     async fn get_state(&self, id: &str) -> Result<Vec<zart::scheduler::StateValue>, Error> {

@@ -3,8 +3,8 @@
 //!
 //! The backend is chosen by the URL's scheme: `postgres://` (or `postgresql://`) for
 //! zart-pg, `sqlite://path.db` (or `sqlite::memory:`) for zart-sqlite, `mysql://` (or
-//! `mariadb://`) for zart-mysql, where `list`, `inspect`, `stats` and `doctor` are not
-//! supported yet and say so. Every command prints
+//! `mariadb://`) for zart-mysql, where `doctor` is not supported yet and says so. Every
+//! command prints
 //! text for people, or JSON with `--json`; the exit codes are in [`exit`] and `docs/cli.md`.
 
 mod exit;
@@ -319,12 +319,9 @@ async fn admin(url: &str) -> anyhow::Result<Box<dyn Admin>> {
             Box::new(scheduler)
         }
         Backend::MySql => {
-            return Err(Usage(
-                "listing, inspecting and queue stats are not supported on mysql yet; query \
-                 zart_executions, zart_tasks and zart_steps with plain SQL"
-                    .to_owned(),
-            )
-            .into())
+            let scheduler = MySqlScheduler::connect(url).await?;
+            scheduler.check_schema().await?;
+            Box::new(scheduler)
         }
     })
 }

@@ -42,9 +42,12 @@
 //!   `binlog_format=STATEMENT`, or a default storage engine other than InnoDB is refused with
 //!   an [`Error::Database`] naming the setting.
 //!
+//! - **Operator reads**: [`zart::admin::Admin`] (`zart list`, `zart show`) on pooled
+//!   connections.
+//!
 //! What it does not offer (yet): `ctx.step_tx` ([`Scheduler::begin_step_tx`] returns
 //! [`Error::Unsupported`]); push wake-ups across processes (MySQL has no NOTIFY: they are
-//! polled); tenancy and buckets.
+//! polled); tenancy and buckets; `zart doctor`.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -280,6 +283,29 @@ fn unexpected(reply: Reply) -> Error {
     internal(format!(
         "the MySQL writer answered {reply:?} to another call"
     ))
+}
+
+#[async_trait]
+impl zart::admin::Admin for MySqlScheduler {
+    async fn list_executions(
+        &self,
+        params: zart::admin::ListExecutionsParams,
+    ) -> Result<zart::admin::ExecutionPage, Error> {
+        read!(self, |tx| ops::admin::list_executions(&mut tx, &params))
+    }
+
+    async fn describe_execution(
+        &self,
+        id: &str,
+    ) -> Result<Option<zart::admin::ExecutionDetail>, Error> {
+        read!(self, timed, |tx| ops::admin::describe_execution(
+            &mut tx, id
+        ))
+    }
+
+    async fn queue_stats(&self) -> Result<Vec<zart::admin::QueueStats>, Error> {
+        read!(self, timed, |tx| ops::admin::queue_stats(&mut tx))
+    }
 }
 
 #[async_trait]

@@ -7,6 +7,7 @@
 //! error after writing part of its work (a damaged row, a full disk) makes the writer roll the
 //! transaction back, so nothing of it is stored.
 
+pub(crate) mod admin;
 mod cancel;
 mod claim;
 mod fence;

@@ -23,8 +23,8 @@
 //!   free slots, and lease them in the same transaction: workers in other processes skip rows
 //!   a claim holds instead of waiting. Fenced writes lock the task row (`FOR UPDATE`) when they
 //!   check the fence, so a take-over and a stale write are serialised by InnoDB.
-//! - **Sessions** run READ COMMITTED (set on each pooled connection), with the time zone UTC
-//!   and `utf8mb4`.
+//! - **Sessions** run READ COMMITTED (set on each pooled connection), with the time zone UTC,
+//!   `utf8mb4`, and a strict `sql_mode` without engine substitution.
 //! - **Time** is the server's clock (`UTC_TIMESTAMP(6)`), plus the `zart_clock` offset when
 //!   built with a test clock ([`MySqlOptions::test_clock`]), read once per transaction. Times
 //!   are stored as fixed-width ISO-8601 UTC text (`2026-12-06T22:00:00.123Z`), as zart-sqlite

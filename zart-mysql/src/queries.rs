@@ -37,8 +37,11 @@ pub const MARIADB_ISOLATION: &str = "select @@session.tx_isolation";
 pub const MYSQL_ISOLATION: &str = "select @@session.transaction_isolation";
 /// The isolation level every pooled connection runs with.
 pub const SESSION_ISOLATION: &str = "set session transaction isolation level read committed";
-/// The session time zone and character set.
-pub const SESSION_ZONE: &str = "set time_zone = '+00:00', names utf8mb4";
+/// The session time zone, character set and SQL mode: strict (a value that does not fit is an
+/// error, never silently cut) and no engine substitution (a table that cannot be InnoDB is
+/// refused, never created as another engine).
+pub const SESSION_ZONE: &str = "set time_zone = '+00:00', names utf8mb4,
+    sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION,ERROR_FOR_DIVISION_BY_ZERO'";
 
 // ---- clock --------------------------------------------------------------------------------
 

@@ -5,30 +5,17 @@
 //! `mysql://root@127.0.0.1:3306`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use mysql_async::prelude::Queryable;
+mod support;
+
 use zart::admin::{Admin, ListExecutionsParams};
 use zart::scheduler::{SendEventParams, StartExecutionParams};
 use zart::{ExecutionStatus, Scheduler};
 use zart_mysql::MySqlScheduler;
 
-async fn admin_sql(sql: &str) {
-    let server = std::env::var("ZART_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_owned());
-    let pool = mysql_async::Pool::new(server.trim_end_matches('/'));
-    let mut conn = pool.get_conn().await.unwrap();
-    conn.query_drop(sql).await.unwrap();
-    drop(conn);
-    pool.disconnect().await.unwrap();
-}
-
 #[tokio::test]
 async fn executions_are_listed_described_and_counted() {
     let name = format!("zart_admin_{}", std::process::id());
-    admin_sql(&format!("drop database if exists {name}")).await;
-    admin_sql(&format!("create database {name}")).await;
-    let server = std::env::var("ZART_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_owned());
-    let url = format!("{}/{name}", server.trim_end_matches('/'));
+    let url = support::fresh_database(&name).await;
     zart_mysql::migrate(&url).await.unwrap();
     let scheduler = MySqlScheduler::connect(&url).await.unwrap();
     for id in ["a", "b", "c"] {
@@ -82,5 +69,5 @@ async fn executions_are_listed_described_and_counted() {
     assert_eq!(stats[0].due, 2, "{stats:?}");
 
     scheduler.close().await;
-    admin_sql(&format!("drop database if exists {name}")).await;
+    support::drop_database(&name).await;
 }

@@ -7,22 +7,18 @@
 //! `mysql://root@127.0.0.1:3306`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod support;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use mysql_async::prelude::Queryable;
 use serde_json::json;
+use support::{admin, server_url};
 use zart::scheduler::{SendEventParams, StartExecutionParams};
 use zart::{Error, Scheduler};
 use zart_mysql::{MySqlOptions, MySqlScheduler};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-fn server_url() -> String {
-    std::env::var("ZART_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_owned())
-        .trim_end_matches('/')
-        .to_owned()
-}
 
 /// A fresh, empty database, dropped with the guard.
 struct Db {
@@ -52,14 +48,6 @@ impl Db {
     async fn drop_now(self) {
         admin(&format!("drop database if exists {}", self.name)).await;
     }
-}
-
-async fn admin(sql: &str) {
-    let pool = mysql_async::Pool::new(server_url().as_str());
-    let mut conn = pool.get_conn().await.unwrap();
-    conn.query_drop(sql).await.unwrap();
-    drop(conn);
-    pool.disconnect().await.unwrap();
 }
 
 fn start(id: &str, input: serde_json::Value) -> StartExecutionParams {

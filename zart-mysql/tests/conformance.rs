@@ -12,12 +12,15 @@
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod support;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
+use support::server_url;
 use zart::scheduler::{DynScheduler, StepKind, StepStatus};
 use zart::{ErrorRecord, ExecutionStatus};
 use zart_conformance::{Backend, ExecutionRow, Fixture, Harness, StepRow};
@@ -26,13 +29,6 @@ use zart_mysql::{MySqlOptions, MySqlScheduler};
 struct MySql;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// The server URL without a database.
-fn server_url() -> String {
-    let url = std::env::var("ZART_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_owned());
-    url.trim_end_matches('/').to_owned()
-}
 
 #[async_trait]
 impl Backend for MySql {

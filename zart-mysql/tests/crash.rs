@@ -9,6 +9,8 @@
 //! crash_worker_process` and `ZART_CRASH_URL` set: a real second process on the database.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod support;
+
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -85,10 +87,7 @@ async fn crash_worker_process() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_worker_process_is_taken_over() {
-    let server = std::env::var("ZART_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_owned())
-        .trim_end_matches('/')
-        .to_owned();
+    let server = support::server_url();
     let name = format!("zart_crash_{}", std::process::id());
     let admin = mysql_async::Pool::new(server.as_str());
     let mut conn = admin.get_conn().await.unwrap();

@@ -6,31 +6,17 @@
 //! `mysql://root@127.0.0.1:3306`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod support;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mysql_async::prelude::Queryable;
 use zart::scheduler::{ClaimTasksParams, StartExecutionParams};
 use zart::Scheduler;
 use zart_mysql::MySqlScheduler;
 
 const TASKS: usize = 300;
-
-fn server_url() -> String {
-    std::env::var("ZART_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_owned())
-        .trim_end_matches('/')
-        .to_owned()
-}
-
-async fn admin(sql: &str) {
-    let pool = mysql_async::Pool::new(server_url().as_str());
-    let mut conn = pool.get_conn().await.unwrap();
-    conn.query_drop(sql).await.unwrap();
-    drop(conn);
-    pool.disconnect().await.unwrap();
-}
 
 async fn drain(scheduler: Arc<MySqlScheduler>, worker: &str) -> Vec<String> {
     let mut claimed = Vec::new();
@@ -61,9 +47,7 @@ async fn drain(scheduler: Arc<MySqlScheduler>, worker: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_claims_of_two_schedulers_never_hand_out_a_task_twice() {
     let name = format!("zart_fleet_{}", std::process::id());
-    admin(&format!("drop database if exists {name}")).await;
-    admin(&format!("create database {name}")).await;
-    let url = format!("{}/{name}", server_url());
+    let url = support::fresh_database(&name).await;
     zart_mysql::migrate(&url).await.unwrap();
     let a = Arc::new(MySqlScheduler::connect(&url).await.unwrap());
     let b = Arc::new(MySqlScheduler::connect(&url).await.unwrap());
@@ -95,5 +79,5 @@ async fn concurrent_claims_of_two_schedulers_never_hand_out_a_task_twice() {
     );
     Arc::into_inner(a).unwrap().close().await;
     Arc::into_inner(b).unwrap().close().await;
-    admin(&format!("drop database if exists {name}")).await;
+    support::drop_database(&name).await;
 }

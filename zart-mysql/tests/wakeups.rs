@@ -7,27 +7,13 @@
 //! `mysql://root@127.0.0.1:3306`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod support;
+
 use std::time::{Duration, Instant};
 
-use mysql_async::prelude::Queryable;
 use zart::scheduler::{SendEventParams, StartExecutionParams, Wakeup};
 use zart::Scheduler;
 use zart_mysql::MySqlScheduler;
-
-fn server_url() -> String {
-    std::env::var("ZART_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_owned())
-        .trim_end_matches('/')
-        .to_owned()
-}
-
-async fn admin(sql: &str) {
-    let pool = mysql_async::Pool::new(server_url().as_str());
-    let mut conn = pool.get_conn().await.unwrap();
-    conn.query_drop(sql).await.unwrap();
-    drop(conn);
-    pool.disconnect().await.unwrap();
-}
 
 fn start(id: &str) -> StartExecutionParams {
     StartExecutionParams {
@@ -55,9 +41,7 @@ async fn resync(rx: &mut tokio::sync::broadcast::Receiver<Wakeup>, sent: Instant
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_of_another_process_arrive_through_the_poller() {
     let name = format!("zart_wake_{}", std::process::id());
-    admin(&format!("drop database if exists {name}")).await;
-    admin(&format!("create database {name}")).await;
-    let url = format!("{}/{name}", server_url());
+    let url = support::fresh_database(&name).await;
     zart_mysql::migrate(&url).await.unwrap();
     let writer = MySqlScheduler::connect(&url).await.unwrap();
     let watcher = MySqlScheduler::connect(&url).await.unwrap();
@@ -119,5 +103,5 @@ async fn writes_of_another_process_arrive_through_the_poller() {
 
     writer.close().await;
     watcher.close().await;
-    admin(&format!("drop database if exists {name}")).await;
+    support::drop_database(&name).await;
 }

@@ -45,9 +45,13 @@
 //! - **Operator reads**: [`zart::admin::Admin`] (`zart list`, `zart show`) on pooled
 //!   connections.
 //!
-//! What it does not offer (yet): `ctx.step_tx` ([`Scheduler::begin_step_tx`] returns
-//! [`Error::Unsupported`]); push wake-ups across processes (MySQL has no NOTIFY: they are
-//! polled); tenancy and buckets; `zart doctor`.
+//! - **Step transactions**: `ctx.step_tx(name, |tx: zart_mysql::StepTx| ..)` runs the body
+//!   in a transaction on a pooled connection and records the step (fenced) in it before it
+//!   commits, so the body's writes to your tables in the same database and the step's record
+//!   are stored together or not at all ([`StepTx`]).
+//!
+//! What it does not offer (yet): push wake-ups across processes (MySQL has no NOTIFY: they
+//! are polled); tenancy and buckets; `zart doctor`.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -65,6 +69,7 @@ mod ops;
 pub mod queries;
 mod schema;
 mod server;
+mod step_tx;
 mod wakeups;
 mod writer;
 
@@ -89,6 +94,7 @@ use zart::{Error, Execution, Scheduler};
 
 pub use schema::{migrate, Migration, MigrationReport, MIGRATIONS, SCHEMA_VERSION};
 pub use server::pool_for;
+pub use step_tx::{StepConn, StepTx};
 pub use wakeups::POLL_SETTINGS;
 
 use errors::{from_mysql, internal};
@@ -155,6 +161,7 @@ pub struct MySqlScheduler {
     wakeups: broadcast::Sender<Wakeup>,
     poller: OnceLock<Poller>,
     poll_settings: PollSettings,
+    step_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for MySqlScheduler {
@@ -232,6 +239,7 @@ impl MySqlScheduler {
             wakeups,
             poller: OnceLock::new(),
             poll_settings: options.poll,
+            step_slots: step_tx::slots(server::MAX_CONNECTIONS),
         })
     }
 
@@ -487,13 +495,7 @@ impl Scheduler for MySqlScheduler {
     }
 
     async fn begin_step_tx(&self) -> Result<Box<dyn zart::scheduler::StepTransaction>, Error> {
-        Err(Error::Unsupported {
-            feature: "ctx.step_tx".to_owned(),
-            backend: "mysql".to_owned(),
-            hint: "zart-mysql does not offer step transactions yet; use ctx.step and make its \
-                   effect idempotent, or run on PostgreSQL (zart-pg)"
-                .to_owned(),
-        })
+        step_tx::begin(&self.pool, &self.step_slots, &self.settings).await
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Wakeup> {

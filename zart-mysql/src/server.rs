@@ -11,7 +11,7 @@ use crate::errors::from_mysql;
 use crate::queries;
 
 /// The pooled connections a scheduler keeps at most.
-const MAX_CONNECTIONS: usize = 16;
+pub(crate) const MAX_CONNECTIONS: usize = 16;
 
 /// Parses `url` (`mysql://` or `mariadb://`), refusing other schemes and URLs without a
 /// database.

@@ -35,7 +35,8 @@
 //!   (not the `JSON` type, which reorders keys on MySQL), so it reads back byte for byte.
 //! - **Wake-ups**: this process's writes wake its workers and `wait()` calls at once (sent
 //!   after commit); writes of other processes are seen by [`zart::wakeups::Poller`] reading a
-//!   cheap change probe (three index look-ups, no write; see [`POLL_SETTINGS`]).
+//!   cheap change probe (three index look-ups, no write; 20 ms after a change, backing off to
+//!   2 s while idle; see [`POLL_SETTINGS`]).
 //! - **Errors**: deadlock (1213) and lock wait timeout (1205) are [`Error::Contention`]; a
 //!   refused or lost connection is [`Error::Unavailable`]; both are transient.
 //! - **Checks at connect**: a server older than MariaDB 10.6 / MySQL 8.0,
@@ -331,6 +332,18 @@ impl Scheduler for MySqlScheduler {
     }
 
     async fn claim_tasks(&self, p: ClaimTasksParams) -> Result<Vec<ClaimedTask>, Error> {
+        ops::check_lease(p.lease)?;
+        if p.task_names.is_empty() || p.limit == 0 {
+            return Ok(Vec::new());
+        }
+        // Nothing due: no write transaction (an idle worker's sweep).
+        let ask = NextRunAtParams {
+            queue: p.queue.clone(),
+            task_names: p.task_names.clone(),
+        };
+        if !read!(self, |tx| ops::read::anything_due(&mut tx, &ask))? {
+            return Ok(Vec::new());
+        }
         match self.write(Op::Claim(p)).await? {
             Reply::Claimed(tasks) => Ok(tasks),
             other => Err(unexpected(other)),
@@ -410,7 +423,7 @@ impl Scheduler for MySqlScheduler {
     }
 
     async fn next_run_at(&self, p: NextRunAtParams) -> Result<Option<Duration>, Error> {
-        read!(self, timed, |tx| ops::read::next_run_at(&mut tx, &p))
+        read!(self, |tx| ops::read::next_run_at(&mut tx, &p))
     }
 
     async fn get_execution(&self, id: &str) -> Result<Option<Execution>, Error> {

@@ -5,8 +5,9 @@
 //! start, claim, suspension, release, outcome or cancel sets the execution's `updated_at`
 //! (indexed), an event adds a `zart_events` row. The probe reads three index ends and writes
 //! nothing, so the commit path gains no hot row. It runs every 20 ms after a change and
-//! backs off, doubling, to one read a second while idle: a write of another process is seen
-//! within about a second on an idle worker, and within tens of milliseconds while busy. This
+//! backs off, doubling, to one read every 2 s while idle: a write of another process is seen
+//! within 2 s (about 1 s on average) by an idle worker, and within tens of milliseconds while
+//! busy. This
 //! process's own writes wake its workers at once, without waiting for the probe.
 
 use std::collections::hash_map::DefaultHasher;
@@ -21,10 +22,11 @@ use zart::Error;
 use crate::errors::from_mysql;
 use crate::queries;
 
-/// How often the probe is read: 20 ms after a change, backing off to once a second.
+/// How often the probe is read: 20 ms after a change, backing off to once every 2 s, so an
+/// idle worker (the probe plus its own 5 s sweep) stays under one statement a second.
 pub const POLL_SETTINGS: PollSettings = PollSettings {
     min_interval: Duration::from_millis(20),
-    max_interval: Duration::from_secs(1),
+    max_interval: Duration::from_secs(2),
 };
 
 /// Reads the change probe on a pooled connection.

@@ -71,6 +71,12 @@ impl<'a> Tx<'a> {
         self.now
     }
 
+    /// Reads the clock now (a read that needs the time only on some paths); returns it.
+    pub(crate) async fn read_clock(&mut self) -> Result<i64, Error> {
+        self.now = clock::now(self.conn, self.settings.test_clock).await?;
+        Ok(self.now)
+    }
+
     /// The wake-ups to send after commit.
     pub(crate) fn into_wakeups(self) -> Vec<Wakeup> {
         self.wakeups
@@ -296,7 +302,7 @@ fn check_wait(field: &str, ms: i64) -> Result<(), Error> {
 }
 
 /// A lease length in milliseconds, refused outside 1 ms to 100 years.
-fn check_lease(lease: std::time::Duration) -> Result<i64, Error> {
+pub(crate) fn check_lease(lease: std::time::Duration) -> Result<i64, Error> {
     let ms = clock::millis(lease);
     if ms < 1 || ms > clock::millis(zart::limits::MAX_WAIT) {
         return Err(Error::invalid(

@@ -2,7 +2,9 @@
 //! from the shell, and a check of a database and login (`doctor`).
 //!
 //! The backend is chosen by the URL's scheme: `postgres://` (or `postgresql://`) for
-//! zart-pg, `sqlite://path.db` (or `sqlite::memory:`) for zart-sqlite. Every command prints
+//! zart-pg, `sqlite://path.db` (or `sqlite::memory:`) for zart-sqlite, `mysql://` (or
+//! `mariadb://`) for zart-mysql, where `doctor` is not supported yet and says so. Every
+//! command prints
 //! text for people, or JSON with `--json`; the exit codes are in [`exit`] and `docs/cli.md`.
 
 mod exit;
@@ -21,6 +23,7 @@ use serde_json::json;
 use zart::admin::{Admin, ListExecutionsParams};
 use zart::scheduler::{SendEventParams, StartExecutionParams};
 use zart::{ExecutionStatus, Scheduler};
+use zart_mysql::MySqlScheduler;
 use zart_pg::{PgPool, PostgresScheduler};
 use zart_sqlite::SqliteScheduler;
 
@@ -56,11 +59,12 @@ fn write_out(text: &str) {
     }
 }
 
-/// Zart: durable workflows in PostgreSQL or SQLite.
+/// Zart: durable workflows in PostgreSQL, SQLite or MySQL/MariaDB.
 #[derive(Debug, Parser)]
 #[command(name = "zart", version, about, after_help = exit::HELP)]
 struct Cli {
-    /// Database URL: postgres://user:pass@localhost/mydb, or sqlite://path/to/zart.db
+    /// Database URL: postgres://user:pass@localhost/mydb, sqlite://path/to/zart.db, or
+    /// mysql://user:pass@localhost:3306/mydb
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     database_url: Option<String>,
 
@@ -280,6 +284,7 @@ fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
 enum Backend {
     Postgres,
     Sqlite,
+    MySql,
 }
 
 impl Backend {
@@ -288,11 +293,13 @@ impl Backend {
             Ok(Backend::Sqlite)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Backend::Postgres)
+        } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            Ok(Backend::MySql)
         } else {
             let scheme = url.split(':').next().unwrap_or_default();
             anyhow::bail!(
-                "unsupported database URL scheme {scheme:?}: use postgres://user:pass@host/db \
-                 or sqlite://path/to/zart.db"
+                "unsupported database URL scheme {scheme:?}: use postgres://user:pass@host/db, \
+                 sqlite://path/to/zart.db or mysql://user:pass@host:3306/db"
             )
         }
     }
@@ -311,6 +318,11 @@ async fn admin(url: &str) -> anyhow::Result<Box<dyn Admin>> {
             scheduler.check_schema().await?;
             Box::new(scheduler)
         }
+        Backend::MySql => {
+            let scheduler = MySqlScheduler::connect(url).await?;
+            scheduler.check_schema().await?;
+            Box::new(scheduler)
+        }
     })
 }
 
@@ -319,6 +331,7 @@ async fn scheduler(url: &str) -> anyhow::Result<Arc<dyn Scheduler>> {
     let scheduler: Arc<dyn Scheduler> = match Backend::of(url)? {
         Backend::Postgres => Arc::new(PostgresScheduler::new(PgPool::connect_lazy(url, 1)?)),
         Backend::Sqlite => Arc::new(SqliteScheduler::connect(url).await?),
+        Backend::MySql => Arc::new(MySqlScheduler::connect(url).await?),
     };
     scheduler.check_schema().await?;
     Ok(scheduler)
@@ -339,8 +352,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Migrate { dry_run: true } => {
             if backend != Backend::Postgres {
                 return Err(Usage(
-                    "migrate --dry-run reads PostgreSQL only; a SQLite file is migrated by \
-                     `zart migrate` alone"
+                    "migrate --dry-run reads PostgreSQL only; a SQLite file or a MySQL \
+                     database is migrated by `zart migrate` alone"
                         .to_owned(),
                 )
                 .into());
@@ -375,6 +388,10 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 }
                 Backend::Sqlite => {
                     let report = zart_sqlite::migrate(&url).await?;
+                    (report.applied, report.schema_version)
+                }
+                Backend::MySql => {
+                    let report = zart_mysql::migrate(&url).await?;
                     (report.applied, report.schema_version)
                 }
             };
@@ -523,7 +540,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             zart::limits::check_name("execution id", &id)?;
             let cancelled = match backend {
                 Backend::Postgres => cancel_postgres(&url, &id).await?,
-                Backend::Sqlite => scheduler(&url).await?.cancel_execution(&id).await?,
+                Backend::Sqlite | Backend::MySql => {
+                    scheduler(&url).await?.cancel_execution(&id).await?
+                }
             };
             if json {
                 print_json(&json!({"id": id, "cancelled": cancelled}))?;
@@ -541,7 +560,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             zart::limits::check_name("execution id", &id)?;
             let revived = match backend {
                 Backend::Postgres => retry_postgres(&url, &id).await?,
-                Backend::Sqlite => scheduler(&url).await?.retry_execution(&id).await?,
+                Backend::Sqlite | Backend::MySql => {
+                    scheduler(&url).await?.retry_execution(&id).await?
+                }
             };
             if json {
                 print_json(&json!({"id": id, "retried": revived}))?;
@@ -557,9 +578,12 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Doctor => {
             if backend != Backend::Postgres {
-                return Err(
-                    Usage("zart doctor checks PostgreSQL databases only".to_owned()).into(),
-                );
+                return Err(Usage(
+                    "zart doctor checks PostgreSQL databases only (not supported on mysql \
+                         or sqlite yet)"
+                        .to_owned(),
+                )
+                .into());
             }
             let pool = PgPool::connect_lazy(&url, 1)?;
             let report = zart_pg::doctor::doctor(&pool).await?;
@@ -676,7 +700,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let outcome = match backend {
                 Backend::Postgres => start_postgres(&url, &params).await?,
                 // Workers in other processes see it through their change poller.
-                Backend::Sqlite => scheduler(&url).await?.start_execution(params).await?,
+                Backend::Sqlite | Backend::MySql => {
+                    scheduler(&url).await?.start_execution(params).await?
+                }
             };
             let named = outcome.id;
             if json {

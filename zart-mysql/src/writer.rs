@@ -1,0 +1,222 @@
+//! The writer: every write (claims included) goes through a [`zart::group_commit::Batcher`] to
+//! one connection, so writes from many executions share a transaction.
+//!
+//! [`Writer`] runs the queued operations in one transaction (READ COMMITTED), each after a
+//! savepoint when the batch has more than one: an operation that is refused (a lost lease, a
+//! conflict, bad input) is rolled back to its savepoint and gets its error while the others
+//! commit. An error of the transaction itself (a deadlock, a lock wait timeout, a lost
+//! connection, a server error) fails the batch, and the batcher then writes each item in a
+//! transaction of its own, so no item is lost to another's failure and none is half-written.
+//! The clock is read once per transaction. Wake-ups are sent only after commit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Pool};
+use tokio::sync::{broadcast, Mutex};
+use zart::group_commit::BatchWriter;
+use zart::queues::QueueLimits;
+use zart::schedule::Schedule;
+use zart::scheduler::{
+    AwaitEventParams, ChildWait, ClaimSchedulesParams, ClaimTasksParams, ClaimedTask,
+    CommitStepParams, CompleteExecutionParams, DueSchedule, EventWait, FireOutcome,
+    FireScheduleParams, HeartbeatParams, Lease, PruneOutcome, PruneParams, ReleaseTasksParams,
+    RetryStepParams, SendEventParams, SleepParams, StartChildParams, StartChildrenParams,
+    StartExecutionParams, StartOutcome, Wakeup,
+};
+use zart::Error;
+
+use crate::errors::from_mysql;
+use crate::ops::{self, Tx};
+use crate::{clock, Settings};
+
+/// One write, as queued for the writer.
+#[derive(Debug, Clone)]
+pub(crate) enum Op {
+    Start(StartExecutionParams),
+    Claim(ClaimTasksParams),
+    Commit(CommitStepParams),
+    Retry(RetryStepParams),
+    Complete(CompleteExecutionParams),
+    Sleep(SleepParams),
+    AwaitEvent(AwaitEventParams),
+    SendEvent(SendEventParams),
+    StartChild(StartChildParams),
+    StartChildren(StartChildrenParams),
+    Cancel(String),
+    RetryExecution(String),
+    Heartbeat(HeartbeatParams),
+    Release(ReleaseTasksParams),
+    AdvanceClock(Duration),
+    Prune(PruneParams),
+    UpsertSchedule(Schedule),
+    /// A schedule's id, and true to pause it, false to resume it.
+    PauseSchedule(String, bool),
+    DeleteSchedule(String),
+    ClaimSchedules(ClaimSchedulesParams),
+    FireSchedule(FireScheduleParams),
+    /// A queue and its new limits (`None`: none).
+    SetQueueLimits(String, Option<QueueLimits>),
+}
+
+/// What a write answers.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    Started(StartOutcome),
+    Claimed(Vec<ClaimedTask>),
+    Done,
+    Slept(Option<Duration>),
+    Event(EventWait),
+    Child(ChildWait),
+    Children(Vec<ChildWait>),
+    Cancelled(Vec<String>),
+    Retried(Vec<String>),
+    Renewed(Vec<Lease>),
+    Released(u64),
+    Pruned(PruneOutcome),
+    /// Whether the schedule was new.
+    Upserted(bool),
+    /// Whether there was a schedule to delete.
+    Deleted(bool),
+    SchedulesClaimed(Vec<DueSchedule>),
+    Fired(FireOutcome),
+    /// Whether the queue has limits now.
+    LimitsSet(bool),
+}
+
+/// The write connection (taken from the pool on first use, and again after it failed) and
+/// where wake-ups go.
+pub(crate) struct Writer {
+    pool: Pool,
+    conn: Mutex<Option<Conn>>,
+    settings: Settings,
+    wakeups: broadcast::Sender<Wakeup>,
+}
+
+type Answers = (Vec<Result<Reply, Error>>, Vec<Wakeup>);
+
+impl Writer {
+    pub(crate) fn new(pool: Pool, settings: Settings, wakeups: broadcast::Sender<Wakeup>) -> Self {
+        Writer {
+            pool,
+            conn: Mutex::new(None),
+            settings,
+            wakeups,
+        }
+    }
+
+    /// Writes `items` in one transaction on the write connection, then sends the wake-ups of
+    /// what committed. A failed transaction gives the connection back to the pool's care (it
+    /// may be broken) and takes a new one next time.
+    async fn write(&self, items: &[Arc<Op>]) -> Result<Vec<Result<Reply, Error>>, Error> {
+        let mut guard = self.conn.lock().await;
+        let conn = match guard.as_mut() {
+            Some(conn) => conn,
+            None => guard.insert(
+                self.pool
+                    .get_conn()
+                    .await
+                    .map_err(|e| from_mysql(e, "connecting the writer"))?,
+            ),
+        };
+        match write_batch(conn, &self.settings, items).await {
+            Ok((answers, wakeups)) => {
+                for wakeup in wakeups {
+                    let _ = self.wakeups.send(wakeup);
+                }
+                Ok(answers)
+            }
+            Err(err) => {
+                if matches!(err, Error::Unavailable { .. }) {
+                    *guard = None;
+                }
+                Err(err)
+            }
+        }
+    }
+}
+
+/// Whether an operation's error leaves the transaction usable (a refusal, rolled back to its
+/// savepoint) rather than failing it (the server rolled it back, or the connection is gone).
+fn refusal(err: &Error) -> bool {
+    !(err.is_transient() || matches!(err, Error::Database { .. } | Error::Schema(_)))
+}
+
+async fn rollback(conn: &mut Conn) {
+    let _ = conn.query_drop("rollback").await;
+}
+
+/// Many operations in one transaction, each after a savepoint when there are several.
+async fn write_batch(
+    conn: &mut Conn,
+    settings: &Settings,
+    items: &[Arc<Op>],
+) -> Result<Answers, Error> {
+    conn.query_drop("start transaction")
+        .await
+        .map_err(|e| from_mysql(e, "starting a write transaction"))?;
+    let now = match clock::now(conn, settings.test_clock).await {
+        Ok(now) => now,
+        Err(err) => {
+            rollback(conn).await;
+            return Err(err);
+        }
+    };
+    let savepoints = items.len() > 1;
+    let mut answers = Vec::with_capacity(items.len());
+    let mut wakeups = Vec::new();
+    for op in items {
+        if savepoints {
+            if let Err(e) = conn.query_drop("savepoint zart_op").await {
+                rollback(conn).await;
+                return Err(from_mysql(e, "setting a savepoint"));
+            }
+        }
+        let mut tx = Tx::at(conn, settings, now);
+        let answer = ops::run(&mut tx, op).await;
+        let item_wakeups = tx.into_wakeups();
+        match answer {
+            Ok(reply) => {
+                wakeups.extend(item_wakeups);
+                answers.push(Ok(reply));
+            }
+            Err(err) if refusal(&err) && savepoints => {
+                if let Err(e) = conn.query_drop("rollback to savepoint zart_op").await {
+                    rollback(conn).await;
+                    return Err(from_mysql(e, "rolling back to a savepoint"));
+                }
+                answers.push(Err(err));
+            }
+            Err(err) if refusal(&err) => {
+                // The only item: nothing of it is kept.
+                rollback(conn).await;
+                return Ok((vec![Err(err)], Vec::new()));
+            }
+            Err(err) => {
+                rollback(conn).await;
+                return Err(err);
+            }
+        }
+    }
+    if let Err(e) = conn.query_drop("commit").await {
+        rollback(conn).await;
+        return Err(from_mysql(e, "committing"));
+    }
+    Ok((answers, wakeups))
+}
+
+#[async_trait]
+impl BatchWriter<Arc<Op>, Reply> for Writer {
+    async fn write_batch(&self, items: &[Arc<Op>]) -> Result<Vec<Result<Reply, Error>>, Error> {
+        self.write(items).await
+    }
+
+    async fn write_one(&self, item: &Arc<Op>) -> Result<Reply, Error> {
+        let mut answers = self.write(std::slice::from_ref(item)).await?;
+        answers
+            .pop()
+            .unwrap_or_else(|| Err(crate::errors::internal("the writer answered nothing")))
+    }
+}

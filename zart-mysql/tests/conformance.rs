@@ -59,6 +59,7 @@ impl Backend for MySql {
             name,
             admin,
             reads: mysql_async::Pool::new(url.as_str()),
+            url,
             scheduler: scheduler.clone(),
         };
         let scheduler: DynScheduler = scheduler;
@@ -73,6 +74,7 @@ struct Store {
     name: String,
     admin: mysql_async::Pool,
     reads: mysql_async::Pool,
+    url: String,
     scheduler: Arc<MySqlScheduler>,
 }
 
@@ -103,6 +105,15 @@ type StepTuple = (
 impl Fixture for Store {
     async fn advance_clock(&self, by: Duration) {
         self.scheduler.advance_test_clock(by).await.unwrap();
+    }
+
+    async fn reopen(&self) -> Option<DynScheduler> {
+        // The clock's offset is in the database: the new scheduler sees the same time.
+        let scheduler =
+            MySqlScheduler::connect_with(&self.url, MySqlOptions::default().test_clock(true))
+                .await
+                .unwrap();
+        Some(Arc::new(scheduler))
     }
 
     async fn execution(&self, id: &str) -> Option<ExecutionRow> {

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use zart::scheduler::DynScheduler;
+use zart_mysql::MySqlScheduler;
 use zart_pg::{PgPool, PostgresScheduler};
 use zart_sqlite::SqliteScheduler;
 
@@ -38,13 +39,15 @@ pub fn init_tracing(default: &str) {
         .init();
 }
 
-/// The scheduler for `DATABASE_URL`: the only code that depends on the backend, PostgreSQL or
-/// SQLite embedded in this process.
+/// The scheduler for `DATABASE_URL`: the only code that depends on the backend, PostgreSQL,
+/// MySQL/MariaDB, or SQLite embedded in this process.
 pub async fn scheduler_from_env() -> anyhow::Result<Arc<DynScheduler>> {
     let url = std::env::var("DATABASE_URL")
         .map_err(|_| anyhow::anyhow!("set DATABASE_URL (or run ci/example, which does)"))?;
     let scheduler: DynScheduler = if url.starts_with("sqlite:") {
         Arc::new(SqliteScheduler::connect(&url).await?)
+    } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
+        Arc::new(MySqlScheduler::connect(&url).await?)
     } else {
         Arc::new(PostgresScheduler::new(PgPool::connect(&url).await?))
     };

@@ -1234,7 +1234,8 @@ async fn the_cli_round_trips_odd_ids_and_refuses_bad_input_naming_the_argument()
             None,
             vec!["start", "t", "echo"],
             "zart: no database given: set DATABASE_URL or pass --database-url \
-             (postgres://user:pass@host/db or sqlite://path/to/zart.db)"
+             (postgres://user:pass@host/db, sqlite://path/to/zart.db or \
+             mysql://user:pass@host:3306/db)"
                 .to_owned(),
         ),
     ];

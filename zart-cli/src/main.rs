@@ -342,7 +342,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     let url = cli.database_url.ok_or_else(|| {
         Usage(
             "no database given: set DATABASE_URL or pass --database-url \
-             (postgres://user:pass@host/db or sqlite://path/to/zart.db)"
+             (postgres://user:pass@host/db, sqlite://path/to/zart.db or \
+             mysql://user:pass@host:3306/db)"
                 .to_owned(),
         )
     })?;

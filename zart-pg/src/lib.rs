@@ -336,13 +336,7 @@ fn ms_to_duration(ms: i64) -> Duration {
 /// A recorded error, read leniently: a JSON value that is not an [`ErrorRecord`] is kept whole
 /// as the message.
 fn error_record(value: serde_json::Value) -> ErrorRecord {
-    serde_json::from_value::<ErrorRecord>(value.clone()).unwrap_or_else(|_| ErrorRecord {
-        kind: "unknown".to_owned(),
-        message: value.to_string(),
-        step: None,
-        attempts: None,
-        ..Default::default()
-    })
+    ErrorRecord::from_stored(value)
 }
 
 #[async_trait]

@@ -79,35 +79,9 @@ pub(crate) fn internal(message: impl Into<String>) -> Error {
     }
 }
 
-/// Serializes a value to JSON text.
-pub(crate) fn to_json<T: serde::Serialize>(value: &T, what: &str) -> Result<String, Error> {
-    serde_json::to_string(value).map_err(|source| Error::Serialization {
-        action: "serialize",
-        what: what.to_owned(),
-        source,
-    })
-}
+pub(crate) use zart::error::{from_json_text as from_json, to_json_text as to_json};
 
-/// Reads JSON text stored by Zart.
-pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
-    text: &str,
-    what: &str,
-) -> Result<T, Error> {
-    serde_json::from_str(text).map_err(|source| Error::Serialization {
-        action: "deserialize",
-        what: what.to_owned(),
-        source,
-    })
-}
-
-/// A recorded error, read leniently: JSON that is not an [`zart::ErrorRecord`] is kept whole
-/// as the message.
+/// A recorded error, read leniently ([`zart::ErrorRecord::from_stored_text`]).
 pub(crate) fn error_record(text: &str) -> zart::ErrorRecord {
-    serde_json::from_str::<zart::ErrorRecord>(text).unwrap_or_else(|_| zart::ErrorRecord {
-        kind: "unknown".to_owned(),
-        message: text.to_owned(),
-        step: None,
-        attempts: None,
-        ..Default::default()
-    })
+    zart::ErrorRecord::from_stored_text(text)
 }

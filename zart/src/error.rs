@@ -481,6 +481,30 @@ impl From<serde_json::Error> for TaskError {
     }
 }
 
+/// A value as JSON text, for a backend that stores JSON as text (zart-sqlite, zart-mysql).
+///
+/// # Errors
+/// [`Error::Serialization`] naming `what`.
+pub fn to_json_text<T: serde::Serialize>(value: &T, what: &str) -> Result<String, Error> {
+    serde_json::to_string(value).map_err(|source| Error::Serialization {
+        action: "serialize",
+        what: what.to_owned(),
+        source,
+    })
+}
+
+/// JSON text a backend stored, read back as `T`.
+///
+/// # Errors
+/// [`Error::Serialization`] naming `what`.
+pub fn from_json_text<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, Error> {
+    serde_json::from_str(text).map_err(|source| Error::Serialization {
+        action: "deserialize",
+        what: what.to_owned(),
+        source,
+    })
+}
+
 /// Joins an error and its sources into one line: `outer: inner: root`.
 pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut out = err.to_string();

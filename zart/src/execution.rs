@@ -111,6 +111,26 @@ pub struct ErrorRecord {
 }
 
 impl ErrorRecord {
+    /// A recorded error as a backend stored it, read leniently: JSON that is not an
+    /// [`ErrorRecord`] is kept whole as the message (kind `unknown`).
+    pub fn from_stored(value: serde_json::Value) -> ErrorRecord {
+        serde_json::from_value::<ErrorRecord>(value.clone()).unwrap_or_else(|_| ErrorRecord {
+            kind: "unknown".to_owned(),
+            message: value.to_string(),
+            ..Default::default()
+        })
+    }
+
+    /// [`ErrorRecord::from_stored`] for JSON stored as text; text that is not JSON is the
+    /// message.
+    pub fn from_stored_text(text: &str) -> ErrorRecord {
+        serde_json::from_str::<ErrorRecord>(text).unwrap_or_else(|_| ErrorRecord {
+            kind: "unknown".to_owned(),
+            message: text.to_owned(),
+            ..Default::default()
+        })
+    }
+
     /// The application error this record holds, if it holds one (it has `retryable`).
     pub fn app_error(&self) -> Option<crate::AppError> {
         let retryable = self.retryable?;

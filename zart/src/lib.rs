@@ -72,6 +72,7 @@ pub mod retention;
 mod retry;
 pub mod schedule;
 pub mod scheduler;
+pub mod stored_time;
 pub mod telemetry;
 pub mod view;
 pub mod wakeups;

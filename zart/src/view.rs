@@ -30,9 +30,7 @@ use crate::ErrorRecord;
 
 /// A time as operators see it: UTC, ISO 8601, milliseconds (`2026-12-07T10:00:00.123Z`).
 pub fn time(t: SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(t)
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
+    crate::stored_time::format(crate::stored_time::system_ms(t))
 }
 
 fn time_opt(t: Option<SystemTime>) -> Option<String> {

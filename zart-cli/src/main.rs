@@ -152,6 +152,24 @@ enum Command {
     /// Check the database and login: schema version, roles and grants, clock skew,
     /// LISTEN/NOTIFY (PostgreSQL only).
     Doctor,
+    /// Serve the admin web UI and HTTP API (docs/admin-api.md) until interrupted.
+    ///
+    /// Requests need a bearer token from --token or ZART_UI_TOKENS (comma-separated), unless
+    /// --anonymous is given.
+    Ui {
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1:7070")]
+        listen: String,
+        /// An API token (repeatable); ZART_UI_TOKENS adds more, comma-separated.
+        #[arg(long = "token")]
+        tokens: Vec<String>,
+        /// Refuse every action (cancel, retry, events); reads work.
+        #[arg(long)]
+        read_only: bool,
+        /// No token needed: for a trusted local setup only.
+        #[arg(long, conflicts_with = "tokens")]
+        anonymous: bool,
+    },
     /// Show one execution as JSON.
     Status {
         /// The execution id.
@@ -576,6 +594,58 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     }
                 );
             }
+        }
+        Command::Ui {
+            listen,
+            mut tokens,
+            read_only,
+            anonymous,
+        } => {
+            if let Ok(more) = std::env::var("ZART_UI_TOKENS") {
+                tokens.extend(
+                    more.split(',')
+                        .map(str::trim)
+                        .filter(|t| !t.is_empty())
+                        .map(str::to_owned),
+                );
+            }
+            if tokens.is_empty() && !anonymous {
+                return Err(Usage(
+                    "zart ui needs a token (--token or ZART_UI_TOKENS), or --anonymous for a \
+                     trusted local setup"
+                        .to_owned(),
+                )
+                .into());
+            }
+            let backend: Arc<dyn zart_ui::Backend> = match backend {
+                Backend::Postgres => {
+                    Arc::new(PostgresScheduler::new(PgPool::connect_lazy(&url, 4)?))
+                }
+                Backend::Sqlite => Arc::new(SqliteScheduler::connect(&url).await?),
+                Backend::MySql => Arc::new(MySqlScheduler::connect(&url).await?),
+            };
+            backend.check_schema().await?;
+            let config = if anonymous {
+                zart_ui::UiConfig::anonymous()
+            } else {
+                zart_ui::UiConfig::with_tokens(tokens)
+            }
+            .read_only(read_only);
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .map_err(|e| Usage(format!("cannot listen on {listen}: {e}")))?;
+            eprintln!(
+                "zart ui: serving http://{}/{}",
+                listener
+                    .local_addr()
+                    .map_or(listen.clone(), |a| a.to_string()),
+                if read_only { " (read-only)" } else { "" }
+            );
+            axum::serve(listener, zart_ui::router(backend, config))
+                .with_graceful_shutdown(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await?;
         }
         Command::Doctor => {
             if backend != Backend::Postgres {

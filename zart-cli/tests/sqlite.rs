@@ -168,3 +168,64 @@ async fn a_long_list_is_read_in_chunks_and_pages_on() {
         .all(|e| !ids.contains(&e["id"].as_str().unwrap())));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn ui_serves_the_api_with_a_token_and_refuses_to_start_without_one() {
+    use std::io::{Read, Write};
+    let dir = std::env::temp_dir().join(format!("zart-cli-ui-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("zart.db").display());
+    stdout(&zart(&url, &["migrate"]));
+    stdout(&zart(&url, &["start", "order-7", "checkout"]));
+
+    let out = zart(&url, &["ui"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("zart ui needs a token"));
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_zart"))
+        .env("DATABASE_URL", &url)
+        .env("ZART_UI_TOKENS", "abc, def")
+        .args([
+            "ui",
+            "--read-only",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .spawn()
+        .unwrap();
+    let get = |path: &str, token: &str| -> Option<String> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\r\n"
+        )
+        .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        Some(out)
+    };
+    let mut answer = None;
+    for _ in 0..100 {
+        answer = get("/api/executions", "def");
+        if answer.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let answer = answer.expect("zart ui answers");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"id\":\"order-7\""), "{answer}");
+    let config = get("/api/config", "abc").unwrap();
+    assert!(config.contains("\"read_only\":true"), "{config}");
+    let refused = get("/api/executions", "nope").unwrap();
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    server.kill().unwrap();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}

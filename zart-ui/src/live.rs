@@ -40,12 +40,13 @@ impl Live {
     /// listens, and publishes it when it changed.
     fn start(self: &Arc<Self>, backend: Arc<dyn Backend>) {
         self.started.get_or_init(|| {
-            let live = Arc::clone(self);
+            // Weak: the task ends once the router (and every stream) is gone.
+            let live = Arc::downgrade(self);
             tokio::spawn(async move {
                 // The data of the last snapshot sent, without its time: only a change of data
                 // is news.
                 let mut last = String::new();
-                loop {
+                while let Some(live) = live.upgrade() {
                     if live.latest.receiver_count() > 0 {
                         match snapshot(&*backend).await {
                             Ok((data, json)) => {
@@ -60,7 +61,9 @@ impl Live {
                             ),
                         }
                     }
-                    tokio::time::sleep(live.refresh).await;
+                    let refresh = live.refresh;
+                    drop(live);
+                    tokio::time::sleep(refresh).await;
                 }
             });
         });

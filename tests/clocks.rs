@@ -132,6 +132,7 @@ async fn a_worker_with_a_fast_clock_does_not_fire_a_sleep_early() {
         vec![skewed_pid]
     );
     kill_process(skewed).await;
+    zart_tests::faults::remove_faketime_leftovers(skewed_pid as u32);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,4 +223,5 @@ async fn a_worker_with_a_fast_clock_does_not_take_over_a_held_lease_early() {
         vec![normal_pid, skewed_pid]
     );
     kill_process(skewed).await;
+    zart_tests::faults::remove_faketime_leftovers(skewed_pid as u32);
 }

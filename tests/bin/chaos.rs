@@ -927,6 +927,7 @@ async fn chaos(
             let mut w = workers.swap_remove(victim);
             w.child.start_kill().context("SIGKILL")?;
             w.child.wait().await?;
+            zart_tests::faults::remove_faketime_leftovers(w.pid);
             faults.end_stall(w.pid);
             killed_pids.insert(w.pid as i32);
             kills += 1;
@@ -940,6 +941,7 @@ async fn chaos(
     for mut w in workers {
         w.child.start_kill()?;
         w.child.wait().await?;
+        zart_tests::faults::remove_faketime_leftovers(w.pid);
     }
     Ok(RunFacts {
         started,

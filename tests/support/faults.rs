@@ -18,6 +18,26 @@ use tokio::sync::watch;
 /// When `faketime` is missing (Debian: `apt-get install -y faketime`) or does not shift the
 /// clock as asked.
 pub fn faketime_env(skew: &str, skew_secs: i64) -> Result<Vec<(String, String)>, String> {
+    // The wrapper names a semaphore after its pid; one left behind by a process of an earlier
+    // run with that pid (killed, so it never removed it) makes it fail with "sem_open: File
+    // exists". A new process has a new pid: try again.
+    let mut tries = 0;
+    loop {
+        match faketime_env_once(skew, skew_secs) {
+            Err(e) if e.contains("sem_open") && tries < 5 => tries += 1,
+            other => return other,
+        }
+    }
+}
+
+/// Removes the shared memory and semaphore libfaketime made for process `pid`, which a
+/// process killed with SIGKILL leaves in /dev/shm (and a later process with its pid trips on).
+pub fn remove_faketime_leftovers(pid: u32) {
+    let _ = std::fs::remove_file(format!("/dev/shm/faketime_shm_{pid}"));
+    let _ = std::fs::remove_file(format!("/dev/shm/sem.faketime_sem_{pid}"));
+}
+
+fn faketime_env_once(skew: &str, skew_secs: i64) -> Result<Vec<(String, String)>, String> {
     let out = std::process::Command::new("faketime")
         .args(["-f", skew, "env"])
         .output()

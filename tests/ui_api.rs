@@ -400,3 +400,381 @@ async fn the_page_is_served_without_a_token_and_the_stream_pushes_snapshots() {
     assert_eq!(nap["status"], "cancelled");
     h.stop().await;
 }
+
+/// The rows of the audit log, oldest first, read with plain SQL.
+async fn audit_rows(h: &Harness) -> Vec<(String, String, String, String)> {
+    let client = h.db.client().await;
+    client
+        .query(
+            "select actor, action, target, outcome from zart_audit_log order by id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect()
+}
+
+fn row(actor: &str, action: &str, target: &str, outcome: &str) -> (String, String, String, String) {
+    (actor.into(), action.into(), target.into(), outcome.into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_are_audited_by_token_name_and_refused_when_the_log_cannot_be_written() {
+    init_tracing();
+    let h = seeded().await;
+    let config = UiConfig::with_named_tokens([("alice", TOKEN), ("bob", "b0b")]);
+    let port = serve(&h, config).await;
+    let (status, _) = post(port, "/api/executions/nap/cancel", None).await;
+    assert_eq!(status, 200);
+    let (status, _) = call(
+        port,
+        "POST",
+        "/api/executions/done/retry",
+        Some("b0b"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 409);
+    let (status, _) = post(
+        port,
+        "/api/executions/ask/events",
+        Some(json!({"name": "approval", "payload": {"secret": "not logged"}})),
+    )
+    .await;
+    assert_eq!(status, 202);
+    // Refused calls act on nothing and are not audited: no token, a read-only API.
+    let (status, _) = call(port, "POST", "/api/executions/boom/retry", None, None).await;
+    assert_eq!(status, 401);
+    let read_only = serve(&h, UiConfig::with_tokens([TOKEN]).read_only(true)).await;
+    let (status, _) = post(read_only, "/api/executions/boom/retry", None).await;
+    assert_eq!(status, 403);
+
+    assert_eq!(
+        audit_rows(&h).await,
+        [
+            row("alice", "cancel", "nap", "ok"),
+            row("bob", "retry", "done", "not_retryable"),
+            row("alice", "send_event", "ask", "ok"),
+        ]
+    );
+    let client = h.db.client().await;
+    let params: Value = client
+        .query_one(
+            "select params from zart_audit_log where action = 'send_event'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        params,
+        json!({"name": "approval"}),
+        "the payload is not logged"
+    );
+    let (status, log) = get(port, "/api/audit?limit=2").await;
+    assert_eq!(status, 200, "{log}");
+    assert_eq!(log.as_array().unwrap().len(), 2);
+    assert_eq!(log[0]["action"], "send_event", "newest first");
+    assert_eq!(log[1]["outcome"], "not_retryable");
+    assert!(log[1]["detail"].as_str().unwrap().contains("done"), "{log}");
+    let before = log[1]["id"].as_i64().unwrap();
+    let (_, older) = get(port, &format!("/api/audit?before={before}")).await;
+    assert_eq!(older[0]["action"], "cancel");
+    let (status, body) = get(port, "/api/audit?limit=0").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_input"))
+    );
+
+    // Without the log, nothing is done: the action is refused and the execution untouched.
+    client
+        .batch_execute("alter table zart_audit_log rename to zart_audit_log_away")
+        .await
+        .unwrap();
+    let (status, body) = post(port, "/api/executions/boom/retry", None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("audit_unavailable")),
+        "{body}"
+    );
+    assert_eq!(
+        h.durable.status("boom").await.unwrap().status,
+        ExecutionStatus::Failed
+    );
+    client
+        .batch_execute("alter table zart_audit_log_away rename to zart_audit_log")
+        .await
+        .unwrap();
+    assert_eq!(audit_rows(&h).await.len(), 3);
+    h.stop().await;
+}
+
+/// The ids of a bulk outcome's list `field`, sorted.
+fn ids(body: &Value, field: &str) -> Vec<String> {
+    let mut ids: Vec<String> = body[field]
+        .as_array()
+        .unwrap_or_else(|| panic!("{field} in {body}"))
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_actions_take_one_page_of_a_filter_and_a_dry_run_changes_nothing() {
+    init_tracing();
+    let h = seeded().await;
+    for n in 0..3 {
+        h.durable
+            .start(&format!("boom-{n}"), "panicky", json!("again"))
+            .await
+            .unwrap();
+        h.durable
+            .start(&format!("later-{n}"), "sleeper", json!(3600))
+            .await
+            .unwrap();
+    }
+    for n in 0..3 {
+        h.durable
+            .wait(&format!("boom-{n}"), Some(Duration::from_secs(20)))
+            .await
+            .unwrap();
+    }
+    let port = serve(&h, UiConfig::with_tokens([TOKEN])).await;
+
+    // A dry run lists what a bulk cancel of the sleeper's executions would take.
+    let (status, body) = post(
+        port,
+        "/api/executions/cancel",
+        Some(json!({"filter": {"task": "sleeper"}, "dry_run": true})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        ids(&body, "matched"),
+        ["later-0", "later-1", "later-2", "nap"]
+    );
+    assert!(ids(&body, "done").is_empty());
+    assert_eq!(
+        h.durable.status("later-0").await.unwrap().status,
+        ExecutionStatus::Sleeping
+    );
+    // One page of two, then the rest.
+    let (_, first) = post(
+        port,
+        "/api/executions/cancel",
+        Some(json!({"filter": {"task": "sleeper", "id": "later-"}, "max": 2})),
+    )
+    .await;
+    assert_eq!(ids(&first, "done").len(), 2, "{first}");
+    assert_eq!(first["more"], true);
+    let (_, rest) = post(
+        port,
+        "/api/executions/cancel",
+        Some(json!({"filter": {"task": "sleeper", "id": "later-"}, "max": 2})),
+    )
+    .await;
+    assert_eq!(ids(&rest, "done").len(), 1, "{rest}");
+    assert_eq!(rest["more"], false);
+    assert_eq!(
+        h.durable.status("nap").await.unwrap().status,
+        ExecutionStatus::Sleeping,
+        "outside the id filter"
+    );
+
+    // A bulk retry takes the failed ones only.
+    let (status, body) = post(
+        port,
+        "/api/executions/retry",
+        Some(json!({"filter": {"status": "cancelled"}})),
+    )
+    .await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("bad_request")));
+    let (status, body) = post(
+        port,
+        "/api/executions/retry",
+        Some(json!({"filter": {"id": "boom-"}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ids(&body, "done"), ["boom-0", "boom-1", "boom-2"]);
+    // Bad bodies are refused by name; read-only refuses all but dry runs.
+    for bad in [
+        json!({"filter": {"status": "later"}}),
+        json!({"filter": {"since": "yesterday"}}),
+        json!({"max": 0}),
+        json!({"filters": {}}),
+    ] {
+        let (status, body) = post(port, "/api/executions/cancel", Some(bad.clone())).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("bad_request")),
+            "{bad}: {body}"
+        );
+    }
+    let read_only = serve(&h, UiConfig::with_tokens([TOKEN]).read_only(true)).await;
+    let (status, _) = post(read_only, "/api/executions/cancel", Some(json!({}))).await;
+    assert_eq!(status, 403);
+    let (status, _) = post(
+        read_only,
+        "/api/executions/cancel",
+        Some(json!({"dry_run": true})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let actions: Vec<String> = audit_rows(&h).await.into_iter().map(|r| r.1).collect();
+    assert_eq!(actions, ["bulk_cancel", "bulk_cancel", "bulk_retry"]);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_filter_by_prefix_and_schedules_are_listed_paused_and_resumed() {
+    init_tracing();
+    let h = Harness::new().await;
+    for id in ["order-1", "order-2", "Order-3", "invoice-1"] {
+        h.durable.start(id, "echo", json!(1)).await.unwrap();
+    }
+    let schedule = zart::schedule::Schedule::new("nightly", "0 3 * * *", "echo");
+    zart::Scheduler::upsert_schedule(&*h.scheduler, schedule)
+        .await
+        .unwrap();
+    let port = serve(&h, UiConfig::with_tokens([TOKEN])).await;
+    let (_, page) = get(port, "/api/executions?id=order-").await;
+    let mut found: Vec<&str> = page["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    found.sort_unstable();
+    assert_eq!(found, ["order-1", "order-2"], "case counts");
+    let (_, page) = get(port, "/api/executions?id=%25").await;
+    assert!(
+        page["executions"].as_array().unwrap().is_empty(),
+        "% is no wildcard"
+    );
+
+    let (status, schedules) = get(port, "/api/schedules").await;
+    assert_eq!(status, 200);
+    assert_eq!(schedules[0]["id"], "nightly");
+    assert_eq!(schedules[0]["paused"], false);
+    let (status, body) = post(port, "/api/schedules/nightly/pause", None).await;
+    assert_eq!(
+        (status, body["paused"].as_bool()),
+        (200, Some(true)),
+        "{body}"
+    );
+    let (_, schedules) = get(port, "/api/schedules").await;
+    assert_eq!(schedules[0]["paused"], true);
+    let (status, _) = post(port, "/api/schedules/nightly/resume", None).await;
+    assert_eq!(status, 200);
+    let (status, body) = post(port, "/api/schedules/weekly/pause", None).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+    let actions: Vec<(String, String)> = audit_rows(&h)
+        .await
+        .into_iter()
+        .map(|r| (r.1, r.3))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("pause_schedule".to_owned(), "ok".to_owned()),
+            ("resume_schedule".to_owned(), "ok".to_owned()),
+            ("pause_schedule".to_owned(), "not_found".to_owned()),
+        ]
+    );
+    h.stop().await;
+}
+
+/// Transactions committed in the harness's database so far, after the other sessions had time
+/// to report theirs (PostgreSQL 15 flushes a session's counts within a second of it going
+/// idle).
+async fn settled_transactions(client: &tokio_postgres::Client) -> i64 {
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let rows = client
+        .simple_query(
+            "select pg_stat_force_next_flush();
+             select xact_commit + xact_rollback from pg_stat_database where datname = current_database()",
+        )
+        .await
+        .unwrap();
+    rows.iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .last()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Opens `n` event streams; they stay open while the returned connections live.
+async fn listeners(port: u16, n: usize) -> Vec<tokio::net::TcpStream> {
+    let mut streams = Vec::new();
+    for _ in 0..n {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        s.write_all(
+            format!(
+                "GET /api/stream HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut first = [0u8; 12];
+        s.read_exact(&mut first).await.unwrap();
+        assert_eq!(&first, b"HTTP/1.1 200");
+        streams.push(s);
+    }
+    streams
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_view_reads_once_per_interval_whatever_the_number_of_browsers() {
+    init_tracing();
+    let h = Harness::new().await;
+    for n in 0..5 {
+        h.durable
+            .start(&format!("e-{n}"), "echo", json!(n))
+            .await
+            .unwrap();
+    }
+    let refresh = Duration::from_millis(250);
+    let window = Duration::from_secs(4);
+    let port = serve(&h, UiConfig::with_tokens([TOKEN]).refresh(refresh)).await;
+    let client = h.db.client().await;
+
+    // Nobody listens: nothing is read.
+    let t0 = settled_transactions(&client).await;
+    tokio::time::sleep(window).await;
+    let t1 = settled_transactions(&client).await;
+    // One browser, then twenty.
+    let one = listeners(port, 1).await;
+    tokio::time::sleep(window).await;
+    drop(one);
+    let t2 = settled_transactions(&client).await;
+    let twenty = listeners(port, 20).await;
+    tokio::time::sleep(window).await;
+    drop(twenty);
+    let t3 = settled_transactions(&client).await;
+
+    // Each count includes the two transactions of the measuring session itself.
+    let (idle, single, many) = (t1 - t0, t2 - t1, t3 - t2);
+    eprintln!("transactions: idle {idle}, one browser {single}, twenty browsers {many}");
+    let per_window = (window.as_millis() / refresh.as_millis()) as i64;
+    assert!(idle <= 4, "nothing read while nobody listens: {idle}");
+    // Two statements a snapshot (queue counts, newest executions), one per interval, plus the
+    // settling time after the window while the last listener's read may still run.
+    assert!(single >= per_window, "the view refreshes: {single}");
+    assert!(
+        many <= single * 3 / 2 + 4,
+        "twenty browsers cost what one does: {many} against {single}"
+    );
+    h.stop().await;
+}

@@ -155,12 +155,14 @@ enum Command {
     /// Serve the admin web UI and HTTP API (docs/admin-api.md) until interrupted.
     ///
     /// Requests need a bearer token from --token or ZART_UI_TOKENS (comma-separated), unless
-    /// --anonymous is given.
+    /// --anonymous is given. A token written `name:secret` is named in the audit log of
+    /// actions; a bare secret is named by its position (`token-1`, ...).
     Ui {
         /// The address to listen on.
         #[arg(long, default_value = "127.0.0.1:7070")]
         listen: String,
-        /// An API token (repeatable); ZART_UI_TOKENS adds more, comma-separated.
+        /// An API token, `name:secret` or a bare secret (repeatable); ZART_UI_TOKENS adds
+        /// more, comma-separated.
         #[arg(long = "token")]
         tokens: Vec<String>,
         /// Refuse every action (cancel, retry, events); reads work.
@@ -353,6 +355,19 @@ async fn scheduler(url: &str) -> anyhow::Result<Arc<dyn Scheduler>> {
     };
     scheduler.check_schema().await?;
     Ok(scheduler)
+}
+
+/// The `--token` values as (name, secret): `name:secret` is named, a bare secret is named by
+/// its position (`token-1`, ...).
+fn named_tokens(tokens: &[String]) -> Vec<(String, String)> {
+    tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| match t.split_once(':') {
+            Some((name, secret)) if !name.is_empty() => (name.to_owned(), secret.to_owned()),
+            _ => (format!("token-{}", i + 1), t.clone()),
+        })
+        .collect()
 }
 
 /// Runs a command; the exit code on success (doctor's is 1 when a check failed).
@@ -628,7 +643,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let config = if anonymous {
                 zart_ui::UiConfig::anonymous()
             } else {
-                zart_ui::UiConfig::with_tokens(tokens)
+                zart_ui::UiConfig::with_named_tokens(named_tokens(&tokens))
             }
             .read_only(read_only);
             let listener = tokio::net::TcpListener::bind(&listen)

@@ -5,11 +5,12 @@ use std::sync::Arc;
 use clap::Subcommand;
 use serde_json::json;
 use zart::schedule::{CatchUp, Overlap, Schedule, ScheduleRow};
+use zart::view::ScheduleView;
 use zart::Scheduler;
 
 use crate::exit::Usage;
 use crate::print_json;
-use crate::text::{table, time_json, time_or_dash};
+use crate::text::{table, time_or_dash};
 
 /// The `zart schedule` subcommands.
 #[derive(Debug, Subcommand)]
@@ -68,7 +69,9 @@ pub async fn run(
         ScheduleCommand::List => {
             let rows = scheduler.list_schedules().await?;
             if json {
-                print_json(&json!({ "schedules": rows.iter().map(row_json).collect::<Vec<_>>() }))?;
+                print_json(
+                    &json!({ "schedules": rows.iter().map(ScheduleView::from).collect::<Vec<_>>() }),
+                )?;
             } else if rows.is_empty() {
                 outln!("zart: no schedules");
             } else {
@@ -181,24 +184,4 @@ fn state(r: &ScheduleRow) -> String {
         (None, true) => "paused".to_owned(),
         (None, false) => "active".to_owned(),
     }
-}
-
-fn row_json(r: &ScheduleRow) -> serde_json::Value {
-    let s = &r.schedule;
-    json!({
-        "id": s.id,
-        "cron": s.cron,
-        "time_zone": s.time_zone,
-        "task": s.task_name,
-        "queue": s.queue,
-        "input": s.input,
-        "overlap": s.overlap.as_str(),
-        "catch_up": s.catch_up.as_str(),
-        "catch_up_limit": s.catch_up.limit(),
-        "paused": r.paused,
-        "error": r.error,
-        "next_fire_at": time_json(r.next_fire_at),
-        "last_fire_at": time_json(r.last_fire_at),
-        "last_execution_id": r.last_execution_id,
-    })
 }

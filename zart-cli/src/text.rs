@@ -15,13 +15,6 @@ pub fn time_or_dash(t: Option<SystemTime>) -> String {
     t.map_or_else(|| "-".to_owned(), time)
 }
 
-/// An optional time as JSON: the printed form, or null.
-pub fn time_json(t: Option<SystemTime>) -> serde_json::Value {
-    t.map_or(serde_json::Value::Null, |t| {
-        serde_json::Value::String(time(t))
-    })
-}
-
 /// A duration, short: `850ms`, `12.3s`, `4m05s`, `2h07m`, `3d04h`.
 pub fn duration(d: Duration) -> String {
     let ms = d.as_millis();

@@ -59,6 +59,9 @@ pub(crate) enum Op {
     FireSchedule(FireScheduleParams),
     /// A queue and its new limits (`None`: none).
     SetQueueLimits(String, Option<QueueLimits>),
+    AuditBegin(zart::audit::AuditEntry),
+    /// An audit entry's id, its outcome and detail.
+    AuditFinish(i64, String, String),
 }
 
 /// What a write answers.
@@ -84,6 +87,10 @@ pub(crate) enum Reply {
     Fired(FireOutcome),
     /// Whether the queue has limits now.
     LimitsSet(bool),
+    /// The id of the audit entry written.
+    AuditId(i64),
+    /// Whether the audit entry was finished by this call.
+    AuditFinished(bool),
 }
 
 /// The write connection (taken from the pool on first use, and again after it failed) and

@@ -54,7 +54,7 @@ $$;
 revoke all on table public.zart_executions, public.zart_tasks, public.zart_steps,
     public.zart_events, public.zart_clock, public.zart_settings, public.zart_tenant_access,
     public.zart_schema_history, public.zart_execution_counts, public.zart_step_timeline,
-    public.zart_waiting, public.zart_overdue
+    public.zart_waiting, public.zart_overdue, public.zart_audit_log
     from public;
 
 -- 3. The grants, to each group role that exists: first everything is taken back (grants of an
@@ -74,7 +74,7 @@ begin
                             public.zart_settings, public.zart_tenant_access,
                             public.zart_schema_history, public.zart_execution_counts,
                             public.zart_step_timeline, public.zart_waiting, public.zart_overdue,
-                            public.zart_state
+                            public.zart_state, public.zart_audit_log
                           from %I', v_role);
         for v_fn in
             select p.oid::regprocedure
@@ -96,7 +96,8 @@ declare
     v_client text[] := array['zart_start_execution', 'zart_start', 'zart_send_event',
                              'zart_emit_event', 'zart_cancel_execution', 'zart_cancel',
                              'zart_retry_execution', 'zart_retry', 'zart_schedule',
-                             'zart_pause_schedule', 'zart_delete_schedule', 'zart_set_queue_limits'];
+                             'zart_pause_schedule', 'zart_delete_schedule', 'zart_set_queue_limits',
+                             'zart_audit_begin', 'zart_audit_finish'];
     v_worker text[] := array['zart_claim_tasks', 'zart_commit_step', 'zart_commit_steps',
                              'zart_retry_step', 'zart_complete_execution',
                              'zart_complete_executions', 'zart_heartbeat', 'zart_release_tasks',
@@ -133,7 +134,8 @@ begin
             public.zart_events, public.zart_schedules, public.zart_queue_limits,
             public.zart_schema_history,
             public.zart_execution_counts,
-            public.zart_step_timeline, public.zart_waiting, public.zart_overdue, public.zart_state
+            public.zart_step_timeline, public.zart_waiting, public.zart_overdue, public.zart_state,
+            public.zart_audit_log
             to zart_reader;
     end if;
 end

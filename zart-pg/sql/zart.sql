@@ -23,6 +23,8 @@
 --   zart_pause_schedule(..)      entry (client) pauses or resumes a schedule
 --   zart_delete_schedule(..)     entry (client) deletes a schedule
 --   zart_list_schedules()        entry (all)  the schedules this session may see
+--   zart_audit_begin(..)         entry (client) writes an admin action to zart_audit_log before it runs
+--   zart_audit_finish(..)        entry (client) records how that action ended (once)
 --   zart_set_queue_limits(..)    entry (client) sets or removes a queue's limits (not tenant-bound sessions)
 --   zart_list_queue_limits()     entry (all)  the queues with limits, and what counts against them
 --   zart_claim_schedules(..)     entry (worker) holds due schedules of a queue and task names
@@ -146,7 +148,7 @@ drop function if exists public.zart_start_child(smallint, text, bigint, text, in
 -- Called by workers and clients at start to refuse an outdated schema. No locks.
 -- Raises nothing.
 create or replace function public.zart_schema_version() returns integer
-language sql immutable parallel safe as $$ select 11 $$;
+language sql immutable parallel safe as $$ select 12 $$;
 
 -- Called by everything that addresses one execution. No locks.
 -- Raises nothing; null in, null out.
@@ -2821,6 +2823,63 @@ as $$
      order by l.queue
 $$;
 
+-- Called by audit functions for texts the Rust side limits to zart::audit::MAX_AUDIT_TEXT
+-- bytes. No locks. Raises ZA004 naming the field.
+create or replace function public.zart_check_audit_text(p_field text, p_value text,
+                                                        p_may_be_empty boolean) returns void
+language plpgsql immutable as $$
+begin
+    if p_value is null or (p_value = '' and not p_may_be_empty) then
+        raise exception 'invalid %: must not be empty', p_field using errcode = 'ZA004';
+    end if;
+    if octet_length(p_value) > 1024 then
+        raise exception 'invalid %: % bytes is over the limit of 1024 bytes', p_field, octet_length(p_value)
+            using errcode = 'ZA004';
+    end if;
+end
+$$;
+
+-- Entry point for clients (zart::audit::AuditLog::audit_begin): writes an admin action to the
+-- audit log, outcome 'started', at the database clock, with the login that wrote it; returns
+-- its id. The caller commits it before acting. No locks. Raises ZA004 naming a bad field.
+create or replace function public.zart_audit_begin(p_actor text, p_action text, p_target text,
+                                                   p_params jsonb) returns bigint
+language plpgsql volatile security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_id bigint;
+begin
+    perform public.zart_check_audit_text('actor', p_actor, false);
+    perform public.zart_check_audit_text('action', p_action, false);
+    perform public.zart_check_audit_text('target', p_target, true);
+    perform public.zart_check_payload('params', coalesce(p_params, '{}'::jsonb));
+    insert into public.zart_audit_log (at, db_role, actor, action, target, params)
+    values (public.zart_current_time(), session_user, p_actor, p_action, p_target,
+            coalesce(p_params, '{}'::jsonb))
+    returning id into v_id;
+    return v_id;
+end
+$$;
+
+-- Entry point for clients (zart::audit::AuditLog::audit_finish): records how the action of
+-- entry p_id ended. Only an entry still 'started', and written by this login, changes; true
+-- when it did. Locks that row. Raises ZA004 naming a bad field.
+create or replace function public.zart_audit_finish(p_id bigint, p_outcome text,
+                                                    p_detail text) returns boolean
+language plpgsql volatile security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    perform public.zart_check_audit_text('outcome', p_outcome, false);
+    perform public.zart_check_audit_text('detail', coalesce(p_detail, ''), true);
+    update public.zart_audit_log
+       set outcome = p_outcome, detail = p_detail, finished_at = public.zart_current_time()
+     where id = p_id and outcome = 'started' and db_role = session_user;
+    return found;
+end
+$$;
+
 -- Entry point for every role (Scheduler::list_schedules): the schedules this session may see,
 -- by id. No locks. Raises nothing.
 create or replace function public.zart_list_schedules()
@@ -3081,6 +3140,10 @@ begin
         create policy zart_schedules_tenant on public.zart_schedules for select
             using ((select public.zart_visible_tenants()) is null
                    or tenant = any ((select public.zart_visible_tenants())::text[]));
+    end if;
+    if not exists (select from pg_policies where schemaname = 'public' and policyname = 'zart_audit_log_all_tenants') then
+        create policy zart_audit_log_all_tenants on public.zart_audit_log for select
+            using ((select public.zart_visible_tenants()) is null);
     end if;
     if not exists (select from pg_policies where schemaname = 'public' and policyname = 'zart_events_tenant') then
         create policy zart_events_tenant on public.zart_events for select

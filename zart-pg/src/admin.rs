@@ -112,6 +112,7 @@ impl Admin for PostgresScheduler {
                     (&cursor_at, Type::TIMESTAMPTZ),
                     (&cursor_id, Type::TEXT),
                     (&limit, Type::INT8),
+                    (&p.id_prefix, Type::TEXT),
                 ],
             )
             .await

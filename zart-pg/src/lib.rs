@@ -24,6 +24,7 @@
 //! ```
 
 pub mod admin;
+mod audit;
 /// The guide to `ctx.step_tx` (docs/reference/step-tx.md in the repository), included here
 /// so its examples compile against this crate.
 #[doc = include_str!("../../docs/reference/step-tx.md")]

@@ -171,7 +171,7 @@ pub const MIGRATE_UNLOCK: &str = "select pg_advisory_unlock(7215201001)";
 
 /// One page of executions, newest first ([`zart::admin::Admin::list_executions`]); reads the
 /// table (zart_reader). Params: statuses (null: any), task_name, queue, created_since,
-/// created_until, cursor created_at, cursor id (both null: the first page), limit.
+/// created_until, cursor created_at, cursor id (both null: the first page), limit, id prefix.
 pub const LIST_EXECUTIONS: &str =
     "select e.id, e.task_name, e.queue, e.status, e.attempts, e.parent_id, \
             e.created_at, e.started_at, e.finished_at \
@@ -182,6 +182,7 @@ pub const LIST_EXECUTIONS: &str =
         and ($4::timestamptz is null or e.created_at >= $4) \
         and ($5::timestamptz is null or e.created_at < $5) \
         and ($6::timestamptz is null or (e.created_at, e.id) < ($6, $7)) \
+        and ($9::text is null or starts_with(e.id collate \"C\", $9)) \
       order by e.created_at desc, e.id desc \
       limit $8";
 
@@ -305,3 +306,21 @@ pub const CANCEL_EXECUTION_NOTIFY: &str = "select c.execution_id, c.cancelled, \
                  then pg_notify('zart_done', jsonb_build_array(c.execution_id)::text) \
                  else pg_notify('zart_work', c.woken_queue) end \
        from public.zart_cancel_execution(public.zart_bucket($1), $1) c";
+
+/// Writes an audit entry before an admin action ([`zart::audit::AuditLog::audit_begin`]).
+/// Params: actor, action, target, params.
+pub const AUDIT_BEGIN: &str = "select public.zart_audit_begin($1, $2, $3, $4)";
+
+/// Records how an audited action ended ([`zart::audit::AuditLog::audit_finish`]). Params: id,
+/// outcome, detail.
+pub const AUDIT_FINISH: &str = "select public.zart_audit_finish($1, $2, $3)";
+
+/// The audit log newest first ([`zart::audit::AuditLog::list_audit`]); reads the table
+/// (zart_reader). Params: before id (null: from the newest), limit.
+pub const LIST_AUDIT: &str =
+    "select a.id, a.at, a.actor, a.action, a.target, a.params, a.outcome, a.detail, \
+            a.finished_at \
+       from public.zart_audit_log a \
+      where ($1::bigint is null or a.id < $1) \
+      order by a.id desc \
+      limit $2";

@@ -413,6 +413,36 @@ fn unexpected(reply: Reply) -> Error {
 }
 
 #[async_trait]
+impl zart::audit::AuditLog for SqliteScheduler {
+    async fn audit_begin(&self, entry: &zart::audit::AuditEntry) -> Result<i64, Error> {
+        match self.write(Op::AuditBegin(entry.clone())).await? {
+            Reply::AuditId(id) => Ok(id),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn audit_finish(&self, id: i64, outcome: &str, detail: &str) -> Result<bool, Error> {
+        match self
+            .write(Op::AuditFinish(id, outcome.to_owned(), detail.to_owned()))
+            .await?
+        {
+            Reply::AuditFinished(done) => Ok(done),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn list_audit(
+        &self,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<zart::audit::AuditRecord>, Error> {
+        self.reads
+            .read(move |conn| ops::audit::list_audit(conn, before, limit))
+            .await
+    }
+}
+
+#[async_trait]
 impl zart::admin::Admin for SqliteScheduler {
     async fn list_executions(
         &self,

@@ -362,6 +362,7 @@ pub const LIST_EXECUTIONS: &str =
         and (?4 is null or created_at >= ?4)
         and (?5 is null or created_at < ?5)
         and (?6 is null or created_at < ?6 or (created_at = ?6 and id < ?7))
+        and (?9 is null or substr(id, 1, length(?9)) = ?9)
       order by created_at desc, id desc
       limit ?8";
 
@@ -511,3 +512,21 @@ pub const NEXT_SCHEDULE_AT: &str =
     "select min(max(coalesce(next_fire_at, ?3), coalesce(locked_until, '')))
     from zart_schedules
     where queue = ?1 and task_name = ?2 and paused = 0 and error is null";
+
+/// Writes an audit entry with outcome `started`. Params: at, actor, action, target, params.
+pub const AUDIT_BEGIN: &str =
+    "insert into zart_audit_log (at, db_role, actor, action, target, params)
+     values (?1, 'sqlite', ?2, ?3, ?4, ?5)";
+
+/// Records how an audited action ended, once. Params: id, outcome, detail, at.
+pub const AUDIT_FINISH: &str = "update zart_audit_log
+        set outcome = ?2, detail = ?3, finished_at = ?4
+      where id = ?1 and outcome = 'started'";
+
+/// The audit log newest first. Params: before id (null: from the newest), limit.
+pub const LIST_AUDIT: &str =
+    "select id, at, actor, action, target, params, outcome, detail, finished_at
+       from zart_audit_log
+      where (?1 is null or id < ?1)
+      order by id desc
+      limit ?2";

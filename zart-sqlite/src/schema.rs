@@ -67,10 +67,15 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "state",
         sql: include_str!("../migrations/V8__state.sql"),
     },
+    Migration {
+        version: 9,
+        name: "audit_and_lists",
+        sql: include_str!("../migrations/V9__audit_and_lists.sql"),
+    },
 ];
 
 /// The schema version this build writes and needs.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 /// What [`migrate`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use axum::extract::{Path, Query};
+use axum::extract::{Extension, Path, Query};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -12,10 +12,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 use zart::admin::{Admin, ListExecutionsParams};
+use zart::audit::{AuditEntry, AuditLog};
 use zart::scheduler::SendEventParams;
-use zart::view::{ExecutionDetailView, ExecutionPageView};
+use zart::view::{AuditRecordView, ExecutionDetailView, ExecutionPageView, ScheduleView};
 use zart::{ExecutionStatus, Scheduler};
 
+use crate::auth::Actor;
 use crate::errors::ApiError;
 use crate::Backend;
 
@@ -36,7 +38,13 @@ pub(crate) fn routes(state: State) -> Router {
         .route("/api/executions/{id}/cancel", post(cancel))
         .route("/api/executions/{id}/retry", post(retry))
         .route("/api/executions/{id}/events", post(send_event))
+        .route("/api/executions/cancel", post(bulk_cancel))
+        .route("/api/executions/retry", post(bulk_retry))
         .route("/api/queues", get(queues))
+        .route("/api/schedules", get(schedules))
+        .route("/api/schedules/{id}/pause", post(pause_schedule))
+        .route("/api/schedules/{id}/resume", post(resume_schedule))
+        .route("/api/audit", get(audit_log))
         .route("/api/config", get(config))
         .route("/api/stream", get(crate::live::stream))
         .route("/api/openapi.json", get(openapi))
@@ -57,10 +65,66 @@ pub(crate) struct ListQuery {
     since: Option<String>,
     /// Only executions created before this time (RFC 3339).
     until: Option<String>,
+    /// Only executions whose id starts with this text (case-sensitive).
+    id: Option<String>,
     /// The page after this execution id (the previous page's `next_after`).
     after: Option<String>,
     /// The most to return, 1 to 1000 (default 50).
     limit: Option<u32>,
+}
+
+/// Which executions a bulk action takes: the filters of `GET /api/executions`.
+#[derive(Debug, Default, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Filter {
+    /// Only these statuses, comma-separated (`failed,cancelled`).
+    status: Option<String>,
+    /// Only this task name.
+    task: Option<String>,
+    /// Only this queue.
+    queue: Option<String>,
+    /// Only executions created at or after this time (RFC 3339).
+    since: Option<String>,
+    /// Only executions created before this time (RFC 3339).
+    until: Option<String>,
+    /// Only executions whose id starts with this text (case-sensitive).
+    id: Option<String>,
+}
+
+impl Filter {
+    /// The list parameters of this filter, for a page of `limit`.
+    fn params(&self, limit: u32) -> Result<ListExecutionsParams, ApiError> {
+        if limit == 0 || limit > MAX_PAGE {
+            return Err(ApiError::bad_request(format!(
+                "limit: {limit} is outside 1 to {MAX_PAGE}"
+            )));
+        }
+        let mut params = ListExecutionsParams::new(limit);
+        if let Some(statuses) = &self.status {
+            for s in statuses.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                params.statuses.push(
+                    ExecutionStatus::parse(s).map_err(|_| {
+                        ApiError::bad_request(format!("status: unknown status {s:?}"))
+                    })?,
+                );
+            }
+        }
+        params.task_name.clone_from(&self.task);
+        params.queue.clone_from(&self.queue);
+        params.created_since = self
+            .since
+            .as_deref()
+            .map(|v| parse_time("since", v))
+            .transpose()?;
+        params.created_until = self
+            .until
+            .as_deref()
+            .map(|v| parse_time("until", v))
+            .transpose()?;
+        params.id_prefix = self.id.clone().filter(|id| !id.is_empty());
+        params.check().map_err(ApiError::from)?;
+        Ok(params)
+    }
 }
 
 /// The largest page the API serves.
@@ -92,33 +156,15 @@ async fn list_executions(
     axum::extract::State(state): axum::extract::State<State>,
     Query(q): Query<ListQuery>,
 ) -> Api<ExecutionPageView> {
-    let limit = q.limit.unwrap_or(50);
-    if limit == 0 || limit > MAX_PAGE {
-        return Err(ApiError::bad_request(format!(
-            "limit: {limit} is outside 1 to {MAX_PAGE}"
-        )));
-    }
-    let mut params = ListExecutionsParams::new(limit);
-    if let Some(statuses) = &q.status {
-        for s in statuses.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            params.statuses.push(
-                ExecutionStatus::parse(s)
-                    .map_err(|_| ApiError::bad_request(format!("status: unknown status {s:?}")))?,
-            );
-        }
-    }
-    params.task_name = q.task;
-    params.queue = q.queue;
-    params.created_since = q
-        .since
-        .as_deref()
-        .map(|v| parse_time("since", v))
-        .transpose()?;
-    params.created_until = q
-        .until
-        .as_deref()
-        .map(|v| parse_time("until", v))
-        .transpose()?;
+    let filter = Filter {
+        status: q.status,
+        task: q.task,
+        queue: q.queue,
+        since: q.since,
+        until: q.until,
+        id: q.id,
+    };
+    let mut params = filter.params(q.limit.unwrap_or(50))?;
     params.after = q.after;
     let page = Admin::list_executions(&*state.backend, params).await?;
     Ok(Json(ExecutionPageView::from(&page)))
@@ -166,11 +212,17 @@ pub(crate) struct Cancelled {
 )]
 async fn cancel(
     axum::extract::State(state): axum::extract::State<State>,
+    Extension(actor): Extension<Actor>,
     Path(id): Path<String>,
 ) -> Api<Cancelled> {
-    writable(&state)?;
-    let cancelled = Scheduler::cancel_execution(&*state.backend, &id).await?;
-    tracing::info!(execution.id = %id, cancelled = cancelled.len(), "admin API: cancel");
+    writable(&state, &actor, "cancel")?;
+    let entry = AuditEntry::new(actor.0, "cancel", id.as_str());
+    let cancelled = audited(&state, entry, async {
+        let cancelled = Scheduler::cancel_execution(&*state.backend, &id).await?;
+        let detail = format!("cancelled {}", cancelled.len());
+        Ok((cancelled, detail))
+    })
+    .await?;
     Ok(Json(Cancelled { cancelled }))
 }
 
@@ -196,11 +248,17 @@ pub(crate) struct Retried {
 )]
 async fn retry(
     axum::extract::State(state): axum::extract::State<State>,
+    Extension(actor): Extension<Actor>,
     Path(id): Path<String>,
 ) -> Api<Retried> {
-    writable(&state)?;
-    let revived = Scheduler::retry_execution(&*state.backend, &id).await?;
-    tracing::info!(execution.id = %id, revived = revived.len(), "admin API: retry");
+    writable(&state, &actor, "retry")?;
+    let entry = AuditEntry::new(actor.0, "retry", id.as_str());
+    let revived = audited(&state, entry, async {
+        let revived = Scheduler::retry_execution(&*state.backend, &id).await?;
+        let detail = format!("revived {}", revived.len());
+        Ok((revived, detail))
+    })
+    .await?;
     Ok(Json(Retried { revived }))
 }
 
@@ -239,22 +297,321 @@ pub(crate) struct Sent {
 )]
 async fn send_event(
     axum::extract::State(state): axum::extract::State<State>,
+    Extension(actor): Extension<Actor>,
     Path(id): Path<String>,
     body: Result<Json<EventBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Sent>), ApiError> {
-    writable(&state)?;
+    writable(&state, &actor, "send_event")?;
     let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    Scheduler::send_event(
-        &*state.backend,
-        SendEventParams {
-            execution_id: id.clone(),
-            name: body.name.clone(),
-            payload: body.payload,
-        },
-    )
+    // The name is recorded, not the payload (it may be large, or hold what the log should not).
+    let entry = AuditEntry::new(actor.0, "send_event", id.as_str())
+        .with_params(serde_json::json!({ "name": body.name }));
+    audited(&state, entry, async {
+        Scheduler::send_event(
+            &*state.backend,
+            SendEventParams {
+                execution_id: id.clone(),
+                name: body.name.clone(),
+                payload: body.payload,
+            },
+        )
+        .await?;
+        Ok(((), "sent".to_owned()))
+    })
     .await?;
-    tracing::info!(execution.id = %id, event = %body.name, "admin API: event sent");
     Ok((StatusCode::ACCEPTED, Json(Sent { sent: true })))
+}
+
+/// A bulk action: the executions of a filter, at most `max` of them.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BulkBody {
+    /// Which executions (the filters of `GET /api/executions`; none: every execution the
+    /// action applies to).
+    #[serde(default)]
+    filter: Filter,
+    /// The most to act on in this call, 1 to 1000 (default 100); `more` says whether the
+    /// filter matched others.
+    max: Option<u32>,
+    /// Only list the executions the action would take; change nothing (and write no audit
+    /// entry).
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// What a bulk action did.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct BulkOutcome {
+    /// The executions the filter matched, newest first (acted on unless `dry_run`).
+    matched: Vec<String>,
+    /// The executions the action changed (for cancel, descendants included).
+    done: Vec<String>,
+    /// The matched executions the action refused, each with why.
+    failed: Vec<BulkFailure>,
+    /// True when the filter matches more executions than `max`: call again for the rest.
+    more: bool,
+    /// True when nothing was changed because `dry_run` was asked for.
+    dry_run: bool,
+}
+
+/// A matched execution a bulk action refused.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct BulkFailure {
+    /// The execution.
+    id: String,
+    /// The error code (`finished`, `not_retryable`, ...).
+    code: String,
+    /// Why.
+    message: String,
+}
+
+/// Which bulk action.
+#[derive(Debug, Clone, Copy)]
+enum Bulk {
+    Cancel,
+    Retry,
+}
+
+impl Bulk {
+    fn action(self) -> &'static str {
+        match self {
+            Bulk::Cancel => "bulk_cancel",
+            Bulk::Retry => "bulk_retry",
+        }
+    }
+}
+
+/// The unfinished statuses: what a bulk cancel takes when the filter names none.
+const UNFINISHED: [ExecutionStatus; 4] = [
+    ExecutionStatus::Scheduled,
+    ExecutionStatus::Running,
+    ExecutionStatus::Sleeping,
+    ExecutionStatus::Waiting,
+];
+
+/// Runs a bulk action over one page of the filter.
+async fn bulk(
+    state: &State,
+    actor: Actor,
+    which: Bulk,
+    body: Result<Json<BulkBody>, axum::extract::rejection::JsonRejection>,
+) -> Api<BulkOutcome> {
+    let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if !body.dry_run {
+        writable(state, &actor, which.action())?;
+    }
+    let mut params = body.filter.params(body.max.unwrap_or(100))?;
+    match which {
+        Bulk::Cancel if params.statuses.is_empty() => params.statuses = UNFINISHED.to_vec(),
+        Bulk::Cancel => params.statuses.retain(|s| UNFINISHED.contains(s)),
+        Bulk::Retry => {
+            if params
+                .statuses
+                .iter()
+                .any(|s| *s != ExecutionStatus::Failed)
+            {
+                return Err(ApiError::bad_request(
+                    "filter.status: a bulk retry takes failed executions only (leave it out)",
+                ));
+            }
+            params.statuses = vec![ExecutionStatus::Failed];
+        }
+    }
+    let mut outcome = BulkOutcome {
+        matched: Vec::new(),
+        done: Vec::new(),
+        failed: Vec::new(),
+        more: false,
+        dry_run: body.dry_run,
+    };
+    if params.statuses.is_empty() {
+        // The filter named finished statuses only: nothing to cancel.
+        return Ok(Json(outcome));
+    }
+    let page = Admin::list_executions(&*state.backend, params).await?;
+    outcome.matched = page.executions.iter().map(|e| e.id.clone()).collect();
+    outcome.more = page.next_after.is_some();
+    if body.dry_run {
+        return Ok(Json(outcome));
+    }
+    let target = serde_json::to_string(&body.filter).unwrap_or_default();
+    let entry = AuditEntry::new(actor.0, which.action(), zart::audit::fit(&target)).with_params(
+        serde_json::json!({ "filter": body.filter, "max": body.max, "matched": outcome.matched.len() }),
+    );
+    let outcome = audited(state, entry, async move {
+        for id in outcome.matched.clone() {
+            let result = match which {
+                Bulk::Cancel => Scheduler::cancel_execution(&*state.backend, &id).await,
+                Bulk::Retry => Scheduler::retry_execution(&*state.backend, &id).await,
+            };
+            match result {
+                Ok(ids) => outcome.done.extend(ids),
+                Err(e) if e.is_transient() || e.code() == "database" => return Err(e),
+                Err(e) => outcome.failed.push(BulkFailure {
+                    id,
+                    code: e.code().to_owned(),
+                    message: zart::error::error_chain(&e),
+                }),
+            }
+        }
+        let detail = format!(
+            "matched {}, changed {}, refused {}",
+            outcome.matched.len(),
+            outcome.done.len(),
+            outcome.failed.len()
+        );
+        Ok((outcome, detail))
+    })
+    .await?;
+    Ok(Json(outcome))
+}
+
+/// Cancels the unfinished executions of a filter (and their unfinished descendants).
+#[utoipa::path(
+    post,
+    path = "/api/executions/cancel",
+    request_body = BulkBody,
+    responses(
+        (status = 200, description = "What was cancelled", body = BulkOutcome),
+        (status = 400, description = "A filter or body that does not parse", body = ApiError),
+        (status = 403, description = "The API is read-only", body = ApiError),
+    ),
+    security(("bearer" = []))
+)]
+async fn bulk_cancel(
+    axum::extract::State(state): axum::extract::State<State>,
+    Extension(actor): Extension<Actor>,
+    body: Result<Json<BulkBody>, axum::extract::rejection::JsonRejection>,
+) -> Api<BulkOutcome> {
+    bulk(&state, actor, Bulk::Cancel, body).await
+}
+
+/// Runs the failed executions of a filter again from their failed steps.
+#[utoipa::path(
+    post,
+    path = "/api/executions/retry",
+    request_body = BulkBody,
+    responses(
+        (status = 200, description = "What was made due again", body = BulkOutcome),
+        (status = 400, description = "A filter or body that does not parse", body = ApiError),
+        (status = 403, description = "The API is read-only", body = ApiError),
+    ),
+    security(("bearer" = []))
+)]
+async fn bulk_retry(
+    axum::extract::State(state): axum::extract::State<State>,
+    Extension(actor): Extension<Actor>,
+    body: Result<Json<BulkBody>, axum::extract::rejection::JsonRejection>,
+) -> Api<BulkOutcome> {
+    bulk(&state, actor, Bulk::Retry, body).await
+}
+
+/// Every cron schedule, by id.
+#[utoipa::path(
+    get,
+    path = "/api/schedules",
+    responses((status = 200, description = "The schedules", body = Vec<ScheduleView>)),
+    security(("bearer" = []))
+)]
+async fn schedules(
+    axum::extract::State(state): axum::extract::State<State>,
+) -> Api<Vec<ScheduleView>> {
+    let rows = Scheduler::list_schedules(&*state.backend).await?;
+    Ok(Json(rows.iter().map(ScheduleView::from).collect()))
+}
+
+/// What pausing or resuming did.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Paused {
+    /// The schedule.
+    id: String,
+    /// Whether it is paused now.
+    paused: bool,
+}
+
+async fn set_paused(state: &State, actor: Actor, id: String, paused: bool) -> Api<Paused> {
+    let action = if paused {
+        "pause_schedule"
+    } else {
+        "resume_schedule"
+    };
+    writable(state, &actor, action)?;
+    let entry = AuditEntry::new(actor.0, action, id.as_str());
+    audited(state, entry, async {
+        Scheduler::pause_schedule(&*state.backend, &id, paused).await?;
+        Ok(((), action.to_owned()))
+    })
+    .await?;
+    Ok(Json(Paused { id, paused }))
+}
+
+/// Pauses a schedule: it does not fire until resumed.
+#[utoipa::path(
+    post,
+    path = "/api/schedules/{id}/pause",
+    params(("id" = String, Path, description = "The schedule id, percent-encoded")),
+    responses(
+        (status = 200, description = "Paused", body = Paused),
+        (status = 403, description = "The API is read-only", body = ApiError),
+        (status = 404, description = "No schedule has the id", body = ApiError),
+    ),
+    security(("bearer" = []))
+)]
+async fn pause_schedule(
+    axum::extract::State(state): axum::extract::State<State>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+) -> Api<Paused> {
+    set_paused(&state, actor, id, true).await
+}
+
+/// Resumes a paused schedule (missed fire times follow its catch-up policy).
+#[utoipa::path(
+    post,
+    path = "/api/schedules/{id}/resume",
+    params(("id" = String, Path, description = "The schedule id, percent-encoded")),
+    responses(
+        (status = 200, description = "Resumed", body = Paused),
+        (status = 403, description = "The API is read-only", body = ApiError),
+        (status = 404, description = "No schedule has the id", body = ApiError),
+    ),
+    security(("bearer" = []))
+)]
+async fn resume_schedule(
+    axum::extract::State(state): axum::extract::State<State>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+) -> Api<Paused> {
+    set_paused(&state, actor, id, false).await
+}
+
+/// The page of `GET /api/audit`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct AuditQuery {
+    /// Entries with an id below this one (the last id of the previous page).
+    before: Option<i64>,
+    /// The most to return, 1 to 1000 (default 50).
+    limit: Option<u32>,
+}
+
+/// The audit log of the API's actions, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/audit",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "Entries, newest first", body = Vec<AuditRecordView>),
+        (status = 400, description = "A limit outside 1 to 1000", body = ApiError),
+    ),
+    security(("bearer" = []))
+)]
+async fn audit_log(
+    axum::extract::State(state): axum::extract::State<State>,
+    Query(q): Query<AuditQuery>,
+) -> Api<Vec<AuditRecordView>> {
+    let records = AuditLog::list_audit(&*state.backend, q.before, q.limit.unwrap_or(50)).await?;
+    Ok(Json(records.iter().map(AuditRecordView::from).collect()))
 }
 
 /// The unfinished executions of one queue.
@@ -317,18 +674,71 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
 
-fn writable(state: &State) -> Result<(), ApiError> {
+/// Refuses an action in read-only mode (logged with who tried, not audited: nothing acted).
+fn writable(state: &State, actor: &Actor, action: &str) -> Result<(), ApiError> {
     if state.read_only {
+        tracing::warn!(actor = %actor.0, action, "admin API: action refused, read-only");
         return Err(ApiError::read_only());
     }
     Ok(())
+}
+
+/// Runs an action under the audit log: the entry is written (and committed) first, and the
+/// action refused with 503 if it cannot be; then the action runs and its outcome (`ok` with
+/// its detail, or the error's code and message) is recorded on the entry.
+async fn audited<T>(
+    state: &State,
+    entry: AuditEntry,
+    action: impl std::future::Future<Output = Result<(T, String), zart::Error>>,
+) -> Result<T, ApiError> {
+    let id = AuditLog::audit_begin(&*state.backend, &entry)
+        .await
+        .map_err(|e| {
+            tracing::warn!(
+                error = %zart::error::error_chain(&e), actor = %entry.actor, action = %entry.action,
+                "admin API: the audit log could not be written; the action is refused"
+            );
+            ApiError::audit_unavailable(&e)
+        })?;
+    let result = action.await;
+    let (outcome, detail) = match &result {
+        Ok((_, detail)) => (zart::audit::OUTCOME_OK, detail.clone()),
+        Err(e) => (e.code(), zart::error::error_chain(e)),
+    };
+    tracing::info!(
+        actor = %entry.actor, action = %entry.action, target = %entry.target, outcome, audit.id = id,
+        "admin API: {}", entry.action
+    );
+    if let Err(e) =
+        AuditLog::audit_finish(&*state.backend, id, outcome, &zart::audit::fit(&detail)).await
+    {
+        tracing::warn!(
+            error = %zart::error::error_chain(&e), audit.id = id,
+            "admin API: the outcome of an audited action could not be recorded (it stays 'started')"
+        );
+    }
+    result.map(|(value, _)| value).map_err(ApiError::from)
 }
 
 /// The OpenAPI document of the admin API, generated from the handlers and types.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Zart admin API", description = "See and act on Zart executions."),
-    paths(list_executions, describe_execution, cancel, retry, send_event, queues, config),
+    paths(
+        list_executions,
+        describe_execution,
+        cancel,
+        retry,
+        send_event,
+        bulk_cancel,
+        bulk_retry,
+        queues,
+        schedules,
+        pause_schedule,
+        resume_schedule,
+        audit_log,
+        config
+    ),
     components(schemas(
         ApiError,
         ExecutionPageView,
@@ -337,7 +747,14 @@ fn writable(state: &State) -> Result<(), ApiError> {
         Retried,
         EventBody,
         Sent,
+        Filter,
+        BulkBody,
+        BulkOutcome,
+        BulkFailure,
         QueueView,
+        ScheduleView,
+        Paused,
+        AuditRecordView,
         ConfigView
     )),
     modifiers(&BearerAuth)

@@ -10,13 +10,22 @@ use axum::response::{IntoResponse, Response};
 use crate::errors::ApiError;
 use crate::UiConfig;
 
-/// Lets a request through when it carries a configured token (or the API is anonymous).
+/// Who made a request: the name of its token (`anonymous` for an API without tokens). Put in
+/// the request's extensions by [`require_token`] for the handlers that audit.
+#[derive(Debug, Clone)]
+pub(crate) struct Actor(pub(crate) String);
+
+/// Lets a request through when it carries a configured token (or the API is anonymous), with
+/// its [`Actor`].
 pub(crate) async fn require_token(
     State(config): State<Arc<UiConfig>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     if config.anonymous {
+        request
+            .extensions_mut()
+            .insert(Actor("anonymous".to_owned()));
         return next.run(request).await;
     }
     let given = request
@@ -25,11 +34,23 @@ pub(crate) async fn require_token(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    match given {
-        Some(token) if config.tokens.iter().any(|t| same(t, token)) => next.run(request).await,
-        Some(_) => ApiError::unauthorized("the bearer token is not one of the API's tokens")
+    let Some(token) = given else {
+        return ApiError::unauthorized("send `Authorization: Bearer <token>`").into_response();
+    };
+    // Every token is compared, so the time taken does not say which one matched.
+    let mut found = None;
+    for (name, secret) in &config.tokens {
+        if same(secret, token) && found.is_none() {
+            found = Some(name.clone());
+        }
+    }
+    match found {
+        Some(name) => {
+            request.extensions_mut().insert(Actor(name));
+            next.run(request).await
+        }
+        None => ApiError::unauthorized("the bearer token is not one of the API's tokens")
             .into_response(),
-        None => ApiError::unauthorized("send `Authorization: Bearer <token>`").into_response(),
     }
 }
 

@@ -42,6 +42,19 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 
+    /// 503 `audit_unavailable`: the audit entry of an action could not be written, so the
+    /// action was not done.
+    pub(crate) fn audit_unavailable(err: &zart::Error) -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit_unavailable",
+            format!(
+                "the audit log could not be written, so nothing was done: {}",
+                zart::error::error_chain(err)
+            ),
+        )
+    }
+
     /// The HTTP status it is sent with.
     pub fn status(&self) -> StatusCode {
         StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)

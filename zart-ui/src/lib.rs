@@ -47,16 +47,17 @@ use axum::Router;
 pub use api::ApiDoc;
 pub use errors::ApiError;
 
-/// What the API needs of a backend: its scheduler (actions) and its admin reads. Every backend
-/// that implements both (zart-pg, zart-sqlite) is one.
-pub trait Backend: zart::Scheduler + zart::admin::Admin {}
+/// What the API needs of a backend: its scheduler (actions), its admin reads and its audit
+/// log. Every backend that implements all three (zart-pg, zart-sqlite, zart-mysql) is one.
+pub trait Backend: zart::Scheduler + zart::admin::Admin + zart::audit::AuditLog {}
 
-impl<T: zart::Scheduler + zart::admin::Admin> Backend for T {}
+impl<T: zart::Scheduler + zart::admin::Admin + zart::audit::AuditLog> Backend for T {}
 
 /// Who may use the API, and what they may do.
 #[derive(Clone)]
 pub struct UiConfig {
-    tokens: Vec<String>,
+    /// (name, secret) of each token; the name is who the audit log says acted.
+    tokens: Vec<(String, String)>,
     anonymous: bool,
     read_only: bool,
     refresh: std::time::Duration,
@@ -64,8 +65,9 @@ pub struct UiConfig {
 
 impl std::fmt::Debug for UiConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.tokens.iter().map(|(n, _)| n.as_str()).collect();
         f.debug_struct("UiConfig")
-            .field("tokens", &self.tokens.len())
+            .field("tokens", &names)
             .field("anonymous", &self.anonymous)
             .field("read_only", &self.read_only)
             .finish()
@@ -74,17 +76,35 @@ impl std::fmt::Debug for UiConfig {
 
 impl UiConfig {
     /// Requests must carry one of `tokens` as a bearer token. Empty tokens are ignored; with
-    /// none left, every request is refused.
+    /// none left, every request is refused. The audit log names each by its position
+    /// (`token-1`, `token-2`, ...); [`UiConfig::with_named_tokens`] gives them names.
     pub fn with_tokens<I, T>(tokens: I) -> Self
     where
         I: IntoIterator<Item = T>,
         T: Into<String>,
     {
+        UiConfig::with_named_tokens(
+            tokens
+                .into_iter()
+                .enumerate()
+                .map(|(i, t)| (format!("token-{}", i + 1), t.into())),
+        )
+    }
+
+    /// Requests must carry one of the secrets as a bearer token; the audit log names who acted
+    /// by the token's name (`("alice", "s3cret")`). Tokens with an empty secret are ignored;
+    /// with none left, every request is refused.
+    pub fn with_named_tokens<I, N, T>(tokens: I) -> Self
+    where
+        I: IntoIterator<Item = (N, T)>,
+        N: Into<String>,
+        T: Into<String>,
+    {
         UiConfig {
             tokens: tokens
                 .into_iter()
-                .map(Into::into)
-                .filter(|t: &String| !t.is_empty())
+                .map(|(n, t)| (n.into(), t.into()))
+                .filter(|(_, t)| !t.is_empty())
                 .collect(),
             anonymous: false,
             read_only: false,
@@ -93,7 +113,8 @@ impl UiConfig {
     }
 
     /// No token needed: for a trusted local setup only (anyone who reaches the port may cancel
-    /// executions unless [`UiConfig::read_only`] is set too).
+    /// executions unless [`UiConfig::read_only`] is set too). The audit log names the actor
+    /// `anonymous`.
     pub fn anonymous() -> Self {
         UiConfig {
             tokens: Vec::new(),
@@ -103,7 +124,8 @@ impl UiConfig {
         }
     }
 
-    /// Refuses every action (cancel, retry, send an event) with 403; reads work.
+    /// Refuses every action (cancel, retry, send an event, bulk actions, pausing schedules)
+    /// with 403; reads work.
     pub fn read_only(mut self, read_only: bool) -> Self {
         self.read_only = read_only;
         self

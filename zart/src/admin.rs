@@ -131,6 +131,9 @@ pub struct ListExecutionsParams {
     pub created_since: Option<SystemTime>,
     /// Only executions created before this time.
     pub created_until: Option<SystemTime>,
+    /// Only executions whose id starts with this text (case-sensitive; at most
+    /// [`crate::limits::MAX_NAME_BYTES`] bytes).
+    pub id_prefix: Option<String>,
     /// The most to return (1 to [`MAX_LIST_LIMIT`]).
     pub limit: u32,
     /// The page after this execution (the previous page's [`ExecutionPage::next_after`]).
@@ -146,6 +149,7 @@ impl ListExecutionsParams {
             queue: None,
             created_since: None,
             created_until: None,
+            id_prefix: None,
             limit,
             after: None,
         }
@@ -154,8 +158,30 @@ impl ListExecutionsParams {
     /// Checks the limit before a backend reads anything.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for a limit of 0 or above [`MAX_LIST_LIMIT`].
+    /// [`Error::InvalidInput`] for a limit of 0 or above [`MAX_LIST_LIMIT`], or an id prefix
+    /// that is empty, too long or holds a NUL character.
     pub fn check(&self) -> Result<(), Error> {
+        if let Some(prefix) = &self.id_prefix {
+            if prefix.is_empty() {
+                return Err(Error::invalid(
+                    "id_prefix",
+                    "is empty (leave it out instead)",
+                ));
+            }
+            if prefix.len() > crate::limits::MAX_NAME_BYTES {
+                return Err(Error::invalid(
+                    "id_prefix",
+                    format!(
+                        "is {} bytes, longer than any id ({} bytes)",
+                        prefix.len(),
+                        crate::limits::MAX_NAME_BYTES
+                    ),
+                ));
+            }
+            if prefix.contains('\0') {
+                return Err(Error::invalid("id_prefix", "holds a NUL character"));
+            }
+        }
         if self.limit == 0 || self.limit > MAX_LIST_LIMIT {
             return Err(Error::invalid(
                 "limit",

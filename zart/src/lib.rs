@@ -56,6 +56,7 @@
 //! ```
 
 pub mod admin;
+pub mod audit;
 mod backoff;
 mod client;
 mod context;

@@ -451,3 +451,102 @@ mod tests {
         );
     }
 }
+
+/// A cron schedule ([`crate::Scheduler::list_schedules`]): `zart schedule list --json` and the
+/// admin API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ScheduleView {
+    /// The schedule id (the prefix of its executions' ids).
+    pub id: String,
+    /// The cron expression.
+    pub cron: String,
+    /// The IANA time zone the expression is read in.
+    pub time_zone: String,
+    /// The task it starts.
+    pub task: String,
+    /// The queue of the executions it starts.
+    pub queue: String,
+    /// The input of each execution.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub input: serde_json::Value,
+    /// `skip`, `allow` or `cancel_previous`.
+    pub overlap: String,
+    /// `skip`, `latest` or `all`.
+    pub catch_up: String,
+    /// How many missed fire times `all` starts at most.
+    pub catch_up_limit: u32,
+    /// Paused: it does not fire until resumed.
+    pub paused: bool,
+    /// Why its fire times cannot be computed (it does not fire until fixed).
+    pub error: Option<String>,
+    /// The next fire time, once a worker computed it.
+    pub next_fire_at: Option<String>,
+    /// The latest fire time that started an execution.
+    pub last_fire_at: Option<String>,
+    /// The execution that firing started.
+    pub last_execution_id: Option<String>,
+}
+
+impl From<&crate::schedule::ScheduleRow> for ScheduleView {
+    fn from(r: &crate::schedule::ScheduleRow) -> Self {
+        let s = &r.schedule;
+        ScheduleView {
+            id: s.id.clone(),
+            cron: s.cron.clone(),
+            time_zone: s.time_zone.clone(),
+            task: s.task_name.clone(),
+            queue: s.queue.clone(),
+            input: s.input.clone(),
+            overlap: s.overlap.as_str().to_owned(),
+            catch_up: s.catch_up.as_str().to_owned(),
+            catch_up_limit: s.catch_up.limit(),
+            paused: r.paused,
+            error: r.error.clone(),
+            next_fire_at: time_opt(r.next_fire_at),
+            last_fire_at: time_opt(r.last_fire_at),
+            last_execution_id: r.last_execution_id.clone(),
+        }
+    }
+}
+
+/// An entry of the audit log ([`crate::audit::AuditLog::list_audit`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditRecordView {
+    /// Its number, increasing.
+    pub id: i64,
+    /// When it was written.
+    pub at: String,
+    /// Who asked (the API token's name).
+    pub actor: String,
+    /// What (`cancel`, `retry`, `send_event`, `bulk_cancel`, ...).
+    pub action: String,
+    /// On what.
+    pub target: String,
+    /// The arguments.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub params: serde_json::Value,
+    /// `started`, `ok` or an error code.
+    pub outcome: String,
+    /// What the action did, or why it failed.
+    pub detail: Option<String>,
+    /// When the end was recorded.
+    pub finished_at: Option<String>,
+}
+
+impl From<&crate::audit::AuditRecord> for AuditRecordView {
+    fn from(r: &crate::audit::AuditRecord) -> Self {
+        AuditRecordView {
+            id: r.id,
+            at: time(r.at),
+            actor: r.actor.clone(),
+            action: r.action.clone(),
+            target: r.target.clone(),
+            params: r.params.clone(),
+            outcome: r.outcome.clone(),
+            detail: r.detail.clone(),
+            finished_at: time_opt(r.finished_at),
+        }
+    }
+}

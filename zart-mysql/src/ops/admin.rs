@@ -15,11 +15,11 @@ use crate::clock;
 use crate::errors::{error_record, from_json};
 use crate::queries;
 
-fn time(text: &str) -> Result<SystemTime, Error> {
+pub(crate) fn time(text: &str) -> Result<SystemTime, Error> {
     clock::parse_stored(text, "a stored time").map(clock::to_system)
 }
 
-fn opt_time(text: Option<String>) -> Result<Option<SystemTime>, Error> {
+pub(crate) fn opt_time(text: Option<String>) -> Result<Option<SystemTime>, Error> {
     text.as_deref().map(time).transpose()
 }
 
@@ -87,7 +87,8 @@ pub(crate) async fn list_executions(
                 stored(p.created_until),
                 cursor,
                 p.after,
-                limit
+                limit,
+                p.id_prefix
             ],
             what,
         )

@@ -8,6 +8,7 @@
 //! transaction back, so nothing of it is stored.
 
 pub(crate) mod admin;
+pub(crate) mod audit;
 mod cancel;
 mod claim;
 mod fence;
@@ -272,6 +273,8 @@ pub(crate) async fn run(tx: &mut Tx<'_>, op: &Op) -> Result<Reply, Error> {
         Op::SetQueueLimits(queue, limits) => {
             queues::set_queue_limits(tx, queue, limits.as_ref()).await
         }
+        Op::AuditBegin(entry) => audit::audit_begin(tx, entry).await,
+        Op::AuditFinish(id, outcome, detail) => audit::audit_finish(tx, *id, outcome, detail).await,
     }
 }
 

@@ -15,11 +15,11 @@ use crate::errors::{error_record, from_json, SqlResult};
 use crate::queries;
 use crate::Settings;
 
-fn time(text: &str) -> Result<SystemTime, Error> {
+pub(crate) fn time(text: &str) -> Result<SystemTime, Error> {
     clock::parse_stored(text, "a stored time").map(clock::to_system)
 }
 
-fn opt_time(text: Option<String>) -> Result<Option<SystemTime>, Error> {
+pub(crate) fn opt_time(text: Option<String>) -> Result<Option<SystemTime>, Error> {
     text.as_deref().map(time).transpose()
 }
 
@@ -93,7 +93,8 @@ pub(crate) fn list_executions(
                 stored(p.created_until),
                 cursor,
                 p.after,
-                limit
+                limit,
+                p.id_prefix
             ],
             summary_row,
         )

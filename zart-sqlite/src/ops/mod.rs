@@ -8,6 +8,7 @@
 //! transaction back, so nothing of it is stored.
 
 pub(crate) mod admin;
+pub(crate) mod audit;
 mod cancel;
 mod claim;
 mod fence;
@@ -120,6 +121,8 @@ pub(crate) fn run(tx: &mut Tx<'_>, op: &Op) -> Result<Reply, Error> {
         Op::ClaimSchedules(p) => schedules::claim_schedules(tx, p),
         Op::FireSchedule(p) => schedules::fire_schedule(tx, p),
         Op::SetQueueLimits(queue, limits) => queues::set_queue_limits(tx, queue, limits.as_ref()),
+        Op::AuditBegin(entry) => audit::audit_begin(tx, entry),
+        Op::AuditFinish(id, outcome, detail) => audit::audit_finish(tx, *id, outcome, detail),
     }
 }
 

@@ -1,0 +1,33 @@
+-- Zart schema, version 12: the admin API's audit log, and the indexes its executions list
+-- needs to stay fast over a long history.
+-- Never edit this file once merged: add V13__... instead.
+
+-- One row per mutating call of the admin API, written before it acts (outcome 'started') and
+-- finished after (outcome 'ok' or an error code); see zart::audit. Written only through
+-- zart_audit_begin and zart_audit_finish; never updated once finished, never pruned by Zart.
+-- db_role is the database login that wrote it, actor the API token's name.
+create table public.zart_audit_log (
+    id          bigint      generated always as identity,
+    at          timestamptz not null,
+    db_role     text        not null,
+    actor       text        not null,
+    action      text        not null,
+    target      text        not null,
+    params      jsonb       not null,
+    outcome     text        not null default 'started',
+    detail      text,
+    finished_at timestamptz,
+    constraint zart_audit_log_pkey primary key (id)
+);
+-- Targets name executions of every tenant: only sessions that see every tenant read it (the
+-- policy is in sql/zart.sql).
+alter table public.zart_audit_log enable row level security;
+
+-- The executions list (zart::admin::Admin::list_executions, `zart list`, the admin API) pages
+-- newest first by (created_at, id): one index range instead of a sort of the whole history.
+-- Both columns never change after the insert, so updates of an execution stay HOT.
+create index zart_executions_created_at_idx on public.zart_executions (created_at, id);
+
+-- The list's id search is a prefix match: byte order ("C") makes a prefix one index range
+-- whatever the database's collation.
+create index zart_executions_id_prefix_idx on public.zart_executions (id collate "C");

@@ -33,6 +33,8 @@ const SHARED_FUNCTIONS: &[&str] = &[
 ];
 /// Functions `zart_client` may call besides the shared ones: its entry points.
 const CLIENT_FUNCTIONS: &[&str] = &[
+    "zart_audit_begin",
+    "zart_audit_finish",
     "zart_cancel",
     "zart_cancel_execution",
     "zart_delete_schedule",
@@ -70,6 +72,7 @@ const WORKER_FUNCTIONS: &[&str] = &[
 const INTERNAL_FUNCTIONS: &[&str] = &[
     "zart_apply_settings",
     "zart_cancel_tree",
+    "zart_check_audit_text",
     "zart_check_ms",
     "zart_check_payload",
     "zart_check_text",
@@ -115,6 +118,7 @@ const TABLES: &[&str] = &[
     "zart_settings",
     "zart_tenant_access",
     "zart_schema_history",
+    "zart_audit_log",
 ];
 /// The tables the reader may read (the others are the owner's alone).
 const READABLE_TABLES: &[&str] = &[
@@ -124,6 +128,7 @@ const READABLE_TABLES: &[&str] = &[
     "zart_events",
     "zart_clock",
     "zart_schema_history",
+    "zart_audit_log",
 ];
 const VIEWS: &[&str] = &[
     "zart_execution_counts",
@@ -443,6 +448,7 @@ fn first_column(table: &str) -> &'static str {
         "zart_clock" | "zart_settings" => "singleton",
         "zart_tenant_access" => "tenant",
         "zart_schema_history" => "version",
+        "zart_audit_log" => "outcome",
         other => panic!("no column listed for {other}"),
     }
 }

@@ -778,3 +778,21 @@ async fn the_live_view_reads_once_per_interval_whatever_the_number_of_browsers()
     );
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_holds_its_contract_on_postgres() {
+    init_tracing();
+    let h = Harness::new().await;
+    zart_conformance::audit::audit_log_contract(&*h.scheduler).await;
+    let client = h.db.client().await;
+    let db_role: String = client
+        .query_one(
+            "select db_role from zart_audit_log order by id limit 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(db_role, "postgres", "the login that wrote it");
+    h.stop().await;
+}

@@ -45,6 +45,7 @@
 //! case is small, starts from an empty store, and can fail.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod audit;
 pub mod cases;
 pub mod env;
 pub mod history;

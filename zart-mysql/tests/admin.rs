@@ -71,3 +71,45 @@ async fn executions_are_listed_described_and_counted() {
     scheduler.close().await;
     support::drop_database(&name).await;
 }
+
+#[tokio::test]
+async fn the_audit_log_holds_its_contract_and_ids_are_searched_by_prefix() {
+    let name = format!("zart_admin_audit_{}", std::process::id());
+    let url = support::fresh_database(&name).await;
+    zart_mysql::migrate(&url).await.unwrap();
+    let scheduler = MySqlScheduler::connect(&url).await.unwrap();
+    zart_conformance::audit::audit_log_contract(&scheduler).await;
+
+    for id in ["order-1", "order-2", "Order-3", "order_4", "ordér-5"] {
+        scheduler
+            .start_execution(StartExecutionParams {
+                id: id.to_owned(),
+                task_name: "t".to_owned(),
+                input: serde_json::json!(1),
+                queue: "default".to_owned(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    for (prefix, expected) in [
+        ("order-", &["order-1", "order-2"][..]),
+        ("ordé", &["ordér-5"][..]),
+        ("order%", &[][..]),
+    ] {
+        let mut p = ListExecutionsParams::new(10);
+        p.id_prefix = Some(prefix.to_owned());
+        let mut ids: Vec<String> = scheduler
+            .list_executions(p)
+            .await
+            .unwrap()
+            .executions
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        ids.sort();
+        assert_eq!(ids, expected, "{prefix}");
+    }
+    scheduler.close().await;
+    support::drop_database(&name).await;
+}

@@ -36,6 +36,8 @@ pub const CLIENT_ENTRY_POINTS: &[&str] = &[
     "zart_pause_schedule",
     "zart_delete_schedule",
     "zart_set_queue_limits",
+    "zart_audit_begin",
+    "zart_audit_finish",
 ];
 
 /// The entry points only a worker calls (`zart_worker`'s grants in `sql/roles.sql`).

@@ -1,9 +1,9 @@
 //! The web UI in a real browser: Debian's Chromium, headless, driven over WebDriver by
 //! chromedriver, against the admin API over a real PostgreSQL with seeded executions. It signs
 //! in (a wrong token is refused), filters the list, opens an execution and sees why it waits
-//! and its timeline, cancels it and sees the state change; in read-only mode no action is
-//! offered. Screenshots go to `target/ui-screenshots/` (or `$ZART_UI_SCREENSHOTS`, which is how
-//! docs/ui/ gets them).
+//! and its timeline, cancels it, sees the state change and the audit log naming who acted; in
+//! read-only mode no action is offered. Screenshots go to `target/ui-screenshots/` (or
+//! `$ZART_UI_SCREENSHOTS`, which is how docs/ui/ gets them).
 //!
 //! Needs `chromium` and `chromedriver` (Debian: `apt-get install -y chromium chromium-driver`;
 //! ci/test installs them).
@@ -358,6 +358,20 @@ async fn an_operator_signs_in_filters_opens_an_execution_and_cancels_it() {
         h.durable.status("approve-7").await.unwrap().status,
         zart::ExecutionStatus::Cancelled
     );
+
+    // The audit log names who cancelled it.
+    b.go(&format!("{url}#/audit")).await;
+    let entry = b
+        .until(
+            "the audit entry",
+            "const row = document.querySelector('#audit tbody tr'); return row && row.innerText",
+        )
+        .await;
+    let entry = entry.as_str().unwrap();
+    for part in ["token-1", "cancel", "approve-7", "ok"] {
+        assert!(entry.contains(part), "{part} in {entry}");
+    }
+    b.screenshot("audit").await;
     b.close().await;
     h.stop().await;
 }
@@ -382,6 +396,16 @@ async fn read_only_mode_offers_no_action() {
         .eval("return document.querySelectorAll('#cancel, #retry, #event').length")
         .await;
     assert_eq!(buttons, 0, "no action offered in read-only mode");
+    b.go(&format!("{url}#/")).await;
+    b.until(
+        "the list",
+        "return document.querySelectorAll('#executions tbody tr').length > 0",
+    )
+    .await;
+    let bulk = b
+        .eval("return document.querySelectorAll('#bulk-cancel, #bulk-retry').length")
+        .await;
+    assert_eq!(bulk, 0, "no bulk action offered in read-only mode");
     b.close().await;
     h.stop().await;
 }

@@ -9,6 +9,7 @@ pub mod dbstats;
 pub mod drain;
 pub mod fleet;
 pub mod history;
+pub mod listing;
 pub mod micro;
 pub mod progress;
 pub mod raw;

@@ -38,6 +38,10 @@ use zart_benches::dbstats::{TopStatement, Watcher};
 use zart_benches::drain::{self, Entries, NoOp};
 use zart_benches::fleet::{self, FleetResult};
 use zart_benches::history::{self, RelationSize};
+use zart_benches::listing;
+
+/// ZL's target: the list page's p95 over a million executions (issue #18).
+const ZL_TARGET_MS: f64 = 100.0;
 use zart_benches::progress::{stdout_is_terminal, Bar};
 use zart_benches::report::{self, format_value, Metric, PhaseCounts};
 use zart_benches::scratch::{server_config, unique_name, Scratch};
@@ -309,6 +313,8 @@ struct Report {
     top_statements: BTreeMap<&'static str, Vec<TopStatement>>,
     /// Table and index sizes after Z7.
     sizes: Vec<RelationSize>,
+    /// ZL: the admin list page over Z7's history, by query shape.
+    zl: Vec<listing::ListShape>,
     /// What Z8's worker processes did.
     z8: Option<FleetResult>,
     /// ZR: drains with and without retention pruning the history.
@@ -379,6 +385,18 @@ impl Report {
             out.push_str("\n## Sizes after Z7\n\n");
             out.push_str(&report::sizes_markdown(&self.sizes));
         }
+        if !self.zl.is_empty() {
+            out.push_str(&format!(
+                "\n## ZL: the list page over Z7's history (target p95 <= {ZL_TARGET_MS} ms)\n\n\
+                 | query | rows | p50 ms | p95 ms | max ms |\n|---|---|---|---|---|\n"
+            ));
+            for z in &self.zl {
+                out.push_str(&format!(
+                    "| {} | {} | {:.2} | {:.2} | {:.2} |\n",
+                    z.shape, z.rows, z.p50_ms, z.p95_ms, z.max_ms
+                ));
+            }
+        }
         if let Some(z8) = &self.z8 {
             out.push_str(&format!(
                 "\n## Z8\n\n{} worker processes, entries per process: {:?}; double claims: {}; \
@@ -435,6 +453,7 @@ struct Results {
     counts: Vec<PhaseCounts>,
     top: BTreeMap<&'static str, Vec<TopStatement>>,
     sizes: Vec<RelationSize>,
+    zl: Vec<listing::ListShape>,
     problems: Vec<String>,
 }
 
@@ -1069,6 +1088,23 @@ async fn measure(
             .await
             .context("Z7: analyze before reading the sizes")?;
         r.sizes = history::sizes(watcher.client()).await?;
+
+        // ZL: the admin list page over the history just filled.
+        let pool = PgPool::from_config(config.clone(), 2)?;
+        let scheduler = PostgresScheduler::new(pool);
+        let samples = if plan.history < 100_000 { 3 } else { 50 };
+        r.zl = listing::measure(&scheduler, samples).await?;
+        for z in &r.zl {
+            let met = if z.p95_ms <= ZL_TARGET_MS {
+                "met"
+            } else {
+                "not met"
+            };
+            println!(
+                "ZL  list page, {}: p50 {:.2} ms, p95 {:.2} ms, max {:.2} ms ({} rows; target p95 <= {ZL_TARGET_MS} ms: {met})",
+                z.shape, z.p50_ms, z.p95_ms, z.max_ms, z.rows
+            );
+        }
     }
 
     if plan.has("zr") {
@@ -1135,6 +1171,7 @@ async fn measure(
         db_counts: r.counts,
         top_statements: r.top,
         sizes: r.sizes,
+        zl: r.zl,
         z8: r.z8,
         zr: r.zr,
         zs: r.zs,

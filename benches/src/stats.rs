@@ -48,7 +48,7 @@ impl Summary {
 }
 
 /// The nearest-rank percentile `p` (0..=100) of a sorted, non-empty slice.
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let n = sorted.len();
     let rank = ((p / 100.0) * n as f64).ceil() as usize;
     sorted

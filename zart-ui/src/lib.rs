@@ -18,12 +18,15 @@
 //!
 //! | method and path | what |
 //! |---|---|
-//! | `GET /api/executions?status=&task=&queue=&since=&until=&after=&limit=` | one page, newest first ([`zart::view::ExecutionPageView`]) |
+//! | `GET /api/executions?status=&task=&queue=&since=&until=&id=&after=&limit=` | one page, newest first ([`zart::view::ExecutionPageView`]) |
 //! | `GET /api/executions/{id}` | one execution in full, with why it waits ([`zart::view::ExecutionDetailView`]) |
 //! | `POST /api/executions/{id}/cancel` | cancels it and its unfinished descendants |
 //! | `POST /api/executions/{id}/retry` | runs a failed execution again from its failed step |
 //! | `POST /api/executions/{id}/events` | sends an event (`{"name": .., "payload": ..}`) |
+//! | `POST /api/executions/cancel`, `/retry` | bulk actions over one page of a filter (dry runs too) |
 //! | `GET /api/queues` | unfinished executions per queue, by status |
+//! | `GET /api/schedules` | the cron schedules; `POST /api/schedules/{id}/pause`, `/resume` |
+//! | `GET /api/audit` | the audit log of actions, newest first |
 //! | `GET /api/config` | what the API allows (`read_only`) |
 //! | `GET /api/stream` | server-sent events `snapshot`: queue counts and the newest executions, on change |
 //! | `GET /` | the web UI (no token needed for the page; it asks for one) |
@@ -32,7 +35,9 @@
 //! Access: every request needs `Authorization: Bearer <token>` with one of the configured
 //! tokens (compared in constant time), unless the API was built with [`UiConfig::anonymous`]
 //! for a trusted local setup; in read-only mode ([`UiConfig::read_only`]) every action is
-//! refused with 403. Errors are JSON: `{"code": .., "message": ..}`, where the code is
+//! refused with 403. Every action the API accepts is written to the backend's audit log
+//! ([`zart::audit`]) before it runs, with the name of the token that asked; when it cannot be
+//! written the action is refused with 503. Errors are JSON: `{"code": .., "message": ..}`, where the code is
 //! [`zart::Error::code`]'s or one of `unauthorized`, `read_only`, `bad_request`.
 
 mod api;

@@ -343,6 +343,10 @@ impl zart::admin::Admin for MySqlScheduler {
     async fn queue_stats(&self) -> Result<Vec<zart::admin::QueueStats>, Error> {
         read!(self, timed, |tx| ops::admin::queue_stats(&mut tx))
     }
+
+    async fn list_workers(&self) -> Result<zart::presence::WorkersSeen, Error> {
+        read!(self, timed, |tx| ops::audit::list_workers(&mut tx))
+    }
 }
 
 #[async_trait]
@@ -533,6 +537,17 @@ impl Scheduler for MySqlScheduler {
 
     async fn get_state(&self, id: &str) -> Result<Vec<zart::scheduler::StateValue>, Error> {
         read!(self, |tx| ops::read::get_state(&mut tx, id))
+    }
+
+    async fn record_presence(&self, presence: &zart::presence::WorkerPresence) -> Result<(), Error> {
+        self.write(Op::WorkerSeen(presence.clone())).await.map(|_| ())
+    }
+
+    async fn record_departure(&self, worker_id: &str) -> Result<bool, Error> {
+        match self.write(Op::WorkerGone(worker_id.to_owned())).await? {
+            Reply::Departed(was_running) => Ok(was_running),
+            other => Err(unexpected(other)),
+        }
     }
 
     async fn begin_step_tx(&self) -> Result<Box<dyn zart::scheduler::StepTransaction>, Error> {

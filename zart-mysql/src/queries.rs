@@ -576,3 +576,30 @@ pub const LIST_AUDIT: &str =
       where (?1 is null or id < ?1)
       order by id desc
       limit ?2";
+
+/// Records a running worker (a stopped record starts again). Params: worker id, host, pid,
+/// queue, task names (JSON), concurrency, running, interval ms, now.
+pub const WORKER_SEEN: &str = "insert into zart_workers
+        (worker_id, host, pid, queue, task_names, concurrency, running, interval_ms, db_role,
+         started_at, seen_at)
+     values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, current_user(), ?9, ?9)
+     on duplicate key update
+        started_at = if(stopped_at is null, started_at, values(started_at)),
+        host = values(host), pid = values(pid), queue = values(queue),
+        task_names = values(task_names), concurrency = values(concurrency),
+        running = values(running), interval_ms = values(interval_ms),
+        db_role = values(db_role), seen_at = values(seen_at), stopped_at = null";
+
+/// Forgets the workers not seen since a time. Params: the time.
+pub const FORGET_WORKERS: &str = "delete from zart_workers where seen_at < ?1";
+
+/// Records a worker's graceful stop. Params: worker id, now.
+pub const WORKER_GONE: &str = "update zart_workers set stopped_at = ?2, running = 0
+      where worker_id = ?1 and stopped_at is null";
+
+/// The workers seen, most recently first.
+pub const LIST_WORKERS: &str =
+    "select worker_id, host, pid, queue, task_names, concurrency, running, interval_ms,
+            started_at, seen_at, stopped_at
+       from zart_workers
+      order by seen_at desc, worker_id";

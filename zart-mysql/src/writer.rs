@@ -62,6 +62,9 @@ pub(crate) enum Op {
     AuditBegin(zart::audit::AuditEntry),
     /// An audit entry's id, its outcome and detail.
     AuditFinish(i64, String, String),
+    WorkerSeen(zart::presence::WorkerPresence),
+    /// A worker's id.
+    WorkerGone(String),
 }
 
 /// What a write answers.
@@ -91,6 +94,8 @@ pub(crate) enum Reply {
     AuditId(i64),
     /// Whether the audit entry was finished by this call.
     AuditFinished(bool),
+    /// Whether the worker had a running record.
+    Departed(bool),
 }
 
 /// The write connection (taken from the pool on first use, and again after it failed) and

@@ -1,5 +1,5 @@
--- Zart schema, version 12: the admin API's audit log, and the indexes its executions list
--- needs to stay fast over a long history.
+-- Zart schema, version 12: the admin API's audit log, the workers seen, and the indexes the
+-- executions list needs to stay fast over a long history.
 -- Never edit this file once merged: add V13__... instead.
 
 -- One row per mutating call of the admin API, written before it acts (outcome 'started') and
@@ -38,3 +38,25 @@ create index zart_executions_id_prefix_idx on public.zart_executions (id collate
 -- enters it, so the drain pays nothing for it.
 create index zart_executions_unsuccessful_idx on public.zart_executions (created_at, id)
     where status in ('failed', 'cancelled');
+
+-- One row per worker process seen in the last day (zart::presence): written by the worker
+-- itself through zart_worker_seen (at start and every presence interval) and zart_worker_gone
+-- (a graceful stop); rows not seen for a day are deleted by the next zart_worker_seen. The
+-- fleet is small: no index besides the key.
+create table public.zart_workers (
+    worker_id   text        not null,
+    host        text        not null,
+    pid         bigint      not null,
+    queue       text        not null,
+    task_names  text[]      not null,
+    concurrency integer     not null,
+    running     integer     not null,
+    interval_ms bigint      not null,
+    db_role     text        not null,
+    started_at  timestamptz not null,
+    seen_at     timestamptz not null,
+    stopped_at  timestamptz,
+    constraint zart_workers_pkey primary key (worker_id)
+);
+-- Readable by sessions that see every tenant, as the audit log (policy in sql/zart.sql).
+alter table public.zart_workers enable row level security;

@@ -54,7 +54,8 @@ $$;
 revoke all on table public.zart_executions, public.zart_tasks, public.zart_steps,
     public.zart_events, public.zart_clock, public.zart_settings, public.zart_tenant_access,
     public.zart_schema_history, public.zart_execution_counts, public.zart_step_timeline,
-    public.zart_waiting, public.zart_overdue, public.zart_audit_log
+    public.zart_waiting, public.zart_overdue, public.zart_audit_log,
+    public.zart_workers
     from public;
 
 -- 3. The grants, to each group role that exists: first everything is taken back (grants of an
@@ -74,7 +75,7 @@ begin
                             public.zart_settings, public.zart_tenant_access,
                             public.zart_schema_history, public.zart_execution_counts,
                             public.zart_step_timeline, public.zart_waiting, public.zart_overdue,
-                            public.zart_state, public.zart_audit_log
+                            public.zart_state, public.zart_audit_log, public.zart_workers
                           from %I', v_role);
         for v_fn in
             select p.oid::regprocedure
@@ -104,7 +105,8 @@ declare
                              'zart_next_run_at', 'zart_sleep', 'zart_await_event',
                              'zart_prune', 'zart_start_child', 'zart_start_children',
                              'zart_claim_schedules',
-                             'zart_fire_schedule', 'zart_next_schedule_at'];
+                             'zart_fire_schedule', 'zart_next_schedule_at',
+                             'zart_worker_seen', 'zart_worker_gone'];
     v_grant  record;
 begin
     for v_grant in
@@ -135,7 +137,7 @@ begin
             public.zart_schema_history,
             public.zart_execution_counts,
             public.zart_step_timeline, public.zart_waiting, public.zart_overdue, public.zart_state,
-            public.zart_audit_log
+            public.zart_audit_log, public.zart_workers
             to zart_reader;
     end if;
 end

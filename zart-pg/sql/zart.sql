@@ -25,6 +25,8 @@
 --   zart_list_schedules()        entry (all)  the schedules this session may see
 --   zart_audit_begin(..)         entry (client) writes an admin action to zart_audit_log before it runs
 --   zart_audit_finish(..)        entry (client) records how that action ended (once)
+--   zart_worker_seen(..)         entry (worker) records a running worker in zart_workers; forgets old ones
+--   zart_worker_gone(..)         entry (worker) records a worker's graceful stop
 --   zart_set_queue_limits(..)    entry (client) sets or removes a queue's limits (not tenant-bound sessions)
 --   zart_list_queue_limits()     entry (all)  the queues with limits, and what counts against them
 --   zart_claim_schedules(..)     entry (worker) holds due schedules of a queue and task names
@@ -2880,6 +2882,67 @@ begin
 end
 $$;
 
+-- Entry point for workers (Scheduler::record_presence): inserts or refreshes the worker's
+-- record with the database clock as seen_at (a record that had stopped starts again), then
+-- deletes the records not seen for a day. Locks the worker's row. Raises ZA004 naming a bad
+-- field.
+create or replace function public.zart_worker_seen(
+    p_worker_id   text,
+    p_host        text,
+    p_pid         bigint,
+    p_queue       text,
+    p_task_names  text[],
+    p_concurrency integer,
+    p_running     integer,
+    p_interval_ms bigint
+) returns void
+language plpgsql volatile security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_now  timestamptz := public.zart_current_time();
+    v_name text;
+begin
+    perform public.zart_check_text('worker id', p_worker_id);
+    perform public.zart_check_text('queue', p_queue);
+    perform public.zart_check_audit_text('host', coalesce(p_host, ''), true);
+    foreach v_name in array coalesce(p_task_names, '{}') loop
+        perform public.zart_check_text('task name', v_name);
+    end loop;
+    if p_interval_ms is null or p_interval_ms < 1 then
+        raise exception 'invalid presence interval: must be above zero' using errcode = 'ZA004';
+    end if;
+    insert into public.zart_workers as w
+        (worker_id, host, pid, queue, task_names, concurrency, running, interval_ms, db_role,
+         started_at, seen_at)
+    values (p_worker_id, coalesce(p_host, ''), coalesce(p_pid, 0), p_queue,
+            coalesce(p_task_names, '{}'), coalesce(p_concurrency, 0), coalesce(p_running, 0),
+            p_interval_ms, session_user, v_now, v_now)
+    on conflict (worker_id) do update
+       set host = excluded.host, pid = excluded.pid, queue = excluded.queue,
+           task_names = excluded.task_names, concurrency = excluded.concurrency,
+           running = excluded.running, interval_ms = excluded.interval_ms,
+           db_role = excluded.db_role, seen_at = excluded.seen_at,
+           started_at = case when w.stopped_at is null then w.started_at else excluded.started_at end,
+           stopped_at = null;
+    delete from public.zart_workers where seen_at < v_now - interval '1 day';
+end
+$$;
+
+-- Entry point for workers (Scheduler::record_departure): records the worker's graceful stop;
+-- true when it had a running record. Locks that row. Raises nothing.
+create or replace function public.zart_worker_gone(p_worker_id text) returns boolean
+language plpgsql volatile security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    update public.zart_workers
+       set stopped_at = public.zart_current_time(), running = 0
+     where worker_id = p_worker_id and stopped_at is null;
+    return found;
+end
+$$;
+
 -- Entry point for every role (Scheduler::list_schedules): the schedules this session may see,
 -- by id. No locks. Raises nothing.
 create or replace function public.zart_list_schedules()
@@ -3143,6 +3206,10 @@ begin
     end if;
     if not exists (select from pg_policies where schemaname = 'public' and policyname = 'zart_audit_log_all_tenants') then
         create policy zart_audit_log_all_tenants on public.zart_audit_log for select
+            using ((select public.zart_visible_tenants()) is null);
+    end if;
+    if not exists (select from pg_policies where schemaname = 'public' and policyname = 'zart_workers_all_tenants') then
+        create policy zart_workers_all_tenants on public.zart_workers for select
             using ((select public.zart_visible_tenants()) is null);
     end if;
     if not exists (select from pg_policies where schemaname = 'public' and policyname = 'zart_events_tenant') then

@@ -226,6 +226,10 @@ impl Admin for PostgresScheduler {
     async fn queue_stats(&self) -> Result<Vec<QueueStats>, Error> {
         queue_stats(self.pool().pool()).await
     }
+
+    async fn list_workers(&self) -> Result<zart::presence::WorkersSeen, Error> {
+        crate::audit::list_workers(self.pool().pool()).await
+    }
 }
 
 /// The rows of [`queries::QUEUE_STATS`] grouped by queue.

@@ -786,6 +786,14 @@ impl Scheduler for PostgresScheduler {
             .collect()
     }
 
+    async fn record_presence(&self, presence: &zart::presence::WorkerPresence) -> Result<(), Error> {
+        audit::record_presence(self.pool.pool(), presence).await
+    }
+
+    async fn record_departure(&self, worker_id: &str) -> Result<bool, Error> {
+        audit::record_departure(self.pool.pool(), worker_id).await
+    }
+
     async fn begin_step_tx(&self) -> Result<Box<dyn zart::scheduler::StepTransaction>, Error> {
         let tx = step_tx::begin(self.pool.pool(), Arc::clone(&self.step_tx_slots)).await?;
         Ok(Box::new(tx))

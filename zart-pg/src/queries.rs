@@ -324,3 +324,22 @@ pub const LIST_AUDIT: &str =
       where ($1::bigint is null or a.id < $1) \
       order by a.id desc \
       limit $2";
+
+/// Records a running worker ([`zart::Scheduler::record_presence`]). Params: worker id, host,
+/// pid, queue, task names, concurrency, running, interval ms.
+pub const WORKER_SEEN: &str = "select public.zart_worker_seen($1, $2, $3, $4, $5, $6, $7, $8)";
+
+/// Records a worker's graceful stop ([`zart::Scheduler::record_departure`]). Params: worker id.
+pub const WORKER_GONE: &str = "select public.zart_worker_gone($1)";
+
+/// The workers seen, most recently first, with the database clock
+/// ([`zart::admin::Admin::list_workers`]); reads the table (zart_reader). No params.
+pub const LIST_WORKERS: &str =
+    "select w.worker_id, w.host, w.pid, w.queue, w.task_names, w.concurrency, w.running, \
+            w.interval_ms, w.started_at, w.seen_at, w.stopped_at, \
+            public.zart_current_time() as now \
+       from public.zart_workers w \
+      order by w.seen_at desc, w.worker_id";
+
+/// The database clock alone (for [`LIST_WORKERS`] when there is no worker).
+pub const CURRENT_TIME: &str = "select public.zart_current_time()";

@@ -470,6 +470,13 @@ impl zart::admin::Admin for SqliteScheduler {
             .read(move |conn| ops::admin::queue_stats(conn, &settings))
             .await
     }
+
+    async fn list_workers(&self) -> Result<zart::presence::WorkersSeen, Error> {
+        let settings = self.settings.clone();
+        self.reads
+            .read(move |conn| ops::audit::list_workers(conn, &settings))
+            .await
+    }
 }
 
 #[async_trait]
@@ -664,6 +671,17 @@ impl Scheduler for SqliteScheduler {
         self.reads
             .read(move |conn| ops::read::get_state(conn, &id))
             .await
+    }
+
+    async fn record_presence(&self, presence: &zart::presence::WorkerPresence) -> Result<(), Error> {
+        self.write(Op::WorkerSeen(presence.clone())).await.map(|_| ())
+    }
+
+    async fn record_departure(&self, worker_id: &str) -> Result<bool, Error> {
+        match self.write(Op::WorkerGone(worker_id.to_owned())).await? {
+            Reply::Departed(was_running) => Ok(was_running),
+            other => Err(unexpected(other)),
+        }
     }
 
     async fn begin_step_tx(&self) -> Result<Box<dyn zart::scheduler::StepTransaction>, Error> {

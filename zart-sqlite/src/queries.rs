@@ -530,3 +530,31 @@ pub const LIST_AUDIT: &str =
       where (?1 is null or id < ?1)
       order by id desc
       limit ?2";
+
+/// Records a running worker (a stopped record starts again). Params: worker id, host, pid,
+/// queue, task names (JSON), concurrency, running, interval ms, now.
+pub const WORKER_SEEN: &str = "insert into zart_workers
+        (worker_id, host, pid, queue, task_names, concurrency, running, interval_ms,
+         started_at, seen_at)
+     values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
+     on conflict (worker_id) do update
+        set host = excluded.host, pid = excluded.pid, queue = excluded.queue,
+            task_names = excluded.task_names, concurrency = excluded.concurrency,
+            running = excluded.running, interval_ms = excluded.interval_ms,
+            seen_at = excluded.seen_at,
+            started_at = case when stopped_at is null then started_at else excluded.started_at end,
+            stopped_at = null";
+
+/// Forgets the workers not seen since a time. Params: the time.
+pub const FORGET_WORKERS: &str = "delete from zart_workers where seen_at < ?1";
+
+/// Records a worker's graceful stop. Params: worker id, now.
+pub const WORKER_GONE: &str = "update zart_workers set stopped_at = ?2, running = 0
+      where worker_id = ?1 and stopped_at is null";
+
+/// The workers seen, most recently first.
+pub const LIST_WORKERS: &str =
+    "select worker_id, host, pid, queue, task_names, concurrency, running, interval_ms,
+            started_at, seen_at, stopped_at
+       from zart_workers
+      order by seen_at desc, worker_id";

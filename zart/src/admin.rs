@@ -45,6 +45,15 @@ pub trait Admin: Send + Sync {
     /// The transient and database errors of every call (a login that may not read the tables
     /// gets a database error).
     async fn queue_stats(&self) -> Result<Vec<QueueStats>, Error>;
+
+    /// The workers the store has seen in the last [`crate::presence::FORGET_AFTER`] (each
+    /// worker records itself: [`crate::Scheduler::record_presence`]), most recently seen
+    /// first, with the store's clock to judge them by ([`crate::presence::WorkerSeen::state`]).
+    ///
+    /// # Errors
+    /// The transient and database errors of every call (a login that may not read the table
+    /// gets a database error).
+    async fn list_workers(&self) -> Result<crate::presence::WorkersSeen, Error>;
 }
 
 /// The unfinished executions of one queue ([`Admin::queue_stats`]).

@@ -66,6 +66,7 @@ pub mod group_commit;
 mod handler;
 pub mod limits;
 mod log;
+pub mod presence;
 pub mod queues;
 pub mod reference;
 mod registry;

@@ -385,6 +385,32 @@ pub trait Scheduler: Send + Sync + 'static {
     /// Only the transient and database errors of every call.
     async fn get_state(&self, id: &str) -> Result<Vec<StateValue>, Error>;
 
+    /// Records a running worker (`zart_workers`): inserts or refreshes its record with the
+    /// store's clock as `seen_at`, clearing `stopped_at`; deletes the records of any worker
+    /// not seen for [`crate::presence::FORGET_AFTER`]. Not fenced: a worker speaks only for
+    /// itself.
+    ///
+    /// Backends without a workers table keep this default, which refuses (the worker then
+    /// stops recording itself).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] from [`crate::presence::WorkerPresence::check`];
+    /// [`Error::Unsupported`] from a backend without it; the transient and database errors of
+    /// every call.
+    async fn record_presence(&self, presence: &crate::presence::WorkerPresence) -> Result<(), Error> {
+        let _ = presence;
+        Err(no_presence(std::any::type_name::<Self>()))
+    }
+
+    /// Records that a worker stopped gracefully (`stopped_at`); false when it has no record.
+    ///
+    /// # Errors
+    /// As [`Scheduler::record_presence`].
+    async fn record_departure(&self, worker_id: &str) -> Result<bool, Error> {
+        let _ = worker_id;
+        Err(no_presence(std::any::type_name::<Self>()))
+    }
+
     /// Opens a transaction on the backend's own database for [`crate::TaskContext::step_tx`]:
     /// the step body writes in it, and [`StepTransaction::commit_with_step`] records the
     /// step's result in it and commits both, or neither.
@@ -504,6 +530,12 @@ impl<T: Scheduler + ?Sized> Scheduler for Arc<T> {
     }
     async fn get_state(&self, id: &str) -> Result<Vec<StateValue>, Error> {
         (**self).get_state(id).await
+    }
+    async fn record_presence(&self, presence: &crate::presence::WorkerPresence) -> Result<(), Error> {
+        (**self).record_presence(presence).await
+    }
+    async fn record_departure(&self, worker_id: &str) -> Result<bool, Error> {
+        (**self).record_departure(worker_id).await
     }
     async fn begin_step_tx(&self) -> Result<Box<dyn StepTransaction>, Error> {
         (**self).begin_step_tx().await
@@ -1125,6 +1157,15 @@ pub enum Wakeup {
     /// Wake-ups may have been missed, so look again: the listener (re)connected, a polling
     /// backend saw another process write, or a test clock moved.
     Resync,
+}
+
+/// What a backend without a workers table answers to the presence calls.
+fn no_presence(backend: &str) -> Error {
+    Error::Unsupported {
+        feature: "workers seen (zart_workers)".to_owned(),
+        backend: backend.to_owned(),
+        hint: "this backend does not record its workers".to_owned(),
+    }
 }
 
 #[cfg(test)]

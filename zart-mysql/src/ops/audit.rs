@@ -1,11 +1,13 @@
-//! The audit log ([`zart::audit::AuditLog`]): entries written through the writer, read on a
-//! pooled connection.
+//! What operators read of the fleet: the audit log ([`zart::audit::AuditLog`]) and the
+//! workers seen ([`zart::presence`]), written through the writer, read on a pooled connection.
 
 use zart::audit::{AuditEntry, AuditRecord};
+use zart::presence::{WorkerPresence, WorkerSeen, WorkersSeen, FORGET_AFTER};
 use zart::Error;
 
 use super::admin::{opt_time, time};
 use super::{p, Tx};
+use crate::clock;
 use crate::errors::{from_json, to_json};
 use crate::queries;
 use crate::writer::Reply;
@@ -86,4 +88,85 @@ pub(crate) async fn list_audit(
             },
         )
         .collect()
+}
+
+/// Records a running worker, and forgets the workers not seen for a day.
+pub(crate) async fn worker_seen(tx: &mut Tx<'_>, w: &WorkerPresence) -> Result<Reply, Error> {
+    w.check()?;
+    let what = "recording a worker";
+    let names = to_json(&w.task_names, "task names")?;
+    let interval_ms = clock::millis(w.interval);
+    let now = tx.now_text();
+    let forget = clock::format(tx.now().saturating_sub(clock::millis(FORGET_AFTER)));
+    tx.exec(
+        queries::WORKER_SEEN,
+        p![
+            w.worker_id,
+            w.host,
+            i64::from(w.pid),
+            w.queue,
+            names,
+            i64::from(w.concurrency),
+            i64::from(w.running),
+            interval_ms,
+            now
+        ],
+        what,
+    )
+    .await?;
+    tx.exec(queries::FORGET_WORKERS, p![forget], what).await?;
+    Ok(Reply::Done)
+}
+
+/// Records a worker's graceful stop.
+pub(crate) async fn worker_gone(tx: &mut Tx<'_>, worker_id: &str) -> Result<Reply, Error> {
+    let now = tx.now_text();
+    let changed = tx
+        .exec(
+            queries::WORKER_GONE,
+            p![worker_id, now],
+            "recording a worker's stop",
+        )
+        .await?;
+    Ok(Reply::Departed(changed > 0))
+}
+
+/// The raw columns of a worker.
+type WorkerRow = (
+    String,
+    String,
+    i64,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    String,
+    String,
+    Option<String>,
+);
+
+/// The workers seen, with the server's clock.
+pub(crate) async fn list_workers(tx: &mut Tx<'_>) -> Result<WorkersSeen, Error> {
+    let rows: Vec<WorkerRow> = tx
+        .all(queries::LIST_WORKERS, p![], "listing workers")
+        .await?;
+    let workers = rows
+        .into_iter()
+        .map(
+            |(id, host, pid, queue, names, concurrency, running, interval, started, seen, stopped)| {
+                let mut w = WorkerPresence::new(id, queue);
+                w.host = host;
+                w.pid = u32::try_from(pid).unwrap_or(0);
+                w.task_names = from_json(&names, "task names")?;
+                w.concurrency = u32::try_from(concurrency).unwrap_or(0);
+                w.running = u32::try_from(running).unwrap_or(0);
+                w.interval = clock::duration(interval);
+                let mut seen = WorkerSeen::new(w, time(&started)?, time(&seen)?);
+                seen.stopped_at = opt_time(stopped)?;
+                Ok(seen)
+            },
+        )
+        .collect::<Result<Vec<_>, Error>>()?;
+    Ok(WorkersSeen::new(workers, clock::to_system(tx.now())))
 }

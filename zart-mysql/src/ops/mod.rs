@@ -275,6 +275,8 @@ pub(crate) async fn run(tx: &mut Tx<'_>, op: &Op) -> Result<Reply, Error> {
         }
         Op::AuditBegin(entry) => audit::audit_begin(tx, entry).await,
         Op::AuditFinish(id, outcome, detail) => audit::audit_finish(tx, *id, outcome, detail).await,
+        Op::WorkerSeen(w) => audit::worker_seen(tx, w).await,
+        Op::WorkerGone(id) => audit::worker_gone(tx, id).await,
     }
 }
 

@@ -123,6 +123,8 @@ pub(crate) fn run(tx: &mut Tx<'_>, op: &Op) -> Result<Reply, Error> {
         Op::SetQueueLimits(queue, limits) => queues::set_queue_limits(tx, queue, limits.as_ref()),
         Op::AuditBegin(entry) => audit::audit_begin(tx, entry),
         Op::AuditFinish(id, outcome, detail) => audit::audit_finish(tx, *id, outcome, detail),
+        Op::WorkerSeen(p) => audit::worker_seen(tx, p),
+        Op::WorkerGone(id) => audit::worker_gone(tx, id),
     }
 }
 

@@ -58,6 +58,10 @@ pub struct WorkerConfig {
     /// unless asked for, since deleting history cannot be undone and an execution's id stops
     /// being an idempotency key once it is gone.
     pub retention: Option<Retention>,
+    /// How often the worker records itself in the store (`zart_workers`: who runs, where, on
+    /// which queue and tasks; see [`crate::presence`]): at start, every interval, and at a
+    /// graceful stop. Default 30 s (one statement per interval); `None` records nothing.
+    pub presence_interval: Option<Duration>,
 }
 
 impl Default for WorkerConfig {
@@ -74,6 +78,7 @@ impl Default for WorkerConfig {
             worker_id: None,
             max_recoveries: 10,
             retention: None,
+            presence_interval: Some(Duration::from_secs(30)),
         }
     }
 }
@@ -131,6 +136,11 @@ impl WorkerConfig {
         self.retention = Some(retention);
         self
     }
+    /// Sets [`WorkerConfig::presence_interval`] (`None`: the worker records nothing).
+    pub fn with_presence_interval(mut self, interval: Option<Duration>) -> Self {
+        self.presence_interval = interval;
+        self
+    }
     /// Sets [`WorkerConfig::worker_id`].
     pub fn with_worker_id(mut self, id: impl Into<String>) -> Self {
         self.worker_id = Some(id.into());
@@ -157,23 +167,17 @@ impl WorkerConfig {
         if let Some(retention) = &self.retention {
             retention.check()?;
         }
+        if self.presence_interval.is_some_and(|i| i < Duration::from_secs(1)) {
+            return Err(Error::invalid("presence interval", "must be at least 1 s"));
+        }
         Ok(())
     }
 }
 
 pub(super) fn default_worker_id() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|h| h.trim().to_owned())
-        })
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "worker".to_owned());
     format!(
-        "{host}:{}:{:08x}",
+        "{}:{}:{:08x}",
+        crate::presence::host_name(),
         std::process::id(),
         rand::random::<u32>()
     )

@@ -6,13 +6,14 @@
 //! shutdown it stops claiming, lets runs finish up to a timeout, and releases the rest.
 //!
 //! The parts, one file each: `config` (the settings and their defaults), `claim` (the claim
-//! loop), `run` (one claimed execution), `heartbeat` (lease renewal), `retention` (pruning
-//! old finished executions, when configured), `signals` (graceful shutdown). This file holds the public types, the state they share while the worker runs,
+//! loop), `run` (one claimed execution), `heartbeat` (lease renewal), `presence` (the worker's record
+//! in `zart_workers`), `retention` (pruning old finished executions, when configured), `signals` (graceful shutdown). This file holds the public types, the state they share while the worker runs,
 //! and [`Worker::run`], which wires them together.
 
 mod claim;
 mod config;
 mod heartbeat;
+mod presence;
 mod retention;
 mod run;
 mod schedules;
@@ -141,6 +142,19 @@ impl<S: Scheduler> Worker<S> {
             self.config.retention.clone().map(|retention| {
                 tokio::spawn(retention::retention_loop(scheduler.clone(), retention))
             });
+        let presence = self.config.presence_interval.map(|interval| {
+            let mut record =
+                crate::presence::WorkerPresence::new(self.worker_id.clone(), &self.config.queue);
+            record.task_names = self.registry.task_names();
+            record.concurrency = u32::try_from(self.config.concurrency).unwrap_or(u32::MAX);
+            record.interval = interval;
+            tokio::spawn(presence::presence_loop(
+                scheduler.clone(),
+                record,
+                interval,
+                running.clone(),
+            ))
+        });
         let schedules = tokio::spawn(schedules::schedule_loop(
             scheduler.clone(),
             self.worker_id.clone(),
@@ -171,6 +185,10 @@ impl<S: Scheduler> Worker<S> {
         schedules.abort();
         core.shut_down().await;
         heartbeat.abort();
+        if let Some(presence_task) = presence {
+            presence_task.abort();
+            presence::record_departure(&core.scheduler, &self.worker_id).await;
+        }
         tracing::info!(worker.id = %self.worker_id, "zart worker stopped");
         Ok(())
     }

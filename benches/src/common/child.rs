@@ -88,14 +88,16 @@ pub struct WorkerProcess {
 
 impl WorkerProcess {
     /// Spawns this executable with `args` (its hidden `worker` subcommand and options) and
-    /// waits for `ready`.
+    /// `envs` added to its environment (for what should not show in a process list, such
+    /// as a URL with a password), and waits for `ready`.
     ///
     /// # Errors
     /// When it cannot be spawned or does not get ready within 60 s.
-    pub async fn spawn(args: &[OsString]) -> Result<WorkerProcess> {
+    pub async fn spawn(args: &[OsString], envs: &[(&str, &str)]) -> Result<WorkerProcess> {
         let exe = std::env::current_exe().context("finding this executable")?;
         let mut child = Command::new(exe)
             .args(args)
+            .envs(envs.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

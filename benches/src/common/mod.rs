@@ -1,5 +1,5 @@
 //! The backend-neutral parts of the per-backend load drivers, `zart-load-sqlite` ([`crate::sqlite`])
-//! and the other backends' drivers to come: a worker at `WorkerConfig::default()` and its
+//! and `zart-load-mysql` ([`crate::mysql`]): a worker at `WorkerConfig::default()` and its
 //! stop, drains of pre-filled no-op executions ([`drain`]), pickup sampling on an idle worker
 //! ([`pickup`]), and the worker process that another process's pickups and idle cost are
 //! measured on ([`child`]).

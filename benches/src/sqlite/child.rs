@@ -49,7 +49,7 @@ pub async fn spawn(path: &Path, sync: Synchronous) -> Result<WorkerProcess> {
         "--synchronous".into(),
         pragma_value(sync).into(),
     ];
-    WorkerProcess::spawn(&args).await
+    WorkerProcess::spawn(&args, &[]).await
 }
 
 /// The process's statement and poll counts so far.

@@ -22,12 +22,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 use zart_sqlite::Synchronous;
 
+use zart_benches::common::child as common_child;
+use zart_benches::common::pickup::{self, PickupPlan, PickupRows, Pickups};
 use zart_benches::progress::{stdout_is_terminal, Bar};
 use zart_benches::report::{self, format_value, Metric};
-use zart_benches::sqlite::child::{self, WorkerProcess};
 use zart_benches::sqlite::idle::{self, IdleCost};
-use zart_benches::sqlite::pickup::{self, PickupPlan, Pickups};
-use zart_benches::sqlite::{drain, pragma_value, raw, Blocking, ScratchFile};
+use zart_benches::sqlite::{child, drain, pragma_value, raw, scheduler, Blocking, ScratchFile};
 use zart_benches::stats::{self, ms, Figure, Gap, Host, Rng, Summary};
 
 /// `PRAGMA synchronous` for every connection of the run.
@@ -288,37 +288,18 @@ const PG_PAIRS: [(&str, &str); 7] = [
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("zart-load-sqlite: error: building the tokio runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = match &args.command {
-        Some(Command::Worker { db, synchronous }) => {
-            runtime.block_on(child::run_child(db, (*synchronous).into()))
-        }
-        // Ctrl-C drops the run, and with it the scratch directory and the worker process.
-        None => runtime.block_on(async {
-            tokio::select! {
+    zart_benches::common::main("zart-load-sqlite", || async {
+        match &args.command {
+            Some(Command::Worker { db, synchronous }) => {
+                child::run_child(db, (*synchronous).into()).await
+            }
+            // Ctrl-C drops the run, and with it the scratch directory and the worker process.
+            None => tokio::select! {
                 r = run(&args) => r,
                 _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
-            }
-        }),
-    };
-    // A worker process may still have a blocking stdin read in flight: do not wait for it.
-    runtime.shutdown_background();
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("zart-load-sqlite: error: {err:#}");
-            ExitCode::FAILURE
+            },
         }
-    }
+    })
 }
 
 /// Measures on a scratch file (deleted afterwards), then prints and writes the report.
@@ -405,12 +386,6 @@ async fn run(args: &Args) -> Result<()> {
     ])
 }
 
-/// Prints a phase's result line (after its bar is gone).
-fn say(bar: &Bar, line: String) {
-    bar.finish();
-    println!("{line}");
-}
-
 /// Runs every phase on the scratch file.
 async fn measure(
     plan: &Plan,
@@ -435,13 +410,10 @@ async fn measure(
     })
     .await?;
     let s1 = f64::from(count) / took.as_secs_f64();
-    say(
-        &bar,
-        format!(
-            "S1  raw single-row inserts, 1 writer: {}",
-            format_value(s1, "commits/s")
-        ),
-    );
+    bar.done(&format!(
+        "S1  raw single-row inserts, 1 writer: {}",
+        format_value(s1, "commits/s")
+    ));
     r.s1 = Some(s1);
 
     let bar = Bar::new(bars, 1, "SB", "raw claim-100 + delete");
@@ -451,13 +423,10 @@ async fn measure(
     })
     .await?;
     let sb = rows as f64 / took.as_secs_f64();
-    say(
-        &bar,
-        format!(
-            "SB  raw claim-100 + delete, 1 writer: {}",
-            format_value(sb, "rows/s")
-        ),
-    );
+    bar.done(&format!(
+        "SB  raw claim-100 + delete, 1 writer: {}",
+        format_value(sb, "rows/s")
+    ));
     r.sb = Some(sb);
 
     let watch = Blocking::new(zart_benches::sqlite::raw_connection(&path, sync)?);
@@ -477,14 +446,11 @@ async fn measure(
         } else {
             "steps/s"
         };
-        say(
-            &bar,
-            format!(
-                "{:<3} drain, {steps}-step no-op, 1 worker: {}",
-                key.to_uppercase(),
-                format_value(rate, unit)
-            ),
-        );
+        bar.done(&format!(
+            "{:<3} drain, {steps}-step no-op, 1 worker: {}",
+            key.to_uppercase(),
+            format_value(rate, unit)
+        ));
         if steps == 1 {
             r.q2 = Some(rate);
         } else {
@@ -511,35 +477,40 @@ async fn measure(
     )
     .await?;
     let s0_summary = Summary::of(&s0)?;
-    say(
-        &bar,
-        format!(
-            "S0  raw commit after an idle gap: p50 {:.3} ms, p99 {:.3} ms",
-            ms(s0_summary.p50),
-            ms(s0_summary.p99)
-        ),
-    );
+    bar.done(&format!(
+        "S0  raw commit after an idle gap: p50 {:.3} ms, p99 {:.3} ms",
+        ms(s0_summary.p50),
+        ms(s0_summary.p99)
+    ));
     r.s0 = Some(s0);
     let bar = Bar::new(bars, samples, "Q4", "pickup, in-process");
-    let q4 = pickup::in_process(&url, sync, pickups, rng, &bar).await?;
-    say(&bar, pickup_line("Q4 ", "in-process", &q4)?);
+    let q4 = pickup::in_process(
+        scheduler(&url, sync, false).await?,
+        "q4",
+        pickups,
+        rng,
+        &bar,
+    )
+    .await?;
+    bar.done(&pickup_line("Q4 ", "in-process", &q4)?);
     r.q4 = Some(q4);
 
     let idle_len = plan.idle_settle_secs + plan.idle_secs;
     let bar = Bar::new(bars, idle_len, "Q6", "idle worker, in-process");
     let q6 = idle::in_process(&url, sync, plan.idle_settle_secs, plan.idle_secs, &bar).await?;
-    say(&bar, idle_line("Q6 ", "in-process", &q6));
+    bar.done(&idle_line("Q6 ", "in-process", &q6));
     r.q6 = Some(q6);
 
-    let mut process = WorkerProcess::spawn(&path, sync).await?;
+    let mut process = child::spawn(&path, sync).await?;
     let bar = Bar::new(bars, samples, "Q4x", "pickup, other process");
-    let q4x = child::pickups(&url, sync, &mut process, pickups, rng, &bar).await?;
-    say(&bar, pickup_line("Q4x", "other process", &q4x)?);
+    let client = scheduler(&url, sync, false).await?;
+    let q4x = common_child::pickups(client, &mut process, "q4x", pickups, rng, &bar).await?;
+    bar.done(&pickup_line("Q4x", "other process", &q4x)?);
     r.q4x = Some(q4x);
     let bar = Bar::new(bars, idle_len, "Q6x", "idle worker, other process");
     let q6x =
         idle::other_process(&mut process, plan.idle_settle_secs, plan.idle_secs, &bar).await?;
-    say(&bar, idle_line("Q6x", "other process", &q6x));
+    bar.done(&idle_line("Q6x", "other process", &q6x));
     r.q6x = Some(q6x);
     process.stop().await?;
     Ok(r)
@@ -702,43 +673,32 @@ fn pg_rows(metrics: &[Metric], pg: &serde_json::Value) -> Vec<PgRow> {
         .collect()
 }
 
-/// The percentiles of Q4 and Q4x, and of their `start()` calls.
+/// The percentiles of S0, Q4 and Q4x, and of their `start()` calls.
 fn latency_figures(r: &Results) -> Result<Vec<Figure>> {
-    let mut out = Vec::new();
-    if let Some(s0) = &r.s0 {
-        out.push(Figure::new(
-            "s0",
-            "S0: raw commit after an idle gap",
-            &Summary::of(s0)?,
-            None,
-        ));
-    }
-    let rows = [
-        (
-            "q4",
-            "Q4: pickup start -> first step, in-process",
-            "q4_start",
-            "Q4 floor: start() returns",
-            &r.q4,
-        ),
-        (
-            "q4x",
-            "Q4x: pickup start -> first step, other process",
-            "q4x_start",
-            "Q4x floor: start() returns",
-            &r.q4x,
-        ),
-    ];
-    for (key, name, start_key, start_name, pickups) in rows {
-        if let Some(p) = pickups {
-            out.push(Figure::new(key, name, &Summary::of(&p.pickups)?, None));
-            out.push(Figure::new(
-                start_key,
-                start_name,
-                &Summary::of(&p.starts)?,
-                None,
-            ));
-        }
-    }
-    Ok(out)
+    let s0 = r
+        .s0
+        .as_deref()
+        .map(|s0| {
+            Summary::of(s0).map(|s| Figure::new("s0", "S0: raw commit after an idle gap", &s, None))
+        })
+        .transpose()?;
+    pickup::figures(
+        s0,
+        &[
+            PickupRows {
+                key: "q4",
+                name: "Q4: pickup start -> first step, in-process",
+                start_key: "q4_start",
+                start_name: "Q4 floor: start() returns",
+                pickups: r.q4.as_ref(),
+            },
+            PickupRows {
+                key: "q4x",
+                name: "Q4x: pickup start -> first step, other process",
+                start_key: "q4x_start",
+                start_name: "Q4x floor: start() returns",
+                pickups: r.q4x.as_ref(),
+            },
+        ],
+    )
 }

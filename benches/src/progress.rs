@@ -71,4 +71,10 @@ impl Bar {
             bar.finish_and_clear();
         }
     }
+
+    /// Removes the bar and prints a phase's result `line` in its place.
+    pub fn done(&self, line: &str) {
+        self.finish();
+        println!("{line}");
+    }
 }

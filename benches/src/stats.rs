@@ -17,6 +17,8 @@ pub struct Summary {
     pub p50: Duration,
     /// The 90th percentile (nearest rank).
     pub p90: Duration,
+    /// The 95th percentile (nearest rank).
+    pub p95: Duration,
     /// The 99th percentile (nearest rank).
     pub p99: Duration,
     /// The slowest sample.
@@ -40,6 +42,7 @@ impl Summary {
             min: percentile(&sorted, 0.0),
             p50: percentile(&sorted, 50.0),
             p90: percentile(&sorted, 90.0),
+            p95: percentile(&sorted, 95.0),
             p99: percentile(&sorted, 99.0),
             max: percentile(&sorted, 100.0),
             mean: total / u32::try_from(n).unwrap_or(u32::MAX),
@@ -315,6 +318,7 @@ mod tests {
         assert_eq!(s.min, Duration::from_millis(1));
         assert_eq!(s.p50, Duration::from_millis(50));
         assert_eq!(s.p90, Duration::from_millis(90));
+        assert_eq!(s.p95, Duration::from_millis(95));
         assert_eq!(s.p99, Duration::from_millis(99));
         assert_eq!(s.max, Duration::from_millis(100));
         assert_eq!(s.mean, Duration::from_micros(50_500));

@@ -1,32 +1,18 @@
-//! Q4x and Q6x: a default worker in ANOTHER process on the same file. The driver spawns its
-//! own executable with a hidden subcommand (`zart-load-sqlite worker --db PATH --synchronous
-//! ..`), as `zart-load`'s Z8 fleet does; the child's scheduler counts its statements
-//! ([`zart_sqlite::SqliteOptions::count_statements`]).
-//!
-//! The child's protocol on stdout, one item per line: `ready` once its worker runs;
-//! `entered <id> <unix ns>` when the first step body of probe execution `<id>` runs (wall
-//! clock, which both processes share); `counts <zart tables> <control> <polls>` in answer to
-//! a `counts` line on its stdin (its statements so far, and its `data_version` reads); and
-//! `end` once its worker has stopped after its stdin closed.
+//! Q4x and Q6x on SQLite: a default worker in ANOTHER process on the same file
+//! (`zart-load-sqlite worker --db PATH --synchronous ..`, spoken to as
+//! [`crate::common::child`] says). The child's scheduler counts its statements
+//! ([`zart_sqlite::SqliteOptions::count_statements`]); its `counts` line is
+//! `counts <zart tables> <control> <polls>` (its statements so far, and its `data_version`
+//! reads).
 
-use std::io::Write;
+use std::ffi::OsString;
 use std::path::Path;
-use std::process::Stdio;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{anyhow, bail, Context, Result};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use zart::{DurableScheduler, TaskRegistry};
+use anyhow::{bail, Result};
 use zart_sqlite::{StatementCounts, Synchronous};
 
-use super::pickup::{self, FirstStep, PickupPlan, Pickups, PICKUP_TASK};
-use super::{default_worker, pragma_value, scheduler, stopped, url_of};
-use crate::progress::Bar;
-use crate::stats::Rng;
+use super::{pragma_value, scheduler, url_of};
+use crate::common::child::{self as common, WorkerProcess};
 
 /// What a worker process has run so far.
 #[derive(Debug, Clone, Copy, Default)]
@@ -37,197 +23,48 @@ pub struct Counts {
     pub polls: u64,
 }
 
-/// Now, in nanoseconds since the Unix epoch.
-fn unix_nanos() -> i128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i128)
-}
-
-/// Writes one protocol line to stdout and flushes it.
-fn say(line: &str) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}")?;
-    out.flush()?;
-    Ok(())
-}
-
-/// The child side: runs a default worker with the pickup probe on the database at `path` and
-/// speaks the protocol above until its stdin closes.
+/// The child side: a default worker with the pickup probe on the database at `path`.
 ///
 /// # Errors
 /// When the database cannot be opened, the worker fails, or stdout is closed.
 pub async fn run_child(path: &Path, sync: Synchronous) -> Result<()> {
     let scheduler = scheduler(&url_of(path), sync, true).await?;
-    let mut registry = TaskRegistry::new();
-    registry.register(
-        PICKUP_TASK,
-        FirstStep::new(Arc::new(|id: &str| {
-            // Nothing to do if the driver has gone.
-            let _ = say(&format!("entered {id} {}", unix_nanos()));
-        })),
-    )?;
-    let worker = default_worker(scheduler.clone(), Arc::new(registry), None);
-    let stop = worker.shutdown_handle();
-    let handle = tokio::spawn(worker.run());
-    say("ready")?;
-    let mut stdin = BufReader::new(tokio::io::stdin()).lines();
-    while let Some(line) = stdin.next_line().await? {
-        if line.trim() == "counts" {
-            let c = scheduler.statement_counts();
-            say(&format!(
-                "counts {} {} {}",
-                c.zart_tables,
-                c.control,
-                scheduler.poll_count()
-            ))?;
-        }
-    }
-    stop.shutdown();
-    stopped("worker process", handle).await?;
-    say("end")
+    let counted = scheduler.clone();
+    common::run_child(scheduler, move || {
+        let c = counted.statement_counts();
+        vec![c.zart_tables, c.control, counted.poll_count()]
+    })
+    .await
 }
 
-/// The driver's side of one worker process.
-pub struct WorkerProcess {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    entered: mpsc::UnboundedReceiver<(String, i128)>,
-    counts: mpsc::UnboundedReceiver<Counts>,
-    ended: mpsc::UnboundedReceiver<()>,
-    reader: JoinHandle<Result<()>>,
-}
-
-impl WorkerProcess {
-    /// Spawns this executable's `worker` subcommand on `path` and waits for `ready`.
-    ///
-    /// # Errors
-    /// When it cannot be spawned or does not get ready within 60 s.
-    pub async fn spawn(path: &Path, sync: Synchronous) -> Result<WorkerProcess> {
-        let exe = std::env::current_exe().context("finding this executable")?;
-        let mut child = Command::new(exe)
-            .arg("worker")
-            .arg("--db")
-            .arg(path)
-            .arg("--synchronous")
-            .arg(pragma_value(sync))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .context("spawning the worker process")?;
-        let stdin = child.stdin.take();
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| anyhow!("the worker process has no stdout"))?;
-        let (ready_tx, mut ready) = mpsc::unbounded_channel();
-        let (entered_tx, entered) = mpsc::unbounded_channel();
-        let (counts_tx, counts) = mpsc::unbounded_channel();
-        let (ended_tx, ended) = mpsc::unbounded_channel();
-        let reader = tokio::spawn(async move {
-            let mut lines = BufReader::new(stdout).lines();
-            while let Some(line) = lines.next_line().await? {
-                let words: Vec<&str> = line.split_whitespace().collect();
-                // The receivers go only when the driver stops listening.
-                match words.as_slice() {
-                    ["ready"] => drop(ready_tx.send(())),
-                    ["entered", id, nanos] => {
-                        drop(entered_tx.send(((*id).to_owned(), nanos.parse()?)));
-                    }
-                    ["counts", zart_tables, control, polls] => drop(counts_tx.send(Counts {
-                        statements: StatementCounts {
-                            zart_tables: zart_tables.parse()?,
-                            control: control.parse()?,
-                        },
-                        polls: polls.parse()?,
-                    })),
-                    ["end"] => drop(ended_tx.send(())),
-                    _ => bail!("the worker process said {line:?}"),
-                }
-            }
-            Ok(())
-        });
-        tokio::time::timeout(Duration::from_secs(60), ready.recv())
-            .await
-            .map_err(|_| anyhow!("the worker process was not ready within 60 s"))?
-            .ok_or_else(|| anyhow!("the worker process ended before it was ready"))?;
-        Ok(WorkerProcess {
-            child,
-            stdin,
-            entered,
-            counts,
-            ended,
-            reader,
-        })
-    }
-
-    /// The process's statement and poll counts so far.
-    ///
-    /// # Errors
-    /// When it does not answer within 10 s.
-    pub async fn counts(&mut self) -> Result<Counts> {
-        let stdin = self
-            .stdin
-            .as_mut()
-            .ok_or_else(|| anyhow!("the worker process's stdin is closed"))?;
-        stdin.write_all(b"counts\n").await?;
-        stdin.flush().await?;
-        tokio::time::timeout(Duration::from_secs(10), self.counts.recv())
-            .await
-            .map_err(|_| anyhow!("the worker process did not report its counts within 10 s"))?
-            .ok_or_else(|| anyhow!("the worker process ended"))
-    }
-
-    /// Closes its stdin, so its worker shuts down gracefully, and waits for it to exit.
-    ///
-    /// # Errors
-    /// When it does not say `end` and exit successfully within 60 s.
-    pub async fn stop(mut self) -> Result<()> {
-        drop(self.stdin.take());
-        let limit = Duration::from_secs(60);
-        tokio::time::timeout(limit, self.ended.recv())
-            .await
-            .map_err(|_| anyhow!("the worker process did not stop within {limit:?}"))?
-            .ok_or_else(|| anyhow!("the worker process ended without saying so"))?;
-        let status = tokio::time::timeout(limit, self.child.wait())
-            .await
-            .map_err(|_| anyhow!("the worker process did not exit within {limit:?}"))??;
-        self.reader.await.context("the output reader panicked")??;
-        if !status.success() {
-            bail!("the worker process exited with {status}");
-        }
-        Ok(())
-    }
-}
-
-/// Q4x: pickups by the worker in `process`, started from this process. A pickup is the
-/// wall-clock time from just before `start` here to the child's first-step report.
+/// Spawns the worker process on `path` and waits for it to be ready.
 ///
 /// # Errors
-/// As [`pickup::sample`].
-pub async fn pickups(
-    url: &str,
-    sync: Synchronous,
-    process: &mut WorkerProcess,
-    plan: PickupPlan<'_>,
-    rng: &mut Rng,
-    bar: &Bar,
-) -> Result<Pickups> {
-    let scheduler = scheduler(url, sync, false).await?;
-    let mut registry = TaskRegistry::new();
-    registry.register(PICKUP_TASK, FirstStep::new(Arc::new(|_: &str| {})))?;
-    let durable = DurableScheduler::new(scheduler, Arc::new(registry));
-    pickup::sample(
-        &durable,
-        "q4x",
-        plan,
-        rng,
-        bar,
-        &mut process.entered,
-        unix_nanos,
-        |started, at| Duration::from_nanos(u64::try_from(at - started).unwrap_or(0)),
-    )
-    .await
+/// As [`WorkerProcess::spawn`].
+pub async fn spawn(path: &Path, sync: Synchronous) -> Result<WorkerProcess> {
+    let args: Vec<OsString> = vec![
+        "worker".into(),
+        "--db".into(),
+        path.into(),
+        "--synchronous".into(),
+        pragma_value(sync).into(),
+    ];
+    WorkerProcess::spawn(&args, &[]).await
+}
+
+/// The process's statement and poll counts so far.
+///
+/// # Errors
+/// When it does not answer, or answers something else than three numbers.
+pub async fn counts(process: &mut WorkerProcess) -> Result<Counts> {
+    match process.counts().await?.as_slice() {
+        [zart_tables, control, polls] => Ok(Counts {
+            statements: StatementCounts {
+                zart_tables: *zart_tables,
+                control: *control,
+            },
+            polls: *polls,
+        }),
+        other => bail!("the worker process reported {other:?} as its counts"),
+    }
 }

@@ -1,33 +1,19 @@
 //! Q2 and Q3: drains of pre-filled no-op executions (one step, three steps) by one worker at
-//! `WorkerConfig::default()` in this process.
-//!
-//! The pre-fill starts the executions through `DurableScheduler::start_typed`, many at once so
-//! the writer group-commits them, on a scheduler of its own that is closed before the drain.
-//! The drain's timer starts when the worker is spawned. Its end is found as `zart-load` finds
-//! it: the handler counts its entries and the driver sleeps until all have been entered, then
-//! reads `not exists (select 1 from zart_tasks where task_name = ?)` every 10 ms on a
-//! connection of its own (an execution leaves `zart_tasks` with its outcome). Afterwards one
-//! query checks that all of them completed.
+//! `WorkerConfig::default()` in this process ([`crate::common::drain`]), on SQLite. The end
+//! of a drain is read with `not exists (select 1 from zart_tasks where task_name = ?)` on a
+//! rusqlite connection of its own; afterwards one query checks that all of them completed.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
-use futures_util::{StreamExt, TryStreamExt};
-use zart::{DurableScheduler, TaskRegistry};
+use anyhow::Result;
 use zart_sqlite::Synchronous;
 
-use super::{default_worker, scheduler, stopped, Blocking};
-use crate::drain::{Entries, NoOp, DRAIN_TIMEOUT};
+use super::{scheduler, Blocking};
+use crate::common::drain as common;
 use crate::progress::Bar;
 
-/// Starts in flight at once during a pre-fill.
-const PREFILL_CONCURRENCY: usize = 256;
-
-/// How often the tail of a drain is polled.
-const POLL: Duration = Duration::from_millis(10);
-
-/// Starts `count` executions of `task` with input `steps` (ids `<task>-1..`), untimed.
+/// Starts `count` executions of `task` with input `steps` (ids `<task>-1..`), untimed, on a
+/// scheduler of its own.
 ///
 /// # Errors
 /// When a start fails or an id already existed.
@@ -38,28 +24,7 @@ pub async fn prefill(
     count: u32,
     steps: u32,
 ) -> Result<()> {
-    let scheduler = scheduler(url, sync, false).await?;
-    let mut registry = TaskRegistry::new();
-    registry.register(task, NoOp::new(Arc::new(Entries::new(u64::MAX)), None))?;
-    let durable = DurableScheduler::new(scheduler, Arc::new(registry));
-    futures_util::stream::iter(1..=count)
-        .map(|i| {
-            let durable = durable.clone();
-            async move {
-                let id = format!("{task}-{i}");
-                let outcome = durable
-                    .start_typed(&id, task, &steps)
-                    .await
-                    .with_context(|| format!("pre-fill: starting {id}"))?;
-                if !outcome.created {
-                    bail!("pre-fill: {id} already existed");
-                }
-                Ok(())
-            }
-        })
-        .buffer_unordered(PREFILL_CONCURRENCY)
-        .try_collect::<()>()
-        .await
+    common::prefill(scheduler(url, sync, false).await?, task, count, steps).await
 }
 
 /// Drains the `count` pre-filled executions of `task` with one default worker (or one of
@@ -67,8 +32,8 @@ pub async fn prefill(
 /// committed, after checking every execution completed.
 ///
 /// # Errors
-/// When the worker fails, the drain takes over [`DRAIN_TIMEOUT`], or an execution did not
-/// complete.
+/// When the worker fails, the drain takes over [`crate::drain::DRAIN_TIMEOUT`], or an
+/// execution did not complete.
 pub async fn drain(
     url: &str,
     sync: Synchronous,
@@ -78,48 +43,13 @@ pub async fn drain(
     concurrency: Option<usize>,
     bar: &Bar,
 ) -> Result<Duration> {
-    let entries = Arc::new(Entries::new(u64::from(count)));
     let scheduler = scheduler(url, sync, false).await?;
-    let mut registry = TaskRegistry::new();
-    registry.register(task, NoOp::new(entries.clone(), None))?;
-    let worker = default_worker(scheduler, Arc::new(registry), concurrency);
-    let stop = worker.shutdown_handle();
-    let started = Instant::now();
-    let handle = tokio::spawn(worker.run());
-    let deadline = started + DRAIN_TIMEOUT;
-    let waited = async {
-        let reached = entries.reached();
-        tokio::pin!(reached);
-        loop {
-            tokio::select! {
-                () = &mut reached => break,
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {
-                    bar.set(entries.count());
-                    if handle.is_finished() {
-                        bail!("{task}: the worker stopped during the drain ({} of {count} entered)", entries.count());
-                    }
-                    if Instant::now() >= deadline {
-                        bail!("{task}: the drain did not finish in {} minutes", DRAIN_TIMEOUT.as_secs() / 60);
-                    }
-                }
-            }
-        }
-        bar.set(entries.count());
-        while !drained(watch, task).await? {
-            if Instant::now() >= deadline {
-                bail!("{task}: the drain did not finish (all entered, some outcomes missing)");
-            }
-            tokio::time::sleep(POLL).await;
-        }
-        Ok(started.elapsed())
-    }
-    .await;
-    stop.shutdown();
-    let ended = stopped(task, handle).await;
-    let elapsed = waited?;
-    ended?;
+    let took = common::drain(scheduler, task, count, concurrency, bar, || {
+        drained(watch, task)
+    })
+    .await?;
     check_completed(watch, task, count).await?;
-    Ok(elapsed)
+    Ok(took)
 }
 
 /// Whether no execution of `task` is left in the queue.
@@ -151,11 +81,5 @@ async fn check_completed(watch: &Blocking, task: &str, count: u32) -> Result<()>
             )?)
         })
         .await?;
-    if completed != i64::from(count) || total != i64::from(count) {
-        bail!(
-            "{task}: {completed} of {total} executions completed, {count} expected{}",
-            example.map_or_else(String::new, |e| format!(" (for example {e})"))
-        );
-    }
-    Ok(())
+    common::check_completed(task, count, completed, total, example)
 }

@@ -13,8 +13,10 @@ use serde::Serialize;
 use zart::TaskRegistry;
 use zart_sqlite::Synchronous;
 
-use super::child::{Counts, WorkerProcess};
-use super::{default_worker, scheduler, stopped};
+use super::child::{self, Counts};
+use super::scheduler;
+use crate::common::child::WorkerProcess;
+use crate::common::{default_worker, stopped, tick};
 use crate::drain::{Entries, NoOp};
 use crate::progress::Bar;
 
@@ -41,14 +43,6 @@ impl IdleCost {
             control: per(after.statements.control, before.statements.control),
             polls: per(after.polls, before.polls),
         }
-    }
-}
-
-/// Sleeps `secs` seconds, advancing `bar` each second.
-async fn tick(secs: u64, bar: &Bar) {
-    for _ in 0..secs {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        bar.inc(1);
     }
 }
 
@@ -101,11 +95,11 @@ pub async fn other_process(
     bar: &Bar,
 ) -> Result<IdleCost> {
     tick(settle, bar).await;
-    let (before, started) = (process.counts().await?, Instant::now());
+    let (before, started) = (child::counts(process).await?, Instant::now());
     if before.statements.zart_tables == 0 {
         bail!("Q6x: the worker process counted no statement: statement counting is broken");
     }
     tick(secs, bar).await;
-    let after = process.counts().await?;
+    let after = child::counts(process).await?;
     Ok(IdleCost::between(before, after, started.elapsed()))
 }

@@ -1,6 +1,7 @@
 //! The parts of `zart-load-sqlite`, the SQLite load driver: a scratch database file, the raw
-//! rusqlite baselines (S1, SB), drains (Q2, Q3), pickup on an idle worker in this process (Q4)
-//! and in another one (Q4x), and an idle worker's cost (Q6, Q6x).
+//! rusqlite baselines (S0, S1, SB), drains (Q2, Q3), the worker process of Q4x and Q6x, and an
+//! idle worker's cost (Q6, Q6x). The backend-neutral phases (pickup sampling, the drain loop,
+//! the worker process's protocol) are in [`crate::common`].
 //!
 //! Every connection, raw or Zart's, uses the settings Zart uses: `journal_mode=WAL` and the
 //! run's `synchronous` (FULL unless `--synchronous normal`).
@@ -8,20 +9,15 @@
 pub mod child;
 pub mod drain;
 pub mod idle;
-pub mod pickup;
 pub mod raw;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 use rusqlite::Connection;
-use zart::{Worker, WorkerConfig};
 use zart_sqlite::{SqliteOptions, SqliteScheduler, Synchronous};
-
-/// The longest one sample or one start may take before the run fails.
-pub const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A database file in a fresh temporary directory, deleted with the directory on drop.
 #[derive(Debug)]
@@ -105,36 +101,6 @@ pub async fn scheduler(url: &str, sync: Synchronous, count: bool) -> Result<Arc<
         .await
         .with_context(|| format!("opening {url}"))?;
     Ok(Arc::new(scheduler))
-}
-
-/// A worker at `WorkerConfig::default()` (signals left to the driver), or with `concurrency`
-/// slots.
-pub fn default_worker(
-    scheduler: Arc<SqliteScheduler>,
-    registry: Arc<zart::TaskRegistry>,
-    concurrency: Option<usize>,
-) -> Worker<SqliteScheduler> {
-    let mut config = WorkerConfig::default().with_handle_signals(false);
-    if let Some(concurrency) = concurrency {
-        config = config.with_concurrency(concurrency);
-    }
-    Worker::new(scheduler, registry, config)
-}
-
-/// Waits up to 60 s for a worker task to end after its shutdown, and reports how it ended.
-///
-/// # Errors
-/// When the worker failed, panicked or did not stop.
-pub async fn stopped(
-    what: &str,
-    handle: tokio::task::JoinHandle<Result<(), zart::Error>>,
-) -> Result<()> {
-    match tokio::time::timeout(Duration::from_secs(60), handle).await {
-        Ok(Ok(Ok(()))) => Ok(()),
-        Ok(Ok(Err(e))) => Err(e).with_context(|| format!("{what}: the worker failed")),
-        Ok(Err(e)) => Err(e).with_context(|| format!("{what}: the worker task panicked")),
-        Err(_) => Err(anyhow!("{what}: the worker did not stop within 60 s")),
-    }
 }
 
 /// A rusqlite connection used from async code: each call runs on tokio's blocking pool.

@@ -1,8 +1,9 @@
-//! Q4: pickup on an idle worker in this process, from just before `start` to the first step's
-//! body running, at random idle gaps; and the probe workflow Q4x's worker process runs too.
+//! Pickup on an idle worker: from just before `start` to the first step's body running, at
+//! random idle gaps, each sample awaited to completion before the next; the probe workflow a
+//! worker process runs too, and the in-process phase on any scheduler.
 //!
-//! In one process the writer's commit wakes the worker at once (no polling), so the pickup is
-//! the start's durable commit, the claim's commit and the hand-over to the step.
+//! In one process the scheduler's own commit wakes the worker at once (no polling), so the
+//! pickup is the start's durable commit, the claim's commit and the hand-over to the step.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,14 +14,13 @@ use tokio::sync::mpsc;
 use zart::{
     DurableScheduler, ExecutionStatus, Scheduler, TaskContext, TaskError, TaskHandler, TaskRegistry,
 };
-use zart_sqlite::{SqliteScheduler, Synchronous};
 
-use super::{default_worker, scheduler, stopped, TIMEOUT};
+use super::{default_worker, stopped, TIMEOUT};
 use crate::progress::Bar;
-use crate::stats::{Gap, Rng};
+use crate::stats::{Figure, Gap, Rng, Summary};
 
 /// The probe workflow's task name.
-pub const PICKUP_TASK: &str = "sqlite-pickup";
+pub const PICKUP_TASK: &str = "zart-load-pickup";
 
 /// What the probe calls, with the execution id, when its first step's body runs.
 pub type OnFirstStep = Arc<dyn Fn(&str) + Send + Sync>;
@@ -35,6 +35,11 @@ impl FirstStep {
     /// A probe calling `on_first_step`.
     pub fn new(on_first_step: OnFirstStep) -> FirstStep {
         FirstStep { on_first_step }
+    }
+
+    /// A probe that reports nothing (for a client that only starts executions).
+    pub fn silent() -> FirstStep {
+        FirstStep::new(Arc::new(|_: &str| {}))
     }
 }
 
@@ -153,18 +158,18 @@ pub async fn sample<S: Scheduler, M, T>(
     Ok(out)
 }
 
-/// Q4: pickups by a default worker sharing one scheduler with the client.
+/// Pickups by a default worker sharing `scheduler` with the client that starts the probes
+/// (ids prefixed `prefix`, which also names the phase in errors).
 ///
 /// # Errors
 /// As [`sample`], or when the worker fails.
-pub async fn in_process(
-    url: &str,
-    sync: Synchronous,
+pub async fn in_process<S: Scheduler + 'static>(
+    scheduler: Arc<S>,
+    prefix: &str,
     plan: PickupPlan<'_>,
     rng: &mut Rng,
     bar: &Bar,
 ) -> Result<Pickups> {
-    let scheduler: Arc<SqliteScheduler> = scheduler(url, sync, false).await?;
     let (tx, mut entered) = mpsc::unbounded_channel::<(String, Instant)>();
     let mut registry = TaskRegistry::new();
     registry.register(
@@ -182,7 +187,7 @@ pub async fn in_process(
     let handle = tokio::spawn(worker.run());
     let measured = sample(
         &durable,
-        "q4",
+        prefix,
         plan,
         rng,
         bar,
@@ -192,7 +197,7 @@ pub async fn in_process(
     )
     .await;
     stop.shutdown();
-    let ended = stopped("Q4", handle).await;
+    let ended = stopped(&prefix.to_uppercase(), handle).await;
     let out = measured?;
     ended?;
     Ok(out)
@@ -212,4 +217,45 @@ pub async fn receive<T>(rx: &mut mpsc::UnboundedReceiver<(String, T)>, id: &str)
             Ok(Some(_)) => {}
         }
     }
+}
+
+/// One pickup phase's rows in the latency detail: its pickups and its `start()` returning.
+#[derive(Debug, Clone, Copy)]
+pub struct PickupRows<'a> {
+    /// Key of the pickup row (`q4`).
+    pub key: &'static str,
+    /// Name of the pickup row.
+    pub name: &'static str,
+    /// Key of the `start()` row (`q4_start`).
+    pub start_key: &'static str,
+    /// Name of the `start()` row.
+    pub start_name: &'static str,
+    /// The samples, if the phase ran.
+    pub pickups: Option<&'a Pickups>,
+}
+
+/// The latency-detail rows of the pickup phases that ran, after `first` (a raw baseline's
+/// row, if any).
+///
+/// # Errors
+/// When a phase that ran has no samples.
+pub fn figures(first: Option<Figure>, phases: &[PickupRows<'_>]) -> Result<Vec<Figure>> {
+    let mut out: Vec<Figure> = first.into_iter().collect();
+    for p in phases {
+        if let Some(pickups) = p.pickups {
+            out.push(Figure::new(
+                p.key,
+                p.name,
+                &Summary::of(&pickups.pickups)?,
+                None,
+            ));
+            out.push(Figure::new(
+                p.start_key,
+                p.start_name,
+                &Summary::of(&pickups.starts)?,
+                None,
+            ));
+        }
+    }
+    Ok(out)
 }

@@ -675,12 +675,18 @@ async fn an_idle_worker_does_not_poll() {
         .await
         .unwrap();
     h.spawn_worker(WorkerConfig::default().with_sweep_interval(Duration::from_secs(60)));
-    // Proof that it runs; afterwards the queue is empty and the worker idle.
-    h.durable
-        .start("one", "echo", serde_json::json!(1))
-        .await
-        .unwrap();
-    h.durable.wait("one", WAIT).await.unwrap();
+    // A burst of work first, then the queue is empty and the worker idle. Each start wakes
+    // the worker's loops; the burst's wake-ups must not keep any of them looking afterwards
+    // (the schedule loop once took them one look a second, for minutes after a burst).
+    for n in 0..300 {
+        h.durable
+            .start(&format!("burst-{n}"), "echo", serde_json::json!(n))
+            .await
+            .unwrap();
+    }
+    for n in 0..300 {
+        h.durable.wait(&format!("burst-{n}"), WAIT).await.unwrap();
+    }
     let client = h.db.client().await;
     // PostgreSQL 15 reports an idle backend's counts up to 10 s late: let the run's own
     // transactions (and the harness's) land before the window opens.

@@ -539,8 +539,13 @@ impl Scheduler for MySqlScheduler {
         read!(self, |tx| ops::read::get_state(&mut tx, id))
     }
 
-    async fn record_presence(&self, presence: &zart::presence::WorkerPresence) -> Result<(), Error> {
-        self.write(Op::WorkerSeen(presence.clone())).await.map(|_| ())
+    async fn record_presence(
+        &self,
+        presence: &zart::presence::WorkerPresence,
+    ) -> Result<(), Error> {
+        self.write(Op::WorkerSeen(presence.clone()))
+            .await
+            .map(|_| ())
     }
 
     async fn record_departure(&self, worker_id: &str) -> Result<bool, Error> {

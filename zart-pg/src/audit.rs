@@ -117,7 +117,13 @@ pub(crate) async fn record_departure(
     worker_id: &str,
 ) -> Result<bool, Error> {
     let call = Call::new("recording a worker's stop");
-    let rows = crate::query(pool, queries::WORKER_GONE, &[(&worker_id, Type::TEXT)], call).await?;
+    let rows = crate::query(
+        pool,
+        queries::WORKER_GONE,
+        &[(&worker_id, Type::TEXT)],
+        call,
+    )
+    .await?;
     crate::first_value(&rows, call)
 }
 

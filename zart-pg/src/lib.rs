@@ -786,7 +786,10 @@ impl Scheduler for PostgresScheduler {
             .collect()
     }
 
-    async fn record_presence(&self, presence: &zart::presence::WorkerPresence) -> Result<(), Error> {
+    async fn record_presence(
+        &self,
+        presence: &zart::presence::WorkerPresence,
+    ) -> Result<(), Error> {
         audit::record_presence(self.pool.pool(), presence).await
     }
 

@@ -673,8 +673,13 @@ impl Scheduler for SqliteScheduler {
             .await
     }
 
-    async fn record_presence(&self, presence: &zart::presence::WorkerPresence) -> Result<(), Error> {
-        self.write(Op::WorkerSeen(presence.clone())).await.map(|_| ())
+    async fn record_presence(
+        &self,
+        presence: &zart::presence::WorkerPresence,
+    ) -> Result<(), Error> {
+        self.write(Op::WorkerSeen(presence.clone()))
+            .await
+            .map(|_| ())
     }
 
     async fn record_departure(&self, worker_id: &str) -> Result<bool, Error> {

@@ -186,7 +186,10 @@ mod tests {
         assert_eq!(seen.state(t0 + Duration::from_secs(30)), WorkerState::Alive);
         assert_eq!(seen.state(t0 + Duration::from_secs(31)), WorkerState::Lost);
         seen.stopped_at = Some(t0);
-        assert_eq!(seen.state(t0 + Duration::from_secs(31)), WorkerState::Stopped);
+        assert_eq!(
+            seen.state(t0 + Duration::from_secs(31)),
+            WorkerState::Stopped
+        );
     }
 
     #[test]

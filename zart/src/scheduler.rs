@@ -397,7 +397,10 @@ pub trait Scheduler: Send + Sync + 'static {
     /// [`Error::InvalidInput`] from [`crate::presence::WorkerPresence::check`];
     /// [`Error::Unsupported`] from a backend without it; the transient and database errors of
     /// every call.
-    async fn record_presence(&self, presence: &crate::presence::WorkerPresence) -> Result<(), Error> {
+    async fn record_presence(
+        &self,
+        presence: &crate::presence::WorkerPresence,
+    ) -> Result<(), Error> {
         let _ = presence;
         Err(no_presence(std::any::type_name::<Self>()))
     }
@@ -531,7 +534,10 @@ impl<T: Scheduler + ?Sized> Scheduler for Arc<T> {
     async fn get_state(&self, id: &str) -> Result<Vec<StateValue>, Error> {
         (**self).get_state(id).await
     }
-    async fn record_presence(&self, presence: &crate::presence::WorkerPresence) -> Result<(), Error> {
+    async fn record_presence(
+        &self,
+        presence: &crate::presence::WorkerPresence,
+    ) -> Result<(), Error> {
         (**self).record_presence(presence).await
     }
     async fn record_departure(&self, worker_id: &str) -> Result<bool, Error> {

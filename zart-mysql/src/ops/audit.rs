@@ -154,7 +154,19 @@ pub(crate) async fn list_workers(tx: &mut Tx<'_>) -> Result<WorkersSeen, Error> 
     let workers = rows
         .into_iter()
         .map(
-            |(id, host, pid, queue, names, concurrency, running, interval, started, seen, stopped)| {
+            |(
+                id,
+                host,
+                pid,
+                queue,
+                names,
+                concurrency,
+                running,
+                interval,
+                started,
+                seen,
+                stopped,
+            )| {
                 let mut w = WorkerPresence::new(id, queue);
                 w.host = host;
                 w.pid = u32::try_from(pid).unwrap_or(0);

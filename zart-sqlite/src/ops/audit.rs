@@ -3,8 +3,8 @@
 
 use rusqlite::Connection;
 use zart::audit::{AuditEntry, AuditRecord};
-use zart::presence::{WorkerPresence, WorkerSeen, WorkersSeen, FORGET_AFTER};
 use zart::error::{from_json_text, to_json_text};
+use zart::presence::{WorkerPresence, WorkerSeen, WorkersSeen, FORGET_AFTER};
 use zart::Error;
 
 use super::admin::{opt_time, time};
@@ -168,18 +168,24 @@ pub(crate) fn list_workers(conn: &Connection, settings: &Settings) -> Result<Wor
         .or_db(conn, what)?;
     let workers = rows
         .into_iter()
-        .map(|((id, host, pid, queue, names), (concurrency, running, interval), (started, seen, stopped))| {
-            let mut p = WorkerPresence::new(id, queue);
-            p.host = host;
-            p.pid = u32::try_from(pid).unwrap_or(0);
-            p.task_names = zart::error::from_json_text(&names, "task names")?;
-            p.concurrency = u32::try_from(concurrency).unwrap_or(0);
-            p.running = u32::try_from(running).unwrap_or(0);
-            p.interval = clock::duration(interval);
-            let mut w = WorkerSeen::new(p, time(&started)?, time(&seen)?);
-            w.stopped_at = opt_time(stopped)?;
-            Ok(w)
-        })
+        .map(
+            |(
+                (id, host, pid, queue, names),
+                (concurrency, running, interval),
+                (started, seen, stopped),
+            )| {
+                let mut p = WorkerPresence::new(id, queue);
+                p.host = host;
+                p.pid = u32::try_from(pid).unwrap_or(0);
+                p.task_names = zart::error::from_json_text(&names, "task names")?;
+                p.concurrency = u32::try_from(concurrency).unwrap_or(0);
+                p.running = u32::try_from(running).unwrap_or(0);
+                p.interval = clock::duration(interval);
+                let mut w = WorkerSeen::new(p, time(&started)?, time(&seen)?);
+                w.stopped_at = opt_time(stopped)?;
+                Ok(w)
+            },
+        )
         .collect::<Result<Vec<_>, Error>>()?;
     Ok(WorkersSeen::new(workers, clock::to_system(now)))
 }

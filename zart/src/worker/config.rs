@@ -167,7 +167,10 @@ impl WorkerConfig {
         if let Some(retention) = &self.retention {
             retention.check()?;
         }
-        if self.presence_interval.is_some_and(|i| i < Duration::from_secs(1)) {
+        if self
+            .presence_interval
+            .is_some_and(|i| i < Duration::from_secs(1))
+        {
             return Err(Error::invalid("presence interval", "must be at least 1 s"));
         }
         Ok(())

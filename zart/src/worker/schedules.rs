@@ -75,10 +75,25 @@ pub(super) async fn schedule_loop(
                             tokio::time::sleep_until(tokio::time::Instant::from_std(earliest).min(deadline))
                                 .await;
                         }
+                        // The one look about to happen answers every wake-up that came
+                        // meanwhile: a burst of work queues thousands, and taking them one
+                        // look a second kept an idle worker looking for minutes after it.
+                        drain(&mut wakeups);
                         break;
                     }
                 },
             }
+        }
+    }
+}
+
+/// Drops the wake-ups already queued.
+fn drain(wakeups: &mut tokio::sync::broadcast::Receiver<Wakeup>) {
+    use tokio::sync::broadcast::error::TryRecvError;
+    loop {
+        match wakeups.try_recv() {
+            Ok(_) | Err(TryRecvError::Lagged(_)) => {}
+            Err(TryRecvError::Empty | TryRecvError::Closed) => return,
         }
     }
 }

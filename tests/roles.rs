@@ -67,6 +67,8 @@ const WORKER_FUNCTIONS: &[&str] = &[
     "zart_sleep",
     "zart_start_child",
     "zart_start_children",
+    "zart_worker_gone",
+    "zart_worker_seen",
 ];
 /// Functions no role may call on its own: the entry points call them as their owner.
 const INTERNAL_FUNCTIONS: &[&str] = &[
@@ -119,6 +121,7 @@ const TABLES: &[&str] = &[
     "zart_tenant_access",
     "zart_schema_history",
     "zart_audit_log",
+    "zart_workers",
 ];
 /// The tables the reader may read (the others are the owner's alone).
 const READABLE_TABLES: &[&str] = &[
@@ -129,6 +132,7 @@ const READABLE_TABLES: &[&str] = &[
     "zart_clock",
     "zart_schema_history",
     "zart_audit_log",
+    "zart_workers",
 ];
 const VIEWS: &[&str] = &[
     "zart_execution_counts",
@@ -449,6 +453,7 @@ fn first_column(table: &str) -> &'static str {
         "zart_tenant_access" => "tenant",
         "zart_schema_history" => "version",
         "zart_audit_log" => "outcome",
+        "zart_workers" => "running",
         other => panic!("no column listed for {other}"),
     }
 }

@@ -796,3 +796,51 @@ async fn the_audit_log_holds_its_contract_on_postgres() {
     assert_eq!(db_role, "postgres", "the login that wrote it");
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_are_recorded_and_listed_on_postgres() {
+    init_tracing();
+    let h = Harness::new().await;
+    zart_conformance::presence::presence_contract(&*h.scheduler).await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_workers_are_seen_and_a_graceful_stop_is_recorded() {
+    init_tracing();
+    let h = Harness::new().await;
+    let config = WorkerConfig::default()
+        .with_worker_id("api-worker-1")
+        .with_presence_interval(Some(Duration::from_secs(1)));
+    let stop = h.spawn_worker(config);
+    let port = serve(&h, UiConfig::with_tokens([TOKEN])).await;
+    let seen = zart_tests::wait_for("the worker's record", Duration::from_secs(20), || async {
+        let (_, workers) = get(port, "/api/workers").await;
+        workers
+            .as_array()
+            .and_then(|w| w.iter().find(|w| w["worker_id"] == "api-worker-1").cloned())
+    })
+    .await;
+    assert_eq!(seen["state"], "alive", "{seen}");
+    assert_eq!(seen["queue"], "default");
+    assert!(
+        seen["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "echo"),
+        "{seen}"
+    );
+    assert_eq!(seen["interval_ms"], 1000);
+    stop.shutdown();
+    let stopped = zart_tests::wait_for("the recorded stop", Duration::from_secs(40), || async {
+        let (_, workers) = get(port, "/api/workers").await;
+        workers
+            .as_array()
+            .and_then(|w| w.iter().find(|w| w["state"] == "stopped").cloned())
+    })
+    .await;
+    assert_eq!(stopped["worker_id"], "api-worker-1");
+    assert!(stopped["stopped_at"].is_string());
+    h.stop().await;
+}

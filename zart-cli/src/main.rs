@@ -104,6 +104,9 @@ enum Command {
         /// Only executions created before this time (same forms as --since).
         #[arg(long)]
         until: Option<String>,
+        /// Only executions whose id starts with this text (case-sensitive, no wildcards).
+        #[arg(long = "id")]
+        id_prefix: Option<String>,
         /// The most to print (1 to 10000).
         #[arg(long, default_value_t = 50)]
         limit: u32,
@@ -111,6 +114,9 @@ enum Command {
         #[arg(long)]
         after: Option<String>,
     },
+    /// List the workers seen in the last day: alive, stopped, or lost (not seen for three of
+    /// their intervals), with host, queue, tasks and running executions.
+    Workers,
     /// Show one execution: its steps as a timeline, children, unconsumed events, and why it
     /// is waiting.
     Show {
@@ -501,6 +507,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             queue,
             since,
             until,
+            id_prefix,
             limit,
             after,
         } => {
@@ -519,12 +526,44 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             params.created_since = time("since", since)?;
             params.created_until = time("until", until)?;
             params.after = after;
+            params.id_prefix = id_prefix;
             params.check()?;
             let page = list::read(&*admin(&url).await?, params, !json).await?;
             if json {
                 print_json(&inspect::page_json(&page))?;
             } else {
                 out!("{}", inspect::page_text(&page));
+            }
+        }
+        Command::Workers => {
+            let seen = admin(&url).await?.list_workers().await?;
+            let views = zart::view::WorkerView::all(&seen);
+            if json {
+                print_json(&serde_json::json!({ "workers": views }))?;
+            } else if views.is_empty() {
+                outln!("zart: no worker has recorded itself in the last day");
+            } else {
+                let rows: Vec<Vec<String>> = views
+                    .iter()
+                    .map(|w| {
+                        vec![
+                            w.worker_id.clone(),
+                            w.state.clone(),
+                            format!("{} ({})", w.host, w.pid),
+                            w.queue.clone(),
+                            format!("{}/{}", w.running, w.concurrency),
+                            w.seen_at.clone(),
+                            w.tasks.join(","),
+                        ]
+                    })
+                    .collect();
+                out!(
+                    "{}",
+                    text::table(
+                        &["WORKER", "STATE", "HOST", "QUEUE", "RUNNING", "SEEN", "TASKS"],
+                        &rows
+                    )
+                );
             }
         }
         Command::Show { id } => {

@@ -29,8 +29,8 @@ fn migrate_start_and_status_on_sqlite() {
     let url = format!("sqlite://{}", dir.join("zart.db").display());
 
     assert!(stdout(&zart(&url, &["migrate"]))
-        .contains("applied 8 (V1__init, V2__check_without_in_lists, V3__retention, V4__patches, V5__delayed_starts, V6__schedules, V7__priorities_limits_dedup, V8__state)"));
-    assert!(stdout(&zart(&url, &["migrate"])).contains("schema is up to date (version 8)"));
+        .contains("applied 9 (V1__init, V2__check_without_in_lists, V3__retention, V4__patches, V5__delayed_starts, V6__schedules, V7__priorities_limits_dedup, V8__state, V9__audit_and_lists)"));
+    assert!(stdout(&zart(&url, &["migrate"])).contains("schema is up to date (version 9)"));
     // --database-url works as DATABASE_URL does.
     let out = Command::new(env!("CARGO_BIN_EXE_zart"))
         .args([

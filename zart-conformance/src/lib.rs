@@ -49,6 +49,7 @@ pub mod audit;
 pub mod cases;
 pub mod env;
 pub mod history;
+pub mod presence;
 pub mod tasks;
 
 use std::time::Duration;

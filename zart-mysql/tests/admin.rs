@@ -113,3 +113,14 @@ async fn the_audit_log_holds_its_contract_and_ids_are_searched_by_prefix() {
     scheduler.close().await;
     support::drop_database(&name).await;
 }
+
+#[tokio::test]
+async fn workers_are_recorded_and_listed() {
+    let name = format!("zart_admin_workers_{}", std::process::id());
+    let url = support::fresh_database(&name).await;
+    zart_mysql::migrate(&url).await.unwrap();
+    let scheduler = MySqlScheduler::connect(&url).await.unwrap();
+    zart_conformance::presence::presence_contract(&scheduler).await;
+    scheduler.close().await;
+    support::drop_database(&name).await;
+}

@@ -59,6 +59,8 @@ pub const WORKER_ENTRY_POINTS: &[&str] = &[
     "zart_claim_schedules",
     "zart_fire_schedule",
     "zart_next_schedule_at",
+    "zart_worker_seen",
+    "zart_worker_gone",
 ];
 
 /// How a check came out.

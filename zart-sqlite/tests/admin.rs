@@ -60,3 +60,9 @@ async fn the_list_searches_ids_by_prefix() {
     let err = db.s.list_executions(search("")).await.unwrap_err();
     assert_eq!(err.code(), "invalid_input", "{err}");
 }
+
+#[tokio::test]
+async fn workers_are_recorded_and_listed() {
+    let db = support::db_with("workers", SqliteOptions::default()).await;
+    zart_conformance::presence::presence_contract(&db.s).await;
+}

@@ -14,7 +14,9 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 use zart::admin::{Admin, ListExecutionsParams};
 use zart::audit::{AuditEntry, AuditLog};
 use zart::scheduler::SendEventParams;
-use zart::view::{AuditRecordView, ExecutionDetailView, ExecutionPageView, ScheduleView};
+use zart::view::{
+    AuditRecordView, ExecutionDetailView, ExecutionPageView, ScheduleView, WorkerView,
+};
 use zart::{ExecutionStatus, Scheduler};
 
 use crate::auth::Actor;
@@ -45,6 +47,7 @@ pub(crate) fn routes(state: State) -> Router {
         .route("/api/schedules/{id}/pause", post(pause_schedule))
         .route("/api/schedules/{id}/resume", post(resume_schedule))
         .route("/api/audit", get(audit_log))
+        .route("/api/workers", get(workers))
         .route("/api/config", get(config))
         .route("/api/stream", get(crate::live::stream))
         .route("/api/openapi.json", get(openapi))
@@ -649,6 +652,19 @@ async fn queues(axum::extract::State(state): axum::extract::State<State>) -> Api
     Ok(Json(queue_views(state.backend.queue_stats().await?)))
 }
 
+/// The workers seen in the last day, most recently seen first, each `alive`, `stopped` or
+/// `lost` (not seen for three of its intervals).
+#[utoipa::path(
+    get,
+    path = "/api/workers",
+    responses((status = 200, description = "The workers seen", body = Vec<WorkerView>)),
+    security(("bearer" = []))
+)]
+async fn workers(axum::extract::State(state): axum::extract::State<State>) -> Api<Vec<WorkerView>> {
+    let seen = Admin::list_workers(&*state.backend).await?;
+    Ok(Json(WorkerView::all(&seen)))
+}
+
 /// What the API allows, for a client to show only what works.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ConfigView {
@@ -737,6 +753,7 @@ async fn audited<T>(
         pause_schedule,
         resume_schedule,
         audit_log,
+        workers,
         config
     ),
     components(schemas(
@@ -755,6 +772,7 @@ async fn audited<T>(
         ScheduleView,
         Paused,
         AuditRecordView,
+        WorkerView,
         ConfigView
     )),
     modifiers(&BearerAuth)

@@ -550,3 +550,63 @@ impl From<&crate::audit::AuditRecord> for AuditRecordView {
         }
     }
 }
+
+/// A worker as the store last saw it ([`crate::admin::Admin::list_workers`]): `zart workers
+/// --json` and the admin API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WorkerView {
+    /// The worker id (the lease owner name on its executions).
+    pub worker_id: String,
+    /// `alive`, `stopped` (shut down gracefully) or `lost` (not seen for three intervals).
+    pub state: String,
+    /// The host it runs on.
+    pub host: String,
+    /// Its process id.
+    pub pid: u32,
+    /// The queue it claims from.
+    pub queue: String,
+    /// The tasks it runs.
+    pub tasks: Vec<String>,
+    /// Its slots.
+    pub concurrency: u32,
+    /// Executions running on it when it last recorded itself.
+    pub running: u32,
+    /// How often it records itself, in ms.
+    pub interval_ms: u64,
+    /// When it started.
+    pub started_at: String,
+    /// When it last recorded itself.
+    pub seen_at: String,
+    /// When it stopped gracefully.
+    pub stopped_at: Option<String>,
+}
+
+impl WorkerView {
+    /// The view of `seen`, its state judged at `now` (the store's clock).
+    pub fn new(seen: &crate::presence::WorkerSeen, now: SystemTime) -> Self {
+        let p = &seen.presence;
+        WorkerView {
+            worker_id: p.worker_id.clone(),
+            state: seen.state(now).as_str().to_owned(),
+            host: p.host.clone(),
+            pid: p.pid,
+            queue: p.queue.clone(),
+            tasks: p.task_names.clone(),
+            concurrency: p.concurrency,
+            running: p.running,
+            interval_ms: u64::try_from(p.interval.as_millis()).unwrap_or(u64::MAX),
+            started_at: time(seen.started_at),
+            seen_at: time(seen.seen_at),
+            stopped_at: time_opt(seen.stopped_at),
+        }
+    }
+
+    /// The views of every worker of `seen`.
+    pub fn all(seen: &crate::presence::WorkersSeen) -> Vec<WorkerView> {
+        seen.workers
+            .iter()
+            .map(|w| WorkerView::new(w, seen.now))
+            .collect()
+    }
+}

@@ -40,8 +40,8 @@ pub const MUTANTS: &[(&str, &str, &str, &str)] = &[
         // The old model: helpers callable on their own, and the table writes they need.
         "worker-helpers-and-tables",
         "the_worker_role_changes_nothing_it_holds_no_lease_on",
-        "'zart_next_schedule_at'];",
-        "'zart_next_schedule_at', 'zart_wake_waiter', 'zart_close_wait', 'zart_suspend', 'zart_wait_lock'];
+        "'zart_worker_seen', 'zart_worker_gone'];",
+        "'zart_worker_seen', 'zart_worker_gone', 'zart_wake_waiter', 'zart_close_wait', 'zart_suspend', 'zart_wait_lock'];
     execute 'grant select, insert, update, delete on all tables in schema public to zart_worker';",
     ),
     (

@@ -235,7 +235,8 @@ mod tests {
                 "V5__delayed_starts".to_owned(),
                 "V6__schedules".to_owned(),
                 "V7__priorities_limits_dedup".to_owned(),
-                "V8__state".to_owned()
+                "V8__state".to_owned(),
+                "V9__audit_and_lists".to_owned()
             ]
         );
         check(&conn).unwrap();
@@ -269,6 +270,7 @@ mod tests {
             [
                 "zart_events_execution_id_idx",
                 "zart_events_pending_idx",
+                "zart_executions_created_at_idx",
                 "zart_executions_finished_at_idx",
                 "zart_executions_parent_id_idx",
                 "zart_schedules_due_idx",

@@ -626,14 +626,37 @@ async fn set_read_only(admin: &tokio_postgres::Client, db: &TestDb, on: bool) {
         ))
         .await
         .unwrap();
-    admin
-        .execute(
-            "select pg_terminate_backend(pid) from pg_stat_activity
-              where datname = $1 and pid <> pg_backend_pid()",
+    // Ends the sessions that began before the change, and waits until they are gone: a
+    // terminated session may still finish the commit it was in, so "from now on" starts only
+    // once none of them is left.
+    let ended: Vec<i32> = admin
+        .query(
+            "select pid, pg_terminate_backend(pid)
+               from (select pid from pg_stat_activity
+                      where datname = $1 and pid <> pg_backend_pid() offset 0) s",
             &[&db.name],
         )
         .await
-        .unwrap();
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    wait_for(
+        "the terminated sessions to end",
+        Duration::from_secs(20),
+        || async {
+            let left: i64 = admin
+                .query_one(
+                    "select count(*) from pg_stat_activity where pid = any($1)",
+                    &[&ended],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            (left == 0).then_some(())
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,9 +28,9 @@ alter table public.zart_audit_log enable row level security;
 -- Both columns never change after the insert, so updates of an execution stay HOT.
 create index zart_executions_created_at_idx on public.zart_executions (created_at, id);
 
--- The list's id search is a prefix match: byte order ("C") makes a prefix one index range
--- whatever the database's collation.
-create index zart_executions_id_prefix_idx on public.zart_executions (id collate "C");
+-- No index serves the list's id prefix search: one on (id collate "C") made the one-step drain
+-- (Z2) 14 % slower (measured with zart-load), since every update of an execution adds an entry
+-- to each of its indexes. The search is a filter along the time index instead.
 
 -- A status filter of the list walks the (created_at, id) index until it has a page; for the
 -- rare statuses an operator looks for most (failed, cancelled) that walk could cross the whole

@@ -143,6 +143,7 @@ drop function if exists public.zart_start_execution(smallint, text, text, jsonb,
 drop function if exists public.zart_insert_execution(smallint, text, text, jsonb, text, text, bigint,
                                                      text, text[], bigint, timestamptz);
 drop function if exists public.zart_claim_schedules(text, text, text[], integer, bigint);
+drop function if exists public.zart_worker_seen(text, text, bigint, text, text[], integer, integer, bigint);
 drop function if exists public.zart_claim_tasks(text, text, text[], integer, bigint, smallint[]);
 drop function if exists public.zart_start_child(smallint, text, bigint, text, integer, text, text,
                                                 jsonb, text);
@@ -2883,8 +2884,8 @@ end
 $$;
 
 -- Entry point for workers (Scheduler::record_presence): inserts or refreshes the worker's
--- record with the database clock as seen_at (a record that had stopped starts again), then
--- deletes the records not seen for a day. Locks the worker's row. Raises ZA004 naming a bad
+-- record with the database clock as seen_at (a record that had stopped starts again); at a
+-- worker's start (p_starting) it also deletes the records not seen for a day. Locks the worker's row. Raises ZA004 naming a bad
 -- field.
 create or replace function public.zart_worker_seen(
     p_worker_id   text,
@@ -2894,7 +2895,8 @@ create or replace function public.zart_worker_seen(
     p_task_names  text[],
     p_concurrency integer,
     p_running     integer,
-    p_interval_ms bigint
+    p_interval_ms bigint,
+    p_starting    boolean default false
 ) returns void
 language plpgsql volatile security definer
 set search_path = pg_catalog, pg_temp
@@ -2925,7 +2927,9 @@ begin
            db_role = excluded.db_role, seen_at = excluded.seen_at,
            started_at = case when w.stopped_at is null then w.started_at else excluded.started_at end,
            stopped_at = null;
-    delete from public.zart_workers where seen_at < v_now - interval '1 day';
+    if p_starting then
+        delete from public.zart_workers where seen_at < v_now - interval '1 day';
+    end if;
 end
 $$;
 

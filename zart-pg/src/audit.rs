@@ -104,6 +104,7 @@ pub(crate) async fn record_presence(
             (&concurrency, Type::INT4),
             (&running, Type::INT4),
             (&interval_ms, Type::INT8),
+            (&p.starting, Type::BOOL),
         ],
         call,
     )

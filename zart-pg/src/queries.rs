@@ -326,8 +326,8 @@ pub const LIST_AUDIT: &str =
       limit $2";
 
 /// Records a running worker ([`zart::Scheduler::record_presence`]). Params: worker id, host,
-/// pid, queue, task names, concurrency, running, interval ms.
-pub const WORKER_SEEN: &str = "select public.zart_worker_seen($1, $2, $3, $4, $5, $6, $7, $8)";
+/// pid, queue, task names, concurrency, running, interval ms, starting.
+pub const WORKER_SEEN: &str = "select public.zart_worker_seen($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
 /// Records a worker's graceful stop ([`zart::Scheduler::record_departure`]). Params: worker id.
 pub const WORKER_GONE: &str = "select public.zart_worker_gone($1)";

@@ -3,9 +3,9 @@
 //! so operators can see which workers run, where, on which queue and tasks, and which went
 //! quiet (`zart workers`, the admin API's `GET /api/workers`).
 //!
-//! One statement per worker per interval (30 s by default): an idle worker's cost stays far
-//! under a statement a second. A record not refreshed for [`FORGET_AFTER`] is deleted by the
-//! next record of any worker, so the table holds the fleet of the last day.
+//! One write per worker per interval (60 s by default): an idle worker's cost stays far
+//! under a statement a second. A record not refreshed for [`FORGET_AFTER`] is deleted when a
+//! worker starts, so the table holds the fleet of about the last day.
 
 use std::time::{Duration, SystemTime};
 
@@ -35,6 +35,9 @@ pub struct WorkerPresence {
     /// How often it records itself: a record older than a few intervals is a worker gone
     /// quiet.
     pub interval: Duration,
+    /// True on the worker's first record: the backend then also deletes the records not
+    /// refreshed for [`FORGET_AFTER`] (once per start, not at every interval).
+    pub starting: bool,
 }
 
 impl WorkerPresence {
@@ -48,7 +51,8 @@ impl WorkerPresence {
             task_names: Vec::new(),
             concurrency: 0,
             running: 0,
-            interval: Duration::from_secs(30),
+            interval: Duration::from_secs(60),
+            starting: false,
         }
     }
 

@@ -386,9 +386,9 @@ pub trait Scheduler: Send + Sync + 'static {
     async fn get_state(&self, id: &str) -> Result<Vec<StateValue>, Error>;
 
     /// Records a running worker (`zart_workers`): inserts or refreshes its record with the
-    /// store's clock as `seen_at`, clearing `stopped_at`; deletes the records of any worker
-    /// not seen for [`crate::presence::FORGET_AFTER`]. Not fenced: a worker speaks only for
-    /// itself.
+    /// store's clock as `seen_at`, clearing `stopped_at`; when `starting`, also deletes the
+    /// records of any worker not seen for [`crate::presence::FORGET_AFTER`]. Not fenced: a
+    /// worker speaks only for itself.
     ///
     /// Backends without a workers table keep this default, which refuses (the worker then
     /// stops recording itself).

@@ -90,7 +90,7 @@ pub(crate) async fn list_audit(
         .collect()
 }
 
-/// Records a running worker, and forgets the workers not seen for a day.
+/// Records a running worker; when it is starting, forgets the workers not seen for a day.
 pub(crate) async fn worker_seen(tx: &mut Tx<'_>, w: &WorkerPresence) -> Result<Reply, Error> {
     w.check()?;
     let what = "recording a worker";
@@ -114,7 +114,9 @@ pub(crate) async fn worker_seen(tx: &mut Tx<'_>, w: &WorkerPresence) -> Result<R
         what,
     )
     .await?;
-    tx.exec(queries::FORGET_WORKERS, p![forget], what).await?;
+    if w.starting {
+        tx.exec(queries::FORGET_WORKERS, p![forget], what).await?;
+    }
     Ok(Reply::Done)
 }
 

@@ -102,7 +102,7 @@ pub(crate) fn list_audit(
         .collect()
 }
 
-/// Records a running worker, and forgets the workers not seen for a day.
+/// Records a running worker; when it is starting, forgets the workers not seen for a day.
 pub(super) fn worker_seen(tx: &mut Tx<'_>, p: &WorkerPresence) -> Result<Reply, Error> {
     p.check()?;
     let what = "recording a worker";
@@ -125,9 +125,11 @@ pub(super) fn worker_seen(tx: &mut Tx<'_>, p: &WorkerPresence) -> Result<Reply, 
             ],
         )
         .or_db(tx.conn, what)?;
-    tx.conn
-        .exec_cached(queries::FORGET_WORKERS, [forget])
-        .or_db(tx.conn, what)?;
+    if p.starting {
+        tx.conn
+            .exec_cached(queries::FORGET_WORKERS, [forget])
+            .or_db(tx.conn, what)?;
+    }
     Ok(Reply::Done)
 }
 

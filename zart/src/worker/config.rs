@@ -60,7 +60,8 @@ pub struct WorkerConfig {
     pub retention: Option<Retention>,
     /// How often the worker records itself in the store (`zart_workers`: who runs, where, on
     /// which queue and tasks; see [`crate::presence`]): at start, every interval, and at a
-    /// graceful stop. Default 30 s (one statement per interval); `None` records nothing.
+    /// graceful stop. Default 60 s (one write per interval: an idle worker's whole cost stays
+    /// under a statement a second on every backend); `None` records nothing.
     pub presence_interval: Option<Duration>,
 }
 
@@ -78,7 +79,7 @@ impl Default for WorkerConfig {
             worker_id: None,
             max_recoveries: 10,
             retention: None,
-            presence_interval: Some(Duration::from_secs(30)),
+            presence_interval: Some(Duration::from_secs(60)),
         }
     }
 }

@@ -20,12 +20,14 @@ pub(super) async fn presence_loop(
 ) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut starting = true;
     loop {
         ticker.tick().await;
         let mut now = presence.clone();
         now.running = u32::try_from(lock(&running).len()).unwrap_or(u32::MAX);
+        now.starting = starting;
         match scheduler.record_presence(&now).await {
-            Ok(()) => {}
+            Ok(()) => starting = false,
             Err(Error::Unsupported { .. }) => {
                 tracing::debug!("this backend does not record workers; presence is off");
                 return;

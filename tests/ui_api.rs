@@ -694,22 +694,7 @@ async fn ids_filter_by_prefix_and_schedules_are_listed_paused_and_resumed() {
 /// idle).
 async fn settled_transactions(client: &tokio_postgres::Client) -> i64 {
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let rows = client
-        .simple_query(
-            "select pg_stat_force_next_flush();
-             select xact_commit + xact_rollback from pg_stat_database where datname = current_database()",
-        )
-        .await
-        .unwrap();
-    rows.iter()
-        .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
-            _ => None,
-        })
-        .last()
-        .unwrap()
-        .parse()
-        .unwrap()
+    zart_tests::transactions(client).await
 }
 
 /// Opens `n` event streams; they stay open while the returned connections live.

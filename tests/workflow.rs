@@ -620,26 +620,6 @@ async fn a_swallowed_suspension_does_not_complete_the_execution() {
     h.stop().await;
 }
 
-/// Transactions committed in this database so far (flushing this session's counts first).
-async fn transactions(client: &tokio_postgres::Client) -> i64 {
-    let rows = client
-        .simple_query(
-            "select pg_stat_force_next_flush();
-             select xact_commit + xact_rollback from pg_stat_database where datname = current_database()",
-        )
-        .await
-        .unwrap();
-    rows.iter()
-        .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
-            _ => None,
-        })
-        .last()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 /// Autovacuum and autoanalyze passes over every table of this database so far, catalogs too.
 async fn autovacuum_runs(client: &tokio_postgres::Client) -> i64 {
     client
@@ -691,10 +671,10 @@ async fn an_idle_worker_does_not_poll() {
     // PostgreSQL 15 reports an idle backend's counts up to 10 s late: let the run's own
     // transactions (and the harness's) land before the window opens.
     tokio::time::sleep(Duration::from_secs(11)).await;
-    let before = transactions(&client).await;
+    let before = zart_tests::transactions(&client).await;
     let autovacuum_before = autovacuum_runs(&client).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let after = transactions(&client).await;
+    let after = zart_tests::transactions(&client).await;
     let autovacuum = autovacuum_runs(&client).await - autovacuum_before;
     eprintln!(
         "idle window: {} transactions, {autovacuum} autovacuum passes",

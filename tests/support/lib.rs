@@ -550,3 +550,23 @@ pub async fn run_driver(
     let _ = std::fs::remove_file(&json);
     report
 }
+
+/// Transactions committed in this database so far (flushing this session's counts first).
+pub async fn transactions(client: &tokio_postgres::Client) -> i64 {
+    let rows = client
+        .simple_query(
+            "select pg_stat_force_next_flush();
+             select xact_commit + xact_rollback from pg_stat_database where datname = current_database()",
+        )
+        .await
+        .unwrap();
+    rows.iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .last()
+        .unwrap()
+        .parse()
+        .unwrap()
+}

@@ -1,7 +1,7 @@
 //! Wake-ups: this process's writes wake its subscribers at once; another process's writes
 //! (here another scheduler on the same database, with its own pool) arrive through the change
-//! probe's poller as `Resync`, within 2 s on an idle watcher, and an idle watcher reads the
-//! probe about once every 2 s.
+//! probe's poller as `Resync`, within 3 s on an idle watcher, and an idle watcher reads the
+//! probe about once every 3 s.
 //!
 //! Needs a server: `eval "$(ci/mariadb-up)"` (or `ZART_MYSQL_URL`, default
 //! `mysql://root@127.0.0.1:3306`).
@@ -73,7 +73,7 @@ async fn writes_of_another_process_arrive_through_the_poller() {
         );
         waits.push(resync(&mut other, sent).await);
         // Idle again before the next (the interval back at its longest).
-        tokio::time::sleep(Duration::from_millis(4300)).await;
+        tokio::time::sleep(Duration::from_millis(6300)).await;
     }
     // An event, too, is seen.
     let sent = Instant::now();
@@ -89,17 +89,17 @@ async fn writes_of_another_process_arrive_through_the_poller() {
     waits.sort();
     eprintln!("cross-process wake-up after an idle spell: {waits:?}");
     assert!(
-        waits.iter().all(|w| *w < Duration::from_millis(2500)),
+        waits.iter().all(|w| *w < Duration::from_millis(3500)),
         "{waits:?}"
     );
 
-    // Idle, it backs off to one probe every 2 s.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Idle, it backs off to one probe every 3 s.
+    tokio::time::sleep(Duration::from_secs(7)).await;
     let before = watcher.poll_count();
     tokio::time::sleep(Duration::from_secs(10)).await;
     let idle = watcher.poll_count() - before;
     eprintln!("{idle} probes in 10 idle seconds");
-    assert!((4..=7).contains(&idle), "{idle} probes in 10 idle seconds");
+    assert!((3..=5).contains(&idle), "{idle} probes in 10 idle seconds");
 
     writer.close().await;
     watcher.close().await;

@@ -753,7 +753,13 @@ async fn the_live_view_reads_once_per_interval_whatever_the_number_of_browsers()
     let (idle, single, many) = (t1 - t0, t2 - t1, t3 - t2);
     eprintln!("transactions: idle {idle}, one browser {single}, twenty browsers {many}");
     let per_window = (window.as_millis() / refresh.as_millis()) as i64;
-    assert!(idle <= 4, "nothing read while nobody listens: {idle}");
+    // Nothing is read while nobody listens: a view that refreshed anyway would add a whole
+    // window's worth (`per_window` reads of two statements); the few left are the measuring
+    // session's own and, on a fresh cluster, autovacuum's visits to the new database.
+    assert!(
+        idle < per_window / 2,
+        "nothing read while nobody listens: {idle} (a window's refreshes: {per_window})"
+    );
     // Two statements a snapshot (queue counts, newest executions), one per interval, plus the
     // settling time after the window while the last listener's read may still run.
     assert!(single >= per_window, "the view refreshes: {single}");

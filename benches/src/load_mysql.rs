@@ -66,6 +66,10 @@ struct Args {
     /// nothing.
     #[arg(long)]
     smoke: bool,
+    /// Only the baselines and the drains (M1, MB, Q2, Q3): no pickup or idle phases (for
+    /// working on throughput).
+    #[arg(long)]
+    drains_only: bool,
     /// Where to write the results as JSON (default:
     /// `target/zart-load/zart-load-mysql-<UTC time>.json`).
     #[arg(long, value_name = "PATH")]
@@ -91,6 +95,7 @@ enum Command {
 #[derive(Debug, Clone, Serialize)]
 struct Plan {
     count: u32,
+    drains_only: bool,
     concurrency: Option<usize>,
     pickup_samples: usize,
     /// Unmeasured samples first in each pickup phase.
@@ -107,6 +112,7 @@ impl Plan {
         if args.smoke {
             Plan {
                 count: 200,
+                drains_only: args.drains_only,
                 concurrency: args.concurrency,
                 pickup_samples: 5,
                 warmup: 2,
@@ -117,6 +123,7 @@ impl Plan {
         } else {
             Plan {
                 count: args.count,
+                drains_only: args.drains_only,
                 concurrency: args.concurrency,
                 pickup_samples: args.pickup_samples as usize,
                 warmup: 10,
@@ -345,6 +352,10 @@ async fn measure(
         }
     }
 
+    if plan.drains_only {
+        pool.disconnect().await?;
+        return Ok(r);
+    }
     let pickups = PickupPlan {
         nonce,
         warmup: plan.warmup,

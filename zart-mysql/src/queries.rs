@@ -221,24 +221,31 @@ pub const EXECUTION_STATUS: &str = "select status, parent_id from zart_execution
 
 // ---- steps and outcomes -------------------------------------------------------------------
 
-/// Records a step result while the lease with fence ?9 is held (no row is written otherwise);
-/// a row already recorded is overwritten only while `retrying` (the status is assigned last:
-/// MySQL evaluates the assignments in order). A name starting with `patch:` is a versioning
-/// marker, kind `patch`.
-pub const UPSERT_STEP: &str = "insert into zart_steps
-    (execution_id, name, seq, kind, status, output, error, attempts, created_at, updated_at)
-    select ?1, ?2, ?3, case substr(?2, 1, 6) when 'patch:' then 'patch' when 'state:' then 'state'
-                                             when 'state#' then 'state' else 'step' end,
-        ?4, ?5, ?6, ?7, ?8, ?8
-    from dual
-    where exists (select 1 from zart_tasks
-        where execution_id = ?1 and fence = ?9 and locked_by is not null)
-    on duplicate key update
-        output = if(status = 'retrying', values(output), output),
+macro_rules! step_overwrite {
+    () => {
+        "output = if(status = 'retrying', values(output), output),
         error = if(status = 'retrying', values(error), error),
         attempts = if(status = 'retrying', values(attempts), attempts),
         updated_at = if(status = 'retrying', values(updated_at), updated_at),
-        status = if(status = 'retrying', values(status), status)";
+        status = if(status = 'retrying', values(status), status)"
+    };
+}
+/// Records a step result while the lease with fence ?9 is held (no row is written otherwise);
+/// a row already recorded is overwritten only while `retrying` ([`STEP_OVERWRITE`]). ?10 is
+/// the step's kind (`steps::step_kind`).
+pub const UPSERT_STEP: &str = concat!(
+    "insert into zart_steps
+    (execution_id, name, seq, kind, status, output, error, attempts, created_at, updated_at)
+    select ?1, ?2, ?3, ?10, ?4, ?5, ?6, ?7, ?8, ?8
+    from dual
+    where exists (select 1 from zart_tasks
+        where execution_id = ?1 and fence = ?9 and locked_by is not null)
+    on duplicate key update ",
+    step_overwrite!()
+);
+/// How a step row already recorded takes a new result: only while `retrying` (the status is
+/// assigned last: MySQL evaluates the assignments in order).
+pub const STEP_OVERWRITE: &str = step_overwrite!();
 /// Sets a suspended execution's status.
 pub const SUSPEND_EXECUTION: &str =
     "update zart_executions set status = ?2, updated_at = ?3 where id = ?1";

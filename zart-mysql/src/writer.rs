@@ -1,14 +1,17 @@
 //! The writer: every write (claims included) goes through a [`zart::group_commit::Batcher`] to
 //! one connection, so writes from many executions share a transaction.
 //!
-//! [`Writer`] runs the queued operations in one transaction (READ COMMITTED), each after a
-//! savepoint when the batch has more than one: an operation that is refused (a lost lease, a
-//! conflict, bad input) is rolled back to its savepoint and gets its error while the others
-//! commit. An error of the transaction itself (a deadlock, a lock wait timeout, a lost
+//! [`Writer`] runs the queued operations in one transaction (READ COMMITTED); the step results
+//! and the outcomes go in groups of their kind ([`ops::group`]), a few statements for all of
+//! them. Every operation checks what can refuse it before its first write, so an operation
+//! that is refused (a lost lease, a conflict, bad input) has written nothing and gets its error
+//! while the others commit; one refused after it wrote fails the batch. An error of the
+//! transaction itself (a deadlock, a lock wait timeout, a lost
 //! connection, a server error) fails the batch, and the batcher then writes each item in a
 //! transaction of its own, so no item is lost to another's failure and none is half-written.
 //! The clock is read once per transaction. Wake-ups are sent only after commit.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -150,8 +153,8 @@ impl Writer {
     }
 }
 
-/// Whether an operation's error leaves the transaction usable (a refusal, rolled back to its
-/// savepoint) rather than failing it (the server rolled it back, or the connection is gone).
+/// Whether an operation's error leaves the transaction usable (a refusal) rather than failing
+/// it (the server rolled it back, or the connection is gone).
 fn refusal(err: &Error) -> bool {
     !(err.is_transient() || matches!(err, Error::Database { .. } | Error::Schema(_)))
 }
@@ -160,7 +163,51 @@ async fn rollback(conn: &mut Conn) {
     let _ = conn.query_drop("rollback").await;
 }
 
-/// Many operations in one transaction, each after a savepoint when there are several.
+/// How a batch's items are written: the step results and the outcomes in groups of their kind
+/// when there are several (see [`ops::group`]), every other item on its own, first.
+struct Plan<'a> {
+    alone: Vec<(usize, &'a Op)>,
+    commits: Vec<(usize, &'a CommitStepParams)>,
+    completes: Vec<(usize, &'a CompleteExecutionParams)>,
+}
+
+impl<'a> Plan<'a> {
+    fn of(items: &'a [Arc<Op>]) -> Self {
+        let mut plan = Plan {
+            alone: Vec::new(),
+            commits: Vec::new(),
+            completes: Vec::new(),
+        };
+        let mut steps: HashSet<(&str, &str)> = HashSet::new();
+        let mut outcomes: HashSet<&str> = HashSet::new();
+        for (i, op) in items.iter().enumerate() {
+            match &**op {
+                // A group writes each (execution, step) and each outcome once; a repeat goes
+                // alone.
+                Op::Commit(p) if steps.insert((&p.lease.execution_id, &p.name)) => {
+                    plan.commits.push((i, p));
+                }
+                Op::Complete(p) if outcomes.insert(&p.lease.execution_id) => {
+                    plan.completes.push((i, p));
+                }
+                op => plan.alone.push((i, op)),
+            }
+        }
+        if plan.commits.len() < 2 {
+            plan.alone
+                .extend(plan.commits.drain(..).map(|(i, _)| (i, &*items[i])));
+        }
+        if plan.completes.len() < 2 {
+            plan.alone
+                .extend(plan.completes.drain(..).map(|(i, _)| (i, &*items[i])));
+        }
+        plan
+    }
+}
+
+/// Many operations in one transaction. An operation refused before it changed a row leaves
+/// nothing to undo; one refused after that fails the batch when it is not alone in it (the
+/// batcher then writes each item alone), so no savepoint is needed.
 async fn write_batch(
     conn: &mut Conn,
     settings: &Settings,
@@ -169,54 +216,80 @@ async fn write_batch(
     conn.query_drop("start transaction")
         .await
         .map_err(|e| from_mysql(e, "starting a write transaction"))?;
-    let now = match clock::now(conn, settings.test_clock).await {
-        Ok(now) => now,
+    match write_items(conn, settings, items).await {
+        Ok(Written::Commit(answers)) => {
+            if let Err(e) = conn.query_drop("commit").await {
+                rollback(conn).await;
+                return Err(from_mysql(e, "committing"));
+            }
+            Ok(answers)
+        }
+        Ok(Written::Refused(err)) => {
+            // The only item, refused after it wrote: nothing of it is kept.
+            rollback(conn).await;
+            Ok((vec![Err(err)], Vec::new()))
+        }
         Err(err) => {
             rollback(conn).await;
-            return Err(err);
+            Err(err)
         }
-    };
-    let savepoints = items.len() > 1;
-    let mut answers = Vec::with_capacity(items.len());
+    }
+}
+
+/// What a transaction's items came to.
+enum Written {
+    /// Commit, then answer.
+    Commit(Answers),
+    /// Roll back: the batch's only item was refused after it wrote.
+    Refused(Error),
+}
+
+/// Writes `items` inside the open transaction; an error means it must be rolled back.
+async fn write_items(
+    conn: &mut Conn,
+    settings: &Settings,
+    items: &[Arc<Op>],
+) -> Result<Written, Error> {
+    let now = clock::now(conn, settings.test_clock).await?;
+    let plan = Plan::of(items);
+    let mut answers: Vec<Option<Result<Reply, Error>>> = items.iter().map(|_| None).collect();
     let mut wakeups = Vec::new();
-    for op in items {
-        if savepoints {
-            if let Err(e) = conn.query_drop("savepoint zart_op").await {
-                rollback(conn).await;
-                return Err(from_mysql(e, "setting a savepoint"));
-            }
-        }
+    for (i, op) in plan.alone {
         let mut tx = Tx::at(conn, settings, now);
         let answer = ops::run(&mut tx, op).await;
+        let wrote = tx.wrote();
         let item_wakeups = tx.into_wakeups();
         match answer {
             Ok(reply) => {
                 wakeups.extend(item_wakeups);
-                answers.push(Ok(reply));
+                answers[i] = Some(Ok(reply));
             }
-            Err(err) if refusal(&err) && savepoints => {
-                if let Err(e) = conn.query_drop("rollback to savepoint zart_op").await {
-                    rollback(conn).await;
-                    return Err(from_mysql(e, "rolling back to a savepoint"));
-                }
-                answers.push(Err(err));
-            }
-            Err(err) if refusal(&err) => {
-                // The only item: nothing of it is kept.
-                rollback(conn).await;
-                return Ok((vec![Err(err)], Vec::new()));
-            }
-            Err(err) => {
-                rollback(conn).await;
-                return Err(err);
-            }
+            Err(err) if refusal(&err) && !wrote => answers[i] = Some(Err(err)),
+            Err(err) if refusal(&err) && items.len() == 1 => return Ok(Written::Refused(err)),
+            Err(err) => return Err(err),
         }
     }
-    if let Err(e) = conn.query_drop("commit").await {
-        rollback(conn).await;
-        return Err(from_mysql(e, "committing"));
+    let mut tx = Tx::at(conn, settings, now);
+    if !plan.commits.is_empty() {
+        let params: Vec<_> = plan.commits.iter().map(|(_, p)| *p).collect();
+        let written = ops::group::commit_steps(&mut tx, &params).await?;
+        for ((i, _), answer) in plan.commits.iter().zip(written) {
+            answers[*i] = Some(answer);
+        }
     }
-    Ok((answers, wakeups))
+    if !plan.completes.is_empty() {
+        let params: Vec<_> = plan.completes.iter().map(|(_, p)| *p).collect();
+        let written = ops::group::complete_executions(&mut tx, &params).await?;
+        for ((i, _), answer) in plan.completes.iter().zip(written) {
+            answers[*i] = Some(answer);
+        }
+    }
+    wakeups.extend(tx.into_wakeups());
+    let answers = answers
+        .into_iter()
+        .map(|a| a.unwrap_or_else(|| Err(crate::errors::internal("a write went unanswered"))))
+        .collect();
+    Ok(Written::Commit((answers, wakeups)))
 }
 
 #[async_trait]

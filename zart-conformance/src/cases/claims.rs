@@ -4,9 +4,10 @@ use std::time::Duration;
 
 use serde_json::json;
 use zart::scheduler::{
-    CommitStepParams, NextRunAtParams, RecordedStep, SleepParams, StepKind, StepStatus, WakeAt,
+    CommitStepParams, CompleteExecutionParams, Lease, NextRunAtParams, Outcome, RecordedStep,
+    SleepParams, StepKind, StepStatus, WakeAt,
 };
-use zart::{Error, ExecutionStatus, Scheduler};
+use zart::{Error, ErrorRecord, ExecutionStatus, Scheduler};
 
 use crate::env::FAKE_LEASE;
 use crate::{Backend, Env};
@@ -123,6 +124,141 @@ pub async fn a_final_step_result_is_recorded_once(backend: &impl Backend) {
     assert_eq!(steps.len(), 1);
     assert_eq!(steps[0].output, Some(json!(5)));
     assert_eq!(steps[0].status, StepStatus::Completed);
+}
+
+/// Step results and outcomes written at the same moment (which a backend may write together,
+/// as one group-committed batch) each get their own answer: a result already recorded, a stale
+/// lease, a cancelled execution and bad input are refused and write nothing, and every other
+/// write of the same moment is stored.
+pub async fn concurrent_writes_each_get_their_own_answer(backend: &impl Backend) {
+    let env = Env::new(backend).await;
+    let ids: Vec<String> = (0..10).map(|i| format!("g{i}")).collect();
+    for id in &ids {
+        env.start(id, "steps", json!(id)).await;
+    }
+    let mut tasks = env.claim("w", &["steps"], 10).await;
+    assert_eq!(tasks.len(), 10);
+    tasks.sort_by(|a, b| a.lease.execution_id.cmp(&b.lease.execution_id));
+    env.commit(&tasks[1], "step-0", 0, json!("first")).await.unwrap();
+    env.scheduler.cancel_execution("g2").await.unwrap();
+    let mut stale = tasks[3].lease.clone();
+    stale.fence = stale.fence.wrapping_add(1);
+
+    let commit = |lease: Lease, name: &str, output: serde_json::Value| CommitStepParams {
+        lease,
+        name: name.to_owned(),
+        seq: 1,
+        status: StepStatus::Completed,
+        output: Some(output),
+        error: None,
+        attempts: 1,
+    };
+    let complete = |lease: Lease, output: serde_json::Value| CompleteExecutionParams {
+        lease,
+        outcome: Outcome::Completed(output),
+    };
+    let lease = |i: usize| tasks[i].lease.clone();
+    let commits = vec![
+        ("a new step", commit(lease(0), "step-1", json!("g0"))),
+        ("a second step of the same run", commit(lease(0), "step-2", json!("g0+"))),
+        ("a step already recorded", commit(lease(1), "step-0", json!("second"))),
+        ("a step of a cancelled run", commit(lease(2), "step-1", json!("g2"))),
+        ("a step under a stale lease", commit(stale.clone(), "step-1", json!("g3"))),
+        ("a step with an empty name", commit(lease(4), "", json!("g4"))),
+        ("a new step", commit(lease(4), "step-1", json!("g4"))),
+        ("a new step", commit(lease(5), "step-1", json!("g5"))),
+    ];
+    let completes = vec![
+        ("an outcome of a cancelled run", complete(lease(2), json!("g2"))),
+        ("an outcome under a stale lease", complete(stale, json!("g3"))),
+        ("an outcome", complete(lease(6), json!("done 6"))),
+        ("an outcome", complete(lease(7), json!("done 7"))),
+        ("an outcome", complete(lease(8), json!("done 8"))),
+        (
+            "a failure",
+            CompleteExecutionParams {
+                lease: lease(9),
+                outcome: Outcome::Failed(ErrorRecord {
+                    kind: "app".into(),
+                    message: "nine".into(),
+                    ..Default::default()
+                }),
+            },
+        ),
+    ];
+    let mut pending = Vec::new();
+    for (what, p) in commits {
+        let scheduler = env.scheduler.clone();
+        pending.push((what, tokio::spawn(async move { scheduler.commit_step(p).await })));
+    }
+    for (what, p) in completes {
+        let scheduler = env.scheduler.clone();
+        pending.push((
+            what,
+            tokio::spawn(async move { scheduler.complete_execution(p).await }),
+        ));
+    }
+    let mut codes = Vec::new();
+    for (what, handle) in pending {
+        let answer = handle.await.expect("the write's task panicked");
+        codes.push((what, answer.map_or_else(|e| e.code().to_owned(), |()| "ok".to_owned())));
+    }
+    let expected = [
+        ("a new step", "ok"),
+        ("a second step of the same run", "ok"),
+        ("a step already recorded", "step_already_recorded"),
+        ("a step of a cancelled run", "cancelled"),
+        ("a step under a stale lease", "lease_lost"),
+        ("a step with an empty name", "invalid_input"),
+        ("a new step", "ok"),
+        ("a new step", "ok"),
+        ("an outcome of a cancelled run", "cancelled"),
+        ("an outcome under a stale lease", "lease_lost"),
+        ("an outcome", "ok"),
+        ("an outcome", "ok"),
+        ("an outcome", "ok"),
+        ("a failure", "ok"),
+    ];
+    let expected: Vec<(&str, String)> =
+        expected.iter().map(|(w, c)| (*w, (*c).to_owned())).collect();
+    assert_eq!(codes, expected);
+
+    let env = &env;
+    let outputs = |id: &'static str| async move {
+        env.steps(id)
+            .await
+            .into_iter()
+            .map(|s| (s.name, s.output))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        outputs("g0").await,
+        vec![
+            ("step-1".to_owned(), Some(json!("g0"))),
+            ("step-2".to_owned(), Some(json!("g0+")))
+        ]
+    );
+    assert_eq!(
+        outputs("g1").await,
+        vec![("step-0".to_owned(), Some(json!("first")))],
+        "a final result is never overwritten"
+    );
+    assert!(outputs("g2").await.is_empty(), "the cancelled run wrote nothing");
+    assert!(outputs("g3").await.is_empty(), "the stale lease wrote nothing");
+    assert_eq!(outputs("g4").await, vec![("step-1".to_owned(), Some(json!("g4")))]);
+    assert_eq!(env.execution("g2").await.status, ExecutionStatus::Cancelled);
+    assert_eq!(env.execution("g3").await.status, ExecutionStatus::Running);
+    for (id, output) in [("g6", "done 6"), ("g7", "done 7"), ("g8", "done 8")] {
+        let row = env.execution(id).await;
+        assert_eq!(row.status, ExecutionStatus::Completed, "{id}");
+        assert_eq!(row.output, Some(json!(output)), "{id}");
+    }
+    let failed = env.execution("g9").await;
+    assert_eq!(failed.status, ExecutionStatus::Failed);
+    assert_eq!(failed.error.map(|e| e.message), Some("nine".to_owned()));
+    // The outcomes removed their tasks; the others are still held by "w".
+    let left = env.claim("w2", &["steps"], 10).await;
+    assert!(left.is_empty(), "held or finished: {left:?}");
 }
 
 /// `next_run_at` reports how long until the next task of the names asked for is due: none for

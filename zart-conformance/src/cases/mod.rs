@@ -62,6 +62,7 @@ macro_rules! __for_each_case {
             claims_take_only_due_tasks_of_the_names_asked_for,
             a_claim_returns_the_recorded_steps_for_replay,
             a_final_step_result_is_recorded_once,
+            concurrent_writes_each_get_their_own_answer,
             a_step_transaction_records_its_step_only_when_it_commits,
             next_run_at_reports_the_earliest_due_task,
             // priorities and limits

@@ -12,6 +12,7 @@ pub(crate) mod audit;
 mod cancel;
 mod claim;
 mod fence;
+pub(crate) mod group;
 mod leases;
 mod pick;
 pub(crate) mod prune;
@@ -43,6 +44,9 @@ pub(crate) struct Tx<'a> {
     now: i64,
     settings: &'a Settings,
     wakeups: Vec<Wakeup>,
+    /// Whether a statement of this view changed a row: an operation refused after that
+    /// must be rolled back, one refused before it left nothing to undo.
+    wrote: bool,
 }
 
 impl<'a> Tx<'a> {
@@ -54,6 +58,7 @@ impl<'a> Tx<'a> {
             now,
             settings,
             wakeups: Vec::new(),
+            wrote: false,
         })
     }
 
@@ -64,6 +69,7 @@ impl<'a> Tx<'a> {
             now,
             settings,
             wakeups: Vec::new(),
+            wrote: false,
         }
     }
 
@@ -83,6 +89,11 @@ impl<'a> Tx<'a> {
         self.wakeups
     }
 
+    /// Whether a statement of this view changed a row.
+    pub(crate) fn wrote(&self) -> bool {
+        self.wrote
+    }
+
     fn now_text(&self) -> String {
         clock::format(self.now)
     }
@@ -98,7 +109,41 @@ impl<'a> Tx<'a> {
         params: Vec<Value>,
         what: &str,
     ) -> Result<u64, Error> {
-        exec(self.conn, sql, params, what).await
+        let changed = exec(self.conn, sql, params, what).await?;
+        self.wrote |= changed > 0;
+        Ok(changed)
+    }
+
+    /// Runs a statement written with plain positional `?`s (one built for a list, see
+    /// [`group`]); returns the rows it changed.
+    pub(crate) async fn exec_list(
+        &mut self,
+        sql: &str,
+        params: Vec<Value>,
+        what: &str,
+    ) -> Result<u64, Error> {
+        self.conn
+            .exec_drop(sql, Params::Positional(params))
+            .await
+            .map_err(|e| from_mysql(e, what))?;
+        let changed = self.conn.affected_rows();
+        self.wrote |= changed > 0;
+        Ok(changed)
+    }
+
+    /// Every row of a query written with plain positional `?`s.
+    pub(crate) async fn all_list<T: FromRow + Send + 'static>(
+        &mut self,
+        sql: &str,
+        params: Vec<Value>,
+        what: &str,
+    ) -> Result<Vec<T>, Error> {
+        let rows: Vec<mysql_async::Row> = self
+            .conn
+            .exec(sql, Params::Positional(params))
+            .await
+            .map_err(|e| from_mysql(e, what))?;
+        rows.into_iter().map(|row| convert(row, what)).collect()
     }
 
     /// The first row of a query, if any.

@@ -4,6 +4,8 @@
 use super::p;
 use std::sync::Arc;
 
+use mysql_async::Value;
+
 use zart::limits::check_name;
 use zart::scheduler::{
     CommitStepParams, CompleteExecutionParams, Lease, Outcome, RetryStepParams, StepStatus, Wakeup,
@@ -19,50 +21,120 @@ use crate::errors::to_json;
 use crate::queries;
 use crate::writer::Reply;
 
-/// One step result to record.
-struct StepResult<'a> {
-    lease: &'a Lease,
-    name: &'a str,
+/// A step's kind by its name: `patch:` marks a versioning marker, `state:` and `state#` a
+/// state value (as `zart_commit_step` on PostgreSQL).
+pub(super) fn step_kind(name: &str) -> &'static str {
+    if name.starts_with("patch:") {
+        "patch"
+    } else if name.starts_with("state:") || name.starts_with("state#") {
+        "state"
+    } else {
+        "step"
+    }
+}
+
+/// One step result to record, checked and serialized (nothing read yet).
+#[derive(Clone)]
+pub(super) struct StepRow<'a> {
+    pub(super) lease: &'a Lease,
+    pub(super) name: &'a str,
     seq: u32,
     status: StepStatus,
-    output: Option<&'a serde_json::Value>,
-    error: Option<&'a ErrorRecord>,
+    output: Option<String>,
+    error: Option<String>,
     attempts: u32,
 }
 
+impl<'a> StepRow<'a> {
+    /// A commit's result, or why it is refused.
+    pub(super) fn of(tx: &Tx<'_>, p: &'a CommitStepParams) -> Result<Self, Error> {
+        Self::checked(
+            tx,
+            &p.lease,
+            &p.name,
+            p.seq,
+            p.status,
+            p.output.as_ref(),
+            p.error.as_ref(),
+            p.attempts,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn checked(
+        tx: &Tx<'_>,
+        lease: &'a Lease,
+        name: &'a str,
+        seq: u32,
+        status: StepStatus,
+        output: Option<&serde_json::Value>,
+        error: Option<&ErrorRecord>,
+        attempts: u32,
+    ) -> Result<Self, Error> {
+        if status == StepStatus::Waiting {
+            return Err(Error::invalid(
+                "step status",
+                "\"waiting\" is not completed, failed or retrying",
+            ));
+        }
+        check_name("step name", name)?;
+        let output = output.map(|v| to_json(v, "a step output")).transpose()?;
+        if let Some(text) = &output {
+            check_size(tx, "step output", text)?;
+        }
+        let error = error.map(|e| to_json(e, "a step error")).transpose()?;
+        if let Some(text) = &error {
+            check_size(tx, "step error", text)?;
+        }
+        Ok(StepRow {
+            lease,
+            name,
+            seq,
+            status,
+            output,
+            error,
+            attempts,
+        })
+    }
+
+    /// The row's columns in `zart_steps` order: execution_id, name, seq, kind, status, output,
+    /// error, attempts, created_at, updated_at.
+    pub(super) fn values(&self, now: &str) -> [Value; 10] {
+        [
+            Value::from(&self.lease.execution_id),
+            Value::from(self.name),
+            Value::from(self.seq),
+            Value::from(step_kind(self.name)),
+            Value::from(self.status.as_str()),
+            Value::from(&self.output),
+            Value::from(&self.error),
+            Value::from(self.attempts),
+            Value::from(now),
+            Value::from(now),
+        ]
+    }
+}
+
 pub(super) async fn commit_step(tx: &mut Tx<'_>, p: &CommitStepParams) -> Result<Reply, Error> {
-    record_step(
-        tx,
-        &StepResult {
-            lease: &p.lease,
-            name: &p.name,
-            seq: p.seq,
-            status: p.status,
-            output: p.output.as_ref(),
-            error: p.error.as_ref(),
-            attempts: p.attempts,
-        },
-    )
-    .await?;
+    let row = StepRow::of(tx, p)?;
+    record_step(tx, &row).await?;
     Ok(Reply::Done)
 }
 
 pub(super) async fn retry_step(tx: &mut Tx<'_>, p: &RetryStepParams) -> Result<Reply, Error> {
     let delay = clock::millis(p.delay);
     check_wait("retry delay", delay)?;
-    record_step(
+    let row = StepRow::checked(
         tx,
-        &StepResult {
-            lease: &p.lease,
-            name: &p.name,
-            seq: p.seq,
-            status: StepStatus::Retrying,
-            output: None,
-            error: Some(&p.error),
-            attempts: p.attempts,
-        },
-    )
-    .await?;
+        &p.lease,
+        &p.name,
+        p.seq,
+        StepStatus::Retrying,
+        None,
+        Some(&p.error),
+        p.attempts,
+    )?;
+    record_step(tx, &row).await?;
     let run_at = clock::format(tx.now.saturating_add(delay));
     suspend(tx, &p.lease, run_at, "sleeping", "retry", &p.name).await?;
     tx.wake(Wakeup::Timer {
@@ -72,22 +144,7 @@ pub(super) async fn retry_step(tx: &mut Tx<'_>, p: &RetryStepParams) -> Result<R
 }
 
 /// Records a step result under a held lease; a final result is never overwritten.
-async fn record_step(tx: &mut Tx<'_>, s: &StepResult<'_>) -> Result<(), Error> {
-    if s.status == StepStatus::Waiting {
-        return Err(Error::invalid(
-            "step status",
-            "\"waiting\" is not completed, failed or retrying",
-        ));
-    }
-    check_name("step name", s.name)?;
-    let output = s.output.map(|v| to_json(v, "a step output")).transpose()?;
-    if let Some(text) = &output {
-        check_size(tx, "step output", text)?;
-    }
-    let error = s.error.map(|e| to_json(e, "a step error")).transpose()?;
-    if let Some(text) = &error {
-        check_size(tx, "step error", text)?;
-    }
+async fn record_step(tx: &mut Tx<'_>, s: &StepRow<'_>) -> Result<(), Error> {
     // Locks the task row while the lease is held: a take-over waits for this commit (the
     // upsert's own check reads without a lock under READ COMMITTED).
     hold(tx, s.lease).await?;
@@ -99,11 +156,12 @@ async fn record_step(tx: &mut Tx<'_>, s: &StepResult<'_>) -> Result<(), Error> {
                 s.name,
                 s.seq,
                 s.status.as_str(),
-                output,
-                error,
+                s.output,
+                s.error,
                 s.attempts,
                 tx.now_text(),
-                s.lease.fence
+                s.lease.fence,
+                step_kind(s.name)
             ],
             "recording a step",
         )

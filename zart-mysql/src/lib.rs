@@ -250,6 +250,12 @@ impl MySqlScheduler {
         self.poller.get().map_or(0, Poller::polls)
     }
 
+    /// How many write batches failed as a whole and were written item by item since connect
+    /// ([`zart::group_commit::Batcher::splits`]).
+    pub fn batch_splits(&self) -> u64 {
+        self.writer.splits()
+    }
+
     /// Moves the test clock forward by `by` for every connection and process using this
     /// database, and tells every worker to look for due work.
     ///

@@ -112,25 +112,11 @@ pub const DUE_TASKS: &str = "select execution_id, wait_kind, wait_name, task_nam
     where queue = ?1 and task_name = ?2 and priority = ?3 and run_at <= ?4
     order by run_at limit ?5
     for update skip locked";
-/// Leases one task read by [`DUE_TASKS`] (in the same write transaction): new fence, lease
-/// expiry as run_at, its claim count and recoveries as read plus this claim (a task still
-/// locked, its lease expired, is a recovery).
-pub const CLAIM_TASK: &str = "update zart_tasks
-    set locked_by = ?2, run_at = ?3, fence = ?4, attempts = ?5, recoveries = ?6,
-        wait_kind = null, wait_name = null
-    where execution_id = ?1";
 /// Ends the sleep a claimed task was woken from, when its time has come.
 pub const END_WOKEN_SLEEP: &str = "update zart_steps
     set status = 'completed', output = ?3, attempts = 1, updated_at = ?4
     where execution_id = ?1 and name = ?2 and kind = 'sleep' and status = 'waiting'
       and wake_at <= ?4";
-/// Marks a claimed execution running.
-pub const START_RUNNING: &str = "update zart_executions
-    set status = 'running', attempts = ?2, started_at = coalesce(started_at, ?3), updated_at = ?3
-    where id = ?1";
-/// What a claim hands the worker from the execution row.
-pub const CLAIMED_EXECUTION: &str =
-    "select parent_id, input, deadline_at from zart_executions where id = ?1";
 /// The recorded steps of an execution, for replay.
 pub const RECORDED_STEPS: &str = "select name, seq, status, output, error, attempts, kind
     from zart_steps where execution_id = ?1 order by seq";

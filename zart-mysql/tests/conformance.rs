@@ -33,6 +33,17 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 #[async_trait]
 impl Backend for MySql {
     async fn fresh(&self) -> Harness {
+        let (scheduler, store) = fresh_store().await;
+        let scheduler: DynScheduler = scheduler;
+        Harness::new(scheduler, store)
+    }
+}
+
+zart_conformance::suite!(MySql);
+
+/// A fresh database, migrated, and a scheduler on it with the test clock on.
+async fn fresh_store() -> (Arc<MySqlScheduler>, Store) {
+    {
         let name = format!(
             "zart_c_{}_{}",
             std::process::id(),
@@ -62,12 +73,39 @@ impl Backend for MySql {
             url,
             scheduler: scheduler.clone(),
         };
+        (scheduler, store)
+    }
+}
+
+/// The suite's backend, keeping every scheduler it made.
+#[derive(Default)]
+struct Watched(std::sync::Mutex<Vec<Arc<MySqlScheduler>>>);
+
+#[async_trait]
+impl Backend for Watched {
+    async fn fresh(&self) -> Harness {
+        let (scheduler, store) = fresh_store().await;
+        self.0.lock().unwrap().push(scheduler.clone());
         let scheduler: DynScheduler = scheduler;
         Harness::new(scheduler, store)
     }
 }
 
-zart_conformance::suite!(MySql);
+/// The step results and outcomes of `concurrent_writes_each_get_their_own_answer` are
+/// written as groups (`zart_mysql`'s writer): the case passes with no batch falling back to
+/// the one-item path, which would give the same answers and hide a broken group.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_writes_are_written_as_groups_not_item_by_item() {
+    let backend = Watched::default();
+    zart_conformance::cases::concurrent_writes_each_get_their_own_answer(&backend).await;
+    let schedulers = backend.0.lock().unwrap().clone();
+    assert_eq!(schedulers.len(), 1);
+    assert_eq!(
+        schedulers[0].batch_splits(),
+        0,
+        "a batch fell back to item by item"
+    );
+}
 
 /// One case's database: its name, the scheduler (for the clock) and read connections.
 struct Store {

@@ -16,7 +16,7 @@
 //! driver directly, so a lone write crosses threads twice (to the writer and back) rather than
 //! through a task and a blocking-pool hand-off as well.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -87,6 +87,8 @@ pub struct Batcher<I, O> {
     max_batch: usize,
     /// Items submitted and not yet answered (queued or being written).
     pending: Arc<AtomicUsize>,
+    /// Batches whose write failed as a whole and were written item by item.
+    splits: Arc<AtomicU64>,
 }
 
 /// Counts one submitted item until its answer arrives or its caller gives up.
@@ -132,12 +134,14 @@ where
     pub fn start(name: &'static str, writer: Arc<dyn BatchWriter<I, O>>, max_batch: usize) -> Self {
         let (queue, rx) = mpsc::unbounded_channel();
         let max_batch = max_batch.max(1);
-        let task = tokio::spawn(write_loop(name, writer, rx, max_batch));
+        let splits = Arc::<AtomicU64>::default();
+        let task = tokio::spawn(write_loop(name, writer, rx, max_batch, splits.clone()));
         Batcher {
             queue,
             runner: Runner::Task(task),
             max_batch,
             pending: Arc::default(),
+            splits,
         }
     }
 
@@ -155,6 +159,8 @@ where
         let (queue, mut rx) = mpsc::unbounded_channel::<(I, Reply<O>)>();
         let max_batch = max_batch.max(1);
         let (done, ended) = oneshot::channel();
+        let splits = Arc::<AtomicU64>::default();
+        let counted = splits.clone();
         std::thread::Builder::new()
             .name(format!("zart-{name}-writer"))
             .spawn(move || {
@@ -169,7 +175,7 @@ where
                     }
                     let (items, replies): (Vec<I>, Vec<Reply<O>>) = queued.drain(..).unzip();
                     record_batch(name, items.len());
-                    let results = write_blocking(&mut writer, &items);
+                    let results = write_blocking(&mut writer, &items, name, &counted);
                     answer(replies, results);
                 }
                 drop(writer);
@@ -184,12 +190,21 @@ where
             runner: Runner::Thread(Some(ended)),
             max_batch,
             pending: Arc::default(),
+            splits,
         })
     }
 
     /// The most items one batch holds.
     pub fn max_batch(&self) -> usize {
         self.max_batch
+    }
+
+    /// How many batches failed as a whole and were then written item by item (also counted
+    /// by the `zart_group_commit_splits_total{kind}` metric). A transient failure (a deadlock)
+    /// splits a batch now and then; a count that grows with every batch means the backend's
+    /// batch path is broken and only its one-item path works.
+    pub fn splits(&self) -> u64 {
+        self.splits.load(Ordering::Relaxed)
     }
 
     /// Stops taking items, writes those already queued, and returns once the writer task has
@@ -251,6 +266,7 @@ async fn write_loop<I, O>(
     writer: Arc<dyn BatchWriter<I, O>>,
     mut rx: mpsc::UnboundedReceiver<(I, Reply<O>)>,
     max_batch: usize,
+    splits: Arc<AtomicU64>,
 ) where
     I: Send + Sync + 'static,
     O: Send + 'static,
@@ -259,7 +275,7 @@ async fn write_loop<I, O>(
     while rx.recv_many(&mut queued, max_batch).await > 0 {
         let (items, replies): (Vec<I>, Vec<Reply<O>>) = queued.drain(..).unzip();
         record_batch(name, items.len());
-        let results = write(&*writer, &items).await;
+        let results = write(&*writer, &items, name, &splits).await;
         answer(replies, results);
     }
 }
@@ -275,10 +291,12 @@ fn answer<O>(replies: Vec<Reply<O>>, results: Vec<Result<O, Error>>) {
     }
 }
 
-/// A whole batch's answer, if it can stand: one result per item.
+/// A whole batch's answer, if it can stand: one result per item. Otherwise counts a split.
 fn batch_answer<O>(
     items: usize,
     written: Result<Vec<Result<O, Error>>, Error>,
+    name: &'static str,
+    splits: &AtomicU64,
 ) -> Option<Vec<Result<O, Error>>> {
     match written {
         Ok(results) if results.len() == items => return Some(results),
@@ -287,33 +305,49 @@ fn batch_answer<O>(
             results = results.len(),
             "a batch write answered the wrong number of items; writing them one by one"
         ),
+        // A server error (not a refusal, not a lost connection or a deadlock) is worth a
+        // look: every item of the batch may meet it again alone.
+        Err(err @ (Error::Database { .. } | Error::Schema(_))) => tracing::warn!(
+            error = %crate::error::error_chain(&err),
+            "a batch write failed; writing its items one by one"
+        ),
         Err(err) => tracing::debug!(
             error = %crate::error::error_chain(&err),
             "a batch write failed; writing its items one by one"
         ),
     }
+    splits.fetch_add(1, Ordering::Relaxed);
+    metrics::counter!(crate::telemetry::GROUP_COMMIT_SPLITS, "kind" => name).increment(1);
     None
 }
 
 fn write_blocking<I, O>(
     writer: &mut impl BlockingBatchWriter<I, O>,
     items: &[I],
+    name: &'static str,
+    splits: &AtomicU64,
 ) -> Vec<Result<O, Error>> {
     if items.len() > 1 {
-        if let Some(results) = batch_answer(items.len(), writer.write_batch(items)) {
+        if let Some(results) = batch_answer(items.len(), writer.write_batch(items), name, splits) {
             return results;
         }
     }
     items.iter().map(|item| writer.write_one(item)).collect()
 }
 
-async fn write<I, O>(writer: &dyn BatchWriter<I, O>, items: &[I]) -> Vec<Result<O, Error>>
+async fn write<I, O>(
+    writer: &dyn BatchWriter<I, O>,
+    items: &[I],
+    name: &'static str,
+    splits: &AtomicU64,
+) -> Vec<Result<O, Error>>
 where
     I: Send + Sync + 'static,
     O: Send + 'static,
 {
     if items.len() > 1 {
-        if let Some(results) = batch_answer(items.len(), writer.write_batch(items).await) {
+        let written = writer.write_batch(items).await;
+        if let Some(results) = batch_answer(items.len(), written, name, splits) {
             return results;
         }
     }

@@ -21,6 +21,8 @@ pub const RUN_DURATION: &str = "zart_run_duration_seconds";
 pub const STEP_DURATION: &str = "zart_step_duration_seconds";
 /// Items written per group-commit batch, by `kind`.
 pub const GROUP_COMMIT_BATCH_SIZE: &str = "zart_group_commit_batch_size";
+/// Group-commit batches that failed as a whole and were written item by item, by `kind`.
+pub const GROUP_COMMIT_SPLITS: &str = "zart_group_commit_splits_total";
 /// Polls of a backend's change counter (backends without push wake-ups: SQLite).
 pub const WAKEUP_POLLS: &str = "zart_wakeup_polls_total";
 /// Executions running on this process's workers now, by `queue`.
@@ -143,7 +145,14 @@ pub const METRICS: &[Metric] = &[
         MetricKind::Histogram,
         "items",
         &["kind"],
-        "Items written per group-commit batch (kind: steps, outcomes, sqlite).",
+        "Items written per group-commit batch (kind: steps, outcomes, sqlite, mysql).",
+    ),
+    metric(
+        GROUP_COMMIT_SPLITS,
+        MetricKind::Counter,
+        "batches",
+        &["kind"],
+        "Group-commit batches that failed as a whole and were written item by item.",
     ),
     metric(
         WAKEUP_POLLS,

@@ -139,7 +139,9 @@ pub async fn concurrent_writes_each_get_their_own_answer(backend: &impl Backend)
     let mut tasks = env.claim("w", &["steps"], 10).await;
     assert_eq!(tasks.len(), 10);
     tasks.sort_by(|a, b| a.lease.execution_id.cmp(&b.lease.execution_id));
-    env.commit(&tasks[1], "step-0", 0, json!("first")).await.unwrap();
+    env.commit(&tasks[1], "step-0", 0, json!("first"))
+        .await
+        .unwrap();
     env.scheduler.cancel_execution("g2").await.unwrap();
     let mut stale = tasks[3].lease.clone();
     stale.fence = stale.fence.wrapping_add(1);
@@ -160,17 +162,38 @@ pub async fn concurrent_writes_each_get_their_own_answer(backend: &impl Backend)
     let lease = |i: usize| tasks[i].lease.clone();
     let commits = vec![
         ("a new step", commit(lease(0), "step-1", json!("g0"))),
-        ("a second step of the same run", commit(lease(0), "step-2", json!("g0+"))),
-        ("a step already recorded", commit(lease(1), "step-0", json!("second"))),
-        ("a step of a cancelled run", commit(lease(2), "step-1", json!("g2"))),
-        ("a step under a stale lease", commit(stale.clone(), "step-1", json!("g3"))),
-        ("a step with an empty name", commit(lease(4), "", json!("g4"))),
+        (
+            "a second step of the same run",
+            commit(lease(0), "step-2", json!("g0+")),
+        ),
+        (
+            "a step already recorded",
+            commit(lease(1), "step-0", json!("second")),
+        ),
+        (
+            "a step of a cancelled run",
+            commit(lease(2), "step-1", json!("g2")),
+        ),
+        (
+            "a step under a stale lease",
+            commit(stale.clone(), "step-1", json!("g3")),
+        ),
+        (
+            "a step with an empty name",
+            commit(lease(4), "", json!("g4")),
+        ),
         ("a new step", commit(lease(4), "step-1", json!("g4"))),
         ("a new step", commit(lease(5), "step-1", json!("g5"))),
     ];
     let completes = vec![
-        ("an outcome of a cancelled run", complete(lease(2), json!("g2"))),
-        ("an outcome under a stale lease", complete(stale, json!("g3"))),
+        (
+            "an outcome of a cancelled run",
+            complete(lease(2), json!("g2")),
+        ),
+        (
+            "an outcome under a stale lease",
+            complete(stale, json!("g3")),
+        ),
         ("an outcome", complete(lease(6), json!("done 6"))),
         ("an outcome", complete(lease(7), json!("done 7"))),
         ("an outcome", complete(lease(8), json!("done 8"))),
@@ -189,7 +212,10 @@ pub async fn concurrent_writes_each_get_their_own_answer(backend: &impl Backend)
     let mut pending = Vec::new();
     for (what, p) in commits {
         let scheduler = env.scheduler.clone();
-        pending.push((what, tokio::spawn(async move { scheduler.commit_step(p).await })));
+        pending.push((
+            what,
+            tokio::spawn(async move { scheduler.commit_step(p).await }),
+        ));
     }
     for (what, p) in completes {
         let scheduler = env.scheduler.clone();
@@ -201,7 +227,10 @@ pub async fn concurrent_writes_each_get_their_own_answer(backend: &impl Backend)
     let mut codes = Vec::new();
     for (what, handle) in pending {
         let answer = handle.await.expect("the write's task panicked");
-        codes.push((what, answer.map_or_else(|e| e.code().to_owned(), |()| "ok".to_owned())));
+        codes.push((
+            what,
+            answer.map_or_else(|e| e.code().to_owned(), |()| "ok".to_owned()),
+        ));
     }
     let expected = [
         ("a new step", "ok"),
@@ -219,8 +248,10 @@ pub async fn concurrent_writes_each_get_their_own_answer(backend: &impl Backend)
         ("an outcome", "ok"),
         ("a failure", "ok"),
     ];
-    let expected: Vec<(&str, String)> =
-        expected.iter().map(|(w, c)| (*w, (*c).to_owned())).collect();
+    let expected: Vec<(&str, String)> = expected
+        .iter()
+        .map(|(w, c)| (*w, (*c).to_owned()))
+        .collect();
     assert_eq!(codes, expected);
 
     let env = &env;
@@ -243,9 +274,18 @@ pub async fn concurrent_writes_each_get_their_own_answer(backend: &impl Backend)
         vec![("step-0".to_owned(), Some(json!("first")))],
         "a final result is never overwritten"
     );
-    assert!(outputs("g2").await.is_empty(), "the cancelled run wrote nothing");
-    assert!(outputs("g3").await.is_empty(), "the stale lease wrote nothing");
-    assert_eq!(outputs("g4").await, vec![("step-1".to_owned(), Some(json!("g4")))]);
+    assert!(
+        outputs("g2").await.is_empty(),
+        "the cancelled run wrote nothing"
+    );
+    assert!(
+        outputs("g3").await.is_empty(),
+        "the stale lease wrote nothing"
+    );
+    assert_eq!(
+        outputs("g4").await,
+        vec![("step-1".to_owned(), Some(json!("g4")))]
+    );
     assert_eq!(env.execution("g2").await.status, ExecutionStatus::Cancelled);
     assert_eq!(env.execution("g3").await.status, ExecutionStatus::Running);
     for (id, output) in [("g6", "done 6"), ("g7", "done 7"), ("g8", "done 8")] {

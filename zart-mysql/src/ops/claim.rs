@@ -4,9 +4,13 @@
 //! task was woken from and returns everything a replay needs.
 
 use super::p;
+use std::collections::HashMap;
+
+use mysql_async::Value;
 use zart::scheduler::{ClaimTasksParams, ClaimedTask, Lease, RecordedStep};
 use zart::Error;
 
+use super::group::{case, marks, padded, CHUNK};
 use super::pick::{pick_tasks, Due, Pick};
 use super::queues::{delete_spent_runs, lock_queue_limits, record_run};
 use super::{check_lease, parse_name, Tx};
@@ -61,56 +65,107 @@ pub(super) async fn claim_tasks(tx: &mut Tx<'_>, p: &ClaimTasksParams) -> Result
 
     let lease_until = clock::format(tx.now.saturating_add(lease_ms));
     let mut claimed = Vec::with_capacity(due.len());
-    for task in due {
-        let limit_key = task.limit_key.clone();
-        let task = claim_one(tx, p, task, &lease_until).await?;
+    for chunk in due.chunks(CHUNK) {
+        let tasks = claim_chunk(tx, p, chunk, &lease_until).await?;
         if limits.is_some() {
-            record_run(tx, &p.queue, &task.lease, limit_key.as_deref()).await?;
+            for (task, due) in tasks.iter().zip(chunk) {
+                record_run(tx, &p.queue, &task.lease, due.limit_key.as_deref()).await?;
+            }
         }
-        claimed.push(task);
+        claimed.extend(tasks);
     }
     Ok(Reply::Claimed(claimed))
 }
 
-async fn claim_one(
+/// Leases `due` (distinct tasks, at most [`CHUNK`]) with three list statements whatever
+/// their number (see [`super::group`]), plus one per task woken from a sleep and one per task
+/// claimed before (its recorded steps); returns them in the order given.
+async fn claim_chunk(
     tx: &mut Tx<'_>,
     p: &ClaimTasksParams,
-    task: Due,
+    due: &[Due],
     lease_until: &str,
-) -> Result<ClaimedTask, Error> {
-    let Due {
-        id,
-        wait_kind,
-        wait_name,
-        task_name,
-        attempts,
-        recoveries,
-        ..
-    } = task;
-    let id = id.as_str();
+) -> Result<Vec<ClaimedTask>, Error> {
+    let what = "claiming";
     let now = tx.now_text();
-    let fence = new_fence();
-    tx.exec(
-        queries::CLAIM_TASK,
-        p![id, p.worker_id, lease_until, fence, attempts, recoveries],
-        "claiming",
-    )
-    .await?;
-    if wait_kind.as_deref() == Some("sleep") {
-        // A sleep that is over ends here, as `sleep` would end it, so the replay finds it
-        // completed (written under this claim: if the claim is lost, so is this).
-        tx.exec(
-            queries::END_WOKEN_SLEEP,
-            p![id, wait_name, to_json(&now, "the time")?, now],
-            "claiming",
-        )
-        .await?;
+    let fences: Vec<i64> = due.iter().map(|_| new_fence()).collect();
+    let rows = padded(&due.iter().zip(&fences).collect::<Vec<_>>());
+    let n = rows.len();
+    let arms = |value: &dyn Fn(&Due, i64) -> Value| -> Vec<Value> {
+        rows.iter()
+            .flat_map(|(d, fence)| [Value::from(&d.id), value(d, **fence)])
+            .collect()
+    };
+    let ids = || rows.iter().map(|(d, _)| Value::from(&d.id));
+    let mut params = vec![Value::from(&p.worker_id), Value::from(lease_until)];
+    params.extend(arms(&|_, fence| Value::from(fence)));
+    params.extend(arms(&|d, _| Value::from(d.attempts)));
+    params.extend(arms(&|d, _| Value::from(d.recoveries)));
+    params.extend(ids());
+    let sql = format!(
+        "update zart_tasks set locked_by = ?, run_at = ?, {}, {}, {},
+            wait_kind = null, wait_name = null
+         where execution_id in ({})",
+        case("fence", "execution_id", n),
+        case("attempts", "execution_id", n),
+        case("recoveries", "execution_id", n),
+        marks(n, "?")
+    );
+    tx.exec_list(&sql, params, what).await?;
+    for d in due {
+        if d.wait_kind.as_deref() == Some("sleep") {
+            // A sleep that is over ends here, as `sleep` would end it, so the replay finds it
+            // completed (written under this claim: if the claim is lost, so is this).
+            tx.exec(
+                queries::END_WOKEN_SLEEP,
+                p![d.id, d.wait_name, to_json(&now, "the time")?, now],
+                what,
+            )
+            .await?;
+        }
     }
-    tx.exec(queries::START_RUNNING, p![id, attempts, now], "claiming")
-        .await?;
-    let (parent_id, input, deadline_at): (Option<String>, String, Option<String>) = tx
-        .one(queries::CLAIMED_EXECUTION, p![id], "claiming")
-        .await?;
+    let mut params = arms(&|d, _| Value::from(d.attempts));
+    params.extend([Value::from(&now), Value::from(&now)]);
+    params.extend(ids());
+    let sql = format!(
+        "update zart_executions set status = 'running', {},
+            started_at = coalesce(started_at, ?), updated_at = ?
+         where id in ({})",
+        case("attempts", "id", n),
+        marks(n, "?")
+    );
+    tx.exec_list(&sql, params, what).await?;
+    let sql = format!(
+        "select id, parent_id, input, deadline_at from zart_executions where id in ({})",
+        marks(n, "?")
+    );
+    let mut read: HashMap<String, (Option<String>, String, Option<String>)> = tx
+        .all_list::<(String, Option<String>, String, Option<String>)>(&sql, ids().collect(), what)
+        .await?
+        .into_iter()
+        .map(|(id, parent, input, deadline)| (id, (parent, input, deadline)))
+        .collect();
+    let mut claimed = Vec::with_capacity(due.len());
+    for (d, fence) in due.iter().zip(fences) {
+        let (parent_id, input, deadline_at) = read.remove(&d.id).ok_or_else(|| {
+            crate::errors::internal(format!("claiming: execution {:?} has no row", d.id))
+        })?;
+        claimed.push(claimed_task(tx, p, d, fence, parent_id, &input, deadline_at).await?);
+    }
+    Ok(claimed)
+}
+
+/// What a claim hands the worker for one task.
+async fn claimed_task(
+    tx: &mut Tx<'_>,
+    p: &ClaimTasksParams,
+    d: &Due,
+    fence: i64,
+    parent_id: Option<String>,
+    input: &str,
+    deadline_at: Option<String>,
+) -> Result<ClaimedTask, Error> {
+    let id = d.id.as_str();
     let deadline_in = match deadline_at {
         Some(at) => Some(clock::duration(
             clock::parse_stored(&at, "a deadline")? - tx.now,
@@ -118,7 +173,7 @@ async fn claim_one(
         None => None,
     };
     // Steps are written only under a claim, so a first claim has none to read.
-    let steps = if attempts <= 1 {
+    let steps = if d.attempts <= 1 {
         Vec::new()
     } else {
         recorded_steps(tx, id).await?
@@ -129,12 +184,12 @@ async fn claim_one(
             execution_id: id.to_owned(),
             fence,
         },
-        task_name,
+        task_name: d.task_name.clone(),
         queue: p.queue.clone(),
         parent_id,
-        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-        recoveries: u32::try_from(recoveries).unwrap_or(u32::MAX),
-        input: from_json(&input, &format!("the input of execution {id:?}"))?,
+        attempts: u32::try_from(d.attempts).unwrap_or(u32::MAX),
+        recoveries: u32::try_from(d.recoveries).unwrap_or(u32::MAX),
+        input: from_json(input, &format!("the input of execution {id:?}"))?,
         deadline_in,
         steps,
     })

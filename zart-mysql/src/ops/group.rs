@@ -41,17 +41,26 @@ pub(crate) const CHUNK: usize = 64;
 pub(crate) type Answers = Vec<Result<Reply, Error>>;
 
 /// How many places a list of `n` items gets.
-fn places(n: usize) -> usize {
+pub(super) fn places(n: usize) -> usize {
     n.next_power_of_two().max(2)
 }
 
 /// `n` copies of `each`, comma-separated.
-fn marks(n: usize, each: &str) -> String {
+pub(super) fn marks(n: usize, each: &str) -> String {
     vec![each; n].join(", ")
 }
 
+/// `column = case key when ? then ? ... end` with `n` arms: a value per row of a list
+/// statement (parameters: each row's key, then its value).
+pub(super) fn case(column: &str, key: &str, n: usize) -> String {
+    format!(
+        "{column} = case {key} {} end",
+        vec!["when ? then ?"; n].join(" ")
+    )
+}
+
 /// `items` padded to `places(items.len())` with copies of the last.
-fn padded<T: Clone>(items: &[T]) -> Vec<T> {
+pub(super) fn padded<T: Clone>(items: &[T]) -> Vec<T> {
     let mut out = items.to_vec();
     if let Some(last) = items.last() {
         out.resize(places(items.len()), last.clone());
@@ -74,7 +83,9 @@ impl Slots {
     fn into_answers(self) -> Answers {
         self.0
             .into_iter()
-            .map(|a| a.unwrap_or_else(|| Err(crate::errors::internal("a grouped write went unanswered"))))
+            .map(|a| {
+                a.unwrap_or_else(|| Err(crate::errors::internal("a grouped write went unanswered")))
+            })
             .collect()
     }
 }
@@ -89,7 +100,11 @@ async fn held_fences(tx: &mut Tx<'_>, ids: &[&str]) -> Result<HashMap<String, i6
         marks(list.len(), "?")
     );
     let rows: Vec<(String, i64)> = tx
-        .all_list(&sql, list.iter().map(|id| Value::from(*id)).collect(), "checking leases")
+        .all_list(
+            &sql,
+            list.iter().map(|id| Value::from(*id)).collect(),
+            "checking leases",
+        )
         .await?;
     Ok(rows.into_iter().collect())
 }
@@ -156,7 +171,12 @@ async fn commit_chunk(
         return Ok(());
     }
     // A final result is never overwritten: those items are refused before anything is written.
-    let pairs = padded(&rows.iter().map(|(_, r)| (r.lease.execution_id.as_str(), r.name)).collect::<Vec<_>>());
+    let pairs = padded(
+        &rows
+            .iter()
+            .map(|(_, r)| (r.lease.execution_id.as_str(), r.name))
+            .collect::<Vec<_>>(),
+    );
     let sql = format!(
         "select execution_id, name from zart_steps
          where status <> 'retrying' and ({})",
@@ -189,7 +209,12 @@ async fn commit_chunk(
         return Ok(());
     }
     let now = tx.now_text();
-    let values = padded(&writes.iter().map(|(_, r)| r.values(&now)).collect::<Vec<_>>());
+    let values = padded(
+        &writes
+            .iter()
+            .map(|(_, r)| r.values(&now))
+            .collect::<Vec<_>>(),
+    );
     let sql = format!(
         "insert into zart_steps
             (execution_id, name, seq, kind, status, output, error, attempts, created_at, updated_at)
@@ -198,8 +223,12 @@ async fn commit_chunk(
         marks(values.len(), "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
         crate::queries::STEP_OVERWRITE
     );
-    tx.exec_list(&sql, values.into_iter().flatten().collect(), "recording steps")
-        .await?;
+    tx.exec_list(
+        &sql,
+        values.into_iter().flatten().collect(),
+        "recording steps",
+    )
+    .await?;
     for (i, _) in writes {
         slots.set(i, Ok(Reply::Done));
     }
@@ -268,7 +297,10 @@ async fn complete_chunk(
     let ids = || finishes.iter().map(|f| Value::from(&f.lease.execution_id));
     let what = "recording outcomes";
     tx.exec_list(
-        &format!("delete from zart_tasks where execution_id in ({})", marks(n, "?")),
+        &format!(
+            "delete from zart_tasks where execution_id in ({})",
+            marks(n, "?")
+        ),
         ids().collect(),
         what,
     )
@@ -283,12 +315,11 @@ async fn complete_chunk(
             what,
         )
         .await?;
-    let case = |column: &str| format!("{column} = case id {} end", marks(n, "when ? then ?"));
     let sql = format!(
         "update zart_executions set {}, {}, {}, finished_at = ?, updated_at = ? where id in ({})",
-        case("status"),
-        case("output"),
-        case("error"),
+        case("status", "id", n),
+        case("output", "id", n),
+        case("error", "id", n),
         marks(n, "?")
     );
     let now = tx.now_text();

@@ -232,7 +232,7 @@ impl MySqlScheduler {
             max_payload_bytes: options.max_payload_bytes,
         };
         let (wakeups, _) = broadcast::channel(WAKEUP_BUFFER);
-        let writer = Writer::new(pool.clone(), settings.clone(), wakeups.clone());
+        let writer = Writer::start(url, settings.clone(), wakeups.clone())?;
         Ok(MySqlScheduler {
             writer: Batcher::start("mysql", Arc::new(writer), options.max_batch),
             pool,

@@ -98,12 +98,27 @@ pub const DEBOUNCE_EXECUTION: &str = "update zart_executions
     set input = ?2, start_at = ?3, deadline_at = ?4, updated_at = ?5
     where id = ?1";
 
+/// Whether task name ?2 of queue ?1 has tasks of more than one priority (two index dives).
+macro_rules! several_levels {
+    () => {
+        "(select min(priority) <> max(priority) from zart_tasks where queue = ?1 and task_name = ?2)"
+    };
+}
+
 // ---- claims -------------------------------------------------------------------------------
 
-/// The priorities of task name ?2 in queue ?1, highest first (a loose scan of the claim
-/// index).
-pub const CLAIM_LEVELS: &str = "select distinct priority from zart_tasks
-    where queue = ?1 and task_name = ?2 order by priority desc";
+/// The priorities of task name ?2 in queue ?1, highest first. Neither MariaDB nor MySQL
+/// reads `distinct priority` by skipping through the claim index (it reads every task row of
+/// the name), so the usual case, one priority, is answered from the index's two ends
+/// (`min` and `max`, one dive each), and only several priorities read the rows.
+pub const CLAIM_LEVELS: &str = concat!(
+    "select mx from (select min(priority) mn, max(priority) mx from zart_tasks
+                  where queue = ?1 and task_name = ?2) r where mn = mx
+     union all
+     select distinct priority from zart_tasks where queue = ?1 and task_name = ?2 and ",
+    several_levels!(),
+    " order by 1 desc"
+);
 /// Due tasks of one name and priority, earliest first (one range of the claim index), at
 /// most ?5, locked for this claim; rows another claim holds are skipped.
 pub const DUE_TASKS: &str = "select execution_id, wait_kind, wait_name, task_name, attempts,
@@ -346,24 +361,33 @@ pub const CHILD_OUTCOME: &str = "select status, output, error from zart_executio
 
 // ---- reads --------------------------------------------------------------------------------
 
-/// The earliest timed run of one task name ?2 of queue ?1 (waits without a time excluded):
-/// the first entry of each priority's index range.
-pub const NEXT_RUN_AT: &str = concat!(
-    "with levels as (select distinct priority from zart_tasks where queue = ?1 and task_name = ?2) ",
-    "select min((select min(t.run_at) from zart_tasks t
-                  where t.queue = ?1 and t.task_name = ?2 and t.priority = levels.priority
-                    and t.run_at < '9999-12-31T23:59:59.999Z'))
-       from levels where priority is not null"
-);
+/// The earliest run time of task name ?2 of queue ?1 that satisfies `$cond` (on `t`), waits
+/// without a time excluded: the first entry of each priority's index range; with one priority
+/// (the usual case) that range alone, found from the index's ends (see [`CLAIM_LEVELS`]).
+macro_rules! earliest_run {
+    ($cond:literal) => {
+        concat!(
+            "select case when r.mn = r.mx then
+                 (select min(t.run_at) from zart_tasks t
+                   where t.queue = ?1 and t.task_name = ?2 and t.priority = r.mx
+                     and t.run_at < '9999-12-31T23:59:59.999Z'", $cond, ")
+               else
+                 (select min((select min(t.run_at) from zart_tasks t
+                               where t.queue = ?1 and t.task_name = ?2 and t.priority = l.priority
+                                 and t.run_at < '9999-12-31T23:59:59.999Z'", $cond, "))
+                    from (select distinct priority from zart_tasks
+                           where queue = ?1 and task_name = ?2) l)
+               end
+             from (select min(priority) mn, max(priority) mx from zart_tasks
+                    where queue = ?1 and task_name = ?2) r"
+        )
+    };
+}
+/// The earliest timed run of one task name ?2 of queue ?1 (waits without a time excluded).
+pub const NEXT_RUN_AT: &str = earliest_run!("");
 /// [`NEXT_RUN_AT`] after ?3: the next task to fall due, or lease to run out, once all that is
 /// due now is held back by the queue's limits.
-pub const NEXT_RUN_AFTER: &str = concat!(
-    "with levels as (select distinct priority from zart_tasks where queue = ?1 and task_name = ?2) ",
-    "select min((select min(t.run_at) from zart_tasks t
-                  where t.queue = ?1 and t.task_name = ?2 and t.priority = levels.priority
-                    and t.run_at > ?3 and t.run_at < '9999-12-31T23:59:59.999Z'))
-       from levels where priority is not null"
-);
+pub const NEXT_RUN_AFTER: &str = earliest_run!(" and t.run_at > ?3");
 /// The values an execution published (TaskContext::set_state), the latest of each name.
 pub const GET_STATE: &str = "select substr(s.name, locate(':', s.name) + 1) as state_name,
     s.output, s.updated_at from zart_steps s

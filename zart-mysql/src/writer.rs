@@ -18,7 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Pool};
-use tokio::sync::{broadcast, Mutex};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use zart::group_commit::BatchWriter;
 use zart::queues::QueueLimits;
 use zart::schedule::Schedule;
@@ -33,7 +33,7 @@ use zart::Error;
 
 use crate::errors::from_mysql;
 use crate::ops::{self, Tx};
-use crate::{clock, Settings};
+use crate::{clock, pool_for, Settings};
 
 /// One write, as queued for the writer.
 #[derive(Debug, Clone)]
@@ -101,40 +101,107 @@ pub(crate) enum Reply {
     Departed(bool),
 }
 
-/// The write connection (taken from the pool on first use, and again after it failed) and
-/// where wake-ups go.
+/// The writer: a thread of its own with a single-threaded runtime, which owns the write
+/// connection (taken on first use, and again after it failed). A batch's statements then wait
+/// only for the server, never behind the workflow tasks of a busy runtime: each statement is a
+/// round trip, and a batch takes a dozen of them.
 pub(crate) struct Writer {
-    pool: Pool,
-    conn: Mutex<Option<Conn>>,
-    settings: Settings,
-    wakeups: broadcast::Sender<Wakeup>,
+    jobs: mpsc::UnboundedSender<Job>,
+}
+
+/// A batch to write and where its answer goes.
+struct Job {
+    items: Vec<Arc<Op>>,
+    answer: oneshot::Sender<Result<Vec<Result<Reply, Error>>, Error>>,
 }
 
 type Answers = (Vec<Result<Reply, Error>>, Vec<Wakeup>);
 
 impl Writer {
-    pub(crate) fn new(pool: Pool, settings: Settings, wakeups: broadcast::Sender<Wakeup>) -> Self {
-        Writer {
-            pool,
-            conn: Mutex::new(None),
-            settings,
-            wakeups,
-        }
+    /// Starts the writer's thread, which connects to `url` on first use.
+    pub(crate) fn start(
+        url: &str,
+        settings: Settings,
+        wakeups: broadcast::Sender<Wakeup>,
+    ) -> Result<Self, Error> {
+        let (jobs, mut queue) = mpsc::unbounded_channel::<Job>();
+        let url = url.to_owned();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Unavailable {
+                message: format!("cannot start the MySQL writer's runtime: {e}"),
+                source: None,
+            })?;
+        std::thread::Builder::new()
+            .name("zart-mysql-writer".to_owned())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let mut connection = Connection {
+                        pool: None,
+                        url,
+                        conn: None,
+                        settings,
+                        wakeups,
+                    };
+                    while let Some(job) = queue.recv().await {
+                        let answer = connection.write(&job.items).await;
+                        let _ = job.answer.send(answer);
+                    }
+                    connection.close().await;
+                });
+            })
+            .map_err(|e| Error::Unavailable {
+                message: format!("cannot start the MySQL writer thread: {e}"),
+                source: None,
+            })?;
+        Ok(Writer { jobs })
     }
 
+    async fn write(&self, items: &[Arc<Op>]) -> Result<Vec<Result<Reply, Error>>, Error> {
+        let (answer, answered) = oneshot::channel();
+        let stopped = || Error::Unavailable {
+            message: "the MySQL writer thread has stopped".to_owned(),
+            source: None,
+        };
+        self.jobs
+            .send(Job {
+                items: items.to_vec(),
+                answer,
+            })
+            .map_err(|_| stopped())?;
+        answered.await.map_err(|_| stopped())?
+    }
+}
+
+/// The writer thread's side: its pool (made on first use, on the thread's runtime), the
+/// write connection, and where wake-ups go.
+struct Connection {
+    pool: Option<Pool>,
+    url: String,
+    conn: Option<Conn>,
+    settings: Settings,
+    wakeups: broadcast::Sender<Wakeup>,
+}
+
+impl Connection {
     /// Writes `items` in one transaction on the write connection, then sends the wake-ups of
     /// what committed. A failed transaction gives the connection back to the pool's care (it
     /// may be broken) and takes a new one next time.
-    async fn write(&self, items: &[Arc<Op>]) -> Result<Vec<Result<Reply, Error>>, Error> {
-        let mut guard = self.conn.lock().await;
-        let conn = match guard.as_mut() {
+    async fn write(&mut self, items: &[Arc<Op>]) -> Result<Vec<Result<Reply, Error>>, Error> {
+        let conn = match self.conn.as_mut() {
             Some(conn) => conn,
-            None => guard.insert(
-                self.pool
+            None => {
+                let pool = match &self.pool {
+                    Some(pool) => pool,
+                    None => self.pool.insert(pool_for(&self.url)?),
+                };
+                let conn = pool
                     .get_conn()
                     .await
-                    .map_err(|e| from_mysql(e, "connecting the writer"))?,
-            ),
+                    .map_err(|e| from_mysql(e, "connecting the writer"))?;
+                self.conn.insert(conn)
+            }
         };
         match write_batch(conn, &self.settings, items).await {
             Ok((answers, wakeups)) => {
@@ -145,10 +212,17 @@ impl Writer {
             }
             Err(err) => {
                 if matches!(err, Error::Unavailable { .. }) {
-                    *guard = None;
+                    self.conn = None;
                 }
                 Err(err)
             }
+        }
+    }
+
+    async fn close(mut self) {
+        drop(self.conn.take());
+        if let Some(pool) = self.pool.take() {
+            let _ = pool.disconnect().await;
         }
     }
 }

@@ -3,7 +3,7 @@
 //! [`run`] reads its settings from the arguments and the environment (`DATABASE_URL` and
 //! `ZART_*`, listed by `--help`; see [`Settings`]), writes logs with `tracing-subscriber` (text
 //! or JSON), installs a Prometheus recorder, opens the database the URL names (zart-pg for
-//! `postgres://`, zart-sqlite for `sqlite://`), runs one [`Worker`] per queue, and serves
+//! `postgres://`, zart-sqlite for `sqlite://`, zart-mysql for `mysql://`), runs one [`Worker`] per queue, and serves
 //! `/livez`, `/readyz` and `/metrics` over HTTP. On SIGTERM or SIGINT it stops claiming, lets
 //! running executions finish for up to `ZART_SHUTDOWN_GRACE`, releases the leases of the rest
 //! and exits 0. Every other ending has its own exit code ([`exit`]).

@@ -20,8 +20,9 @@ use crate::exit;
 )]
 #[non_exhaustive]
 pub struct Settings {
-    /// Database URL: postgres://user:pass@host/db (zart-pg) or sqlite://path/to/zart.db
-    /// (zart-sqlite), chosen by the scheme.
+    /// Database URL: postgres://user:pass@host/db (zart-pg), sqlite://path/to/zart.db
+    /// (zart-sqlite) or mysql://user:pass@host:3306/db (zart-mysql; also mariadb://), chosen
+    /// by the scheme.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
 
@@ -144,6 +145,7 @@ pub enum LogFormat {
 pub(crate) enum Backend {
     Postgres,
     Sqlite,
+    MySql,
 }
 
 impl Settings {
@@ -173,11 +175,14 @@ impl Settings {
             Ok(Backend::Sqlite)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Backend::Postgres)
+        } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            Ok(Backend::MySql)
         } else {
             let scheme = url.split(':').next().unwrap_or_default();
             Err(format!(
                 "invalid DATABASE_URL: unsupported scheme {scheme:?}; use \
-                 postgres://user:pass@host/db or sqlite://path/to/zart.db"
+                 postgres://user:pass@host/db, sqlite://path/to/zart.db or \
+                 mysql://user:pass@host:3306/db"
             ))
         }
     }
@@ -299,10 +304,12 @@ mod tests {
         assert!(s.check().unwrap_err().contains("ZART_LEASE"));
         let mut s = parse(&[]).unwrap();
         s.database_url = "mysql://x".to_owned();
+        assert_eq!(s.check(), Ok(Backend::MySql));
+        s.database_url = "redis://x".to_owned();
         assert!(s
             .check()
             .unwrap_err()
-            .contains("unsupported scheme \"mysql\""));
+            .contains("unsupported scheme \"redis\""));
         assert!(parse(&["--lease", "forever"]).is_err());
         assert!(parse(&["--log-format", "xml"]).is_err());
     }

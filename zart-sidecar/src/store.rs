@@ -1,4 +1,4 @@
-//! Opening the database a URL names: zart-pg or zart-sqlite by the scheme, migrated on request,
+//! Opening the database a URL names: zart-pg, zart-sqlite or zart-mysql by the scheme, migrated on request,
 //! retried while unreachable up to `ZART_CONNECT_TIMEOUT`, and checked against the schema.
 
 use std::future::Future;
@@ -9,6 +9,7 @@ use zart::admin::Admin;
 use zart::scheduler::DynScheduler;
 use zart::{Backoff, Error, Scheduler};
 use zart_pg::{PgPool, PostgresScheduler};
+use zart_mysql::MySqlScheduler;
 use zart_sqlite::SqliteScheduler;
 
 use crate::exit::{self, Exit};
@@ -58,6 +59,22 @@ pub(crate) async fn open(settings: &Settings, backend: Backend) -> Result<Store,
             Ok(Store {
                 scheduler: sqlite.clone(),
                 admin: sqlite,
+            })
+        }
+        Backend::MySql => {
+            if settings.migrate {
+                let report = retry(deadline, settings, || zart_mysql::migrate(url)).await?;
+                tracing::info!(
+                    applied = ?report.applied,
+                    schema_version = report.schema_version,
+                    "migrated the database"
+                );
+            }
+            let mysql = Arc::new(retry(deadline, settings, || MySqlScheduler::connect(url)).await?);
+            retry(deadline, settings, || mysql.check_schema()).await?;
+            Ok(Store {
+                scheduler: mysql.clone(),
+                admin: mysql,
             })
         }
     }

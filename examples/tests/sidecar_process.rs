@@ -242,8 +242,12 @@ async fn mysql_with_migrate_runs_work_and_stops_cleanly() {
     let name = format!("zart_sidecar_{}", std::process::id());
     let admin = mysql_async::Pool::new(server);
     let mut conn = admin.get_conn().await.unwrap();
-    conn.query_drop(format!("drop database if exists {name}")).await.unwrap();
-    conn.query_drop(format!("create database {name}")).await.unwrap();
+    conn.query_drop(format!("drop database if exists {name}"))
+        .await
+        .unwrap();
+    conn.query_drop(format!("create database {name}"))
+        .await
+        .unwrap();
     let url = format!("{server}/{name}");
     let mut sidecar = Sidecar::start(
         BIN,
@@ -272,7 +276,9 @@ async fn mysql_with_migrate_runs_work_and_stops_cleanly() {
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("migrated the database"), "{log}");
     scheduler.close().await;
-    conn.query_drop(format!("drop database {name}")).await.unwrap();
+    conn.query_drop(format!("drop database {name}"))
+        .await
+        .unwrap();
     drop(conn);
     admin.disconnect().await.unwrap();
 }

@@ -8,8 +8,8 @@ use std::time::Instant;
 use zart::admin::Admin;
 use zart::scheduler::DynScheduler;
 use zart::{Backoff, Error, Scheduler};
-use zart_pg::{PgPool, PostgresScheduler};
 use zart_mysql::MySqlScheduler;
+use zart_pg::{PgPool, PostgresScheduler};
 use zart_sqlite::SqliteScheduler;
 
 use crate::exit::{self, Exit};

@@ -193,61 +193,51 @@ fn check(owner: &str, body: &str, found: &mut Vec<Unfiltered>) -> usize {
     checked
 }
 
-/// The functions of zart.sql: (name, body between its dollar quotes).
-fn functions(sql: &str) -> Vec<(String, String)> {
+/// Each item of `text` that starts with `marker` and a name: (name, its text as `body`
+/// finds it in what follows the name). `body` returns the text and how much it used, so the
+/// next item is looked for after it (a function body may itself hold the marker).
+fn items(
+    text: &str,
+    marker: &str,
+    body: impl Fn(&str) -> (String, usize),
+) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    let marker = "create or replace function public.";
-    let mut rest = sql;
+    let mut rest = text;
     while let Some(at) = rest.find(marker) {
         rest = &rest[at + marker.len()..];
         let name: String = rest
             .chars()
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
             .collect();
-        // The body: from the first dollar quote after the signature to the same quote.
-        let open = rest.find("$$").expect("a function body in dollar quotes");
-        let body_start = open + 2;
-        let close = rest[body_start..]
-            .find("$$")
-            .expect("a closing dollar quote")
-            + body_start;
-        out.push((name, rest[body_start..close].to_owned()));
-        rest = &rest[close + 2..];
+        let (text, used) = body(rest);
+        out.push((name, text));
+        rest = &rest[used..];
     }
     out
+}
+
+/// The functions of zart.sql: (name, body between its dollar quotes).
+fn functions(sql: &str) -> Vec<(String, String)> {
+    items(sql, "create or replace function public.", |rest| {
+        let start = rest.find("$$").expect("a function body in dollar quotes") + 2;
+        let end = rest[start..].find("$$").expect("a closing dollar quote") + start;
+        (rest[start..end].to_owned(), end + 2)
+    })
 }
 
 /// The views of zart.sql: (name, definition up to its semicolon).
 fn views(sql: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let marker = "create or replace view public.";
-    let mut rest = sql;
-    while let Some(at) = rest.find(marker) {
-        rest = &rest[at + marker.len()..];
-        let name: String = rest
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
+    items(sql, "create or replace view public.", |rest| {
         let end = rest.find(';').unwrap_or(rest.len());
-        out.push((name, rest[..end].to_owned()));
-        rest = &rest[end..];
-    }
-    out
+        (rest[..end].to_owned(), end)
+    })
 }
 
-/// The string constants of queries.rs: (name, the statement's text).
+/// The string constants of queries.rs: (name, the statement's text: its string literals'
+/// contents, Rust's line continuations removed).
 fn constants(rust: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let marker = "pub const ";
-    let mut rest = rust;
-    while let Some(at) = rest.find(marker) {
-        rest = &rest[at + marker.len()..];
-        let name: String = rest
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
+    items(rust, "pub const ", |rest| {
         let end = rest.find(";\n").unwrap_or(rest.len());
-        // Only the string literals' contents, with Rust's line continuations removed.
         let mut text = String::new();
         for (i, piece) in rest[..end].split('"').enumerate() {
             if i % 2 == 1 {
@@ -255,10 +245,8 @@ fn constants(rust: &str) -> Vec<(String, String)> {
                 text.push(' ');
             }
         }
-        out.push((name, text));
-        rest = &rest[end..];
-    }
-    out
+        (text, end)
+    })
 }
 
 #[test]

@@ -7,6 +7,9 @@
 //! - **timer lateness**: how long after its due time an overlapping `sleep(1 s)` returns.
 //! - **event wake**: `send_event` to the suspended `wait_for_event` returning `Received`.
 //!
+//! Only this driver measures end-to-end; the other figures are also `zart-load`'s (F, Z4, Z5),
+//! where their targets are judged.
+//!
 //! The run creates `zart_bench_<pid>` on the server, migrates it, measures, and drops it again
 //! (also after a failure or Ctrl-C). Timings are printed, never judged. See `benches/README.md`.
 

@@ -3,9 +3,8 @@
 //!
 //! The backend is chosen by the URL's scheme: `postgres://` (or `postgresql://`) for
 //! zart-pg, `sqlite://path.db` (or `sqlite::memory:`) for zart-sqlite, `mysql://` (or
-//! `mariadb://`) for zart-mysql, where `doctor` is not supported yet and says so. Every
-//! command prints
-//! text for people, or JSON with `--json`; the exit codes are in [`exit`] and `docs/cli.md`.
+//! `mariadb://`) for zart-mysql; `doctor` checks PostgreSQL and MySQL, and says so on
+//! SQLite. Every command prints text for people, or JSON with `--json`; the exit codes are in [`exit`] and `docs/cli.md`.
 
 mod exit;
 mod inspect;
@@ -702,16 +701,21 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 .await?;
         }
         Command::Doctor => {
-            if backend != Backend::Postgres {
-                return Err(Usage(
-                    "zart doctor checks PostgreSQL databases only (not supported on mysql \
-                         or sqlite yet)"
-                        .to_owned(),
-                )
-                .into());
-            }
-            let pool = PgPool::connect_lazy(&url, 1)?;
-            let report = zart_pg::doctor::doctor(&pool).await?;
+            let report = match backend {
+                Backend::Postgres => {
+                    let pool = PgPool::connect_lazy(&url, 1)?;
+                    zart_pg::doctor::doctor(&pool).await?
+                }
+                Backend::MySql => zart_mysql::doctor(&url).await?,
+                Backend::Sqlite => {
+                    return Err(Usage(
+                        "zart doctor checks PostgreSQL, MySQL and MariaDB databases (not \
+                         supported on sqlite)"
+                            .to_owned(),
+                    )
+                    .into());
+                }
+            };
             if json {
                 print_json(&json!({
                     "passed": report.passed(),

@@ -65,6 +65,7 @@
 //! ```
 
 pub mod clock;
+mod doctor;
 mod errors;
 mod ops;
 pub mod queries;
@@ -93,6 +94,7 @@ use zart::scheduler::{
 use zart::wakeups::{PollSettings, Poller};
 use zart::{Error, Execution, Scheduler};
 
+pub use doctor::doctor;
 pub use schema::{migrate, Migration, MigrationReport, MIGRATIONS, SCHEMA_VERSION};
 pub use server::pool_for;
 pub use step_tx::{StepConn, StepTx};

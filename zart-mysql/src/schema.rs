@@ -156,6 +156,23 @@ fn statements(sql: &str) -> Vec<String> {
 
 /// Checks that the database on `conn` has this build's schema. Reads only.
 pub(crate) async fn check(conn: &mut Conn) -> Result<(), Error> {
+    match installed(conn).await? {
+        None => Err(Error::Schema(
+            "the Zart schema is missing from this database: run `zart migrate --database-url \
+             mysql://...` first"
+                .to_owned(),
+        )),
+        Some(v) if v < SCHEMA_VERSION => Err(Error::Schema(format!(
+            "the Zart schema in this database is version {v}, but this build needs version \
+             {SCHEMA_VERSION}: run `zart migrate --database-url mysql://...`"
+        ))),
+        Some(v) if v > SCHEMA_VERSION => Err(newer(v)),
+        Some(_) => Ok(()),
+    }
+}
+
+/// The schema version installed in the database, `None` when there is none.
+pub(crate) async fn installed(conn: &mut Conn) -> Result<Option<i64>, Error> {
     let has_history: i64 = first::<i64>(
         conn,
         queries::HAS_SCHEMA_HISTORY,
@@ -176,19 +193,7 @@ pub(crate) async fn check(conn: &mut Conn) -> Result<(), Error> {
         .await?
         .flatten()
     };
-    match found {
-        None => Err(Error::Schema(
-            "the Zart schema is missing from this database: run `zart migrate --database-url \
-             mysql://...` first"
-                .to_owned(),
-        )),
-        Some(v) if v < SCHEMA_VERSION => Err(Error::Schema(format!(
-            "the Zart schema in this database is version {v}, but this build needs version \
-             {SCHEMA_VERSION}: run `zart migrate --database-url mysql://...`"
-        ))),
-        Some(v) if v > SCHEMA_VERSION => Err(newer(v)),
-        Some(_) => Ok(()),
-    }
+    Ok(found)
 }
 
 fn newer(found: i64) -> Error {

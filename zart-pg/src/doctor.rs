@@ -18,8 +18,7 @@ use crate::{queries, PgPool, REQUIRED_SCHEMA_VERSION};
 /// How long the LISTEN/NOTIFY probe waits for its notification.
 pub const NOTIFY_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A clock difference between this machine and the server above which doctor warns.
-pub const CLOCK_SKEW_WARNING: Duration = Duration::from_secs(1);
+pub use zart::doctor::CLOCK_SKEW_WARNING;
 
 /// The entry points only a client calls (`zart_client`'s grants in `sql/roles.sql`; the ones
 /// every role has, such as `zart_get_execution`, are left out).
@@ -63,69 +62,7 @@ pub const WORKER_ENTRY_POINTS: &[&str] = &[
     "zart_worker_gone",
 ];
 
-/// How a check came out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Level {
-    /// As it should be.
-    Ok,
-    /// Worth knowing, not a problem (a login that is not a worker cannot claim).
-    Info,
-    /// Works, but probably not as intended.
-    Warn,
-    /// Zart cannot work this way.
-    Fail,
-}
-
-impl Level {
-    /// The level's name: `ok`, `info`, `warn` or `fail`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Ok => "ok",
-            Level::Info => "info",
-            Level::Warn => "warn",
-            Level::Fail => "fail",
-        }
-    }
-}
-
-/// One check of a [`DoctorReport`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Check {
-    /// What was checked: `server`, `schema`, `roles`, `client`, `worker`, `reader`,
-    /// `durability`, `clock`, `notify`.
-    pub name: &'static str,
-    /// How it came out.
-    pub level: Level,
-    /// What was found, in a sentence.
-    pub detail: String,
-}
-
-impl Check {
-    fn new(name: &'static str, level: Level, detail: impl Into<String>) -> Self {
-        Check {
-            name,
-            level,
-            detail: detail.into(),
-        }
-    }
-}
-
-/// Everything [`doctor`] found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct DoctorReport {
-    /// The checks, in the order run.
-    pub checks: Vec<Check>,
-}
-
-impl DoctorReport {
-    /// True when no check failed.
-    pub fn passed(&self) -> bool {
-        self.checks.iter().all(|c| c.level != Level::Fail)
-    }
-}
+pub use zart::doctor::{Check, DoctorReport, Level};
 
 /// Checks the database and login of `pool`: the schema version against this build, the Zart
 /// roles the login is a member of and the entry points it may execute, the clock difference
@@ -256,10 +193,10 @@ pub async fn doctor(pool: &PgPool) -> Result<DoctorReport, Error> {
         &durability.try_get::<_, String>(1).map_err(pg)?,
     ));
 
-    checks.push(clock_check(sent, round_trip, server_time));
+    checks.push(zart::doctor::clock_check(sent, round_trip, server_time));
     drop(client);
     checks.push(notify_check(pool).await);
-    Ok(DoctorReport { checks })
+    Ok(DoctorReport::new(checks))
 }
 
 /// Warns when the server may lose commits it acknowledged: a step a worker was told is recorded
@@ -294,24 +231,7 @@ fn durability_check(synchronous_commit: &str, fsync: &str) -> Check {
 }
 
 fn schema_check(installed: Option<i32>) -> Check {
-    match installed {
-        None => Check::new(
-            "schema",
-            Level::Fail,
-            "no Zart schema in this database (or this login may not see it): run `zart migrate`",
-        ),
-        Some(v) if v < REQUIRED_SCHEMA_VERSION => Check::new(
-            "schema",
-            Level::Fail,
-            format!("version {v}, older than this binary's {REQUIRED_SCHEMA_VERSION}: run `zart migrate`"),
-        ),
-        Some(v) if v > REQUIRED_SCHEMA_VERSION => Check::new(
-            "schema",
-            Level::Warn,
-            format!("version {v}, newer than this binary's {REQUIRED_SCHEMA_VERSION}: upgrade the zart binary"),
-        ),
-        Some(v) => Check::new("schema", Level::Ok, format!("version {v}, as this binary needs")),
-    }
+    zart::doctor::schema_check(installed.map(i64::from), i64::from(REQUIRED_SCHEMA_VERSION))
 }
 
 fn entry_point_check(name: &'static str, missing: &[&str], all: usize) -> Check {
@@ -337,24 +257,6 @@ fn entry_point_check(name: &'static str, missing: &[&str], all: usize) -> Check 
             ),
         )
     }
-}
-
-fn clock_check(sent: SystemTime, round_trip: Duration, server: SystemTime) -> Check {
-    let local = sent + round_trip / 2;
-    let (ahead, skew) = match server.duration_since(local) {
-        Ok(d) => ("ahead of", d),
-        Err(e) => ("behind", e.duration()),
-    };
-    let detail = format!(
-        "the server's clock is {} ms {ahead} this machine's (Zart times everything by the database clock)",
-        skew.as_millis()
-    );
-    let level = if skew > CLOCK_SKEW_WARNING {
-        Level::Warn
-    } else {
-        Level::Ok
-    };
-    Check::new("clock", level, detail)
 }
 
 /// LISTENs on a dedicated connection (to the pool's listen URL, if it has one), NOTIFYs

@@ -60,6 +60,7 @@ pub mod audit;
 mod backoff;
 mod client;
 mod context;
+pub mod doctor;
 pub mod error;
 mod execution;
 pub mod group_commit;

@@ -103,19 +103,7 @@ fn durability_check(flush: &str, sync_binlog: &str, log_bin: bool) -> Check {
         "innodb_flush_log_at_trx_commit {flush}, sync_binlog {sync_binlog}, binary log {}",
         if log_bin { "on" } else { "off" }
     );
-    if lost.is_empty() {
-        Check::new("durability", Level::Ok, settings)
-    } else {
-        Check::new(
-            "durability",
-            Level::Warn,
-            format!(
-                "{}: a server crash can lose step results and outcomes that workers were told \
-                 are stored, after the executions went on past them",
-                lost.join("; ")
-            ),
-        )
-    }
+    zart::doctor::durability_check(settings, &lost, "")
 }
 
 #[cfg(test)]

@@ -204,30 +204,17 @@ pub async fn doctor(pool: &PgPool) -> Result<DoctorReport, Error> {
 fn durability_check(synchronous_commit: &str, fsync: &str) -> Check {
     let mut lost = Vec::new();
     if synchronous_commit == "off" {
-        lost.push("synchronous_commit is off");
+        lost.push("synchronous_commit is off".to_owned());
     }
     if fsync == "off" {
-        lost.push("fsync is off");
+        lost.push("fsync is off".to_owned());
     }
-    if lost.is_empty() {
-        Check::new(
-            "durability",
-            Level::Ok,
-            format!("synchronous_commit {synchronous_commit}, fsync {fsync}"),
-        )
-    } else {
-        Check::new(
-            "durability",
-            Level::Warn,
-            format!(
-                "{}: a server crash can lose step results and outcomes that workers were told \
-                 are stored, after the executions went on past them; Zart's guarantees need \
-                 both on for the sessions of its roles (its claims turn synchronous_commit off \
-                 for themselves, which is safe)",
-                lost.join(" and ")
-            ),
-        )
-    }
+    zart::doctor::durability_check(
+        format!("synchronous_commit {synchronous_commit}, fsync {fsync}"),
+        &lost,
+        "; Zart's guarantees need both on for the sessions of its roles (its claims turn \
+         synchronous_commit off for themselves, which is safe)",
+    )
 }
 
 fn schema_check(installed: Option<i32>) -> Check {

@@ -126,6 +126,24 @@ pub fn schema_check(installed: Option<i64>, required: i64) -> Check {
     }
 }
 
+/// The `durability` check: `ok` with the `settings` as read when nothing in `lost` (each a
+/// setting that lets the server lose a commit it acknowledged), else `warn` naming them, then
+/// `advice`.
+pub fn durability_check(settings: String, lost: &[String], advice: &str) -> Check {
+    if lost.is_empty() {
+        return Check::new("durability", Level::Ok, settings);
+    }
+    Check::new(
+        "durability",
+        Level::Warn,
+        format!(
+            "{}: a server crash can lose step results and outcomes that workers were told are \
+             stored, after the executions went on past them{advice}",
+            lost.join(" and ")
+        ),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -83,6 +83,12 @@ struct Args {
     /// for Z1, and rows for C, U and B.
     #[arg(long, default_value_t = 20_000)]
     count: u32,
+    /// Rounds of the throughput figures (C, U, B, Z1, Z2, Z2p, Z3), interleaved (each round
+    /// runs the baselines, then the figures), so a figure and its baseline share the machine's
+    /// drift; the report gives each one's median with its min-max. F, Z1t, Z2t and Z8 run in
+    /// the first round only.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
+    repeat: u32,
     /// Finished executions in the history before Z7's drain.
     #[arg(long, default_value_t = 1_000_000)]
     history: u64,
@@ -176,6 +182,8 @@ struct Plan {
     /// The figures run, in order.
     figures: Vec<&'static str>,
     count: u32,
+    /// Rounds of the throughput figures (`--repeat`).
+    repeat: u32,
     clients: u32,
     history: u64,
     workers: u32,
@@ -227,6 +235,7 @@ impl Plan {
             Plan {
                 figures,
                 count: 200,
+                repeat: args.repeat,
                 clients: args.clients,
                 history: 2_000,
                 workers: args.workers,
@@ -249,6 +258,7 @@ impl Plan {
             Plan {
                 figures,
                 count: args.count,
+                repeat: args.repeat,
                 clients: args.clients,
                 history: args.history,
                 workers: args.workers,
@@ -455,6 +465,24 @@ struct Results {
     sizes: Vec<RelationSize>,
     zl: Vec<listing::ListShape>,
     problems: Vec<String>,
+    /// Every round's value of each repeated throughput figure (`--repeat`).
+    rounds: BTreeMap<&'static str, Vec<f64>>,
+}
+
+impl Results {
+    /// Records one round's `value` of figure `key`; returns the median of its rounds so far.
+    fn record(&mut self, key: &'static str, value: f64) -> f64 {
+        let values = self.rounds.entry(key).or_default();
+        values.push(value);
+        let mut sorted = values.clone();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
+        if n % 2 == 1 {
+            sorted[n / 2]
+        } else {
+            (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+        }
+    }
 }
 
 #[path = "load/baselines.rs"]
@@ -484,6 +512,17 @@ struct Run<'a> {
     rng: Rng,
     nonce: String,
     bars: bool,
+    /// The round of the throughput figures (0 first; see `--repeat`).
+    round: u32,
+}
+
+/// `task`, or in a later round a task name of that round's own (its execution ids are new).
+fn round_task(task: &str, round: u32) -> String {
+    if round == 0 {
+        task.to_owned()
+    } else {
+        format!("{task}-r{round}")
+    }
 }
 
 fn main() -> ExitCode {
@@ -675,11 +714,18 @@ async fn measure(
         rng,
         nonce,
         bars,
+        round: 0,
     };
 
-    baselines::run(&mut run).await?;
-    starts::run(&mut run).await?;
-    drains::run(&mut run).await?;
+    for round in 0..plan.repeat {
+        run.round = round;
+        if plan.repeat > 1 {
+            println!("round {} of {}", round + 1, plan.repeat);
+        }
+        baselines::run(&mut run).await?;
+        starts::run(&mut run).await?;
+        drains::run(&mut run).await?;
+    }
     waits::run(&mut run).await?;
     histories::run(&mut run).await?;
     retain::run(&mut run).await?;

@@ -30,6 +30,37 @@ pub struct Metric {
     pub target: Option<String>,
     /// `met`, `not met`, or `n/a` (baseline not measured).
     pub outcome: Option<String>,
+    /// The least and the most of its rounds when the figure was taken several times (the
+    /// value is then their median).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spread: Option<Spread>,
+}
+
+/// The range of a figure taken in several rounds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Spread {
+    /// The lowest round.
+    pub min: f64,
+    /// The highest round.
+    pub max: f64,
+    /// How many rounds.
+    pub runs: usize,
+}
+
+impl Spread {
+    /// The range of `values`, when there are at least two.
+    pub fn of(values: &[f64]) -> Option<Spread> {
+        if values.len() < 2 {
+            return None;
+        }
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        Some(Spread {
+            min,
+            max,
+            runs: values.len(),
+        })
+    }
 }
 
 impl Metric {
@@ -45,6 +76,7 @@ impl Metric {
             ratio: None,
             target: None,
             outcome: None,
+            spread: None,
         }
     }
 
@@ -111,9 +143,19 @@ impl Metric {
             (Some(label), None) => format!("{label}: not run"),
             (None, _) => dash(),
         };
+        let value = match self.spread {
+            Some(s) => format!(
+                "{} ({}-{}, median of {})",
+                format_value(self.value, &self.unit),
+                format_value(s.min, ""),
+                format_value(s.max, ""),
+                s.runs
+            ),
+            None => format_value(self.value, &self.unit),
+        };
         vec![
             format!("{} {}", figure_of(&self.key), self.name),
-            format_value(self.value, &self.unit),
+            value,
             baseline,
             self.ratio.map_or_else(dash, |r| format!("{r:.2}×")),
             self.target.clone().unwrap_or_else(dash),

@@ -30,7 +30,7 @@ pub(super) async fn run(run: &mut Run<'_>) -> Result<()> {
                 format_value(rate, "commits/s")
             ),
         );
-        r.c = Some(rate);
+        r.c = Some(r.record("c", rate));
         r.counts.push(PhaseCounts::new("c", "row", rows, 0, delta));
     }
     for (key, table, batch) in [("u", "bench_u", 1), ("b", "bench_b", 100)] {
@@ -58,13 +58,13 @@ pub(super) async fn run(run: &mut Run<'_>) -> Result<()> {
             ),
         );
         if key == "u" {
-            r.u = Some(rate);
+            r.u = Some(r.record("u", rate));
         } else {
-            r.b = Some(rate);
+            r.b = Some(r.record("b", rate));
         }
         r.counts.push(PhaseCounts::new(key, "row", rows, 0, delta));
     }
-    if plan.has("f") {
+    if plan.has("f") && run.round == 0 {
         let bar = Bar::new(
             bars,
             (plan.warmup + plan.notify_samples) as u64,

@@ -14,6 +14,7 @@ pub(super) async fn run(run: &mut Run<'_>) -> Result<()> {
     let logins = run.logins;
     let watcher = &mut run.watcher;
     let r = &mut run.r;
+    let round = run.round;
     // Z2, then Z2p: Z2 with what priorities and limits cost when they never bind (four
     // priorities, and a concurrency limit far above the worker's slots, so every claim takes
     // the limited path: the queue's limits row, the running count).
@@ -24,6 +25,7 @@ pub(super) async fn run(run: &mut Run<'_>) -> Result<()> {
         if !plan.has(key) {
             continue;
         }
+        let task = &round_task(task, round);
         drain::prefill_at_priorities(watcher.client(), task, count, 1, levels).await?;
         const LIMIT: &str =
             "select public.zart_set_queue_limits('default', p_max_running => 1000000)";
@@ -60,9 +62,9 @@ pub(super) async fn run(run: &mut Run<'_>) -> Result<()> {
             ),
         );
         if limited {
-            r.z2p = Some(drained.rate);
+            r.z2p = Some(r.record("z2p", drained.rate));
         } else {
-            r.z2 = Some(drained.rate);
+            r.z2 = Some(r.record("z2", drained.rate));
         }
         r.counts.push(PhaseCounts::new(
             key,
@@ -72,7 +74,7 @@ pub(super) async fn run(run: &mut Run<'_>) -> Result<()> {
             drained.delta,
         ));
     }
-    if plan.has("z2t") {
+    if plan.has("z2t") && round == 0 {
         let login = logins.worker();
         let worker_config = logins.config(config, &login);
         let mut rates = [0.0; 2];
@@ -145,7 +147,7 @@ pub(super) async fn run(run: &mut Run<'_>) -> Result<()> {
         r.z2t = Some((rates[0], rates[1]));
     }
     if plan.has("z3") {
-        let task = "z3-noop3";
+        let task = &round_task("z3-noop3", round);
         let executions = count / 3;
         drain::prefill(watcher.client(), task, executions, 3).await?;
         let bar = Bar::new(bars, executions.into(), "Z3", "drain, three-step no-op");
@@ -169,7 +171,7 @@ pub(super) async fn run(run: &mut Run<'_>) -> Result<()> {
                 format_value(drained.rate, "executions/s")
             ),
         );
-        r.z3 = Some(steps);
+        r.z3 = Some(r.record("z3", steps));
         r.counts.push(PhaseCounts::new(
             "z3",
             "execution",
@@ -178,7 +180,7 @@ pub(super) async fn run(run: &mut Run<'_>) -> Result<()> {
             drained.delta,
         ));
     }
-    if plan.has("z8") {
+    if plan.has("z8") && round == 0 {
         let task = "z8-noop1";
         drain::prefill(watcher.client(), task, count, 1).await?;
         let bar = Bar::new(bars, count.into(), "Z8", "drain, worker processes");

@@ -283,6 +283,12 @@ pub(super) fn metrics(plan: &Plan, r: &Results) -> Vec<Metric> {
             .exactly(0.0),
         );
     }
+    // Figures taken in several rounds (--repeat): the value is the median; show the range.
+    for metric in &mut m {
+        if let Some(values) = r.rounds.get(metric.key.as_str()) {
+            metric.spread = report::Spread::of(values);
+        }
+    }
     m
 }
 

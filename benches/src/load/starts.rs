@@ -27,7 +27,7 @@ pub(super) async fn run(run: &mut Run<'_>) -> Result<()> {
                 format_value(rate, "starts/s")
             ),
         );
-        r.z1 = Some(rate);
+        r.z1 = Some(r.record("z1", rate));
         r.counts
             .push(PhaseCounts::new("z1", "start", starts, 0, delta));
         // Leave no scheduled executions behind: later claims would have to skip them.
@@ -44,7 +44,7 @@ pub(super) async fn run(run: &mut Run<'_>) -> Result<()> {
                 .context("Z1: removing the started executions")?;
         }
     }
-    if plan.has("z1t") || plan.has("z2t") {
+    if (plan.has("z1t") || plan.has("z2t")) && run.round == 0 {
         let names = logins.create(watcher.client()).await?;
         println!(
             "Z1t/Z2t: logins {} (zart_client) and {} (zart_worker), tenant {TENANT}",
@@ -52,7 +52,7 @@ pub(super) async fn run(run: &mut Run<'_>) -> Result<()> {
         );
         r.logins = Some(names);
     }
-    if plan.has("z1t") {
+    if plan.has("z1t") && run.round == 0 {
         let login = logins.client();
         let client_config = logins.config(config, &login);
         let mut rates = [0.0; 2];

@@ -4,7 +4,8 @@
 //! The backend is chosen by the URL's scheme: `postgres://` (or `postgresql://`) for
 //! zart-pg, `sqlite://path.db` (or `sqlite::memory:`) for zart-sqlite, `mysql://` (or
 //! `mariadb://`) for zart-mysql; `doctor` checks PostgreSQL and MySQL, and says so on
-//! SQLite. Every command prints text for people, or JSON with `--json`; the exit codes are in [`exit`] and `docs/cli.md`.
+//! SQLite. Every command prints text for people, or JSON with `--json`; the exit codes are in
+//! [`exit`] and `docs/cli.md`.
 
 mod exit;
 mod inspect;

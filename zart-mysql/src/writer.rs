@@ -32,6 +32,7 @@ use zart::scheduler::{
 use zart::Error;
 
 use crate::errors::from_mysql;
+use crate::ops::group::Slots;
 use crate::ops::{self, Tx};
 use crate::{clock, pool_for, Settings};
 
@@ -326,7 +327,7 @@ async fn write_items(
 ) -> Result<Written, Error> {
     let now = clock::now(conn, settings.test_clock).await?;
     let plan = Plan::of(items);
-    let mut answers: Vec<Option<Result<Reply, Error>>> = items.iter().map(|_| None).collect();
+    let mut answers = Slots::new(items.len());
     let mut wakeups = Vec::new();
     for (i, op) in plan.alone {
         let mut tx = Tx::at(conn, settings, now);
@@ -336,9 +337,9 @@ async fn write_items(
         match answer {
             Ok(reply) => {
                 wakeups.extend(item_wakeups);
-                answers[i] = Some(Ok(reply));
+                answers.set(i, Ok(reply));
             }
-            Err(err) if refusal(&err) && !wrote => answers[i] = Some(Err(err)),
+            Err(err) if refusal(&err) && !wrote => answers.set(i, Err(err)),
             Err(err) if refusal(&err) && items.len() == 1 => return Ok(Written::Refused(err)),
             Err(err) => return Err(err),
         }
@@ -348,22 +349,18 @@ async fn write_items(
         let params: Vec<_> = plan.commits.iter().map(|(_, p)| *p).collect();
         let written = ops::group::commit_steps(&mut tx, &params).await?;
         for ((i, _), answer) in plan.commits.iter().zip(written) {
-            answers[*i] = Some(answer);
+            answers.set(*i, answer);
         }
     }
     if !plan.completes.is_empty() {
         let params: Vec<_> = plan.completes.iter().map(|(_, p)| *p).collect();
         let written = ops::group::complete_executions(&mut tx, &params).await?;
         for ((i, _), answer) in plan.completes.iter().zip(written) {
-            answers[*i] = Some(answer);
+            answers.set(*i, answer);
         }
     }
     wakeups.extend(tx.into_wakeups());
-    let answers = answers
-        .into_iter()
-        .map(|a| a.unwrap_or_else(|| Err(crate::errors::internal("a write went unanswered"))))
-        .collect();
-    Ok(Written::Commit((answers, wakeups)))
+    Ok(Written::Commit((answers.into_answers(), wakeups)))
 }
 
 #[async_trait]

@@ -88,7 +88,29 @@ pub struct Batcher<I, O> {
     /// Items submitted and not yet answered (queued or being written).
     pending: Arc<AtomicUsize>,
     /// Batches whose write failed as a whole and were written item by item.
-    splits: Arc<AtomicU64>,
+    splits: Splits,
+}
+
+/// Counts the batches of one batcher that were split item by item: for
+/// [`Batcher::splits`], and as `zart_group_commit_splits_total{kind}`.
+#[derive(Clone)]
+struct Splits {
+    kind: &'static str,
+    count: Arc<AtomicU64>,
+}
+
+impl Splits {
+    fn new(kind: &'static str) -> Self {
+        Splits {
+            kind,
+            count: Arc::default(),
+        }
+    }
+
+    fn record(&self) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(crate::telemetry::GROUP_COMMIT_SPLITS, "kind" => self.kind).increment(1);
+    }
 }
 
 /// Counts one submitted item until its answer arrives or its caller gives up.
@@ -134,7 +156,7 @@ where
     pub fn start(name: &'static str, writer: Arc<dyn BatchWriter<I, O>>, max_batch: usize) -> Self {
         let (queue, rx) = mpsc::unbounded_channel();
         let max_batch = max_batch.max(1);
-        let splits = Arc::<AtomicU64>::default();
+        let splits = Splits::new(name);
         let task = tokio::spawn(write_loop(name, writer, rx, max_batch, splits.clone()));
         Batcher {
             queue,
@@ -159,7 +181,7 @@ where
         let (queue, mut rx) = mpsc::unbounded_channel::<(I, Reply<O>)>();
         let max_batch = max_batch.max(1);
         let (done, ended) = oneshot::channel();
-        let splits = Arc::<AtomicU64>::default();
+        let splits = Splits::new(name);
         let counted = splits.clone();
         std::thread::Builder::new()
             .name(format!("zart-{name}-writer"))
@@ -175,7 +197,7 @@ where
                     }
                     let (items, replies): (Vec<I>, Vec<Reply<O>>) = queued.drain(..).unzip();
                     record_batch(name, items.len());
-                    let results = write_blocking(&mut writer, &items, name, &counted);
+                    let results = write_blocking(&mut writer, &items, &counted);
                     answer(replies, results);
                 }
                 drop(writer);
@@ -204,7 +226,7 @@ where
     /// splits a batch now and then; a count that grows with every batch means the backend's
     /// batch path is broken and only its one-item path works.
     pub fn splits(&self) -> u64 {
-        self.splits.load(Ordering::Relaxed)
+        self.splits.count.load(Ordering::Relaxed)
     }
 
     /// Stops taking items, writes those already queued, and returns once the writer task has
@@ -266,7 +288,7 @@ async fn write_loop<I, O>(
     writer: Arc<dyn BatchWriter<I, O>>,
     mut rx: mpsc::UnboundedReceiver<(I, Reply<O>)>,
     max_batch: usize,
-    splits: Arc<AtomicU64>,
+    splits: Splits,
 ) where
     I: Send + Sync + 'static,
     O: Send + 'static,
@@ -275,7 +297,7 @@ async fn write_loop<I, O>(
     while rx.recv_many(&mut queued, max_batch).await > 0 {
         let (items, replies): (Vec<I>, Vec<Reply<O>>) = queued.drain(..).unzip();
         record_batch(name, items.len());
-        let results = write(&*writer, &items, name, &splits).await;
+        let results = write(&*writer, &items, &splits).await;
         answer(replies, results);
     }
 }
@@ -295,8 +317,7 @@ fn answer<O>(replies: Vec<Reply<O>>, results: Vec<Result<O, Error>>) {
 fn batch_answer<O>(
     items: usize,
     written: Result<Vec<Result<O, Error>>, Error>,
-    name: &'static str,
-    splits: &AtomicU64,
+    splits: &Splits,
 ) -> Option<Vec<Result<O, Error>>> {
     match written {
         Ok(results) if results.len() == items => return Some(results),
@@ -316,19 +337,17 @@ fn batch_answer<O>(
             "a batch write failed; writing its items one by one"
         ),
     }
-    splits.fetch_add(1, Ordering::Relaxed);
-    metrics::counter!(crate::telemetry::GROUP_COMMIT_SPLITS, "kind" => name).increment(1);
+    splits.record();
     None
 }
 
 fn write_blocking<I, O>(
     writer: &mut impl BlockingBatchWriter<I, O>,
     items: &[I],
-    name: &'static str,
-    splits: &AtomicU64,
+    splits: &Splits,
 ) -> Vec<Result<O, Error>> {
     if items.len() > 1 {
-        if let Some(results) = batch_answer(items.len(), writer.write_batch(items), name, splits) {
+        if let Some(results) = batch_answer(items.len(), writer.write_batch(items), splits) {
             return results;
         }
     }
@@ -338,8 +357,7 @@ fn write_blocking<I, O>(
 async fn write<I, O>(
     writer: &dyn BatchWriter<I, O>,
     items: &[I],
-    name: &'static str,
-    splits: &AtomicU64,
+    splits: &Splits,
 ) -> Vec<Result<O, Error>>
 where
     I: Send + Sync + 'static,
@@ -347,7 +365,7 @@ where
 {
     if items.len() > 1 {
         let written = writer.write_batch(items).await;
-        if let Some(results) = batch_answer(items.len(), written, name, splits) {
+        if let Some(results) = batch_answer(items.len(), written, splits) {
             return results;
         }
     }

@@ -23,15 +23,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use mysql_async::Value;
-use zart::scheduler::{CommitStepParams, CompleteExecutionParams, Lease, Outcome, Wakeup};
+use zart::scheduler::{CommitStepParams, CompleteExecutionParams, Lease, Wakeup};
 use zart::Error;
 
 use super::cancel::cancel_tree;
 use super::fence::{refused, wake_waiter};
 use super::queues::limit_freed;
-use super::steps::StepRow;
-use super::{check_size, Tx};
-use crate::errors::to_json;
+use super::steps::{outcome_columns, StepRow};
+use super::Tx;
 use crate::writer::Reply;
 
 /// The most items one list statement takes.
@@ -68,24 +67,22 @@ pub(super) fn padded<T: Clone>(items: &[T]) -> Vec<T> {
     out
 }
 
-/// One answer per item, filled in as the group goes.
-struct Slots(Vec<Option<Result<Reply, Error>>>);
+/// One answer per item, filled in as the writer goes (each item exactly once).
+pub(crate) struct Slots(Vec<Option<Result<Reply, Error>>>);
 
 impl Slots {
-    fn new(n: usize) -> Self {
+    pub(crate) fn new(n: usize) -> Self {
         Slots((0..n).map(|_| None).collect())
     }
 
-    fn set(&mut self, i: usize, answer: Result<Reply, Error>) {
+    pub(crate) fn set(&mut self, i: usize, answer: Result<Reply, Error>) {
         self.0[i] = Some(answer);
     }
 
-    fn into_answers(self) -> Answers {
+    pub(crate) fn into_answers(self) -> Answers {
         self.0
             .into_iter()
-            .map(|a| {
-                a.unwrap_or_else(|| Err(crate::errors::internal("a grouped write went unanswered")))
-            })
+            .map(|a| a.unwrap_or_else(|| Err(crate::errors::internal("a write went unanswered"))))
             .collect()
     }
 }
@@ -265,16 +262,7 @@ async fn complete_chunk(
 ) -> Result<(), Error> {
     let mut rows = Vec::with_capacity(items.len());
     for (i, p) in items.iter().enumerate() {
-        let finish = match &p.outcome {
-            Outcome::Completed(value) => to_json(value, "an output").and_then(|text| {
-                check_size(tx, "output", &text)?;
-                Ok(("completed", Some(text), None))
-            }),
-            Outcome::Failed(record) => to_json(record, "an error record").and_then(|text| {
-                check_size(tx, "error", &text)?;
-                Ok(("failed", None, Some(text)))
-            }),
-        };
+        let finish = outcome_columns(tx, &p.outcome);
         match finish {
             Ok((status, output, error)) => rows.push((
                 offset + i,

@@ -122,11 +122,7 @@ impl<'a> Tx<'a> {
         params: Vec<Value>,
         what: &str,
     ) -> Result<u64, Error> {
-        self.conn
-            .exec_drop(sql, Params::Positional(params))
-            .await
-            .map_err(|e| from_mysql(e, what))?;
-        let changed = self.conn.affected_rows();
+        let changed = exec_params(self.conn, sql, Params::Positional(params), what).await?;
         self.wrote |= changed > 0;
         Ok(changed)
     }
@@ -138,12 +134,7 @@ impl<'a> Tx<'a> {
         params: Vec<Value>,
         what: &str,
     ) -> Result<Vec<T>, Error> {
-        let rows: Vec<mysql_async::Row> = self
-            .conn
-            .exec(sql, Params::Positional(params))
-            .await
-            .map_err(|e| from_mysql(e, what))?;
-        rows.into_iter().map(|row| convert(row, what)).collect()
+        all_params(self.conn, sql, Params::Positional(params), what).await
     }
 
     /// The first row of a query, if any.
@@ -187,7 +178,12 @@ pub(crate) async fn exec(
     what: &str,
 ) -> Result<u64, Error> {
     let (sql, params) = positional(sql, params);
-    conn.exec_drop(sql.as_str(), params)
+    exec_params(conn, &sql, params, what).await
+}
+
+/// Runs `sql` (positional `?`s) with `params`; returns the rows it changed.
+async fn exec_params(conn: &mut Conn, sql: &str, params: Params, what: &str) -> Result<u64, Error> {
+    conn.exec_drop(sql, params)
         .await
         .map_err(|e| from_mysql(e, what))?;
     Ok(conn.affected_rows())
@@ -216,8 +212,18 @@ pub(crate) async fn all<T: FromRow + Send + 'static>(
     what: &str,
 ) -> Result<Vec<T>, Error> {
     let (sql, params) = positional(sql, params);
+    all_params(conn, &sql, params, what).await
+}
+
+/// Every row of `sql` (positional `?`s) with `params`.
+async fn all_params<T: FromRow + Send + 'static>(
+    conn: &mut Conn,
+    sql: &str,
+    params: Params,
+    what: &str,
+) -> Result<Vec<T>, Error> {
     let rows: Vec<mysql_async::Row> = conn
-        .exec(sql.as_str(), params)
+        .exec(sql, params)
         .await
         .map_err(|e| from_mysql(e, what))?;
     rows.into_iter().map(|row| convert(row, what)).collect()

@@ -177,12 +177,13 @@ async fn record_step(tx: &mut Tx<'_>, s: &StepRow<'_>) -> Result<(), Error> {
     Ok(())
 }
 
-pub(super) async fn complete_execution(
-    tx: &mut Tx<'_>,
-    p: &CompleteExecutionParams,
-) -> Result<Reply, Error> {
-    let id = &p.lease.execution_id;
-    let (status, output, error) = match &p.outcome {
+/// An outcome's columns as stored: its status, output and error, serialized and checked
+/// against the payload limit.
+pub(super) type OutcomeColumns = (&'static str, Option<String>, Option<String>);
+
+/// `outcome` as [`OutcomeColumns`], or why it is refused.
+pub(super) fn outcome_columns(tx: &Tx<'_>, outcome: &Outcome) -> Result<OutcomeColumns, Error> {
+    Ok(match outcome {
         Outcome::Completed(value) => {
             let text = to_json(value, "an output")?;
             check_size(tx, "output", &text)?;
@@ -193,7 +194,15 @@ pub(super) async fn complete_execution(
             check_size(tx, "error", &text)?;
             ("failed", None, Some(text))
         }
-    };
+    })
+}
+
+pub(super) async fn complete_execution(
+    tx: &mut Tx<'_>,
+    p: &CompleteExecutionParams,
+) -> Result<Reply, Error> {
+    let id = &p.lease.execution_id;
+    let (status, output, error) = outcome_columns(tx, &p.outcome)?;
     let removed = tx
         .exec(
             queries::DELETE_HELD_TASK,

@@ -9,7 +9,6 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use mysql_async::prelude::Queryable;
 use serde_json::json;
 use zart::scheduler::StartExecutionParams;
 use zart::{ExecutionStatus, Scheduler};
@@ -236,19 +235,8 @@ async fn sqlite_with_migrate_runs_work_and_stops_cleanly() {
 /// cleanly (the machine's MariaDB or the one `ci/mariadb-up` starts: `ZART_MYSQL_URL`).
 #[tokio::test]
 async fn mysql_with_migrate_runs_work_and_stops_cleanly() {
-    let server = std::env::var("ZART_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_owned());
-    let server = server.trim_end_matches('/');
     let name = format!("zart_sidecar_{}", std::process::id());
-    let admin = mysql_async::Pool::new(server);
-    let mut conn = admin.get_conn().await.unwrap();
-    conn.query_drop(format!("drop database if exists {name}"))
-        .await
-        .unwrap();
-    conn.query_drop(format!("create database {name}"))
-        .await
-        .unwrap();
-    let url = format!("{server}/{name}");
+    let url = zart_tests::mysql::fresh_database(&name).await;
     let mut sidecar = Sidecar::start(
         BIN,
         &url,
@@ -276,11 +264,7 @@ async fn mysql_with_migrate_runs_work_and_stops_cleanly() {
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("migrated the database"), "{log}");
     scheduler.close().await;
-    conn.query_drop(format!("drop database {name}"))
-        .await
-        .unwrap();
-    drop(conn);
-    admin.disconnect().await.unwrap();
+    zart_tests::mysql::drop_database(&name).await;
 }
 
 /// Runs the binary to its end with `env` (and no database needed); the code and stderr.

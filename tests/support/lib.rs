@@ -7,6 +7,7 @@
 
 pub mod faults;
 pub mod logins;
+pub mod mysql;
 pub mod pg_up;
 pub mod sidecar;
 pub mod tasks;

@@ -5,7 +5,7 @@
 
 use std::process::{Command, Output};
 
-use mysql_async::prelude::Queryable;
+use zart_tests::mysql::{drop_database, fresh_database};
 
 fn zart(url: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_zart"))
@@ -13,21 +13,6 @@ fn zart(url: &str, args: &[&str]) -> Output {
         .args(args)
         .output()
         .unwrap()
-}
-
-fn server() -> String {
-    std::env::var("ZART_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_owned())
-        .trim_end_matches('/')
-        .to_owned()
-}
-
-async fn admin(sql: &str) {
-    let pool = mysql_async::Pool::new(server().as_str());
-    let mut conn = pool.get_conn().await.unwrap();
-    conn.query_drop(sql).await.unwrap();
-    drop(conn);
-    pool.disconnect().await.unwrap();
 }
 
 fn checks(out: &Output) -> Vec<(String, String)> {
@@ -49,9 +34,7 @@ fn checks(out: &Output) -> Vec<(String, String)> {
 #[tokio::test]
 async fn doctor_fails_the_schema_until_migrate_and_then_passes() {
     let name = format!("zart_cli_doctor_{}", std::process::id());
-    admin(&format!("drop database if exists {name}")).await;
-    admin(&format!("create database {name}")).await;
-    let url = format!("{}/{name}", server());
+    let url = fresh_database(&name).await;
 
     let before = zart(&url, &["doctor", "--json"]);
     assert_eq!(before.status.code(), Some(1), "{before:?}");
@@ -75,7 +58,7 @@ async fn doctor_fails_the_schema_until_migrate_and_then_passes() {
     assert!(text.contains("ok    schema  version"), "{text}");
     assert!(text.contains("clock"), "{text}");
 
-    admin(&format!("drop database {name}")).await;
+    drop_database(&name).await;
     let gone = zart(&url, &["doctor"]);
     let err = String::from_utf8_lossy(&gone.stderr);
     assert_ne!(gone.status.code(), Some(0));

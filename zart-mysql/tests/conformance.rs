@@ -43,38 +43,28 @@ zart_conformance::suite!(MySql);
 
 /// A fresh database, migrated, and a scheduler on it with the test clock on.
 async fn fresh_store() -> (Arc<MySqlScheduler>, Store) {
-    {
-        let name = format!(
-            "zart_c_{}_{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        );
-        let server = server_url();
-        let admin = mysql_async::Pool::new(server.as_str());
-        let mut conn = admin.get_conn().await.unwrap();
-        conn.query_drop(format!("drop database if exists {name}"))
+    let name = format!(
+        "zart_c_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    );
+    let url = support::fresh_database(&name).await;
+    // Kept to drop the database when the harness goes (see `Drop for Store`).
+    let admin = mysql_async::Pool::new(server_url().as_str());
+    zart_mysql::migrate(&url).await.unwrap();
+    let scheduler = Arc::new(
+        MySqlScheduler::connect_with(&url, MySqlOptions::default().test_clock(true))
             .await
-            .unwrap();
-        conn.query_drop(format!("create database {name}"))
-            .await
-            .unwrap();
-        drop(conn);
-        let url = format!("{server}/{name}");
-        zart_mysql::migrate(&url).await.unwrap();
-        let scheduler = Arc::new(
-            MySqlScheduler::connect_with(&url, MySqlOptions::default().test_clock(true))
-                .await
-                .unwrap(),
-        );
-        let store = Store {
-            name,
-            admin,
-            reads: mysql_async::Pool::new(url.as_str()),
-            url,
-            scheduler: scheduler.clone(),
-        };
-        (scheduler, store)
-    }
+            .unwrap(),
+    );
+    let store = Store {
+        name,
+        admin,
+        reads: mysql_async::Pool::new(url.as_str()),
+        url,
+        scheduler: scheduler.clone(),
+    };
+    (scheduler, store)
 }
 
 /// The suite's backend, keeping every scheduler it made.

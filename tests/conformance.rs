@@ -59,7 +59,7 @@ impl Fixture for Inspector {
         let row = self
             .client
             .query_opt(
-                "select status, output, error, attempts, parent_id from zart_executions
+                "select status, output, error, attempts, parent_id from zart_execution_status
                   where id = $1",
                 &[&id],
             )

@@ -42,7 +42,10 @@ fn loads(counters: &[AtomicU32]) -> Vec<u32> {
 /// The status column of an execution, if it exists.
 async fn status_of(client: &tokio_postgres::Client, id: &str) -> Option<String> {
     client
-        .query_opt("select status from zart_executions where id = $1", &[&id])
+        .query_opt(
+            "select status from zart_execution_status where id = $1",
+            &[&id],
+        )
         .await
         .unwrap()
         .map(|r| r.get(0))
@@ -660,7 +663,7 @@ async fn a_waiting_parent_holds_no_slot_and_gets_the_child_output() {
     );
     let child = client
         .query_one(
-            "select task_name, parent_id, input, status from zart_executions where id = 'order-7/kid'",
+            "select task_name, parent_id, input, status from zart_execution_status where id = 'order-7/kid'",
             &[],
         )
         .await

@@ -281,7 +281,7 @@ async fn a_child_ending_while_the_parent_waits_for_its_children_wakes_it_or_is_s
         let row = locker
             .query_one(
                 "select t.locked_by is null, t.run_at <= zart_current_time(), e.status
-                   from zart_tasks t join zart_executions e on e.id = t.execution_id
+                   from zart_tasks t join zart_execution_status e on e.id = t.execution_id
                   where t.execution_id = $1",
                 &[&id],
             )

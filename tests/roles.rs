@@ -83,6 +83,7 @@ const INTERNAL_FUNCTIONS: &[&str] = &[
     "zart_close_wait",
     "zart_deliver_event",
     "zart_fence_code",
+    "zart_live_status",
     "zart_insert_execution",
     "zart_limit_counts",
     "zart_limit_freed",
@@ -135,6 +136,7 @@ const READABLE_TABLES: &[&str] = &[
     "zart_workers",
 ];
 const VIEWS: &[&str] = &[
+    "zart_execution_status",
     "zart_execution_counts",
     "zart_step_timeline",
     "zart_waiting",

@@ -1236,6 +1236,7 @@ async fn tenants_cannot_see_signal_cancel_or_parent_each_other() {
         ("zart_executions", 1),
         ("zart_tasks", 1),
         ("zart_events", 1),
+        ("zart_execution_status", 1),
         ("zart_execution_counts", 1),
         ("zart_overdue", 1),
     ] {

@@ -102,7 +102,7 @@ async fn runs_still_going_at_the_timeout_are_released_for_another_worker() {
     eprintln!("pickup after a graceful release: {pickup:?} (lease is 30 s)");
     let attempts: i32 = client
         .query_one(
-            "select attempts from zart_executions where id = 'long'",
+            "select attempts from zart_execution_status where id = 'long'",
             &[],
         )
         .await

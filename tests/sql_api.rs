@@ -149,7 +149,32 @@ async fn every_example_in_the_sql_guide_runs_and_shows_the_state() {
             // Two minutes later the orphan is overdue.
             h.db.advance_clock(Duration::from_secs(120)).await;
         }
+        // A worker of its own holds the orphan while the running example reads, in a
+        // transaction rolled back after it (the overdue example wants the orphan unclaimed).
+        let holds = sql.contains("from zart_execution_status");
+        if holds {
+            let claimed = run(
+                &client,
+                "begin;
+                 select execution_id from zart_claim_tasks(
+                     'sql-guide', 'default', array['nobody-runs-this'], 1, 600000)",
+            )
+            .await;
+            assert_eq!(
+                claimed,
+                vec![vec![text("orphan-1")]],
+                "the orphan is claimed"
+            );
+        }
         let rows = run(&client, sql).await;
+        let stored = run(
+            &client,
+            "select status from zart_executions where id = 'orphan-1'",
+        )
+        .await;
+        if holds {
+            run(&client, "rollback").await;
+        }
         if sql.starts_with("select zart_start('order-42'") {
             assert_eq!(rows, vec![vec![text("t")]]);
             checked += 1;
@@ -167,6 +192,16 @@ async fn every_example_in_the_sql_guide_runs_and_shows_the_state() {
                     vec![text("nobody-runs-this"), text("scheduled"), text("1")],
                 ]
             );
+            checked += 1;
+        } else if sql.contains("from zart_execution_status") {
+            // Only the orphan, claimed above, holds a lease; its stored row still says
+            // scheduled (a claim writes only the task row).
+            assert_eq!(rows.len(), 1, "{rows:?}");
+            assert_eq!(
+                rows[0][..3],
+                [text("orphan-1"), text("nobody-runs-this"), text("1")]
+            );
+            assert_eq!(stored, vec![vec![text("scheduled")]]);
             checked += 1;
         } else if sql.contains("from zart_step_timeline") {
             let names: Vec<_> = rows
@@ -213,7 +248,7 @@ async fn every_example_in_the_sql_guide_runs_and_shows_the_state() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 8, "every query example was checked");
+    assert_eq!(checked, 9, "every query example was checked");
 
     // The trigger started order-43 with the inserted row as input; order-42's output is the
     // approval that resumed it.

@@ -237,7 +237,10 @@ async fn suspended(client: &tokio_postgres::Client, id: &str, attempts: i32) -> 
 
 async fn status(client: &tokio_postgres::Client, id: &str) -> String {
     client
-        .query_one("select status from zart_executions where id = $1", &[&id])
+        .query_one(
+            "select status from zart_execution_status where id = $1",
+            &[&id],
+        )
         .await
         .unwrap()
         .get(0)

@@ -406,7 +406,7 @@ pub async fn untouched(
         .query_one(
             "select /* zart-load watcher */ count(*),
                     count(*) filter (where e.status <> 'scheduled' or e.started_at is not null)
-               from public.zart_executions e
+               from public.zart_execution_status e
               where e.task_name = $1 and e.tenant = $2",
             &[&task, &tenant],
         )

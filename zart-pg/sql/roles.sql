@@ -55,7 +55,7 @@ revoke all on table public.zart_executions, public.zart_tasks, public.zart_steps
     public.zart_events, public.zart_clock, public.zart_settings, public.zart_tenant_access,
     public.zart_schema_history, public.zart_execution_counts, public.zart_step_timeline,
     public.zart_waiting, public.zart_overdue, public.zart_audit_log,
-    public.zart_workers
+    public.zart_workers, public.zart_execution_status
     from public;
 
 -- 3. The grants, to each group role that exists: first everything is taken back (grants of an
@@ -75,7 +75,8 @@ begin
                             public.zart_settings, public.zart_tenant_access,
                             public.zart_schema_history, public.zart_execution_counts,
                             public.zart_step_timeline, public.zart_waiting, public.zart_overdue,
-                            public.zart_state, public.zart_audit_log, public.zart_workers
+                            public.zart_state, public.zart_audit_log, public.zart_workers,
+                            public.zart_execution_status
                           from %I', v_role);
         for v_fn in
             select p.oid::regprocedure
@@ -135,7 +136,7 @@ begin
         grant select on table public.zart_executions, public.zart_tasks, public.zart_steps,
             public.zart_events, public.zart_schedules, public.zart_queue_limits,
             public.zart_schema_history,
-            public.zart_execution_counts,
+            public.zart_execution_status, public.zart_execution_counts,
             public.zart_step_timeline, public.zart_waiting, public.zart_overdue, public.zart_state,
             public.zart_audit_log, public.zart_workers
             to zart_reader;

@@ -68,6 +68,7 @@
 --   zart_pick_tasks(..)          picks due tasks under per-key limits or oldest first (locks with p_lock)
 --   zart_limit_counts(..)        the runs counting against a queue's limits: running, and within its rates
 --   zart_limit_freed(..)         wakes a limited queue's workers when a run ends
+--   zart_live_status(..)         an execution's status, running while its task row is leased
 --   zart_fence_code(..)          why a fenced write failed: ZA001 (cancelled) or ZA002 (lease lost)
 --   zart_raise_fence(..)         raises ZA001 (cancelled) or ZA002 (lease lost)
 --   zart_sleep_is_over(..)       whether a sleep step is over (the claim ends such sleeps)
@@ -86,7 +87,7 @@
 --   zart_wake_waiter(..)         makes an execution due if it waits for exactly this (event, child)
 --   zart_cancel_tree(..)         cancels executions and their unfinished descendants
 --
--- Views: zart_execution_counts, zart_step_timeline, zart_waiting, zart_overdue, zart_state (security
+-- Views: zart_execution_status, zart_execution_counts, zart_step_timeline, zart_waiting, zart_overdue, zart_state (security
 -- invoker: a reader sees its tenants' rows only). Row-level security policies on the four tables.
 --
 -- SQLSTATEs raised: ZA001 cancelled, ZA002 lease lost, ZA003 start conflict,
@@ -151,7 +152,7 @@ drop function if exists public.zart_start_child(smallint, text, bigint, text, in
 -- Called by workers and clients at start to refuse an outdated schema. No locks.
 -- Raises nothing.
 create or replace function public.zart_schema_version() returns integer
-language sql immutable parallel safe as $$ select 12 $$;
+language sql immutable parallel safe as $$ select 13 $$;
 
 -- Called by everything that addresses one execution. No locks.
 -- Raises nothing; null in, null out.
@@ -359,6 +360,18 @@ begin
 end
 $$;
 
+-- Called where a start returns an existing execution's status: the stored status, or running
+-- while a worker holds its task row (a claim does not write the execution row; see
+-- zart_execution_status). No locks. Raises nothing.
+create or replace function public.zart_live_status(p_bucket smallint, p_execution_id text, p_status text)
+returns text
+language sql stable as $$
+    select case when exists (select 1 from public.zart_tasks t
+                              where t.bucket = p_bucket and t.execution_id = p_execution_id
+                                and t.locked_by is not null)
+                then 'running' else p_status end
+$$;
+
 -- Called wherever a fenced write found its task row gone or no longer its own: the SQLSTATE
 -- that explains it, ZA001 if the execution was cancelled, else ZA002 (lease lost). No locks.
 -- Raises nothing.
@@ -434,9 +447,13 @@ declare
     v_deadline timestamptz;
     v_queue    text;
 begin
+    -- The claim wrote nothing here: the attempts and first start are the task row's.
     update public.zart_executions e
-       set status = p_status, updated_at = v_now
+       set status = p_status, updated_at = v_now, attempts = t.attempts,
+           started_at = coalesce(e.started_at, t.started_at)
+      from public.zart_tasks t
      where e.bucket = p_bucket and e.id = p_execution_id
+       and t.bucket = p_bucket and t.execution_id = p_execution_id
     returning e.deadline_at into v_deadline;
     -- A deadline cuts any wait short: the execution is claimed then, and fails.
     update public.zart_tasks t
@@ -565,7 +582,7 @@ begin
             coalesce('"' || v_existing.limit_key || '"', 'none'),
             coalesce('"' || p_limit_key || '"', 'none') using errcode = 'ZA003';
     end if;
-    return query select false, v_existing.status;
+    return query select false, public.zart_live_status(p_bucket, p_id, v_existing.status);
 end
 $$;
 
@@ -726,7 +743,8 @@ begin
         select e.status into v_status from public.zart_executions e
          where e.bucket = v_key.bucket and e.id = v_key.execution_id;
         if found then
-            return query select false, v_status, v_key.execution_id, null::timestamptz;
+            return query select false, public.zart_live_status(v_key.bucket, v_key.execution_id, v_status),
+                                v_key.execution_id, null::timestamptz;
             return;
         end if;
     elsif p_debounce then
@@ -1158,7 +1176,9 @@ begin
                    wait_kind = null,
                    wait_name = null,
                    -- Counted against the queue's concurrency limits while the lease holds.
-                   counted   = v_limited
+                   counted   = v_limited,
+                   -- When it first ran; the execution row gets it when the run suspends or ends.
+                   started_at = coalesce(t.started_at, v_now)
               from due
              where t.bucket = due.bucket and t.execution_id = due.execution_id
             returning t.bucket, t.execution_id, t.task_name, t.queue, t.fence, t.attempts, t.recoveries,
@@ -1181,15 +1201,12 @@ begin
                and st.name = due.wait_name
                and public.zart_sleep_is_over(st.status, st.wake_at, v_now)
         ), started as (
-            update public.zart_executions e
-               set status     = 'running',
-                   attempts   = c.attempts,
-                   started_at = coalesce(e.started_at, v_now),
-                   updated_at = v_now
+            -- Read, not written: the leased task row is what says "running" (see
+            -- zart_execution_status), so a claim writes one row per execution, not two.
+            select c.bucket, c.execution_id, c.task_name, c.queue, e.parent_id, c.fence, c.attempts,
+                   c.recoveries, e.input, e.deadline_at, c.wait_kind, c.wait_name
               from claimed c
-             where e.bucket = c.bucket and e.id = c.execution_id
-            returning c.bucket, c.execution_id, c.task_name, c.queue, e.parent_id, c.fence, c.attempts,
-                      c.recoveries, e.input, e.deadline_at, c.wait_kind, c.wait_name
+              join public.zart_executions e on e.bucket = c.bucket and e.id = c.execution_id
         )
         select s.bucket, s.execution_id, s.task_name, s.queue, s.parent_id, s.fence, s.attempts,
                s.recoveries, s.input,
@@ -1554,11 +1571,13 @@ begin
         delete from public.zart_tasks t
          using held h
          where t.bucket = h.bucket and t.execution_id = h.execution_id
-        returning h.bucket, h.execution_id, h.status, h.output, h.error
+        returning h.bucket, h.execution_id, h.status, h.output, h.error, t.attempts, t.started_at
     ), finished as (
+        -- The claim wrote nothing here: the attempts and first start come from the task row.
         update public.zart_executions e
            set status = r.status, output = r.output, error = r.error,
-               finished_at = v_now, updated_at = v_now
+               finished_at = v_now, updated_at = v_now, attempts = r.attempts,
+               started_at = coalesce(e.started_at, r.started_at)
           from removed r
          where e.bucket = r.bucket and e.id = r.execution_id
         returning e.id, e.parent_id, e.bucket, e.status, e.queue
@@ -1734,10 +1753,11 @@ as $$
            set locked_by = null, run_at = public.zart_current_time()
           from public.zart_lock_leases(p_worker_id, p_buckets, p_execution_ids, p_fences) l
          where t.bucket = l.bucket and t.execution_id = l.execution_id
-        returning t.bucket, t.execution_id
+        returning t.bucket, t.execution_id, t.attempts, t.started_at
     ), rescheduled as (
         update public.zart_executions e
-           set status = 'scheduled', updated_at = public.zart_current_time()
+           set status = 'scheduled', updated_at = public.zart_current_time(),
+               attempts = r.attempts, started_at = coalesce(e.started_at, r.started_at)
           from released r
          where e.bucket = r.bucket and e.id = r.execution_id
         returning 1
@@ -2400,12 +2420,16 @@ begin
         delete from public.zart_tasks t
          using targets
          where t.bucket = targets.bucket and t.execution_id = targets.id
-        returning t.execution_id
+        returning t.bucket, t.execution_id, t.attempts, t.started_at
     ), marked as (
+        -- The attempts and first start of a run the claim did not write down (task row).
         update public.zart_executions e
            set status = 'cancelled', finished_at = v_now, updated_at = v_now,
-               error = jsonb_build_object('kind', 'cancelled', 'message', 'execution was cancelled')
+               error = jsonb_build_object('kind', 'cancelled', 'message', 'execution was cancelled'),
+               attempts = coalesce(r.attempts, e.attempts),
+               started_at = coalesce(e.started_at, r.started_at)
           from targets
+          left join removed r on r.bucket = targets.bucket and r.execution_id = targets.id
          where e.bucket = targets.bucket and e.id = targets.id
            and e.status not in ('completed', 'failed', 'cancelled')
         returning e.id
@@ -3163,6 +3187,21 @@ as $$
      order by n.name, s.seq desc
 $$;
 
+-- Every execution as it is now: zart_executions with the live status, attempts and first start.
+-- A claim writes only the task row (V13), so while a worker holds an execution its stored
+-- status is still the one it had before (scheduled, sleeping or waiting) and this says running;
+-- the stored row catches up when the run suspends or ends. Defined here, before the function
+-- below reads it; documented with the other views (docs/sql.md).
+create or replace view public.zart_execution_status with (security_invoker = true) as
+select e.bucket, e.id, e.task_name, e.queue,
+       case when t.locked_by is not null then 'running' else e.status end as status,
+       e.input, e.output, e.error,
+       coalesce(t.attempts, e.attempts) as attempts,
+       e.parent_id, e.deadline_at, e.created_at, coalesce(e.started_at, t.started_at) as started_at,
+       e.updated_at, e.finished_at, e.tenant, e.start_at, e.priority, e.limit_key
+  from public.zart_executions e
+  left join public.zart_tasks t on t.bucket = e.bucket and t.execution_id = e.id;
+
 -- Entry point for every role (DurableScheduler::status and wait): one execution, if this
 -- session may see its tenant. No locks. Raises nothing; no row when there is no such execution.
 create or replace function public.zart_get_execution(p_bucket smallint, p_id text)
@@ -3174,7 +3213,7 @@ set search_path = pg_catalog, pg_temp
 as $$
     select e.id, e.task_name, e.queue, e.status, e.input, e.output, e.error, e.attempts,
            e.created_at, e.started_at, e.finished_at, e.parent_id, e.priority
-      from public.zart_executions e
+      from public.zart_execution_status e
      cross join (select case when public.zart_tenancy_on() then public.zart_session_tenants() end as tenants) v
      where e.bucket = p_bucket and e.id = p_id
        and (v.tenants is null or e.tenant = any (v.tenants))
@@ -3232,7 +3271,7 @@ $$;
 -- How many executions each task has in each status.
 create or replace view public.zart_execution_counts with (security_invoker = true) as
 select e.task_name, e.status, count(*) as executions
-  from public.zart_executions e
+  from public.zart_execution_status e
  group by e.task_name, e.status;
 
 -- Every step of every execution, in call order, with its wait and timings.
@@ -3268,7 +3307,8 @@ select e.id as execution_id, e.task_name, e.status, t.queue, t.wait_kind, t.wait
 -- Executions that should be moving but are not: due and unclaimed (queue lag), or leased by a
 -- worker whose lease has expired (a dead or stalled worker).
 create or replace view public.zart_overdue with (security_invoker = true) as
-select e.id as execution_id, e.task_name, e.status, t.queue, t.locked_by,
+select e.id as execution_id, e.task_name,
+       case when t.locked_by is not null then 'running' else e.status end as status, t.queue, t.locked_by,
        case when t.locked_by is null then 'due, not claimed' else 'lease expired' end as problem,
        public.zart_current_time() - t.run_at as overdue_by
   from public.zart_tasks t

@@ -21,7 +21,7 @@ pub const FUNCTIONS_SQL: &str = include_str!("../sql/zart.sql");
 pub const ROLES_SQL: &str = include_str!("../sql/roles.sql");
 
 /// The schema version this build needs (`zart_schema_version()` in `sql/zart.sql`).
-pub const REQUIRED_SCHEMA_VERSION: i32 = 12;
+pub const REQUIRED_SCHEMA_VERSION: i32 = 13;
 
 /// The table refinery records applied migrations in.
 pub const HISTORY_TABLE: &str = "zart_schema_history";

@@ -170,13 +170,20 @@ pub const MIGRATE_LOCK: &str = "select pg_advisory_lock(7215201001)";
 pub const MIGRATE_UNLOCK: &str = "select pg_advisory_unlock(7215201001)";
 
 /// One page of executions, newest first ([`zart::admin::Admin::list_executions`]); reads the
-/// table (zart_reader). Params: statuses (null: any), task_name, queue, created_since,
+/// tables (zart_reader). Params: statuses (null: any), task_name, queue, created_since,
 /// created_until, cursor created_at, cursor id (both null: the first page), limit, id prefix.
-pub const LIST_EXECUTIONS: &str =
-    "select e.id, e.task_name, e.queue, e.status, e.attempts, e.parent_id, \
-            e.created_at, e.started_at, e.finished_at \
+/// The status, attempts and start are live (as `zart_execution_status` gives them: a leased
+/// task row is running); the status filter is written on the stored column, so that a filter
+/// on failed or cancelled keeps its partial index (the statuses are constants in a custom plan).
+pub const LIST_EXECUTIONS: &str = "select e.id, e.task_name, e.queue, \
+            case when t.locked_by is not null then 'running' else e.status end as status, \
+            coalesce(t.attempts, e.attempts) as attempts, e.parent_id, \
+            e.created_at, coalesce(e.started_at, t.started_at) as started_at, e.finished_at \
        from public.zart_executions e \
-      where ($1::text[] is null or e.status = any ($1)) \
+       left join public.zart_tasks t on t.bucket = e.bucket and t.execution_id = e.id \
+      where ($1::text[] is null \
+             or (e.status = any ($1) and t.locked_by is null) \
+             or ('running' = any ($1) and t.locked_by is not null)) \
         and ($2::text is null or e.task_name = $2) \
         and ($3::text is null or e.queue = $3) \
         and ($4::timestamptz is null or e.created_at >= $4) \
@@ -196,7 +203,7 @@ pub const DESCRIBE_EXECUTION: &str =
     "select e.id, e.task_name, e.queue, e.status, e.input, e.output, e.error, e.attempts, \
             e.parent_id, e.deadline_at, e.created_at, e.started_at, e.updated_at, e.finished_at, \
             public.zart_current_time() as now \
-       from public.zart_executions e \
+       from public.zart_execution_status e \
       where e.bucket = public.zart_bucket($1) and e.id = $1";
 
 /// The task row of an execution (none once finished). Params: id.
@@ -218,7 +225,7 @@ pub const DESCRIBE_STEPS: &str =
 pub const DESCRIBE_CHILDREN: &str =
     "select e.id, e.task_name, e.queue, e.status, e.attempts, e.parent_id, \
             e.created_at, e.started_at, e.finished_at \
-       from public.zart_executions e \
+       from public.zart_execution_status e \
       where e.parent_id = $1 \
       order by e.created_at, e.id";
 

@@ -76,7 +76,8 @@ pub(super) fn metrics(plan: &Plan, r: &Results) -> Vec<Metric> {
         m.push(
             Metric::new("z2", "drain, one-step no-op, 1 worker", z2, "executions/s")
                 .against("B", r.b)
-                .at_least(0.4, Some(0.55)),
+                // Issue #20's target (issue #8 asked 0.4, stretch 0.55).
+                .at_least(0.45, None),
         );
     }
     if let Some(z2p) = r.z2p {
@@ -142,7 +143,8 @@ pub(super) fn metrics(plan: &Plan, r: &Results) -> Vec<Metric> {
         m.push(
             Metric::new("z3", "drain, three-step no-op, 1 worker", z3, "steps/s")
                 .against("B", r.b)
-                .at_least(0.2, None),
+                // Issue #20's target (issue #8 asked 0.2).
+                .at_least(0.6, None),
         );
     }
     if let Some(z4) = r.z4 {

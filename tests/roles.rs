@@ -83,7 +83,6 @@ const INTERNAL_FUNCTIONS: &[&str] = &[
     "zart_close_wait",
     "zart_deliver_event",
     "zart_fence_code",
-    "zart_live_status",
     "zart_insert_execution",
     "zart_limit_counts",
     "zart_limit_freed",

@@ -167,12 +167,20 @@ async fn every_example_in_the_sql_guide_runs_and_shows_the_state() {
             );
         }
         let rows = run(&client, sql).await;
-        let stored = run(
-            &client,
-            "select status from zart_executions where id = 'orphan-1'",
-        )
-        .await;
+        let mut stored = None;
         if holds {
+            // The stored row, and what a repeated start says of the held execution.
+            stored = Some(
+                run(
+                    &client,
+                    "select e.status, s.created, s.status
+                       from zart_executions e,
+                            zart_start_execution(zart_bucket('orphan-1'), 'orphan-1',
+                                                 'nobody-runs-this', '{}', 'default', null, null) s
+                      where e.id = 'orphan-1'",
+                )
+                .await,
+            );
             run(&client, "rollback").await;
         }
         if sql.starts_with("select zart_start('order-42'") {
@@ -195,13 +203,16 @@ async fn every_example_in_the_sql_guide_runs_and_shows_the_state() {
             checked += 1;
         } else if sql.contains("from zart_execution_status") {
             // Only the orphan, claimed above, holds a lease; its stored row still says
-            // scheduled (a claim writes only the task row).
+            // scheduled (a claim writes only the task row), and a repeated start says running.
             assert_eq!(rows.len(), 1, "{rows:?}");
             assert_eq!(
                 rows[0][..3],
                 [text("orphan-1"), text("nobody-runs-this"), text("1")]
             );
-            assert_eq!(stored, vec![vec![text("scheduled")]]);
+            assert_eq!(
+                stored,
+                Some(vec![vec![text("scheduled"), text("f"), text("running")]])
+            );
             checked += 1;
         } else if sql.contains("from zart_step_timeline") {
             let names: Vec<_> = rows

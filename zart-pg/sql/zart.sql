@@ -68,7 +68,6 @@
 --   zart_pick_tasks(..)          picks due tasks under per-key limits or oldest first (locks with p_lock)
 --   zart_limit_counts(..)        the runs counting against a queue's limits: running, and within its rates
 --   zart_limit_freed(..)         wakes a limited queue's workers when a run ends
---   zart_live_status(..)         an execution's status, running while its task row is leased
 --   zart_fence_code(..)          why a fenced write failed: ZA001 (cancelled) or ZA002 (lease lost)
 --   zart_raise_fence(..)         raises ZA001 (cancelled) or ZA002 (lease lost)
 --   zart_sleep_is_over(..)       whether a sleep step is over (the claim ends such sleeps)
@@ -360,18 +359,6 @@ begin
 end
 $$;
 
--- Called where a start returns an existing execution's status: the stored status, or running
--- while a worker holds its task row (a claim does not write the execution row; see
--- zart_execution_status). No locks. Raises nothing.
-create or replace function public.zart_live_status(p_bucket smallint, p_execution_id text, p_status text)
-returns text
-language sql stable as $$
-    select case when exists (select 1 from public.zart_tasks t
-                              where t.bucket = p_bucket and t.execution_id = p_execution_id
-                                and t.locked_by is not null)
-                then 'running' else p_status end
-$$;
-
 -- Called wherever a fenced write found its task row gone or no longer its own: the SQLSTATE
 -- that explains it, ZA001 if the execution was cancelled, else ZA002 (lease lost). No locks.
 -- Raises nothing.
@@ -582,7 +569,9 @@ begin
             coalesce('"' || v_existing.limit_key || '"', 'none'),
             coalesce('"' || p_limit_key || '"', 'none') using errcode = 'ZA003';
     end if;
-    return query select false, public.zart_live_status(p_bucket, p_id, v_existing.status);
+    -- The status as it is now (running while a worker holds it: zart_execution_status).
+    return query select false, s.status from public.zart_execution_status s
+                  where s.bucket = p_bucket and s.id = p_id;
 end
 $$;
 
@@ -740,11 +729,11 @@ begin
             case when p_debounce then 'debounce' else 'dedup' end using errcode = 'ZA003';
     end if;
     if not p_debounce and v_key.expires_at > v_now then
-        select e.status into v_status from public.zart_executions e
+        -- The status as it is now (running while a worker holds it).
+        select e.status into v_status from public.zart_execution_status e
          where e.bucket = v_key.bucket and e.id = v_key.execution_id;
         if found then
-            return query select false, public.zart_live_status(v_key.bucket, v_key.execution_id, v_status),
-                                v_key.execution_id, null::timestamptz;
+            return query select false, v_status, v_key.execution_id, null::timestamptz;
             return;
         end if;
     elsif p_debounce then
@@ -3190,8 +3179,10 @@ $$;
 -- Every execution as it is now: zart_executions with the live status, attempts and first start.
 -- A claim writes only the task row (V13), so while a worker holds an execution its stored
 -- status is still the one it had before (scheduled, sleeping or waiting) and this says running;
--- the stored row catches up when the run suspends or ends. Defined here, before the function
--- below reads it; documented with the other views (docs/sql.md).
+-- the stored row catches up when the run suspends or ends. The one definition of the live
+-- status: the starts, zart_get_execution and the views read it (the admin list spells it out,
+-- see LIST_EXECUTIONS). Defined here, before the function below reads it; documented with the
+-- other views (docs/sql.md).
 create or replace view public.zart_execution_status with (security_invoker = true) as
 select e.bucket, e.id, e.task_name, e.queue,
        case when t.locked_by is not null then 'running' else e.status end as status,
@@ -3307,10 +3298,9 @@ select e.id as execution_id, e.task_name, e.status, t.queue, t.wait_kind, t.wait
 -- Executions that should be moving but are not: due and unclaimed (queue lag), or leased by a
 -- worker whose lease has expired (a dead or stalled worker).
 create or replace view public.zart_overdue with (security_invoker = true) as
-select e.id as execution_id, e.task_name,
-       case when t.locked_by is not null then 'running' else e.status end as status, t.queue, t.locked_by,
+select e.id as execution_id, e.task_name, e.status, t.queue, t.locked_by,
        case when t.locked_by is null then 'due, not claimed' else 'lease expired' end as problem,
        public.zart_current_time() - t.run_at as overdue_by
   from public.zart_tasks t
-  join public.zart_executions e on e.bucket = t.bucket and e.id = t.execution_id
+  join public.zart_execution_status e on e.bucket = t.bucket and e.id = t.execution_id
  where t.run_at < public.zart_current_time();

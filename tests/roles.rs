@@ -52,6 +52,7 @@ const CLIENT_FUNCTIONS: &[&str] = &[
 const WORKER_FUNCTIONS: &[&str] = &[
     "zart_await_event",
     "zart_claim_schedules",
+    "zart_claim_started",
     "zart_claim_tasks",
     "zart_commit_step",
     "zart_commit_steps",
@@ -83,6 +84,7 @@ const INTERNAL_FUNCTIONS: &[&str] = &[
     "zart_close_wait",
     "zart_deliver_event",
     "zart_fence_code",
+    "zart_new_fence",
     "zart_insert_execution",
     "zart_limit_counts",
     "zart_limit_freed",

@@ -103,6 +103,7 @@ declare
     v_worker text[] := array['zart_claim_tasks', 'zart_commit_step', 'zart_commit_steps',
                              'zart_retry_step', 'zart_complete_execution',
                              'zart_complete_executions', 'zart_heartbeat', 'zart_release_tasks',
+                             'zart_claim_started',
                              'zart_next_run_at', 'zart_sleep', 'zart_await_event',
                              'zart_prune', 'zart_start_child', 'zart_start_children',
                              'zart_claim_schedules',

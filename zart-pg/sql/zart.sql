@@ -35,6 +35,8 @@
 --   zart_claim_tasks(..)         entry (worker) claims due tasks with SKIP LOCKED; returns input
 --                                and steps; ends the sleep a claimed execution was woken from;
 --                                priorities, oldest-first claims, queue limits
+--   zart_claim_started(..)       entry (worker) leases an execution its start just created (the
+--                                in-process hand-off, in the start's statement)
 --   zart_commit_step(..)         entry (worker) records one step result, fenced by the lease token
 --   zart_commit_steps(..)        entry (worker) group commit: many step results in one transaction
 --   zart_retry_step(..)          entry (worker) records a failed attempt, suspends for the back-off
@@ -68,6 +70,7 @@
 --   zart_pick_tasks(..)          picks due tasks under per-key limits or oldest first (locks with p_lock)
 --   zart_limit_counts(..)        the runs counting against a queue's limits: running, and within its rates
 --   zart_limit_freed(..)         wakes a limited queue's workers when a run ends
+--   zart_new_fence()             a new random lease token (the claims)
 --   zart_fence_code(..)          why a fenced write failed: ZA001 (cancelled) or ZA002 (lease lost)
 --   zart_raise_fence(..)         raises ZA001 (cancelled) or ZA002 (lease lost)
 --   zart_sleep_is_over(..)       whether a sleep step is over (the claim ends such sleeps)
@@ -1155,10 +1158,7 @@ begin
             update public.zart_tasks t
                set locked_by = p_worker_id,
                    run_at    = v_now + p_lease_ms * interval '1 millisecond',
-                   -- 62 random bits (random() carries 52 per call): never the fence of
-                   -- an earlier claim, however that claim ended.
-                   fence     = (floor(random() * 2147483648)::bigint << 31)
-                               | floor(random() * 2147483648)::bigint,
+                   fence     = public.zart_new_fence(),
                    attempts  = t.attempts + 1,
                    -- Still locked at claim time: its lease expired, so this is a recovery.
                    recoveries = t.recoveries + case when t.locked_by is null then 0 else 1 end,
@@ -1220,6 +1220,79 @@ begin
                           where st.bucket = s.bucket and st.execution_id = s.execution_id),
                         '[]'::jsonb) end
           from started s;
+end
+$$;
+
+-- Called by the claims: a new lease token. 62 random bits (random() carries 52 per call), so
+-- never the fence of an earlier claim, however that claim ended. No locks. Raises nothing.
+create or replace function public.zart_new_fence() returns bigint
+language sql volatile as $$
+    select (floor(random() * 2147483648)::bigint << 31) | floor(random() * 2147483648)::bigint
+$$;
+
+-- Entry point for workers, called in a start's own statement (DurableScheduler::start with an
+-- idle worker in the same process: the in-process hand-off, docs/architecture.md). Leases the
+-- execution p_execution_id for p_worker_id when p_created (the start just created it), it is
+-- due and not leased, its queue has no limits, and the session may serve its tenant; returns
+-- it as zart_claim_tasks would (a first claim: no steps), else nothing. Unlike that claim it
+-- leaves synchronous_commit alone: the start it shares a transaction with stays durable.
+-- Locks the task row (the start's own). Raises ZA004 for a lease outside 0 ms to 100 years.
+create or replace function public.zart_claim_started(
+    p_worker_id    text,
+    p_bucket       smallint,
+    p_execution_id text,
+    p_lease_ms     bigint,
+    p_created      boolean
+) returns table (
+    bucket       smallint,
+    execution_id text,
+    task_name    text,
+    queue        text,
+    parent_id    text,
+    fence          bigint,
+    attempts       integer,
+    recoveries     integer,
+    input          jsonb,
+    deadline_in_ms bigint,
+    steps          jsonb
+)
+language plpgsql volatile security definer
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+    v_now     timestamptz := public.zart_current_time();
+    v_tenants text[] := case when public.zart_tenancy_on() then public.zart_session_tenants() end;
+begin
+    if p_lease_ms is null or p_lease_ms < 0 or p_lease_ms > 3155760000000 then
+        raise exception 'invalid lease: % ms is outside 0 ms to 100 years', p_lease_ms
+            using errcode = 'ZA004';
+    end if;
+    if not coalesce(p_created, false) then
+        return;
+    end if;
+    return query
+        with claimed as (
+            update public.zart_tasks t
+               set locked_by = p_worker_id,
+                   run_at = v_now + p_lease_ms * interval '1 millisecond',
+                   fence = public.zart_new_fence(),
+                   attempts = t.attempts + 1,
+                   started_at = coalesce(t.started_at, v_now)
+             where t.bucket = p_bucket and t.execution_id = p_execution_id
+               and t.locked_by is null and t.run_at <= v_now and t.wait_kind is null
+               and (v_tenants is null or t.tenant = any (v_tenants))
+               -- A limited queue's runs are counted by its claims: those go the usual way.
+               and not (public.zart_limits_on()
+                        and exists (select 1 from public.zart_queue_limits l where l.queue = t.queue))
+            returning t.bucket, t.execution_id, t.task_name, t.queue, t.fence, t.attempts, t.recoveries
+        )
+        select c.bucket, c.execution_id, c.task_name, c.queue, e.parent_id, c.fence, c.attempts,
+               c.recoveries, e.input,
+               floor(extract(epoch from (e.deadline_at - v_now)) * 1000)::bigint,
+               '[]'::jsonb
+          from claimed c
+          join public.zart_executions e on e.bucket = c.bucket and e.id = c.execution_id;
 end
 $$;
 

@@ -49,6 +49,7 @@ pub const WORKER_ENTRY_POINTS: &[&str] = &[
     "zart_complete_executions",
     "zart_heartbeat",
     "zart_release_tasks",
+    "zart_claim_started",
     "zart_next_run_at",
     "zart_sleep",
     "zart_await_event",

@@ -88,6 +88,8 @@ pub struct PostgresScheduler {
     step_tx_slots: Arc<tokio::sync::Semaphore>,
     /// Set while a write NOTIFYs inside its own statement (see [`InlineNotify`]).
     inline_notify: AtomicBool,
+    /// The free slots of this process's workers on this scheduler (in-process hand-off).
+    handoffs: Arc<zart::handoff::Handoffs>,
 }
 
 /// Held by the one write at a time that NOTIFYs inside its own statement.
@@ -125,6 +127,7 @@ impl PostgresScheduler {
             notifier: OnceLock::new(),
             inline_notify: AtomicBool::new(false),
             group_commit: OnceLock::new(),
+            handoffs: Arc::default(),
         }
     }
 
@@ -200,6 +203,74 @@ impl PostgresScheduler {
         Ok(ms.map(ms_to_duration))
     }
 
+    /// Runs one of the start statements ([`queries::START_EXECUTION`] and its variants): with
+    /// `claim`, the hand-off's, which also returns the task it leased.
+    async fn start(
+        &self,
+        sql: &str,
+        p: &StartExecutionParams,
+        claim: Option<&zart::handoff::HandoffClaim>,
+    ) -> Result<(StartOutcome, Option<ClaimedTask>), Error> {
+        let call = Call::execution("start", &p.id);
+        let (start_after, start_at) = match p.start {
+            None => (None, None),
+            Some(WakeAt::After(delay)) => (Some(millis(delay)), None),
+            Some(WakeAt::At(at)) => (None, Some(at)),
+        };
+        let (start_key, start_key_ms, debounce) = match &p.start_key {
+            Some(k) => (Some(k.key.as_str()), Some(millis(k.window)), k.debounce),
+            None => (None, None, false),
+        };
+        let deadline = p.deadline.map(millis);
+        let worker_id = claim.map(|c| c.worker_id.as_str());
+        let lease_ms = claim.map(|c| millis(c.lease));
+        let mut params: Vec<(&(dyn ToSql + Sync), Type)> = vec![
+            (&p.id, Type::TEXT),
+            (&p.task_name, Type::TEXT),
+            (&p.input, Type::JSONB),
+            (&p.queue, Type::TEXT),
+            (&p.parent_id, Type::TEXT),
+            (&deadline, Type::INT8),
+            (&start_after, Type::INT8),
+            (&start_at, Type::TIMESTAMPTZ),
+            (&p.priority, Type::INT2),
+            (&p.limit_key, Type::TEXT),
+            (&start_key, Type::TEXT),
+            (&start_key_ms, Type::INT8),
+            (&debounce, Type::BOOL),
+        ];
+        if claim.is_some() {
+            params.push((&worker_id, Type::TEXT));
+            params.push((&lease_ms, Type::INT8));
+        }
+        let rows = self.query(sql, &params, call).await?;
+        let row = rows.first().ok_or_else(|| Error::Database {
+            message: "zart_start_execution returned no row".to_owned(),
+            source: None,
+        })?;
+        let get_err = |e| from_pg(e, call);
+        let created: bool = row.try_get(0).map_err(get_err)?;
+        let status: String = row.try_get(1).map_err(get_err)?;
+        let id: String = row.try_get(2).map_err(get_err)?;
+        let leased = match claim {
+            Some(_)
+                if row
+                    .try_get::<_, Option<i64>>("fence")
+                    .map_err(get_err)?
+                    .is_some() =>
+            {
+                Some(claimed_task(row)?)
+            }
+            _ => None,
+        };
+        let outcome = StartOutcome {
+            created,
+            status: ExecutionStatus::parse(&status)?,
+            id,
+        };
+        Ok((outcome, leased))
+    }
+
     async fn query(
         &self,
         sql: &str,
@@ -208,6 +279,39 @@ impl PostgresScheduler {
     ) -> Result<Vec<tokio_postgres::Row>, Error> {
         query(self.pool.pool(), sql, params, call).await
     }
+}
+
+/// A row of `zart_claim_tasks` (or `zart_claim_started`'s columns) as a claimed task.
+fn claimed_task(row: &tokio_postgres::Row) -> Result<ClaimedTask, Error> {
+    let get_err = |e| row_error(e, "reading a claimed task");
+    let execution_id: String = row.try_get("execution_id").map_err(get_err)?;
+    let attempts: i32 = row.try_get("attempts").map_err(get_err)?;
+    let steps: serde_json::Value = row.try_get("steps").map_err(get_err)?;
+    let steps: Vec<RecordedStep> =
+        serde_json::from_value(steps).map_err(|source| Error::Serialization {
+            action: "deserialize",
+            what: format!("the recorded steps of execution {execution_id:?}"),
+            source,
+        })?;
+    Ok(ClaimedTask {
+        lease: Lease {
+            backend_key: i64::from(row.try_get::<_, i16>("bucket").map_err(get_err)?),
+            execution_id,
+            fence: row.try_get("fence").map_err(get_err)?,
+        },
+        task_name: row.try_get("task_name").map_err(get_err)?,
+        queue: row.try_get("queue").map_err(get_err)?,
+        parent_id: row.try_get("parent_id").map_err(get_err)?,
+        attempts: u32::try_from(attempts).unwrap_or(0),
+        recoveries: u32::try_from(row.try_get::<_, i32>("recoveries").map_err(get_err)?)
+            .unwrap_or(0),
+        input: row.try_get("input").map_err(get_err)?,
+        deadline_in: row
+            .try_get::<_, Option<i64>>("deadline_in_ms")
+            .map_err(get_err)?
+            .map(|ms| ms_to_duration(ms.max(0))),
+        steps,
+    })
 }
 
 /// A row of `zart_start_child` or `zart_start_children` (state, created, child_status, output,
@@ -365,57 +469,35 @@ impl Scheduler for PostgresScheduler {
     }
 
     async fn start_execution(&self, p: StartExecutionParams) -> Result<StartOutcome, Error> {
-        let call = Call::execution("start", &p.id);
         let inline = self.notify_inline();
-        let (start_after, start_at) = match p.start {
-            None => (None, None),
-            Some(WakeAt::After(delay)) => (Some(millis(delay)), None),
-            Some(WakeAt::At(at)) => (None, Some(at)),
+        let sql = if inline.is_some() {
+            queries::START_EXECUTION_NOTIFY
+        } else {
+            queries::START_EXECUTION
         };
-        let (start_key, start_key_ms, debounce) = match &p.start_key {
-            Some(k) => (Some(k.key.as_str()), Some(millis(k.window)), k.debounce),
-            None => (None, None, false),
-        };
-        let rows = self
-            .query(
-                if inline.is_some() {
-                    queries::START_EXECUTION_NOTIFY
-                } else {
-                    queries::START_EXECUTION
-                },
-                &[
-                    (&p.id, Type::TEXT),
-                    (&p.task_name, Type::TEXT),
-                    (&p.input, Type::JSONB),
-                    (&p.queue, Type::TEXT),
-                    (&p.parent_id, Type::TEXT),
-                    (&p.deadline.map(millis), Type::INT8),
-                    (&start_after, Type::INT8),
-                    (&start_at, Type::TIMESTAMPTZ),
-                    (&p.priority, Type::INT2),
-                    (&p.limit_key, Type::TEXT),
-                    (&start_key, Type::TEXT),
-                    (&start_key_ms, Type::INT8),
-                    (&debounce, Type::BOOL),
-                ],
-                call,
-            )
-            .await?;
-        let row = rows.first().ok_or_else(|| Error::Database {
-            message: "zart_start_execution returned no row".to_owned(),
-            source: None,
-        })?;
-        let created: bool = row.try_get(0).map_err(|e| from_pg(e, call))?;
-        let status: String = row.try_get(1).map_err(|e| from_pg(e, call))?;
-        let id: String = row.try_get(2).map_err(|e| from_pg(e, call))?;
-        if created && inline.is_none() {
+        let (outcome, _) = self.start(sql, &p, None).await?;
+        if outcome.created && inline.is_none() {
             self.notify_after_commit(queries::CHANNEL_WORK, &p.queue);
         }
-        Ok(StartOutcome {
-            created,
-            status: ExecutionStatus::parse(&status)?,
-            id,
-        })
+        Ok(outcome)
+    }
+
+    fn handoffs(&self) -> Option<&Arc<zart::handoff::Handoffs>> {
+        Some(&self.handoffs)
+    }
+
+    async fn start_handed(
+        &self,
+        p: StartExecutionParams,
+        claim: &zart::handoff::HandoffClaim,
+    ) -> Result<(StartOutcome, Option<ClaimedTask>), Error> {
+        let (outcome, leased) = self
+            .start(queries::START_EXECUTION_HANDED, &p, Some(claim))
+            .await?;
+        if outcome.created && leased.is_none() {
+            self.notify_after_commit(queries::CHANNEL_WORK, &p.queue);
+        }
+        Ok((outcome, leased))
     }
 
     async fn claim_tasks(&self, p: ClaimTasksParams) -> Result<Vec<ClaimedTask>, Error> {
@@ -435,41 +517,7 @@ impl Scheduler for PostgresScheduler {
                 call,
             )
             .await?;
-        rows.into_iter()
-            .map(|row| {
-                let get_err = |e| row_error(e, "reading a claimed task");
-                let execution_id: String = row.try_get("execution_id").map_err(get_err)?;
-                let attempts: i32 = row.try_get("attempts").map_err(get_err)?;
-                let steps: serde_json::Value = row.try_get("steps").map_err(get_err)?;
-                let steps: Vec<RecordedStep> =
-                    serde_json::from_value(steps).map_err(|source| Error::Serialization {
-                        action: "deserialize",
-                        what: format!("the recorded steps of execution {execution_id:?}"),
-                        source,
-                    })?;
-                Ok(ClaimedTask {
-                    lease: Lease {
-                        backend_key: i64::from(row.try_get::<_, i16>("bucket").map_err(get_err)?),
-                        execution_id,
-                        fence: row.try_get("fence").map_err(get_err)?,
-                    },
-                    task_name: row.try_get("task_name").map_err(get_err)?,
-                    queue: row.try_get("queue").map_err(get_err)?,
-                    parent_id: row.try_get("parent_id").map_err(get_err)?,
-                    attempts: u32::try_from(attempts).unwrap_or(0),
-                    recoveries: u32::try_from(
-                        row.try_get::<_, i32>("recoveries").map_err(get_err)?,
-                    )
-                    .unwrap_or(0),
-                    input: row.try_get("input").map_err(get_err)?,
-                    deadline_in: row
-                        .try_get::<_, Option<i64>>("deadline_in_ms")
-                        .map_err(get_err)?
-                        .map(|ms| ms_to_duration(ms.max(0))),
-                    steps,
-                })
-            })
-            .collect()
+        rows.iter().map(claimed_task).collect()
     }
 
     async fn commit_step(&self, p: CommitStepParams) -> Result<(), Error> {

@@ -21,6 +21,18 @@ pub const START_EXECUTION_NOTIFY: &str = "select s.created, s.status, s.executio
      from public.zart_start_execution(public.zart_bucket($1), $1, $2, $3, $4, $5, $6, $7, $8, \
                                       $9, $10, $11, $12, $13) s";
 
+/// [`START_EXECUTION`] that leases the execution it created for an idle worker of this process,
+/// in the same statement and transaction (`zart_claim_started`; the in-process hand-off). Same
+/// params, then worker_id, lease_ms. Columns: created, status, started_id, then the claimed
+/// task's columns as [`CLAIM_TASKS`] returns them (all null when nothing was leased).
+pub const START_EXECUTION_HANDED: &str = "select s.created, s.status, s.execution_id as started_id, \
+     c.bucket, c.execution_id, c.task_name, c.queue, c.parent_id, c.fence, c.attempts, \
+     c.recoveries, c.input, c.deadline_in_ms, c.steps \
+     from public.zart_start_execution(public.zart_bucket($1), $1, $2, $3, $4, $5, $6, $7, $8, \
+                                      $9, $10, $11, $12, $13) s \
+     left join lateral public.zart_claim_started($14, public.zart_bucket($1), $1, $15, s.created) c \
+       on true";
+
 /// The bucketless `zart_start`, as SQL callers and triggers use it (and `zart start`), with a
 /// delayed start given as a time or as a delay on the database clock (both null: at once).
 /// Params: id, task_name, input, queue, start_at, start_after_ms.

@@ -8,7 +8,9 @@ use tokio::sync::{broadcast, OnceCell};
 
 use crate::execution::Execution;
 use crate::limits::{check_name, check_payload, DEFAULT_MAX_PAYLOAD_BYTES};
-use crate::scheduler::{SendEventParams, StartExecutionParams, StartOutcome, WakeAt, Wakeup};
+use crate::scheduler::{
+    ReleaseTasksParams, SendEventParams, StartExecutionParams, StartOutcome, WakeAt, Wakeup,
+};
 use crate::{Error, Scheduler, TaskRegistry};
 
 /// How often `wait` looks at the execution even without a wake-up, covering notifications
@@ -305,21 +307,52 @@ impl<S: Scheduler> DurableScheduler<S> {
         }
         check_payload("input", &input, self.max_payload_bytes)?;
         self.ensure_schema().await?;
-        let outcome = self
-            .scheduler
-            .start_execution(StartExecutionParams {
-                id: id.to_owned(),
-                task_name: task.to_owned(),
-                input,
-                queue: self.queue.clone(),
-                parent_id: None,
-                deadline: options.deadline,
-                start: options.start,
-                priority: options.priority,
-                limit_key: options.limit_key,
-                start_key: options.start_key,
-            })
-            .await?;
+        // A start due now, without a start key, may go straight to an idle worker of this
+        // process (crate::handoff).
+        let reservation = match (&options.start, &options.start_key) {
+            (None, None) => self
+                .scheduler
+                .handoffs()
+                .and_then(|handoffs| handoffs.reserve(&self.queue, task)),
+            _ => None,
+        };
+        let params = StartExecutionParams {
+            id: id.to_owned(),
+            task_name: task.to_owned(),
+            input,
+            queue: self.queue.clone(),
+            parent_id: None,
+            deadline: options.deadline,
+            start: options.start,
+            priority: options.priority,
+            limit_key: options.limit_key,
+            start_key: options.start_key,
+        };
+        let outcome = match reservation {
+            None => self.scheduler.start_execution(params).await?,
+            Some(reservation) => {
+                let claim = reservation.claim().clone();
+                let (outcome, leased) = self.scheduler.start_handed(params, &claim).await?;
+                if let Some(task) = leased {
+                    if let Err(task) = reservation.hand(task) {
+                        // The worker stopped meanwhile: give the lease back at once.
+                        let released = self
+                            .scheduler
+                            .release_tasks(ReleaseTasksParams {
+                                worker_id: claim.worker_id,
+                                queue: self.queue.clone(),
+                                leases: vec![task.lease],
+                            })
+                            .await;
+                        if let Err(err) = released {
+                            tracing::warn!(execution.id = %id, error = %err,
+                                "could not release a lease taken for a stopped worker; it expires");
+                        }
+                    }
+                }
+                outcome
+            }
+        };
         if outcome.created {
             metrics::counter!(crate::telemetry::EXECUTIONS_STARTED).increment(1);
         }

@@ -65,6 +65,7 @@ pub mod error;
 mod execution;
 pub mod group_commit;
 mod handler;
+pub mod handoff;
 pub mod limits;
 mod log;
 pub mod presence;

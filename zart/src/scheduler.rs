@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use crate::execution::{ErrorRecord, Execution};
+use crate::handoff::{HandoffClaim, Handoffs};
 use crate::Error;
 
 /// A storage backend for executions, tasks, steps and events.
@@ -439,6 +440,29 @@ pub trait Scheduler: Send + Sync + 'static {
     /// at the store again and never trusts the wake-up alone. A backend that may have missed
     /// some sends [`Wakeup::Resync`].
     fn subscribe(&self) -> broadcast::Receiver<Wakeup>;
+
+    /// The offers of free slots of the workers in this process that use this scheduler, for
+    /// the in-process hand-off ([`crate::handoff`]); `None` (the default) for a backend that
+    /// does not implement [`Scheduler::start_handed`].
+    fn handoffs(&self) -> Option<&Arc<Handoffs>> {
+        None
+    }
+
+    /// [`Scheduler::start_execution`] that, in the same transaction, leases the execution for
+    /// `claim`'s worker when it created it and it is due, its queue has no limits and the
+    /// worker may serve its tenant; returns the lease as a claim would. When it leases
+    /// nothing, it wakes workers as a start does. The default starts and leases nothing.
+    ///
+    /// # Errors
+    /// As [`Scheduler::start_execution`].
+    async fn start_handed(
+        &self,
+        params: StartExecutionParams,
+        claim: &HandoffClaim,
+    ) -> Result<(StartOutcome, Option<ClaimedTask>), Error> {
+        let _ = claim;
+        Ok((self.start_execution(params).await?, None))
+    }
 }
 
 #[async_trait]
@@ -448,6 +472,16 @@ impl<T: Scheduler + ?Sized> Scheduler for Arc<T> {
     }
     async fn start_execution(&self, params: StartExecutionParams) -> Result<StartOutcome, Error> {
         (**self).start_execution(params).await
+    }
+    fn handoffs(&self) -> Option<&Arc<Handoffs>> {
+        (**self).handoffs()
+    }
+    async fn start_handed(
+        &self,
+        params: StartExecutionParams,
+        claim: &HandoffClaim,
+    ) -> Result<(StartOutcome, Option<ClaimedTask>), Error> {
+        (**self).start_handed(params, claim).await
     }
     async fn claim_tasks(&self, params: ClaimTasksParams) -> Result<Vec<ClaimedTask>, Error> {
         (**self).claim_tasks(params).await

@@ -7,12 +7,13 @@
 
 use std::time::Instant;
 
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tracing::Instrument;
 
 use super::run::RunEnded;
 use super::{lock, Core};
 use crate::backoff::Backoff;
+use crate::handoff::{Handed, OfferHandle};
 use crate::scheduler::{ClaimTasksParams, NextRunAtParams, Wakeup};
 use crate::{telemetry, Error};
 
@@ -29,7 +30,8 @@ impl Core {
         // claim one execution per finished run (each claim is a commit).
         let batch = (self.config.concurrency / 4).max(1);
         while !*shutdown_rx.borrow() {
-            let running = lock(&self.running).len();
+            // Slots reserved by in-process starts count as taken until their task arrives.
+            let running = lock(&self.running).len() + self.handed_pending;
             let free = self.config.concurrency.saturating_sub(running);
             if backlog && free > 0 && (free >= batch || running == 0) {
                 match self.claim(free).await {
@@ -61,8 +63,16 @@ impl Core {
             }
 
             let wake_at = next_due.map_or(next_sweep, |due| due.min(next_sweep));
+            // Parked: in-process starts may fill the free slots meanwhile (never while the
+            // worker claims, so the two cannot overfill it).
+            let offered = if backlog { 0 } else { free };
+            if let Some((offer, _)) = &self.handoff {
+                offer.open(offered);
+            }
+            let mut handed = None;
             tokio::select! {
                 _ = shutdown_rx.changed() => {}
+                Some(h) = recv_handed(&mut self.handoff) => handed = Some(h),
                 Some(ended) = self.ended.1.recv() => {
                     self.on_run_ended(ended, &mut next_due);
                     while let Ok(more) = self.ended.1.try_recv() {
@@ -85,6 +95,44 @@ impl Core {
                     backlog = true;
                     next_due = None;
                     next_sweep = Instant::now() + self.config.sweep_interval;
+                }
+            }
+            if let Some((offer, _)) = &self.handoff {
+                self.handed_pending += offer.close(offered);
+            }
+            if let Some(h) = handed {
+                self.take_handed(h);
+            }
+        }
+    }
+
+    /// A start's answer to a reserved slot: its leased task runs at once.
+    fn take_handed(&mut self, handed: Handed) {
+        self.handed_pending = self.handed_pending.saturating_sub(1);
+        if let Handed::Task(task) = handed {
+            metrics::counter!(telemetry::CLAIMED).increment(1);
+            self.spawn_run(*task);
+        }
+        // Later answers already queued are taken now, in one go.
+        while let Some(more) = self.handoff.as_mut().and_then(|(_, rx)| rx.try_recv().ok()) {
+            self.handed_pending = self.handed_pending.saturating_sub(1);
+            if let Handed::Task(task) = more {
+                metrics::counter!(telemetry::CLAIMED).increment(1);
+                self.spawn_run(*task);
+            }
+        }
+    }
+
+    /// At shutdown: no more offers; a task already handed runs (the shutdown then finishes or
+    /// releases it with the others), and a start that hands one later finds the worker gone
+    /// and releases its lease.
+    pub(super) fn withdraw_offer(&mut self) {
+        if let Some((offer, mut rx)) = self.handoff.take() {
+            drop(offer);
+            rx.close();
+            while let Ok(handed) = rx.try_recv() {
+                if let Handed::Task(task) = handed {
+                    self.spawn_run(*task);
                 }
             }
         }
@@ -134,6 +182,16 @@ impl Core {
                 None
             }
         }
+    }
+}
+
+/// The next answer of an in-process start, or never when the worker has no offer.
+async fn recv_handed(
+    handoff: &mut Option<(OfferHandle, mpsc::UnboundedReceiver<Handed>)>,
+) -> Option<Handed> {
+    match handoff {
+        Some((_, rx)) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 
 use crate::backoff::Backoff;
+use crate::handoff::{Handed, HandoffClaim, OfferHandle};
 use crate::scheduler::{DynScheduler, Lease};
 use crate::{Error, Scheduler, TaskRegistry};
 
@@ -177,8 +178,20 @@ impl<S: Scheduler> Worker<S> {
             running,
             ended: mpsc::unbounded_channel(),
             claims: 0,
+            handoff: self.scheduler.handoffs().map(|handoffs| {
+                handoffs.offer(
+                    &self.config.queue,
+                    self.registry.task_names(),
+                    HandoffClaim {
+                        worker_id: self.worker_id.clone(),
+                        lease: self.config.lease_duration,
+                    },
+                )
+            }),
+            handed_pending: 0,
         };
         core.claim_loop(&mut shutdown_rx).await;
+        core.withdraw_offer();
         if let Some(retention) = &retention {
             retention.abort();
         }
@@ -244,6 +257,11 @@ struct Core {
     ),
     /// Claims made so far: every [`OLDEST_FIRST_EVERY`]th takes the oldest due tasks.
     claims: u64,
+    /// Its offer of free slots to in-process starts, and what they hand it
+    /// ([`crate::handoff`]); `None` when the backend has no hand-off.
+    handoff: Option<(OfferHandle, mpsc::UnboundedReceiver<Handed>)>,
+    /// Slots reserved by starts whose task (or notice) has not arrived yet.
+    handed_pending: usize,
 }
 
 /// One claim in this many takes the longest due tasks whatever their priority, so that no

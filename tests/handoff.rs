@@ -100,12 +100,23 @@ async fn an_idle_local_worker_gets_the_start_leased_in_its_own_transaction() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_local_starts_never_overfill_the_worker() {
     init_tracing();
-    let (task, gate, _inside, most) = gated();
+    let (task, gate, inside, most) = gated();
     let mut registry = TaskRegistry::new();
     registry.register("gated", task).unwrap();
     let h = Harness::with_registry(registry).await;
     h.spawn_worker(WorkerConfig::default().with_concurrency(2));
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // One run the worker claims itself (started by another process): it parks after that
+    // claim with one slot free, and must offer one, not the two it had before the claim.
+    let other = DurableScheduler::new(h.db.scheduler().await, h.registry.clone());
+    other
+        .start("g-claimed", "gated", serde_json::json!(null))
+        .await
+        .unwrap();
+    zart_tests::wait_for("the claimed run", Duration::from_secs(10), || async {
+        (inside.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
 
     let mut starts = Vec::new();
     for n in 0..12 {
@@ -120,7 +131,7 @@ async fn concurrent_local_starts_never_overfill_the_worker() {
     for s in starts {
         assert!(s.await.unwrap().created);
     }
-    gate.add_permits(12);
+    gate.add_permits(13);
     for n in 0..12 {
         let done = h.durable.wait(&format!("g-{n}"), WAIT).await.unwrap();
         assert_eq!(done.status, ExecutionStatus::Completed, "g-{n}");

@@ -30,10 +30,9 @@ impl Core {
         // claim one execution per finished run (each claim is a commit).
         let batch = (self.config.concurrency / 4).max(1);
         while !*shutdown_rx.borrow() {
-            // Slots reserved by in-process starts count as taken until their task arrives.
-            let running = lock(&self.running).len() + self.handed_pending;
-            let free = self.config.concurrency.saturating_sub(running);
-            if backlog && free > 0 && (free >= batch || running == 0) {
+            let free = self.free_slots();
+            let idle = free == self.config.concurrency;
+            if backlog && free > 0 && (free >= batch || idle) {
                 match self.claim(free).await {
                     Ok(claimed) => {
                         backoff.reset();
@@ -64,8 +63,9 @@ impl Core {
 
             let wake_at = next_due.map_or(next_sweep, |due| due.min(next_sweep));
             // Parked: in-process starts may fill the free slots meanwhile (never while the
-            // worker claims, so the two cannot overfill it).
-            let offered = if backlog { 0 } else { free };
+            // worker claims, so the two cannot overfill it). Counted afresh: a claim above
+            // may have just taken some of the slots `free` counted.
+            let offered = if backlog { 0 } else { self.free_slots() };
             if let Some((offer, _)) = &self.handoff {
                 offer.open(offered);
             }
@@ -106,20 +106,23 @@ impl Core {
         }
     }
 
-    /// A start's answer to a reserved slot: its leased task runs at once.
-    fn take_handed(&mut self, handed: Handed) {
-        self.handed_pending = self.handed_pending.saturating_sub(1);
-        if let Handed::Task(task) = handed {
-            metrics::counter!(telemetry::CLAIMED).increment(1);
-            self.spawn_run(*task);
-        }
-        // Later answers already queued are taken now, in one go.
-        while let Some(more) = self.handoff.as_mut().and_then(|(_, rx)| rx.try_recv().ok()) {
+    /// Slots neither running nor reserved by an in-process start whose task has not arrived.
+    fn free_slots(&self) -> usize {
+        let taken = lock(&self.running).len() + self.handed_pending;
+        self.config.concurrency.saturating_sub(taken)
+    }
+
+    /// Starts' answers to reserved slots, this one and any queued behind it: each leased task
+    /// runs at once.
+    fn take_handed(&mut self, first: Handed) {
+        let mut next = Some(first);
+        while let Some(handed) = next {
             self.handed_pending = self.handed_pending.saturating_sub(1);
-            if let Handed::Task(task) = more {
+            if let Handed::Task(task) = handed {
                 metrics::counter!(telemetry::CLAIMED).increment(1);
                 self.spawn_run(*task);
             }
+            next = self.handoff.as_mut().and_then(|(_, rx)| rx.try_recv().ok());
         }
     }
 

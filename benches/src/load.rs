@@ -53,9 +53,9 @@ use zart_benches::{raw, retention, throughput, workflow};
 const TOP: i64 = 12;
 
 /// Every figure, in the order a run measures them.
-const FIGURES: [&str; 18] = [
-    "c", "u", "b", "f", "z1", "z1t", "z2", "z2p", "z2t", "z3", "z8", "z4", "z5", "zc", "z6", "z7",
-    "zr", "zs",
+const FIGURES: [&str; 20] = [
+    "c", "u", "b", "bz", "bz3", "f", "z1", "z1t", "z2", "z2p", "z2t", "z3", "z8", "z4", "z5", "zc",
+    "z6", "z7", "zr", "zs",
 ];
 
 /// Command-line options.
@@ -430,6 +430,10 @@ struct Results {
     c: Option<f64>,
     u: Option<f64>,
     b: Option<f64>,
+    /// BZ: Z2's writes in plain SQL, executions/s.
+    bz: Option<f64>,
+    /// BZ3: Z3's writes in plain SQL, steps/s.
+    bz3: Option<f64>,
     f: Option<Summary>,
     z1: Option<f64>,
     z2: Option<f64>,

@@ -1,5 +1,6 @@
 //! The raw baselines: C (single-row inserts), U and B (claim-1 and claim-100 + delete), F
-//! (the LISTEN/NOTIFY round trip).
+//! (the LISTEN/NOTIFY round trip), BZ and BZ3 (Zart's writes for one- and three-step
+//! workflows, in plain SQL on Zart's tables).
 
 use super::*;
 
@@ -63,6 +64,54 @@ pub(super) async fn run(run: &mut Run<'_>) -> Result<()> {
             r.b = Some(r.record("b", rate));
         }
         r.counts.push(PhaseCounts::new(key, "row", rows, 0, delta));
+    }
+    // BZ and BZ3: what Z2 and Z3 write, with no engine in between (throughput::zart_shaped).
+    for (key, task, steps) in [("bz", "bz-raw1", 1), ("bz3", "bz3-raw3", 3)] {
+        if !plan.has(key) {
+            continue;
+        }
+        let task = &round_task(task, run.round);
+        let executions = count / steps;
+        drain::prefill(watcher.client(), task, executions, steps).await?;
+        let label = format!("raw SQL, Zart's writes, {steps}-step, claim-100");
+        let bar = Bar::new(bars, executions.into(), &key.to_uppercase(), &label);
+        let mark = watcher.begin(true).await?;
+        let (done, took) = throughput::zart_shaped(config, task, steps, 100, clients, &bar).await?;
+        let delta = watcher.end(mark).await?;
+        r.top.insert(key, watcher.top_statements(TOP).await?);
+        drain::check_completed(watcher.client(), task, None, executions).await?;
+        if done != u64::from(executions) {
+            bail!(
+                "{}: {done} of {executions} executions were done",
+                key.to_uppercase()
+            );
+        }
+        let rate = done as f64 / took.as_secs_f64();
+        let (value, unit) = if steps == 1 {
+            (rate, "executions/s")
+        } else {
+            (rate * f64::from(steps), "steps/s")
+        };
+        say(
+            &bar,
+            format!(
+                "{:<3} {label}, {clients} clients: {}",
+                key.to_uppercase(),
+                format_value(value, unit)
+            ),
+        );
+        if steps == 1 {
+            r.bz = Some(r.record("bz", value));
+        } else {
+            r.bz3 = Some(r.record("bz3", value));
+        }
+        r.counts.push(PhaseCounts::new(
+            key,
+            "execution",
+            executions.into(),
+            steps,
+            delta,
+        ));
     }
     if plan.has("f") && run.round == 0 {
         let bar = Bar::new(

@@ -31,6 +31,28 @@ pub(super) fn metrics(plan: &Plan, r: &Results) -> Vec<Metric> {
             "rows/s",
         ));
     }
+    // What Zart's data model costs with no engine: no target, shown against B.
+    for (key, name, value, unit) in [
+        (
+            "bz",
+            "raw SQL, Zart's one-step writes",
+            r.bz,
+            "executions/s",
+        ),
+        ("bz3", "raw SQL, Zart's three-step writes", r.bz3, "steps/s"),
+    ] {
+        if let Some(v) = value {
+            m.push(
+                Metric::new(
+                    key,
+                    &format!("{name}, claim-100, {} clients", plan.clients),
+                    v,
+                    unit,
+                )
+                .against("B", r.b),
+            );
+        }
+    }
     let f_p50 = r.f.map(|f| ms(f.p50));
     // Baseline latencies: p50 and p99 each, with no target of their own.
     for (key, name, summary) in [
@@ -146,6 +168,29 @@ pub(super) fn metrics(plan: &Plan, r: &Results) -> Vec<Metric> {
                 // Issue #20's target (issue #8 asked 0.2).
                 .at_least(0.6, None),
         );
+    }
+    // The engine's share: Z2 and Z3 against their own writes in plain SQL.
+    for (key, name, value, unit, raw, raw_name) in [
+        (
+            "z2.bz",
+            "drain, one-step no-op, against the same writes in raw SQL",
+            r.z2,
+            "executions/s",
+            r.bz,
+            "BZ",
+        ),
+        (
+            "z3.bz3",
+            "drain, three-step no-op, against the same writes in raw SQL",
+            r.z3,
+            "steps/s",
+            r.bz3,
+            "BZ3",
+        ),
+    ] {
+        if let (Some(v), Some(_)) = (value, raw) {
+            m.push(Metric::new(key, name, v, unit).against(raw_name, raw));
+        }
     }
     if let Some(z4) = r.z4 {
         m.push(

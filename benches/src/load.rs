@@ -73,7 +73,7 @@ struct Args {
     /// PostgreSQL server; a scratch database `zart_load_<pid>` is created and dropped on it.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, required = true)]
     database_url: Option<String>,
-    /// Run only these figures (comma-separated: c,u,b,f,z1,z1t,z2,z2p,z2t,z3,...,z8; z2p is Z2
+    /// Run only these figures (comma-separated: c,u,b,bz,bz3,f,z1,z1t,z2,z2p,z2t,z3,...,z8; z2p is Z2
     /// with 4 priorities and a concurrency limit that never binds; z1t and z2t
     /// are Z1 and Z2 as logins made for the run, tenancy off then on). Ratios to a baseline
     /// that was not run show as n/a.

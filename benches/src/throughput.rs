@@ -192,33 +192,32 @@ const SHAPED_CLAIM: &str = "
            set_config('synchronous_commit', 'off', true)
       from claimed c join public.zart_executions e on e.bucket = c.bucket and e.id = c.execution_id";
 
-/// BZ's step: the leased task rows locked (fence checked), the step rows inserted.
-const SHAPED_STEP: &str = "
-    with held as (
-        select u.bucket, u.execution_id
-          from unnest($1::int2[], $2::text[], $3::int8[]) as u(bucket, execution_id, fence)
-         cross join lateral (
-               select 1 from public.zart_tasks t
-                where t.bucket = u.bucket and t.execution_id = u.execution_id
-                  and t.fence = u.fence and t.locked_by is not null
-                  for no key update) l
+/// BZ's statements start from the leased task rows of a claimed batch (`$1`-`$3`: buckets,
+/// ids, fences), locked with `lock` once their fence is checked.
+fn shaped_held(lock: &str) -> String {
+    format!(
+        "with held as (
+             select u.bucket, u.execution_id
+               from unnest($1::int2[], $2::text[], $3::int8[]) as u(bucket, execution_id, fence)
+              cross join lateral (
+                    select 1 from public.zart_tasks t
+                     where t.bucket = u.bucket and t.execution_id = u.execution_id
+                       and t.fence = u.fence and t.locked_by is not null
+                       for {lock}) l
+         )"
     )
+}
+
+/// BZ's step: the leased task rows locked, the step rows inserted.
+const SHAPED_STEP: &str = "
     insert into public.zart_steps
         (bucket, execution_id, name, seq, kind, status, output, attempts, created_at, updated_at)
     select h.bucket, h.execution_id, $4, $5, 'step', 'completed', to_jsonb($5), 1, now(), now()
       from held h";
 
-/// BZ's outcome: the leased task rows deleted (fence checked), the execution rows completed.
+/// BZ's outcome: the leased task rows deleted, the execution rows completed.
 const SHAPED_COMPLETE: &str = "
-    with held as (
-        select u.bucket, u.execution_id
-          from unnest($1::int2[], $2::text[], $3::int8[]) as u(bucket, execution_id, fence)
-         cross join lateral (
-               select 1 from public.zart_tasks t
-                where t.bucket = u.bucket and t.execution_id = u.execution_id
-                  and t.fence = u.fence and t.locked_by is not null
-                  for update) l
-    ), removed as (
+    , removed as (
         delete from public.zart_tasks t using held h
          where t.bucket = h.bucket and t.execution_id = h.execution_id
         returning t.bucket, t.execution_id, t.attempts, t.started_at
@@ -243,12 +242,15 @@ pub async fn zart_shaped(
     clients: u32,
     bar: &Bar,
 ) -> Result<(u64, Duration)> {
+    let step_sql = format!("{} {SHAPED_STEP}", shaped_held("no key update"));
+    let complete_sql = format!("{} {SHAPED_COMPLETE}", shaped_held("update"));
     let connections = open(config, clients).await?;
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (c, client) in connections.into_iter().enumerate() {
         let (task, done) = (task.to_owned(), done.clone());
+        let (step_sql, complete_sql) = (step_sql.clone(), complete_sql.clone());
         tasks.push(tokio::spawn(async move {
             let worker = format!("bz{c}");
             loop {
@@ -286,7 +288,7 @@ pub async fn zart_shaped(
                     params.push((&name, Type::TEXT));
                     params.push((&seq, Type::INT4));
                     let written = client
-                        .execute_typed(SHAPED_STEP, &params)
+                        .execute_typed(&step_sql, &params)
                         .await
                         .context("BZ: step")?;
                     if written != rows.len() as u64 {
@@ -294,7 +296,7 @@ pub async fn zart_shaped(
                     }
                 }
                 let completed = client
-                    .execute_typed(SHAPED_COMPLETE, &keys)
+                    .execute_typed(&complete_sql, &keys)
                     .await
                     .context("BZ: outcome")?;
                 if completed != rows.len() as u64 {

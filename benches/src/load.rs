@@ -53,9 +53,9 @@ use zart_benches::{raw, retention, throughput, workflow};
 const TOP: i64 = 12;
 
 /// Every figure, in the order a run measures them.
-const FIGURES: [&str; 20] = [
-    "c", "u", "b", "bz", "bz3", "f", "z1", "z1t", "z2", "z2p", "z2t", "z3", "z8", "z4", "z5", "zc",
-    "z6", "z7", "zr", "zs",
+const FIGURES: [&str; 21] = [
+    "c", "u", "b", "bz", "bz3", "f", "z1", "z1t", "z2", "z2p", "z2t", "z3", "z8", "z4", "z4x",
+    "z5", "zc", "z6", "z7", "zr", "zs",
 ];
 
 /// Command-line options.
@@ -441,6 +441,10 @@ struct Results {
     z4: Option<Summary>,
     /// Z4's floor: how long `start` took to return in the same samples.
     z4_start: Option<Summary>,
+    /// Z4x: the pickup of a start made from another scheduler (no in-process hand-off).
+    z4x: Option<Summary>,
+    /// Z4x's floor.
+    z4x_start: Option<Summary>,
     /// F again, paired with Z4's samples at Z4's idle gaps: the like-for-like baseline.
     f_idle: Option<Summary>,
     /// A raw durable single-row insert, paired with Z4's samples at Z4's idle gaps.

@@ -220,7 +220,18 @@ async fn measure(
     let measured = async {
         println!("[2/5] pickup: start -> handler entry (idle worker)");
         let pickup = harness
-            .pickup(&nonce, plan.warmup, plan.samples, zart_gap, &mut rng, None)
+            .pickup(
+                &nonce,
+                plan.warmup,
+                plan.samples,
+                zart_gap,
+                &mut rng,
+                None,
+                workflow::StartFrom {
+                    local: true,
+                    remote: false,
+                },
+            )
             .await?;
         println!("[3/5] end-to-end: start -> wait() = Completed, one-step workflow");
         let e2e = harness

@@ -150,6 +150,19 @@ impl TaskHandler for EventProbe {
     }
 }
 
+/// Starts `id` of `task` through `durable`; fails if it already existed.
+async fn begin(durable: &DurableScheduler<PostgresScheduler>, id: &str, task: &str) -> Result<()> {
+    let input = serde_json::json!({ "bench": true });
+    let outcome = tokio::time::timeout(TIMEOUT, durable.start(id, task, input))
+        .await
+        .map_err(|_| anyhow!("starting {id:?} took over {TIMEOUT:?}"))?
+        .with_context(|| format!("starting {id:?}"))?;
+    if !outcome.created {
+        bail!("execution {id:?} already existed (ids must be unique per run)");
+    }
+    Ok(())
+}
+
 /// Locks `mutex`, also after a panic elsewhere (the map stays usable).
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
@@ -168,12 +181,30 @@ pub struct Pickups {
     pub notify: Vec<Duration>,
     /// The paired raw durable single-row inserts (empty without a probe).
     pub commits: Vec<Duration>,
+    /// `start` to the handler's first instant, started from the other scheduler (no
+    /// in-process hand-off: the start notifies and the worker claims, as from another
+    /// process). Empty unless asked for.
+    pub remote_pickups: Vec<Duration>,
+    /// `start` returning, on the other scheduler.
+    pub remote_starts: Vec<Duration>,
+}
+
+/// Which schedulers [`Harness::pickup`] starts from.
+#[derive(Debug, Clone, Copy)]
+pub struct StartFrom {
+    /// The worker's own scheduler (an idle worker takes the start by in-process hand-off).
+    pub local: bool,
+    /// A scheduler of its own, as another process would start.
+    pub remote: bool,
 }
 
 /// A running worker and a client on one scratch database.
 pub struct Harness {
     config: tokio_postgres::Config,
     durable: DurableScheduler<PostgresScheduler>,
+    /// A client with a pool, listener and hand-off offers of its own: its starts reach the
+    /// worker as another process's do.
+    remote: DurableScheduler<PostgresScheduler>,
     entered: mpsc::UnboundedReceiver<Entered>,
     reached: Reached,
     slept: mpsc::UnboundedReceiver<Entered>,
@@ -211,9 +242,16 @@ impl Harness {
         );
         let stop = worker.shutdown_handle();
         let worker = tokio::spawn(worker.run());
+        let remote_pool =
+            PgPool::from_config(config.clone(), 2).context("building the remote client's pool")?;
+        let remote = DurableScheduler::new(
+            Arc::new(PostgresScheduler::new(remote_pool)),
+            registry.clone(),
+        );
         Ok(Harness {
             config,
             durable: DurableScheduler::new(scheduler, registry),
+            remote,
             entered,
             reached,
             slept,
@@ -232,12 +270,15 @@ impl Harness {
     /// Pickup latency: `Instant::now()` right before `start` to the handler's first instant.
     /// Each execution is awaited to completion (untimed) before the idle gap. Also returns,
     /// per sample, how long `start` itself took to return (its commit is part of every
-    /// pickup, so it is the floor under the pickup figure).
+    /// pickup, so it is the floor under the pickup figure). With both schedulers in `from`,
+    /// each sample is a start from the worker's own scheduler, then one from the other, each
+    /// after its own gap.
     ///
-    /// With a `probe`, every pickup sample is paired with one raw baseline sample taken after
-    /// its own random `gap`, so the baselines see the same idle machine as the pickups they
-    /// are compared with: a LISTEN/NOTIFY round trip on even samples, a durable single-row
-    /// insert on odd ones (the samples alternate; none warms up the next).
+    /// With a `probe`, every pickup is paired with one raw baseline sample taken after its own
+    /// random `gap`, so the baselines see the same idle machine as the pickups they are
+    /// compared with: a LISTEN/NOTIFY round trip and a durable single-row insert in turn (none
+    /// warms up the next).
+    #[allow(clippy::too_many_arguments)]
     pub async fn pickup(
         &mut self,
         nonce: &str,
@@ -246,32 +287,46 @@ impl Harness {
         gap: Gap,
         rng: &mut Rng,
         mut probe: Option<&mut NotifyProbe>,
+        from: StartFrom,
     ) -> Result<Pickups> {
         let mut out = Pickups::default();
+        let mut probes = 0usize;
         for i in 0..warmup + samples {
-            if let Some(probe) = probe.as_deref_mut() {
-                let (took, into) = if i % 2 == 0 {
-                    (probe.sample(nonce).await?, &mut out.notify)
-                } else {
-                    (probe.commit_sample(nonce).await?, &mut out.commits)
-                };
+            for remote in [false, true] {
+                if (remote && !from.remote) || (!remote && !from.local) {
+                    continue;
+                }
+                if let Some(probe) = probe.as_deref_mut() {
+                    let (took, into) = if probes % 2 == 0 {
+                        (probe.sample(nonce).await?, &mut out.notify)
+                    } else {
+                        (probe.commit_sample(nonce).await?, &mut out.commits)
+                    };
+                    probes += 1;
+                    if i >= warmup {
+                        into.push(took);
+                    }
+                    gap.sleep(rng).await;
+                }
+                let id = format!("pickup-{nonce}-{i}{}", if remote { "-x" } else { "" });
+                let started = Instant::now();
+                let via = if remote { &self.remote } else { &self.durable };
+                begin(via, &id, PICKUP_TASK).await?;
+                let returned = started.elapsed();
+                let entered = self.entered(&id).await?;
+                self.finish(&id).await?;
                 if i >= warmup {
-                    into.push(took);
+                    let (pickups, starts) = if remote {
+                        (&mut out.remote_pickups, &mut out.remote_starts)
+                    } else {
+                        (&mut out.pickups, &mut out.starts)
+                    };
+                    pickups.push(entered.saturating_duration_since(started));
+                    starts.push(returned);
                 }
                 gap.sleep(rng).await;
             }
-            let id = format!("pickup-{nonce}-{i}");
-            let started = Instant::now();
-            self.begin(&id, PICKUP_TASK).await?;
-            let returned = started.elapsed();
-            let entered = self.entered(&id).await?;
-            self.finish(&id).await?;
-            if i >= warmup {
-                out.pickups.push(entered.saturating_duration_since(started));
-                out.starts.push(returned);
-            }
             self.bar.inc(1);
-            gap.sleep(rng).await;
         }
         Ok(out)
     }
@@ -502,15 +557,7 @@ impl Harness {
     }
 
     async fn begin(&self, id: &str, task: &str) -> Result<()> {
-        let input = serde_json::json!({ "bench": true });
-        let outcome = tokio::time::timeout(TIMEOUT, self.durable.start(id, task, input))
-            .await
-            .map_err(|_| anyhow!("starting {id:?} took over {TIMEOUT:?}"))?
-            .with_context(|| format!("starting {id:?}"))?;
-        if !outcome.created {
-            bail!("execution {id:?} already existed (ids must be unique per run)");
-        }
-        Ok(())
+        begin(&self.durable, id, task).await
     }
 
     /// Waits for the pickup probe to report `id`'s handler entry.

@@ -12,7 +12,7 @@ pub(super) async fn run(run: &mut Run<'_>) -> Result<()> {
     let r = &mut run.r;
     let rng = &mut run.rng;
     let nonce = run.nonce.as_str();
-    if plan.has("z4") || plan.has("z5") || plan.has("zc") {
+    if plan.has("z4") || plan.has("z4x") || plan.has("z5") || plan.has("zc") {
         watcher.quiesce().await?;
         let mut harness = workflow::Harness::start(config.clone())?;
         let measured = latencies(plan, config, &mut harness, nonce, rng, bars, r).await;
@@ -60,12 +60,21 @@ pub(super) async fn latencies(
     r: &mut Results,
 ) -> Result<()> {
     let ms = |d: Duration| stats::ms(d);
-    if plan.has("z4") {
+    let from = workflow::StartFrom {
+        local: plan.has("z4"),
+        remote: plan.has("z4x"),
+    };
+    if from.local || from.remote {
+        let label = match (from.local, from.remote) {
+            (true, true) => "pickup: start -> handler, local and remote starts in turn",
+            (false, true) => "pickup: start -> handler, remote starts",
+            _ => "pickup: start -> handler",
+        };
         let bar = Bar::new(
             bars,
             (plan.warmup + plan.pickup_samples) as u64,
             "Z4",
-            "pickup: start -> handler",
+            label,
         );
         harness.set_progress(bar.clone());
         // Raw baselines at Z4's idle gaps, one before each pickup sample (F and a durable
@@ -80,29 +89,48 @@ pub(super) async fn latencies(
                 Gap::ms(plan.pickup_gap_ms.0, plan.pickup_gap_ms.1),
                 rng,
                 Some(&mut probe),
+                from,
             )
             .await;
         probe.close().await?;
         let taken = taken?;
-        let s = Summary::of(&taken.pickups)?;
-        r.z4_start = Some(Summary::of(&taken.starts)?);
         // Each baseline gets every other pickup's pairing; a tiny --pickup-samples may leave
         // one without samples, and it then shows as not run.
         r.f_idle = Summary::of(&taken.notify).ok();
         r.c_idle = Summary::of(&taken.commits).ok();
         let idle =
             |f: Option<Summary>| f.map_or("-".to_owned(), |f| format!("{:.3} ms", ms(f.p50)));
-        say(
-            &bar,
-            format!(
-                "Z4  pickup, idle worker: p50 {:.3} ms, p99 {:.3} ms (at the same gaps: F p50 {}, a durable insert p50 {})",
-                ms(s.p50),
-                ms(s.p99),
-                idle(r.f_idle),
-                idle(r.c_idle),
-            ),
-        );
-        r.z4 = Some(s);
+        for (remote, pickups, starts) in [
+            (false, &taken.pickups, &taken.starts),
+            (true, &taken.remote_pickups, &taken.remote_starts),
+        ] {
+            if (remote && !from.remote) || (!remote && !from.local) {
+                continue;
+            }
+            let s = Summary::of(pickups)?;
+            let what = if remote {
+                "Z4x pickup, idle worker, started from another scheduler"
+            } else {
+                "Z4  pickup, idle worker"
+            };
+            say(
+                &bar,
+                format!(
+                    "{what}: p50 {:.3} ms, p99 {:.3} ms (at the same gaps: F p50 {}, a durable insert p50 {})",
+                    ms(s.p50),
+                    ms(s.p99),
+                    idle(r.f_idle),
+                    idle(r.c_idle),
+                ),
+            );
+            if remote {
+                r.z4x = Some(s);
+                r.z4x_start = Some(Summary::of(starts)?);
+            } else {
+                r.z4 = Some(s);
+                r.z4_start = Some(Summary::of(starts)?);
+            }
+        }
     }
     if plan.has("z5") {
         let wait_gap = Gap::ms(plan.wait_gap_ms.0, plan.wait_gap_ms.1);

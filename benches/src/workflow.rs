@@ -297,7 +297,7 @@ impl Harness {
                     continue;
                 }
                 if let Some(probe) = probe.as_deref_mut() {
-                    let (took, into) = if probes % 2 == 0 {
+                    let (took, into) = if probes.is_multiple_of(2) {
                         (probe.sample(nonce).await?, &mut out.notify)
                     } else {
                         (probe.commit_sample(nonce).await?, &mut out.commits)

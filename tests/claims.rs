@@ -79,6 +79,71 @@ async fn a_claim_never_reads_the_due_rows_of_task_names_it_did_not_register() {
     );
 }
 
+/// Rows of `zart_tasks` and `zart_steps` the current transaction of `client` has read (by
+/// sequential scans, and fetched through indexes).
+async fn rows_read_in_transaction(client: &tokio_postgres::Client) -> (i64, i64) {
+    let row = client
+        .query_one(
+            "select coalesce(sum(seq_tup_read + coalesce(idx_tup_fetch, 0))
+                                 filter (where relname = 'zart_tasks'), 0)::int8,
+                    coalesce(sum(seq_tup_read + coalesce(idx_tup_fetch, 0))
+                                 filter (where relname = 'zart_steps'), 0)::int8
+               from pg_stat_xact_user_tables",
+            &[],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_reads_only_the_rows_it_takes_whatever_its_kept_plan_was_made_on() {
+    init_tracing();
+    let db = TestDb::new().await;
+    let other = db.client().await;
+    // Statistics that invite the wrong plans: a large backlog of due tasks (a plan made
+    // without the call's limit would read them all through a bitmap and sort them), and no
+    // steps at all (a plan would scan every step row for the sleeps it ends).
+    fill(&other, "t", 5_000).await;
+    other.batch_execute("vacuum analyze").await.unwrap();
+    // The claiming session makes its plan now, and keeps it (zart_claim_tasks plans once per
+    // session, without the call's values).
+    let claimer = db.client().await;
+    let claim =
+        "select execution_id from public.zart_claim_tasks('w', 'default', array['t'], 10, 30000)";
+    claimer.batch_execute("begin").await.unwrap();
+    assert_eq!(claimer.query(claim, &[]).await.unwrap().len(), 10);
+    claimer.batch_execute("rollback").await.unwrap();
+    // Then a history of steps arrives, with no ANALYZE after it.
+    other
+        .execute(
+            "insert into public.zart_steps
+                 (bucket, execution_id, name, seq, status, output, attempts, created_at, updated_at)
+             select public.zart_bucket('old-' || g), 'old-' || g, 'nap', 0, 'completed', 'null',
+                    1, now(), now()
+               from generate_series(1, 5000) g",
+            &[],
+        )
+        .await
+        .unwrap();
+
+    claimer.batch_execute("begin").await.unwrap();
+    let claimed = claimer.query(claim, &[]).await.unwrap();
+    let (tasks, steps) = rows_read_in_transaction(&claimer).await;
+    claimer.batch_execute("rollback").await.unwrap();
+    assert_eq!(claimed.len(), 10);
+    // The due rows are read in index order and only as far as the limit, and no step row is
+    // read for claims that end no sleep.
+    assert!(
+        tasks < 100,
+        "the claim read {tasks} task rows to take 10 of 5,000"
+    );
+    assert!(
+        steps < 100,
+        "the claim read {steps} step rows, none of them its own"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_fills_its_limit_from_every_registered_name_and_leaves_the_rest_unlocked() {
     init_tracing();

@@ -449,6 +449,8 @@ struct Results {
     f_idle: Option<Summary>,
     /// A raw durable single-row insert, paired with Z4's samples at Z4's idle gaps.
     c_idle: Option<Summary>,
+    /// Zart's start statement sent alone, paired with Z4's samples at Z4's idle gaps.
+    s_idle: Option<Summary>,
     timer: Option<Summary>,
     event: Option<Summary>,
     /// Z5's event floor: how long `send_event` took to return in the same samples.

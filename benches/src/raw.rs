@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_postgres::types::Type;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use crate::progress::Bar;
@@ -22,6 +23,13 @@ const CHANNEL: &str = "zart_bench_f";
 
 /// The table [`NotifyProbe::commit_sample`] inserts into (created when a probe opens).
 const COMMIT_TABLE: &str = "zart_bench_idle_commits";
+
+/// The queue of [`NotifyProbe::start_sample`]'s executions: no worker serves it, and the probe
+/// deletes them when it closes.
+const START_QUEUE: &str = "zart-bench-idle-starts";
+
+/// The task name of those executions.
+const START_TASK: &str = "zart-bench-idle-start";
 
 /// How long one notification may take before the run fails.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -125,11 +133,72 @@ impl NotifyProbe {
         Ok(sent.elapsed())
     }
 
+    /// Zart's start statement alone: `zart_start_execution` with its notification, sent as
+    /// `PostgresScheduler` sends it to start an execution (unnamed, parsed and planned on each
+    /// call, one round trip), from just before the send to its return, on the sender
+    /// connection. The execution is of a task in a queue no worker serves.
+    ///
+    /// # Errors
+    /// When the statement fails or does not create the execution.
+    pub async fn start_sample(&mut self, nonce: &str) -> Result<Duration> {
+        let id = format!("idle-start-{nonce}-{}", self.sent);
+        self.sent += 1;
+        let input = serde_json::json!({ "bench": true });
+        let none_text: Option<&str> = None;
+        let none_int8: Option<i64> = None;
+        let none_time: Option<std::time::SystemTime> = None;
+        let priority: i16 = 0;
+        let debounce = false;
+        let sent = Instant::now();
+        let row = self
+            .sender
+            .query_typed(
+                zart_pg::queries::START_EXECUTION_NOTIFY,
+                &[
+                    (&id, Type::TEXT),
+                    (&START_TASK, Type::TEXT),
+                    (&input, Type::JSONB),
+                    (&START_QUEUE, Type::TEXT),
+                    (&none_text, Type::TEXT),
+                    (&none_int8, Type::INT8),
+                    (&none_int8, Type::INT8),
+                    (&none_time, Type::TIMESTAMPTZ),
+                    (&priority, Type::INT2),
+                    (&none_text, Type::TEXT),
+                    (&none_text, Type::TEXT),
+                    (&none_int8, Type::INT8),
+                    (&debounce, Type::BOOL),
+                ],
+            )
+            .await
+            .with_context(|| format!("S: starting {id}"))?;
+        let took = sent.elapsed();
+        let created = row
+            .first()
+            .map(|r| r.try_get::<_, bool>(0))
+            .transpose()?
+            .unwrap_or(false);
+        if !created {
+            bail!("S: {id} was not created");
+        }
+        Ok(took)
+    }
+
     /// Closes both connections and waits for their tasks.
     ///
     /// # Errors
     /// When a connection ended with an error or did not close within 5 s.
     pub async fn close(self) -> Result<()> {
+        // The executions of start_sample: no worker serves their queue.
+        for table in ["zart_tasks", "zart_executions"] {
+            self.sender
+                .execute(
+                    &format!("delete from public.{table} where queue = $1"),
+                    &[&START_QUEUE],
+                )
+                .await
+                .with_context(|| format!("S: deleting the probe's executions from {table}"))?;
+        }
         // Dropping a client ends its connection cleanly; then the tasks finish on their own.
         drop(self.listener);
         drop(self.sender);

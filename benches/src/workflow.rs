@@ -181,6 +181,9 @@ pub struct Pickups {
     pub notify: Vec<Duration>,
     /// The paired raw durable single-row inserts (empty without a probe).
     pub commits: Vec<Duration>,
+    /// The paired starts made by Zart's start statement sent alone on a plain connection
+    /// (empty without a probe): `start`'s SQL without the engine around it.
+    pub start_statements: Vec<Duration>,
     /// `start` to the handler's first instant, started from the other scheduler (no
     /// in-process hand-off: the start notifies and the worker claims, as from another
     /// process). Empty unless asked for.
@@ -276,8 +279,8 @@ impl Harness {
     ///
     /// With a `probe`, every pickup is paired with one raw baseline sample taken after its own
     /// random `gap`, so the baselines see the same idle machine as the pickups they are
-    /// compared with: a LISTEN/NOTIFY round trip and a durable single-row insert in turn (none
-    /// warms up the next).
+    /// compared with: a LISTEN/NOTIFY round trip, a durable single-row insert and Zart's start
+    /// statement alone, in turn (none warms up the next).
     #[allow(clippy::too_many_arguments)]
     pub async fn pickup(
         &mut self,
@@ -297,10 +300,10 @@ impl Harness {
                     continue;
                 }
                 if let Some(probe) = probe.as_deref_mut() {
-                    let (took, into) = if probes.is_multiple_of(2) {
-                        (probe.sample(nonce).await?, &mut out.notify)
-                    } else {
-                        (probe.commit_sample(nonce).await?, &mut out.commits)
+                    let (took, into) = match probes % 3 {
+                        0 => (probe.sample(nonce).await?, &mut out.notify),
+                        1 => (probe.commit_sample(nonce).await?, &mut out.commits),
+                        _ => (probe.start_sample(nonce).await?, &mut out.start_statements),
                     };
                     probes += 1;
                     if i >= warmup {

@@ -59,6 +59,11 @@ pub(super) fn metrics(plan: &Plan, r: &Results) -> Vec<Metric> {
         ("f", "LISTEN/NOTIFY round trip", r.f),
         ("f_idle", "LISTEN/NOTIFY round trip at Z4's gaps", r.f_idle),
         ("c_idle", "durable single-row insert at Z4's gaps", r.c_idle),
+        (
+            "s_idle",
+            "Zart's start statement alone at Z4's gaps",
+            r.s_idle,
+        ),
     ] {
         if let Some(s) = summary {
             for (p, v) in [("p50", s.p50), ("p99", s.p99)] {
@@ -418,6 +423,14 @@ pub(super) fn latency_figures(r: &Results) -> Vec<Figure> {
             "c_idle",
             "durable insert at Z4's gaps (paired)",
             c_idle,
+            None,
+        ));
+    }
+    if let Some(s_idle) = &r.s_idle {
+        out.push(Figure::new(
+            "s_idle",
+            "start statement alone at Z4's gaps (paired)",
+            s_idle,
             None,
         ));
     }

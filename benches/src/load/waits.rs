@@ -77,9 +77,9 @@ pub(super) async fn latencies(
             label,
         );
         harness.set_progress(bar.clone());
-        // Raw baselines at Z4's idle gaps, one before each pickup sample (F and a durable
-        // insert in turn): a round trip on an idle machine costs more than one 5-20 ms after
-        // the last, for Zart and the baselines alike.
+        // Raw baselines at Z4's idle gaps, one before each pickup sample (F, a durable insert
+        // and Zart's start statement alone, in turn): a round trip on an idle machine costs
+        // more than one 5-20 ms after the last, for Zart and the baselines alike.
         let mut probe = raw::NotifyProbe::open(config).await?;
         let taken = harness
             .pickup(
@@ -94,10 +94,11 @@ pub(super) async fn latencies(
             .await;
         probe.close().await?;
         let taken = taken?;
-        // Each baseline gets every other pickup's pairing; a tiny --pickup-samples may leave
+        // Each baseline gets every third pickup's pairing; a tiny --pickup-samples may leave
         // one without samples, and it then shows as not run.
         r.f_idle = Summary::of(&taken.notify).ok();
         r.c_idle = Summary::of(&taken.commits).ok();
+        r.s_idle = Summary::of(&taken.start_statements).ok();
         let idle =
             |f: Option<Summary>| f.map_or("-".to_owned(), |f| format!("{:.3} ms", ms(f.p50)));
         for (remote, pickups, starts) in [

@@ -118,11 +118,17 @@ impl Core {
         let mut next = Some(first);
         while let Some(handed) = next {
             self.handed_pending = self.handed_pending.saturating_sub(1);
-            if let Handed::Task(task) = handed {
-                metrics::counter!(telemetry::CLAIMED).increment(1);
-                self.spawn_run(*task);
-            }
+            self.run_handed(handed);
             next = self.handoff.as_mut().and_then(|(_, rx)| rx.try_recv().ok());
+        }
+    }
+
+    /// Runs a task a start leased for this worker (counted as claimed, as a claim's are);
+    /// an unused reservation runs nothing.
+    fn run_handed(&self, handed: Handed) {
+        if let Handed::Task(task) = handed {
+            metrics::counter!(telemetry::CLAIMED).increment(1);
+            self.spawn_run(*task);
         }
     }
 
@@ -134,9 +140,7 @@ impl Core {
             drop(offer);
             rx.close();
             while let Ok(handed) = rx.try_recv() {
-                if let Handed::Task(task) = handed {
-                    self.spawn_run(*task);
-                }
+                self.run_handed(handed);
             }
         }
     }

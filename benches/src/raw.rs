@@ -48,6 +48,8 @@ pub struct NotifyProbe {
     rx: mpsc::UnboundedReceiver<Received>,
     tasks: [JoinHandle<Result<(), tokio_postgres::Error>>; 2],
     sent: u64,
+    /// The executions [`NotifyProbe::start_sample`] created, deleted when the probe closes.
+    started: Vec<String>,
 }
 
 impl NotifyProbe {
@@ -94,6 +96,7 @@ impl NotifyProbe {
             rx,
             tasks: [driver, sender_task],
             sent: 0,
+            started: Vec::new(),
         })
     }
 
@@ -181,6 +184,7 @@ impl NotifyProbe {
         if !created {
             bail!("S: {id} was not created");
         }
+        self.started.push(id);
         Ok(took)
     }
 
@@ -189,15 +193,20 @@ impl NotifyProbe {
     /// # Errors
     /// When a connection ended with an error or did not close within 5 s.
     pub async fn close(self) -> Result<()> {
-        // The executions of start_sample: no worker serves their queue.
-        for table in ["zart_tasks", "zart_executions"] {
-            self.sender
-                .execute(
-                    &format!("delete from public.{table} where queue = $1"),
-                    &[&START_QUEUE],
-                )
-                .await
-                .with_context(|| format!("S: deleting the probe's executions from {table}"))?;
+        // The executions of start_sample (no worker serves their queue), by key.
+        if !self.started.is_empty() {
+            for (table, id) in [("zart_tasks", "execution_id"), ("zart_executions", "id")] {
+                self.sender
+                    .execute(
+                        &format!(
+                            "delete from public.{table} t using unnest($1::text[]) as u(id)
+                              where t.bucket = public.zart_bucket(u.id) and t.{id} = u.id"
+                        ),
+                        &[&self.started],
+                    )
+                    .await
+                    .with_context(|| format!("S: deleting the probe's executions from {table}"))?;
+            }
         }
         // Dropping a client ends its connection cleanly; then the tasks finish on their own.
         drop(self.listener);

@@ -201,6 +201,17 @@ pub struct StartFrom {
     pub remote: bool,
 }
 
+impl StartFrom {
+    /// Whether starts from the other scheduler (`remote`) or the worker's own are asked for.
+    pub fn includes(self, remote: bool) -> bool {
+        if remote {
+            self.remote
+        } else {
+            self.local
+        }
+    }
+}
+
 /// A running worker and a client on one scratch database.
 pub struct Harness {
     config: tokio_postgres::Config,
@@ -296,7 +307,7 @@ impl Harness {
         let mut probes = 0usize;
         for i in 0..warmup + samples {
             for remote in [false, true] {
-                if (remote && !from.remote) || (!remote && !from.local) {
+                if !from.includes(remote) {
                     continue;
                 }
                 if let Some(probe) = probe.as_deref_mut() {

@@ -105,7 +105,7 @@ pub(super) async fn latencies(
             (false, &taken.pickups, &taken.starts),
             (true, &taken.remote_pickups, &taken.remote_starts),
         ] {
-            if (remote && !from.remote) || (!remote && !from.local) {
+            if !from.includes(remote) {
                 continue;
             }
             let s = Summary::of(pickups)?;

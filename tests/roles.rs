@@ -85,6 +85,7 @@ const INTERNAL_FUNCTIONS: &[&str] = &[
     "zart_deliver_event",
     "zart_fence_code",
     "zart_new_fence",
+    "zart_fence_of",
     "zart_insert_execution",
     "zart_limit_counts",
     "zart_limit_freed",

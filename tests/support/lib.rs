@@ -5,6 +5,7 @@
 //! fail, never skip, when no server is reachable.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+pub mod citus;
 pub mod faults;
 pub mod logins;
 pub mod mysql;
@@ -54,7 +55,13 @@ pub fn url_with_db(url: &str, db: &str) -> String {
         ),
         None => urlencode(user),
     };
-    format!("postgres://{auth}@{host}:{port}/{}", urlencode(db))
+    // A Citus cluster's nodes offer TLS with a certificate rustls refuses (docs/scale.md):
+    // its URL says sslmode=disable, and so must every URL made from it.
+    let query = match config.get_ssl_mode() {
+        tokio_postgres::config::SslMode::Disable => "?sslmode=disable",
+        _ => "",
+    };
+    format!("postgres://{auth}@{host}:{port}/{}{query}", urlencode(db))
 }
 
 fn urlencode(s: &str) -> String {
@@ -145,10 +152,14 @@ pub struct TestDb {
 }
 
 impl TestDb {
-    /// Creates a database cloned from the migrated template.
+    /// Creates a database cloned from the migrated template (on a Citus cluster: a database
+    /// of its own on every node, migrated; see [`citus`]).
     pub async fn new() -> TestDb {
         let server = server_url();
         let admin = connect(&url_with_db(&server, "postgres")).await;
+        if let Some(workers) = citus::workers(&admin).await {
+            return citus::new_db(&server, &workers).await;
+        }
         let template = ensure_template(&admin, &server).await;
         let name = format!(
             "zart_t_{}_{}_{}",
@@ -260,9 +271,13 @@ impl Drop for TestDb {
             rt.block_on(async move {
                 if let Ok((client, conn)) = tokio_postgres::connect(&admin_url, NoTls).await {
                     tokio::spawn(conn);
+                    let workers = citus::workers(&client).await.unwrap_or_default();
                     let _ = client
                         .batch_execute(&format!("drop database if exists {name} with (force)"))
                         .await;
+                    for worker in workers {
+                        citus::drop_db(&worker, &name).await;
+                    }
                 }
             });
         })

@@ -71,6 +71,7 @@
 --   zart_limit_counts(..)        the runs counting against a queue's limits: running, and within its rates
 --   zart_limit_freed(..)         wakes a limited queue's workers when a run ends
 --   zart_new_fence()             a new random lease token (the claims)
+--   zart_fence_of(..)            one claimed row's lease token, from a zart_new_fence() seed
 --   zart_fence_code(..)          why a fenced write failed: ZA001 (cancelled) or ZA002 (lease lost)
 --   zart_raise_fence(..)         raises ZA001 (cancelled) or ZA002 (lease lost)
 --   zart_sleep_is_over(..)       whether a sleep step is over (the claim ends such sleeps)
@@ -148,6 +149,8 @@ drop function if exists public.zart_insert_execution(smallint, text, text, jsonb
 drop function if exists public.zart_claim_schedules(text, text, text[], integer, bigint);
 drop function if exists public.zart_worker_seen(text, text, bigint, text, text[], integer, integer, bigint);
 drop function if exists public.zart_claim_tasks(text, text, text[], integer, bigint, smallint[]);
+drop function if exists public.zart_claim_levels(text, text[], integer);
+drop function if exists public.zart_next_run_at(text, text[]);
 drop function if exists public.zart_start_child(smallint, text, bigint, text, integer, text, text,
                                                 jsonb, text);
 
@@ -228,8 +231,13 @@ begin
     return null;
 end
 $$;
+-- Not on Citus, which refuses triggers on the reference tables these become: there
+-- sql/citus.sql drops them, and zart_set_queue_limits applies the settings itself.
 do $$
 begin
+    if exists (select from pg_catalog.pg_extension where extname = 'citus') then
+        return;
+    end if;
     if not exists (select from pg_catalog.pg_trigger
                     where tgrelid = 'public.zart_settings'::regclass
                       and tgname = 'zart_settings_apply') then
@@ -833,8 +841,10 @@ $$;
 -- Called by zart_claim_tasks, zart_pick_tasks and zart_next_run_at: the (task name, priority)
 -- pairs of p_queue that have task rows, highest priority first and, within a priority, the
 -- names in turn from p_first. A loose index scan of zart_tasks_claim_idx: one descent per pair,
--- and one more per name. No locks. Raises nothing.
-create or replace function public.zart_claim_levels(p_queue text, p_task_names text[], p_first integer)
+-- and one more per name. Within p_buckets when given (on Citus, one shard's: docs/scale.md).
+-- No locks. Raises nothing.
+create or replace function public.zart_claim_levels(p_queue text, p_task_names text[], p_first integer,
+                                                    p_buckets smallint[] default null)
 returns table (task_name text, priority smallint)
 language sql stable as $$
     with recursive names as (
@@ -843,12 +853,14 @@ language sql stable as $$
     ), levels as (
         select nm.task_name, nm.turn,
                (select max(t.priority) from public.zart_tasks t
-                 where t.queue = p_queue and t.task_name = nm.task_name) as priority
+                 where t.queue = p_queue and t.task_name = nm.task_name
+                   and (p_buckets is null or t.bucket = any (p_buckets))) as priority
           from names nm
         union all
         select l.task_name, l.turn,
                (select max(t.priority) from public.zart_tasks t
-                 where t.queue = p_queue and t.task_name = l.task_name and t.priority < l.priority)
+                 where t.queue = p_queue and t.task_name = l.task_name and t.priority < l.priority
+                   and (p_buckets is null or t.bucket = any (p_buckets)))
           from levels l
          where l.priority is not null
     )
@@ -941,7 +953,7 @@ begin
     if p_oldest_first then
         open v_cur for
             select d.bucket, d.execution_id, d.limit_key
-              from public.zart_claim_levels(p_queue, p_task_names, p_first) lv
+              from public.zart_claim_levels(p_queue, p_task_names, p_first, p_buckets) lv
              cross join lateral (
                    select t.bucket, t.execution_id, t.limit_key, t.run_at
                      from public.zart_tasks t
@@ -957,7 +969,7 @@ begin
         -- the picking goes.
         open v_cur for
             select d.bucket, d.execution_id, d.limit_key
-              from public.zart_claim_levels(p_queue, p_task_names, p_first) lv
+              from public.zart_claim_levels(p_queue, p_task_names, p_first, p_buckets) lv
              cross join lateral (
                    select t.bucket, t.execution_id, t.limit_key
                      from public.zart_tasks t
@@ -1075,6 +1087,8 @@ declare
     v_key_recent  jsonb;
     -- Picked one by one (zart_pick_tasks) rather than taken in order by the statement below.
     v_picked  boolean := coalesce(p_oldest_first, false);
+    -- Drawn here, not in the statement: Citus refuses a volatile function in an UPDATE.
+    v_seed    bigint := public.zart_new_fence();
     v_pick_buckets smallint[];
     v_pick_ids     text[];
 begin
@@ -1140,7 +1154,7 @@ begin
     return query
         with due as materialized (
             (select d.bucket, d.execution_id, d.wait_kind, d.wait_name
-               from public.zart_claim_levels(p_queue, p_task_names, v_first) lv
+               from public.zart_claim_levels(p_queue, p_task_names, v_first, p_buckets) lv
               cross join lateral (
                     select t.bucket, t.execution_id, t.wait_kind, t.wait_name
                       from public.zart_tasks t
@@ -1159,14 +1173,16 @@ begin
             select t.bucket, t.execution_id, t.wait_kind, t.wait_name
               from unnest(v_pick_buckets, v_pick_ids) as u(bucket, execution_id)
               join public.zart_tasks t on t.bucket = u.bucket and t.execution_id = u.execution_id
-             where v_picked
+             where v_picked and (p_buckets is null or t.bucket = any (p_buckets))
         ), claimed as (
+            -- Each table below is read within p_buckets too: on Citus that keeps the whole
+            -- statement on the one shard the buckets are on, one round trip (docs/scale.md).
             -- By key, not ctid: a row updated while the lock waited is returned by `due` with
             -- the ctid it was read at, not the one it was locked at.
             update public.zart_tasks t
                set locked_by = p_worker_id,
                    run_at    = v_now + p_lease_ms * interval '1 millisecond',
-                   fence     = public.zart_new_fence(),
+                   fence     = public.zart_fence_of(t.execution_id, v_seed),
                    attempts  = t.attempts + 1,
                    -- Still locked at claim time: its lease expired, so this is a recovery.
                    recoveries = t.recoveries + case when t.locked_by is null then 0 else 1 end,
@@ -1178,14 +1194,9 @@ begin
                    started_at = coalesce(t.started_at, v_now)
               from due
              where t.bucket = due.bucket and t.execution_id = due.execution_id
+               and (p_buckets is null or t.bucket = any (p_buckets))
             returning t.bucket, t.execution_id, t.task_name, t.queue, t.fence, t.attempts, t.recoveries,
-                      due.wait_kind, due.wait_name, t.limit_key
-        ), rated as (
-            -- In a queue with a rate limit, each run counts against it (zart_limit_runs).
-            insert into public.zart_limit_runs (queue, started_at, bucket, execution_id, fence, limit_key)
-            select p_queue, v_now, c.bucket, c.execution_id, c.fence, c.limit_key
-              from claimed c
-             where v_rated
+                      due.wait_kind, due.wait_name
         ), woken as (
             -- A sleep that is over ends here, as zart_sleep would end it, so the replay finds
             -- it completed and needs no round trip of its own. (Written under this claim: if
@@ -1199,9 +1210,11 @@ begin
              where st.ctid = any (array(
                        select (select s.ctid from public.zart_steps s
                                 where s.bucket = due.bucket and s.execution_id = due.execution_id
-                                  and s.name = due.wait_name)
+                                  and s.name = due.wait_name
+                                  and (p_buckets is null or s.bucket = any (p_buckets)))
                          from due
                         where due.wait_kind = 'sleep'))
+               and (p_buckets is null or st.bucket = any (p_buckets))
                and public.zart_sleep_is_over(st.status, st.wake_at, v_now)
         ), started as (
             -- Read, not written: the leased task row is what says "running" (see
@@ -1210,6 +1223,7 @@ begin
                    c.recoveries, e.input, e.deadline_at, c.wait_kind, c.wait_name
               from claimed c
               join public.zart_executions e on e.bucket = c.bucket and e.id = c.execution_id
+             where (p_buckets is null or e.bucket = any (p_buckets))
         )
         select s.bucket, s.execution_id, s.task_name, s.queue, s.parent_id, s.fence, s.attempts,
                s.recoveries, s.input,
@@ -1231,9 +1245,21 @@ begin
                                 select s.wait_kind = 'sleep' and st.name = s.wait_name
                                        and public.zart_sleep_is_over(st.status, st.wake_at, v_now)
                                        as over) o
-                          where st.bucket = s.bucket and st.execution_id = s.execution_id),
+                          where st.bucket = s.bucket and st.execution_id = s.execution_id
+                            and (p_buckets is null or st.bucket = any (p_buckets))),
                         '[]'::jsonb) end
           from started s;
+    -- In a queue with a rate limit, each run counts against it (zart_limit_runs): the rows
+    -- this claim leased, found by their fences. (A statement of its own: Citus cannot keep an
+    -- INSERT fed by another part of the statement above on one shard.)
+    if v_rated then
+        insert into public.zart_limit_runs (queue, started_at, bucket, execution_id, fence, limit_key)
+        select p_queue, v_now, t.bucket, t.execution_id, t.fence, t.limit_key
+          from public.zart_tasks t
+         where t.queue = p_queue and t.counted and t.locked_by = p_worker_id
+           and t.fence = public.zart_fence_of(t.execution_id, v_seed)
+           and (p_buckets is null or t.bucket = any (p_buckets));
+    end if;
 end
 $$;
 
@@ -1242,6 +1268,16 @@ $$;
 create or replace function public.zart_new_fence() returns bigint
 language sql volatile as $$
     select (floor(random() * 2147483648)::bigint << 31) | floor(random() * 2147483648)::bigint
+$$;
+
+-- Called by the claims: the fence of one claimed row, from a zart_new_fence() drawn once per
+-- claim (p_seed): each row's as random as the seed, so never an earlier fence of its
+-- execution (what fencing needs). Immutable,
+-- because Citus refuses a volatile function in an UPDATE of a distributed table. No locks.
+-- Raises nothing.
+create or replace function public.zart_fence_of(p_execution_id text, p_seed bigint) returns bigint
+language sql immutable parallel safe as $$
+    select hashtextextended(p_execution_id, p_seed) & 4611686018427387903
 $$;
 
 -- Entry point for workers, called in a start's own statement (DurableScheduler::start with an
@@ -1277,6 +1313,7 @@ as $$
 declare
     v_now     timestamptz := public.zart_current_time();
     v_tenants text[] := case when public.zart_tenancy_on() then public.zart_session_tenants() end;
+    v_seed    bigint := public.zart_new_fence();
 begin
     if p_lease_ms is null or p_lease_ms < 0 or p_lease_ms > 3155760000000 then
         raise exception 'invalid lease: % ms is outside 0 ms to 100 years', p_lease_ms
@@ -1290,7 +1327,7 @@ begin
             update public.zart_tasks t
                set locked_by = p_worker_id,
                    run_at = v_now + p_lease_ms * interval '1 millisecond',
-                   fence = public.zart_new_fence(),
+                   fence = public.zart_fence_of(t.execution_id, v_seed),
                    attempts = t.attempts + 1,
                    started_at = coalesce(t.started_at, v_now)
              where t.bucket = p_bucket and t.execution_id = p_execution_id
@@ -1846,7 +1883,8 @@ $$;
 -- In a queue with limits, due tasks that the limits hold back do not count as due: then it is
 -- the time until the next task falls due, a lease runs out or a rate window lets one more
 -- start, whichever comes first (a run that ends sends a wake-up of its own).
-create or replace function public.zart_next_run_at(p_queue text, p_task_names text[])
+create or replace function public.zart_next_run_at(p_queue text, p_task_names text[],
+                                                   p_buckets smallint[] default null)
 returns bigint
 language plpgsql volatile security definer
 set search_path = pg_catalog, pg_temp
@@ -1861,12 +1899,14 @@ declare
     v_key_recent  jsonb;
 begin
     -- The earliest run_at of each name and priority is the first entry of its index range.
+    -- Within p_buckets when given (on Citus, one shard's; the caller takes the least).
     select min(n.run_at) into v_next
-      from public.zart_claim_levels(p_queue, p_task_names, 0) lv
+      from public.zart_claim_levels(p_queue, p_task_names, 0, p_buckets) lv
      cross join lateral (
            select t.run_at from public.zart_tasks t
             where t.queue = p_queue and t.task_name = lv.task_name and t.priority = lv.priority
               and t.run_at < 'infinity'
+              and (p_buckets is null or t.bucket = any (p_buckets))
               and (v_tenants is null or t.tenant = any (v_tenants))
             order by t.run_at
             limit 1) n;
@@ -2882,6 +2922,7 @@ begin
     if num_nonnulls(p_max_running, p_rate_limit, p_key_max_running, p_key_rate_limit) = 0 then
         delete from public.zart_queue_limits l where l.queue = p_queue;
         delete from public.zart_limit_runs r where r.queue = p_queue;
+        perform public.zart_apply_settings();
         return false;
     end if;
     insert into public.zart_queue_limits as l
@@ -2894,6 +2935,8 @@ begin
            rate_interval_ms = excluded.rate_interval_ms,
            key_max_running = excluded.key_max_running, key_rate_limit = excluded.key_rate_limit,
            key_rate_interval_ms = excluded.key_rate_interval_ms, updated_at = excluded.updated_at;
+    -- The trigger on zart_queue_limits does this too, where there is one (not on Citus).
+    perform public.zart_apply_settings();
     return true;
 end
 $$;

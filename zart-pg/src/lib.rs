@@ -29,6 +29,7 @@ mod audit;
 /// so its examples compile against this crate.
 #[doc = include_str!("../../docs/reference/step-tx.md")]
 pub mod step_tx_guide {}
+mod citus;
 pub mod doctor;
 mod errors;
 mod group_commit;
@@ -62,7 +63,7 @@ pub use errors::sqlstate;
 pub use listener::PROBE_TIMEOUT;
 pub use migrate::{
     migrate, migration_names, migration_plan, MigrateTarget, MigrationPlan, MigrationReport,
-    PendingMigration, FUNCTIONS_SQL, HISTORY_TABLE, REQUIRED_SCHEMA_VERSION, ROLES_SQL,
+    PendingMigration, CITUS_SQL, FUNCTIONS_SQL, HISTORY_TABLE, REQUIRED_SCHEMA_VERSION, ROLES_SQL,
 };
 pub use pool::{PgPool, DEFAULT_POOL_SIZE, DEFAULT_WAIT_TIMEOUT, LISTEN_URL_ENV};
 pub use step_tx::StepTx;
@@ -90,6 +91,8 @@ pub struct PostgresScheduler {
     inline_notify: AtomicBool,
     /// The free slots of this process's workers on this scheduler (in-process hand-off).
     handoffs: Arc<zart::handoff::Handoffs>,
+    /// On Citus, the shards claims walk (read on first use; empty on plain PostgreSQL).
+    shards: tokio::sync::OnceCell<citus::Shards>,
 }
 
 /// Held by the one write at a time that NOTIFYs inside its own statement.
@@ -128,6 +131,7 @@ impl PostgresScheduler {
             inline_notify: AtomicBool::new(false),
             group_commit: OnceLock::new(),
             handoffs: Arc::default(),
+            shards: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -182,6 +186,13 @@ impl PostgresScheduler {
     fn group_commit(&self) -> &group_commit::GroupCommit {
         self.group_commit
             .get_or_init(|| group_commit::GroupCommit::start(self.pool.pool().clone()))
+    }
+
+    /// The shards a claim walks: none on plain PostgreSQL (see [`citus`]).
+    async fn shards(&self) -> Result<&citus::Shards, Error> {
+        self.shards
+            .get_or_try_init(|| citus::Shards::load(self.pool.pool()))
+            .await
     }
 
     /// How long until the time a `(queue, task names)` function returns as milliseconds
@@ -278,6 +289,33 @@ impl PostgresScheduler {
         call: Call<'_>,
     ) -> Result<Vec<tokio_postgres::Row>, Error> {
         query(self.pool.pool(), sql, params, call).await
+    }
+
+    /// One `zart_claim_tasks` of up to `limit` tasks, within `buckets` when given.
+    async fn claim_in(
+        &self,
+        p: &ClaimTasksParams,
+        limit: u32,
+        buckets: Option<&[i16]>,
+    ) -> Result<Vec<ClaimedTask>, Error> {
+        let call = Call::new("claim");
+        let limit = int4(limit);
+        let rows = self
+            .query(
+                queries::CLAIM_TASKS,
+                &[
+                    (&p.worker_id, Type::TEXT),
+                    (&p.queue, Type::TEXT),
+                    (&p.task_names, Type::TEXT_ARRAY),
+                    (&limit, Type::INT4),
+                    (&millis(p.lease), Type::INT8),
+                    (&p.oldest_first, Type::BOOL),
+                    (&buckets, citus::BUCKETS),
+                ],
+                call,
+            )
+            .await?;
+        rows.iter().map(claimed_task).collect()
     }
 }
 
@@ -501,23 +539,22 @@ impl Scheduler for PostgresScheduler {
     }
 
     async fn claim_tasks(&self, p: ClaimTasksParams) -> Result<Vec<ClaimedTask>, Error> {
-        let call = Call::new("claim");
-        let limit = int4(p.limit);
-        let rows = self
-            .query(
-                queries::CLAIM_TASKS,
-                &[
-                    (&p.worker_id, Type::TEXT),
-                    (&p.queue, Type::TEXT),
-                    (&p.task_names, Type::TEXT_ARRAY),
-                    (&limit, Type::INT4),
-                    (&millis(p.lease), Type::INT8),
-                    (&p.oldest_first, Type::BOOL),
-                ],
-                call,
-            )
-            .await?;
-        rows.iter().map(claimed_task).collect()
+        let shards = self.shards().await?;
+        if !shards.distributed() {
+            return self.claim_in(&p, p.limit, None).await;
+        }
+        // On Citus: shard by shard, each first in turn, until the slots are full.
+        let mut claimed = Vec::new();
+        for buckets in shards.in_turn() {
+            let left = p
+                .limit
+                .saturating_sub(u32::try_from(claimed.len()).unwrap_or(u32::MAX));
+            if left == 0 {
+                break;
+            }
+            claimed.extend(self.claim_in(&p, left, Some(buckets)).await?);
+        }
+        Ok(claimed)
     }
 
     async fn commit_step(&self, p: CommitStepParams) -> Result<(), Error> {
@@ -905,8 +942,29 @@ impl Scheduler for PostgresScheduler {
     }
 
     async fn next_run_at(&self, p: NextRunAtParams) -> Result<Option<Duration>, Error> {
-        self.due_in(queries::NEXT_RUN_AT, &p, Call::new("next_run_at"))
-            .await
+        let call = Call::new("next_run_at");
+        let shards = self.shards().await?;
+        if !shards.distributed() {
+            return self.due_in(queries::NEXT_RUN_AT, &p, call).await;
+        }
+        let mut soonest: Option<i64> = None;
+        for buckets in shards.in_turn() {
+            let rows = self
+                .query(
+                    queries::NEXT_RUN_AT_IN,
+                    &[
+                        (&p.queue, Type::TEXT),
+                        (&p.task_names, Type::TEXT_ARRAY),
+                        (&buckets, citus::BUCKETS),
+                    ],
+                    call,
+                )
+                .await?;
+            if let Some(ms) = first_value::<Option<i64>>(&rows, call)? {
+                soonest = Some(soonest.map_or(ms, |s| s.min(ms)));
+            }
+        }
+        Ok(soonest.map(ms_to_duration))
     }
 
     async fn get_execution(&self, id: &str) -> Result<Option<Execution>, Error> {

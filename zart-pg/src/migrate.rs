@@ -20,6 +20,11 @@ pub const FUNCTIONS_SQL: &str = include_str!("../sql/zart.sql");
 /// every run: the one place the grants of `zart_worker`, `zart_client` and `zart_reader` are set.
 pub const ROLES_SQL: &str = include_str!("../sql/roles.sql");
 
+/// The Citus step, applied after [`ROLES_SQL`] in a transaction of its own, and only when the
+/// database has the `citus` extension: distributes the bucketed tables by bucket and makes the
+/// shared ones reference tables (docs/scale.md).
+pub const CITUS_SQL: &str = include_str!("../sql/citus.sql");
+
 /// The schema version this build needs (`zart_schema_version()` in `sql/zart.sql`).
 pub const REQUIRED_SCHEMA_VERSION: i32 = 13;
 
@@ -137,6 +142,10 @@ impl MigrationPlan {
         out.push_str(FUNCTIONS_SQL.trim_end());
         out.push_str("\n\n-- ==== sql/roles.sql (every run) ====\n");
         out.push_str(ROLES_SQL.trim_end());
+        out.push_str(
+            "\n\n-- ==== sql/citus.sql (every run, only where the citus extension is) ====\n",
+        );
+        out.push_str(CITUS_SQL.trim_end());
         out.push('\n');
         out
     }
@@ -228,9 +237,28 @@ async fn apply(client: &mut tokio_postgres::Client) -> Result<MigrationReport, E
         .await
         .map_err(|e| crate::errors::from_pg(e, call))?
         .get(0);
+    let citus: bool = tx
+        .query_one(queries::HAS_CITUS, &[])
+        .await
+        .map_err(|e| crate::errors::from_pg(e, call))?
+        .get(0);
     tx.commit()
         .await
         .map_err(|e| crate::errors::from_pg(e, call))?;
+    if citus {
+        // A transaction of its own: distributing a table copies its rows to the shards, and
+        // the functions above must be in place (and committed) first.
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| crate::errors::from_pg(e, call))?;
+        tx.batch_execute(CITUS_SQL).await.map_err(|e| {
+            crate::errors::from_pg(e, crate::errors::Call::new("installing sql/citus.sql"))
+        })?;
+        tx.commit()
+            .await
+            .map_err(|e| crate::errors::from_pg(e, call))?;
+    }
     Ok(MigrationReport {
         applied: report
             .applied_migrations()

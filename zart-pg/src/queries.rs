@@ -1,6 +1,10 @@
 //! Every SQL string zart-pg sends, one named const per statement. The functions they call
 //! live in `sql/zart.sql`; the tables in `migrations/`.
 
+/// Whether the database has the citus extension (then `zart migrate` applies `sql/citus.sql`).
+pub const HAS_CITUS: &str =
+    "select exists (select from pg_catalog.pg_extension where extname = 'citus')";
+
 /// The schema version of the installed functions (`zart_schema_version`).
 pub const SCHEMA_VERSION: &str =
     "select public.zart_schema_version(), pg_catalog.pg_is_in_recovery(), \
@@ -40,11 +44,12 @@ pub const START: &str = "select public.zart_start($1, $2, $3, $4, \
      coalesce($5::timestamptz, \
               public.zart_current_time() + $6::bigint * interval '1 millisecond'))";
 
-/// `zart_claim_tasks`. Params: worker_id, queue, task_names, limit, lease_ms, oldest_first.
+/// `zart_claim_tasks`. Params: worker_id, queue, task_names, limit, lease_ms, oldest_first,
+/// buckets (null: every bucket; on Citus, one shard's).
 pub const CLAIM_TASKS: &str =
     "select bucket, execution_id, task_name, queue, parent_id, fence, attempts, recoveries, input, \
             deadline_in_ms, steps \
-     from public.zart_claim_tasks($1, $2, $3, $4, $5, null, $6)";
+     from public.zart_claim_tasks($1, $2, $3, $4, $5, $7, $6)";
 
 /// `zart_set_queue_limits`. Params: queue, max_running, rate_limit, rate_interval_ms,
 /// key_max_running, key_rate_limit, key_rate_interval_ms.
@@ -131,6 +136,17 @@ pub const RELEASE_TASKS: &str = "select public.zart_release_tasks($1, $2, $3, $4
 
 /// `zart_next_run_at`. Params: queue, task_names.
 pub const NEXT_RUN_AT: &str = "select public.zart_next_run_at($1, $2)";
+/// `zart_next_run_at` within one shard's buckets (on Citus). Params: queue, task_names, buckets.
+pub const NEXT_RUN_AT_IN: &str = "select public.zart_next_run_at($1, $2, $3)";
+
+/// Whether `zart_tasks` is a distributed table (only on Citus: run after [`HAS_CITUS`]).
+pub const TASKS_DISTRIBUTED: &str = "select exists (select from pg_dist_partition \
+     where logicalrelid = 'public.zart_tasks'::regclass and partmethod = 'h')";
+/// The buckets of each shard of `zart_tasks`, one row per shard (only on Citus).
+pub const SHARD_BUCKETS: &str = "select array_agg(b.b order by b.b) \
+     from (select g::smallint as b from generate_series(0, 1023) g) b \
+     group by get_shard_id_for_distribution_column('public.zart_tasks', b.b) \
+     order by min(b.b)";
 
 /// `zart_schedule`. Params: id, cron, task_name, input, queue, time_zone, overlap, catch_up,
 /// catch_up_limit.

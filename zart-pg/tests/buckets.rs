@@ -37,11 +37,6 @@ const BUCKETED: &[&str] = &[
 /// (function or constant, table): statements that read or write across buckets by design.
 const EXCEPTIONS: &[(&str, &str, &str)] = &[
     (
-        "zart_claim_levels",
-        "zart_tasks",
-        "the claim's loose scan of priorities per task name, across the buckets the claim serves",
-    ),
-    (
         "zart_limit_counts",
         "zart_tasks",
         "a limited queue's running count covers the whole queue",

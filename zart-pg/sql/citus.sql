@@ -3,26 +3,35 @@
 -- never run. Safe to run again: each step checks Citus's metadata first.
 --
 -- What it does, in order:
--- 1. The two tables whose triggers rewrite the constant settings functions (zart_settings,
+-- 1. The claim plans each call afresh: Citus routes a statement to one shard only when it can
+--    see the bucket set's value, which a plan kept for every call (what zart.sql asks for on
+--    one PostgreSQL) does not show it.
+-- 2. The two tables whose triggers rewrite the constant settings functions (zart_settings,
 --    zart_queue_limits) lose the triggers: Citus refuses to replicate a table with triggers.
 --    zart_set_queue_limits applies the settings itself; after changing zart_settings by hand
 --    on Citus, run `select zart_apply_settings()` (or `zart migrate`).
--- 2. The row-level security policies take a form without subqueries (Citus refuses a policy
+-- 3. The row-level security policies take a form without subqueries (Citus refuses a policy
 --    with one on a distributed table): a tenant-scoped session sees the executions, tasks and
 --    schedules of its tenants, and the steps and events of none (they carry no tenant of
 --    their own; the functions that read them check the tenant). A session that sees every
 --    tenant sees every row, as on one PostgreSQL.
--- 3. The tables shared by every execution become reference tables (a copy on every node).
--- 4. The five bucketed tables are distributed by bucket, co-located with zart_executions, so
+-- 4. The tables shared by every execution become reference tables (a copy on every node).
+-- 5. The five bucketed tables are distributed by bucket, co-located with zart_executions, so
 --    all the rows of one execution live on one shard.
--- 5. The claim plans each call afresh: Citus routes a statement to one shard only when it can
---    see the bucket set's value, which a plan kept for every call (what zart.sql asks for on
---    one PostgreSQL) does not show it.
 
 do $$
 declare
     v_table text;
 begin
+    -- First: Citus refuses a function command after a table was distributed in the same
+    -- transaction.
+    if exists (select from pg_catalog.pg_proc p
+                where p.oid = 'public.zart_claim_tasks(text, text, text[], integer, bigint, smallint[], boolean)'::regprocedure
+                  and p.proconfig @> array['plan_cache_mode=force_generic_plan']) then
+        alter function public.zart_claim_tasks(text, text, text[], integer, bigint, smallint[], boolean)
+            reset plan_cache_mode;
+    end if;
+
     -- Checked first: Citus refuses even DROP TRIGGER IF EXISTS on a reference table.
     for v_table in select c.relname from pg_catalog.pg_trigger g
                      join pg_catalog.pg_class c on c.oid = g.tgrelid
@@ -75,11 +84,5 @@ begin
         end if;
     end loop;
 
-    if exists (select from pg_catalog.pg_proc p
-                where p.oid = 'public.zart_claim_tasks(text, text, text[], integer, bigint, smallint[], boolean)'::regprocedure
-                  and p.proconfig @> array['plan_cache_mode=force_generic_plan']) then
-        alter function public.zart_claim_tasks(text, text, text[], integer, bigint, smallint[], boolean)
-            reset plan_cache_mode;
-    end if;
 end
 $$;

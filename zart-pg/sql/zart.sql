@@ -150,6 +150,16 @@ drop function if exists public.zart_claim_schedules(text, text, text[], integer,
 drop function if exists public.zart_worker_seen(text, text, bigint, text, text[], integer, integer, bigint);
 drop function if exists public.zart_claim_tasks(text, text, text[], integer, bigint, smallint[]);
 drop function if exists public.zart_claim_levels(text, text[], integer);
+do $$
+begin
+    -- Its first form with a bucket set returned rows; now two arrays.
+    if exists (select from pg_catalog.pg_proc p
+                where p.oid = to_regprocedure('public.zart_claim_levels(text, text[], integer, smallint[])')
+                  and p.proretset) then
+        drop function public.zart_claim_levels(text, text[], integer, smallint[]);
+    end if;
+end
+$$;
 drop function if exists public.zart_next_run_at(text, text[]);
 drop function if exists public.zart_start_child(smallint, text, bigint, text, integer, text, text,
                                                 jsonb, text);
@@ -840,13 +850,21 @@ $$;
 
 -- Called by zart_claim_tasks, zart_pick_tasks and zart_next_run_at: the (task name, priority)
 -- pairs of p_queue that have task rows, highest priority first and, within a priority, the
--- names in turn from p_first. A loose index scan of zart_tasks_claim_idx: one descent per pair,
--- and one more per name. Within p_buckets when given (on Citus, one shard's: docs/scale.md).
--- No locks. Raises nothing.
-create or replace function public.zart_claim_levels(p_queue text, p_task_names text[], p_first integer,
-                                                    p_buckets smallint[] default null)
-returns table (task_name text, priority smallint)
-language sql stable as $$
+-- names in turn from p_first, as two arrays in that order (the callers unnest them). A loose
+-- index scan of zart_tasks_claim_idx: one descent per pair, and one more per name. Within
+-- p_buckets when given (on Citus, one shard's: docs/scale.md). A statement of its own before
+-- the caller's, not a function in it: Citus would send the call to the shard's node, where
+-- it would read the table there, not the shard. No locks. Raises nothing.
+create or replace function public.zart_claim_levels(
+    p_queue      text,
+    p_task_names text[],
+    p_first      integer,
+    p_buckets    smallint[],
+    out level_names      text[],
+    out level_priorities smallint[]
+)
+language plpgsql stable as $$
+begin
     with recursive names as (
         select n.task_name, (n.ord - 1 + p_first) % greatest(cardinality(p_task_names), 1) as turn
           from unnest(p_task_names) with ordinality as n(task_name, ord)
@@ -864,10 +882,12 @@ language sql stable as $$
           from levels l
          where l.priority is not null
     )
-    select l.task_name, l.priority
+    select array_agg(l.task_name order by l.priority desc, l.turn),
+           array_agg(l.priority order by l.priority desc, l.turn)
+      into level_names, level_priorities
       from levels l
-     where l.priority is not null
-     order by l.priority desc, l.turn
+     where l.priority is not null;
+end
 $$;
 
 -- Called by zart_claim_tasks, zart_next_run_at and zart_list_queue_limits: what counts against
@@ -946,14 +966,18 @@ declare
     v_cur     refcursor;
     v_cand    record;
     v_n       integer := 0;
+    v_levels     text[];
+    v_priorities smallint[];
 begin
     if p_limit <= 0 then
         return;
     end if;
+    select l.level_names, l.level_priorities into v_levels, v_priorities
+      from public.zart_claim_levels(p_queue, p_task_names, p_first, p_buckets) l;
     if p_oldest_first then
         open v_cur for
             select d.bucket, d.execution_id, d.limit_key
-              from public.zart_claim_levels(p_queue, p_task_names, p_first, p_buckets) lv
+              from unnest(v_levels, v_priorities) as lv(task_name, priority)
              cross join lateral (
                    select t.bucket, t.execution_id, t.limit_key, t.run_at
                      from public.zart_tasks t
@@ -969,7 +993,7 @@ begin
         -- the picking goes.
         open v_cur for
             select d.bucket, d.execution_id, d.limit_key
-              from public.zart_claim_levels(p_queue, p_task_names, p_first, p_buckets) lv
+              from unnest(v_levels, v_priorities) as lv(task_name, priority)
              cross join lateral (
                    select t.bucket, t.execution_id, t.limit_key
                      from public.zart_tasks t
@@ -1091,6 +1115,8 @@ declare
     v_seed    bigint := public.zart_new_fence();
     v_pick_buckets smallint[];
     v_pick_ids     text[];
+    v_levels       text[];
+    v_priorities   smallint[];
 begin
     if p_lease_ms is null or p_lease_ms < 0 or p_lease_ms > 3155760000000 then
         raise exception 'invalid lease: % ms is outside 0 ms to 100 years', p_lease_ms
@@ -1136,7 +1162,13 @@ begin
             end if;
         end if;
     end if;
-    if v_picked then
+    if not v_picked then
+        select l.level_names, l.level_priorities into v_levels, v_priorities
+          from public.zart_claim_levels(p_queue, p_task_names, v_first, p_buckets) l;
+        if v_levels is null then
+            return;  -- no task of these names in the queue (in these buckets)
+        end if;
+    else
         select array_agg(pk.bucket), array_agg(pk.execution_id)
           into v_pick_buckets, v_pick_ids
           from public.zart_pick_tasks(p_queue, p_task_names, v_allowed, v_now, v_first, p_oldest_first,
@@ -1154,7 +1186,7 @@ begin
     return query
         with due as materialized (
             (select d.bucket, d.execution_id, d.wait_kind, d.wait_name
-               from public.zart_claim_levels(p_queue, p_task_names, v_first, p_buckets) lv
+               from unnest(v_levels, v_priorities) as lv(task_name, priority)
               cross join lateral (
                     select t.bucket, t.execution_id, t.wait_kind, t.wait_name
                       from public.zart_tasks t
@@ -1897,11 +1929,15 @@ declare
     v_allowed integer;
     v_key_running jsonb;
     v_key_recent  jsonb;
+    v_levels      text[];
+    v_priorities  smallint[];
 begin
     -- The earliest run_at of each name and priority is the first entry of its index range.
     -- Within p_buckets when given (on Citus, one shard's; the caller takes the least).
+    select l.level_names, l.level_priorities into v_levels, v_priorities
+      from public.zart_claim_levels(p_queue, p_task_names, 0, p_buckets) l;
     select min(n.run_at) into v_next
-      from public.zart_claim_levels(p_queue, p_task_names, 0, p_buckets) lv
+      from unnest(v_levels, v_priorities) as lv(task_name, priority)
      cross join lateral (
            select t.run_at from public.zart_tasks t
             where t.queue = p_queue and t.task_name = lv.task_name and t.priority = lv.priority
@@ -1928,7 +1964,7 @@ begin
             -- Held back: the next time anything can change without a wake-up.
             select least(
                        (select min(n.run_at)
-                          from public.zart_claim_levels(p_queue, p_task_names, 0) lv
+                          from unnest(v_levels, v_priorities) as lv(task_name, priority)
                          cross join lateral (
                                select t.run_at from public.zart_tasks t
                                 where t.queue = p_queue and t.task_name = lv.task_name

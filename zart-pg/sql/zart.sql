@@ -1612,6 +1612,9 @@ begin
                select 1 from public.zart_tasks t
                 where t.bucket = i.bucket and t.execution_id = i.execution_id
                   and t.fence = i.fence and t.locked_by is not null
+                  -- Within the batch's buckets: on Citus (a batch per shard) that keeps the
+                  -- lock on one shard (docs/scale.md).
+                  and t.bucket = any (p_buckets)
                   for no key update) l
     ), written as (
         -- A name starting with 'patch:' is a versioning marker (TaskContext::patched), one
@@ -1708,6 +1711,9 @@ begin
                select 1 from public.zart_tasks t
                 where t.bucket = i.bucket and t.execution_id = i.execution_id
                   and t.fence = i.fence and t.locked_by is not null
+                  -- Every table within the batch's buckets: on Citus (a batch per shard) that
+                  -- keeps the statement on one shard (docs/scale.md).
+                  and t.bucket = any (p_buckets)
                   for update) l
     ), removed as (
         -- Locked above, so the row is the one checked there. By key, not ctid: a row updated
@@ -1716,6 +1722,7 @@ begin
         delete from public.zart_tasks t
          using held h
          where t.bucket = h.bucket and t.execution_id = h.execution_id
+           and t.bucket = any (p_buckets)
         returning h.bucket, h.execution_id, h.status, h.output, h.error, t.attempts, t.started_at
     ), finished as (
         -- The claim wrote nothing here: the attempts and first start come from the task row.
@@ -1725,6 +1732,7 @@ begin
                started_at = coalesce(e.started_at, r.started_at)
           from removed r
          where e.bucket = r.bucket and e.id = r.execution_id
+           and e.bucket = any (p_buckets)
         returning e.id, e.parent_id, e.bucket, e.status, e.queue
     )
     select array_agg(f.id),
@@ -1844,6 +1852,7 @@ begin
            select 1 from public.zart_tasks t
             where t.bucket = l.bucket and t.execution_id = l.execution_id
               and t.fence = l.fence and t.locked_by = p_worker_id
+              and t.bucket = any (p_buckets)  -- on Citus, one shard's (docs/scale.md)
               for no key update) k;
 end
 $$;
@@ -1866,17 +1875,24 @@ set jit = off
 as $$
 #variable_conflict use_column
 declare
-    v_now timestamptz := public.zart_current_time();
+    v_now     timestamptz := public.zart_current_time();
+    v_buckets smallint[];
+    v_ids     text[];
 begin
     if p_lease_ms is null or p_lease_ms < 0 or p_lease_ms > 3155760000000 then
         raise exception 'invalid lease: % ms is outside 0 ms to 100 years', p_lease_ms
             using errcode = 'ZA004';
     end if;
+    -- The leases are locked by a statement of their own, not a function in the update:
+    -- Citus would send the call to the shard's node, where it would read the table there.
+    select array_agg(l.bucket), array_agg(l.execution_id) into v_buckets, v_ids
+      from public.zart_lock_leases(p_worker_id, p_buckets, p_execution_ids, p_fences) l;
     return query
     update public.zart_tasks t
        set run_at = v_now + p_lease_ms * interval '1 millisecond'
-      from public.zart_lock_leases(p_worker_id, p_buckets, p_execution_ids, p_fences) l
+      from unnest(v_buckets, v_ids) as l(bucket, execution_id)
      where t.bucket = l.bucket and t.execution_id = l.execution_id
+       and t.bucket = any (p_buckets)
     returning t.bucket, t.execution_id;
 end
 $$;
@@ -1890,24 +1906,41 @@ create or replace function public.zart_release_tasks(
     p_execution_ids text[],
     p_fences        bigint[]
 ) returns integer
-language sql volatile security definer
+-- Index-driven whatever the estimates (see zart_claim_tasks).
+language plpgsql volatile security definer
 set search_path = pg_catalog, pg_temp
+set enable_hashjoin = off
+set enable_mergejoin = off
+set jit = off
 as $$
+declare
+    v_now     timestamptz := public.zart_current_time();
+    v_buckets smallint[];
+    v_ids     text[];
+    v_n       integer;
+begin
+    -- Locked by a statement of their own (see zart_heartbeat).
+    select array_agg(l.bucket), array_agg(l.execution_id) into v_buckets, v_ids
+      from public.zart_lock_leases(p_worker_id, p_buckets, p_execution_ids, p_fences) l;
     with released as (
         update public.zart_tasks t
-           set locked_by = null, run_at = public.zart_current_time()
-          from public.zart_lock_leases(p_worker_id, p_buckets, p_execution_ids, p_fences) l
+           set locked_by = null, run_at = v_now
+          from unnest(v_buckets, v_ids) as l(bucket, execution_id)
          where t.bucket = l.bucket and t.execution_id = l.execution_id
+           and t.bucket = any (p_buckets)
         returning t.bucket, t.execution_id, t.attempts, t.started_at
     ), rescheduled as (
         update public.zart_executions e
-           set status = 'scheduled', updated_at = public.zart_current_time(),
+           set status = 'scheduled', updated_at = v_now,
                attempts = r.attempts, started_at = coalesce(e.started_at, r.started_at)
           from released r
          where e.bucket = r.bucket and e.id = r.execution_id
+           and e.bucket = any (p_buckets)
         returning 1
     )
-    select count(*)::integer from rescheduled
+    select count(*)::integer into v_n from rescheduled;
+    return v_n;
+end
 $$;
 
 -- Called by an idle Worker to know how long it may sleep. No locks. Raises nothing.

@@ -92,7 +92,7 @@ pub struct PostgresScheduler {
     /// The free slots of this process's workers on this scheduler (in-process hand-off).
     handoffs: Arc<zart::handoff::Handoffs>,
     /// On Citus, the shards claims walk (read on first use; empty on plain PostgreSQL).
-    shards: tokio::sync::OnceCell<citus::Shards>,
+    shards: Arc<citus::ShardMap>,
 }
 
 /// Held by the one write at a time that NOTIFYs inside its own statement.
@@ -118,6 +118,7 @@ impl PostgresScheduler {
     /// notification sender start on the first call made inside a tokio runtime.
     pub fn new(pool: PgPool) -> Self {
         let (wakeups, _) = broadcast::channel(WAKEUP_BUFFER);
+        let shards = Arc::new(citus::ShardMap::new(pool.pool().clone()));
         let step_tx_slots = Arc::new(tokio::sync::Semaphore::new(step_tx::slots_for(
             pool.pool().status().max_size,
         )));
@@ -131,7 +132,7 @@ impl PostgresScheduler {
             inline_notify: AtomicBool::new(false),
             group_commit: OnceLock::new(),
             handoffs: Arc::default(),
-            shards: tokio::sync::OnceCell::new(),
+            shards,
         }
     }
 
@@ -185,14 +186,14 @@ impl PostgresScheduler {
     /// methods call it).
     fn group_commit(&self) -> &group_commit::GroupCommit {
         self.group_commit
-            .get_or_init(|| group_commit::GroupCommit::start(self.pool.pool().clone()))
+            .get_or_init(|| {
+                group_commit::GroupCommit::start(self.pool.pool().clone(), self.shards.clone())
+            })
     }
 
     /// The shards a claim walks: none on plain PostgreSQL (see [`citus`]).
     async fn shards(&self) -> Result<&citus::Shards, Error> {
-        self.shards
-            .get_or_try_init(|| citus::Shards::load(self.pool.pool()))
-            .await
+        self.shards.get().await
     }
 
     /// How long until the time a `(queue, task names)` function returns as milliseconds
@@ -289,6 +290,19 @@ impl PostgresScheduler {
         call: Call<'_>,
     ) -> Result<Vec<tokio_postgres::Row>, Error> {
         query(self.pool.pool(), sql, params, call).await
+    }
+
+    /// `leases` as the arrays the lease functions take: one set, or on Citus one per shard
+    /// (a statement stays on one shard).
+    async fn lease_groups(&self, leases: &[Lease]) -> Result<Vec<LeaseArrays>, Error> {
+        let shards = self.shards().await?;
+        if !shards.distributed() {
+            return Ok(vec![lease_arrays(leases)?]);
+        }
+        citus::split(shards, leases, bucket_of)?
+            .into_iter()
+            .map(|(_, part)| lease_arrays(&part))
+            .collect()
     }
 
     /// One `zart_claim_tasks` of up to `limit` tasks, within `buckets` when given.
@@ -888,26 +902,29 @@ impl Scheduler for PostgresScheduler {
     }
 
     async fn heartbeat(&self, p: HeartbeatParams) -> Result<Vec<Lease>, Error> {
-        let (buckets, ids, fences) = lease_arrays(&p.leases)?;
-        let rows = self
-            .query(
-                queries::HEARTBEAT,
-                &[
-                    (&p.worker_id, Type::TEXT),
-                    (&millis(p.lease), Type::INT8),
-                    (&buckets, Type::INT2_ARRAY),
-                    (&ids, Type::TEXT_ARRAY),
-                    (&fences, Type::INT8_ARRAY),
-                ],
-                Call::new("heartbeat"),
-            )
-            .await?;
         // Ids are unique (the bucket is a function of the id).
-        let renewed: std::collections::HashSet<String> = rows
-            .iter()
-            .map(|r| r.try_get(1))
-            .collect::<Result<_, tokio_postgres::Error>>()
-            .map_err(|e| row_error(e, "heartbeat"))?;
+        let mut renewed = std::collections::HashSet::new();
+        for (buckets, ids, fences) in self.lease_groups(&p.leases).await? {
+            let rows = self
+                .query(
+                    queries::HEARTBEAT,
+                    &[
+                        (&p.worker_id, Type::TEXT),
+                        (&millis(p.lease), Type::INT8),
+                        (&buckets, Type::INT2_ARRAY),
+                        (&ids, Type::TEXT_ARRAY),
+                        (&fences, Type::INT8_ARRAY),
+                    ],
+                    Call::new("heartbeat"),
+                )
+                .await?;
+            for r in &rows {
+                renewed.insert(
+                    r.try_get::<_, String>(1)
+                        .map_err(|e| row_error(e, "heartbeat"))?,
+                );
+            }
+        }
         Ok(p.leases
             .into_iter()
             .filter(|l| renewed.contains(&l.execution_id))
@@ -915,25 +932,27 @@ impl Scheduler for PostgresScheduler {
     }
 
     async fn release_tasks(&self, p: ReleaseTasksParams) -> Result<u64, Error> {
-        let (buckets, ids, fences) = lease_arrays(&p.leases)?;
-        let rows = self
-            .query(
-                queries::RELEASE_TASKS,
-                &[
-                    (&p.worker_id, Type::TEXT),
-                    (&buckets, Type::INT2_ARRAY),
-                    (&ids, Type::TEXT_ARRAY),
-                    (&fences, Type::INT8_ARRAY),
-                ],
-                Call::new("releasing leases"),
-            )
-            .await?;
-        let released: i32 = rows
-            .first()
-            .map(|r| r.try_get(0))
-            .transpose()
-            .map_err(|e| row_error(e, "releasing leases"))?
-            .unwrap_or(0);
+        let mut released = 0;
+        for (buckets, ids, fences) in self.lease_groups(&p.leases).await? {
+            let rows = self
+                .query(
+                    queries::RELEASE_TASKS,
+                    &[
+                        (&p.worker_id, Type::TEXT),
+                        (&buckets, Type::INT2_ARRAY),
+                        (&ids, Type::TEXT_ARRAY),
+                        (&fences, Type::INT8_ARRAY),
+                    ],
+                    Call::new("releasing leases"),
+                )
+                .await?;
+            released += rows
+                .first()
+                .map(|r| r.try_get::<_, i32>(0))
+                .transpose()
+                .map_err(|e| row_error(e, "releasing leases"))?
+                .unwrap_or(0);
+        }
         if released > 0 {
             // The released tasks are due now: wake other workers.
             self.notify_after_commit(queries::CHANNEL_WORK, &p.queue);

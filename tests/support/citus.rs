@@ -109,6 +109,7 @@ pub async fn new_db(server: &str, workers: &[(String, u16)]) -> TestDb {
         url,
         name,
         server: server.to_owned(),
+        citus: true,
     }
 }
 

@@ -149,6 +149,10 @@ pub struct TestDb {
     pub name: String,
     pub url: String,
     server: String,
+    /// On a Citus cluster: always dropped, even after a failure (each database there keeps
+    /// background workers and connections on every node, and a run of failures would use
+    /// them up).
+    citus: bool,
 }
 
 impl TestDb {
@@ -192,6 +196,7 @@ impl TestDb {
             url: url_with_db(&server, &name),
             name,
             server,
+            citus: false,
         }
     }
 
@@ -233,6 +238,7 @@ impl TestDb {
             url: url_with_db(&server, &name),
             name,
             server,
+            citus: false,
         }
     }
 
@@ -256,7 +262,7 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        if std::thread::panicking() && !self.citus {
             eprintln!("keeping test database {} for inspection", self.name);
             return;
         }

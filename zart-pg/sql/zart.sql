@@ -385,10 +385,13 @@ $$;
 -- Raises nothing.
 create or replace function public.zart_fence_code(p_bucket smallint, p_execution_id text)
 returns text
-language sql stable as $$
-    select case when (select e.status from public.zart_executions e
+-- PL/pgSQL, not SQL: Citus cannot plan a SQL function's parameters.
+language plpgsql stable as $$
+begin
+    return case when (select e.status from public.zart_executions e
                        where e.bucket = p_bucket and e.id = p_execution_id) = 'cancelled'
-                then 'ZA001' else 'ZA002' end
+                then 'ZA001' else 'ZA002' end;
+end
 $$;
 
 -- Called by fenced functions when their task row is gone or has another fence.
@@ -1797,10 +1800,13 @@ create or replace function public.zart_try_commit_step(
     p_error        jsonb,
     p_attempts     integer
 ) returns text
-language sql as $$
-    select (public.zart_commit_steps(array[p_bucket], array[p_execution_id], array[p_fence],
+-- PL/pgSQL, not SQL: Citus cannot plan a SQL function's parameters.
+language plpgsql as $$
+begin
+    return (public.zart_commit_steps(array[p_bucket], array[p_execution_id], array[p_fence],
                                      array[p_name], array[p_seq], array[p_status],
-                                     array[p_output], array[p_error], array[p_attempts]))[1]
+                                     array[p_output], array[p_error], array[p_attempts]))[1];
+end
 $$;
 
 -- Called by zart_complete_execution. A batch of one: recording an outcome is defined once, in
@@ -3362,17 +3368,23 @@ $$;
 -- see the execution. No locks. Raises nothing; no rows for an unknown execution.
 create or replace function public.zart_get_state(p_bucket smallint, p_id text)
 returns table (name text, value jsonb, set_at timestamptz)
-language sql stable security definer
+-- PL/pgSQL, not SQL: Citus cannot plan a SQL function's parameters.
+language plpgsql stable security definer
 set search_path = pg_catalog, pg_temp
 as $$
+#variable_conflict use_column
+declare
+    v_tenants text[] := case when public.zart_tenancy_on() then public.zart_session_tenants() end;
+begin
+    return query
     select distinct on (n.name) n.name, s.output, s.updated_at
       from public.zart_executions e
-     cross join (select case when public.zart_tenancy_on() then public.zart_session_tenants() end as tenants) v
       join public.zart_steps s on s.bucket = e.bucket and s.execution_id = e.id and s.kind = 'state'
      cross join lateral (select substr(s.name, strpos(s.name, ':') + 1) as name) n
-     where e.bucket = p_bucket and e.id = p_id
-       and (v.tenants is null or e.tenant = any (v.tenants))
-     order by n.name, s.seq desc
+     where e.bucket = p_bucket and e.id = p_id and s.bucket = p_bucket
+       and (v_tenants is null or e.tenant = any (v_tenants))
+     order by n.name, s.seq desc;
+end
 $$;
 
 -- Every execution as it is now: zart_executions with the live status, attempts and first start.
@@ -3398,15 +3410,20 @@ create or replace function public.zart_get_execution(p_bucket smallint, p_id tex
 returns table (id text, task_name text, queue text, status text, input jsonb, output jsonb,
                error jsonb, attempts integer, created_at timestamptz, started_at timestamptz,
                finished_at timestamptz, parent_id text, priority smallint)
-language sql stable security definer
+-- PL/pgSQL, not SQL: Citus cannot plan a SQL function's parameters.
+language plpgsql stable security definer
 set search_path = pg_catalog, pg_temp
 as $$
+declare
+    v_tenants text[] := case when public.zart_tenancy_on() then public.zart_session_tenants() end;
+begin
+    return query
     select e.id, e.task_name, e.queue, e.status, e.input, e.output, e.error, e.attempts,
            e.created_at, e.started_at, e.finished_at, e.parent_id, e.priority
       from public.zart_execution_status e
-     cross join (select case when public.zart_tenancy_on() then public.zart_session_tenants() end as tenants) v
      where e.bucket = p_bucket and e.id = p_id
-       and (v.tenants is null or e.tenant = any (v.tenants))
+       and (v_tenants is null or e.tenant = any (v_tenants));
+end
 $$;
 
 -- Row-level security (enabled on the four tables by migration V4): a session reading a table

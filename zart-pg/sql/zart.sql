@@ -726,6 +726,7 @@ declare
     v_until timestamptz;
     v_key   public.zart_start_keys%rowtype;
     v_status text;
+    v_span  interval;
 begin
     if p_key is null then
         raise exception 'invalid start key: a debounced start needs one' using errcode = 'ZA004';
@@ -767,9 +768,15 @@ begin
          where t.bucket = v_key.bucket and t.execution_id = v_key.execution_id
            and t.attempts = 0 and t.locked_by is null;
         if found then
+            -- The deadline keeps its distance from the start. Read first: Citus refuses a
+            -- column in a time-zone-dependent (stable) expression of an UPDATE. The key's
+            -- row lock (above) keeps other starts of this key out in between.
+            select e.deadline_at - coalesce(e.start_at, e.created_at) into v_span
+              from public.zart_executions e
+             where e.bucket = v_key.bucket and e.id = v_key.execution_id;
             update public.zart_executions e
                set input = p_input, start_at = v_until, updated_at = v_now,
-                   deadline_at = v_until + (e.deadline_at - coalesce(e.start_at, e.created_at))
+                   deadline_at = v_until + v_span
              where e.bucket = v_key.bucket and e.id = v_key.execution_id;
             update public.zart_start_keys k set expires_at = v_until
              where k.task_name = v_key.task_name and k.start_key = v_key.start_key

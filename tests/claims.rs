@@ -405,3 +405,70 @@ async fn a_claim_at_the_deadline_leaves_a_sleep_that_is_not_over_alone() {
     assert_eq!(steps, vec![("nap".to_owned(), "waiting".to_owned())]);
     assert_eq!(step_status(&client, "late", "nap").await, "waiting");
 }
+
+/// On Citus a worker claims one shard's buckets per statement (docs/scale.md): a claim given a
+/// bucket set takes only the due tasks in those buckets, in claim order, and the idle look-up
+/// given one sees only them. Checked here on one PostgreSQL, where the set is otherwise absent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_given_a_bucket_set_takes_only_the_tasks_in_those_buckets() {
+    init_tracing();
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    fill(&client, "t", 200).await;
+    let chosen: Vec<i16> = column(
+        &client,
+        "select distinct bucket from zart_tasks order by bucket limit 5",
+        &[],
+    )
+    .await;
+    let in_set: i64 = client
+        .query_one(
+            "select count(*) from zart_tasks where bucket = any ($1)",
+            &[&chosen],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        in_set >= 5 && in_set < 200,
+        "the set holds some tasks, not all"
+    );
+
+    let claimed: Vec<i16> = client
+        .query(
+            "select bucket from zart_claim_tasks('w', 'default', array['t'], 200, 30000, $1)",
+            &[&chosen],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        i64::try_from(claimed.len()).unwrap(),
+        in_set,
+        "every due task in the set, no more"
+    );
+    assert!(claimed.iter().all(|b| chosen.contains(b)));
+
+    // The set is drained: its idle look-up sees only the leases running out (30 s), while the
+    // rest of the queue is due now.
+    let in_set_next: Option<i64> = client
+        .query_one(
+            "select zart_next_run_at('default', array['t'], $1)",
+            &[&chosen],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        in_set_next.is_some_and(|ms| ms > 20_000),
+        "only leased tasks are left in the set: {in_set_next:?}"
+    );
+    let next: Option<i64> = client
+        .query_one("select zart_next_run_at('default', array['t'])", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(next, Some(0), "the rest of the queue is due now");
+}

@@ -911,33 +911,34 @@ create or replace function public.zart_limit_counts(
     p_key_rate_ms bigint,
     p_now         timestamptz
 ) returns table (running integer, in_rate integer, key_running jsonb, key_recent jsonb)
-language sql stable as $$
-    with c as (
-        select c.limit_key, c.total, sum(c.running)::integer as running,
-               sum(c.in_rate)::integer as in_rate, sum(c.in_key_rate)::integer as in_key_rate
-          from (select t.limit_key, grouping(t.limit_key) = 1 as total, count(*) as running,
-                       0 as in_rate, 0 as in_key_rate
-                  from public.zart_tasks t
-                 where t.queue = p_queue and t.counted and t.locked_by is not null
-                   and t.run_at > p_now
-                 group by grouping sets ((), (t.limit_key))
-                union all
-                select r.limit_key, grouping(r.limit_key) = 1, 0,
-                       count(*) filter (where r.started_at > p_now - p_rate_ms * interval '1 millisecond'),
-                       count(*) filter (where r.started_at > p_now - p_key_rate_ms * interval '1 millisecond')
-                  from public.zart_limit_runs r
-                 where r.queue = p_queue
-                   and r.started_at > p_now - greatest(p_rate_ms, p_key_rate_ms) * interval '1 millisecond'
-                 group by grouping sets ((), (r.limit_key))) c
-         group by c.limit_key, c.total
-    )
-    select coalesce(max(c.running) filter (where c.total), 0),
-           coalesce(max(c.in_rate) filter (where c.total), 0),
-           coalesce(jsonb_object_agg(c.limit_key, c.running)
-                        filter (where not c.total and c.limit_key is not null and c.running > 0), '{}'),
-           coalesce(jsonb_object_agg(c.limit_key, c.in_key_rate)
-                        filter (where not c.total and c.limit_key is not null and c.in_key_rate > 0), '{}')
-      from c
+-- PL/pgSQL, and two plain aggregates rather than grouping sets: Citus plans neither a SQL
+-- function's parameters nor grouping sets across shards.
+language plpgsql stable as $$
+#variable_conflict use_column
+begin
+    select coalesce(sum(g.n), 0)::integer,
+           coalesce(jsonb_object_agg(g.limit_key, g.n) filter (where g.limit_key is not null), '{}')
+      into running, key_running
+      from (select t.limit_key, count(*) as n
+              from public.zart_tasks t
+             where t.queue = p_queue and t.counted and t.locked_by is not null
+               and t.run_at > p_now
+             group by t.limit_key) g;
+    select coalesce(sum(g.in_rate), 0)::integer,
+           coalesce(jsonb_object_agg(g.limit_key, g.in_key_rate)
+                        filter (where g.limit_key is not null and g.in_key_rate > 0), '{}')
+      into in_rate, key_recent
+      from (select r.limit_key,
+                   count(*) filter (where r.started_at > p_now - p_rate_ms * interval '1 millisecond')
+                       as in_rate,
+                   count(*) filter (where r.started_at > p_now - p_key_rate_ms * interval '1 millisecond')
+                       as in_key_rate
+              from public.zart_limit_runs r
+             where r.queue = p_queue
+               and r.started_at > p_now - greatest(p_rate_ms, p_key_rate_ms) * interval '1 millisecond'
+             group by r.limit_key) g;
+    return next;
+end
 $$;
 
 -- Called by zart_claim_tasks (p_lock) and zart_next_run_at (not p_lock): the due tasks a claim
@@ -2360,8 +2361,10 @@ create or replace function public.zart_child_wait(
 )
 language plpgsql as $$
 declare
-    v_first   boolean;
-    v_child   public.zart_executions%rowtype;
+    v_first    boolean;
+    v_child    public.zart_executions%rowtype;
+    v_tenant   text;
+    v_priority smallint;
 begin
     created := false;
     select w.created into v_first
@@ -2370,13 +2373,18 @@ begin
     if v_first then
         -- In the parent's tenant, at the parent's priority; no session check: the parent's
         -- lease is the authority. A detached child has no parent: nothing cascades to it.
-        select st.created into created
+        -- Read first, then inserted by a statement of its own: the child lives in its own
+        -- bucket (on Citus another shard), which a statement on the parent's cannot write.
+        select e.tenant, e.priority into v_tenant, v_priority
           from public.zart_executions e
-         cross join lateral public.zart_insert_execution(
-                   public.zart_bucket(p_child_id), p_child_id, p_task_name, p_input, p_queue,
-                   case when p_detached then null else p_execution_id end, null, e.tenant, null,
-                   public.zart_payload_limit(), null, e.priority, null) st
          where e.bucket = p_bucket and e.id = p_execution_id;
+        if found then
+            select st.created into created
+              from public.zart_insert_execution(
+                       public.zart_bucket(p_child_id), p_child_id, p_task_name, p_input, p_queue,
+                       case when p_detached then null else p_execution_id end, null, v_tenant,
+                       null, public.zart_payload_limit(), null, v_priority, null) st;
+        end if;
     end if;
     if p_detached then
         -- Recorded at once: the parent goes on.
@@ -2602,37 +2610,66 @@ create or replace function public.zart_cancel_tree(
 language plpgsql as $$
 #variable_conflict use_column
 declare
-    v_now timestamptz := public.zart_current_time();
+    v_now     timestamptz := public.zart_current_time();
+    v_buckets smallint[] := p_buckets;
+    v_ids     text[] := p_ids;
+    v_level   text[] := p_ids;
+    v_next_b  smallint[];
+    v_next    text[];
+    v_removed_b smallint[];
+    v_removed   text[];
+    v_attempts  integer[];
+    v_started   timestamptz[];
 begin
-    return query
-    with recursive tree (bucket, id) as (
-        select r.bucket, r.id from unnest(p_buckets, p_ids) as r(bucket, id)
-        union
-        select c.bucket, c.id
+    -- The unfinished descendants, a generation at a time (children live in their own
+    -- buckets, so on Citus on other shards, where a recursive query cannot follow them).
+    loop
+        select array_agg(c.bucket), array_agg(c.id) into v_next_b, v_next
           from public.zart_executions c
-          join tree on c.parent_id = tree.id
-         where c.status not in ('completed', 'failed', 'cancelled')
-    ), targets as (
-        select t.bucket, t.id from tree t where p_include_roots or not t.id = any (p_ids)
-    ), removed as (
+         where c.parent_id = any (v_level)
+           and c.status not in ('completed', 'failed', 'cancelled')
+           and not c.id = any (v_ids);
+        exit when v_next is null;
+        v_buckets := v_buckets || v_next_b;
+        v_ids := v_ids || v_next;
+        v_level := v_next;
+    end loop;
+    if not p_include_roots then
+        select array_agg(t.bucket), array_agg(t.id) into v_buckets, v_ids
+          from unnest(v_buckets, v_ids) as t(bucket, id)
+         where not t.id = any (p_ids);
+        if v_ids is null then
+            return;
+        end if;
+    end if;
+    -- Statements of their own, each over every target's bucket: on Citus a statement that
+    -- writes several shards cannot feed another.
+    with removed as (
         delete from public.zart_tasks t
-         using targets
-         where t.bucket = targets.bucket and t.execution_id = targets.id
+         using unnest(v_buckets, v_ids) as g(bucket, id)
+         where t.bucket = g.bucket and t.execution_id = g.id
+           and t.bucket = any (v_buckets)
         returning t.bucket, t.execution_id, t.attempts, t.started_at
-    ), marked as (
-        -- The attempts and first start of a run the claim did not write down (task row).
-        update public.zart_executions e
-           set status = 'cancelled', finished_at = v_now, updated_at = v_now,
-               error = jsonb_build_object('kind', 'cancelled', 'message', 'execution was cancelled'),
-               attempts = coalesce(r.attempts, e.attempts),
-               started_at = coalesce(e.started_at, r.started_at)
-          from targets
-          left join removed r on r.bucket = targets.bucket and r.execution_id = targets.id
-         where e.bucket = targets.bucket and e.id = targets.id
-           and e.status not in ('completed', 'failed', 'cancelled')
-        returning e.id
     )
-    select m.id from marked m;
+    select array_agg(r.bucket), array_agg(r.execution_id), array_agg(r.attempts),
+           array_agg(r.started_at)
+      into v_removed_b, v_removed, v_attempts, v_started
+      from removed r;
+    -- The attempts and first start of a run the claim did not write down (task row).
+    return query
+    update public.zart_executions e
+       set status = 'cancelled', finished_at = v_now, updated_at = v_now,
+           error = jsonb_build_object('kind', 'cancelled', 'message', 'execution was cancelled'),
+           attempts = coalesce(r.attempts, e.attempts),
+           started_at = coalesce(e.started_at, r.started_at)
+      from unnest(v_buckets, v_ids) as g(bucket, id)
+      left join unnest(v_removed_b, v_removed, v_attempts, v_started)
+                as r(bucket, execution_id, attempts, started_at)
+             on r.bucket = g.bucket and r.execution_id = g.id
+     where e.bucket = g.bucket and e.id = g.id
+       and e.bucket = any (v_buckets)
+       and e.status not in ('completed', 'failed', 'cancelled')
+    returning e.id;
 end
 $$;
 
@@ -3039,16 +3076,33 @@ returns table (
     started_in_window    integer,
     updated_at           timestamptz
 )
-language sql stable security definer
+-- A loop, not a join: on Citus a statement over a reference table may run on a worker node,
+-- and the counts' call with it, where it cannot read the distributed tables.
+language plpgsql stable security definer
 set search_path = pg_catalog, pg_temp
 as $$
-    select l.queue, l.max_running, l.rate_limit, l.rate_interval_ms, l.key_max_running,
-           l.key_rate_limit, l.key_rate_interval_ms,
-           c.running, c.in_rate, l.updated_at
-      from public.zart_queue_limits l
-     cross join lateral public.zart_limit_counts(l.queue, l.rate_interval_ms, null,
-                                                 public.zart_current_time()) c
-     order by l.queue
+#variable_conflict use_column
+declare
+    v_now timestamptz := public.zart_current_time();
+    v_l   record;
+    v_c   record;
+begin
+    for v_l in select * from public.zart_queue_limits l order by l.queue loop
+        select * into v_c
+          from public.zart_limit_counts(v_l.queue, v_l.rate_interval_ms, null, v_now) c;
+        queue := v_l.queue;
+        max_running := v_l.max_running;
+        rate_limit := v_l.rate_limit;
+        rate_interval_ms := v_l.rate_interval_ms;
+        key_max_running := v_l.key_max_running;
+        key_rate_limit := v_l.key_rate_limit;
+        key_rate_interval_ms := v_l.key_rate_interval_ms;
+        running := v_c.running;
+        started_in_window := v_c.in_rate;
+        updated_at := v_l.updated_at;
+        return next;
+    end loop;
+end
 $$;
 
 -- Called by audit functions for texts the Rust side limits to zart::audit::MAX_AUDIT_TEXT

@@ -161,3 +161,77 @@ pub(crate) fn in_batch_order<R>(
 
 /// The parameter type of a bucket set.
 pub(crate) const BUCKETS: Type = Type::INT2_ARRAY;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Three shards: buckets 0-9 on shard 0, 10-19 on shard 1, 20-1023 on shard 2.
+    fn three_shards() -> Shards {
+        let sets: Vec<Vec<i16>> = vec![(0..10).collect(), (10..20).collect(), (20..1024).collect()];
+        let mut shard_of = vec![0; 1024];
+        for (shard, set) in sets.iter().enumerate() {
+            for &b in set {
+                shard_of[usize::try_from(b).unwrap()] = shard;
+            }
+        }
+        Shards {
+            sets,
+            shard_of,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    #[test]
+    fn a_batch_splits_by_shard_and_its_results_come_back_in_batch_order() {
+        let shards = three_shards();
+        let items: Vec<(i16, &str)> = vec![(25, "a"), (3, "b"), (12, "c"), (4, "d"), (1000, "e")];
+        let groups = split(&shards, &items, |(b, _)| Ok(*b)).unwrap();
+        let parts: Vec<Vec<&str>> = groups
+            .iter()
+            .map(|(_, part)| part.iter().map(|(_, name)| *name).collect())
+            .collect();
+        assert_eq!(parts, vec![vec!["b", "d"], vec!["c"], vec!["a", "e"]]);
+        // Each group "writes" its items' names back; the batch gets them in its own order.
+        let written = groups
+            .into_iter()
+            .map(|(indexes, part)| {
+                let results = part.into_iter().map(|(_, name)| Ok(name)).collect();
+                (indexes, results)
+            })
+            .collect();
+        let out: Vec<&str> = in_batch_order(items.len(), written)
+            .unwrap()
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(out, vec!["a", "b", "c", "d", "e"]);
+    }
+
+    #[test]
+    fn a_group_that_answers_short_is_an_error_not_a_lost_item() {
+        let shards = three_shards();
+        let items = vec![1_i16, 2, 15];
+        let groups = split(&shards, &items, |b| Ok(*b)).unwrap();
+        let short = groups
+            .into_iter()
+            .map(|(indexes, _)| (indexes, vec![Ok(())]))
+            .collect();
+        assert!(in_batch_order(items.len(), short).is_err());
+    }
+
+    #[test]
+    fn not_distributed_is_one_group_and_claims_in_turn_start_one_shard_further_each_time() {
+        let plain = Shards::default();
+        assert!(!plain.distributed());
+        assert_eq!(plain.group(&[5, 700, 3]), vec![vec![0, 1, 2]]);
+        assert_eq!(plain.in_turn().count(), 0);
+
+        let shards = three_shards();
+        let firsts: Vec<i16> = (0..4)
+            .map(|_| shards.in_turn().next().unwrap()[0])
+            .collect();
+        assert_eq!(firsts, vec![0, 10, 20, 0]);
+        assert_eq!(shards.in_turn().count(), 3, "every shard once per walk");
+    }
+}

@@ -185,10 +185,9 @@ impl PostgresScheduler {
     /// The group-commit writer, started on first use (always inside the runtime: only async
     /// methods call it).
     fn group_commit(&self) -> &group_commit::GroupCommit {
-        self.group_commit
-            .get_or_init(|| {
-                group_commit::GroupCommit::start(self.pool.pool().clone(), self.shards.clone())
-            })
+        self.group_commit.get_or_init(|| {
+            group_commit::GroupCommit::start(self.pool.pool().clone(), self.shards.clone())
+        })
     }
 
     /// The shards a claim walks: none on plain PostgreSQL (see [`citus`]).

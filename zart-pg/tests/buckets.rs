@@ -67,6 +67,11 @@ const EXCEPTIONS: &[(&str, &str, &str)] = &[
         "removing a queue's limits forgets its runs",
     ),
     (
+        "zart_cancel_tree",
+        "zart_executions",
+        "an execution's unfinished descendants, a generation at a time: children live in their own buckets",
+    ),
+    (
         "zart_complete_executions",
         "zart_executions",
         "a failed parent's unfinished children, which live in their own buckets",

@@ -3040,8 +3040,10 @@ begin
     perform pg_notify('zart_work', p_queue);
     if num_nonnulls(p_max_running, p_rate_limit, p_key_max_running, p_key_rate_limit) = 0 then
         delete from public.zart_queue_limits l where l.queue = p_queue;
-        delete from public.zart_limit_runs r where r.queue = p_queue;
+        -- Before the runs go: on Citus that delete reaches every shard, after which the
+        -- function rewrite in here would be refused.
         perform public.zart_apply_settings();
+        delete from public.zart_limit_runs r where r.queue = p_queue;
         return false;
     end if;
     insert into public.zart_queue_limits as l

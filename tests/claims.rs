@@ -430,7 +430,7 @@ async fn a_claim_given_a_bucket_set_takes_only_the_tasks_in_those_buckets() {
         .unwrap()
         .get(0);
     assert!(
-        in_set >= 5 && in_set < 200,
+        (5..200).contains(&in_set),
         "the set holds some tasks, not all"
     );
 

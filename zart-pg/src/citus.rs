@@ -120,13 +120,16 @@ impl Shards {
     }
 }
 
+/// The indexes some items had in a batch, and those items (or their results).
+pub(crate) type Group<T> = (Vec<usize>, Vec<T>);
+
 /// The items of a batch grouped by shard (on Citus, one statement per shard), each group
 /// with the indexes its items had in the batch.
 pub(crate) fn split<T: Clone>(
     shards: &Shards,
     items: &[T],
     bucket: impl Fn(&T) -> Result<i16, Error>,
-) -> Result<Vec<(Vec<usize>, Vec<T>)>, Error> {
+) -> Result<Vec<Group<T>>, Error> {
     let buckets = items.iter().map(bucket).collect::<Result<Vec<_>, _>>()?;
     Ok(shards
         .group(&buckets)
@@ -141,7 +144,7 @@ pub(crate) fn split<T: Clone>(
 /// Puts the results of the groups of [`split`] back in the order of the batch's `n` items.
 pub(crate) fn in_batch_order<R>(
     n: usize,
-    groups: Vec<(Vec<usize>, Vec<Result<R, Error>>)>,
+    groups: Vec<Group<Result<R, Error>>>,
 ) -> Result<Vec<Result<R, Error>>, Error> {
     let mut out: Vec<Option<Result<R, Error>>> = (0..n).map(|_| None).collect();
     for (indexes, results) in groups {

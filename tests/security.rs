@@ -89,8 +89,8 @@ pub const MUTANTS: &[(&str, &str, &str, &str)] = &[
     (
         "cancel-walks-cycles",
         "cancel_terminates_on_a_cycle_of_parents",
-        "        select r.bucket, r.id from unnest(p_buckets, p_ids) as r(bucket, id)\n        union\n",
-        "        select r.bucket, r.id from unnest(p_buckets, p_ids) as r(bucket, id)\n        union all\n",
+        "           and c.status not in ('completed', 'failed', 'cancelled')\n           and not c.id = any (v_ids);\n",
+        "           and c.status not in ('completed', 'failed', 'cancelled');\n",
     ),
     (
         "unsalted-wait-lock",

@@ -150,16 +150,6 @@ drop function if exists public.zart_claim_schedules(text, text, text[], integer,
 drop function if exists public.zart_worker_seen(text, text, bigint, text, text[], integer, integer, bigint);
 drop function if exists public.zart_claim_tasks(text, text, text[], integer, bigint, smallint[]);
 drop function if exists public.zart_claim_levels(text, text[], integer);
-do $$
-begin
-    -- Its first form with a bucket set returned rows; now two arrays.
-    if exists (select from pg_catalog.pg_proc p
-                where p.oid = to_regprocedure('public.zart_claim_levels(text, text[], integer, smallint[])')
-                  and p.proretset) then
-        drop function public.zart_claim_levels(text, text[], integer, smallint[]);
-    end if;
-end
-$$;
 drop function if exists public.zart_next_run_at(text, text[]);
 drop function if exists public.zart_start_child(smallint, text, bigint, text, integer, text, text,
                                                 jsonb, text);

@@ -6,6 +6,10 @@
 //! PostgreSQL it is empty and every call runs once, over every bucket.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use zart::group_commit::BatchWriter;
 
 use tokio_postgres::types::Type;
 use zart::Error;
@@ -67,6 +71,11 @@ impl Shards {
             .map(|r| r.try_get::<_, Vec<i16>>(0))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| crate::errors::from_pg(e, call))?;
+        Ok(Shards::from_sets(sets))
+    }
+
+    /// The map of these bucket sets, one per shard in shard order.
+    fn from_sets(sets: Vec<Vec<i16>>) -> Shards {
         let mut shard_of = vec![0; 1024];
         for (shard, set) in sets.iter().enumerate() {
             for &b in set {
@@ -75,11 +84,11 @@ impl Shards {
                 }
             }
         }
-        Ok(Shards {
+        Shards {
             sets,
             shard_of,
             next: AtomicUsize::new(0),
-        })
+        }
     }
 
     /// Whether the tables are distributed (the calls go shard by shard).
@@ -97,9 +106,7 @@ impl Shards {
         };
         (0..n).map(move |i| self.sets[(first + i) % n].as_slice())
     }
-}
 
-impl Shards {
     /// The indexes of `buckets`' items grouped by shard: one group of all of them when not
     /// distributed.
     pub(crate) fn group(&self, buckets: &[i16]) -> Vec<Vec<usize>> {
@@ -141,13 +148,79 @@ pub(crate) fn split<T: Clone>(
         .collect())
 }
 
-/// Puts the results of the groups of [`split`] back in the order of the batch's `n` items.
-pub(crate) fn in_batch_order<R>(
-    n: usize,
-    groups: Vec<Group<Result<R, Error>>>,
-) -> Result<Vec<Result<R, Error>>, Error> {
-    let mut out: Vec<Option<Result<R, Error>>> = (0..n).map(|_| None).collect();
-    for (indexes, results) in groups {
+/// A group-commit writer that, on Citus, writes a batch as one batch per shard (a statement
+/// stays on one shard); on plain PostgreSQL it is `W` itself.
+pub(crate) struct ByShard<W, I> {
+    inner: W,
+    shards: Arc<ShardMap>,
+    bucket: fn(&I) -> Result<i16, Error>,
+}
+
+impl<W, I> ByShard<W, I> {
+    pub(crate) fn new(
+        inner: W,
+        shards: Arc<ShardMap>,
+        bucket: fn(&I) -> Result<i16, Error>,
+    ) -> Self {
+        ByShard {
+            inner,
+            shards,
+            bucket,
+        }
+    }
+}
+
+#[async_trait]
+impl<W, I, O> BatchWriter<I, O> for ByShard<W, I>
+where
+    W: BatchWriter<I, O>,
+    I: Clone + Send + Sync + 'static,
+    O: Send + 'static,
+{
+    async fn write_batch(&self, items: &[I]) -> Result<Vec<Result<O, Error>>, Error> {
+        let shards = self.shards.get().await?;
+        if !shards.distributed() {
+            return self.inner.write_batch(items).await;
+        }
+        write_by_shard(shards, &self.inner, items, self.bucket).await
+    }
+
+    async fn write_one(&self, item: &I) -> Result<O, Error> {
+        self.inner.write_one(item).await
+    }
+}
+
+/// Writes `items` one batch per shard and answers in their order. A shard's batch that fails
+/// as a whole has its items written one by one here, as the batcher would: the other shards'
+/// batches are committed, and writing their items again would answer them wrongly.
+async fn write_by_shard<I, O>(
+    shards: &Shards,
+    inner: &impl BatchWriter<I, O>,
+    items: &[I],
+    bucket: fn(&I) -> Result<i16, Error>,
+) -> Result<Vec<Result<O, Error>>, Error>
+where
+    I: Clone + Send + Sync + 'static,
+    O: Send + 'static,
+{
+    let mut out: Vec<Option<Result<O, Error>>> = items.iter().map(|_| None).collect();
+    for (indexes, part) in split(shards, items, bucket)? {
+        let results = match inner.write_batch(&part).await {
+            Ok(results) if results.len() == part.len() => results,
+            written => {
+                if let Err(err) = &written {
+                    tracing::warn!(
+                        error = %zart::error::error_chain(err),
+                        "a shard's batch write failed; writing its items one by one"
+                    );
+                }
+                let mut results = Vec::with_capacity(part.len());
+                for item in &part {
+                    results.push(inner.write_one(item).await);
+                }
+                results
+            }
+        };
         for (i, result) in indexes.into_iter().zip(results) {
             out[i] = Some(result);
         }
@@ -171,56 +244,80 @@ mod tests {
 
     /// Three shards: buckets 0-9 on shard 0, 10-19 on shard 1, 20-1023 on shard 2.
     fn three_shards() -> Shards {
-        let sets: Vec<Vec<i16>> = vec![(0..10).collect(), (10..20).collect(), (20..1024).collect()];
-        let mut shard_of = vec![0; 1024];
-        for (shard, set) in sets.iter().enumerate() {
-            for &b in set {
-                shard_of[usize::try_from(b).unwrap()] = shard;
+        Shards::from_sets(vec![
+            (0..10).collect(),
+            (10..20).collect(),
+            (20..1024).collect(),
+        ])
+    }
+
+    /// A writer that answers each item with its name, records what it was asked, and fails
+    /// as a whole any batch holding the item named "bad".
+    #[derive(Default)]
+    struct Recorder {
+        batches: std::sync::Mutex<Vec<Vec<&'static str>>>,
+        ones: std::sync::Mutex<Vec<&'static str>>,
+    }
+
+    #[async_trait]
+    impl BatchWriter<(i16, &'static str), &'static str> for Recorder {
+        async fn write_batch(
+            &self,
+            items: &[(i16, &'static str)],
+        ) -> Result<Vec<Result<&'static str, Error>>, Error> {
+            let names: Vec<&'static str> = items.iter().map(|(_, n)| *n).collect();
+            self.batches.lock().unwrap().push(names.clone());
+            if names.contains(&"bad") {
+                return Err(Error::Database {
+                    message: "the batch failed".to_owned(),
+                    source: None,
+                });
             }
+            Ok(names.into_iter().map(Ok).collect())
         }
-        Shards {
-            sets,
-            shard_of,
-            next: AtomicUsize::new(0),
+
+        async fn write_one(&self, item: &(i16, &'static str)) -> Result<&'static str, Error> {
+            self.ones.lock().unwrap().push(item.1);
+            Ok(item.1)
         }
     }
 
-    #[test]
-    fn a_batch_splits_by_shard_and_its_results_come_back_in_batch_order() {
+    fn bucket(item: &(i16, &'static str)) -> Result<i16, Error> {
+        Ok(item.0)
+    }
+
+    #[tokio::test]
+    async fn a_batch_goes_out_one_batch_per_shard_and_is_answered_in_its_own_order() {
         let shards = three_shards();
-        let items: Vec<(i16, &str)> = vec![(25, "a"), (3, "b"), (12, "c"), (4, "d"), (1000, "e")];
-        let groups = split(&shards, &items, |(b, _)| Ok(*b)).unwrap();
-        let parts: Vec<Vec<&str>> = groups
-            .iter()
-            .map(|(_, part)| part.iter().map(|(_, name)| *name).collect())
-            .collect();
-        assert_eq!(parts, vec![vec!["b", "d"], vec!["c"], vec!["a", "e"]]);
-        // Each group "writes" its items' names back; the batch gets them in its own order.
-        let written = groups
-            .into_iter()
-            .map(|(indexes, part)| {
-                let results = part.into_iter().map(|(_, name)| Ok(name)).collect();
-                (indexes, results)
-            })
-            .collect();
-        let out: Vec<&str> = in_batch_order(items.len(), written)
+        let writer = Recorder::default();
+        let items = vec![(25, "a"), (3, "b"), (12, "c"), (4, "d"), (1000, "e")];
+        let out: Vec<&str> = write_by_shard(&shards, &writer, &items, bucket)
+            .await
             .unwrap()
             .into_iter()
             .map(Result::unwrap)
             .collect();
         assert_eq!(out, vec!["a", "b", "c", "d", "e"]);
+        assert_eq!(
+            *writer.batches.lock().unwrap(),
+            vec![vec!["b", "d"], vec!["c"], vec!["a", "e"]]
+        );
+        assert!(writer.ones.lock().unwrap().is_empty());
     }
 
-    #[test]
-    fn a_group_that_answers_short_is_an_error_not_a_lost_item() {
+    #[tokio::test]
+    async fn a_shard_batch_that_fails_is_written_one_by_one_and_the_others_are_not_written_again() {
         let shards = three_shards();
-        let items = vec![1_i16, 2, 15];
-        let groups = split(&shards, &items, |b| Ok(*b)).unwrap();
-        let short = groups
+        let writer = Recorder::default();
+        let items = vec![(1, "a"), (15, "bad"), (2, "b"), (16, "c")];
+        let out: Vec<&str> = write_by_shard(&shards, &writer, &items, bucket)
+            .await
+            .unwrap()
             .into_iter()
-            .map(|(indexes, _)| (indexes, vec![Ok(())]))
+            .map(Result::unwrap)
             .collect();
-        assert!(in_batch_order(items.len(), short).is_err());
+        assert_eq!(out, vec!["a", "bad", "b", "c"]);
+        assert_eq!(*writer.ones.lock().unwrap(), vec!["bad", "c"]);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use zart::group_commit::{BatchWriter, Batcher, DEFAULT_MAX_BATCH};
 use zart::scheduler::{CommitStepParams, CompleteExecutionParams, Outcome};
 use zart::Error;
 
-use crate::citus::{self, ShardMap};
+use crate::citus::{ByShard, ShardMap};
 use crate::errors::{from_pg, Call};
 use crate::queries;
 use crate::{int4, query};
@@ -32,11 +32,14 @@ pub(crate) struct GroupCommit {
 impl GroupCommit {
     /// Starts the writer tasks on the current runtime.
     pub(crate) fn start(pool: Pool, shards: Arc<ShardMap>) -> Self {
-        let steps = Steps {
-            pool: pool.clone(),
-            shards: shards.clone(),
-        };
-        let outcomes = Outcomes { pool, shards };
+        let steps = ByShard::new(
+            Steps(pool.clone()),
+            shards.clone(),
+            |p: &CommitStepParams| crate::bucket_of(&p.lease),
+        );
+        let outcomes = ByShard::new(Outcomes(pool), shards, |p: &CompleteExecutionParams| {
+            crate::bucket_of(&p.lease)
+        });
         GroupCommit {
             steps: Batcher::start("steps", Arc::new(steps), DEFAULT_MAX_BATCH),
             outcomes: Batcher::start("outcomes", Arc::new(outcomes), DEFAULT_MAX_BATCH),
@@ -57,12 +60,8 @@ impl GroupCommit {
     }
 }
 
-/// Step results: `zart_commit_steps` (on Citus, one per shard), or `zart_commit_step` one by
-/// one.
-struct Steps {
-    pool: Pool,
-    shards: Arc<ShardMap>,
-}
+/// Step results: `zart_commit_steps`, or `zart_commit_step` one by one.
+struct Steps(Pool);
 
 #[async_trait]
 impl BatchWriter<CommitStepParams, ()> for Steps {
@@ -70,28 +69,16 @@ impl BatchWriter<CommitStepParams, ()> for Steps {
         &self,
         items: &[CommitStepParams],
     ) -> Result<Vec<Result<(), Error>>, Error> {
-        let shards = self.shards.get().await?;
-        if !shards.distributed() {
-            return write_steps_batch(&self.pool, items).await;
-        }
-        let mut done = Vec::new();
-        for (indexes, part) in citus::split(shards, items, |p| crate::bucket_of(&p.lease))? {
-            done.push((indexes, write_steps_batch(&self.pool, &part).await?));
-        }
-        citus::in_batch_order(items.len(), done)
+        write_steps_batch(&self.0, items).await
     }
 
     async fn write_one(&self, item: &CommitStepParams) -> Result<(), Error> {
-        write_step(&self.pool, item).await
+        write_step(&self.0, item).await
     }
 }
 
-/// Outcomes: `zart_complete_executions` (on Citus, one per shard), or
-/// `zart_complete_execution` one by one.
-struct Outcomes {
-    pool: Pool,
-    shards: Arc<ShardMap>,
-}
+/// Outcomes: `zart_complete_executions`, or `zart_complete_execution` one by one.
+struct Outcomes(Pool);
 
 #[async_trait]
 impl BatchWriter<CompleteExecutionParams, Option<String>> for Outcomes {
@@ -99,19 +86,11 @@ impl BatchWriter<CompleteExecutionParams, Option<String>> for Outcomes {
         &self,
         items: &[CompleteExecutionParams],
     ) -> Result<Vec<Result<Option<String>, Error>>, Error> {
-        let shards = self.shards.get().await?;
-        if !shards.distributed() {
-            return write_outcomes_batch(&self.pool, items).await;
-        }
-        let mut done = Vec::new();
-        for (indexes, part) in citus::split(shards, items, |p| crate::bucket_of(&p.lease))? {
-            done.push((indexes, write_outcomes_batch(&self.pool, &part).await?));
-        }
-        citus::in_batch_order(items.len(), done)
+        write_outcomes_batch(&self.0, items).await
     }
 
     async fn write_one(&self, item: &CompleteExecutionParams) -> Result<Option<String>, Error> {
-        write_outcome(&self.pool, item).await
+        write_outcome(&self.0, item).await
     }
 }
 
